@@ -1,0 +1,37 @@
+"""romancore: the compiled numerical core of romancal-lite.
+
+Pure functions on NumPy arrays (no file I/O, no logging):
+
+* :func:`read_pattern_metadata`: t̄, τ and N of each resultant;
+* :func:`flag_saturation`: saturation / A-D floor flagging with resultant dilution;
+* :func:`apply_linearity`: classic polynomial linearity correction;
+* :func:`fit_ramps`: Casertano (2022) fit of uneven ramps with queue-based jump
+  detection.
+
+Cubes are C-contiguous ``[n_resultants, ny, nx]``: float32 data, uint8 group DQ,
+uint32 pixel DQ.  Every kernel takes ``n_threads`` (default: all usable cores) and
+gives the same result for any thread count.
+"""
+
+from romancore import dqflags
+from romancore._parallel import openmp_enabled
+from romancore._threads import effective_n_threads
+from romancore.linearity import apply_linearity
+from romancore.ramp import RampFitResult, fit_ramps
+from romancore.readpattern import ReadPatternMetadata, read_pattern_metadata
+from romancore.saturation import ATOD_LIMIT, flag_saturation
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ATOD_LIMIT",
+    "RampFitResult",
+    "ReadPatternMetadata",
+    "apply_linearity",
+    "dqflags",
+    "effective_n_threads",
+    "fit_ramps",
+    "flag_saturation",
+    "openmp_enabled",
+    "read_pattern_metadata",
+]

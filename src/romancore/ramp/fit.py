@@ -1,0 +1,153 @@
+"""Public wrapper of the Casertano (2022) ramp fit with queue-based jump detection."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from romancore._threads import effective_n_threads
+from romancore._validation import check_array, check_writeable
+from romancore.ramp import _fit
+from romancore.ramp._tables import build_tables
+from romancore.readpattern import read_pattern_metadata
+
+__all__ = ["RampFitResult", "fit_ramps"]
+
+
+class RampFitResult(NamedTuple):
+    """Outputs of :func:`fit_ramps`.
+
+    Attributes
+    ----------
+    slope : numpy.ndarray of float32, shape (ny, nx)
+        Count rate in the units of the resultants per second (e/s for electrons).
+    var_read : numpy.ndarray of float32, shape (ny, nx)
+        Read-noise variance of the slope.
+    var_poisson : numpy.ndarray of float32, shape (ny, nx)
+        Poisson variance of the slope (already scaled by ``max(slope, 0)``).
+    groupdq : numpy.ndarray of uint8, shape (n_resultants, ny, nx)
+        The caller's group DQ array (the same object), with JUMP_DET set on the
+        resultants of every detected jump.
+    """
+
+    slope: np.ndarray
+    var_read: np.ndarray
+    var_poisson: np.ndarray
+    groupdq: np.ndarray
+
+
+def fit_ramps(
+    resultants: np.ndarray,
+    groupdq: np.ndarray,
+    read_noise: np.ndarray | float,
+    read_pattern: Sequence[Sequence[int]],
+    frame_time: float,
+    *,
+    use_jump: bool = True,
+    threshold_intercept: float = 5.5,
+    threshold_constant: float = 1 / 3,
+    n_threads: int | None = None,
+) -> RampFitResult:
+    """Fit up-the-ramp count rates to uneven resultants (Casertano et al. 2022).
+
+    Implements romancal's ``ols_cas22`` ramp fit (``seeds/000:1190-1258``) and, with
+    ``use_jump``, its queue-based jump detection (``seeds/000:1262-1306``):
+
+    1. A pixel's ramp is split into *segments*, the runs of resultants whose group DQ
+       is 0 (any flag, e.g. SATURATED, DO_NOT_USE or an earlier JUMP_DET, ends a run).
+    2. Each segment of two or more resultants is fitted with the optimal weights
+       ``W_i = (1 + P) N_i / (1 + P N_i) |t_i - t_mid|^P``, P chosen from the segment's
+       signal-to-noise ``S = (R_last - R_first) / sqrt(RN^2 + R_last - R_first)``
+       (Table 2), giving the slope ``sum K_i R_i``, the read variance
+       ``RN^2 sum K_i^2 / N_i`` and the Poisson variance per unit slope.
+    3. With ``use_jump``, each fitted segment is tested: the single- and
+       double-difference statistics (see ``romancore/ramp/_jump.pxd``) give
+       ``S = max_i s_i``; if ``S > intercept - constant log10(slope)`` (slope clamped to
+       [1, 1e4]) both candidate resultants get JUMP_DET and the sub-segments before and
+       after them go back on the queue, until the queue is empty.
+    4. Segments combine with weights ``1 / V_R``; the slope is their weighted mean, the
+       read variance ``1 / sum(1 / V_R)``, the Poisson variance
+       ``sum w^2 V_S / (sum w)^2`` times ``max(slope, 0)``.
+
+    Special cases: a single-resultant segment carries no weight; a pixel with no usable
+    segment (all resultants flagged, a single resultant, or NaN read noise) gets NaN
+    slope and variances; a pixel with zero read noise combines its segments with equal
+    weights and has zero read variance.  Where the seed is ambiguous (the jump
+    threshold comparison, ``2 min(t)`` in the difference variance, the correction term,
+    the last-pair special case), the behaviour is that of stcal 1.20.  The differences
+    from stcal 1.20 are listed in ``docs/romancore.md``: stcal returns 0, not NaN, for a
+    pixel with no usable segment and for zero read noise.
+
+    Parameters
+    ----------
+    resultants : numpy.ndarray of float32, shape (n_resultants, ny, nx)
+        Resultants in electrons, C-contiguous.  Not modified.
+    groupdq : numpy.ndarray of uint8, shape (n_resultants, ny, nx)
+        Group DQ; JUMP_DET is OR-ed in place where jumps are found.
+    read_noise : float or numpy.ndarray of shape (ny, nx)
+        Read noise per read in electrons (>= 0 or NaN).
+    read_pattern : sequence of sequences of int
+        1-based read numbers of each resultant.
+    frame_time : float
+        Seconds between reads.
+    use_jump : bool, optional
+        Run jump detection inside the fit (default True).
+    threshold_intercept, threshold_constant : float, optional
+        Parameters of the jump threshold (defaults 5.5 and 1/3).
+    n_threads : int or None, optional
+        Threads to use (see :func:`romancore.effective_n_threads`); results do not
+        depend on it.
+
+    Returns
+    -------
+    RampFitResult
+        ``slope``, ``var_read``, ``var_poisson`` and the updated ``groupdq``.
+
+    Raises
+    ------
+    ValueError
+        For arrays of the wrong dtype, shape or layout, negative read noise, or a read
+        pattern that is invalid or does not match the number of resultants.
+    """
+    check_array(resultants, "resultants", np.float32, 3)
+    n, ny, nx = resultants.shape
+    check_array(groupdq, "groupdq", np.uint8, 3, resultants.shape)
+    check_writeable(groupdq, "groupdq")
+    if np.ndim(read_noise) == 0:
+        read_noise = np.full((ny, nx), read_noise, dtype=np.float32)
+    read_noise = np.ascontiguousarray(read_noise, dtype=np.float32)
+    check_array(read_noise, "read_noise", np.float32, 2, (ny, nx))
+    if np.any(read_noise < 0):
+        raise ValueError("read_noise must be >= 0 (or NaN for unknown)")
+    meta = read_pattern_metadata(read_pattern, frame_time)
+    if len(meta.t_bar) != n:
+        raise ValueError(f"read_pattern has {len(meta.t_bar)} resultants but data has {n}")
+    for name, value in (("threshold_intercept", threshold_intercept),
+                        ("threshold_constant", threshold_constant)):
+        if not np.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value!r}")
+    tables = build_tables(meta)
+    slope = np.empty((ny, nx), dtype=np.float32)
+    var_read = np.empty((ny, nx), dtype=np.float32)
+    var_poisson = np.empty((ny, nx), dtype=np.float32)
+    _fit.fit(
+        resultants,
+        groupdq,
+        read_noise,
+        tables.k,
+        tables.k_offset,
+        tables.var_read,
+        tables.var_poisson,
+        tables.jump,
+        tables.t_bar32,
+        slope,
+        var_read,
+        var_poisson,
+        bool(use_jump),
+        float(threshold_intercept),
+        float(threshold_constant),
+        effective_n_threads(n_threads),
+    )
+    return RampFitResult(slope, var_read, var_poisson, groupdq)
