@@ -1,0 +1,67 @@
+"""Roman data models without roman_datamodels: read and write Roman ASDF files.
+
+Contract (stable API for the step framework and the reference-file code)
+-------------------------------------------------------------------------
+``open(init, model_type=None, *, memmap=False) -> DataModel``
+    ``init`` is a path (``str``/``Path``) to a Roman ASDF file or an existing model.
+    The model class is chosen from the tag of the file's ``roman`` node (as
+    ``roman_datamodels.datamodels.open`` does).  A model passed in is returned as a
+    shallow copy sharing its data (closing it does not close the original).
+    ``model_type`` (a model class) makes a mismatch an ``InputFileError``.
+    Arrays are loaded lazily (on first attribute access); ``memmap=True`` maps
+    uncompressed blocks read-only.  Every expected failure (missing file, not
+    ASDF, truncated, not a Roman file, wrong model type) raises
+    ``romancal_lite.errors.InputFileError`` with a one-line message naming the file.
+
+Model classes (all subclasses of ``DataModel``)
+    ``ScienceRawModel`` (``wfi_science_raw``), ``RampModel`` (``ramp``),
+    ``ImageModel`` (``wfi_image``) and the reference models ``MaskRefModel``,
+    ``SaturationRefModel``, ``LinearityRefModel``, ``InverselinearityRefModel``,
+    ``DarkRefModel``, ``GainRefModel``, ``ReadnoiseRefModel``, ``FlatRefModel``,
+    ``PhotomRefModel`` (``wfi_img_photom``), ``DistortionRefModel``,
+    ``RefpixRefModel``, ``SuperbiasRefModel``, ``IpcRefModel``, ``PixelareaRefModel``.
+
+Constructing models
+    ``Model()``                         empty model (``meta`` empty, no arrays).
+    ``Model(path)``                     same as ``open(path, model_type=Model)``.
+    ``Model.create_minimal(defaults)``  complete, schema-valid default ``meta`` (the
+                                        roman_datamodels 1.1 / RAD 2.x common metadata)
+                                        deep-merged with ``defaults`` (a mapping that
+                                        may also hold arrays, e.g.
+                                        ``{"data": arr, "meta": {"exposure": {...}}}``).
+    ``Model.create_fake_data(defaults=None, shape=None)``  as ``create_minimal`` plus
+                                        zero-filled arrays of the schema dtypes.
+    ``Model.from_model(other)``         new model of this class carrying over
+                                        ``other``'s full ``meta`` (deep copy), e.g.
+                                        ``RampModel.from_model(raw)``;
+                                        ``ImageModel.from_model(ramp)`` also adds the
+                                        image-only meta (``photometry``, ``wcs``...).
+
+Using models
+    ``model.meta``                      attribute-dict view (``model.meta.exposure.
+                                        read_pattern`` == ``model.meta["exposure"]
+                                        ["read_pattern"]``); assignments write through.
+    ``model.data`` / ``model.dq`` ...   arrays (numpy, loaded on first access).
+    ``model.meta.cal_step.<step>``      ``"INCOMPLETE"`` / ``"COMPLETE"`` / ``"SKIPPED"``.
+    ``model.save(path, dir_path=None) -> Path``  writes atomically (temp file in the
+                                        target directory + ``os.replace``) with the
+                                        current tags; sets ``meta.filename`` and
+                                        ``meta.file_date`` in the written file.
+    ``model.copy()``                    deep copy (arrays loaded and copied).
+    ``model.get_crds_parameters()``     flat ``{"roman.meta.a.b": scalar}`` dict
+                                        (same content as roman_datamodels').
+    ``model.crds_observatory == "roman"``; ``model.info()``, ``model.search()``;
+    ``with open(p) as m: ...`` closes the file; ``model.close()``.
+    ``read_pattern(model)``, ``frame_time(model)``: validated accessors raising
+    ``InputFileError`` when the exposure metadata is missing or malformed.
+
+File names
+    ``filenames.replace_suffix(name, suffix)`` / ``filenames.split_suffix(name)``
+    implement the suffix conventions of seeds/000:4987-5037 (``_uncal`` -> ``_cal``).
+
+The ASDF extension (``get_extension()``) is passed explicitly to every
+``asdf.open``/``AsdfFile`` this package makes, so it coexists with
+roman_datamodels when both are installed; unknown Roman tags round-trip untouched.
+"""
+
+from __future__ import annotations
