@@ -1,16 +1,18 @@
 # cython: language_level=3
 """Compiled saturation flagging (private; see :mod:`romancore.saturation`).
 
-Each pass runs over rows in parallel (``prange``), pixel by pixel within a row; no
-per-pixel allocation.  Because a saturated pixel stays saturated, the saturation state
-of a pixel is one number: the index ``fs`` of its first saturated resultant
-(``n_resultants`` when it never saturates).  Growing saturation to neighbours is then
-a 2-D minimum filter of ``fs`` (done between passes by the Python wrapper), and flagging
-is "SATURATED on every resultant ``i >= fs``".
+Rows are distributed over threads; within a row every pass runs over the resultants
+outside and the contiguous pixels inside, so the compiler vectorises it and each
+resultant row is streamed once.  Because a saturated pixel stays saturated, the
+saturation state of a pixel is one number: the index ``fs`` of its first saturated
+resultant (``n_resultants`` when it never saturates).  Growing saturation to
+neighbours is then a 2-D minimum filter of ``fs`` (done between passes by the Python
+wrapper), and flagging is "SATURATED on every resultant ``i >= fs``".
 """
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 from libc.math cimport isnan
-from libc.stdint cimport int16_t, uint8_t, uint32_t
+from libc.stdint cimport int16_t, int32_t, uint8_t, uint32_t
+from libc.stdlib cimport free, malloc
 
 from romancore._dqflags cimport (DQ_AD_FLOOR, DQ_DO_NOT_USE, DQ_NO_SAT_CHECK,
                                  DQ_SATURATED)
@@ -18,111 +20,174 @@ from romancore._dqflags cimport (DQ_AD_FLOOR, DQ_DO_NOT_USE, DQ_NO_SAT_CHECK,
 cdef float ATOD_LIMIT = 65535.0
 
 
-cdef inline bint _no_sat_check(float t, uint32_t tdq) noexcept nogil:
-    """True when the pixel has no usable threshold (NaN or NO_SAT_CHECK, 000:560)."""
-    return isnan(t) or (tdq & DQ_NO_SAT_CHECK) != 0
+cdef struct Pattern:
+    Py_ssize_t n
+    Py_ssize_t plane
+    const double* dilution  # mean(t) / max(t) per resultant (000:562)
+    const double* second    # [mean(reads_0), last(reads_2), len(reads_1)] or NULL
 
 
-cdef inline float _threshold(float t, uint32_t tdq, uint32_t* pdq) noexcept nogil:
-    """Resolve one pixel's threshold and OR the reference DQ into the pixel DQ."""
-    pdq[0] |= tdq
-    if _no_sat_check(t, tdq):
-        pdq[0] |= DQ_NO_SAT_CHECK
-        return ATOD_LIMIT
-    return t
+cdef void _thresholds(const float* thr, const uint32_t* tdq, uint32_t* pdq, float* t,
+                      uint8_t* nsc, Py_ssize_t nx, bint update_pdq) noexcept nogil:
+    """Resolve the row's thresholds: NaN or NO_SAT_CHECK -> the A/D limit (000:560).
+
+    With ``update_pdq`` the reference DQ and NO_SAT_CHECK are OR-ed into the pixel DQ.
+    """
+    cdef Py_ssize_t x
+    cdef bint no_check
+    for x in range(nx):
+        no_check = isnan(thr[x]) | ((tdq[x] & DQ_NO_SAT_CHECK) != 0)
+        nsc[x] = no_check
+        t[x] = ATOD_LIMIT if no_check else thr[x]
+        if update_pdq:
+            pdq[x] |= tdq[x] | (DQ_NO_SAT_CHECK if no_check else 0)
 
 
-cdef inline int _first_saturated(const float[:, :, ::1] data, uint8_t[:, :, ::1] gdq,
-                                 Py_ssize_t y, Py_ssize_t x, float t) noexcept nogil:
-    """Flag the A/D floor and return the first resultant at or above threshold."""
-    cdef Py_ssize_t n = data.shape[0], i
-    cdef int fs = <int>n
+cdef void _first_saturated(const Pattern* pt, const float* d0, uint8_t* g0,
+                           const float* t, int32_t* fs, Py_ssize_t nx) noexcept nogil:
+    """Flag the A/D floor; ``fs`` = first resultant >= threshold (or already SATURATED)."""
+    cdef Py_ssize_t i, x
+    cdef const float* d
+    cdef uint8_t* g
+    cdef int32_t n = <int32_t>pt.n, ii
     cdef float v
-    for i in range(n):
-        v = data[i, y, x]
-        if v <= 0:
-            gdq[i, y, x] |= DQ_AD_FLOOR | DQ_DO_NOT_USE
-        if fs == n and (v >= t or (gdq[i, y, x] & DQ_SATURATED)):
-            fs = <int>i
-    return fs
+    cdef bint sat
+    for x in range(nx):
+        fs[x] = n
+    for i in range(pt.n):
+        d = d0 + i * pt.plane
+        g = g0 + i * pt.plane
+        ii = <int32_t>i
+        for x in range(nx):
+            v = d[x]
+            g[x] = g[x] | (<uint8_t>(DQ_AD_FLOOR | DQ_DO_NOT_USE) if v <= 0 else 0)
+            sat = (v >= t[x]) | ((g[x] & DQ_SATURATED) != 0)
+            fs[x] = ii if (sat & (fs[x] == n)) else fs[x]
 
 
-cdef inline int _diluted(const float[:, :, ::1] data, uint8_t[:, :, ::1] gdq,
-                         Py_ssize_t y, Py_ssize_t x, float t, bint nsc, int fs,
-                         const double[::1] dilution) noexcept nogil:
+cdef inline int32_t _diluted(const Pattern* pt, const float* d0, const uint8_t* g0,
+                             Py_ssize_t x, float t, bint nsc, int32_t fs) noexcept nogil:
     """Index of a resultant saturated by dilution, or ``n`` (000:562).
 
-    Only the resultant just before the first saturated one can qualify, since the
-    rule needs the next resultant saturated and this one not yet flagged.
+    Only the resultant just before the first saturated one can qualify: the rule needs
+    the next resultant saturated and this one not flagged SATURATED or DO_NOT_USE.
     """
-    cdef int n = <int>data.shape[0]
-    cdef int g = fs - 1
-    if nsc or g < 0 or g > n - 2 or dilution[g] == 1.0:
-        return n
-    if gdq[g, y, x] & (DQ_SATURATED | DQ_DO_NOT_USE):
-        return n
-    if data[g, y, x] >= <float>(t * dilution[g]):
+    cdef int32_t g = fs - 1
+    if nsc or g < 0 or g > pt.n - 2 or pt.dilution[g] == 1.0:
+        return <int32_t>pt.n
+    if g0[g * pt.plane + x] & (DQ_SATURATED | DQ_DO_NOT_USE):
+        return <int32_t>pt.n
+    if d0[g * pt.plane + x] >= <float>(t * pt.dilution[g]):
         return g
-    return n
+    return <int32_t>pt.n
 
 
-cdef inline int _second_resultant(const float[:, :, ::1] data, Py_ssize_t y, Py_ssize_t x,
-                                  float t, int fs, const double[::1] second) noexcept nogil:
-    """stcal's check for a saturating event in the last reads of resultant 1.
+cdef inline int32_t _second_resultant(const Pattern* pt, const float* d0, Py_ssize_t x,
+                                      float t, int32_t fs) noexcept nogil:
+    """stcal 1.20's check for a saturating event in the last reads of resultant 1.
 
-    Flags resultant 1 when resultant 2 is the first saturated one, resultant 0
+    Resultant 1 is flagged when resultant 2 is the first saturated one, resultant 0
     extrapolated to the end of resultant 2 stays below threshold, and the step from
     resultant 0 to 1 exceeds the remaining headroom divided by the reads of resultant 1.
-    ``second = [mean(reads_0), last(reads_2), len(reads_1)]``; empty when n < 3.
     """
-    if second.shape[0] == 0 or fs != 2:
-        return <int>data.shape[0]
-    cdef float d0 = data[0, y, x], d1 = data[1, y, x]
-    if ((d0 / second[0]) * second[1] < t) and (d1 - d0 > (t - d0) / second[2]):
+    if pt.second == NULL or fs != 2:
+        return <int32_t>pt.n
+    cdef float v0 = d0[x], v1 = d0[pt.plane + x]
+    if ((v0 / pt.second[0]) * pt.second[1] < t) and (v1 - v0 > (t - v0) / pt.second[2]):
         return 1
-    return <int>data.shape[0]
+    return <int32_t>pt.n
 
 
-cdef inline void _flag_from(uint8_t[:, :, ::1] gdq, Py_ssize_t y, Py_ssize_t x,
-                            int first) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(first, gdq.shape[0]):
-        gdq[i, y, x] |= DQ_SATURATED
+cdef void _flag_from(const Pattern* pt, uint8_t* g0, const int32_t* first,
+                     Py_ssize_t nx) noexcept nogil:
+    """SATURATED on every resultant ``i >= first[x]``."""
+    cdef Py_ssize_t i, x
+    cdef uint8_t* g
+    cdef int32_t ii
+    for i in range(pt.n):
+        g = g0 + i * pt.plane
+        ii = <int32_t>i
+        for x in range(nx):
+            g[x] = g[x] | (<uint8_t>DQ_SATURATED if ii >= first[x] else 0)
+
+
+cdef Pattern _pattern(Py_ssize_t n, Py_ssize_t plane, const double[::1] dilution,
+                      const double[::1] second) noexcept:
+    cdef Pattern pt
+    pt.n = n
+    pt.plane = plane
+    pt.dilution = &dilution[0]
+    pt.second = &second[0] if second.shape[0] == 3 else NULL
+    return pt
 
 
 def flag_all(const float[:, :, ::1] data, uint8_t[:, :, ::1] gdq, uint32_t[:, ::1] pdq,
              const float[:, ::1] thr, const uint32_t[:, ::1] thr_dq,
              const double[::1] dilution, const double[::1] second, int n_threads):
-    """One fused pass: threshold, A/D floor, dilution, second-resultant check."""
-    cdef Py_ssize_t ny = data.shape[1], nx = data.shape[2], y, x
-    cdef float t
-    cdef int fs, d, s, first
-    cdef bint nsc
-    for y in prange(ny, nogil=True, schedule="static", num_threads=n_threads):
-        for x in range(nx):
-            t = _threshold(thr[y, x], thr_dq[y, x], &pdq[y, x])
-            nsc = _no_sat_check(thr[y, x], thr_dq[y, x])
-            fs = _first_saturated(data, gdq, y, x, t)
-            d = _diluted(data, gdq, y, x, t, nsc, fs, dilution)
-            s = _second_resultant(data, y, x, t, fs, second)
-            first = fs
-            if d < first:
-                first = d
-            if s < first:
-                first = s
-            _flag_from(gdq, y, x, first)
+    """Without growth: threshold, A/D floor, dilution and resultant-1 check, one pass."""
+    cdef Py_ssize_t n = data.shape[0], ny = data.shape[1], nx = data.shape[2], y, x
+    cdef Pattern pt = _pattern(n, ny * nx, dilution, second)
+    cdef float* t
+    cdef uint8_t* nsc
+    cdef int32_t* fs
+    cdef int32_t d, s
+    cdef const float* d0
+    cdef uint8_t* g0
+    with nogil, parallel(num_threads=n_threads):
+        t = <float*>malloc(nx * sizeof(float))
+        nsc = <uint8_t*>malloc(nx * sizeof(uint8_t))
+        fs = <int32_t*>malloc(nx * sizeof(int32_t))
+        if t == NULL or nsc == NULL or fs == NULL:
+            with gil:
+                raise MemoryError("romancore.flag_saturation: out of memory")
+        for y in prange(ny, schedule="static"):
+            d0 = &data[0, y, 0]
+            g0 = &gdq[0, y, 0]
+            _thresholds(&thr[y, 0], &thr_dq[y, 0], &pdq[y, 0], t, nsc, nx, True)
+            _first_saturated(&pt, d0, g0, t, fs, nx)
+            for x in range(nx):
+                if 0 < fs[x] < n:
+                    d = _diluted(&pt, d0, g0, x, t[x], nsc[x], fs[x])
+                    s = _second_resultant(&pt, d0, x, t[x], fs[x])
+                    if s < d:
+                        d = s
+                    if d < fs[x]:
+                        fs[x] = d
+            _flag_from(&pt, g0, fs, nx)
+        free(t)
+        free(nsc)
+        free(fs)
 
 
 def first_saturated(const float[:, :, ::1] data, uint8_t[:, :, ::1] gdq, uint32_t[:, ::1] pdq,
                     const float[:, ::1] thr, const uint32_t[:, ::1] thr_dq,
                     int16_t[:, ::1] fs_map, int n_threads):
     """Growth pass A: A/D floor, pixel DQ, and the first-saturated index map."""
-    cdef Py_ssize_t ny = data.shape[1], nx = data.shape[2], y, x
-    cdef float t
-    for y in prange(ny, nogil=True, schedule="static", num_threads=n_threads):
-        for x in range(nx):
-            t = _threshold(thr[y, x], thr_dq[y, x], &pdq[y, x])
-            fs_map[y, x] = <int16_t>_first_saturated(data, gdq, y, x, t)
+    cdef Py_ssize_t n = data.shape[0], ny = data.shape[1], nx = data.shape[2], y, x
+    cdef double dummy[3]
+    cdef Pattern pt
+    pt.n = n
+    pt.plane = ny * nx
+    pt.dilution = dummy
+    pt.second = NULL
+    cdef float* t
+    cdef uint8_t* nsc
+    cdef int32_t* fs
+    with nogil, parallel(num_threads=n_threads):
+        t = <float*>malloc(nx * sizeof(float))
+        nsc = <uint8_t*>malloc(nx * sizeof(uint8_t))
+        fs = <int32_t*>malloc(nx * sizeof(int32_t))
+        if t == NULL or nsc == NULL or fs == NULL:
+            with gil:
+                raise MemoryError("romancore.flag_saturation: out of memory")
+        for y in prange(ny, schedule="static"):
+            _thresholds(&thr[y, 0], &thr_dq[y, 0], &pdq[y, 0], t, nsc, nx, True)
+            _first_saturated(&pt, &data[0, y, 0], &gdq[0, y, 0], t, fs, nx)
+            for x in range(nx):
+                fs_map[y, x] = <int16_t>fs[x]
+        free(t)
+        free(nsc)
+        free(fs)
 
 
 def dilute_grown(const float[:, :, ::1] data, uint8_t[:, :, ::1] gdq,
@@ -130,25 +195,57 @@ def dilute_grown(const float[:, :, ::1] data, uint8_t[:, :, ::1] gdq,
                  const int16_t[:, ::1] fs_grown, int16_t[:, ::1] dil_map,
                  const double[::1] dilution, const double[::1] second, int n_threads):
     """Growth pass B: flag the grown saturation, find diluted resultants (to be grown)."""
-    cdef Py_ssize_t ny = data.shape[1], nx = data.shape[2], y, x
-    cdef float t
-    cdef int fs, s
-    cdef bint nsc
-    for y in prange(ny, nogil=True, schedule="static", num_threads=n_threads):
-        for x in range(nx):
-            nsc = _no_sat_check(thr[y, x], thr_dq[y, x])
-            t = ATOD_LIMIT if nsc else thr[y, x]
-            fs = fs_grown[y, x]
-            dil_map[y, x] = <int16_t>_diluted(data, gdq, y, x, t, nsc, fs, dilution)
-            s = _second_resultant(data, y, x, t, fs, second)
-            if s < fs:
-                fs = s
-            _flag_from(gdq, y, x, fs)
+    cdef Py_ssize_t n = data.shape[0], ny = data.shape[1], nx = data.shape[2], y, x
+    cdef Pattern pt = _pattern(n, ny * nx, dilution, second)
+    cdef float* t
+    cdef uint8_t* nsc
+    cdef int32_t* fs
+    cdef int32_t d, s
+    cdef const float* d0
+    cdef uint8_t* g0
+    with nogil, parallel(num_threads=n_threads):
+        t = <float*>malloc(nx * sizeof(float))
+        nsc = <uint8_t*>malloc(nx * sizeof(uint8_t))
+        fs = <int32_t*>malloc(nx * sizeof(int32_t))
+        if t == NULL or nsc == NULL or fs == NULL:
+            with gil:
+                raise MemoryError("romancore.flag_saturation: out of memory")
+        for y in prange(ny, schedule="static"):
+            d0 = &data[0, y, 0]
+            g0 = &gdq[0, y, 0]
+            _thresholds(&thr[y, 0], &thr_dq[y, 0], NULL, t, nsc, nx, False)
+            for x in range(nx):
+                fs[x] = fs_grown[y, x]
+                d = <int32_t>n
+                if 0 < fs[x] < n:
+                    d = _diluted(&pt, d0, g0, x, t[x], nsc[x], fs[x])
+                    s = _second_resultant(&pt, d0, x, t[x], fs[x])
+                    if s < fs[x]:
+                        fs[x] = s
+                dil_map[y, x] = <int16_t>d
+            _flag_from(&pt, g0, fs, nx)
+        free(t)
+        free(nsc)
+        free(fs)
 
 
 def flag_from_map(uint8_t[:, :, ::1] gdq, const int16_t[:, ::1] first, int n_threads):
     """Growth pass C: SATURATED on every resultant at or after ``first[y, x]``."""
-    cdef Py_ssize_t ny = gdq.shape[1], nx = gdq.shape[2], y, x
-    for y in prange(ny, nogil=True, schedule="static", num_threads=n_threads):
-        for x in range(nx):
-            _flag_from(gdq, y, x, first[y, x])
+    cdef Py_ssize_t n = gdq.shape[0], ny = gdq.shape[1], nx = gdq.shape[2], y, x
+    cdef double dummy[3]
+    cdef Pattern pt
+    pt.n = n
+    pt.plane = ny * nx
+    pt.dilution = dummy
+    pt.second = NULL
+    cdef int32_t* fs
+    with nogil, parallel(num_threads=n_threads):
+        fs = <int32_t*>malloc(nx * sizeof(int32_t))
+        if fs == NULL:
+            with gil:
+                raise MemoryError("romancore.flag_saturation: out of memory")
+        for y in prange(ny, schedule="static"):
+            for x in range(nx):
+                fs[x] = first[y, x]
+            _flag_from(&pt, &gdq[0, y, 0], fs, nx)
+        free(fs)
