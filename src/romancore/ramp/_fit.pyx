@@ -241,7 +241,7 @@ cdef void _fit_row(const Tables* tb, const float* r0, uint8_t* g0, const float* 
         if not flagged[x] and tb.use_jump and best[x] > tb.lowest_threshold:
             if best[x] > threshold(<float>slope[x], tb.intercept, tb.constant):
                 flagged[x] = 1
-        if flagged[x] or isnan(rn[x]):
+        if flagged[x] or isnan(rn[x]) or isnan(slope[x]):
             _queue_pixel(tb, r0 + x, g0 + x, rn[x], stack,
                          out_slope + x, out_vr + x, out_vp + x)
             continue
