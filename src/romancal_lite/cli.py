@@ -1,0 +1,268 @@
+"""Command-line runner: ``python -m romancal_lite run <pipeline|step> <input> [options]``.
+
+Expected errors (`~romancal_lite.errors.RomancalLiteError`) are printed as one line
+``romancal_lite: error: <message>`` and exit with the error's ``exit_status`` (1, or 64
+for no science data); anything else is a bug and keeps its traceback (exit 1).
+
+Parameters are given as ``--<param> VALUE`` or ``--<param>=VALUE`` (``-`` and ``_`` are
+interchangeable in names); pipeline steps' parameters as
+``--steps.<step>.<param> VALUE``. A boolean parameter given without a value means true.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from romancal_lite.errors import ConfigError, RomancalLiteError
+
+if TYPE_CHECKING:
+    from romancal_lite.stpipe.params import Param
+    from romancal_lite.stpipe.step import Step
+
+__all__ = ["main"]
+
+PROG = "romancal_lite"
+_PARAMETER_FILE_EXTENSIONS = {".asdf", ".yaml", ".yml"}
+_BOOL_WORDS = {"true", "false", "yes", "no", "on", "off", "1", "0", "t", "f", "y", "n"}
+
+_RUN_OPTIONS = """\
+run options:
+  --config FILE              parameter file (ASDF or YAML); repeat to layer files,
+                             later files win; command-line values win over all files
+  --<param> VALUE            set a parameter of the pipeline or step
+  --steps.<step>.<param> VALUE
+                             set a parameter of one step of a pipeline
+  --override-<reftype> PATH  use this reference file instead of the selected one
+  --output-dir DIR           write outputs to DIR (default: current directory)
+  --save-parameters FILE     write the parameters used to FILE (ASDF or YAML)
+  -v, --verbose              show DEBUG log messages
+  -h, --help                 after a pipeline or step name: list all its parameters
+"""
+
+_EXIT_STATUS = """\
+exit status:
+  0 success, 1 error, 64 no science data in the input
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return the exit status.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments without the program name; defaults to ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        0 on success, the error's ``exit_status`` for expected errors, 1 otherwise.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _dispatch(args)
+    except RomancalLiteError as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return exc.exit_status
+    except Exception:
+        traceback.print_exc()
+        return 1
+
+
+def _dispatch(args: list[str]) -> int:
+    if not args or args[0] in {"-h", "--help"}:
+        print(_top_help())
+        return 0
+    if args[0] == "--version":
+        from romancal_lite import __version__
+
+        print(f"{PROG} {__version__}")
+        return 0
+    if args[0] == "run":
+        return _run(args[1:])
+    raise ConfigError(f"unknown command {args[0]!r} (commands: run; see {PROG} --help)")
+
+
+# ---------------------------------------------------------------------- help
+
+
+def _top_help() -> str:
+    from romancal_lite.stpipe import registry
+    from romancal_lite.stpipe.step import Step
+
+    lines = [
+        f"usage: {PROG} [-h] [--version] run <pipeline|step|parameter-file> <input> [options]",
+        "",
+        "Calibrate Roman WFI exposures (romancal_lite).",
+        "",
+        "commands:",
+        "  run    run a pipeline or a step on an input file and save the result",
+        "",
+        _RUN_OPTIONS,
+        "parameters of every pipeline and step (see 'run <name> --help' for all):",
+        *_format_params(Step.spec(), ""),
+        "",
+        "pipelines:",
+        *_format_registry(registry.PIPELINES),
+        "",
+        "steps:",
+        *_format_registry(registry.STEPS),
+        "",
+        _EXIT_STATUS,
+    ]
+    return "\n".join(lines)
+
+
+def _format_registry(table: dict[str, str]) -> list[str]:
+    if not table:
+        return ["  (none registered)"]
+    width = max(len(alias) for alias in table)
+    return [f"  {alias:<{width}}  {path}" for alias, path in sorted(table.items())]
+
+
+def _format_params(spec: dict[str, Param], prefix: str) -> list[str]:
+    lines = []
+    for name, param in spec.items():
+        lines.append(f"  --{prefix}{name} {param.type.__name__.upper()}")
+        text = param.help or ""
+        detail = f"({param.describe()}; default: {param.default!r})"
+        lines.append(f"      {text} {detail}".rstrip() if text else f"      {detail}")
+    return lines
+
+
+def _class_help(cls: type[Step]) -> str:
+    from romancal_lite.stpipe.pipeline import Pipeline
+
+    name = cls.class_alias or cls.__name__
+    doc = (cls.__doc__ or "").strip().splitlines()
+    kind = "pipeline" if issubclass(cls, Pipeline) else "step"
+    lines = [
+        f"usage: {PROG} run {name} <input> [options]",
+        "",
+        f"{kind} {name} ({cls.class_path()})" + (f": {doc[0]}" if doc else ""),
+        "",
+        _RUN_OPTIONS,
+        f"parameters of {name}:",
+        *_format_params(cls.spec(), ""),
+    ]
+    if issubclass(cls, Pipeline):
+        for step_name, step_cls in cls.step_defs.items():
+            lines += ["", f"parameters of step {step_name} ({step_cls.class_path()}):"]
+            lines += _format_params(step_cls.spec(), f"steps.{step_name}.")
+    lines += ["", _EXIT_STATUS]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- run
+
+
+def _run(args: list[str]) -> int:
+    from romancal_lite.stpipe import registry
+
+    if not args or args[0] in {"-h", "--help"}:
+        print(_top_help())
+        return 0
+    target, rest = args[0], args[1:]
+    if target.startswith("-"):
+        raise ConfigError(f"expected a pipeline or step name after 'run', got {target!r}")
+    config_files: list[str] = []
+    if Path(target).suffix.lower() in _PARAMETER_FILE_EXTENSIONS and Path(target).is_file():
+        from romancal_lite.stpipe.config import load_parameter_file
+
+        file_class = load_parameter_file(target).get("class")
+        if not file_class:
+            raise ConfigError(f"parameter file {target} has no 'class'")
+        cls = registry.resolve(str(file_class))
+        config_files.append(target)
+    else:
+        cls = registry.resolve(target)
+
+    parsed = _parse_run_options(cls, rest)
+    if parsed["help"]:
+        print(_class_help(cls))
+        return 0
+    positionals = parsed["positionals"]
+    if not positionals:
+        raise ConfigError(f"missing input file (usage: {PROG} run {target} <input> [options])")
+    if len(positionals) > 1:
+        extra = " ".join(positionals[1:])
+        raise ConfigError(f"expected one input file, got extra argument(s): {extra}")
+
+    from romancal_lite.stpipe.log import log_to_stderr
+
+    with log_to_stderr(verbose=parsed["verbose"]):
+        config = cls.build_config(
+            [*config_files, *parsed["config"]],
+            base={"parameters": {"save_results": True}},
+            **parsed["parameters"],
+        )
+        step = cls.from_config(config)
+        if parsed["save_parameters"]:
+            step.export_config(parsed["save_parameters"])
+        step.run(positionals[0])
+    return 0
+
+
+def _parse_run_options(cls: type[Step], tokens: list[str]) -> dict[str, Any]:
+    """Split the tokens after ``run <name>`` into framework options, parameters, inputs."""
+    result: dict[str, Any] = {
+        "help": False,
+        "verbose": False,
+        "config": [],
+        "save_parameters": None,
+        "parameters": {},
+        "positionals": [],
+    }
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        i += 1
+        if token in {"-h", "--help"}:
+            result["help"] = True
+            continue
+        if token in {"-v", "--verbose"}:
+            result["verbose"] = True
+            continue
+        if not token.startswith("--") or token == "--":
+            if token.startswith("-") and token != "-":
+                raise ConfigError(f"unknown option {token!r}")
+            result["positionals"].append(token)
+            continue
+        key, has_value, value = token[2:].partition("=")
+        key = key.replace("-", "_")
+        if key in {"config", "save_parameters"}:
+            if not has_value:
+                if i >= len(tokens):
+                    raise ConfigError(f"--{key.replace('_', '-')} needs a file name")
+                value, i = tokens[i], i + 1
+            if key == "config":
+                result["config"].append(value)
+            else:
+                result["save_parameters"] = value
+            continue
+        if not has_value:
+            if _is_bool(cls, key) and (i >= len(tokens) or tokens[i].lower() not in _BOOL_WORDS):
+                value = "true"
+            elif i >= len(tokens):
+                raise ConfigError(f"option --{key} needs a value")
+            else:
+                value, i = tokens[i], i + 1
+        result["parameters"][key] = value
+    return result
+
+
+def _is_bool(cls: type[Step], key: str) -> bool:
+    parts = key.split(".")
+    spec: dict[str, Param] | None = None
+    if len(parts) == 1:
+        spec = cls.spec()
+    elif len(parts) == 3 and parts[0] == "steps":
+        step_cls = getattr(cls, "step_defs", {}).get(parts[1])
+        spec = step_cls.spec() if step_cls is not None else None
+    param = (spec or {}).get(parts[-1])
+    return param is not None and param.type is bool

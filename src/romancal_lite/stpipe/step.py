@@ -1,0 +1,647 @@
+"""The Step base class: parameters, references, status, provenance, output files.
+
+A step declares class attributes and one method::
+
+    class SaturationStep(Step):
+        \"\"\"Flag saturated pixels.\"\"\"
+
+        class_alias = "saturation"
+        reference_file_types = ("saturation",)
+        n_pix_grow_sat = Param(int, 0, "Grow saturated pixels by this many pixels",
+                               minimum=0)
+
+        def process(self, model):
+            ref = self.get_reference_file(model, "saturation")
+            ...
+            return model
+
+The base class does the rest, in small methods called by `Step.run`: open the input,
+honour ``skip``, check the output location before any work, time the step, record
+``meta.cal_step.<alias>``, record provenance (`Step.finalize_result`) and save the result
+as ``<basename>_<suffix>.asdf``.
+
+Parameter precedence (lowest first): class defaults < parameter files (in the order
+given) < keyword arguments / command line (`Step.build_config`).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from romancal_lite.errors import ConfigError, InputFileError, OutputError, ReferenceFileError
+from romancal_lite.stpipe.config import (
+    ParameterSet,
+    dump_parameter_file,
+    load_parameter_file,
+    merge_configs,
+    split_dotted,
+)
+from romancal_lite.stpipe.log import step_logger
+from romancal_lite.stpipe.naming import add_known_suffix, make_output_name
+from romancal_lite.stpipe.params import Param, format_errors, validate_parameters
+
+__all__ = ["Step"]
+
+#: Status values written to ``meta.cal_step.<alias>``.
+COMPLETE = "COMPLETE"
+SKIPPED = "SKIPPED"
+
+#: Value of a reference file (or override) meaning "no reference applies".
+NOT_APPLICABLE = "N/A"
+
+ConfigFiles = str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None
+
+
+class Step:
+    """Base class of all calibration steps (and, through `Pipeline`, pipelines).
+
+    Parameters
+    ----------
+    name : str, optional
+        Name of this instance; defaults to ``class_alias``. Inside a pipeline it is the
+        step's key in ``step_defs``.
+    parent : Step, optional
+        The pipeline this step belongs to.
+    **parameters
+        Parameter values; all are validated together and unknown names rejected.
+
+    Raises
+    ------
+    ConfigError
+        Listing every invalid or unknown parameter.
+    """
+
+    #: The one name of the step: CLI name, module name, pipeline attribute,
+    #: ``meta.cal_step`` key and default output suffix.
+    class_alias: ClassVar[str] = ""
+    #: Reference file types used; each gets an ``override_<reftype>`` parameter.
+    reference_file_types: ClassVar[tuple[str, ...]] = ()
+    #: ``model_type`` passed to ``romancal_lite.datamodels.open`` for path inputs.
+    model_type: ClassVar[str | None] = None
+    #: Whether `run` writes ``meta.cal_step.<class_alias>`` (pipelines do not).
+    record_cal_step: ClassVar[bool] = True
+
+    skip = Param(bool, False, "Skip this step (the input is passed on unchanged)")
+    save_results = Param(bool, False, "Save the result to <basename>_<suffix>.asdf")
+    output_dir = Param(str, None, "Directory of output files (default: current directory)")
+    output_file = Param(
+        str, None, "Basename of the output file (default: from the input name); implies saving"
+    )
+    suffix = Param(str, None, "Suffix of the output file name (default: the step's alias)")
+
+    _params: ClassVar[dict[str, Param]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.class_alias:
+            if not cls.class_alias.isidentifier():
+                raise TypeError(f"{cls.__name__}.class_alias must be an identifier")
+            add_known_suffix(cls.class_alias)
+        cls.reference_file_types = tuple(cls.reference_file_types)
+        for reftype in cls.reference_file_types:
+            name = f"override_{reftype}"
+            if not isinstance(getattr(cls, name, None), Param):
+                param = Param(str, None, f"Use this {reftype} reference file, not the selected one")
+                setattr(cls, name, param)
+                param.__set_name__(cls, name)
+        params: dict[str, Param] = {}
+        for klass in reversed(cls.__mro__):
+            for key, value in vars(klass).items():
+                if isinstance(value, Param):
+                    params[key] = value
+        cls._params = params
+
+    def __init__(self, name: str | None = None, parent: Step | None = None, **parameters: Any):
+        self.name = name or self.class_alias or type(self).__name__.lower()
+        self.parent = parent
+        names = [self.name]
+        node = parent
+        while node is not None:
+            names.insert(0, node.name)
+            node = node.parent
+        self.log = step_logger(*names)
+        self._values: dict[str, Any] = {key: p.default for key, p in self._params.items()}
+        converted, errors = validate_parameters(self._params, parameters)
+        if errors:
+            raise ConfigError(format_errors(f"{self._kind()} {self.name!r}", errors))
+        self._values.update(converted)
+        self._reference_files_used: list[tuple[str, str]] = []
+        self._input_name: str | None = None
+
+    # ------------------------------------------------------------------ parameters
+
+    @classmethod
+    def spec(cls) -> dict[str, Param]:
+        """Return the declared parameters of this class, base-class ones first.
+
+        Returns
+        -------
+        dict of str to Param
+            Name -> declaration.
+        """
+        return dict(cls._params)
+
+    @classmethod
+    def _kind(cls) -> str:
+        return "step"
+
+    @classmethod
+    def class_path(cls) -> str:
+        """Return ``"module:QualName"``, the form used by the registry and parameter files.
+
+        Returns
+        -------
+        str
+            The class path.
+        """
+        return f"{cls.__module__}:{cls.__qualname__}"
+
+    @classmethod
+    def config_errors(cls, config: Mapping[str, Any], prefix: str = "") -> list[str]:
+        """List every problem of a normalized parameter set for this class.
+
+        Parameters
+        ----------
+        config : mapping
+            ``{"parameters": {...}, "steps": {...}}``.
+        prefix : str, optional
+            Prepended to names in the messages (``"steps.saturation."``).
+
+        Returns
+        -------
+        list of str
+            Unknown or invalid parameters (empty if valid).
+        """
+        errors = validate_parameters(cls._params, config.get("parameters") or {}, prefix)[1]
+        for step in config.get("steps") or {}:
+            errors.append(f"{prefix}steps.{step}: {cls.__name__} has no steps")
+        return errors
+
+    @classmethod
+    def build_config(
+        cls,
+        config_file: ConfigFiles = None,
+        base: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> ParameterSet:
+        """Merge the parameter sources in order of precedence and validate the result.
+
+        Parameters
+        ----------
+        config_file : path or sequence of paths, optional
+            Parameter files (ASDF or YAML), applied in order, later ones winning.
+        base : mapping, optional
+            A normalized parameter set below the files (the runner's defaults, e.g.
+            ``save_results=True``).
+        **kwargs
+            Parameters; for pipelines ``steps={"saturation": {...}}`` or dotted names
+            ``"steps.saturation.skip"``. They override everything else.
+
+        Returns
+        -------
+        dict
+            ``{"parameters": {...}, "steps": {...}}``.
+
+        Raises
+        ------
+        ConfigError
+            For unreadable files, a file for another class, or any invalid parameter
+            (all reported in one message).
+        """
+        layers: list[Mapping[str, Any]] = [base or {}]
+        if config_file is not None:
+            files = [config_file] if isinstance(config_file, str | os.PathLike) else config_file
+            for path in files:
+                loaded = load_parameter_file(path)
+                cls._check_file_class(loaded.get("class"), path)
+                layers.append(cls._normalize_steps(loaded, path))
+        steps = kwargs.pop("steps", None) or {}
+        if not isinstance(steps, Mapping):
+            raise ConfigError(f"'steps' must map step names to parameters, not {steps!r}")
+        kw = split_dotted(kwargs)
+        layers.append(kw)
+        layers.append({"steps": {k: dict(v) for k, v in steps.items()}})
+        config = merge_configs(*layers)
+        errors = cls.config_errors(config)
+        if errors:
+            name = cls.class_alias or cls.__name__
+            raise ConfigError(format_errors(f"{cls._kind()} {name!r}", errors))
+        return config
+
+    @classmethod
+    def _check_file_class(cls, file_class: str | None, path: Any) -> None:
+        if not file_class:
+            return
+        tail = str(file_class).replace(":", ".").rsplit(".", 1)[-1]
+        if tail not in {cls.__name__, cls.class_alias}:
+            raise ConfigError(f"parameter file {path} is for {file_class}, not {cls.__name__}")
+
+    @classmethod
+    def _normalize_steps(cls, loaded: ParameterSet, path: Any) -> ParameterSet:
+        return loaded
+
+    @classmethod
+    def from_config(
+        cls, config: Mapping[str, Any], name: str | None = None, parent: Step | None = None
+    ) -> Step:
+        """Instantiate from a normalized parameter set (see `build_config`).
+
+        Parameters
+        ----------
+        config : mapping
+            ``{"parameters": {...}[, "steps": {...}]}``.
+        name : str, optional
+            Instance name.
+        parent : Step, optional
+            Enclosing pipeline.
+
+        Returns
+        -------
+        Step
+            The configured instance.
+        """
+        if config.get("steps"):
+            raise ConfigError(f"{cls.__name__} has no steps")
+        return cls(name=name, parent=parent, **(config.get("parameters") or {}))
+
+    def get_pars(self) -> dict[str, Any]:
+        """Return the current parameter values.
+
+        Returns
+        -------
+        dict
+            Name -> value, in declaration order.
+        """
+        return dict(self._values)
+
+    def export_config(self, path: str | os.PathLike[str]) -> None:
+        """Write the current parameters as a parameter file (ASDF or YAML by extension).
+
+        Parameters
+        ----------
+        path : str or path-like
+            Destination; ``.asdf`` gives an ASDF file, anything else YAML.
+        """
+        dump_parameter_file(self._export_tree(), path)
+
+    def _export_tree(self) -> dict[str, Any]:
+        return {"class": self.class_path(), "name": self.name, "parameters": self.get_pars()}
+
+    # ------------------------------------------------------------------ running
+
+    @classmethod
+    def call(cls, input: Any, *, config_file: ConfigFiles = None, **parameters: Any) -> Any:  # noqa: A002
+        """Configure a new instance, run it on ``input`` and return the result.
+
+        Parameters
+        ----------
+        input : str, path-like or model
+            Input file or model.
+        config_file : path or sequence of paths, optional
+            Parameter files, see `build_config`.
+        **parameters
+            Parameters overriding the files.
+
+        Returns
+        -------
+        object
+            The step's result (usually a model).
+        """
+        config = cls.build_config(config_file, **parameters)
+        return cls.from_config(config).run(input)
+
+    def run(self, input: Any) -> Any:  # noqa: A002
+        """Run the step on ``input``: the only entry point that does the framework work.
+
+        Parameters
+        ----------
+        input : str, path-like or model
+            Input file or model.
+
+        Returns
+        -------
+        object
+            The result of `process`, or the input model when ``skip`` is set.
+        """
+        start = time.perf_counter()
+        if self.parent is None:
+            self._input_name = _name_of(input)
+        model = self.open_input(input)
+        if self.parent is None:
+            self._input_name = self._input_name or _name_of(model)
+        if self.skip:
+            self.log.info("Step %s skipped", self.name)
+            self.record_status(model, SKIPPED)
+            return model
+        if self.parent is None:
+            self.check_outputs(input)
+        self.log.info("Step %s running", self.name)
+        self.log.debug("Step %s parameters: %s", self.name, self.get_pars())
+        self._reference_files_used = []
+        result = self.process(model)
+        self.record_status(result, COMPLETE)
+        self.finalize_result(result)
+        if self.saves_result():
+            self.save(result, self.output_path())
+        self.log.info("Step %s done in %.2f s", self.name, time.perf_counter() - start)
+        return result
+
+    __call__ = run
+
+    def process(self, model: Any) -> Any:
+        """Do the step's work; every step overrides this.
+
+        Parameters
+        ----------
+        model : object
+            The opened input model.
+
+        Returns
+        -------
+        object
+            The result model.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement process()")
+
+    def open_input(self, input: Any) -> Any:  # noqa: A002
+        """Open a path with ``romancal_lite.datamodels.open``; pass models through.
+
+        Parameters
+        ----------
+        input : str, path-like or model
+            The input.
+
+        Returns
+        -------
+        object
+            A model.
+
+        Raises
+        ------
+        InputFileError
+            If a path does not name an existing file.
+        """
+        if not isinstance(input, str | os.PathLike):
+            return input
+        path = Path(input)
+        if not path.is_file():
+            raise InputFileError(f"input file not found: {input}")
+        from romancal_lite import datamodels
+
+        return datamodels.open(path, model_type=self.model_type)
+
+    def record_status(self, model: Any, status: str) -> None:
+        """Write ``meta.cal_step.<class_alias> = status`` if the model has the field.
+
+        Parameters
+        ----------
+        model : object
+            The model.
+        status : str
+            ``"COMPLETE"`` or ``"SKIPPED"``.
+        """
+        if not self.record_cal_step or not self.class_alias:
+            return
+        try:
+            setattr(model.meta.cal_step, self.class_alias, status)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            self.log.warning("Cannot record %s status in meta.cal_step: %s", status, exc)
+
+    # ------------------------------------------------------------------ references
+
+    def get_override(self, reftype: str) -> str | None:
+        """Return the ``override_<reftype>`` value of this step or an enclosing pipeline.
+
+        Parameters
+        ----------
+        reftype : str
+            Reference file type.
+
+        Returns
+        -------
+        str or None
+            The override path (or ``"N/A"``), None if not overridden.
+        """
+        node: Step | None = self
+        while node is not None:
+            value = node._values.get(f"override_{reftype}")
+            if value is not None:
+                return value
+            node = node.parent
+        return None
+
+    def get_reference_file(self, model: Any, reftype: str) -> str:
+        """Return the reference file to use for ``reftype`` and record it for provenance.
+
+        Parameters
+        ----------
+        model : object
+            The science model (its metadata selects the reference).
+        reftype : str
+            One of ``reference_file_types``.
+
+        Returns
+        -------
+        str
+            The ``override_<reftype>`` path if set, else the selection of
+            ``romancal_lite.references.get_reference_file``; ``"N/A"`` means no
+            reference applies.
+
+        Raises
+        ------
+        ReferenceFileError
+            If an override names a missing file.
+        """
+        if reftype not in self.reference_file_types:
+            raise ValueError(f"{type(self).__name__} does not declare reference type {reftype!r}")
+        path = self.get_override(reftype)
+        if path is not None:
+            if path != NOT_APPLICABLE and not Path(path).is_file():
+                raise ReferenceFileError(f"override_{reftype}: file not found: {path}")
+            self.log.info("Using override %s reference file %s", reftype, path)
+        else:
+            from romancal_lite import references
+
+            path = str(references.get_reference_file(model, reftype))
+            self.log.info("Using %s reference file %s", reftype, path)
+        self._reference_files_used.append((reftype, path))
+        return path
+
+    def finalize_result(self, model: Any) -> None:
+        """Record provenance on the result: software version and reference files used.
+
+        Parameters
+        ----------
+        model : object
+            The result; fields it lacks are skipped with a warning.
+        """
+        if model is None or not hasattr(model, "meta"):
+            return
+        from romancal_lite import __version__
+
+        _set_meta(self, model, "calibration_software_version", __version__)
+        for reftype, path in self._reference_files_used:
+            _set_meta(self, model, f"ref_file.{reftype}", path)
+
+    # ------------------------------------------------------------------ outputs
+
+    def saves_result(self) -> bool:
+        """Return whether `run` writes the result (``save_results`` or ``output_file``).
+
+        Returns
+        -------
+        bool
+            True if the step is not skipped and saving is requested.
+        """
+        return not self.skip and bool(self.save_results or self.output_file)
+
+    def _root(self) -> Step:
+        node = self
+        while node.parent is not None:
+            node = node.parent
+        return node
+
+    def _search(self, key: str) -> Any:
+        node: Step | None = self
+        while node is not None:
+            value = node._values.get(key)
+            if value is not None:
+                return value
+            node = node.parent
+        return None
+
+    def output_path(self) -> Path:
+        """Return where this step's result is saved.
+
+        ``<output_dir>/<basename>_<suffix>.asdf``: the basename comes from
+        ``output_file`` or else the (top-level) input name, with a known suffix
+        replaced; ``output_dir`` is searched up the enclosing pipelines; the suffix
+        defaults to ``class_alias``.
+
+        Returns
+        -------
+        pathlib.Path
+            The output path.
+
+        Raises
+        ------
+        OutputError
+            If there is no name to derive the output from.
+        """
+        base = self.output_file or self._root()._input_name
+        if not base:
+            raise OutputError(
+                f"cannot name the output of {self.name}: the input has no file name;"
+                " set output_file"
+            )
+        suffix = self.suffix or self.class_alias or self.name
+        directory = self._search("output_dir") or ""
+        return Path(os.path.expandvars(os.path.expanduser(directory))) / make_output_name(
+            base, suffix
+        )
+
+    def planned_outputs(self) -> list[Path]:
+        """Return the paths `run` would write (pipelines add their steps' outputs).
+
+        Returns
+        -------
+        list of pathlib.Path
+            Output paths.
+        """
+        return [self.output_path()] if self.saves_result() else []
+
+    def check_outputs(self, input: Any = None) -> None:  # noqa: A002
+        """Check, before any work, that every planned output can be written.
+
+        Creates missing output directories, checks they accept a new file and that no
+        output would replace the input file.
+
+        Parameters
+        ----------
+        input : object, optional
+            The input; if a path, no output may resolve to it.
+
+        Raises
+        ------
+        OutputError
+            If a directory cannot be created or written, or an output is the input.
+        """
+        input_path = Path(input).resolve() if isinstance(input, str | os.PathLike) else None
+        checked: set[Path] = set()
+        for path in self.planned_outputs():
+            if input_path is not None and path.resolve() == input_path:
+                raise OutputError(f"output {path} would overwrite the input file")
+            if path.is_dir():
+                raise OutputError(f"output {path} is a directory")
+            directory = path.parent
+            if directory in checked:
+                continue
+            checked.add(directory)
+            _check_writable_dir(directory)
+
+    def save(self, model: Any, path: Path) -> None:
+        """Save the result with the model's own ``save`` (temp file + rename).
+
+        Parameters
+        ----------
+        model : object
+            Result with a ``save(path)`` method.
+        path : pathlib.Path
+            Destination.
+
+        Raises
+        ------
+        OutputError
+            If writing fails.
+        """
+        if not hasattr(model, "save"):
+            raise OutputError(f"cannot save the result of {self.name}: {type(model).__name__}")
+        try:
+            model.save(str(path))
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        self.log.info("Saved %s", path)
+
+
+def _name_of(obj: Any) -> str | None:
+    if isinstance(obj, str | os.PathLike):
+        return os.fspath(obj)
+    try:
+        name = obj.meta.filename
+    except AttributeError:
+        return None
+    return str(name) if name else None
+
+
+def _set_meta(step: Step, model: Any, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    try:
+        node = model.meta
+        for part in parents:
+            node = getattr(node, part)
+        setattr(node, leaf, value)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        step.log.warning("Cannot record meta.%s: %s", dotted, exc)
+
+
+def _check_writable_dir(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        msg = f"cannot create output directory {directory}: {exc.strerror or exc}"
+        raise OutputError(msg) from exc
+    try:
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".romancal_lite_probe_")
+    except OSError as exc:
+        msg = f"output directory {directory} is not writable: {exc.strerror or exc}"
+        raise OutputError(msg) from exc
+    os.close(fd)
+    os.unlink(probe)
+
+
+Step._params = {key: value for key, value in vars(Step).items() if isinstance(value, Param)}
