@@ -1,0 +1,399 @@
+"""Official-format content of the built-in (generated) reference files.
+
+Each builder returns the ``roman`` node of a reference file as an
+:class:`asdf.tagged.TaggedDict` carrying the official rad tag, with the
+metadata ``ref_common`` requires (reftype, author, pedigree, description,
+useafter, telescope, origin, instrument) and the arrays, dtypes and
+dimensions of the rad 2.0.0 schemas.  The values are plausible defaults for a
+WFI H4RG detector, not measurements:
+
+* gain 1.9-2.1 e/DN, read noise 5-6 DN, saturation 55000 DN;
+* dark current 0.01 e/s (converted to DN/s with the gain);
+* flat field 1 with a gentle (< 1 %) large-scale gradient;
+* linearity a weak quadratic, ``x + 1e-7 x**2`` (0.5 % at 50000 DN), and its
+  inverse; mask all good except the 4-pixel border flagged ``REFERENCE_PIXEL``;
+* photom per optical element (imaging filters get a conversion factor, the
+  spectral elements only a collecting area, DARK only nulls);
+* distortion an affine detector -> V2/V3 (arcsec) transform with 0.11"/pixel,
+  placing the 18 detectors on an approximate 6 x 3 focal-plane grid;
+* refpix zero FFT coefficients (no left/right/amp33 cross-talk correction;
+  the per-amplifier offsets are still removed by the step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from asdf.tagged import TaggedDict
+
+from romancore.dqflags import pixel
+
+from ._spec import BORDER, EXPOSURE_TYPES, IMAGING_ELEMENTS, OPTICAL_ELEMENTS, get_spec
+
+__all__ = ["build_reference", "reference_shape", "write_reference"]
+
+_AUTHOR = "romancal-lite built-in reference generator"
+_ORIGIN = "romancal-lite"
+_PEDIGREE = "DUMMY"
+
+#: Number of readout channels (amplifiers) of the science array.
+_N_CHANNELS = 32
+#: Zero columns padded after each channel for uniform time sampling (romancal refpix).
+_CHANNEL_PAD = 12
+
+#: Linearity: corrected = raw + _LIN_C2 * raw**2.
+_LIN_C2 = 1.0e-7
+
+#: Approximate AB zero points (1 e/s) per imaging filter.
+_AB_ZEROPOINT = {
+    "F062": 26.56,
+    "F087": 26.30,
+    "F106": 26.44,
+    "F129": 26.40,
+    "F146": 27.65,
+    "F158": 26.43,
+    "F184": 25.95,
+    "F213": 25.42,
+}
+#: Approximate bandpass (min, max) in microns per element.
+_BANDPASS = {
+    "F062": (0.48, 0.76),
+    "F087": (0.76, 0.98),
+    "F106": (0.93, 1.19),
+    "F129": (1.13, 1.45),
+    "F146": (0.93, 2.00),
+    "F158": (1.38, 1.77),
+    "F184": (1.68, 2.00),
+    "F213": (1.95, 2.30),
+    "GRISM": (1.00, 1.93),
+    "PRISM": (0.75, 1.80),
+}
+_PIXEL_SCALE_ARCSEC = 0.11
+_PIXEL_AREA_SR = float((_PIXEL_SCALE_ARCSEC / 206264.80624709636) ** 2)
+_COLLECTING_AREA_M2 = 3.757
+
+
+def _det_index(detector: str) -> int:
+    return int(detector[3:])
+
+
+def reference_shape(reftype: str, full_shape: tuple[int, int]) -> tuple[int, ...] | None:
+    """Return the shape of the image arrays of a generated reference file.
+
+    Parameters
+    ----------
+    reftype : str
+        CRDS reference type.
+    full_shape : tuple of int
+        ``(ny, nx)`` of the full detector read-out (science plus reference border).
+
+    Returns
+    -------
+    tuple of int or None
+        Shape of the 2-D arrays, or None for types without image arrays.
+    """
+    kind = get_spec(reftype).shape_kind
+    ny, nx = full_shape
+    if kind == "full":
+        return (ny, nx)
+    if kind == "science":
+        return (ny - 2 * BORDER, nx - 2 * BORDER)
+    if kind == "refpix":
+        width = max(nx // _N_CHANNELS, 1) + _CHANNEL_PAD
+        return (_N_CHANNELS, (ny * width) // 2 + 1)
+    return None
+
+
+def _meta(
+    reftype: str,
+    detector: str,
+    useafter: str,
+    optical_element: str | None = None,
+    exposure: bool = False,
+) -> dict:
+    from astropy.time import Time
+
+    instrument = {"name": "WFI", "detector": detector}
+    if optical_element is not None:
+        instrument["optical_element"] = optical_element
+    meta = {
+        "reftype": reftype.upper(),
+        "author": _AUTHOR,
+        "description": (
+            f"romancal-lite built-in {reftype.upper()} reference for {detector}"
+            + (f" {optical_element}" if optical_element else "")
+            + f", use after {useafter}: plausible defaults, not calibration data."
+        ),
+        "pedigree": _PEDIGREE,
+        "useafter": Time(useafter, format="isot", scale="utc"),
+        "telescope": "ROMAN",
+        "origin": _ORIGIN,
+        "instrument": instrument,
+    }
+    if exposure:
+        meta["exposure"] = {
+            "type": "WFI_IMAGE",
+            "p_exptype": "|".join(EXPOSURE_TYPES) + "|",
+        }
+    return meta
+
+
+def _border_mask(shape: tuple[int, int]) -> np.ndarray:
+    dq = np.zeros(shape, dtype=np.uint32)
+    b = BORDER
+    flag = np.uint32(pixel.REFERENCE_PIXEL)
+    dq[:b, :] = flag
+    dq[-b:, :] = flag
+    dq[:, :b] = flag
+    dq[:, -b:] = flag
+    return dq
+
+
+def _const(shape: tuple[int, ...], value: float, dtype: type = np.float32) -> np.ndarray:
+    return np.full(shape, value, dtype=dtype)
+
+
+def _mask(det: str, shape, useafter: str, elem: str | None) -> dict:
+    return {"meta": _meta("mask", det, useafter), "dq": _border_mask(shape)}
+
+
+def _saturation(det: str, shape, useafter: str, elem: str | None) -> dict:
+    level = 55000.0 + 250.0 * (_det_index(det) - 9)
+    return {
+        "meta": _meta("saturation", det, useafter),
+        "data": _const(shape, level),
+        "dq": np.zeros(shape, dtype=np.uint32),
+    }
+
+
+def _linearity_coeffs(shape, inverse: bool) -> np.ndarray:
+    c2 = _LIN_C2
+    values = (0.0, 1.0, -c2, 2.0 * c2 * c2) if inverse else (0.0, 1.0, c2, 0.0)
+    coeffs = np.empty((len(values), *shape), dtype=np.float32)
+    for i, v in enumerate(values):
+        coeffs[i] = v
+    return coeffs
+
+
+def _linearity(det: str, shape, useafter: str, elem: str | None) -> dict:
+    return {
+        "meta": _meta("linearity", det, useafter),
+        "coeffs": _linearity_coeffs(shape, inverse=False),
+        "dq": np.zeros(shape, dtype=np.uint32),
+    }
+
+
+def _inverselinearity(det: str, shape, useafter: str, elem: str | None) -> dict:
+    return {
+        "meta": _meta("inverselinearity", det, useafter),
+        "coeffs": _linearity_coeffs(shape, inverse=True),
+        "dq": np.zeros(shape, dtype=np.uint32),
+    }
+
+
+def _gain_value(det: str) -> float:
+    return 1.9 + 0.01 * _det_index(det)
+
+
+def _gain(det: str, shape, useafter: str, elem: str | None) -> dict:
+    return {"meta": _meta("gain", det, useafter), "data": _const(shape, _gain_value(det))}
+
+
+def _readnoise(det: str, shape, useafter: str, elem: str | None) -> dict:
+    return {
+        "meta": _meta("readnoise", det, useafter, exposure=True),
+        "data": _const(shape, 5.0 + 0.05 * _det_index(det)),
+    }
+
+
+def _dark(det: str, shape, useafter: str, elem: str | None) -> dict:
+    slope = 0.01 / _gain_value(det)  # 0.01 e/s in DN/s
+    return {
+        "meta": _meta("dark", det, useafter, optical_element="DARK", exposure=True),
+        "dq": np.zeros(shape, dtype=np.uint32),
+        "dark_slope": _const(shape, slope),
+        "dark_slope_error": _const(shape, 0.1 * slope),
+    }
+
+
+def _flat(det: str, shape, useafter: str, elem: str | None) -> dict:
+    ny, nx = shape
+    y = np.linspace(-1.0, 1.0, ny, dtype=np.float32)[:, None]
+    x = np.linspace(-1.0, 1.0, nx, dtype=np.float32)[None, :]
+    tilt = 0.001 * (_det_index(det) % 5)
+    data = (1.0 + tilt * x - 0.004 * (x * x + y * y)).astype(np.float32)
+    data /= np.float32(data.mean())
+    return {
+        "meta": _meta("flat", det, useafter, optical_element=elem),
+        "data": data,
+        "dq": np.zeros(shape, dtype=np.uint32),
+        "err": _const(shape, 0.005),
+    }
+
+
+def _phot_entry(elem: str) -> dict:
+    if elem == "DARK":
+        return dict.fromkeys(
+            (
+                "photmjsr",
+                "uncertainty",
+                "pixelareasr",
+                "collecting_area",
+                "wavelength",
+                "effective_area",
+            )
+        )
+    lo, hi = _BANDPASS[elem]
+    wavelength = np.linspace(lo, hi, 32, dtype=np.float32)
+    throughput = np.sin(np.linspace(0.0, np.pi, 32)) ** 0.25
+    effective_area = (0.6 * _COLLECTING_AREA_M2 * throughput).astype(np.float32)
+    entry = {
+        "photmjsr": None,
+        "uncertainty": None,
+        "pixelareasr": None,
+        "collecting_area": _COLLECTING_AREA_M2,
+        "wavelength": wavelength,
+        "effective_area": effective_area,
+    }
+    if elem in IMAGING_ELEMENTS:
+        # 1 e/s in Jy, times 2 e/DN, per pixel solid angle, in MJy/sr per DN/s.
+        jy_per_eps = 3631.0 * 10.0 ** (-0.4 * _AB_ZEROPOINT[elem])
+        photmjsr = 2.0 * jy_per_eps / _PIXEL_AREA_SR / 1.0e6
+        entry.update(
+            photmjsr=float(photmjsr),
+            uncertainty=float(0.01 * photmjsr),
+            pixelareasr=_PIXEL_AREA_SR,
+        )
+    return entry
+
+
+def _photom(det: str, shape, useafter: str, elem: str | None) -> dict:
+    return {
+        "meta": _meta("photom", det, useafter),
+        "phot_table": {e: _phot_entry(e) for e in OPTICAL_ELEMENTS},
+    }
+
+
+def _detector_v2v3(det: str) -> tuple[float, float, float]:
+    """Approximate (v2, v3, rotation deg) of a detector centre on a 6 x 3 grid."""
+    i = _det_index(det) - 1
+    column, row = i // 3, i % 3
+    v2 = 1546.0 + (column - 2.5) * 490.0
+    v3 = -892.0 + (row - 1) * 470.0 + 60.0 * abs(column - 2.5)
+    return v2, v3, -60.0
+
+
+def _distortion(det: str, shape, useafter: str, elem: str | None, science_shape=None) -> dict:
+    from astropy.modeling import models
+
+    ny, nx = science_shape
+    v2, v3, angle = _detector_v2v3(det)
+    theta = np.deg2rad(angle)
+    s = _PIXEL_SCALE_ARCSEC
+    matrix = s * np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    transform = (models.Shift(-(nx - 1) / 2.0) & models.Shift(-(ny - 1) / 2.0)) | (
+        models.AffineTransformation2D(matrix=matrix, translation=[v2, v3])
+    )
+    transform.inputs = ("x", "y")
+    transform.outputs = ("v2", "v3")
+    transform.bounding_box = ((-0.5, ny - 0.5), (-0.5, nx - 0.5))
+    transform.name = f"{det.lower()}_{(elem or 'all').lower()}_distortion"
+    return {
+        "meta": _meta("distortion", det, useafter, optical_element=elem),
+        "coordinate_distortion_transform": transform,
+    }
+
+
+def _refpix(det: str, shape, useafter: str, elem: str | None) -> dict:
+    zeros = np.zeros(shape, dtype=np.complex128)
+    return {
+        "meta": _meta("refpix", det, useafter),
+        "gamma": zeros,
+        "zeta": zeros.copy(),
+        "alpha": zeros.copy(),
+    }
+
+
+_BUILDERS: dict[str, Callable[..., dict]] = {
+    "mask": _mask,
+    "saturation": _saturation,
+    "linearity": _linearity,
+    "inverselinearity": _inverselinearity,
+    "gain": _gain,
+    "readnoise": _readnoise,
+    "dark": _dark,
+    "flat": _flat,
+    "photom": _photom,
+    "distortion": _distortion,
+    "refpix": _refpix,
+}
+
+
+def build_reference(
+    reftype: str,
+    detector: str,
+    full_shape: tuple[int, int],
+    useafter: str,
+    optical_element: str | None = None,
+) -> TaggedDict:
+    """Build the official-format ``roman`` node of a generated reference file.
+
+    Parameters
+    ----------
+    reftype : str
+        CRDS reference type (``"mask"``, ``"flat"``, ...).
+    detector : str
+        WFI detector, ``"WFI01"`` ... ``"WFI18"``.
+    full_shape : tuple of int
+        ``(ny, nx)`` of the full detector read-out the references describe.
+    useafter : str
+        ISO use-after date, ``"YYYY-MM-DDThh:mm:ss"``.
+    optical_element : str, optional
+        Optical element for the types selected by it (flat, distortion).
+
+    Returns
+    -------
+    asdf.tagged.TaggedDict
+        The node, tagged with the official rad tag.
+    """
+    spec = get_spec(reftype)
+    shape = reference_shape(spec.reftype, full_shape)
+    builder = _BUILDERS[spec.reftype]
+    if spec.reftype == "distortion":
+        science = (full_shape[0] - 2 * BORDER, full_shape[1] - 2 * BORDER)
+        node = builder(detector, shape, useafter, optical_element, science_shape=science)
+    else:
+        node = builder(detector, shape, useafter, optical_element)
+    return TaggedDict(node, spec.tag)
+
+
+def write_reference(path: str | Path, node: TaggedDict) -> None:
+    """Write a reference node to ``path`` atomically, as ``tree["roman"]``.
+
+    The file is first written next to ``path`` under a temporary name and then
+    renamed, so concurrent processes never see a partial file.  Complex FFT
+    coefficient arrays (refpix) are zlib-compressed, everything else is stored
+    uncompressed so it can be memory-mapped.
+
+    Parameters
+    ----------
+    path : str or Path
+        Destination file.
+    node : asdf.tagged.TaggedDict
+        The node built by :func:`build_reference`.
+    """
+    import asdf
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{np.random.default_rng().integers(1 << 62):x}.tmp")
+    compression = "zlib" if node._tag.split("/")[-1].startswith("refpix") else None
+    try:
+        with asdf.AsdfFile({"roman": node}) as af:
+            af.write_to(tmp, all_array_compression=compression)
+        tmp.replace(path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

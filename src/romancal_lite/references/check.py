@@ -1,0 +1,237 @@
+"""Checking a reference file against the science data it is applied to.
+
+Works on official-format files (what a real CRDS cache holds, written by
+roman_datamodels) and on the generated ones alike: the file is read with plain
+asdf, with the roman_datamodels converters disabled, so the ``roman`` node is a
+tagged dict whatever is installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import ReferenceFileError
+from ._content import reference_shape
+from ._spec import BORDER, DETECTORS, OPTICAL_ELEMENTS, REFTYPES, TAG_PREFIX, get_spec
+from .select import crds_parameters
+
+__all__ = ["check_reference", "open_reference_tree"]
+
+_ROMAN_EXTENSIONS = "asdf://stsci.edu/datamodels/roman/"
+
+
+@contextlib.contextmanager
+def open_reference_tree(path: str | os.PathLike[str]) -> Iterator[Any]:
+    """Open a reference file with plain asdf and yield its ``roman`` node.
+
+    Arrays are loaded lazily; the file is closed on exit.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The reference file.
+
+    Yields
+    ------
+    asdf.tagged.TaggedDict
+        The tagged ``roman`` node.
+
+    Raises
+    ------
+    ReferenceFileError
+        If the file is missing, not ASDF, or has no ``roman`` node.
+    """
+    import asdf
+
+    path = Path(path)
+    if not path.is_file():
+        raise ReferenceFileError(f"{path.name}: reference file not found ({path})")
+    with asdf.config_context() as config:
+        for extension in list(config.extensions):
+            if (extension.extension_uri or "").startswith(_ROMAN_EXTENSIONS):
+                config.remove_extension(extension)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                af = asdf.open(path, lazy_load=True, memmap=False, ignore_missing_extensions=True)
+            except Exception as exc:
+                raise ReferenceFileError(
+                    f"{path.name}: cannot be read as an ASDF reference file "
+                    f"({' '.join(str(exc).split())[:200]})"
+                ) from None
+        with af:
+            if "roman" not in af.tree:
+                raise ReferenceFileError(
+                    f"{path.name}: not a Roman reference file (no 'roman' node)"
+                )
+            yield af.tree["roman"]
+
+
+def _get(node: Any, key: str) -> Any:
+    """Return ``node[key]`` or ``node.key``; None if absent."""
+    if node is None:
+        return None
+    if isinstance(node, Mapping):
+        return node.get(key)
+    try:
+        return node[key]
+    except (KeyError, TypeError, IndexError, AttributeError):
+        pass
+    try:
+        return getattr(node, key)
+    except Exception:  # noqa: BLE001 - stnode raises various errors for absent keys
+        return None
+
+
+def _has(node: Any, key: str) -> bool:
+    if isinstance(node, Mapping):
+        return key in node
+    return _get(node, key) is not None
+
+
+def _tag_name(node: Any) -> str | None:
+    tag = getattr(node, "_tag", None) or getattr(node, "tag", None)
+    if not isinstance(tag, str) or not tag.startswith(TAG_PREFIX):
+        return None
+    return tag[len(TAG_PREFIX) :].rsplit("-", 1)[0]
+
+
+def _science_shape(science: Any) -> tuple[int, ...] | None:
+    data = _get(science, "data") if not isinstance(science, Mapping) else None
+    shape = getattr(data, "shape", None)
+    if shape is None or len(shape) < 2:
+        return None
+    return tuple(int(n) for n in shape[-2:])
+
+
+def _check_node(node: Any, label: str, spec: Any, params: dict, shape: Any) -> None:
+    expected = spec.reftype.upper()
+    tag_name = _tag_name(node)
+    if tag_name is not None and tag_name != spec.tag_name:
+        raise ReferenceFileError(
+            f"{label}: is a {tag_name.upper()} reference file, expected {expected}"
+        )
+    cls = type(node).__name__
+    if cls.endswith("RefModel") and cls != spec.model_class:
+        raise ReferenceFileError(f"{label}: is a {cls}, expected {spec.model_class} ({expected})")
+    meta = _get(node, "meta")
+    if meta is None:
+        raise ReferenceFileError(f"{label}: has no 'meta' (not a reference file)")
+    reftype = _get(meta, "reftype")
+    if reftype is None or str(reftype).upper() != expected:
+        raise ReferenceFileError(f"{label}: has reftype {reftype!r}, expected {expected!r}")
+    instrument = _get(meta, "instrument")
+    ref_detector = _get(instrument, "detector")
+    sci_detector = params.get("roman.meta.instrument.detector")
+    if (
+        isinstance(ref_detector, str)
+        and ref_detector.upper() in DETECTORS
+        and isinstance(sci_detector, str)
+        and sci_detector.upper() != ref_detector.upper()
+    ):
+        raise ReferenceFileError(
+            f"{label}: {expected} reference is for detector {ref_detector}, "
+            f"the science data is from {sci_detector}"
+        )
+    if spec.by_element:
+        ref_element = _get(instrument, "optical_element")
+        sci_element = params.get("roman.meta.instrument.optical_element")
+        if (
+            isinstance(ref_element, str)
+            and ref_element.upper() in OPTICAL_ELEMENTS
+            and isinstance(sci_element, str)
+            and sci_element.upper() != ref_element.upper()
+        ):
+            raise ReferenceFileError(
+                f"{label}: {expected} reference is for optical element {ref_element}, "
+                f"the science data uses {sci_element}"
+            )
+    for name in spec.arrays:
+        if not _has(node, name):
+            raise ReferenceFileError(f"{label}: {expected} reference lacks the '{name}' array")
+    if spec.reftype in ("linearity", "inverselinearity") and not _has(node, "coeffs"):
+        raise ReferenceFileError(f"{label}: {expected} reference lacks the 'coeffs' array")
+    if shape is None:
+        return
+    shape = tuple(int(n) for n in shape[-2:])
+    if spec.shape_kind == "refpix":
+        want = reference_shape("refpix", (shape[0], shape[1]))
+        # a science-shaped (border-trimmed) shape: add the reference border back
+        alt = reference_shape("refpix", (shape[0] + 2 * BORDER, shape[1] + 2 * BORDER))
+        got = tuple(getattr(_get(node, "gamma"), "shape", ()))
+        if got not in (want, alt):
+            raise ReferenceFileError(
+                f"{label}: REFPIX coefficients have shape {got}, expected {want} "
+                f"for science data of shape {shape}"
+            )
+        return
+    names = list(spec.arrays)
+    if spec.reftype in ("linearity", "inverselinearity"):
+        names.append("coeffs")
+    for name in names:
+        got = tuple(int(n) for n in getattr(_get(node, name), "shape", ())[-2:])
+        if got != shape:
+            raise ReferenceFileError(
+                f"{label}: {expected} array '{name}' has shape {got}, "
+                f"the science data needs {shape}"
+            )
+
+
+def check_reference(
+    ref_path_or_tree: Any,
+    reftype: str,
+    science_params_or_model: Any,
+    expected_shape: tuple[int, ...] | None = None,
+) -> None:
+    """Check that a reference file fits the science data, or raise a one-line error.
+
+    Checks: the file exists and is ASDF; its tag (official
+    ``.../reference_files/<type>-x.y.z``), model class and ``meta.reftype`` are of
+    ``reftype``; its detector (and, for types selected by it, optical element)
+    equals the science data's; its image arrays exist and have
+    ``expected_shape`` (default: the last two dimensions of the science model's
+    ``data``, if it has one).
+
+    Parameters
+    ----------
+    ref_path_or_tree : str, path-like, mapping or model
+        The reference file path, an asdf tree (with or without the ``roman`` level)
+        or an opened reference model.
+    reftype : str
+        Expected reference type (``"flat"``...).
+    science_params_or_model : object
+        The science model or its CRDS parameters.
+    expected_shape : tuple of int, optional
+        Shape the reference's 2-D arrays must have.  For REFPIX give the
+        science (or full read-out) shape; the FFT length is derived from it.
+
+    Raises
+    ------
+    ReferenceFileError
+        Naming the file and the problem.
+    """
+    key = reftype.lower()
+    if key not in REFTYPES:
+        raise ReferenceFileError(f"unknown reference type {reftype!r}")
+    spec = get_spec(key)
+    params = crds_parameters(science_params_or_model)
+    if expected_shape is None:
+        expected_shape = _science_shape(science_params_or_model)
+    if isinstance(ref_path_or_tree, str | os.PathLike):
+        label = Path(ref_path_or_tree).name
+        with open_reference_tree(ref_path_or_tree) as node:
+            _check_node(node, label, spec, params, expected_shape)
+        return
+    node = ref_path_or_tree
+    if isinstance(node, Mapping) and "roman" in node:
+        node = node["roman"]
+    label = f"{spec.reftype.upper()} reference"
+    filename = _get(_get(node, "meta"), "filename")
+    if isinstance(filename, str):
+        label = filename
+    _check_node(node, label, spec, params, expected_shape)
