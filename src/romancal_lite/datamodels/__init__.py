@@ -65,3 +65,62 @@ roman_datamodels when both are installed; unknown Roman tags round-trip untouche
 """
 
 from __future__ import annotations
+
+from . import filenames
+from ._accessors import frame_time, read_pattern
+from ._converters import get_extension, get_extensions
+from ._core import MODEL_REGISTRY, DataModel, open
+from ._models import (
+    DarkRefModel,
+    DistortionRefModel,
+    FlatRefModel,
+    GainRefModel,
+    ImageModel,
+    InverselinearityRefModel,
+    IpcRefModel,
+    LinearityRefModel,
+    MaskRefModel,
+    PhotomRefModel,
+    PixelareaRefModel,
+    RampModel,
+    ReadnoiseRefModel,
+    RefpixRefModel,
+    SaturationRefModel,
+    ScienceRawModel,
+    SuperbiasRefModel,
+)
+from ._node import ListNode, Node, TaggedListNode, TaggedNode, TaggedStr, TaggedTime
+
+__all__ = [
+    "MODEL_REGISTRY",
+    "DarkRefModel",
+    "DataModel",
+    "DistortionRefModel",
+    "FlatRefModel",
+    "GainRefModel",
+    "ImageModel",
+    "InverselinearityRefModel",
+    "IpcRefModel",
+    "LinearityRefModel",
+    "ListNode",
+    "MaskRefModel",
+    "Node",
+    "PhotomRefModel",
+    "PixelareaRefModel",
+    "RampModel",
+    "ReadnoiseRefModel",
+    "RefpixRefModel",
+    "SaturationRefModel",
+    "ScienceRawModel",
+    "SuperbiasRefModel",
+    "TaggedListNode",
+    "TaggedNode",
+    "TaggedStr",
+    "TaggedTime",
+    "filenames",
+    "frame_time",
+    "get_extension",
+    "get_extensions",
+    "open",
+    "read_pattern",
+]

@@ -1,0 +1,681 @@
+"""The ``DataModel`` base class, file opening and atomic saving."""
+
+from __future__ import annotations
+
+import builtins
+import copy
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path, PurePath
+from typing import Any, ClassVar, Self
+
+import asdf
+import numpy as np
+from astropy.time import Time
+
+from ..errors import InputFileError, OutputError
+from ._converters import get_extension
+from ._node import Node, TaggedNode, node_class_for_tag, unwrap, wrap
+from ._tags import split_tag, tag_uri
+
+__all__ = ["MODEL_REGISTRY", "DataModel", "open"]
+
+#: Roman tag name (e.g. ``"wfi_image"``) -> model class
+MODEL_REGISTRY: dict[str, type[DataModel]] = {}
+
+_ASDF_MAGIC = b"#ASDF "
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else type(exc).__name__
+    return f"{type(exc).__name__}: {first}"
+
+
+def _is_lazy_array(value: Any) -> bool:
+    return type(value).__name__ == "NDArrayType"
+
+
+def _quiet_open(path: str, memmap: bool) -> asdf.AsdfFile:
+    with warnings.catch_warnings():
+        # unknown (non-Roman) tags and extensions recorded in the file's history
+        # (roman_datamodels, romanisim) are expected: tags still round-trip.
+        warnings.filterwarnings("ignore", category=asdf.exceptions.AsdfWarning)
+        return asdf.open(
+            path,
+            extensions=[get_extension()],
+            memmap=memmap,
+            lazy_load=True,
+            lazy_tree=False,
+        )
+
+
+def _check_blocks(af: asdf.AsdfFile, path: str) -> None:
+    """Raise ``InputFileError`` if a binary block runs past the end of the file."""
+    size = os.path.getsize(path)
+    try:
+        blocks = list(af._blocks.blocks)  # asdf internals: the blocks (headers read lazily)
+    except Exception:  # pragma: no cover - asdf internals changed: skip the check
+        return
+    for index, block in enumerate(blocks):
+        try:
+            header = block.header
+            end = block.data_offset + header["allocated_size"]
+        except (KeyError, TypeError, AttributeError):  # pragma: no cover
+            continue
+        except Exception as exc:
+            raise InputFileError(
+                f"{path}: truncated or corrupt file (binary block {index}: {_one_line(exc)})"
+            ) from exc
+        if end > size:
+            raise InputFileError(
+                f"{path}: truncated file (binary block {index} ends at byte {end}, "
+                f"the file has {size} bytes)"
+            )
+
+
+def open_asdf_file(path: str | PurePath, *, memmap: bool = False) -> asdf.AsdfFile:
+    """Open a Roman ASDF file with the romancal_lite extension.
+
+    Parameters
+    ----------
+    path : str or Path
+        File to open.
+    memmap : bool, optional
+        Memory-map uncompressed array blocks (read-only).
+
+    Returns
+    -------
+    asdf.AsdfFile
+        The open file; arrays are loaded lazily.
+
+    Raises
+    ------
+    InputFileError
+        If the file does not exist, is not ASDF, or is truncated or corrupt.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise InputFileError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise InputFileError(f"{path}: is a directory, not an ASDF file")
+    try:
+        with builtins.open(path, "rb") as fh:
+            magic = fh.read(len(_ASDF_MAGIC))
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot read file ({_one_line(exc)})") from exc
+    if magic != _ASDF_MAGIC:
+        raise InputFileError(f"{path}: not an ASDF file")
+    try:
+        af = _quiet_open(path, memmap)
+    except Exception as exc:
+        raise InputFileError(f"{path}: cannot read ASDF file ({_one_line(exc)})") from exc
+    try:
+        _check_blocks(af, path)
+    except InputFileError:
+        af.close()
+        raise
+    return af
+
+
+
+class DataModel:
+    """Base class of the Roman data models (one subclass per Roman tag).
+
+    Parameters
+    ----------
+    init : None, str, Path, Mapping, TaggedNode or DataModel, optional
+        ``None`` gives an empty model; a path opens that file (which must hold
+        this model type); a mapping becomes the model content (not copied); a
+        model of the same class shares the other model's content.
+    memmap : bool, optional
+        With a path: memory-map uncompressed array blocks.
+    """
+
+    #: Roman tag name written for this model, e.g. ``"wfi_image"``
+    _tag_name: ClassVar[str] = ""
+    #: schema arrays: name -> (dtype, ndim)
+    _array_specs: ClassVar[dict[str, tuple[str, int]]] = {}
+    #: arrays required by the schema
+    _required_arrays: ClassVar[tuple[str, ...]] = ()
+
+    crds_observatory: ClassVar[str] = "roman"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls._tag_name and not cls.__name__.startswith("_"):
+            MODEL_REGISTRY[cls._tag_name] = cls
+
+    def __init__(self, init: Any = None, *, memmap: bool = False) -> None:
+        object.__setattr__(self, "_asdf", None)
+        object.__setattr__(self, "_path", None)
+        object.__setattr__(self, "_iscopy", False)
+        node: TaggedNode
+        if init is None:
+            node = self._new_node({"meta": {}})
+        elif isinstance(init, DataModel):
+            if not isinstance(init, type(self)):
+                raise InputFileError(
+                    f"{init._describe()}: is a {type(init).__name__}, not a {type(self).__name__}"
+                )
+            node = init._node
+            object.__setattr__(self, "_iscopy", True)
+            object.__setattr__(self, "_path", init._path)
+        elif isinstance(init, TaggedNode):
+            self._check_tag(init.tag, "<node>")
+            node = init
+        elif isinstance(init, Node):
+            node = self._new_node(init._data)
+        elif isinstance(init, Mapping):
+            node = self._new_node(dict(init))
+        elif isinstance(init, str | PurePath):
+            path = os.fspath(init)
+            af = open_asdf_file(path, memmap=memmap)
+            try:
+                node = _root_node(af, path)
+                self._check_tag(node.tag, path)
+            except BaseException:
+                af.close()
+                raise
+            _patch_filename(node, path)
+            object.__setattr__(self, "_asdf", af)
+            object.__setattr__(self, "_path", path)
+        else:
+            raise TypeError(f"cannot make a {type(self).__name__} from {type(init).__name__}")
+        object.__setattr__(self, "_node", node)
+
+    # construction helpers -------------------------------------------------------
+    @classmethod
+    def _new_node(cls, data: dict) -> TaggedNode:
+        tag = tag_uri(cls._tag_name)
+        return node_class_for_tag(tag)(data, tag)
+
+    @classmethod
+    def _check_tag(cls, tag: str, where: str) -> None:
+        parts = split_tag(tag)
+        if parts is None or parts[0] != cls._tag_name:
+            found = MODEL_REGISTRY.get(parts[0]) if parts else None
+            what = found.__name__ if found else f"tag {tag}"
+            raise InputFileError(f"{where}: holds a {what}, not a {cls.__name__}")
+
+    @classmethod
+    def _default_meta(cls) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def create_minimal(cls, defaults: Mapping[str, Any] | None = None) -> Self:
+        """Return a model with complete default metadata (no arrays unless given).
+
+        Parameters
+        ----------
+        defaults : Mapping, optional
+            Content deep-merged over the defaults, e.g. ``{"data": array,
+            "meta": {"exposure": {"frame_time": 3.04}}}``.
+
+        Returns
+        -------
+        DataModel
+            The new model.
+        """
+        from ._meta import deep_merge
+
+        tree: dict[str, Any] = {"meta": cls._default_meta()}
+        if defaults:
+            deep_merge(tree, defaults)
+        return cls(tree)
+
+    @classmethod
+    def create_fake_data(
+        cls, defaults: Mapping[str, Any] | None = None, shape: tuple[int, ...] | None = None
+    ) -> Self:
+        """Return a minimal model plus zero-filled required arrays.
+
+        Parameters
+        ----------
+        defaults : Mapping, optional
+            As for :meth:`create_minimal` (given arrays are kept).
+        shape : tuple of int, optional
+            Shape of the primary (largest-ndim) arrays; arrays of fewer dimensions
+            use the trailing axes.  Default ``(2, 8, 8)``.
+
+        Returns
+        -------
+        DataModel
+            The new model.
+        """
+        model = cls.create_minimal(defaults)
+        shape = tuple(shape) if shape is not None else (2, 8, 8)
+        for name in cls._required_arrays:
+            if name in model._node._data:
+                continue
+            dtype, ndim = cls._array_specs[name]
+            full = (2, *shape) if len(shape) < ndim else shape
+            model._node._data[name] = np.zeros(full[len(full) - ndim :], dtype=dtype)
+        return model
+
+    @classmethod
+    def from_model(cls, other: DataModel, **arrays: Any) -> Self:
+        """Return a new model of this class carrying over ``other``'s metadata.
+
+        Parameters
+        ----------
+        other : DataModel
+            Source model; its whole ``meta`` tree is deep-copied.
+        **arrays
+            Arrays (or other top-level items) of the new model.
+
+        Returns
+        -------
+        DataModel
+            The new model; ``meta.model_type`` is set to this class's name.
+        """
+        meta = copy.deepcopy(other._node._data.get("meta", {}))
+        model = cls({"meta": meta, **arrays})
+        model._prepare_meta_from(other)
+        return model
+
+    def _prepare_meta_from(self, other: DataModel) -> None:
+        meta = self._node._data["meta"]
+        if "model_type" in meta or isinstance(meta, dict):
+            meta["model_type"] = type(self).__name__
+
+    # attribute access -----------------------------------------------------------
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        data = self._node._data
+        try:
+            value = data[name]
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__} has no attribute {name!r}") from None
+        if _is_lazy_array(value):
+            value = self._load_array(name, value)
+        return wrap(value)
+
+    def _load_array(self, name: str, value: Any) -> np.ndarray:
+        try:
+            array = value._make_array()
+        except Exception as exc:
+            raise InputFileError(
+                f"{self._describe()}: cannot read array {name!r} ({_one_line(exc)})"
+            ) from exc
+        self._node._data[name] = array
+        return array
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_") or hasattr(type(self), name):
+            object.__setattr__(self, name, value)
+        else:
+            self._node._data[name] = unwrap(value)
+
+    def __delattr__(self, name: str) -> None:
+        try:
+            del self._node._data[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key) if key in self._node._data else self.to_node()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._node._data[key] = unwrap(value)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._node._data
+
+    def __iter__(self):
+        return iter(self._node._data)
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | set(self._node._data))
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._describe()}>"
+
+    def to_node(self) -> TaggedNode:
+        """Return the tagged root node (the ``roman`` tree), not a copy.
+
+        Returns
+        -------
+        TaggedNode
+            The root node.
+        """
+        return self._node
+
+    @property
+    def tag(self) -> str:
+        """str: The Roman tag URI this model is written with."""
+        return self._node.tag
+
+    @property
+    def shape(self) -> tuple[int, ...] | None:
+        """Shape of the ``data`` array, if any."""
+        value = self._node._data.get("data")
+        return None if value is None else tuple(value.shape)
+
+    def _describe(self) -> str:
+        if self._path:
+            return os.fspath(self._path)
+        try:
+            return str(self._node._data["meta"]["filename"])
+        except (KeyError, TypeError):
+            return f"<in-memory {type(self).__name__}>"
+
+    # life cycle -----------------------------------------------------------------
+    def close(self) -> None:
+        """Close the underlying file (no-op for copies and in-memory models)."""
+        if self._asdf is not None and not self._iscopy:
+            self._asdf.close()
+            object.__setattr__(self, "_asdf", None)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+    def load_arrays(self) -> None:
+        """Read every lazily loaded top-level array into memory now."""
+        for name, value in list(self._node._data.items()):
+            if _is_lazy_array(value):
+                self._load_array(name, value)
+
+    def copy(self, deepcopy: bool = True) -> Self:
+        """Return a copy of the model.
+
+        Parameters
+        ----------
+        deepcopy : bool, optional
+            Copy arrays and metadata (default); otherwise the copy shares them.
+
+        Returns
+        -------
+        DataModel
+            The copy, independent of the original's file.
+        """
+        if not deepcopy:
+            return type(self)(self)
+        self.load_arrays()
+        node = copy.deepcopy(self._node)
+        new = type(self)(node)
+        object.__setattr__(new, "_path", self._path)
+        return new
+
+    __copy__ = copy
+
+    def __deepcopy__(self, memo: dict) -> Self:
+        return self.copy(deepcopy=True)
+
+    # saving ---------------------------------------------------------------------
+    def _tree_for_writing(self, filename: str) -> TaggedNode:
+        data = dict(self._node._data)
+        meta = data.get("meta")
+        if isinstance(meta, dict):
+            meta = dict(meta)
+            defaults = self._default_meta()
+            if "filename" in meta or "filename" in defaults:
+                meta["filename"] = filename
+            if "file_date" in meta or "file_date" in defaults:
+                meta["file_date"] = Time.now()
+            data["meta"] = meta
+        for name, (dtype, ndim) in self._array_specs.items():
+            value = data.get(name)
+            if value is None or not hasattr(value, "dtype"):
+                continue
+            if value.ndim != ndim:
+                raise ValueError(
+                    f"{type(self).__name__}.{name} must have {ndim} dimensions, "
+                    f"got shape {tuple(value.shape)}"
+                )
+            if value.dtype != np.dtype(dtype):
+                data[name] = np.asarray(value).astype(dtype)
+        return type(self._node)(data, self._node.tag)
+
+    def save(
+        self,
+        path: str | PurePath | Callable[[str], str],
+        dir_path: str | PurePath | None = None,
+        *,
+        all_array_compression: str | None = None,
+    ) -> Path:
+        """Write the model to an ASDF file, atomically.
+
+        The file is written to a temporary file in the target directory and
+        renamed over ``path`` only when complete, so an error never leaves a
+        half-written or destroyed output.  Arrays are written with the dtypes of
+        the RAD schema (e.g. ``err`` as float16 in an ``ImageModel``), and
+        ``meta.filename`` / ``meta.file_date`` are set in the written file.
+
+        Parameters
+        ----------
+        path : str, Path or callable
+            Output path, or a function of the current ``meta.filename`` returning it.
+        dir_path : str or Path, optional
+            Directory to write into (only the file name of ``path`` is used).
+        all_array_compression : str, optional
+            ASDF block compression (``"zlib"``, ``"lz4"``...); none by default.
+
+        Returns
+        -------
+        Path
+            The written file.
+
+        Raises
+        ------
+        OutputError
+            If the file cannot be written.
+        """
+        if callable(path):
+            path = path(str(self._node._data.get("meta", {}).get("filename", "")))
+        out = Path(path)
+        if dir_path is not None:
+            out = Path(dir_path) / out.name
+        if out.suffix != ".asdf":
+            raise OutputError(f"{out}: only .asdf output files are supported")
+        self.load_arrays_if_closed()
+        tree = self._tree_for_writing(out.name)
+        directory = out.parent if str(out.parent) else Path(".")
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=directory)
+        except OSError as exc:
+            raise OutputError(f"{out}: cannot write ({_one_line(exc)})") from exc
+        os.close(fd)
+        try:
+            af = asdf.AsdfFile(extensions=[get_extension()])
+            af.tree = {"roman": tree}
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=asdf.exceptions.AsdfWarning)
+                af.write_to(tmp, all_array_compression=all_array_compression)
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, out)
+        except OSError as exc:
+            _unlink_quietly(tmp)
+            raise OutputError(f"{out}: cannot write ({_one_line(exc)})") from exc
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        return out
+
+    def load_arrays_if_closed(self) -> None:
+        """Load lazy arrays when the source file is already closed (needed to write them)."""
+        if self._asdf is None and self._path is not None:
+            self.load_arrays()
+
+    # inspection -----------------------------------------------------------------
+    def _asdf_view(self) -> asdf.AsdfFile:
+        af = asdf.AsdfFile(extensions=[get_extension()])
+        af.tree = {"roman": self._node}
+        return af
+
+    def info(self, *args: Any, **kwargs: Any) -> None:
+        """Print the tree (``asdf.AsdfFile.info``: ``max_rows``, ``max_cols``, ``show_values``).
+
+        Parameters
+        ----------
+        *args, **kwargs
+            Passed to :meth:`asdf.AsdfFile.info`.
+        """
+        return self._asdf_view().info(*args, **kwargs)
+
+    def search(self, *args: Any, **kwargs: Any) -> Any:
+        """Search the tree by key regex / type / value (``asdf.AsdfFile.search``).
+
+        Parameters
+        ----------
+        *args, **kwargs
+            Passed to :meth:`asdf.AsdfFile.search` (``key``, ``type_``, ``value``,
+            ``filter_``).
+
+        Returns
+        -------
+        asdf.search.AsdfSearchResult
+            Printable result, indexable to narrow it down.
+        """
+        return self._asdf_view().search(*args, **kwargs)
+
+    def items(self):
+        """Iterate over all leaves as ``("meta.exposure.frame_time", value)`` pairs.
+
+        Yields
+        ------
+        tuple of (str, object)
+            Dot-separated key and value.
+        """
+        yield from Node(self._node._data).flat_items()
+
+    def to_flat_dict(self, include_arrays: bool = True) -> dict[str, Any]:
+        """Return ``{"roman.meta.a.b": value}`` for every leaf (``Time`` as ISO string).
+
+        Parameters
+        ----------
+        include_arrays : bool, optional
+            Keep array leaves.
+
+        Returns
+        -------
+        dict
+            Flat dictionary.
+        """
+        return {
+            f"roman.{key}": value
+            for key, value in Node(self._node._data).to_flat_dict(include_arrays).items()
+        }
+
+    def get_crds_parameters(self) -> dict[str, str | int | float | complex | bool]:
+        """Return the ``roman.meta.*`` scalars CRDS selects reference files with.
+
+        Same content as roman_datamodels' ``DataModel.get_crds_parameters``:
+        every non-``None`` scalar leaf of ``meta`` (``Time`` as its ISO string),
+        lists flattened with their index.
+
+        Returns
+        -------
+        dict
+            ``{"roman.meta.instrument.detector": "WFI02", ...}``.
+        """
+        meta = self._node._data.get("meta")
+        if not isinstance(meta, dict):
+            return {}
+        return {
+            f"roman.meta.{key}": value
+            for key, value in Node(meta).to_flat_dict(include_arrays=False).items()
+            if isinstance(value, str | int | float | complex | bool)
+            and not isinstance(value, np.generic)
+        }
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _patch_filename(node: TaggedNode, path: str) -> None:
+    """Make ``meta.filename`` the name of the file read (as roman_datamodels does)."""
+    meta = node._data.get("meta")
+    if isinstance(meta, dict) and "filename" in meta:
+        name = os.path.basename(path)
+        if meta["filename"] != name:
+            meta["filename"] = type(meta["filename"])(name)
+
+
+def _root_node(af: asdf.AsdfFile, path: str) -> TaggedNode:
+    if "roman" not in af.tree:
+        raise InputFileError(f"{path}: not a Roman data file (no 'roman' node)")
+    node = af.tree["roman"]
+    if not isinstance(node, TaggedNode):
+        tag = getattr(node, "_tag", None)
+        what = f"unknown tag {tag}" if tag else "untagged node"
+        raise InputFileError(f"{path}: 'roman' node is not a Roman data model ({what})")
+    return node
+
+
+def open(  # noqa: A001 - mirrors roman_datamodels.datamodels.open
+    init: str | PurePath | DataModel,
+    model_type: type[DataModel] | None = None,
+    *,
+    memmap: bool = False,
+) -> DataModel:
+    """Open a Roman ASDF file (or take a model) as the right model class.
+
+    Parameters
+    ----------
+    init : str, Path or DataModel
+        File to open, or a model (returned as a shallow copy sharing its data).
+    model_type : type, optional
+        Required model class; a different class raises ``InputFileError``.
+    memmap : bool, optional
+        Memory-map uncompressed array blocks (read-only).
+
+    Returns
+    -------
+    DataModel
+        Instance of the class registered for the tag of the ``roman`` node.
+
+    Raises
+    ------
+    InputFileError
+        Missing, non-ASDF, truncated or non-Roman file, unknown model tag, or a
+        model type other than ``model_type``.
+    """
+    if isinstance(init, DataModel):
+        if model_type is not None and not isinstance(init, model_type):
+            raise InputFileError(
+                f"{init._describe()}: is a {type(init).__name__}, not a {model_type.__name__}"
+            )
+        return init.copy(deepcopy=False)
+    if not isinstance(init, str | PurePath):
+        raise InputFileError(f"{init!r}: not a file name or a data model")
+    path = os.fspath(init)
+    af = open_asdf_file(path, memmap=memmap)
+    try:
+        node = _root_node(af, path)
+        parts = split_tag(node.tag)
+        cls = MODEL_REGISTRY.get(parts[0]) if parts else None
+        if cls is None:
+            raise InputFileError(f"{path}: no romancal_lite model for tag {node.tag}")
+        if model_type is not None and not issubclass(cls, model_type):
+            raise InputFileError(f"{path}: holds a {cls.__name__}, not a {model_type.__name__}")
+    except BaseException:
+        af.close()
+        raise
+    _patch_filename(node, path)
+    model = cls(node)
+    object.__setattr__(model, "_asdf", af)
+    object.__setattr__(model, "_path", path)
+    return model

@@ -1,0 +1,305 @@
+"""The concrete model classes: exposure levels 1/ramp/2 and the reference files.
+
+Array names, dtypes and dimensions follow the RAD 1.1 schemas (``ramp-2.1.0``,
+``wfi_image-2.1.0``, ``reference_files/*-2.0.0``) that roman_datamodels 1.1
+validates against; the border reference-pixel arrays are described at
+seeds/000:678-700.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from ._core import DataModel
+from ._meta import (
+    default_cal_step,
+    default_common_meta,
+    default_image_meta,
+    default_ramp_meta,
+    default_ref_meta,
+    image_only_meta,
+)
+
+__all__ = [
+    "DarkRefModel",
+    "DistortionRefModel",
+    "FlatRefModel",
+    "GainRefModel",
+    "ImageModel",
+    "InverselinearityRefModel",
+    "IpcRefModel",
+    "LinearityRefModel",
+    "MaskRefModel",
+    "PhotomRefModel",
+    "PixelareaRefModel",
+    "RampModel",
+    "ReadnoiseRefModel",
+    "RefpixRefModel",
+    "SaturationRefModel",
+    "ScienceRawModel",
+    "SuperbiasRefModel",
+]
+
+_BORDER_ARRAYS: dict[str, tuple[str, int]] = {
+    "border_ref_pix_left": ("float32", 3),
+    "border_ref_pix_right": ("float32", 3),
+    "border_ref_pix_top": ("float32", 3),
+    "border_ref_pix_bottom": ("float32", 3),
+    "dq_border_ref_pix_left": ("uint32", 2),
+    "dq_border_ref_pix_right": ("uint32", 2),
+    "dq_border_ref_pix_top": ("uint32", 2),
+    "dq_border_ref_pix_bottom": ("uint32", 2),
+}
+
+
+class ScienceRawModel(DataModel):
+    """Level 1 uncalibrated exposure (``wfi_science_raw``): uint16 ``data`` and ``amp33``."""
+
+    _tag_name = "wfi_science_raw"
+    _array_specs: ClassVar[dict[str, tuple[str, int]]] = {
+        "data": ("uint16", 3),
+        "amp33": ("uint16", 3),
+        "resultantdq": ("uint8", 3),
+        "reference_read": ("uint16", 2),
+        "reference_amp33": ("uint16", 2),
+    }
+    _required_arrays = ("data", "amp33")
+
+    @classmethod
+    def _default_meta(cls) -> dict[str, Any]:
+        return default_common_meta(cls.__name__)
+
+
+class RampModel(DataModel):
+    """Ramp (``ramp``): float32 ``data`` [n, y, x], uint32 ``pixeldq``, uint8 ``groupdq``.
+
+    Also holds ``amp33`` and the original border reference pixels
+    (``border_ref_pix_*`` float32 [n, ...], ``dq_border_ref_pix_*`` uint32 2-D),
+    see seeds/000:678-700.
+    """
+
+    _tag_name = "ramp"
+    _array_specs: ClassVar[dict[str, tuple[str, int]]] = {
+        "data": ("float32", 3),
+        "pixeldq": ("uint32", 2),
+        "groupdq": ("uint8", 3),
+        "amp33": ("uint16", 3),
+        **_BORDER_ARRAYS,
+        "reset_read": ("uint16", 2),
+        "reset_amp33": ("uint16", 2),
+    }
+    _required_arrays = ("data", "pixeldq", "groupdq", "amp33", *_BORDER_ARRAYS)
+
+    @classmethod
+    def _default_meta(cls) -> dict[str, Any]:
+        return default_ramp_meta(cls.__name__)
+
+    def _prepare_meta_from(self, other: DataModel) -> None:
+        super()._prepare_meta_from(other)
+        meta = self._node._data["meta"]
+        cal_step = meta.setdefault("cal_step", {})
+        for step, status in default_cal_step().items():
+            cal_step.setdefault(step, status)
+
+
+class ImageModel(DataModel):
+    """Level 2 calibrated image (``wfi_image``), the ``_cal`` product.
+
+    ``data`` float32 and ``dq`` uint32 [y, x]; ``err``, ``var_poisson``,
+    ``var_rnoise``, ``var_flat``, ``chisq``, ``dumo`` are float16 in the RAD 1.1
+    schema (they are converted to float16 when saved); ``amp33`` and the
+    border reference-pixel arrays are carried over from the ramp.
+    """
+
+    _tag_name = "wfi_image"
+    _array_specs: ClassVar[dict[str, tuple[str, int]]] = {
+        "data": ("float32", 2),
+        "dq": ("uint32", 2),
+        "err": ("float16", 2),
+        "var_poisson": ("float16", 2),
+        "var_rnoise": ("float16", 2),
+        "var_flat": ("float16", 2),
+        "chisq": ("float16", 2),
+        "dumo": ("float16", 2),
+        "amp33": ("uint16", 3),
+        **_BORDER_ARRAYS,
+    }
+    _required_arrays = (
+        "data",
+        "dq",
+        "err",
+        "var_poisson",
+        "chisq",
+        "dumo",
+        "amp33",
+        *_BORDER_ARRAYS,
+    )
+
+    @classmethod
+    def _default_meta(cls) -> dict[str, Any]:
+        return default_image_meta(cls.__name__)
+
+    def _prepare_meta_from(self, other: DataModel) -> None:
+        super()._prepare_meta_from(other)
+        meta = self._node._data["meta"]
+        for key, value in image_only_meta().items():
+            meta.setdefault(key, value)
+        cal_step = meta.setdefault("cal_step", {})
+        for step, status in default_cal_step().items():
+            cal_step.setdefault(step, status)
+
+
+class _RefModel(DataModel):
+    """Base of the reference-file models (``reference_files/*`` tags)."""
+
+    _reftype: ClassVar[str] = ""
+    _meta_exposure: ClassVar[bool] = False
+    _meta_optical_element: ClassVar[bool] = False
+
+    @classmethod
+    def _default_meta(cls) -> dict[str, Any]:
+        return default_ref_meta(
+            cls._reftype, exposure=cls._meta_exposure, optical_element=cls._meta_optical_element
+        )
+
+
+def _ref_specs(**specs: tuple[str, int]) -> dict[str, tuple[str, int]]:
+    return dict(specs)
+
+
+class MaskRefModel(_RefModel):
+    """Bad-pixel mask reference file: uint32 ``dq`` [y, x]."""
+
+    _tag_name = "reference_files/mask"
+    _reftype = "MASK"
+    _array_specs = _ref_specs(dq=("uint32", 2))
+    _required_arrays = ("dq",)
+
+
+class SaturationRefModel(_RefModel):
+    """Saturation reference file: float32 ``data`` (DN) and uint32 ``dq``."""
+
+    _tag_name = "reference_files/saturation"
+    _reftype = "SATURATION"
+    _array_specs = _ref_specs(data=("float32", 2), dq=("uint32", 2))
+    _required_arrays = ("data", "dq")
+
+
+class LinearityRefModel(_RefModel):
+    """Classical linearity reference file: float32 ``coeffs`` [ncoeff, y, x], uint32 ``dq``."""
+
+    _tag_name = "reference_files/linearity"
+    _reftype = "LINEARITY"
+    _array_specs = _ref_specs(coeffs=("float32", 3), dq=("uint32", 2))
+    _required_arrays = ("coeffs", "dq")
+
+
+class InverselinearityRefModel(_RefModel):
+    """Inverse linearity reference file: float32 ``coeffs``, uint32 ``dq``."""
+
+    _tag_name = "reference_files/inverselinearity"
+    _reftype = "INVERSELINEARITY"
+    _array_specs = _ref_specs(coeffs=("float32", 3), dq=("uint32", 2))
+    _required_arrays = ("coeffs", "dq")
+
+
+class DarkRefModel(_RefModel):
+    """Dark reference file: float32 ``dark_slope``/``dark_slope_error`` (DN/s), uint32 ``dq``."""
+
+    _tag_name = "reference_files/dark"
+    _reftype = "DARK"
+    _meta_exposure = True
+    _meta_optical_element = True
+    _array_specs = _ref_specs(
+        dq=("uint32", 2), dark_slope=("float32", 2), dark_slope_error=("float32", 2)
+    )
+    _required_arrays = ("dq", "dark_slope", "dark_slope_error")
+
+
+class GainRefModel(_RefModel):
+    """Gain reference file: float32 ``data`` (electron/DN)."""
+
+    _tag_name = "reference_files/gain"
+    _reftype = "GAIN"
+    _array_specs = _ref_specs(data=("float32", 2))
+    _required_arrays = ("data",)
+
+
+class ReadnoiseRefModel(_RefModel):
+    """Read-noise reference file: float32 ``data`` (DN)."""
+
+    _tag_name = "reference_files/readnoise"
+    _reftype = "READNOISE"
+    _array_specs = _ref_specs(data=("float32", 2))
+    _required_arrays = ("data",)
+
+
+class FlatRefModel(_RefModel):
+    """Flat-field reference file: float32 ``data``/``err``, uint32 ``dq``."""
+
+    _tag_name = "reference_files/flat"
+    _reftype = "FLAT"
+    _meta_optical_element = True
+    _array_specs = _ref_specs(data=("float32", 2), dq=("uint32", 2), err=("float32", 2))
+    _required_arrays = ("data", "dq", "err")
+
+
+class PhotomRefModel(_RefModel):
+    """Imaging photometry reference file (``wfi_img_photom``): ``phot_table`` per element."""
+
+    _tag_name = "reference_files/wfi_img_photom"
+    _reftype = "PHOTOM"
+
+    @classmethod
+    def create_minimal(cls, defaults: Any = None) -> PhotomRefModel:  # noqa: D102
+        model = super().create_minimal(defaults)
+        model._node._data.setdefault("phot_table", {})
+        return model
+
+
+class DistortionRefModel(_RefModel):
+    """Distortion reference file: ``coordinate_distortion_transform`` (astropy model)."""
+
+    _tag_name = "reference_files/distortion"
+    _reftype = "DISTORTION"
+    _meta_optical_element = True
+
+
+class RefpixRefModel(_RefModel):
+    """Reference-pixel correction file: complex128 ``gamma``, ``zeta``, ``alpha`` [32+1, nf]."""
+
+    _tag_name = "reference_files/refpix"
+    _reftype = "REFPIX"
+    _array_specs = _ref_specs(
+        gamma=("complex128", 2), zeta=("complex128", 2), alpha=("complex128", 2)
+    )
+    _required_arrays = ("gamma", "zeta", "alpha")
+
+
+class SuperbiasRefModel(_RefModel):
+    """Super-bias reference file: float32 ``data``/``err``, uint32 ``dq``."""
+
+    _tag_name = "reference_files/superbias"
+    _reftype = "BIAS"
+    _array_specs = _ref_specs(data=("float32", 2), dq=("uint32", 2), err=("float32", 2))
+    _required_arrays = ("data", "dq", "err")
+
+
+class IpcRefModel(_RefModel):
+    """Inter-pixel capacitance kernel reference file: float32 ``data``."""
+
+    _tag_name = "reference_files/ipc"
+    _reftype = "IPC"
+    _meta_optical_element = True
+    _array_specs = _ref_specs(data=("float32", 2))
+    _required_arrays = ("data",)
+
+
+class PixelareaRefModel(_RefModel):
+    """Pixel-area reference file: float32 ``data`` (sr)."""
+
+    _tag_name = "reference_files/pixelarea"
+    _reftype = "AREA"
+    _meta_optical_element = True
+    _array_specs = _ref_specs(data=("float32", 2))
+    _required_arrays = ("data",)
