@@ -299,3 +299,16 @@ def test_missing_exposure_metadata():
     del ramp.meta["exposure"]
     with pytest.raises(InputFileError, match="no meta.exposure"):
         dm.frame_time(ramp)
+
+
+def test_tagged_time_and_memmap(tmp_path):
+    model = dm.GainRefModel.create_fake_data(shape=(8, 8))
+    old = dm.TaggedTime(Time("2021-01-01T00:00:00"))
+    old._roman_tag = ROMAN + "file_date-1.0.0"
+    model.meta.old_date = old
+    out = model.save(tmp_path / "g.asdf")
+    with dm.open(out, memmap=True) as back:
+        assert back.meta.old_date.tag == ROMAN + "file_date-1.0.0"
+        assert back.meta.old_date.isot == "2021-01-01T00:00:00.000"
+        assert not back.data.flags.writeable  # memory-mapped, read-only
+        np.testing.assert_array_equal(back.data, model.data)
