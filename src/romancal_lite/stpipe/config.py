@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from romancal_lite.errors import ConfigError
+from romancal_lite.errors import ConfigError, OutputError
 
 __all__ = [
     "ParameterSet",
@@ -104,24 +104,64 @@ def load_parameter_file(path: str | os.PathLike[str]) -> ParameterSet:
 
 
 def _read_tree(path: Path) -> Any:
+    """Read a parameter file's tree.
+
+    ASDF parameter files are a YAML document with ASDF tags and no binary blocks, so
+    they are read as YAML with the tags dropped: opening them with asdf loads every
+    installed asdf extension, which takes seconds. Files with binary blocks (not
+    parameter files in practice) go through asdf.
+    """
     if not path.is_file():
         raise ConfigError(f"parameter file not found: {path}")
-    if path.suffix.lower() == ".asdf":
-        import asdf
-
-        try:
-            with asdf.open(path, lazy_load=False, memmap=False) as af:
-                return _plain(af.tree)
-        except Exception as exc:
-            raise ConfigError(f"cannot read parameter file {path}: {exc}") from exc
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read parameter file {path}: {exc.strerror}") from exc
+    is_asdf = raw.startswith(b"#ASDF")
+    if path.suffix.lower() == ".asdf" and not is_asdf:
+        raise ConfigError(f"cannot read parameter file {path}: not an ASDF file")
+    if is_asdf and _ASDF_BLOCK_MAGIC in raw:
+        return _read_asdf_with_blocks(path)
     import yaml
 
     try:
-        with path.open() as fh:
-            return yaml.safe_load(fh) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        tree = yaml.load(raw.decode("utf-8"), Loader=_untagged_loader())  # noqa: S506
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
         msg = " ".join(str(exc).split())
         raise ConfigError(f"cannot read parameter file {path}: {msg}") from exc
+    return {} if tree is None else tree
+
+
+_ASDF_BLOCK_MAGIC = b"\xd3BLK"
+
+
+def _read_asdf_with_blocks(path: Path) -> Any:
+    import asdf
+
+    try:
+        with asdf.open(path, lazy_load=False, memmap=False) as af:
+            return _plain(af.tree)
+    except Exception as exc:
+        raise ConfigError(f"cannot read parameter file {path}: {exc}") from exc
+
+
+def _untagged_loader() -> type:
+    """Return a yaml SafeLoader subclass that reads ASDF-tagged nodes as plain data."""
+    import yaml
+
+    class UntaggedLoader(yaml.SafeLoader):
+        pass
+
+    def construct_untagged(loader: yaml.SafeLoader, suffix: str, node: Any) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            return loader.construct_mapping(node, deep=True)
+        if isinstance(node, yaml.SequenceNode):
+            return loader.construct_sequence(node, deep=True)
+        return loader.construct_scalar(node)
+
+    UntaggedLoader.add_multi_constructor("!", construct_untagged)
+    UntaggedLoader.add_multi_constructor("tag:", construct_untagged)
+    return UntaggedLoader
 
 
 def _plain(obj: Any) -> Any:
@@ -222,14 +262,21 @@ def dump_parameter_file(config: Mapping[str, Any], path: str | os.PathLike[str])
     path : str or path-like
         Destination.
     """
+    import yaml
+
     path = Path(path)
-    tree = dict(config)
+    text = yaml.safe_dump(dict(config), sort_keys=False)
     if path.suffix.lower() == ".asdf":
-        import asdf
+        # An ASDF file without blocks is this YAML document with the ASDF header; writing
+        # it directly avoids loading every asdf extension (seconds).
+        text = _ASDF_HEADER + text + "...\n"
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        raise OutputError(f"cannot write parameter file {path}: {exc.strerror or exc}") from exc
 
-        asdf.AsdfFile(tree).write_to(path)
-    else:
-        import yaml
 
-        with path.open("w") as fh:
-            yaml.safe_dump(tree, fh, sort_keys=False)
+_ASDF_HEADER = (
+    "#ASDF 1.0.0\n#ASDF_STANDARD 1.5.0\n%YAML 1.1\n%TAG ! tag:stsci.edu:asdf/\n"
+    "--- !core/asdf-1.1.0\n"
+)

@@ -31,6 +31,10 @@ __all__ = [
     "resolve",
 ]
 
+#: Packages whose classes are never imported (parameter files written for romancal name
+#: them; their class names are matched against the registry instead).
+_FOREIGN_PACKAGES = {"romancal", "stpipe", "roman_datamodels", "jwst"}
+
 #: Pipeline alias -> ``"module:Class"``.
 PIPELINES: dict[str, str] = {}
 
@@ -88,6 +92,11 @@ def import_class(class_path: str) -> type:
         module_name, _, attr = class_path.rpartition(".")
     if not module_name or not attr:
         raise ConfigError(f"not a class path: {class_path!r}")
+    if module_name.split(".")[0] in _FOREIGN_PACKAGES:
+        raise ConfigError(
+            f"{class_path!r} belongs to {module_name.split('.')[0]}, which romancal_lite does"
+            " not run; use a romancal_lite alias"
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -114,7 +123,7 @@ def resolve(name: str) -> type[Step]:
         (``"romancal_lite.steps.saturation:SaturationStep"``) or the bare class name or
         trailing dotted path of a registered class (``"SaturationStep"``,
         ``"romancal.saturation.saturation_step.SaturationStep"`` as written in romancal
-        parameter files).
+        parameter files; romancal itself is never imported).
 
     Returns
     -------
@@ -136,7 +145,7 @@ def resolve(name: str) -> type[Step]:
             for p in (*PIPELINES.values(), *STEPS.values())
             if p.replace(":", ".").rsplit(".", 1)[-1] == class_name
         ]
-        if len(matches) == 1 and (name == class_name or not _importable(name)):
+        if len(matches) == 1:
             path = matches[0]
         elif "." in name or ":" in name:
             path = name
@@ -147,14 +156,6 @@ def resolve(name: str) -> type[Step]:
     if not issubclass(cls, Step):
         raise ConfigError(f"{path!r} is not a romancal_lite Step or Pipeline")
     return cls
-
-
-def _importable(class_path: str) -> bool:
-    try:
-        import_class(class_path)
-    except ConfigError:
-        return False
-    return True
 
 
 def check_registry(

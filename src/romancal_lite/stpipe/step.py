@@ -109,6 +109,11 @@ class Step:
                 param = Param(str, None, f"Use this {reftype} reference file, not the selected one")
                 setattr(cls, name, param)
                 param.__set_name__(cls, name)
+        suffix = cls.__dict__.get("suffix")
+        if isinstance(suffix, Param):
+            # a redeclared suffix (e.g. "cal" for a pipeline) still accepts None, which
+            # parameter files written by stpipe hold, meaning "the class default"
+            suffix.nullable = True
         params: dict[str, Param] = {}
         for klass in reversed(cls.__mro__):
             for key, value in vars(klass).items():
@@ -521,7 +526,8 @@ class Step:
         ``<output_dir>/<basename>_<suffix>.asdf``: the basename comes from
         ``output_file`` or else the (top-level) input name, with a known suffix
         replaced; ``output_dir`` is searched up the enclosing pipelines; the suffix
-        defaults to ``class_alias``.
+        defaults to the class's declared ``suffix`` default (a pipeline may redeclare
+        it, e.g. ``"cal"``), else ``class_alias``.
 
         Returns
         -------
@@ -539,7 +545,7 @@ class Step:
                 f"cannot name the output of {self.name}: the input has no file name;"
                 " set output_file"
             )
-        suffix = self.suffix or self.class_alias or self.name
+        suffix = self.suffix or self._params["suffix"].default or self.class_alias or self.name
         directory = self._search("output_dir") or ""
         return Path(os.path.expandvars(os.path.expanduser(directory))) / make_output_name(
             base, suffix

@@ -162,3 +162,59 @@ def test_export_config_round_trip(tmp_path, fakes, ext):
     again = fakes.FakePipeline.from_config(config)
     assert again.get_pars() == pipe.get_pars()
     assert again.fake_saturation.get_pars() == pipe.fake_saturation.get_pars()
+
+
+SEED_STYLE_FILE = """\
+#ASDF 1.0.0
+#ASDF_STANDARD 1.5.0
+%YAML 1.1
+%TAG ! tag:stsci.edu:asdf/
+--- !core/asdf-1.1.0
+asdf_library: !core/software-1.0.0 {author: The ASDF Developers, homepage: 'http://github.com/asdf-format/asdf',
+  name: asdf, version: 2.13.0}
+history:
+  extensions:
+  - !core/extension_metadata-1.0.0
+    extension_class: asdf.extension.BuiltinExtension
+    software: !core/software-1.0.0 {name: asdf, version: 2.13.0}
+  entries:
+  - !core/history_entry-1.0.0 {description: Base values, time: !!timestamp '2019-10-29 21:20:50'}
+class: romancal.pipeline.exposure_pipeline.FakePipeline
+meta:
+  author: <SPECIFY>
+  date: '2022-09-15T13:59:54'
+  instrument: {name: <SPECIFY>}
+name: FakePipeline
+parameters:
+  output_dir: null
+  save_results: true
+  skip: false
+  suffix: null
+steps:
+- class: romancal.saturation.saturation_step.FakeSaturationStep
+  name: fake_saturation
+  parameters:
+    n_pix_grow_sat: 3
+    output_dir: null
+    skip: false
+...
+"""
+
+
+def test_seed_style_asdf_file_is_read_without_asdf(tmp_path, fakes):
+    path = tmp_path / "exp_pars.asdf"
+    path.write_text(SEED_STYLE_FILE)
+    config = fakes.FakePipeline.build_config(path)
+    pipe = fakes.FakePipeline.from_config(config)
+    assert pipe.save_results is True
+    assert pipe.suffix is None  # null as stpipe writes it: the class default "cal" is used
+    pipe.output_file = "x_uncal"
+    assert pipe.output_path().name == "x_cal.asdf"
+    assert pipe.fake_saturation.n_pix_grow_sat == 3
+
+
+def test_asdf_extension_without_asdf_header(tmp_path):
+    path = tmp_path / "plain.asdf"
+    path.write_text("parameters: {}\n")
+    with pytest.raises(ConfigError, match="not an ASDF file"):
+        load_parameter_file(path)
