@@ -113,11 +113,13 @@ def _check_node(node: Any, label: str, spec: Any, params: dict, shape: Any) -> N
     expected = spec.reftype.upper()
     tag_name = _tag_name(node)
     if tag_name is not None and tag_name != spec.tag_name:
+        found = next((r for r, s in REFTYPES.items() if s.tag_name == tag_name), tag_name)
         raise ReferenceFileError(
-            f"{label}: is a {tag_name.upper()} reference file, expected {expected}"
+            f"{label}: is a {found.upper()} reference file, expected {expected}"
         )
     cls = type(node).__name__
-    if cls.endswith("RefModel") and cls != spec.model_class:
+    allowed = {spec.model_class, f"{spec.reftype.capitalize()}RefModel"}
+    if cls.endswith("RefModel") and cls not in allowed:
         raise ReferenceFileError(f"{label}: is a {cls}, expected {spec.model_class} ({expected})")
     meta = _get(node, "meta")
     if meta is None:
@@ -230,8 +232,8 @@ def check_reference(
     node = ref_path_or_tree
     if isinstance(node, Mapping) and "roman" in node:
         node = node["roman"]
-    label = f"{spec.reftype.upper()} reference"
-    filename = _get(_get(node, "meta"), "filename")
-    if isinstance(filename, str):
-        label = filename
+    label = f"{type(node).__name__} (in memory)"
+    source = getattr(node, "_path", None) or _get(_get(node, "meta"), "filename")
+    if isinstance(source, str | os.PathLike) and os.fspath(source):
+        label = Path(source).name
     _check_node(node, label, spec, params, expected_shape)

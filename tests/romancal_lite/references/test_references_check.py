@@ -189,3 +189,19 @@ def test_distortion_is_gwcs_compatible(refs):
     assert transform.bounding_box is not None
     v2b, _ = transform(12.5, 11.5)
     assert abs(np.hypot(v2b - v2, 0)) < 0.12
+
+
+# --- interoperability with romancal_lite.datamodels (built by another worker) ---
+
+
+@pytest.mark.parametrize("reftype", sorted(REFTYPES))
+def test_lite_datamodels_read_generated(refs, reftype):
+    dm = pytest.importorskip("romancal_lite.datamodels")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = dm.open(refs[reftype])
+    assert model.get_crds_parameters()["roman.meta.instrument.detector"] == "WFI07"
+    check_reference(model, reftype, SCIENCE, expected_shape=expected(reftype))
+    wrong = "mask" if reftype != "mask" else "gain"
+    with pytest.raises(ReferenceFileError, match=rf"^{reftype}.asdf: is a {reftype.upper()}"):
+        check_reference(model, wrong, SCIENCE)
