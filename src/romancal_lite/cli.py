@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from romancal_lite.errors import ConfigError, RomancalLiteError
+from romancal_lite.errors import ConfigError, OutputError, RomancalLiteError
 
 if TYPE_CHECKING:
     from romancal_lite.stpipe.params import Param
@@ -202,9 +202,12 @@ def _run(args: list[str]) -> int:
             **parsed["parameters"],
         )
         step = cls.from_config(config)
-        if parsed["save_parameters"]:
-            step.export_config(parsed["save_parameters"])
+        save_parameters = parsed["save_parameters"]
+        if save_parameters and Path(save_parameters).resolve() == Path(positionals[0]).resolve():
+            raise OutputError(f"--save-parameters {save_parameters} would overwrite the input")
         step.run(positionals[0])
+        if save_parameters:
+            step.export_config(save_parameters)
     return 0
 
 

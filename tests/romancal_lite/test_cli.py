@@ -340,3 +340,22 @@ def test_python_dash_m_error_exit_status(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.startswith("romancal_lite: error: unknown pipeline or step")
     assert proc.stderr.count("\n") == 1
+
+
+def test_save_parameters_never_overwrites_input(capsys, work):
+    inp = work / "r0001_WFI01_uncal.asdf"
+    before = inp.read_bytes()
+    status, _, err = run(
+        capsys, "run", "fake_saturation", str(inp), "--save-parameters", str(inp), *REFS[:2]
+    )
+    assert status == 1
+    assert "would overwrite the input" in error_lines(err)[0]
+    assert inp.read_bytes() == before
+
+
+def test_skipped_top_level_step_writes_nothing(capsys, work):
+    listing = sorted(os.listdir(work))
+    status, _, err = run(capsys, "run", "fake_saturation", "r0001_WFI01_uncal.asdf", "--skip")
+    assert status == 0, err
+    assert "Step fake_saturation skipped" in err
+    assert sorted(os.listdir(work)) == listing

@@ -82,7 +82,7 @@ class Step:
     #: Reference file types used; each gets an ``override_<reftype>`` parameter.
     reference_file_types: ClassVar[tuple[str, ...]] = ()
     #: ``model_type`` passed to ``romancal_lite.datamodels.open`` for path inputs.
-    model_type: ClassVar[str | None] = None
+    model_type: ClassVar[type | None] = None
     #: Whether `run` writes ``meta.cal_step.<class_alias>`` (pipelines do not).
     record_cal_step: ClassVar[bool] = True
 
@@ -413,7 +413,13 @@ class Step:
         if not self.record_cal_step or not self.class_alias:
             return
         try:
-            setattr(model.meta.cal_step, self.class_alias, status)
+            cal_step = model.meta.cal_step
+        except AttributeError:
+            # e.g. a raw (level 1) model: its schema has no cal_step
+            self.log.debug("%s has no meta.cal_step; status not recorded", type(model).__name__)
+            return
+        try:
+            setattr(cal_step, self.class_alias, status)
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             self.log.warning("Cannot record %s status in meta.cal_step: %s", status, exc)
 

@@ -255,11 +255,20 @@ def test_pipeline_definition_checks():
 
 
 def test_record_status_tolerates_models_without_cal_step(fakes, sat_ref, caplog):
+    caplog.set_level(logging.DEBUG, logger="romancal_lite")
     model = fakes.FakeModel([1])
-    del model.meta.cal_step
+    del model.meta.cal_step  # like a raw (level 1) model
     result = fakes.FakeSaturationStep.call(model, **sat_ref)
     assert result.data == [1]
-    assert "Cannot record COMPLETE status" in caplog.text
+    assert "has no meta.cal_step" in caplog.text
+
+    class Frozen:
+        def __setattr__(self, name, value):
+            raise AttributeError(f"cannot set {name}")
+
+    model.meta.cal_step = Frozen()
+    fakes.FakeSaturationStep.call(model, **sat_ref)
+    assert "Cannot record COMPLETE status in meta.cal_step: cannot set" in caplog.text
 
 
 def test_process_must_be_overridden():
