@@ -1,0 +1,62 @@
+import os
+import warnings
+
+import pytest
+
+import romancore
+from romancore import effective_n_threads
+
+CPUS = len(os.sched_getaffinity(0))
+OMP = romancore.openmp_enabled()
+
+
+def _expect(n):
+    return n if OMP else 1
+
+
+def test_openmp_enabled_is_bool():
+    assert type(romancore.openmp_enabled()) is bool
+
+
+def test_positive_taken_as_given():
+    assert effective_n_threads(1) == 1
+    assert effective_n_threads(2) == _expect(2)
+    # oversubscription is the caller's choice: not capped at the number of cores
+    assert effective_n_threads(CPUS + 5) == _expect(CPUS + 5)
+
+
+def test_negative_counts_from_all_cores():
+    assert effective_n_threads(-1) == _expect(CPUS)
+    assert effective_n_threads(-2) == _expect(max(CPUS - 1, 1))
+    assert effective_n_threads(-10_000) == 1
+
+
+def test_none_uses_omp_num_threads_or_all_cores(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert effective_n_threads(None) == _expect(3)
+    assert effective_n_threads() == _expect(3)
+    for bad in ("", "0", "two", "-2"):
+        monkeypatch.setenv("OMP_NUM_THREADS", bad)
+        n = effective_n_threads(None)
+        assert 1 <= n <= CPUS
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    n = effective_n_threads(None)
+    assert 1 <= n <= CPUS
+    if OMP:
+        from romancore._parallel import max_threads
+
+        assert n == min(max_threads(), CPUS)
+
+
+@pytest.mark.parametrize("bad", [0, True, False, 2.0, 1.5, "2", [2]])
+def test_invalid(bad):
+    with pytest.raises(ValueError):
+        effective_n_threads(bad)
+
+
+def test_result_is_int_at_least_one():
+    for value in (None, 1, 2, -1, -3):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            n = effective_n_threads(value)
+        assert type(n) is int and n >= 1
