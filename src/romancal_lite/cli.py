@@ -41,6 +41,9 @@ run options:
   --save-parameters FILE     write the parameters used to FILE (ASDF or YAML)
   -v, --verbose              show DEBUG log messages
   -h, --help                 after a pipeline or step name: list all its parameters
+
+  The runner saves the final result (save_results true) unless given
+  --save_results false; outputs are named <input basename>_<suffix>.asdf.
 """
 
 _EXIT_STATUS = """\
@@ -162,12 +165,16 @@ def _class_help(cls: type[Step]) -> str:
 
 
 def _run(args: list[str]) -> int:
+    args = list(args)
     from romancal_lite.stpipe import registry
 
+    leading = []
+    while args and args[0] in {"-v", "--verbose"}:
+        leading.append(args.pop(0))
     if not args or args[0] in {"-h", "--help"}:
         print(_top_help())
         return 0
-    target, rest = args[0], args[1:]
+    target, rest = args[0], [*args[1:], *leading]
     if target.startswith("-"):
         raise ConfigError(f"expected a pipeline or step name after 'run', got {target!r}")
     config_files: list[str] = []

@@ -355,7 +355,7 @@ def test_save_parameters_never_overwrites_input(capsys, work):
 
 def test_skipped_top_level_step_writes_nothing(capsys, work):
     listing = sorted(os.listdir(work))
-    status, _, err = run(capsys, "run", "fake_saturation", "r0001_WFI01_uncal.asdf", "--skip")
+    status, _, err = run(capsys, "run", "-v", "fake_saturation", "r0001_WFI01_uncal.asdf", "--skip")
     assert status == 0, err
     assert "Step fake_saturation skipped" in err
     assert sorted(os.listdir(work)) == listing

@@ -88,11 +88,11 @@ class Step:
 
     skip = Param(bool, False, "Skip this step (the input is passed on unchanged)")
     save_results = Param(bool, False, "Save the result to <basename>_<suffix>.asdf")
-    output_dir = Param(str, None, "Directory of output files (default: current directory)")
+    output_dir = Param(str, None, "Directory of output files; None: the current directory")
     output_file = Param(
-        str, None, "Basename of the output file (default: from the input name); implies saving"
+        str, None, "Basename of the output file; None: from the input name. Implies saving"
     )
-    suffix = Param(str, None, "Suffix of the output file name (default: the step's alias)")
+    suffix = Param(str, None, "Suffix of the output file name; None: the step's alias")
 
     _params: ClassVar[dict[str, Param]] = {}
 
