@@ -77,7 +77,8 @@ cdef inline int32_t _diluted(const Pattern* pt, const float* d0, const uint8_t* 
         return <int32_t>pt.n
     if g0[g * pt.plane + x] & (DQ_SATURATED | DQ_DO_NOT_USE):
         return <int32_t>pt.n
-    if d0[g * pt.plane + x] >= <float>(t * pt.dilution[g]):
+    # Compared in float64, as stcal does (float32 data against a float64 product).
+    if <double>d0[g * pt.plane + x] >= t * pt.dilution[g]:
         return g
     return <int32_t>pt.n
 
@@ -93,7 +94,9 @@ cdef inline int32_t _second_resultant(const Pattern* pt, const float* d0, Py_ssi
     if pt.second == NULL or fs != 2:
         return <int32_t>pt.n
     cdef float v0 = d0[x], v1 = d0[pt.plane + x]
-    if ((v0 / pt.second[0]) * pt.second[1] < t) and (v1 - v0 > (t - v0) / pt.second[2]):
+    # The precisions of stcal 1.20: the extrapolation in float64, the step test in float32.
+    if ((v0 / pt.second[0]) * pt.second[1] < t) and (
+            v1 - v0 > (t - v0) / <float>pt.second[2]):
         return 1
     return <int32_t>pt.n
 

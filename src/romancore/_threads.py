@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 import warnings
 
@@ -37,8 +38,10 @@ def effective_n_threads(n_threads: int | None = None) -> int:
     ValueError
         If ``n_threads`` is 0 or not an integer.
     """
-    if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int)):
-        raise ValueError(f"n_threads must be an integer or None, got {n_threads!r}")
+    if n_threads is not None:
+        if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral):
+            raise ValueError(f"n_threads must be an integer or None, got {n_threads!r}")
+        n_threads = int(n_threads)
     if n_threads == 0:
         raise ValueError("n_threads must not be 0 (use None for the default)")
     cpus = _usable_cpus()
