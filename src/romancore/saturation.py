@@ -87,7 +87,8 @@ def flag_saturation(
       and the linearity correction then leaves them untouched, as any saturated value;
     * a no-check pixel is saturated at ``>= 65535`` DN (the seed's "reaches that hard
       limit"); stcal uses ``>= 65536``, so it never flags a value of exactly 65535;
-    * the growth of diluted resultants marks the neighbours SATURATED, not DO_NOT_USE.
+    * the growth of diluted resultants marks the neighbours SATURATED from that resultant
+      on (saturation persists), where stcal marks DO_NOT_USE on that resultant only.
 
     Parameters
     ----------
