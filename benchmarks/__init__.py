@@ -1,0 +1,1 @@
+"""Benchmarks of the romancore kernels (asv suite and ``kernels.py`` script)."""
