@@ -43,26 +43,46 @@ cdef void _thresholds(const float* thr, const uint32_t* tdq, uint32_t* pdq, floa
             pdq[x] |= tdq[x] | (DQ_NO_SAT_CHECK if no_check else 0)
 
 
+cdef extern from *:
+    """
+    #include <stddef.h>
+    #include <stdint.h>
+
+    /* Flag the A/D floor of one resultant row and update the first-saturated index:
+       fs[x] = i where d[x] >= t[x] (or SATURATED is already set) and fs[x] is unset (n).
+       Plain C with restrict pointers so that the compiler vectorises it. */
+    static void romancore_saturation_resultant(
+            const float *restrict d, uint8_t *restrict g, const float *restrict t,
+            int32_t *restrict fs, ptrdiff_t nx, int32_t i, int32_t n,
+            uint8_t floor_flags, uint8_t saturated)
+    {
+        ptrdiff_t x;
+        for (x = 0; x < nx; x++) {
+            float v = d[x];
+            uint8_t gx = g[x] | (uint8_t)(v <= 0.0f ? floor_flags : 0);
+            int32_t sat = (v >= t[x]) | ((gx & saturated) != 0);
+            g[x] = gx;
+            fs[x] = (sat & (fs[x] == n)) ? i : fs[x];
+        }
+    }
+    """
+    void romancore_saturation_resultant(const float* d, uint8_t* g, const float* t,
+                                        int32_t* fs, Py_ssize_t nx, int32_t i, int32_t n,
+                                        uint8_t floor_flags,
+                                        uint8_t saturated) noexcept nogil
+
+
 cdef void _first_saturated(const Pattern* pt, const float* d0, uint8_t* g0,
                            const float* t, int32_t* fs, Py_ssize_t nx) noexcept nogil:
     """Flag the A/D floor; ``fs`` = first resultant >= threshold (or already SATURATED)."""
     cdef Py_ssize_t i, x
-    cdef const float* d
-    cdef uint8_t* g
-    cdef int32_t n = <int32_t>pt.n, ii
-    cdef float v
-    cdef bint sat
+    cdef int32_t n = <int32_t>pt.n
     for x in range(nx):
         fs[x] = n
     for i in range(pt.n):
-        d = d0 + i * pt.plane
-        g = g0 + i * pt.plane
-        ii = <int32_t>i
-        for x in range(nx):
-            v = d[x]
-            g[x] = g[x] | (<uint8_t>(DQ_AD_FLOOR | DQ_DO_NOT_USE) if v <= 0 else 0)
-            sat = (v >= t[x]) | ((g[x] & DQ_SATURATED) != 0)
-            fs[x] = ii if (sat & (fs[x] == n)) else fs[x]
+        romancore_saturation_resultant(d0 + i * pt.plane, g0 + i * pt.plane, t, fs, nx,
+                                       <int32_t>i, n, DQ_AD_FLOOR | DQ_DO_NOT_USE,
+                                       DQ_SATURATED)
 
 
 cdef inline int32_t _diluted(const Pattern* pt, const float* d0, const uint8_t* g0,
@@ -106,8 +126,10 @@ cdef void _flag_from(const Pattern* pt, uint8_t* g0, const int32_t* first,
     """SATURATED on every resultant ``i >= first[x]``."""
     cdef Py_ssize_t i, x
     cdef uint8_t* g
-    cdef int32_t ii
-    for i in range(pt.n):
+    cdef int32_t ii, lo = <int32_t>pt.n
+    for x in range(nx):
+        lo = first[x] if first[x] < lo else lo
+    for i in range(lo, pt.n):  # resultants before the row's earliest saturation: nothing
         g = g0 + i * pt.plane
         ii = <int32_t>i
         for x in range(nx):
