@@ -146,10 +146,23 @@ cdef Pattern _pattern(Py_ssize_t n, Py_ssize_t plane, const double[::1] dilution
     return pt
 
 
-def flag_all(const float[:, :, ::1] data, uint8_t[:, :, ::1] gdq, uint32_t[:, ::1] pdq,
-             const float[:, ::1] thr, const uint32_t[:, ::1] thr_dq,
-             const double[::1] dilution, const double[::1] second, int n_threads):
-    """Without growth: threshold, A/D floor, dilution and resultant-1 check, one pass."""
+cpdef enum Mode:
+    MODE_ALL = 0      # no growth: everything in one pass
+    MODE_FIRST = 1    # growth pass A: A/D floor, pixel DQ, first-saturated map
+    MODE_DILUTE = 2   # growth pass B: flag grown saturation, map diluted resultants
+
+
+def saturation_pass(int mode, const float[:, :, ::1] data, uint8_t[:, :, ::1] gdq,
+                    uint32_t[:, ::1] pdq, const float[:, ::1] thr,
+                    const uint32_t[:, ::1] thr_dq, int16_t[:, ::1] map_in,
+                    int16_t[:, ::1] map_out, const double[::1] dilution,
+                    const double[::1] second, int n_threads):
+    """One parallel pass over the rows; ``mode`` says which (see the MODE_* enum).
+
+    ``map_in`` is read in MODE_DILUTE (the grown first-saturated index), ``map_out``
+    written in MODE_FIRST (first-saturated index) and MODE_DILUTE (diluted resultant);
+    unused maps may be any (1, 1) array.
+    """
     cdef Py_ssize_t n = data.shape[0], ny = data.shape[1], nx = data.shape[2], y, x
     cdef Pattern pt = _pattern(n, ny * nx, dilution, second)
     cdef float* t
@@ -168,86 +181,30 @@ def flag_all(const float[:, :, ::1] data, uint8_t[:, :, ::1] gdq, uint32_t[:, ::
         for y in prange(ny, schedule="static"):
             d0 = &data[0, y, 0]
             g0 = &gdq[0, y, 0]
-            _thresholds(&thr[y, 0], &thr_dq[y, 0], &pdq[y, 0], t, nsc, nx, True)
-            _first_saturated(&pt, d0, g0, t, fs, nx)
+            _thresholds(&thr[y, 0], &thr_dq[y, 0], &pdq[y, 0], t, nsc, nx, mode != MODE_DILUTE)
+            if mode == MODE_DILUTE:
+                for x in range(nx):
+                    fs[x] = map_in[y, x]
+            else:
+                _first_saturated(&pt, d0, g0, t, fs, nx)
+            if mode == MODE_FIRST:
+                for x in range(nx):
+                    map_out[y, x] = <int16_t>fs[x]
+                continue
             for x in range(nx):
-                if 0 < fs[x] < n:
-                    d = _diluted(&pt, d0, g0, x, t[x], nsc[x], fs[x])
-                    s = _second_resultant(&pt, d0, x, t[x], fs[x])
-                    if s < d:
-                        d = s
-                    if d < fs[x]:
-                        fs[x] = d
-            _flag_from(&pt, g0, fs, nx)
-        free(t)
-        free(nsc)
-        free(fs)
-
-
-def first_saturated(const float[:, :, ::1] data, uint8_t[:, :, ::1] gdq, uint32_t[:, ::1] pdq,
-                    const float[:, ::1] thr, const uint32_t[:, ::1] thr_dq,
-                    int16_t[:, ::1] fs_map, int n_threads):
-    """Growth pass A: A/D floor, pixel DQ, and the first-saturated index map."""
-    cdef Py_ssize_t n = data.shape[0], ny = data.shape[1], nx = data.shape[2], y, x
-    cdef double dummy[3]
-    cdef Pattern pt
-    pt.n = n
-    pt.plane = ny * nx
-    pt.dilution = dummy
-    pt.second = NULL
-    cdef float* t
-    cdef uint8_t* nsc
-    cdef int32_t* fs
-    with nogil, parallel(num_threads=n_threads):
-        t = <float*>malloc(nx * sizeof(float))
-        nsc = <uint8_t*>malloc(nx * sizeof(uint8_t))
-        fs = <int32_t*>malloc(nx * sizeof(int32_t))
-        if t == NULL or nsc == NULL or fs == NULL:
-            with gil:
-                raise MemoryError("romancore.flag_saturation: out of memory")
-        for y in prange(ny, schedule="static"):
-            _thresholds(&thr[y, 0], &thr_dq[y, 0], &pdq[y, 0], t, nsc, nx, True)
-            _first_saturated(&pt, &data[0, y, 0], &gdq[0, y, 0], t, fs, nx)
-            for x in range(nx):
-                fs_map[y, x] = <int16_t>fs[x]
-        free(t)
-        free(nsc)
-        free(fs)
-
-
-def dilute_grown(const float[:, :, ::1] data, uint8_t[:, :, ::1] gdq,
-                 const float[:, ::1] thr, const uint32_t[:, ::1] thr_dq,
-                 const int16_t[:, ::1] fs_grown, int16_t[:, ::1] dil_map,
-                 const double[::1] dilution, const double[::1] second, int n_threads):
-    """Growth pass B: flag the grown saturation, find diluted resultants (to be grown)."""
-    cdef Py_ssize_t n = data.shape[0], ny = data.shape[1], nx = data.shape[2], y, x
-    cdef Pattern pt = _pattern(n, ny * nx, dilution, second)
-    cdef float* t
-    cdef uint8_t* nsc
-    cdef int32_t* fs
-    cdef int32_t d, s
-    cdef const float* d0
-    cdef uint8_t* g0
-    with nogil, parallel(num_threads=n_threads):
-        t = <float*>malloc(nx * sizeof(float))
-        nsc = <uint8_t*>malloc(nx * sizeof(uint8_t))
-        fs = <int32_t*>malloc(nx * sizeof(int32_t))
-        if t == NULL or nsc == NULL or fs == NULL:
-            with gil:
-                raise MemoryError("romancore.flag_saturation: out of memory")
-        for y in prange(ny, schedule="static"):
-            d0 = &data[0, y, 0]
-            g0 = &gdq[0, y, 0]
-            _thresholds(&thr[y, 0], &thr_dq[y, 0], NULL, t, nsc, nx, False)
-            for x in range(nx):
-                fs[x] = fs_grown[y, x]
                 d = <int32_t>n
                 if 0 < fs[x] < n:
                     d = _diluted(&pt, d0, g0, x, t[x], nsc[x], fs[x])
                     s = _second_resultant(&pt, d0, x, t[x], fs[x])
-                    if s < fs[x]:
-                        fs[x] = s
-                dil_map[y, x] = <int16_t>d
+                    if mode == MODE_ALL:
+                        d = s if s < d else d
+                        fs[x] = d if d < fs[x] else fs[x]
+                    else:
+                        # the diluted resultant is grown separately (stcal grows it as
+                        # a new flag array); the resultant-1 check is not grown
+                        fs[x] = s if s < fs[x] else fs[x]
+                if mode == MODE_DILUTE:
+                    map_out[y, x] = <int16_t>d
             _flag_from(&pt, g0, fs, nx)
         free(t)
         free(nsc)

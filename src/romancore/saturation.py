@@ -140,9 +140,11 @@ def flag_saturation(
     dilution = dilution_factors(pattern)
     second = _second_resultant_constants(pattern)
 
+    unused = np.zeros((1, 1), dtype=np.int16)
     if n_pix_grow_sat == 0:
-        _saturation.flag_all(
-            data, groupdq, pixeldq, threshold, threshold_dq, dilution, second, threads
+        _saturation.saturation_pass(
+            _saturation.MODE_ALL, data, groupdq, pixeldq, threshold, threshold_dq, unused, unused,
+            dilution, second, threads,
         )
         return
 
@@ -150,11 +152,15 @@ def flag_saturation(
     # minimum filter over the (2k+1)^2 box (outside the detector counts as unsaturated).
     size = 2 * int(n_pix_grow_sat) + 1
     fs = np.empty((ny, nx), dtype=np.int16)
-    _saturation.first_saturated(data, groupdq, pixeldq, threshold, threshold_dq, fs, threads)
+    _saturation.saturation_pass(
+        _saturation.MODE_FIRST, data, groupdq, pixeldq, threshold, threshold_dq, unused, fs,
+        dilution, second, threads,
+    )
     fs = ndimage.minimum_filter(fs, size=size, mode="constant", cval=n)
     dil = np.empty((ny, nx), dtype=np.int16)
-    _saturation.dilute_grown(
-        data, groupdq, threshold, threshold_dq, fs, dil, dilution, second, threads
+    _saturation.saturation_pass(
+        _saturation.MODE_DILUTE, data, groupdq, pixeldq, threshold, threshold_dq, fs, dil,
+        dilution, second, threads,
     )
     del fs
     dil = ndimage.minimum_filter(dil, size=size, mode="constant", cval=n)
