@@ -141,9 +141,10 @@ def flag_saturation(
     second = _second_resultant_constants(pattern)
 
     unused = np.zeros((1, 1), dtype=np.int16)
+    mode = _saturation.Mode
     if n_pix_grow_sat == 0:
         _saturation.saturation_pass(
-            _saturation.MODE_ALL, data, groupdq, pixeldq, threshold, threshold_dq, unused, unused,
+            mode.MODE_ALL, data, groupdq, pixeldq, threshold, threshold_dq, unused, unused,
             dilution, second, threads,
         )
         return
@@ -153,13 +154,13 @@ def flag_saturation(
     size = 2 * int(n_pix_grow_sat) + 1
     fs = np.empty((ny, nx), dtype=np.int16)
     _saturation.saturation_pass(
-        _saturation.MODE_FIRST, data, groupdq, pixeldq, threshold, threshold_dq, unused, fs,
+        mode.MODE_FIRST, data, groupdq, pixeldq, threshold, threshold_dq, unused, fs,
         dilution, second, threads,
     )
     fs = ndimage.minimum_filter(fs, size=size, mode="constant", cval=n)
     dil = np.empty((ny, nx), dtype=np.int16)
     _saturation.saturation_pass(
-        _saturation.MODE_DILUTE, data, groupdq, pixeldq, threshold, threshold_dq, fs, dil,
+        mode.MODE_DILUTE, data, groupdq, pixeldq, threshold, threshold_dq, fs, dil,
         dilution, second, threads,
     )
     del fs
