@@ -12,46 +12,7 @@ from pathlib import Path, PurePath
 
 __all__ = ["KNOWN_SUFFIXES", "replace_suffix", "split_suffix"]
 
-#: suffixes known to the calibration code: the product table (seeds/000:5017-5033)
-#: plus the step names used as default step-output suffixes (seeds/000:5003-5011)
-KNOWN_SUFFIXES: frozenset[str] = frozenset(
-    {
-        "uncal",
-        "dqinit",
-        "dq_init",
-        "saturation",
-        "refpix",
-        "linearity",
-        "darkcurrent",
-        "dark_current",
-        "dark",
-        "rampfit",
-        "ramp_fit",
-        "fitopt",
-        "assignwcs",
-        "assign_wcs",
-        "flat",
-        "flat_field",
-        "flatfield",
-        "photomstep",
-        "photom",
-        "sourcedetection",
-        "source_detection",
-        "sourcecatalog",
-        "source_catalog",
-        "tweakregstep",
-        "tweakreg",
-        "jump",
-        "cal",
-        "cat",
-        "segm",
-        "wcs",
-        "rate",
-        "ramp",
-        "exposure_pipeline",
-        "elp",
-    }
-)
+from romancal_lite._suffixes import KNOWN_SUFFIXES
 
 
 def split_suffix(name: str | PurePath) -> tuple[str, str | None]:

@@ -9,35 +9,14 @@ from __future__ import annotations
 
 import os
 
+from romancal_lite._suffixes import KNOWN_SUFFIXES as _SEED_SUFFIXES
+
 __all__ = ["KNOWN_SUFFIXES", "add_known_suffix", "make_output_name", "remove_suffix"]
 
-#: Suffixes replaced rather than appended to: the products of the seed's suffix table,
-#: romancal's spellings of the same products, and every registered step alias
-#: (`add_known_suffix` is called by each Step subclass for its alias).
-KNOWN_SUFFIXES: set[str] = {
-    "uncal",
-    "dqinit",
-    "dq_init",
-    "saturation",
-    "refpix",
-    "linearity",
-    "darkcurrent",
-    "dark_current",
-    "rampfit",
-    "ramp_fit",
-    "fitopt",
-    "assignwcs",
-    "assign_wcs",
-    "flat",
-    "flatfield",
-    "photom",
-    "photomstep",
-    "sourcedetection",
-    "tweakregstep",
-    "cal",
-    "rate",
-    "ramp",
-}
+#: Suffixes replaced rather than appended to: the product and step suffixes of
+#: `romancal_lite._suffixes` (the one table of the seed's suffixes) plus every
+#: registered step alias (`add_known_suffix` is called by each Step subclass for its alias).
+KNOWN_SUFFIXES: set[str] = set(_SEED_SUFFIXES)
 
 
 def add_known_suffix(suffix: str) -> None:
