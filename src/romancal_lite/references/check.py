@@ -109,6 +109,21 @@ def _science_shape(science: Any) -> tuple[int, ...] | None:
     return tuple(int(n) for n in shape[-2:])
 
 
+def _check_same(
+    label: str, reftype: str, what: str, verb: str, known: Any, ref: Any, sci: Any
+) -> None:
+    """Raise if a reference made for one known ``what`` meets science data of another."""
+    if (
+        isinstance(ref, str)
+        and ref.upper() in known
+        and isinstance(sci, str)
+        and sci.upper() != ref.upper()
+    ):
+        raise ReferenceFileError(
+            f"{label}: {reftype} reference is for {what} {ref}, the science data {verb} {sci}"
+        )
+
+
 def _check_node(node: Any, label: str, spec: Any, params: dict, shape: Any) -> None:
     expected = spec.reftype.upper()
     tag_name = _tag_name(node)
@@ -128,31 +143,12 @@ def _check_node(node: Any, label: str, spec: Any, params: dict, shape: Any) -> N
     if reftype is None or str(reftype).upper() != expected:
         raise ReferenceFileError(f"{label}: has reftype {reftype!r}, expected {expected!r}")
     instrument = _get(meta, "instrument")
-    ref_detector = _get(instrument, "detector")
-    sci_detector = params.get("roman.meta.instrument.detector")
-    if (
-        isinstance(ref_detector, str)
-        and ref_detector.upper() in DETECTORS
-        and isinstance(sci_detector, str)
-        and sci_detector.upper() != ref_detector.upper()
-    ):
-        raise ReferenceFileError(
-            f"{label}: {expected} reference is for detector {ref_detector}, "
-            f"the science data is from {sci_detector}"
-        )
+    _check_same(label, expected, "detector", "is from", DETECTORS,
+                _get(instrument, "detector"), params.get("roman.meta.instrument.detector"))
     if spec.by_element:
-        ref_element = _get(instrument, "optical_element")
-        sci_element = params.get("roman.meta.instrument.optical_element")
-        if (
-            isinstance(ref_element, str)
-            and ref_element.upper() in OPTICAL_ELEMENTS
-            and isinstance(sci_element, str)
-            and sci_element.upper() != ref_element.upper()
-        ):
-            raise ReferenceFileError(
-                f"{label}: {expected} reference is for optical element {ref_element}, "
-                f"the science data uses {sci_element}"
-            )
+        _check_same(label, expected, "optical element", "uses", OPTICAL_ELEMENTS,
+                    _get(instrument, "optical_element"),
+                    params.get("roman.meta.instrument.optical_element"))
     for name in spec.arrays:
         if not _has(node, name):
             raise ReferenceFileError(f"{label}: {expected} reference lacks the '{name}' array")
