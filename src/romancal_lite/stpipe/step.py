@@ -83,8 +83,12 @@ class Step:
     reference_file_types: ClassVar[tuple[str, ...]] = ()
     #: ``model_type`` passed to ``romancal_lite.datamodels.open`` for path inputs.
     model_type: ClassVar[type | None] = None
-    #: Whether `run` writes ``meta.cal_step.<class_alias>`` (pipelines do not).
+    #: Whether `run` writes ``meta.cal_step.<cal_step_key>`` (pipelines do not).
     record_cal_step: ClassVar[bool] = True
+    #: Key of ``meta.cal_step`` this step records; defaults to ``class_alias``. Only
+    #: where the official RAD schema spells the step differently (``dark``,
+    #: ``flat_field``) does a step set it.
+    cal_step_key: ClassVar[str] = ""
 
     skip = Param(bool, False, "Skip this step (the input is passed on unchanged)")
     save_results = Param(bool, False, "Save the result to <basename>_<suffix>.asdf")
@@ -401,7 +405,7 @@ class Step:
         return datamodels.open(path, model_type=self.model_type)
 
     def record_status(self, model: Any, status: str) -> None:
-        """Write ``meta.cal_step.<class_alias> = status`` if the model has the field.
+        """Write ``meta.cal_step.<cal_step_key> = status`` if the model has the field.
 
         Parameters
         ----------
@@ -410,7 +414,8 @@ class Step:
         status : str
             ``"COMPLETE"`` or ``"SKIPPED"``.
         """
-        if not self.record_cal_step or not self.class_alias:
+        key = self.cal_step_key or self.class_alias
+        if not self.record_cal_step or not key:
             return
         try:
             cal_step = model.meta.cal_step
@@ -419,7 +424,7 @@ class Step:
             self.log.debug("%s has no meta.cal_step; status not recorded", type(model).__name__)
             return
         try:
-            setattr(cal_step, self.class_alias, status)
+            setattr(cal_step, key, status)
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             self.log.warning("Cannot record %s status in meta.cal_step: %s", status, exc)
 
@@ -482,6 +487,52 @@ class Step:
             self.log.info("Using %s reference file %s", reftype, path)
         self._reference_files_used.append((reftype, path))
         return path
+
+    def open_reference(
+        self,
+        model: Any,
+        reftype: str,
+        expected_shape: tuple[int, ...] | None = None,
+    ) -> Any:
+        """Select, check and open the ``reftype`` reference file for ``model``.
+
+        The one way steps read reference files: `get_reference_file` (override or
+        CRDS selection, recorded for provenance), then
+        `romancal_lite.references.check_reference` (type, detector, optical element,
+        array shapes), then ``romancal_lite.datamodels.open``.
+
+        Parameters
+        ----------
+        model : object
+            The science model.
+        reftype : str
+            One of ``reference_file_types``.
+        expected_shape : tuple of int, optional
+            Shape the reference's 2-D arrays must have; default the last two
+            dimensions of ``model.data``.
+
+        Returns
+        -------
+        DataModel or None
+            The opened reference model (close it, or use it in a ``with`` block), or
+            None when the reference is "N/A" (does not apply).
+
+        Raises
+        ------
+        ReferenceFileError
+            If the file is missing, unreadable or does not fit the science data.
+        """
+        path = self.get_reference_file(model, reftype)
+        if path == NOT_APPLICABLE:
+            return None
+        from romancal_lite import datamodels
+        from romancal_lite.references import check_reference
+
+        check_reference(path, reftype, model, expected_shape=expected_shape)
+        try:
+            return datamodels.open(path)
+        except InputFileError as exc:
+            raise ReferenceFileError(str(exc)) from exc
 
     def finalize_result(self, model: Any) -> None:
         """Record provenance on the result: software version and reference files used.
