@@ -352,8 +352,9 @@ class Step:
         self.log.info("Step %s running", self.name)
         self.log.debug("Step %s parameters: %s", self.name, self.get_pars())
         self._reference_files_used = []
+        self._skipped_reason: str | None = None
         result = self.process(model)
-        self.record_status(result, COMPLETE)
+        self.record_status(result, SKIPPED if self._skipped_reason else COMPLETE)
         self.finalize_result(result)
         if self.saves_result():
             self.save(result, self.output_path())
@@ -376,6 +377,17 @@ class Step:
             The result model.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement process()")
+
+    def mark_skipped(self, reason: str) -> None:
+        """Record, from inside `process`, that the step did nothing (status SKIPPED).
+
+        Parameters
+        ----------
+        reason : str
+            Why (logged as a warning), e.g. "no SATURATION reference applies".
+        """
+        self._skipped_reason = reason
+        self.log.warning("Step %s skipped: %s", self.name, reason)
 
     def open_input(self, input: Any) -> Any:  # noqa: A002
         """Open a path with ``romancal_lite.datamodels.open``; pass models through.

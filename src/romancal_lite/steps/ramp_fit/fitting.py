@@ -1,0 +1,215 @@
+"""Array work of ``ramp_fit``: DN ramps to trimmed DN/s images, streamed in row blocks.
+
+The cube is never copied whole: each block of rows is converted to electrons (the
+only temporary, ``block_rows`` rows of every resultant), fitted by
+`romancore.fit_ramps`, converted back to DN/s and written straight into the
+border-trimmed output images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+import romancore
+from romancore.dqflags import group, pixel
+
+__all__ = ["BORDER", "RampFitArrays", "fit_exposure", "uniform_weights"]
+
+#: Reference-pixel border trimmed from every side of the output images.
+BORDER = 4
+
+_SAT = np.uint8(group.SATURATED)
+_DNU_G = np.uint8(group.DO_NOT_USE)
+
+
+class RampFitArrays(NamedTuple):
+    """The science-array (border-trimmed) outputs of :func:`fit_exposure`.
+
+    Attributes
+    ----------
+    slope : numpy.ndarray of float32
+        Count rate, DN/s.
+    dq : numpy.ndarray of uint32
+        ``pixeldq`` OR the group flags collapsed over resultants (see
+        :func:`fit_exposure`).
+    var_poisson, var_rnoise : numpy.ndarray of float32
+        Poisson and read-noise variances of the slope, (DN/s)^2.
+    err : numpy.ndarray of float32
+        ``sqrt(var_poisson + var_rnoise)``, DN/s.
+    dumo : numpy.ndarray of float32
+        Uniformly weighted slope over all resultants (flags ignored) minus ``slope``.
+    """
+
+    slope: np.ndarray
+    dq: np.ndarray
+    var_poisson: np.ndarray
+    var_rnoise: np.ndarray
+    err: np.ndarray
+    dumo: np.ndarray
+
+
+def uniform_weights(read_pattern: Sequence[Sequence[int]], frame_time: float) -> np.ndarray:
+    """Return the weights of the read-noise-limited (uniform) least-squares slope.
+
+    Each resultant ``i`` of ``N_i`` reads at mean time ``t_i`` gets
+    ``w_i = (N N_i t_i - S_t N_i) / (N S_tt - S_t^2)`` with ``N = sum N_i``,
+    ``S_t = sum N_i t_i``, ``S_tt = sum N_i t_i^2``: ``sum w_i R_i`` is the
+    ordinary least-squares slope of the reads when each resultant stands for its
+    reads (romancal's ``dumo`` reference slope).
+
+    Parameters
+    ----------
+    read_pattern : sequence of sequences of int
+        1-based read numbers of each resultant.
+    frame_time : float
+        Seconds between reads.
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        One weight per resultant, 1/s.
+    """
+    n_i = np.array([len(r) for r in read_pattern], dtype=np.float64)
+    t_i = np.array([np.mean(r) for r in read_pattern], dtype=np.float64) * frame_time
+    n, s_t, s_tt = n_i.sum(), (n_i * t_i).sum(), (n_i * t_i**2).sum()
+    denom = n * s_tt - s_t**2
+    if denom <= 0:
+        return np.zeros_like(n_i)
+    return (n * n_i * t_i - s_t * n_i) / denom
+
+
+def fit_exposure(
+    data: np.ndarray,
+    groupdq: np.ndarray,
+    pixeldq: np.ndarray,
+    gain: np.ndarray,
+    read_noise: np.ndarray,
+    read_pattern: Sequence[Sequence[int]],
+    frame_time: float,
+    *,
+    use_jump: bool = True,
+    threshold_intercept: float = 5.5,
+    threshold_constant: float = 1.0 / 3.0,
+    block_rows: int = 128,
+    n_threads: int | None = None,
+) -> RampFitArrays:
+    """Fit the count rate of every science pixel of a ramp, in DN/s.
+
+    Per block of rows: ``R_e = R_DN * gain`` and ``RN_e = RN_DN * gain``; romancore's
+    Casertano (2022) fit with its queue-based jump detection (JUMP_DET is OR-ed into
+    ``groupdq`` in place); then ``slope / gain`` and ``var / gain**2``. The outputs are
+    the science array only (the ``BORDER``-pixel reference frame is trimmed). The
+    output ``dq`` is ``pixeldq`` OR every group flag set on any resultant except
+    DO_NOT_USE (the collapse of seeds/000:1176), plus, as romancal 1.1 does,
+    DO_NOT_USE where no resultant is usable (all SATURATED or DO_NOT_USE) or the slope
+    is not finite or ``err <= 0``, and NO_GAIN_VALUE | DO_NOT_USE where the gain is
+    not finite or ``<= 0`` (seeds/000:1023).
+
+    Parameters
+    ----------
+    data : numpy.ndarray of float32, shape (n, ny, nx)
+        Resultants in DN, including the reference border. Not modified.
+    groupdq : numpy.ndarray of uint8, shape (n, ny, nx)
+        Group DQ; JUMP_DET is set in place.
+    pixeldq : numpy.ndarray of uint32, shape (ny, nx)
+        Pixel DQ.
+    gain : numpy.ndarray, shape (ny, nx)
+        Gain, electrons per DN.
+    read_noise : numpy.ndarray, shape (ny, nx)
+        Read noise per read, DN.
+    read_pattern : sequence of sequences of int
+        1-based read numbers of each resultant.
+    frame_time : float
+        Seconds between reads.
+    use_jump : bool, optional
+        Detect jumps inside the fit (default True).
+    threshold_intercept, threshold_constant : float, optional
+        Jump threshold parameters (defaults 5.5 and 1/3).
+    block_rows : int, optional
+        Rows fitted at a time (bounds the temporary memory).
+    n_threads : int or None, optional
+        Threads for romancore (default: all available).
+
+    Returns
+    -------
+    RampFitArrays
+        The trimmed images.
+
+    Raises
+    ------
+    ValueError
+        For inconsistent shapes or a frame smaller than the border.
+    """
+    if data.ndim != 3:
+        raise ValueError(f"data must be 3-D (resultants, rows, columns), got {data.shape}")
+    n, ny, nx = data.shape
+    b = BORDER
+    if ny <= 2 * b or nx <= 2 * b:
+        raise ValueError(f"a {ny} x {nx} frame has no pixels inside the {b}-pixel border")
+    for name, arr, shape in (
+        ("groupdq", groupdq, data.shape),
+        ("pixeldq", pixeldq, (ny, nx)),
+        ("gain", gain, (ny, nx)),
+        ("read_noise", read_noise, (ny, nx)),
+    ):
+        if arr.shape != shape:
+            raise ValueError(f"{name} has shape {arr.shape}, expected {shape}")
+    if block_rows < 1:
+        raise ValueError("block_rows must be >= 1")
+    sy, sx = ny - 2 * b, nx - 2 * b
+    slope = np.empty((sy, sx), np.float32)
+    var_p = np.empty((sy, sx), np.float32)
+    var_r = np.empty((sy, sx), np.float32)
+    err = np.empty((sy, sx), np.float32)
+    dumo = np.empty((sy, sx), np.float32)
+    dq = np.empty((sy, sx), np.uint32)
+    weights = uniform_weights(read_pattern, frame_time).astype(np.float32)
+    collapse_mask = np.uint8(0xFF & ~int(group.DO_NOT_USE))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for r0 in range(b, ny - b, block_rows):
+            r1 = min(r0 + block_rows, ny - b)
+            o0, o1 = r0 - b, r1 - b
+            g = np.asarray(gain[r0:r1], dtype=np.float32)
+            bad_gain = ~np.isfinite(g) | (g <= 0)
+            g_fit = np.where(bad_gain, np.float32(1.0), g)
+            block = np.multiply(data[:, r0:r1], g_fit, dtype=np.float32)
+            gdq = np.ascontiguousarray(groupdq[:, r0:r1])
+            rn = np.asarray(read_noise[r0:r1], dtype=np.float32) * g_fit
+            res = romancore.fit_ramps(
+                block,
+                gdq,
+                rn,
+                read_pattern,
+                frame_time,
+                use_jump=use_jump,
+                threshold_intercept=threshold_intercept,
+                threshold_constant=threshold_constant,
+                n_threads=n_threads,
+            )
+            groupdq[:, r0:r1] = gdq
+            del block
+            cols = slice(b, nx - b)
+            gs = g_fit[:, cols]
+            bg = bad_gain[:, cols]
+            s = res.slope[:, cols] / gs
+            vp = res.var_poisson[:, cols] / (gs * gs)
+            vr = res.var_read[:, cols] / (gs * gs)
+            e = np.sqrt(vp + vr)
+            if bg.any():
+                for arr in (s, vp, vr, e):
+                    arr[bg] = np.nan
+            slope[o0:o1], var_p[o0:o1], var_r[o0:o1], err[o0:o1] = s, vp, vr, e
+            gsc = gdq[:, :, cols]
+            flags = np.bitwise_or.reduce(gsc, axis=0) & collapse_mask
+            d = pixeldq[r0:r1, cols] | flags.astype(np.uint32)
+            unusable = np.all(gsc & (_SAT | _DNU_G), axis=0)
+            unusable |= ~np.isfinite(s) | ~(e > 0)
+            d |= np.where(unusable, np.uint32(pixel.DO_NOT_USE), np.uint32(0))
+            d |= np.where(bg, np.uint32(pixel.NO_GAIN_VALUE | pixel.DO_NOT_USE), np.uint32(0))
+            dq[o0:o1] = d
+            uni = np.tensordot(weights, data[:, r0:r1, cols], axes=(0, 0))
+            dumo[o0:o1] = uni - s
+    return RampFitArrays(slope, dq, var_p, var_r, err, dumo)

@@ -1,0 +1,127 @@
+"""The ``ramp_fit`` step (seeds/000:1152-1332, 1479-1505)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from romancal_lite import datamodels
+from romancal_lite.errors import ReferenceFileError
+from romancal_lite.stpipe import Param, Step
+
+from .fitting import fit_exposure
+
+__all__ = ["RampFitStep", "image_from_ramp"]
+
+
+class RampFitStep(Step):
+    """Fit a count rate to every pixel's ramp: a ``RampModel`` becomes an ``ImageModel``.
+
+    The resultants are converted to electrons with the GAIN reference, fitted with the
+    Casertano et al. (2022) optimal weights and the queue-based jump detection inside
+    the fit (`romancore.fit_ramps`; read noise from the READNOISE reference), and
+    converted back to DN/s. The image is the science array (4-pixel reference border
+    trimmed, 4088 x 4088 for a full detector); ``err = sqrt(var_poisson + var_rnoise)``;
+    see `fit_exposure` for the DQ. The reference border and ``amp33`` are carried over.
+    """
+
+    class_alias = "ramp_fit"
+    reference_file_types = ("readnoise", "gain")
+    model_type = datamodels.RampModel
+    suffix = Param(str, "rampfit", "Suffix of the output file name")
+    algorithm = Param(
+        str, "ols_cas22", "Ramp-fitting algorithm (only the Casertano fit)", choices=("ols_cas22",)
+    )
+    use_ramp_jump_detection = Param(bool, True, "Detect jumps inside the ramp fit")
+    threshold_intercept = Param(
+        float, None, "Intercept of the jump threshold (None: 5.5)"
+    )
+    threshold_constant = Param(
+        float, None, "Slope of the jump threshold in log10(rate) (None: 1/3)"
+    )
+    block_rows = Param(int, 128, "Rows fitted at a time (bounds temporary memory)", minimum=1)
+
+    def process(self, model: Any) -> Any:
+        """Fit ``model``'s ramps.
+
+        Parameters
+        ----------
+        model : RampModel
+            Ramp in DN (after saturation, refpix and linearity); JUMP_DET is set in its
+            ``groupdq``.
+
+        Returns
+        -------
+        ImageModel
+            The count-rate image, DN/s.
+        """
+        shape = model.data.shape[1:]
+        refs = {t: self.open_reference(model, t, shape) for t in ("readnoise", "gain")}
+        missing = [t.upper() for t, ref in refs.items() if ref is None]
+        if missing:
+            raise ReferenceFileError(f"ramp_fit needs a {' and '.join(missing)} reference")
+        with refs["readnoise"] as rn_ref, refs["gain"] as gain_ref:
+            intercept = 5.5 if self.threshold_intercept is None else self.threshold_intercept
+            constant = 1.0 / 3.0 if self.threshold_constant is None else self.threshold_constant
+            self.log.info(
+                "Jump detection in the fit %s (threshold %g - %g log10(rate))",
+                "on" if self.use_ramp_jump_detection else "off",
+                intercept,
+                constant,
+            )
+            arrays = fit_exposure(
+                model.data,
+                model.groupdq,
+                model.pixeldq,
+                gain_ref.data,
+                rn_ref.data,
+                datamodels.read_pattern(model),
+                datamodels.frame_time(model),
+                use_jump=self.use_ramp_jump_detection,
+                threshold_intercept=intercept,
+                threshold_constant=constant,
+                block_rows=self.block_rows,
+            )
+        return image_from_ramp(model, arrays._asdict())
+
+
+def image_from_ramp(ramp: Any, arrays: dict[str, np.ndarray]) -> Any:
+    """Build the level-2 ``ImageModel`` of a ramp from science-array images.
+
+    Parameters
+    ----------
+    ramp : RampModel
+        Source of the metadata, ``amp33`` and the border reference arrays.
+    arrays : dict
+        ``slope`` (-> ``data``), ``dq``, ``err``, ``var_poisson``, ``var_rnoise`` and
+        optionally ``dumo`` / ``chisq`` (zeros if absent), all of the trimmed shape.
+
+    Returns
+    -------
+    ImageModel
+        The image; ``meta.product_type = "l2"``.
+    """
+    data = arrays["slope"]
+    zeros = np.zeros(data.shape, np.float32)
+    image = datamodels.ImageModel.from_model(
+        ramp,
+        data=data,
+        dq=arrays["dq"],
+        err=arrays["err"],
+        var_poisson=arrays["var_poisson"],
+        var_rnoise=arrays["var_rnoise"],
+        chisq=arrays.get("chisq", zeros),
+        dumo=arrays.get("dumo", zeros),
+        amp33=ramp.amp33,
+        **{name: getattr(ramp, name) for name in _BORDER_NAMES if name in ramp},
+    )
+    image.meta.product_type = "l2"
+    return image
+
+
+_BORDER_NAMES = tuple(
+    f"{prefix}border_ref_pix_{side}"
+    for prefix in ("", "dq_")
+    for side in ("left", "right", "top", "bottom")
+)
