@@ -1,6 +1,6 @@
 """Subtract the dark current rate from a slope image.
 
-The exposure pipeline runs this step after ramp fitting (seeds/002:33-37), so it works on
+The exposure pipeline runs this step after ramp fitting (seeds/002:35-37), so it works on
 the level 2 slope image in DN/s: the DARK reference's ``dark_slope`` (DN/s) is subtracted
 from ``data`` and its ``dq`` is OR-ed into the image ``dq``. This is what romancal 1.1 does
 (``romancal.dark_current.dark_current_step.subtract_dark_current``); the ramp-level,

@@ -16,7 +16,7 @@ __all__ = ["DarkCurrentStep"]
 class DarkCurrentStep(Step):
     """Subtract the dark current rate (DN/s) from a level 2 slope image.
 
-    Runs after ramp fitting (seeds/002:33-37). The DARK reference covers the full
+    Runs after ramp fitting (seeds/002:35-37). The DARK reference covers the full
     detector read-out; its 4-pixel reference border is trimmed before use. See
     `subtract_dark_current` for the arithmetic. A DARK reference of ``"N/A"`` leaves
     the image unchanged and records ``meta.cal_step.dark = "SKIPPED"``.
