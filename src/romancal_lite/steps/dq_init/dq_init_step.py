@@ -67,15 +67,18 @@ class DQInitStep(Step):
             if mask_dq is not None:
                 model.pixeldq |= mask_dq
             ramp = model
+            self._flag_guide_window(ramp, ramp.pixeldq)
         else:
             ramp = self._to_ramp(model, mask_dq)
         if mask_dq is None:
             self.mark_skipped("no MASK reference applies; pixel DQ left unflagged")
-        gs = ramp.meta.guide_star
-        window = (gs.window_xstart, gs.window_xstop, gs.window_ystart, gs.window_ystop)
-        if flag_guide_window(ramp.pixeldq, window, self.expand_gw_flagging):
-            self.log.info("Flagged the guide window %s", window)
         return ramp
+
+    def _flag_guide_window(self, model: Any, pixeldq: Any) -> None:
+        gs = model.meta.guide_star
+        window = (gs.window_xstart, gs.window_xstop, gs.window_ystart, gs.window_ystop)
+        if flag_guide_window(pixeldq, window, self.expand_gw_flagging):
+            self.log.info("Flagged the guide window %s", window)
 
     def _to_ramp(self, raw: Any, mask_dq: Any) -> datamodels.RampModel:
         offset = raw.meta.instrument.get("data_encoding_offset", 0) or 0
@@ -87,6 +90,8 @@ class DQInitStep(Step):
             reference_read=raw.reference_read if "reference_read" in names else None,
             encoding_offset=float(offset),
         )
+        # before the border DQ is copied aside, so the copies carry the window flags
+        self._flag_guide_window(raw, pixeldq)
         amp33 = raw.amp33
         if "reference_amp33" in names:
             amp33 = (amp33 + raw.reference_amp33).astype(amp33.dtype)
@@ -104,6 +109,7 @@ class DQInitStep(Step):
 
         mask = self.open_reference(model, "mask", expected_shape=model.data.shape[-2:])
         if mask is None:
+            self.mark_skipped("no MASK reference applies; guide-star DQ left unflagged")
             return model
         with mask:
             if "dq" not in model:

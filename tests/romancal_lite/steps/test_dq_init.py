@@ -1,0 +1,420 @@
+"""Tests of the dq_init step: raw uint16 exposure -> float32 ramp with initialised DQ."""
+
+import numpy as np
+import pytest
+from astropy.time import Time
+
+from romancal_lite import datamodels
+from romancal_lite.errors import InputFileError, ReferenceFileError
+from romancal_lite.references import get_reference_file
+from romancal_lite.steps.dq_init import (
+    GUIDE_STAR_TYPES,
+    DQInitStep,
+    border_reference_arrays,
+    to_ramp_arrays,
+)
+from romancal_lite.steps.dq_init.dq_initialization import flag_guide_window
+from romancore.dqflags import pixel
+
+SMALL_SHAPE = (40, 256)  # the full read-out of the builtin_refs cache (conftest)
+N_RES = 4
+SHAPE = (N_RES, *SMALL_SHAPE)
+AMP33_SHAPE = (N_RES, SMALL_SHAPE[0], 128)
+GW = pixel.GW_AFFECTED_DATA | pixel.DO_NOT_USE
+REF = pixel.REFERENCE_PIXEL
+SIDES = ("left", "right", "top", "bottom")
+
+
+def border_slices(b=4):
+    return {
+        "left": (slice(None), slice(None, b)),
+        "right": (slice(None), slice(-b, None)),
+        "top": (slice(None, b), slice(None)),
+        "bottom": (slice(-b, None), slice(None)),
+    }
+
+
+def make_raw(seed=0, exposure_type="WFI_IMAGE", detector="WFI01"):
+    rng = np.random.default_rng(seed)
+    raw = datamodels.ScienceRawModel.create_fake_data(shape=SHAPE)
+    meta = raw.meta
+    meta.instrument.detector = detector
+    meta.instrument.optical_element = "F158"
+    meta.exposure.type = exposure_type
+    meta.exposure.start_time = Time("2026-05-01T00:00:00", format="isot", scale="utc")
+    meta.exposure.read_pattern = [[1], [2, 3], [4, 5, 6], [7]]
+    meta.exposure.nresultants = N_RES
+    meta.exposure.frame_time = 3.16247
+    data = rng.integers(0, 65536, SHAPE, dtype=np.uint16)
+    data[0, 0, 0], data[0, 0, 1] = 0, 65535
+    raw.data = data
+    raw.amp33 = rng.integers(0, 60000, AMP33_SHAPE, dtype=np.uint16)
+    return raw
+
+
+def set_window(model, xstart, xstop, ystart, ystop):
+    gs = model.meta.guide_star
+    gs.window_xstart, gs.window_xstop = xstart, xstop
+    gs.window_ystart, gs.window_ystop = ystart, ystop
+
+
+def write_mask(path, dq=None, shape=SMALL_SHAPE, detector="WFI01"):
+    mask = datamodels.MaskRefModel.create_fake_data(shape=shape)
+    mask.meta.instrument.detector = detector
+    if dq is not None:
+        mask.dq = dq
+    mask.save(str(path))
+    return str(path)
+
+
+def builtin_mask(model):
+    with datamodels.open(get_reference_file(model, "mask")) as mask:
+        return np.array(mask.dq)
+
+
+# ---------------------------------------------------------------- the step
+
+
+def test_builtin_mask_conversion_and_status(builtin_refs):
+    raw = make_raw()
+    data = raw.data.copy()
+    amp33 = raw.amp33.copy()
+    ramp = DQInitStep.call(raw)
+    assert isinstance(ramp, datamodels.RampModel)
+    assert ramp.data.dtype == np.float32
+    np.testing.assert_array_equal(ramp.data, data.astype(np.float32))
+    assert ramp.data[0, 0, 0] == 0.0 and ramp.data[0, 0, 1] == 65535.0
+    # the built-in MASK flags the 4-pixel border REFERENCE_PIXEL, nothing else
+    expected = np.zeros(SMALL_SHAPE, np.uint32)
+    for sl in border_slices().values():
+        expected[sl] = REF
+    assert ramp.pixeldq.dtype == np.uint32
+    np.testing.assert_array_equal(ramp.pixeldq, expected)
+    np.testing.assert_array_equal(ramp.pixeldq, builtin_mask(raw))
+    assert ramp.groupdq.dtype == np.uint8
+    np.testing.assert_array_equal(ramp.groupdq, np.zeros(SHAPE, np.uint8))
+    np.testing.assert_array_equal(ramp.amp33, amp33)
+    assert ramp.meta.cal_step.dq_init == "COMPLETE"
+    assert ramp.meta.ref_file.mask == get_reference_file(raw, "mask")
+    assert ramp.meta.model_type == "RampModel"
+    assert "resultantdq" not in ramp
+
+
+def test_border_arrays_are_slices_of_data_and_pixeldq(builtin_refs, tmp_path):
+    rng = np.random.default_rng(3)
+    dq = rng.integers(0, 2**31, SMALL_SHAPE, dtype=np.uint32)
+    ramp = DQInitStep.call(make_raw(seed=3), override_mask=write_mask(tmp_path / "m.asdf", dq))
+    for side, (rows, cols) in border_slices().items():
+        ref = getattr(ramp, f"border_ref_pix_{side}")
+        assert ref.dtype == np.float32
+        np.testing.assert_array_equal(ref, ramp.data[:, rows, cols])
+        refdq = getattr(ramp, f"dq_border_ref_pix_{side}")
+        assert refdq.dtype == np.uint32
+        np.testing.assert_array_equal(refdq, ramp.pixeldq[rows, cols])
+    assert ramp.border_ref_pix_left.shape == (N_RES, SMALL_SHAPE[0], 4)
+    assert ramp.border_ref_pix_top.shape == (N_RES, 4, SMALL_SHAPE[1])
+    # copies, not views: later steps editing data leave the original border intact
+    ramp.data[:, :4, :] += 1
+    assert not np.shares_memory(ramp.border_ref_pix_top, ramp.data)
+    np.testing.assert_array_equal(ramp.border_ref_pix_top, ramp.data[:, :4, :] - 1)
+
+
+def test_reference_read_offset_and_resultantdq(builtin_refs):
+    rng = np.random.default_rng(5)
+    raw = make_raw(seed=5)
+    raw.data = rng.integers(100, 60000, SHAPE, dtype=np.uint16)
+    raw.reference_read = rng.integers(0, 5000, SMALL_SHAPE, dtype=np.uint16)
+    raw.reference_amp33 = np.full(AMP33_SHAPE[1:], 40, np.uint16)
+    raw.amp33 = rng.integers(100, 1000, AMP33_SHAPE, dtype=np.uint16)
+    resultantdq = rng.integers(0, 256, SHAPE, dtype=np.uint8)
+    raw.resultantdq = resultantdq
+    raw.meta.instrument.data_encoding_offset = 37
+    expected = (
+        raw.data.astype(np.float64) + raw.reference_read.astype(np.float64)[None] - 37
+    ).astype(np.float32)
+    amp33 = raw.amp33.astype(np.int64) + 40 - 37
+    ramp = DQInitStep.call(raw)
+    np.testing.assert_array_equal(ramp.data, expected)
+    np.testing.assert_array_equal(ramp.groupdq, resultantdq)
+    assert ramp.groupdq.dtype == np.uint8
+    assert not np.shares_memory(ramp.groupdq, resultantdq)
+    np.testing.assert_array_equal(ramp.amp33, amp33)
+    assert ramp.amp33.dtype == np.uint16
+    for name in ("resultantdq", "reference_read", "reference_amp33"):
+        assert name not in ramp
+    np.testing.assert_array_equal(ramp.border_ref_pix_left, expected[:, :, :4])
+
+
+def test_encoding_offset_below_zero_amp33_is_clipped(builtin_refs):
+    raw = make_raw()
+    raw.amp33 = np.full(AMP33_SHAPE, 5, np.uint16)
+    raw.meta.instrument.data_encoding_offset = 10
+    ramp = DQInitStep.call(raw)
+    # romancal wraps the uint16 (65531); we clip at 0 (see test_matches_romancal)
+    np.testing.assert_array_equal(ramp.amp33, 0)
+    np.testing.assert_array_equal(ramp.data, raw.data.astype(np.float32) - 10)
+
+
+def test_override_mask_is_ored(builtin_refs, tmp_path):
+    dq = np.zeros(SMALL_SHAPE, np.uint32)
+    dq[10, 11] = pixel.HOT | pixel.DO_NOT_USE
+    dq[0, :] = pixel.DEAD
+    path = write_mask(tmp_path / "mask.asdf", dq)
+    raw = make_raw()
+    raw.resultantdq = np.zeros(SHAPE, np.uint8)
+    ramp = DQInitStep.call(raw, override_mask=path)
+    np.testing.assert_array_equal(ramp.pixeldq, dq)
+    assert ramp.meta.ref_file.mask == path
+    assert ramp.meta.cal_step.dq_init == "COMPLETE"
+
+
+def test_ramp_input_is_updated_not_converted(builtin_refs):
+    raw = make_raw()
+    ramp = DQInitStep.call(raw)
+    ramp.pixeldq[20, 30] = pixel.HOT
+    data = ramp.data.copy()
+    again = DQInitStep.call(ramp)
+    assert again is ramp
+    np.testing.assert_array_equal(again.data, data)
+    assert again.pixeldq[20, 30] == pixel.HOT
+    assert again.pixeldq[0, 0] == REF
+
+
+def test_not_applicable_mask_skips(builtin_refs):
+    raw = make_raw()
+    ramp = DQInitStep.call(raw, override_mask="N/A")
+    assert isinstance(ramp, datamodels.RampModel)
+    assert ramp.meta.cal_step.dq_init == "SKIPPED"
+    np.testing.assert_array_equal(ramp.pixeldq, np.zeros(SMALL_SHAPE, np.uint32))
+    np.testing.assert_array_equal(ramp.data, raw.data.astype(np.float32))
+    assert ramp.meta.ref_file.mask == "N/A"
+
+
+def test_two_dimensional_input_rejected(builtin_refs):
+    raw = make_raw()
+    raw.data = np.zeros(SMALL_SHAPE, np.uint16)
+    with pytest.raises(InputFileError, match="3-D") as info:
+        DQInitStep.call(raw)
+    assert "\n" not in str(info.value)
+    assert "(40, 256)" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"shape": (32, 248)}, "shape"), ({"detector": "WFI02"}, "WFI02")],
+    ids=["shape", "detector"],
+)
+def test_unfit_mask_rejected(builtin_refs, tmp_path, kwargs, match):
+    path = write_mask(tmp_path / "mask.asdf", **kwargs)
+    with pytest.raises(ReferenceFileError, match=match):
+        DQInitStep.call(make_raw(), override_mask=path)
+
+
+def test_missing_override_rejected(builtin_refs, tmp_path):
+    with pytest.raises(ReferenceFileError, match="not found"):
+        DQInitStep.call(make_raw(), override_mask=str(tmp_path / "nope.asdf"))
+
+
+# ---------------------------------------------------------------- guide window
+
+
+def test_guide_window_flagged(builtin_refs):
+    raw = make_raw()
+    set_window(raw, 100, 120, 10, 14)
+    ramp = DQInitStep.call(raw)
+    gw = (ramp.pixeldq & GW) == GW
+    expected = np.zeros(SMALL_SHAPE, bool)
+    expected[10:14, 100:120] = True
+    np.testing.assert_array_equal(gw, expected)
+    assert not np.any(ramp.pixeldq[~expected] & GW)
+    # only the pixel DQ: the resultants and their DQ are untouched
+    np.testing.assert_array_equal(ramp.groupdq, 0)
+
+
+def test_guide_window_expanded_and_clipped(builtin_refs):
+    raw = make_raw()
+    set_window(raw, 250, 254, 1, 3)
+    ramp = DQInitStep.call(raw, expand_gw_flagging=3)
+    expected = np.zeros(SMALL_SHAPE, bool)
+    expected[0:6, 247:256] = True
+    np.testing.assert_array_equal((ramp.pixeldq & GW) == GW, expected)
+    np.testing.assert_array_equal((ramp.pixeldq & GW) != 0, expected)
+
+
+@pytest.mark.parametrize(
+    "window",
+    [(-999999, -999999, -999999, -999999), (256, 300, 1, 3), (10, 20, 40, 45), (10, 10, 1, 3)],
+    ids=["default", "beyond_x", "beyond_y", "empty"],
+)
+def test_guide_window_off_array_not_flagged(builtin_refs, window):
+    raw = make_raw()
+    set_window(raw, *window)
+    ramp = DQInitStep.call(raw, expand_gw_flagging=2)
+    assert not np.any(ramp.pixeldq & GW)
+
+
+def test_guide_window_on_border_reaches_border_dq(builtin_refs):
+    # the border DQ copies are taken after the guide window is flagged (as romancal)
+    raw = make_raw()
+    set_window(raw, 0, 10, 2, 8)
+    ramp = DQInitStep.call(raw)
+    assert ramp.pixeldq[2, 0] == REF | GW
+    for side, (rows, cols) in border_slices().items():
+        np.testing.assert_array_equal(
+            getattr(ramp, f"dq_border_ref_pix_{side}"), ramp.pixeldq[rows, cols]
+        )
+
+
+def test_flag_guide_window_function():
+    dq = np.full((6, 8), pixel.HOT, np.uint32)
+    assert flag_guide_window(dq, (2, 4, 1, 3), expand=1)
+    expected = np.full((6, 8), pixel.HOT, np.uint32)
+    expected[0:4, 1:5] |= np.uint32(GW)
+    np.testing.assert_array_equal(dq, expected)
+    assert not flag_guide_window(dq, (8, 9, 0, 1))
+    assert not flag_guide_window(dq, (-1, 2, 0, 1))
+    np.testing.assert_array_equal(dq, expected)
+
+
+# ---------------------------------------------------------------- guide-star exposures
+
+
+def test_guide_star_types_are_the_seed_list():
+    assert GUIDE_STAR_TYPES == {
+        "WFI_WIM_ACQ",
+        "WFI_WIM_TRACK",
+        "WFI_WSM_ACQ1",
+        "WFI_WSM_ACQ2",
+        "WFI_WSM_TRACK",
+    }
+
+
+@pytest.mark.parametrize("exposure_type", ["WFI_WIM_ACQ", "WFI_WSM_TRACK"])
+def test_guide_star_mask_goes_into_dq(builtin_refs, exposure_type):
+    raw = make_raw(exposure_type=exposure_type)
+    data = raw.data.copy()
+    set_window(raw, 100, 120, 10, 14)
+    result = DQInitStep.call(raw)
+    assert result is raw
+    assert isinstance(result, datamodels.ScienceRawModel)
+    assert result.data.dtype == np.uint16
+    np.testing.assert_array_equal(result.data, data)
+    assert result.dq.dtype == np.uint32
+    np.testing.assert_array_equal(result.dq, builtin_mask(raw))
+    assert "pixeldq" not in result and "groupdq" not in result
+
+
+def test_guide_star_existing_dq_kept(builtin_refs):
+    raw = make_raw(exposure_type="WFI_WIM_TRACK")
+    raw.dq = np.zeros(SMALL_SHAPE, np.uint32)
+    raw.dq[20, 20] = pixel.HOT
+    result = DQInitStep.call(raw)
+    assert result.dq[20, 20] == pixel.HOT
+    assert result.dq[0, 0] == REF
+    assert np.count_nonzero(result.dq) == np.count_nonzero(builtin_mask(raw)) + 1
+
+
+def test_guide_star_not_applicable_mask_skips(builtin_refs):
+    # a guide-star exposure already held in a ramp model (it has meta.cal_step)
+    ramp = DQInitStep.call(make_raw(), override_mask="N/A")
+    ramp.meta.exposure.type = "WFI_WIM_ACQ"
+    ramp.meta.cal_step.dq_init = "INCOMPLETE"
+    result = DQInitStep.call(ramp, override_mask="N/A")
+    assert result.meta.cal_step.dq_init == "SKIPPED"
+    assert "dq" not in result
+
+
+# ---------------------------------------------------------------- array functions
+
+
+def test_to_ramp_arrays_defaults_and_errors():
+    raw = np.arange(2 * 3 * 4, dtype=np.uint16).reshape(2, 3, 4)
+    data, pixeldq, groupdq = to_ramp_arrays(raw)
+    np.testing.assert_array_equal(data, raw)
+    assert (data.dtype, pixeldq.dtype, groupdq.dtype) == (np.float32, np.uint32, np.uint8)
+    assert pixeldq.shape == (3, 4) and not pixeldq.any()
+    assert groupdq.shape == (2, 3, 4) and not groupdq.any()
+    data, _, _ = to_ramp_arrays(raw, encoding_offset=1.5)
+    np.testing.assert_array_equal(data, raw.astype(np.float32) - 1.5)
+    with pytest.raises(ValueError, match="3-D"):
+        to_ramp_arrays(raw[0])
+    with pytest.raises(ValueError, match="MASK dq"):
+        to_ramp_arrays(raw, np.zeros((3, 5), np.uint32))
+    with pytest.raises(ValueError, match="reference_read"):
+        to_ramp_arrays(raw, reference_read=np.zeros((4, 3), np.uint16))
+    with pytest.raises(ValueError, match="resultantdq"):
+        to_ramp_arrays(raw, resultantdq=np.zeros((1, 3, 4), np.uint8))
+
+
+def test_border_reference_arrays_function():
+    data = np.arange(2 * 10 * 12, dtype=np.float32).reshape(2, 10, 12)
+    dq = np.arange(10 * 12, dtype=np.uint32).reshape(10, 12)
+    arrays = border_reference_arrays(data, dq)
+    assert set(arrays) == {f"{p}border_ref_pix_{s}" for p in ("", "dq_") for s in SIDES}
+    for side, (rows, cols) in border_slices().items():
+        np.testing.assert_array_equal(arrays[f"border_ref_pix_{side}"], data[:, rows, cols])
+        np.testing.assert_array_equal(arrays[f"dq_border_ref_pix_{side}"], dq[rows, cols])
+        assert not np.shares_memory(arrays[f"border_ref_pix_{side}"], data)
+
+
+# ---------------------------------------------------------------- romancal cross-check
+
+
+def test_matches_romancal(builtin_refs, tmp_path):
+    rdm = pytest.importorskip("roman_datamodels.datamodels")
+    official = pytest.importorskip("romancal.dq_init.dq_initialization")
+    rng = np.random.default_rng(11)
+    data = rng.integers(0, 60000, SHAPE, dtype=np.uint16)
+    amp33 = rng.integers(0, 60000, AMP33_SHAPE, dtype=np.uint16)
+    amp33[0, 0, :5] = 0  # below the encoding offset: the uint16 difference below
+    resultantdq = rng.integers(0, 256, SHAPE, dtype=np.uint8)
+    reference_read = rng.integers(0, 5000, SMALL_SHAPE, dtype=np.uint16)
+    reference_amp33 = rng.integers(0, 5000, AMP33_SHAPE[1:], dtype=np.uint16)
+    reference_amp33[0, :5] = 0
+    mask_dq = rng.integers(0, 2**32, SMALL_SHAPE, dtype=np.uint32)
+    mask_dq &= ~np.uint32(GW)  # so the guide-window flags show
+    offset, expand = 9, 2
+    window = (20, 30, 5, 9)  # x inside the 40 rows romancal clips x against
+
+    ours = make_raw()
+    theirs = rdm.ScienceRawModel.create_fake_data(shape=SHAPE)
+    for model in (ours, theirs):
+        model.data = data.copy()
+        model.amp33 = amp33.copy()
+        model.resultantdq = resultantdq.copy()
+        model.reference_read = reference_read.copy()
+        model.reference_amp33 = reference_amp33.copy()
+        model.meta.instrument.data_encoding_offset = offset
+        set_window(model, *window)
+    mask = rdm.MaskRefModel.create_fake_data(shape=SMALL_SHAPE)
+    mask.dq = mask_dq.copy()
+    expected = official.do_dqinit(theirs, mask, expand_gw_flagging=expand)
+    result = DQInitStep.call(
+        ours,
+        override_mask=write_mask(tmp_path / "mask.asdf", mask_dq),
+        expand_gw_flagging=expand,
+    )
+    assert expected.meta.cal_step.dq_init == result.meta.cal_step.dq_init == "COMPLETE"
+    np.testing.assert_array_equal(result.data, expected.data)
+    np.testing.assert_array_equal(result.groupdq, expected.groupdq)
+    # romancal quirk: it also sets GW_AFFECTED_DATA on every row of the window's
+    # columns (the x range), not only inside the window; we flag the window only.
+    columns = np.zeros(SMALL_SHAPE, np.uint32)
+    columns[:, window[0] : window[1]] = pixel.GW_AFFECTED_DATA
+    assert np.any(result.pixeldq != expected.pixeldq)
+    np.testing.assert_array_equal(result.pixeldq | columns, expected.pixeldq)
+    for side, (rows, cols) in border_slices().items():
+        name = f"border_ref_pix_{side}"
+        np.testing.assert_array_equal(getattr(result, name), getattr(expected, name))
+        # the same quirk reaches the top and bottom border DQ copies
+        np.testing.assert_array_equal(
+            getattr(result, f"dq_{name}") | columns[rows, cols], getattr(expected, f"dq_{name}")
+        )
+    # amp33 below the encoding offset: romancal wraps the uint16, we clip at 0
+    low = (amp33.astype(np.int64) + reference_amp33[None]) < offset
+    assert low.sum() == 5
+    np.testing.assert_array_equal(result.amp33[low], 0)
+    np.testing.assert_array_equal(
+        expected.amp33[low], (amp33[low].astype(np.int64) + 65536 - offset).astype(np.uint16)
+    )
+    np.testing.assert_array_equal(result.amp33[~low], expected.amp33[~low])
