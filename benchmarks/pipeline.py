@@ -1,0 +1,638 @@
+"""End-to-end timing and peak memory of romancal-lite's ``roman_elp`` beside romancal 1.1.
+
+Run as a script::
+
+    python benchmarks/pipeline.py [--size 4096x4096] [--resultants 9 15]
+                                  [--only ours|romancal] [--repeat 1] [--markdown]
+                                  [--workdir DIR] [--json FILE]
+
+For each number of resultants it writes one Level 1 exposure (``_uncal.asdf``,
+detector WFI02, filter F158) and the official-format reference files romancal-lite
+generates for that detector and shape, then runs each pipeline, in its own fresh
+interpreter, through flatfield with the SAME input and the SAME reference files given
+as overrides:
+
+* ours: ``romancal_lite.pipeline.ExposurePipeline`` (dq_init, saturation, refpix,
+  linearity, ramp_fit with the Casertano fit and jump detection, dark_current,
+  assign_wcs, photom, flatfield);
+* romancal 1.1 (when installed): ``romancal.pipeline.ExposurePipeline`` run offline as
+  ``benchmarks/_romancal.py`` describes (``ols_cas22`` ramp fitting with jump
+  detection; ``dark_decay``, ``wfi18_transient``, ``source_catalog`` and ``tweakreg``
+  skipped).
+
+Reported per pipeline: the wall time of each step's ``Step.run``; the pipeline call
+("through flatfield": reading the input, all steps, writing the ``_cal`` file), which
+is the number the speed-up is computed from; the whole process (interpreter start and
+imports included); and the peak resident memory of the process (Linux ``VmHWM``).
+Reference-file generation is done (and cached in ``--workdir``) before anything is
+timed, and so is the input.
+
+The size is ``--size`` or ``$ROMANCAL_LITE_BENCH_SIZE`` (``NY`` rows of the 4096-column
+width, or ``NYxNX``); default the full 4096 x 4096 frame.  romancal's refpix step
+needs the full 4096-column width (see ``benchmarks/_romancal.py``); with another width
+only ours runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+if __package__:
+    from . import _romancal
+    from ._data import FRAME_TIME, make_frame
+else:  # run as a script: python benchmarks/pipeline.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from benchmarks import _romancal
+    from benchmarks._data import FRAME_TIME, make_frame
+
+__all__ = [
+    "DETECTOR",
+    "OPTICAL_ELEMENT",
+    "STEPS",
+    "Case",
+    "bench_size",
+    "make_references",
+    "prepare_case",
+    "run_ours",
+    "run_ours_subprocess",
+    "write_uncal",
+]
+
+#: Detector and filter of the benchmark exposure.
+DETECTOR = "WFI02"
+OPTICAL_ELEMENT = "F158"
+
+#: Rows of the tables: (label, names the step may have in ours, name in romancal).
+STEPS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("dq_init", ("dq_init",), "dq_init"),
+    ("saturation", ("saturation",), "saturation"),
+    ("refpix", ("refpix",), "refpix"),
+    ("linearity", ("linearity",), "linearity"),
+    ("ramp_fit", ("ramp_fit", "rampfit"), "rampfit"),
+    ("dark_current", ("dark_current", "dark"), "dark_current"),
+    ("assign_wcs", ("assign_wcs",), "assign_wcs"),
+    ("photom", ("photom",), "photom"),
+    ("flatfield", ("flatfield", "flat_field"), "flatfield"),
+)
+
+SIZE_ENV = "ROMANCAL_LITE_BENCH_SIZE"
+FULL_WIDTH = 4096
+_BORDER = 4
+_AMP33_WIDTH = 128
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """Parse ``"NY"`` (rows of the full 4096-column width) or ``"NYxNX"``.
+
+    Parameters
+    ----------
+    text : str
+        The size.
+
+    Returns
+    -------
+    tuple of int
+        ``(ny, nx)``.
+    """
+    text = text.strip().lower()
+    if "x" in text:
+        ny, nx = (int(s) for s in text.split("x"))
+    else:
+        ny, nx = int(text), FULL_WIDTH
+    if ny < 2 * _BORDER + 1 or nx < 2 * _BORDER + 1:
+        raise ValueError(f"size {text!r} leaves no science pixels inside the 4-pixel border")
+    return ny, nx
+
+
+def bench_size(default: tuple[int, int] = (4096, 4096)) -> tuple[int, int]:
+    """Return ``$ROMANCAL_LITE_BENCH_SIZE`` parsed (see :func:`parse_size`), else ``default``.
+
+    Parameters
+    ----------
+    default : tuple of int, optional
+        Used when the variable is unset or empty.
+
+    Returns
+    -------
+    tuple of int
+        ``(ny, nx)``.
+    """
+    text = os.environ.get(SIZE_ENV, "").strip()
+    return parse_size(text) if text else default
+
+
+def default_workdir() -> Path:
+    """Return the directory caching inputs and reference files between runs.
+
+    Returns
+    -------
+    Path
+        ``$ROMANCAL_LITE_BENCH_DIR`` or ``<user cache>/romancal_lite/bench``.
+    """
+    env = os.environ.get("ROMANCAL_LITE_BENCH_DIR")
+    if env:
+        return Path(env).expanduser()
+    from romancal_lite.references import default_cache_dir
+
+    return default_cache_dir().parent / "bench"
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def write_uncal(
+    path: str | os.PathLike[str],
+    shape: tuple[int, int],
+    n_resultants: int,
+    *,
+    seed: int = 1,
+    detector: str = DETECTOR,
+    optical_element: str = OPTICAL_ELEMENT,
+) -> Path:
+    """Write a synthetic Level 1 exposure (``ScienceRawModel``) to ``path``.
+
+    The science pixels are the synthetic scene of ``benchmarks/_data.py`` (sky, stars
+    saturating in their cores, cosmic rays, read noise, 5000 DN pedestal; uneven
+    romanisim MA-table read patterns).  The 4-pixel border and the ``amp33`` block
+    hold only the pedestal and read noise, as reference pixels see no light.  The
+    metadata is that of a WFI_IMAGE exposure started 2026-01-01, pointed like the
+    romanisim examples (RA 10, Dec -30), with the read pattern, frame time and
+    exposure time filled in.
+
+    Parameters
+    ----------
+    path : path
+        Output file (``*_uncal.asdf``).
+    shape : tuple of int
+        ``(ny, nx)`` of the read-out, border included.
+    n_resultants : int
+        Number of resultants (9 and 15 are romanisim MA tables 4 and 6).
+    seed : int, optional
+        Random seed of the scene.
+    detector, optical_element : str, optional
+        ``meta.instrument`` values.
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    from astropy.time import Time
+
+    from romancal_lite import datamodels
+
+    ny, nx = shape
+    frame = make_frame(n_resultants, ny, nx, seed=seed)
+    data = frame.data
+    rng = np.random.default_rng([seed, n_resultants, ny, nx, 1])
+    border = np.zeros((ny, nx), dtype=bool)
+    border[:_BORDER] = border[-_BORDER:] = True
+    border[:, :_BORDER] = border[:, -_BORDER:] = True
+    pedestal = 5000.0 + rng.normal(0.0, 100.0, int(border.sum()))
+    for i, reads in enumerate(frame.read_pattern):
+        noise = rng.normal(0.0, 5.0 / np.sqrt(len(reads)), pedestal.size)
+        data[i][border] = np.rint(pedestal + noise)
+    raw = np.clip(data, 0, 65535).astype(np.uint16)
+    del data, frame.data
+    amp33 = np.clip(np.rint(rng.normal(5000.0, 5.0, (n_resultants, ny, _AMP33_WIDTH))),
+                    0, 65535).astype(np.uint16)
+    pattern = [list(r) for r in frame.read_pattern]
+    exposure_time = FRAME_TIME * pattern[-1][-1]
+    start = Time("2026-01-01T00:00:00", scale="utc")
+    end = Time(start.mjd + exposure_time / 86400.0, format="mjd", scale="utc")
+    end.format = "isot"
+    meta = {
+        "exposure": {
+            "type": "WFI_IMAGE",
+            "start_time": start,
+            "end_time": end,
+            "nresultants": n_resultants,
+            "read_pattern": pattern,
+            "frame_time": FRAME_TIME,
+            "exposure_time": exposure_time,
+            "effective_exposure_time": exposure_time,
+            "ma_table_name": "SYNTHETIC",
+            "ma_table_number": {9: 4, 15: 6}.get(n_resultants, 999),
+        },
+        "instrument": {"name": "WFI", "detector": detector, "optical_element": optical_element},
+        "pointing": {
+            "target_ra": 10.0, "target_dec": -30.0, "ra_v1": 10.0, "dec_v1": -30.0,
+            "pa_v3": 0.0, "pa_aperture": 0.0, "target_aperture": "WFI_CEN",
+        },
+        "velocity_aberration": {"ra_reference": 10.0, "dec_reference": -30.0,
+                                "scale_factor": 1.0},
+        "visit": {"start_time": start},
+        "wcsinfo": {
+            "aperture_name": "WFI_CEN", "ra_ref": 10.0, "dec_ref": -30.0, "roll_ref": 60.0,
+            "v2_ref": 1546.3846181707652, "v3_ref": -892.7916365721071,
+            "v3yangle": -60.0, "vparity": -1,
+        },
+    }
+    model = datamodels.ScienceRawModel.create_minimal(
+        {"meta": meta, "data": raw, "amp33": amp33}
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    return path
+
+
+def make_references(
+    cache_root: str | os.PathLike[str],
+    shape: tuple[int, int],
+    *,
+    detector: str = DETECTOR,
+    optical_element: str = OPTICAL_ELEMENT,
+) -> dict[str, str]:
+    """Generate (once) romancal-lite's reference files for one detector and shape.
+
+    Parameters
+    ----------
+    cache_root : path
+        Directory of a romancal-lite built-in CRDS cache for this shape.
+    shape : tuple of int
+        ``(ny, nx)`` of the detector read-out.
+    detector, optical_element : str, optional
+        Which files to write.
+
+    Returns
+    -------
+    dict
+        Reference type -> path, for every type romancal-lite generates.
+    """
+    from romancal_lite.references import generate_cache
+
+    cache = generate_cache(cache_root, full_shape=shape, detectors=[detector])
+    refs: dict[str, str] = {}
+    for name, info in sorted(cache.files.items()):
+        element = info.get("optical_element")
+        if info["detector"] != detector.upper() or element not in (None, optical_element):
+            continue
+        refs[info["reftype"]] = str(cache.ensure_reference(name))
+    return refs
+
+
+@dataclass
+class Case:
+    """One benchmark input: the exposure and its reference files."""
+
+    uncal: Path
+    refs: dict[str, str]
+    shape: tuple[int, int]
+    n_resultants: int
+    workdir: Path
+    prepare_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def prepare_case(
+    workdir: str | os.PathLike[str], shape: tuple[int, int], n_resultants: int, *, seed: int = 1
+) -> Case:
+    """Write (or reuse) the input exposure and reference files of one case.
+
+    Parameters
+    ----------
+    workdir : path
+        Cache directory: ``refs_<ny>x<nx>/`` (a built-in CRDS cache) and
+        ``<ny>x<nx>_n<N>_s<seed>/r..._uncal.asdf``.
+    shape : tuple of int
+        ``(ny, nx)``.
+    n_resultants : int
+        Number of resultants.
+    seed : int, optional
+        Scene seed.
+
+    Returns
+    -------
+    Case
+        Paths and the seconds spent creating what was not cached.
+    """
+    workdir = Path(workdir)
+    ny, nx = shape
+    case_dir = workdir / f"{ny}x{nx}_n{n_resultants}_s{seed}"
+    uncal = case_dir / f"r0000101001001001001_0001_{DETECTOR.lower()}_uncal.asdf"
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    refs = make_references(workdir / f"refs_{ny}x{nx}", shape)
+    seconds["references"] = time.perf_counter() - start
+    if not uncal.is_file():
+        start = time.perf_counter()
+        tmp = uncal.with_name("partial_uncal.asdf")
+        write_uncal(tmp, shape, n_resultants, seed=seed)
+        tmp.replace(uncal)
+        seconds["input"] = time.perf_counter() - start
+    return Case(uncal, refs, shape, n_resultants, case_dir, seconds)
+
+
+# ------------------------------------------------------------------------------- ours
+
+
+def run_ours(
+    uncal_path: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    refs: Mapping[str, str | os.PathLike[str]],
+) -> tuple[Path, dict[str, float]]:
+    """Run romancal-lite's ExposurePipeline on one exposure with reference overrides.
+
+    Parameters
+    ----------
+    uncal_path : path
+        Level 1 input.
+    output_dir : path
+        Output directory (created).
+    refs : mapping
+        Reference type -> file; the types the pipeline reads are given as
+        ``override_<reftype>``.
+
+    Returns
+    -------
+    cal_path : Path
+        The ``_cal`` file.
+    per_step_seconds : dict
+        Step name -> wall seconds of its ``Step.run``, plus ``"total"`` (the pipeline
+        call: reading, steps, writing).
+    """
+    from romancal_lite import stpipe
+    from romancal_lite.pipeline import ExposurePipeline
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    overrides = {
+        f"override_{reftype}": str(refs[reftype])
+        for reftype in ExposurePipeline.reference_file_types
+        if reftype in refs
+    }
+    with _romancal.step_timer(stpipe.Step) as times:
+        start = time.perf_counter()
+        ExposurePipeline.call(
+            str(uncal_path), output_dir=str(output_dir), save_results=True, **overrides
+        )
+        total = time.perf_counter() - start
+    cal = _romancal.cal_path_for(uncal_path, output_dir)
+    if not cal.is_file():
+        raise RuntimeError(f"romancal_lite wrote no {cal.name} in {output_dir}")
+    per_step = {name: seconds for name, seconds in times.items()
+                if name not in (ExposurePipeline.class_alias, "ExposurePipeline")}
+    per_step["total"] = total
+    return cal, per_step
+
+
+def run_ours_subprocess(
+    uncal_path: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    refs: Mapping[str, str | os.PathLike[str]],
+    *,
+    timeout: float | None = None,
+) -> dict[str, Any]:
+    """Run :func:`run_ours` in a fresh interpreter (its own peak memory).
+
+    Parameters
+    ----------
+    uncal_path : path
+        Level 1 input.
+    output_dir : path
+        Output directory (also receives ``run.log``).
+    refs : mapping
+        Reference type -> file.
+    timeout : float, optional
+        Seconds before the run is killed.
+
+    Returns
+    -------
+    dict
+        See ``_romancal.run_script_subprocess``.
+    """
+    return _romancal.run_script_subprocess(
+        Path(__file__).resolve(), ["--worker", str(uncal_path), str(output_dir)],
+        Path(output_dir), refs, timeout=timeout,
+    )
+
+
+def _worker(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="pipeline.py --worker")
+    parser.add_argument("uncal", type=Path)
+    parser.add_argument("output_dir", type=Path)
+    parser.add_argument("--refs", type=Path, required=True)
+    parser.add_argument("--result", type=Path)
+    args = parser.parse_args(argv)
+    refs = json.loads(args.refs.read_text())
+    import romancal_lite.pipeline  # noqa: F401  (imports before the "before" RSS)
+
+    result = _romancal.run_worker("ours", args.uncal, args.output_dir, refs, run_ours)
+    import romancore
+
+    result["threads"] = romancore.effective_n_threads()
+    text = json.dumps(result)
+    if args.result:
+        args.result.write_text(text)
+    print(text)
+    return 0
+
+
+# ------------------------------------------------------------------------------ table
+
+
+def _step_seconds(result: Mapping[str, Any] | None, names: Sequence[str]) -> float | None:
+    if not result:
+        return None
+    for name in names:
+        if name in result["steps"]:
+            return float(result["steps"][name])
+    return None
+
+
+def _fmt(value: float | None, spec: str = "8.2f") -> str:
+    return format(value, spec) if value is not None else format("-", ">" + spec.split(".")[0])
+
+
+def _ratio(num: float | None, den: float | None) -> str:
+    if num is None or den is None or den <= 0:
+        return "      -"
+    return f"{num / den:6.1f}x"
+
+
+def format_table(
+    shape: tuple[int, int],
+    n_resultants: int,
+    ours: Mapping[str, Any] | None,
+    romancal: Mapping[str, Any] | None,
+    *,
+    markdown: bool = False,
+) -> str:
+    """Return the table of one case.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Frame shape.
+    n_resultants : int
+        Number of resultants.
+    ours, romancal : mapping or None
+        Worker results (None: not run).
+    markdown : bool, optional
+        Markdown table instead of aligned text.
+
+    Returns
+    -------
+    str
+        The table.
+    """
+    rows: list[tuple[str, str, str, str]] = []
+    for label, ours_names, rc_name in STEPS:
+        t_ours = _step_seconds(ours, ours_names)
+        t_rc = _step_seconds(romancal, (rc_name,))
+        rows.append((label, _fmt(t_ours), _fmt(t_rc), _ratio(t_rc, t_ours)))
+    sums = [sum(r["steps"].get(n, 0.0) for n in r["steps"]) if r else None
+            for r in (ours, romancal)]
+    rows.append(("sum of steps", _fmt(sums[0]), _fmt(sums[1]), _ratio(sums[1], sums[0])))
+    totals = [r["total"] if r else None for r in (ours, romancal)]
+    rows.append(("THROUGH FLATFIELD (call)", _fmt(totals[0]), _fmt(totals[1]),
+                 _ratio(totals[1], totals[0])))
+    walls = [r["wall"] if r else None for r in (ours, romancal)]
+    rows.append(("process wall (+imports)", _fmt(walls[0]), _fmt(walls[1]),
+                 _ratio(walls[1], walls[0])))
+    mem = [r["peak_rss"] / 2**20 if r else None for r in (ours, romancal)]
+    rows.append(("peak RSS [MB]", _fmt(mem[0], "8.0f"), _fmt(mem[1], "8.0f"),
+                 _ratio(mem[1], mem[0])))
+    base = [r["rss_before"] / 2**20 if r else None for r in (ours, romancal)]
+    rows.append(("RSS after imports [MB]", _fmt(base[0], "8.0f"), _fmt(base[1], "8.0f"), ""))
+    title = (f"{shape[0]} x {shape[1]} pixels, {n_resultants} resultants "
+             f"(times in s; ratio = romancal / ours)")
+    head = ("step", "ours", "romancal 1.1", "ratio")
+    if markdown:
+        lines = [f"**{title}**", "", "| " + " | ".join(head) + " |", "|---|---:|---:|---:|"]
+        lines += ["| " + " | ".join(c.strip() for c in row) + " |" for row in rows]
+        return "\n".join(lines)
+    lines = [title, f"{head[0]:<26}{head[1]:>10}{head[2]:>14}{head[3]:>9}"]
+    lines += [f"{a:<26}{b:>10}{c:>14}{d:>9}" for a, b, c, d in rows]
+    return "\n".join(lines)
+
+
+def verdict(ours: Mapping[str, Any] | None, romancal: Mapping[str, Any] | None) -> str:
+    """Return the target check: through-flatfield speed-up >= 20, peak memory <= 1/4.
+
+    Parameters
+    ----------
+    ours, romancal : mapping or None
+        Worker results.
+
+    Returns
+    -------
+    str
+        One line.
+    """
+    if not ours or not romancal:
+        return "targets: need both pipelines"
+    speed = romancal["total"] / ours["total"]
+    memory = ours["peak_rss"] / romancal["peak_rss"]
+    return (f"targets: speed-up {speed:.1f}x (>= 20: {'yes' if speed >= 20 else 'NO'}), "
+            f"peak memory ours/romancal {memory:.3f} (<= 0.25: "
+            f"{'yes' if memory <= 0.25 else 'NO'})")
+
+
+def _have_romancal() -> bool:
+    return _romancal.romancal_version() is not None
+
+
+def _best(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Fastest run (by the pipeline call); its peak memory is the largest seen."""
+    best = dict(min(results, key=lambda r: r["total"]))
+    best["peak_rss"] = max(r["peak_rss"] for r in results)
+    return best
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line; see the module docstring."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--worker"]:
+        return _worker(argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=parse_size, default=None,
+                        help=f"NY or NYxNX (default ${SIZE_ENV} or 4096x4096)")
+    parser.add_argument("--resultants", type=int, nargs="+", default=[9, 15])
+    parser.add_argument("--only", choices=["ours", "romancal"], default=None)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs of ours per case (best is reported); romancal runs once")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="cache of inputs, references and outputs "
+                             "(default $ROMANCAL_LITE_BENCH_DIR or ~/.cache/romancal_lite/bench)")
+    parser.add_argument("--timeout", type=float, default=7200.0,
+                        help="seconds before a pipeline run is killed")
+    parser.add_argument("--keep-outputs", action="store_true",
+                        help="keep the _cal files (default: removed after each run)")
+    parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--json", type=Path, help="write all results to this file")
+    args = parser.parse_args(argv)
+
+    shape = args.size or bench_size()
+    workdir = args.workdir or default_workdir()
+    which = [w for w in ("ours", "romancal") if args.only in (None, w)]
+    if "romancal" in which and not _have_romancal():
+        print("romancal is not installed: only ours runs", file=sys.stderr)
+        which.remove("romancal")
+    if "romancal" in which and shape[1] != FULL_WIDTH:
+        print(f"romancal's refpix needs {FULL_WIDTH} columns: only ours runs at {shape}",
+              file=sys.stderr)
+        which.remove("romancal")
+    if not which:
+        return 1
+
+    import romancore
+
+    print(f"# {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
+          f"python {platform.python_version()}, numpy {np.__version__}, "
+          f"romancore OpenMP {romancore.openmp_enabled()}, "
+          f"romancal {_romancal.romancal_version() or 'not installed'}")
+    print(f"# workdir {workdir}; pipelines in fresh subprocesses, one at a time")
+    all_results: list[dict[str, Any]] = []
+    for n in args.resultants:
+        case = prepare_case(workdir, shape, n, seed=args.seed)
+        if case.prepare_seconds:
+            done = ", ".join(f"{k} {v:.1f} s" for k, v in case.prepare_seconds.items())
+            print(f"# prepared {case.uncal.name} ({n} resultants): {done} (not timed)")
+        results: dict[str, dict[str, Any] | None] = {"ours": None, "romancal": None}
+        if "ours" in which:
+            runs = []
+            for i in range(max(args.repeat, 1)):
+                out = case.workdir / f"out_ours_{i}"
+                shutil.rmtree(out, ignore_errors=True)
+                runs.append(run_ours_subprocess(case.uncal, out, case.refs,
+                                                timeout=args.timeout))
+                if not args.keep_outputs:
+                    _romancal.cal_path_for(case.uncal, out).unlink(missing_ok=True)
+            results["ours"] = _best(runs)
+        if "romancal" in which:
+            out = case.workdir / "out_romancal"
+            shutil.rmtree(out, ignore_errors=True)
+            results["romancal"] = _romancal.run_romancal_subprocess(
+                case.uncal, out, case.refs, timeout=args.timeout
+            )
+            if not args.keep_outputs:
+                for suffix in ("_cal.asdf", "_wcs.asdf"):
+                    for f in out.glob(f"*{suffix}"):
+                        f.unlink()
+        print()
+        print(format_table(shape, n, results["ours"], results["romancal"],
+                           markdown=args.markdown))
+        print(verdict(results["ours"], results["romancal"]))
+        sys.stdout.flush()
+        all_results.append({"shape": list(shape), "n_resultants": n, **results})
+    if args.json:
+        args.json.write_text(json.dumps(all_results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
