@@ -91,7 +91,7 @@ def test_discretization_bias_is_removed():
     # seeds/000:698-708: bias = -0.5 - 0.5 (N - 1) / N per resultant, the same in
     # reference and science pixels, so subtracting the reference level removes it
     rng = np.random.default_rng(RNG_SEED)
-    n_reads = np.array([1, 2, 3, 4, 6, 6])
+    n_reads = np.array([1, 2, 3, 4, 6, 6, 6, 6, 5, 1])  # MA table 109
     n, ny, nx = len(n_reads), 40, 128
     bias = (-0.5 - 0.5 * (n_reads - 1) / n_reads).astype(np.float32)
     sig = science_signal(n, ny, nx, rng)

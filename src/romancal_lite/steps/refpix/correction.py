@@ -172,6 +172,18 @@ def correct_reference_pixels(
     ValueError
         If an array has the wrong type, dimensions or shape, ``data`` is not a
         writeable float array, or a parameter is out of range.
+
+    Notes
+    -----
+    Part 2 also removes the discretization bias of the A/D conversion,
+    ``-0.5 - 0.5 (N - 1) / N`` DN for a resultant of ``N`` reads (seeds/000:700-704):
+    the reference pixels are digitized and averaged like the science pixels, so the
+    per-resultant level they give contains the same bias (seeds/000:706).
+
+    Compared with the JWST NIR algorithm (seeds/001:21655-21666) the reference means
+    are not sigma-clipped, BAD_REF_PIXEL is excluded besides DO_NOT_USE, and the
+    running median is taken over per-row means rather than over all pixels of the
+    window. The REFPIX reference file of romancal (FFT weights) is not used.
     """
     _check_inputs(
         data, pixeldq, amp33, use_amp33, side_smoothing_length, side_gain, channel_width,

@@ -99,7 +99,7 @@ class RefPixStep(Step):
                 self.log.info("Side reference columns used: %s", ", ".join(report.sides))
             else:
                 self.log.info(
-                    "No side reference columns flagged in pixeldq; row-correlated"
+                    "No usable side reference columns in pixeldq; row-correlated"
                     " correction skipped"
                 )
         if self.use_amp33 and not report.amp33_used:
