@@ -166,7 +166,7 @@ def fit_exposure(
     err = np.empty((sy, sx), np.float32)
     dumo = np.empty((sy, sx), np.float32)
     dq = np.empty((sy, sx), np.uint32)
-    weights = uniform_weights(read_pattern, frame_time).astype(np.float32)
+    weights = uniform_weights(read_pattern, frame_time)
     collapse_mask = np.uint8(0xFF & ~int(group.DO_NOT_USE))
     with np.errstate(invalid="ignore", divide="ignore"):
         for r0 in range(b, ny - b, block_rows):
@@ -210,6 +210,10 @@ def fit_exposure(
             d |= np.where(unusable, np.uint32(pixel.DO_NOT_USE), np.uint32(0))
             d |= np.where(bg, np.uint32(pixel.NO_GAIN_VALUE | pixel.DO_NOT_USE), np.uint32(0))
             dq[o0:o1] = d
-            uni = np.tensordot(weights, data[:, r0:r1, cols], axes=(0, 0))
+            # one resultant at a time in float64 (as romancal): unlike a float32
+            # tensordot (BLAS), the rounding does not depend on the block shape
+            uni = np.zeros((r1 - r0, nx - 2 * b), np.float64)
+            for k in range(n):
+                uni += weights[k] * data[k, r0:r1, cols]
             dumo[o0:o1] = uni - s
     return RampFitArrays(slope, dq, var_p, var_r, err, dumo)
