@@ -1,0 +1,47 @@
+"""Built-in demo data: simulated Level 1 (``_uncal``) WFI exposures with known truth.
+
+The simulator writes the official Level 1 format (the ``WfiScienceRaw`` tree of
+roman_datamodels, as the public simulator romanisim writes it) and takes every
+detector constant from the reference files the pipeline will select for the
+exposure, so that calibrating the file with the built-in references recovers the
+injected truth.  See ``docs/simulate.md`` for the physics and every formula.
+
+Public API
+----------
+simulate_exposure(**options) -> (ScienceRawModel, truth)
+    Simulate in memory.
+write_exposure(path, **options) -> Path
+    Simulate and write ``path`` atomically: ``roman`` (the L1 model) plus
+    ``romancal_lite_truth`` (the truth).
+read_truth(path) -> dict
+    Read the truth back.
+READ_PATTERNS
+    Named MA tables (``"ma4"``: 9 resultants, ``"ma6"``: 15, ``"ma109"``: 10).
+
+``python -m romancal_lite.simulate OUTPUT [options]`` is the command line.
+"""
+
+from __future__ import annotations
+
+from ._exposure import (
+    DEFAULT_SEED,
+    TRUTH_KEY,
+    TRUTH_UNITS,
+    read_truth,
+    simulate_exposure,
+    write_exposure,
+)
+from ._patterns import DEFAULT_READ_PATTERN, FRAME_TIME, READ_PATTERNS, MATable
+
+__all__ = [
+    "DEFAULT_READ_PATTERN",
+    "DEFAULT_SEED",
+    "FRAME_TIME",
+    "READ_PATTERNS",
+    "TRUTH_KEY",
+    "TRUTH_UNITS",
+    "MATable",
+    "read_truth",
+    "simulate_exposure",
+    "write_exposure",
+]

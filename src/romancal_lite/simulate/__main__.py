@@ -1,0 +1,133 @@
+"""Command line: ``python -m romancal_lite.simulate OUTPUT [options]``.
+
+Writes a simulated Level 1 exposure with its truth (as :func:`write_exposure` does).
+Expected errors (bad options, reference or output problems) print one line
+``error: ...`` to stderr and exit with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import RomancalLiteError
+from ._exposure import DEFAULT_SEED, simulate_exposure, write_model_with_truth
+from ._patterns import DEFAULT_READ_PATTERN, READ_PATTERNS
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 1 (argparse default: 2)
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
+def _read_pattern(text: str) -> str | list[list[int]]:
+    text = text.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            raise argparse.ArgumentTypeError(f"not a JSON list of lists: {text!r}") from None
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the command line.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The parser.
+    """
+    presets = ", ".join(f"{k} ({t.n_resultants} resultants)" for k, t in READ_PATTERNS.items())
+    p = _Parser(
+        prog="python -m romancal_lite.simulate",
+        description="Simulate a Roman WFI Level 1 (_uncal) exposure with known truth.",
+    )
+    p.add_argument("output", help="output ASDF file, e.g. demo_wfi01_uncal.asdf")
+    p.add_argument("--shape", nargs=2, type=int, metavar=("NY", "NX"), default=(4096, 4096),
+                   help="full read-out size incl. the 4-pixel border (default 4096 4096)")
+    p.add_argument("--read-pattern", type=_read_pattern, default=DEFAULT_READ_PATTERN,
+                   help=f"MA table preset: {presets}; or a JSON list of lists of read numbers "
+                   f"(default {DEFAULT_READ_PATTERN})")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"(default {DEFAULT_SEED})")
+    p.add_argument("--detector", default="WFI01", help="WFI01..WFI18 (default WFI01)")
+    p.add_argument("--optical-element", "--filter", dest="optical_element", default="F158",
+                   help="F062..F213, GRISM, PRISM, DARK (default F158)")
+    p.add_argument("--exposure-type", default="WFI_IMAGE", help="(default WFI_IMAGE)")
+    p.add_argument("--start-time", default="2026-01-01T00:00:00", help="UTC ISO time")
+    p.add_argument("--n-stars", type=int, default=None,
+                   help="number of stars (default 1500 per full frame, scaled by area)")
+    p.add_argument("--sky", type=float, default=1.0, help="sky rate, e/s/pixel (default 1)")
+    p.add_argument("--cr-rate", type=float, default=2.0e-5,
+                   help="cosmic-ray hits per pixel per second (default 2e-5)")
+    p.add_argument("--saturate-all", action="store_true",
+                   help="every science pixel saturates before its first read")
+    p.add_argument("--no-poisson", dest="poisson", action="store_false",
+                   help="expected charge instead of Poisson draws")
+    p.add_argument("--no-read-noise", dest="read_noise", action="store_false",
+                   help="no read noise")
+    p.add_argument("--references", default="crds",
+                   help="crds (select like the pipeline; default) or builtin "
+                   "(built-in content for this shape, no files)")
+    p.add_argument("--preview", metavar="PNG", default=None,
+                   help="also write a PNG of the truth rate image (what _cal should show)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success, 1 for an expected error.
+    """
+    args = build_parser().parse_args(argv)
+    start = time.perf_counter()
+    try:
+        path = Path(args.output)
+        if path.suffix != ".asdf":
+            raise ValueError(f"{path}: the output file name must end in .asdf")
+        if not (path.parent if str(path.parent) else Path(".")).is_dir():
+            raise ValueError(f"{path}: directory {path.parent} does not exist")
+        model, truth = simulate_exposure(
+            shape=tuple(args.shape),
+            read_pattern=args.read_pattern,
+            seed=args.seed,
+            detector=args.detector,
+            optical_element=args.optical_element,
+            exposure_type=args.exposure_type,
+            start_time=args.start_time,
+            n_stars=args.n_stars,
+            sky=args.sky,
+            cr_rate=args.cr_rate,
+            saturate_all=args.saturate_all,
+            poisson=args.poisson,
+            read_noise=args.read_noise,
+            references=args.references,
+        )
+        write_model_with_truth(model, truth, path)
+        if args.preview:
+            from ..preview import write_png
+
+            write_png(truth["rate"], args.preview)
+    except (ValueError, OSError, RomancalLiteError) as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    print(f"wrote {path} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

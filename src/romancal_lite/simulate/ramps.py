@@ -1,0 +1,645 @@
+"""Up-the-ramp sampling: charge accumulation, detector response and read-out electronics.
+
+For each science pixel with detected rate ``R`` (e/s: incident rate times flat plus
+dark current) and each read ``k`` of the read pattern, at ``t_k = k * frame_time``:
+
+1. charge ``S_k = S_{k'} + Poisson(R (t_k - t_{k'}))`` (``k'`` the previous read
+   sampled; reads the pattern skips are merged into the next increment, which is
+   exact for a Poisson process), plus the charge of every cosmic ray that hit in
+   ``(t_{k'}, t_k]``;
+2. full well: the pixel holds at most ``S_full = gain (L(D_full) - L(p))``
+   electrons, ``D_full = (1 + margin) * saturation`` (the SATURATION reference
+   threshold), ``p`` the pixel's pedestal (raw DN), ``L`` the LINEARITY polynomial;
+3. detector response: ``D_k = L^{-1}(L(p) + min(S_k, S_full) / gain)``, the exact
+   inverse of the pipeline's linearity correction (closed form for a quadratic
+   ``L``, Newton iterations seeded by the INVERSELINEARITY polynomial otherwise);
+4. a resultant is the mean of the ``D_k`` of its reads, plus the electronic offsets
+   of that resultant (per amplifier and column parity, and a row drift common to
+   all amplifiers), plus read noise ``N(0, rn / sqrt(n_reads))`` (the mean of
+   independent per-read noises), rounded to integer DN and clipped to 0..65535.
+
+Reference pixels (the 4-pixel border and amp33) see no charge: only their
+pedestal, the same electronic offsets and read noise.
+
+The frame is processed in blocks of :data:`BLOCK_ROWS` rows, each with its own
+random streams, so memory stays bounded and results are reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from romancore.dqflags import group
+
+from ..references._spec import BORDER
+from ._refs import ATOD_LIMIT, DetectorReferences
+
+__all__ = [
+    "AMP33_WIDTH",
+    "BLOCK_ROWS",
+    "CHANNEL_WIDTH",
+    "CosmicRayModel",
+    "Electronics",
+    "PoissonSampler",
+    "RampResult",
+    "amplifier_channel",
+    "make_electronics",
+    "simulate_ramps",
+]
+
+#: Rows per processing block.
+BLOCK_ROWS = 16
+#: Columns read by one amplifier (output channel); the WFI has 32 of them.
+CHANNEL_WIDTH = 128
+#: Width of the amp33 reference-column array.
+AMP33_WIDTH = 128
+
+# Random streams (the second element of each generator's seed).
+STREAM_BLOCK = 1
+STREAM_CR = 2
+STREAM_PEDESTAL = 3
+STREAM_DRIFT = 4
+STREAM_SCENE = 5
+
+JUMP_DET = int(group.JUMP_DET)
+SATURATED = int(group.SATURATED)
+
+
+def amplifier_channel(nx: int) -> np.ndarray:
+    """Return the amplifier (output channel) index of each column of the read-out.
+
+    Parameters
+    ----------
+    nx : int
+        Width of the full read-out (science plus border).
+
+    Returns
+    -------
+    numpy.ndarray of int
+        ``x // 128``; amp33 is channel ``ceil(nx / 128)``.
+    """
+    return np.arange(nx) // CHANNEL_WIDTH
+
+
+@dataclass
+class Electronics:
+    """Pedestal and electronic offsets of an exposure (all in DN).
+
+    Attributes
+    ----------
+    pedestal : numpy.ndarray of float32, (ny, nx)
+        Raw level of each pixel with no charge (before offsets and noise).
+    amp33_pedestal : numpy.ndarray of float32, (ny, 128)
+        The same for amp33.
+    channel_offsets : numpy.ndarray of float32, (n_resultants, n_channels + 1, 2)
+        Offset of each amplifier channel (last: amp33) in each resultant, for even
+        (``[..., 0]``) and odd (``[..., 1]``) detector columns.
+    row_drift : numpy.ndarray of float32, (n_resultants, ny)
+        The 1/f-like drift common to every amplifier, per row, averaged over the
+        reads of each resultant.
+    """
+
+    pedestal: np.ndarray
+    amp33_pedestal: np.ndarray
+    channel_offsets: np.ndarray
+    row_drift: np.ndarray
+
+    def offsets(self, resultant: int, r0: int, r1: int, amp33: bool = False) -> np.ndarray:
+        """Return the electronic offset of rows ``r0:r1`` in a resultant.
+
+        Parameters
+        ----------
+        resultant : int
+            Resultant index.
+        r0, r1 : int
+            Row range.
+        amp33 : bool, optional
+            For the amp33 columns instead of the read-out.
+
+        Returns
+        -------
+        numpy.ndarray of float64, (r1 - r0, nx or 128)
+            ``channel_offsets[resultant, channel(x), x % 2] + row_drift[resultant, y]``.
+        """
+        offsets = self.channel_offsets[resultant].astype(np.float64)
+        if amp33:
+            columns = offsets[-1, np.arange(AMP33_WIDTH) % 2]
+        else:
+            nx = self.pedestal.shape[1]
+            x = np.arange(nx)
+            columns = offsets[amplifier_channel(nx), x % 2]
+        return columns[None, :] + self.row_drift[resultant, r0:r1, None].astype(np.float64)
+
+
+def _one_over_f(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Return ``n`` samples of zero-mean, unit-rms noise with a 1/f power spectrum."""
+    if n < 4:
+        return rng.standard_normal(n)
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    f = np.fft.rfftfreq(n)
+    scale = np.zeros_like(f)
+    scale[1:] = 1.0 / np.sqrt(f[1:])
+    series = np.fft.irfft(spectrum * scale, n)
+    rms = series.std()
+    return series / rms if rms > 0 else series
+
+
+def make_electronics(
+    full_shape: tuple[int, int],
+    read_pattern: list[list[int]],
+    frame_time: float,
+    seed: int,
+    *,
+    pedestal_level: float = 6000.0,
+    drift_scale: float = 1.0,
+) -> Electronics:
+    """Draw the pedestal and the electronic offsets of an exposure.
+
+    * pedestal: ``pedestal_level`` + per-channel N(0, 150) + per-column N(0, 10)
+      + per-pixel N(0, 20) DN (amp33 likewise, as one more channel);
+    * channel offsets (times ``drift_scale``): per channel and parity a constant
+      N(0, 10) DN (odd columns another N(0, 5) DN from even ones), a linear drift in
+      time of N(0, 0.05) DN/s from the start of the exposure, and N(0, 1) DN of
+      jitter per resultant;
+    * row drift (times ``drift_scale``): per read, 1/f noise along the rows of rms
+      1.5 DN, the same for every channel and amp33; a resultant gets the mean of
+      its reads' drifts.
+
+    Parameters
+    ----------
+    full_shape : tuple of int
+        ``(ny, nx)`` of the read-out.
+    read_pattern : list of list of int
+        The read pattern.
+    frame_time : float
+        Seconds between reads.
+    seed : int
+        Base seed.
+    pedestal_level : float, optional
+        Mean pedestal (DN).
+    drift_scale : float, optional
+        Multiplies every offset and drift (0 disables them).
+
+    Returns
+    -------
+    Electronics
+        The drawn values.
+    """
+    ny, nx = full_shape
+    n_channels = math.ceil(nx / CHANNEL_WIDTH)
+    rng = np.random.default_rng([seed, STREAM_PEDESTAL])
+    channel = rng.normal(0.0, 150.0, n_channels + 1)
+    pedestal = np.empty((ny, nx), dtype=np.float32)
+    pedestal[...] = pedestal_level + channel[amplifier_channel(nx)][None, :]
+    pedestal += rng.normal(0.0, 10.0, nx).astype(np.float32)[None, :]
+    pedestal += rng.normal(0.0, 20.0, (ny, nx)).astype(np.float32)
+    amp33 = np.empty((ny, AMP33_WIDTH), dtype=np.float32)
+    amp33[...] = pedestal_level + channel[-1]
+    amp33 += rng.normal(0.0, 10.0, AMP33_WIDTH).astype(np.float32)[None, :]
+    amp33 += rng.normal(0.0, 20.0, (ny, AMP33_WIDTH)).astype(np.float32)
+
+    rng = np.random.default_rng([seed, STREAM_DRIFT])
+    n_res = len(read_pattern)
+    t_bar = np.array([np.mean(r) for r in read_pattern]) * frame_time
+    base = rng.normal(0.0, 10.0, (n_channels + 1, 1)) + np.array([[0.0, 1.0]]) * rng.normal(
+        0.0, 5.0, (n_channels + 1, 1)
+    )
+    trend = rng.normal(0.0, 0.05, (n_channels + 1, 1))
+    jitter = rng.normal(0.0, 1.0, (n_res, n_channels + 1, 2))
+    offsets = base[None] + trend[None] * t_bar[:, None, None] + jitter
+    row_drift = np.zeros((n_res, ny))
+    for i, reads in enumerate(read_pattern):
+        for _ in reads:
+            row_drift[i] += 1.5 * _one_over_f(ny, rng)
+        row_drift[i] /= len(reads)
+    return Electronics(
+        pedestal=pedestal,
+        amp33_pedestal=amp33,
+        channel_offsets=(drift_scale * offsets).astype(np.float32),
+        row_drift=(drift_scale * row_drift).astype(np.float32),
+    )
+
+
+@dataclass
+class CosmicRayModel:
+    """Cosmic-ray hits: rate, charge distribution.
+
+    Attributes
+    ----------
+    rate : float
+        Hits per science pixel per second.
+    median_charge : float
+        Median deposited charge (e); log-normal.
+    sigma : float
+        Standard deviation of the natural log of the charge.
+    charge_range : tuple of float
+        Charges are clipped to this range (e).
+    """
+
+    rate: float = 2.0e-5
+    median_charge: float = 1500.0
+    sigma: float = 0.9
+    charge_range: tuple[float, float] = (50.0, 1.0e5)
+
+
+@dataclass
+class RampResult:
+    """Output of :func:`simulate_ramps`.
+
+    Attributes
+    ----------
+    data : numpy.ndarray of uint16, (n_resultants, ny, nx)
+    amp33 : numpy.ndarray of uint16, (n_resultants, ny, 128)
+    rate : numpy.ndarray of float32, (ny - 8, nx - 8)
+        Truth: incident rate / gain (DN/s), what the calibrated image should hold.
+    saturated_resultant : numpy.ndarray of int16, (ny - 8, nx - 8)
+        First resultant whose noise-free level reaches the saturation threshold, or -1.
+    dq : numpy.ndarray of uint8, (n_resultants, ny, nx)
+        JUMP_DET on the resultant where a cosmic ray first appears, SATURATED on
+        saturated resultants.
+    cosmic_rays : dict
+        Columns ``y``, ``x`` (read-out pixels), ``time`` (s), ``read``,
+        ``resultant`` and ``charge`` (e), one entry per hit.
+    """
+
+    data: np.ndarray
+    amp33: np.ndarray
+    rate: np.ndarray
+    saturated_resultant: np.ndarray
+    dq: np.ndarray
+    cosmic_rays: dict[str, np.ndarray]
+
+
+def _horner(coeffs: np.ndarray, x: np.ndarray) -> np.ndarray:
+    out = np.array(coeffs[-1], dtype=np.float64, copy=True) * np.ones_like(x)
+    for c in coeffs[-2::-1]:
+        out *= x
+        out += c
+    return out
+
+
+def _horner_derivative(coeffs: np.ndarray, x: np.ndarray) -> np.ndarray:
+    n = coeffs.shape[0]
+    out = np.full_like(x, 0.0) + (n - 1) * coeffs[-1]
+    for k in range(n - 2, 0, -1):
+        out *= x
+        out += k * coeffs[k]
+    return out
+
+
+class _Response:
+    """The detector response ``D = L^{-1}(y)`` of the pixels of one block."""
+
+    def __init__(
+        self,
+        mode: str,
+        linearity: np.ndarray | None,
+        inverse: np.ndarray | None,
+    ) -> None:
+        self.mode = mode
+        self.lin = linearity if mode != "none" else None
+        self.inv = inverse
+        self.quadratic = False
+        if mode == "linearity" and self.lin is not None:
+            if self.lin.shape[0] <= 3 or not np.any(self.lin[3:]):
+                self.quadratic = True
+                c = self.lin
+                self.c0 = c[0].copy()
+                self.c1 = c[1].copy()
+                self.c1sq = c[1] * c[1]
+                self.c2x4 = 4.0 * c[2] if c.shape[0] > 2 else np.zeros_like(c[1])
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Return the linearity correction ``L(x)`` (identity without LINEARITY)."""
+        if self.mode == "none" or self.lin is None:
+            return np.array(x, dtype=np.float64, copy=True)
+        return _horner(self.lin, x)
+
+    def inverse(self, y: np.ndarray) -> np.ndarray:
+        """Return the response ``L^{-1}(y)``: raw DN for linearized DN ``y``."""
+        if self.mode == "none":
+            return y.copy()
+        if self.mode == "inverselinearity":
+            return y.copy() if self.inv is None else _horner(self.inv, y)
+        if self.lin is None:
+            return y.copy()
+        if self.quadratic:
+            d = y - self.c0
+            t = self.c2x4 * d
+            t += self.c1sq
+            np.maximum(t, 0.0, out=t)
+            np.sqrt(t, out=t)
+            t += self.c1
+            d *= 2.0
+            d /= t
+            return d
+        x = _horner(self.inv, y) if self.inv is not None else y.copy()
+        for _ in range(50):
+            step = (_horner(self.lin, x) - y) / _horner_derivative(self.lin, x)
+            x -= step
+            if not np.any(np.abs(step) > 1e-9 * np.maximum(np.abs(x), 1.0)):
+                break
+        return x
+
+
+#: Pixels with a mean count per read up to this use the table sampler.
+TABLE_MAX_MEAN = 10.0
+
+
+class PoissonSampler:
+    """Exact Poisson draws for fixed per-pixel means, repeated read after read.
+
+    A pixel's charge increments between two reads a given time apart all have the
+    same mean, so the cumulative distribution ``F(j) = P(X <= j)`` of each pixel
+    is tabulated once (``scipy.special.pdtr``) for ``j < K`` and each draw is an
+    inversion: ``X = min{j : F(j) >= u}`` with ``u`` uniform on [0, 1), i.e. the
+    number of table entries below ``u``.  Draws beyond the table (``u > F(K - 1)``)
+    continue the same inversion exactly, pixel by pixel, with ``pdtr``.  Pixels
+    with a mean above :data:`TABLE_MAX_MEAN` use NumPy's Poisson sampler.  The
+    results follow the Poisson distribution to floating-point accuracy, as any
+    sampler does, at a quarter of the cost of ``Generator.poisson`` for the
+    typical sky pixel (a mean of 2-6 electrons per read).
+
+    Parameters
+    ----------
+    mean : numpy.ndarray of float64
+        Mean count of each pixel (any shape).
+    """
+
+    def __init__(self, mean: np.ndarray) -> None:
+        self.shape = mean.shape
+        flat = mean.reshape(-1)
+        small = flat <= TABLE_MAX_MEAN
+        self.small = None if small.all() else np.flatnonzero(small)
+        self.large = np.flatnonzero(~small)
+        self.mean_large = flat[self.large]
+        self.mean_small = flat if self.small is None else flat[self.small]
+        self.table = None
+        if self.mean_small.size:
+            typical = float(np.percentile(self.mean_small, 90))
+            k = math.ceil(typical + 4.0 * math.sqrt(typical) + 3.0)
+            lam = self.mean_small
+            self.table = np.empty((k, lam.size), dtype=np.float64)
+            pmf = np.exp(-lam)
+            self.table[0] = pmf
+            for j in range(1, k):
+                pmf *= lam
+                pmf /= j
+                np.add(self.table[j - 1], pmf, out=self.table[j])
+            self.last_pmf = pmf
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        """Return one Poisson draw per pixel (float64, the shape of ``mean``)."""
+        out = np.empty(self.shape, dtype=np.float64)
+        flat = out.reshape(-1)
+        if self.table is not None:
+            u = rng.random(self.mean_small.size)
+            count = np.zeros(u.shape, dtype=np.uint8 if len(self.table) < 255 else np.int32)
+            for cdf in self.table:
+                count += u > cdf
+            values = count.astype(np.float64)
+            tail = np.flatnonzero(u > self.table[-1])
+            if tail.size:
+                values[tail] = _inversion_tail(
+                    u[tail], self.mean_small[tail], self.table[-1][tail],
+                    self.last_pmf[tail], len(self.table)
+                )
+            if self.small is None:
+                flat[...] = values
+            else:
+                flat[self.small] = values
+        if self.large.size:
+            flat[self.large] = rng.poisson(self.mean_large)
+        return out
+
+
+def _inversion_tail(
+    u: np.ndarray, mean: np.ndarray, cdf: np.ndarray, pmf: np.ndarray, start: int
+) -> np.ndarray:
+    """Continue the inversion past the table: smallest ``j >= start`` with ``F(j) >= u``.
+
+    ``cdf`` and ``pmf`` are ``F(start - 1)`` and ``P(X = start - 1)`` of each pixel.
+    """
+    result = np.full(u.shape, float(start))
+    active = np.arange(u.size)
+    cdf, pmf = cdf.copy(), pmf.copy()
+    j = start
+    limit = start + 100 + int(20.0 * math.sqrt(float(mean.max())))
+    while active.size and j < limit:
+        pmf *= mean[active] / j
+        cdf += pmf
+        above = u[active] > cdf
+        result[active[above]] = j + 1
+        active, cdf, pmf = active[above], cdf[above], pmf[above]
+        j += 1
+    return result
+
+
+def _sampled_reads(read_pattern: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    reads = np.array([r for res in read_pattern for r in res], dtype=np.int64)
+    owner = np.array([i for i, res in enumerate(read_pattern) for _ in res], dtype=np.int64)
+    return reads, owner
+
+
+def simulate_ramps(
+    rate_e: np.ndarray,
+    refs: DetectorReferences,
+    electronics: Electronics,
+    read_pattern: list[list[int]],
+    frame_time: float,
+    seed: int,
+    *,
+    cosmic_rays: CosmicRayModel | None = None,
+    poisson: bool = True,
+    read_noise: bool = True,
+    nonlinearity: str = "linearity",
+    full_well_margin: float = 0.02,
+    saturate_all: bool = False,
+) -> RampResult:
+    """Sample the ramps of every pixel and return the resultants and their truth.
+
+    Parameters
+    ----------
+    rate_e : numpy.ndarray, (ny - 8, nx - 8)
+        Incident astrophysical rate (e/s) on the science pixels, before the flat.
+    refs : DetectorReferences
+        Gain, read noise, saturation, linearity, dark and flat of the detector.
+    electronics : Electronics
+        Pedestal and electronic offsets.
+    read_pattern : list of list of int
+        Reads of each resultant.
+    frame_time : float
+        Seconds between reads.
+    seed : int
+        Base seed of the random streams.
+    cosmic_rays : CosmicRayModel, optional
+        None for no cosmic rays.
+    poisson : bool, optional
+        Draw Poisson charge (else the expected charge ``R t``).
+    read_noise : bool, optional
+        Add read noise.
+    nonlinearity : {"linearity", "inverselinearity", "none"}, optional
+        Detector response: the exact inverse of LINEARITY, the INVERSELINEARITY
+        polynomial, or linear.
+    full_well_margin : float, optional
+        The well is full at ``(1 + margin)`` times the saturation threshold.
+    saturate_all : bool, optional
+        Give every science pixel twice its full well by the first read.
+
+    Returns
+    -------
+    RampResult
+        The resultants and their truth.
+    """
+    ny, nx = refs.full_shape
+    b = BORDER
+    n_res = len(read_pattern)
+    reads, owner = _sampled_reads(read_pattern)
+    times = reads.astype(np.float64) * frame_time
+    gaps = np.diff(reads, prepend=0)  # in frames: equal gaps share one sampler
+    n_per = np.array([len(r) for r in read_pattern], dtype=np.float64)
+
+    data = np.empty((n_res, ny, nx), dtype=np.uint16)
+    amp33 = np.empty((n_res, ny, AMP33_WIDTH), dtype=np.uint16)
+    truth_rate = np.zeros((ny - 2 * b, nx - 2 * b), dtype=np.float32)
+    sat_res = np.full((ny - 2 * b, nx - 2 * b), -1, dtype=np.int16)
+    dq = np.zeros((n_res, ny, nx), dtype=np.uint8)
+    crs: dict[str, list[np.ndarray]] = {k: [] for k in ("y", "x", "time", "read", "charge")}
+    cr_owner: list[np.ndarray] = []
+
+    for block, r0 in enumerate(range(0, ny, BLOCK_ROWS)):
+        r1 = min(r0 + BLOCK_ROWS, ny)
+        rng = np.random.default_rng([seed, STREAM_BLOCK, block])
+        const = refs.block(r0, r1)
+        ped = electronics.pedestal[r0:r1].astype(np.float64)
+        s0, s1 = max(r0, b), min(r1, ny - b)
+        sci = s1 > s0
+        if sci:
+            rows = slice(s0 - r0, s1 - r0)
+            cols = slice(b, nx - b)
+            lin = const["linearity"][:, rows, cols] if const["linearity"] is not None else None
+            inv = const["inverse"][:, rows, cols] if const["inverse"] is not None else None
+            response = _Response(nonlinearity, lin, inv)
+            gain = const["gain"][rows, cols]
+            q0 = response.forward(ped[rows, cols])
+            threshold = const["saturation"][rows, cols]
+            s_full = np.maximum(
+                (response.forward(threshold * (1.0 + full_well_margin)) - q0) * gain, 0.0
+            )
+            incident = rate_e[s0 - b : s1 - b].astype(np.float64)
+            if saturate_all:
+                incident = 2.0 * s_full / times[0] + incident
+            flat = 1.0 if refs.flat is None else refs.flat[s0 - b : s1 - b].astype(np.float64)
+            detected = incident * flat + const["dark_slope"][rows, cols] * gain
+            truth_rate[s0 - b : s1 - b] = incident / gain
+            ginv = 1.0 / gain
+            charge = np.zeros_like(detected)
+            hits = _cosmic_rays(cosmic_rays, seed, block, (s1 - s0, nx - 2 * b), times)
+            if hits is not None:
+                for name, values in zip(("y", "x"), np.unravel_index(hits[0], charge.shape),
+                                        strict=True):
+                    crs[name].append(values + (s0 if name == "y" else b))
+                crs["time"].append(hits[1])
+                crs["read"].append(reads[hits[2]])
+                crs["charge"].append(hits[3])
+                cr_owner.append(owner[hits[2]])
+                dq_block = dq[:, s0:s1, b : nx - b]
+                dq_block[owner[hits[2]], *np.unravel_index(hits[0], charge.shape)] |= JUMP_DET
+            block_sat = np.full(detected.shape, -1, dtype=np.int16)
+            samplers: dict[int, PoissonSampler] = {}
+        k = 0
+        for i in range(n_res):
+            level = ped.copy()
+            if sci:
+                acc = np.zeros_like(detected)
+                for _ in read_pattern[i]:
+                    if poisson:
+                        gap = gaps[k]
+                        if gap not in samplers:
+                            samplers[gap] = PoissonSampler(detected * (gap * frame_time))
+                        charge += samplers[gap].draw(rng)
+                    else:
+                        charge[...] = detected * times[k]
+                        if hits is not None:
+                            early = hits[2] < k
+                            np.add.at(charge.reshape(-1), hits[0][early], hits[3][early])
+                    if hits is not None:
+                        now = hits[2] == k
+                        if now.any():
+                            np.add.at(charge.reshape(-1), hits[0][now], hits[3][now])
+                    y = np.minimum(charge, s_full)
+                    y *= ginv
+                    y += q0
+                    acc += response.inverse(y)
+                    k += 1
+                acc /= n_per[i]
+                newly = (block_sat < 0) & (acc >= threshold)
+                block_sat[newly] = i
+                level[rows, cols] = acc
+            else:
+                k += len(read_pattern[i])
+            level += electronics.offsets(i, r0, r1)
+            if read_noise:
+                noise = rng.standard_normal(level.shape, dtype=np.float32)
+                noise *= (const["read_noise"] / math.sqrt(n_per[i])).astype(np.float32)
+                level += noise
+            data[i, r0:r1] = _to_uint16(level)
+            level33 = electronics.amp33_pedestal[r0:r1].astype(np.float64)
+            level33 += electronics.offsets(i, r0, r1, amp33=True)
+            if read_noise:
+                rn33 = float(np.median(const["read_noise"])) / math.sqrt(n_per[i])
+                level33 += rn33 * rng.standard_normal(level33.shape, dtype=np.float32)
+            amp33[i, r0:r1] = _to_uint16(level33)
+        if sci:
+            sat_res[s0 - b : s1 - b] = block_sat
+            saturated = (block_sat[None] >= 0) & (
+                np.arange(n_res)[:, None, None] >= block_sat[None]
+            )
+            dq[:, s0:s1, b : nx - b][saturated] |= SATURATED
+
+    cat = {
+        name: (np.concatenate(v) if v else np.zeros(0))
+        for name, v in crs.items()
+    }
+    cat["resultant"] = np.concatenate(cr_owner) if cr_owner else np.zeros(0, dtype=np.int64)
+    cosmic = {
+        "y": cat["y"].astype(np.int32),
+        "x": cat["x"].astype(np.int32),
+        "time": cat["time"].astype(np.float64),
+        "read": cat["read"].astype(np.int32),
+        "resultant": cat["resultant"].astype(np.int32),
+        "charge": cat["charge"].astype(np.float32),
+    }
+    return RampResult(data, amp33, truth_rate, sat_res, dq, cosmic)
+
+
+def _to_uint16(level: np.ndarray) -> np.ndarray:
+    np.rint(level, out=level)
+    np.clip(level, 0.0, ATOD_LIMIT, out=level)
+    return level.astype(np.uint16)
+
+
+def _cosmic_rays(
+    model: CosmicRayModel | None,
+    seed: int,
+    block: int,
+    shape: tuple[int, int],
+    times: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Draw the hits of one block: (flat pixel index, time, first read index, charge)."""
+    if model is None or model.rate <= 0:
+        return None
+    rng = np.random.default_rng([seed, STREAM_CR, block])
+    n_pix = shape[0] * shape[1]
+    n = int(rng.poisson(model.rate * n_pix * times[-1]))
+    if n == 0:
+        return None
+    index = rng.integers(0, n_pix, n)
+    when = rng.uniform(0.0, times[-1], n)
+    lo, hi = model.charge_range
+    charge = np.clip(rng.lognormal(math.log(model.median_charge), model.sigma, n), lo, hi)
+    first = np.searchsorted(times, when, side="left")
+    return index, when, first, charge
