@@ -75,7 +75,9 @@ def test_noise_free_slope_exact_and_trimmed():
     for sl in ((slice(None), slice(None, 4)), (slice(-4, None), slice(None))):
         data[(slice(None), *sl)] = np.nan  # the border is never fitted
     groupdq = np.zeros(SHAPE, np.uint8)
+    before = data.copy()
     res = fit(data, groupdq)
+    np.testing.assert_array_equal(data, before)
     for name, array in res._asdict().items():
         assert array.shape == SCIENCE, name
         assert array.dtype == (np.uint32 if name == "dq" else np.float32), name
