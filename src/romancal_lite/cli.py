@@ -88,7 +88,37 @@ def _dispatch(args: list[str]) -> int:
         return 0
     if args[0] == "run":
         return _run(args[1:])
-    raise ConfigError(f"unknown command {args[0]!r} (commands: run; see {PROG} --help)")
+    if args[0] == "demo":
+        return _demo(args[1:])
+    raise ConfigError(f"unknown command {args[0]!r} (commands: run, demo; see {PROG} --help)")
+
+
+def _demo(args: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} demo",
+        description="Simulate a Roman WFI exposure (once), calibrate it with roman_elp, "
+        "write the _cal file and a PNG preview, and compare with the simulated truth.",
+    )
+    parser.add_argument("--output-dir", default="romancal_lite_demo", help="output directory")
+    parser.add_argument(
+        "--shape", nargs=2, type=int, default=(4096, 4096), metavar=("NY", "NX"),
+        help="full read-out shape (default 4096 4096)",
+    )
+    parser.add_argument("--read-pattern", default="ma9", help="named read pattern (default ma9)")
+    parser.add_argument("--seed", type=int, default=42, help="simulation seed")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show DEBUG log messages")
+    ns = parser.parse_args(args)
+    from romancal_lite.demo import run_demo
+    from romancal_lite.stpipe.log import log_to_stderr
+
+    with log_to_stderr(verbose=ns.verbose):
+        result = run_demo(
+            ns.output_dir, shape=tuple(ns.shape), read_pattern=ns.read_pattern, seed=ns.seed
+        )
+    print(f"simulated in {result['simulate_s']:.1f} s, calibrated in {result['calibrate_s']:.1f} s")
+    return 0
 
 
 # ---------------------------------------------------------------------- help
@@ -105,6 +135,7 @@ def _top_help() -> str:
         "",
         "commands:",
         "  run    run a pipeline or a step on an input file and save the result",
+        "  demo   simulate an exposure, calibrate it, write the _cal file and a PNG preview",
         "",
         _RUN_OPTIONS,
         "parameters of every pipeline and step (see 'run <name> --help' for all):",

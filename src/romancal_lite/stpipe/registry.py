@@ -36,10 +36,22 @@ __all__ = [
 _FOREIGN_PACKAGES = {"romancal", "stpipe", "roman_datamodels", "jwst"}
 
 #: Pipeline alias -> ``"module:Class"``.
-PIPELINES: dict[str, str] = {}
+PIPELINES: dict[str, str] = {
+    "roman_elp": "romancal_lite.pipeline:ExposurePipeline",
+}
 
 #: Step alias -> ``"module:Class"``.
-STEPS: dict[str, str] = {}
+STEPS: dict[str, str] = {
+    "dq_init": "romancal_lite.steps.dq_init:DQInitStep",
+    "saturation": "romancal_lite.steps.saturation:SaturationStep",
+    "refpix": "romancal_lite.steps.refpix:RefPixStep",
+    "linearity": "romancal_lite.steps.linearity:LinearityStep",
+    "ramp_fit": "romancal_lite.steps.ramp_fit:RampFitStep",
+    "dark_current": "romancal_lite.steps.dark_current:DarkCurrentStep",
+    "assign_wcs": "romancal_lite.steps.assign_wcs:AssignWcsStep",
+    "photom": "romancal_lite.steps.photom:PhotomStep",
+    "flatfield": "romancal_lite.steps.flatfield:FlatFieldStep",
+}
 
 
 def register(alias: str, class_path: str, *, pipeline: bool = False) -> None:

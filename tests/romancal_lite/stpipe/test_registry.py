@@ -79,3 +79,30 @@ def test_romancal_is_never_imported(registered):
         registry.resolve("romancal.pipeline.exposure_pipeline.ExposurePipeline")
     assert registry.resolve("romancal.pipeline.exposure_pipeline.FakePipeline")
     assert "romancal.pipeline.exposure_pipeline" not in sys.modules
+
+
+def test_every_step_package_and_the_pipeline_are_registered():
+    """Each sub-package of romancal_lite.steps exports one registered Step class."""
+    import importlib
+    import pkgutil
+
+    import romancal_lite.steps
+    from romancal_lite.pipeline import ExposurePipeline
+    from romancal_lite.stpipe import Step
+
+    classes = [ExposurePipeline]
+    for info in pkgutil.iter_modules(romancal_lite.steps.__path__):
+        module = importlib.import_module(f"romancal_lite.steps.{info.name}")
+        found = [
+            obj
+            for obj in vars(module).values()
+            if isinstance(obj, type) and issubclass(obj, Step) and obj.class_alias == info.name
+        ]
+        assert len(found) == 1, info.name
+        classes.extend(found)
+    assert len(classes) == 10
+    assert registry.check_registry(classes) == []
+    assert list(ExposurePipeline.step_defs) == [
+        "dq_init", "saturation", "refpix", "linearity", "ramp_fit",
+        "dark_current", "assign_wcs", "photom", "flatfield",
+    ]

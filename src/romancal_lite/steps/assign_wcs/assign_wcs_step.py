@@ -8,8 +8,7 @@ from astropy.modeling import Model
 
 from romancal_lite import datamodels
 from romancal_lite.errors import InputFileError, ReferenceFileError
-from romancal_lite.stpipe import Step
-from romancal_lite.stpipe.step import SKIPPED
+from romancal_lite.stpipe import Param, Step
 
 from .assign_wcs import build_wcs, compute_footprint, pointing_from_wcsinfo, s_region_polygon
 
@@ -29,6 +28,7 @@ class AssignWcsStep(Step):
 
     class_alias = "assign_wcs"
     reference_file_types = ("distortion",)
+    suffix = Param(str, "assignwcs", "Suffix of the output file name")
     model_type = datamodels.ImageModel
 
     def process(self, model: Any) -> Any:
@@ -51,15 +51,13 @@ class AssignWcsStep(Step):
         ReferenceFileError
             If the DISTORTION reference does not fit or has no usable transform.
         """
-        self._not_applied = False
         try:
             pointing = pointing_from_wcsinfo(model.meta.wcsinfo)
         except (AttributeError, ValueError) as exc:
             raise InputFileError(f"{model!r}: cannot build a WCS: {exc}") from None
         ref = self.open_reference(model, "distortion")
         if ref is None:
-            self.log.warning("No DISTORTION reference file applies; no WCS assigned")
-            self._not_applied = True
+            self.mark_skipped("No DISTORTION reference file applies; no WCS assigned")
             return model
         with ref:
             transform = getattr(ref, "coordinate_distortion_transform", None)
@@ -79,14 +77,3 @@ class AssignWcsStep(Step):
             self.log.info("S_REGION: %s", region)
         return model
 
-    def record_status(self, model: Any, status: str) -> None:
-        """Record ``SKIPPED`` instead of ``COMPLETE`` when no reference applied.
-
-        Parameters
-        ----------
-        model : ImageModel
-            The result.
-        status : str
-            Status the framework records.
-        """
-        super().record_status(model, SKIPPED if getattr(self, "_not_applied", False) else status)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from romancal_lite import datamodels
-from romancal_lite.stpipe import Step
-from romancal_lite.stpipe.step import SKIPPED
+from romancal_lite.stpipe import Param, Step
 
 from .dark_current import BORDER, subtract_dark_current
 
@@ -25,6 +24,7 @@ class DarkCurrentStep(Step):
     class_alias = "dark_current"
     cal_step_key = "dark"
     reference_file_types = ("dark",)
+    suffix = Param(str, "darkcurrent", "Suffix of the output file name")
     model_type = datamodels.ImageModel
 
     def process(self, model: Any) -> Any:
@@ -40,26 +40,13 @@ class DarkCurrentStep(Step):
         ImageModel
             The same model, dark-subtracted.
         """
-        self._not_applied = False
         ny, nx = model.data.shape[-2:]
         full = (ny + 2 * BORDER, nx + 2 * BORDER)
         dark = self.open_reference(model, "dark", expected_shape=full)
         if dark is None:
-            self.log.warning("No DARK reference file applies; dark current not subtracted")
-            self._not_applied = True
+            self.mark_skipped("No DARK reference file applies; dark current not subtracted")
             return model
         with dark:
             subtract_dark_current(model.data, model.dq, dark.dark_slope, dark.dq)
         return model
 
-    def record_status(self, model: Any, status: str) -> None:
-        """Record ``SKIPPED`` instead of ``COMPLETE`` when no reference applied.
-
-        Parameters
-        ----------
-        model : ImageModel
-            The result.
-        status : str
-            Status the framework records.
-        """
-        super().record_status(model, SKIPPED if getattr(self, "_not_applied", False) else status)

@@ -120,6 +120,7 @@ class DQInitStep(Step):
 
 def _name(model: Any) -> str:
     try:
-        return str(model.meta.filename)
+        name = str(model.meta.filename)
     except AttributeError:
-        return type(model).__name__
+        name = ""
+    return name if name and name != "?" else type(model).__name__

@@ -8,7 +8,6 @@ import numpy as np
 
 from romancal_lite import datamodels
 from romancal_lite.stpipe import Param, Step
-from romancal_lite.stpipe.step import SKIPPED
 
 from .flatfield import apply_flat_field
 
@@ -44,6 +43,7 @@ class FlatFieldStep(Step):
     class_alias = "flatfield"
     cal_step_key = "flat_field"
     reference_file_types = ("flat",)
+    suffix = Param(str, "flat", "Suffix of the output file name")
     model_type = datamodels.ImageModel
 
     include_var_flat = Param(
@@ -63,11 +63,9 @@ class FlatFieldStep(Step):
         ImageModel
             The same model, flat-fielded; float16 ``err``/variances become float32.
         """
-        self._not_applied = False
         flat = self.open_reference(model, "flat")
         if flat is None:
-            self.log.warning("No FLAT reference file applies; flat field not applied")
-            self._not_applied = True
+            self.mark_skipped("No FLAT reference file applies; flat field not applied")
             return model
         with flat:
             data = _float32(model, "data")
@@ -92,14 +90,3 @@ class FlatFieldStep(Step):
             self.log.info("%d pixels have no valid flat value (NO_FLAT_FIELD, DO_NOT_USE)", n_bad)
         return model
 
-    def record_status(self, model: Any, status: str) -> None:
-        """Record ``SKIPPED`` instead of ``COMPLETE`` when no reference applied.
-
-        Parameters
-        ----------
-        model : ImageModel
-            The result.
-        status : str
-            Status the framework records.
-        """
-        super().record_status(model, SKIPPED if getattr(self, "_not_applied", False) else status)

@@ -7,7 +7,6 @@ from typing import Any
 from romancal_lite import datamodels
 from romancal_lite.errors import ReferenceFileError
 from romancal_lite.stpipe import Step
-from romancal_lite.stpipe.step import SKIPPED
 
 from .photom import select_photometry
 
@@ -46,11 +45,9 @@ class PhotomStep(Step):
         ReferenceFileError
             If the reference has no ``phot_table`` or a malformed entry.
         """
-        self._not_applied = False
         ref = self.open_reference(model, "photom")
         if ref is None:
-            self.log.warning("No PHOTOM reference file applies; photom not applied")
-            self._not_applied = True
+            self.mark_skipped("No PHOTOM reference file applies; photom not applied")
             return model
         element = model.meta.instrument.get("optical_element")
         with ref:
@@ -62,8 +59,7 @@ class PhotomStep(Step):
             except ValueError as exc:
                 raise ReferenceFileError(f"{ref!r}: {exc}") from None
         if values is None:
-            self.log.warning("PHOTOM reference has no entry for optical element %s", element)
-            self._not_applied = True
+            self.mark_skipped(f"PHOTOM reference has no entry for optical element {element}")
             return model
         photometry = model.meta.get("photometry")
         if photometry is None:
@@ -79,14 +75,3 @@ class PhotomStep(Step):
         )
         return model
 
-    def record_status(self, model: Any, status: str) -> None:
-        """Record ``SKIPPED`` instead of ``COMPLETE`` when nothing was applied.
-
-        Parameters
-        ----------
-        model : ImageModel
-            The result.
-        status : str
-            Status the framework records.
-        """
-        super().record_status(model, SKIPPED if getattr(self, "_not_applied", False) else status)

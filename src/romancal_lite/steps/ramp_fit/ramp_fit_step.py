@@ -60,6 +60,9 @@ class RampFitStep(Step):
         refs = {t: self.open_reference(model, t, shape) for t in ("readnoise", "gain")}
         missing = [t.upper() for t, ref in refs.items() if ref is None]
         if missing:
+            for ref in refs.values():
+                if ref is not None:
+                    ref.close()
             raise ReferenceFileError(f"ramp_fit needs a {' and '.join(missing)} reference")
         with refs["readnoise"] as rn_ref, refs["gain"] as gain_ref:
             intercept = 5.5 if self.threshold_intercept is None else self.threshold_intercept

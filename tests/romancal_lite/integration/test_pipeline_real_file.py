@@ -1,0 +1,112 @@
+"""``roman_elp`` end to end on the real romanisim Level 1 strip (../shared/data).
+
+The strip is columns 0-127 of detector WFI02 (10 resultants, MA table 109). The
+references are selected through crds from a built-in cache generated at the strip's
+read-out shape, except the MASK: the strip has no right-hand border (its last four
+columns are science pixels), so the test gives a MASK flagging only the left, top and
+bottom borders, as the detector's own MASK cut to these columns would. The file's own
+truth (``romanisim.dq``: JUMP_DET on every resultant
+that received a cosmic ray) says which pixels must be flagged.
+"""
+
+import shutil
+from pathlib import Path
+
+import asdf
+import numpy as np
+import pytest
+
+from romancal_lite import cli, datamodels
+from romancal_lite.references import generate_cache, use_builtin_cache
+from romancal_lite.references._crds import USER_CRDS_VARS
+from romancore.dqflags import pixel
+
+REAL = Path(__file__).parents[3].parent / "shared" / "data" / (
+    "romanisim_l1_strip_wfi02_ma109.asdf"
+)
+pytestmark = pytest.mark.skipif(not REAL.exists(), reason="../shared/data not present")
+NAME = "r0000101001001001001_0001_wfi02"
+
+
+@pytest.fixture(scope="module")
+def strip_cache(tmp_path_factory):
+    with asdf.open(REAL) as af:
+        shape = tuple(af["roman"]["data"].shape[1:])
+    return generate_cache(tmp_path_factory.mktemp("strip_crds"), full_shape=shape)
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory, strip_cache):
+    mp = pytest.MonkeyPatch()
+    for name in (*USER_CRDS_VARS, "CRDS_MODE", "CRDS_CONTEXT"):
+        mp.delenv(name, raising=False)
+    use_builtin_cache(strip_cache)
+    tmp = tmp_path_factory.mktemp("strip_run")
+    inp = tmp / f"{NAME}_uncal.asdf"
+    shutil.copy(REAL, inp)
+    with datamodels.open(inp) as raw:
+        mask = datamodels.MaskRefModel.create_fake_data(shape=raw.data.shape[1:])
+        mask.meta.instrument.detector = raw.meta.instrument.detector
+    flag = np.uint32(pixel.REFERENCE_PIXEL)
+    mask.dq[:4] = flag
+    mask.dq[-4:] = flag
+    mask.dq[:, :4] = flag
+    mask.save(tmp / "strip_mask.asdf")
+    try:
+        status = cli.main(["run", "roman_elp", str(inp), "--output-dir", str(tmp / "out"),
+                           "--override-mask", str(tmp / "strip_mask.asdf")])
+    finally:
+        use_builtin_cache(None)
+        mp.undo()
+    assert status == 0
+    with asdf.open(REAL) as af:
+        truth_dq = np.asarray(af["romanisim"]["dq"])
+    return tmp / "out" / f"{NAME}_cal.asdf", truth_dq, inp
+
+
+def test_cal_file_written_with_every_step(calibrated):
+    cal, _, inp = calibrated
+    assert [p.name for p in cal.parent.iterdir()] == [cal.name]
+    with datamodels.open(cal) as image:
+        assert isinstance(image, datamodels.ImageModel)
+        assert image.data.shape == (4096 - 8, 128 - 8)
+        steps = image.meta.cal_step
+        for key in ("dq_init", "saturation", "refpix", "linearity", "ramp_fit", "dark",
+                    "assign_wcs", "photom", "flat_field"):
+            assert steps[key] == "COMPLETE", key
+        assert image.meta.photometry.conversion_megajanskys > 0
+        assert str(image.meta.wcsinfo.s_region).startswith("POLYGON")
+
+
+def test_rates_are_sensible(calibrated):
+    cal, _, _ = calibrated
+    with datamodels.open(cal) as image:
+        data = np.asarray(image.data, np.float64)
+        err = np.asarray(image.err, np.float64)
+        good = (image.dq & pixel.DO_NOT_USE) == 0
+    assert good.mean() > 0.99
+    sky = np.median(data[good])
+    # romanisim sky in F158 is a fraction of a DN/s; the noise of one pixel is ~0.05 DN/s
+    assert 0.05 < sky < 2.0
+    assert np.all(np.isfinite(data[good]))
+    # sky pixels scatter as their error bars say
+    faint = good & (np.abs(data - sky) < 5 * np.median(err[good]))
+    pull = (data[faint] - sky) / err[faint]
+    assert 0.8 < np.std(pull) < 1.25
+
+
+def test_injected_cosmic_rays_are_found(calibrated):
+    cal, truth_dq, _ = calibrated
+    hit = (truth_dq & 4).any(axis=0)[4:-4, 4:-4]
+    with datamodels.open(cal) as image:
+        jump = (image.dq & pixel.JUMP_DET) != 0
+        saturated = (image.dq & pixel.SATURATED) != 0
+    hit &= ~saturated
+    assert hit.sum() > 500
+    assert jump[hit].mean() > 0.9
+    assert jump[~hit].mean() < 1e-3
+
+
+def test_input_untouched(calibrated):
+    _, _, inp = calibrated
+    assert inp.read_bytes() == REAL.read_bytes()
