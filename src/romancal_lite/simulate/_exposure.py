@@ -170,7 +170,7 @@ def _exposure_meta(
             "pa_aperture": roll,
         },
         "velocity_aberration": {"ra_reference": ra, "dec_reference": dec, "scale_factor": 1.0},
-        "visit": {"start_time": start},
+        "visit": {"start_time": start, "status": "SUCCESSFUL"},
         "wcsinfo": {
             "aperture_name": "WFI_CEN",
             "ra_ref": ra,
