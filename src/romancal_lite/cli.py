@@ -106,7 +106,10 @@ def _demo(args: list[str]) -> int:
         "--shape", nargs=2, type=int, default=(4096, 4096), metavar=("NY", "NX"),
         help="full read-out shape (default 4096 4096)",
     )
-    parser.add_argument("--read-pattern", default="ma9", help="named read pattern (default ma9)")
+    parser.add_argument(
+        "--read-pattern", default=None, help="named read pattern (ma4: 9 resultants, default;"
+        " ma6: 15; ma109: 10)"
+    )
     parser.add_argument("--seed", type=int, default=42, help="simulation seed")
     parser.add_argument("-v", "--verbose", action="store_true", help="show DEBUG log messages")
     ns = parser.parse_args(args)

@@ -34,8 +34,9 @@ def score(image: Any, truth: dict[str, Any]) -> dict[str, float]:
         The ``_cal`` image (DN/s, science array).
     truth : dict
         From `romancal_lite.simulate.read_truth`: ``rate`` (DN/s, science array),
-        ``cr_mask`` (per-resultant cosmic-ray hits, full read-out) and
-        ``first_saturated`` (first saturated resultant or -1, full read-out).
+        ``dq`` (per-resultant flags of the full read-out, JUMP_DET where a cosmic ray
+        hit) and ``saturated_resultant`` (first saturated resultant or -1, science
+        array).
 
     Returns
     -------
@@ -53,8 +54,8 @@ def score(image: Any, truth: dict[str, Any]) -> dict[str, float]:
     err = np.asarray(image.err, np.float64)
     dq = np.asarray(image.dq)
     rate = np.asarray(truth["rate"], np.float64)
-    hits = np.asarray(truth["cr_mask"]).any(axis=0)[b:-b, b:-b]
-    first_sat = np.asarray(truth["first_saturated"])[b:-b, b:-b]
+    hits = (np.asarray(truth["dq"]) & pixel.JUMP_DET).any(axis=0)[b:-b, b:-b]
+    first_sat = np.asarray(truth["saturated_resultant"])
     sat = first_sat >= 0
     jump = (dq & pixel.JUMP_DET) != 0
     bad = (dq & (pixel.DO_NOT_USE | pixel.SATURATED)) != 0
@@ -76,7 +77,7 @@ def run_demo(
     output_dir: str | Path = "romancal_lite_demo",
     *,
     shape: tuple[int, int] = (4096, 4096),
-    read_pattern: str = "ma9",
+    read_pattern: str | None = None,
     seed: int = 42,
     log: Any = print,
 ) -> dict[str, Any]:
@@ -89,7 +90,8 @@ def run_demo(
     shape : tuple of int, optional
         Full read-out shape of the simulated detector (default a full 4096 x 4096).
     read_pattern : str, optional
-        Named read pattern of `romancal_lite.simulate`.
+        Named read pattern of `romancal_lite.simulate` (default: its default, "ma4",
+        9 resultants).
     seed : int, optional
         Random seed of the simulation.
     log : callable, optional
@@ -104,6 +106,7 @@ def run_demo(
     from romancal_lite import datamodels, preview, simulate
     from romancal_lite.pipeline import ExposurePipeline
 
+    read_pattern = read_pattern or simulate.DEFAULT_READ_PATTERN
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     tag = f"{shape[0]}x{shape[1]}_{read_pattern}_s{seed}"
