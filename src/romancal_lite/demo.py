@@ -103,12 +103,31 @@ def run_demo(
         Paths (``uncal``, ``cal``, ``png``), timings (``simulate_s``, ``calibrate_s``)
         and the `score` figures.
     """
-    from romancal_lite import datamodels, preview, simulate
-    from romancal_lite.pipeline import ExposurePipeline
+    from romancal_lite import references, simulate
+    from romancal_lite.references._spec import FULL_SHAPE
 
     read_pattern = read_pattern or simulate.DEFAULT_READ_PATTERN
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    shape = (int(shape[0]), int(shape[1]))
+    own_cache = shape != FULL_SHAPE and not references.user_configured()
+    previous = references.active_cache() if own_cache else None
+    if own_cache:
+        # the default built-in cache describes full detectors: give this size its own
+        cache_dir = out / f".crds_{shape[0]}x{shape[1]}"
+        log(f"built-in references for a {shape[0]} x {shape[1]} detector in {cache_dir}")
+        references.use_builtin_cache(references.generate_cache(cache_dir, full_shape=shape))
+    try:
+        return _run(out, shape, read_pattern, seed, log)
+    finally:
+        if own_cache:
+            references.use_builtin_cache(previous)
+
+
+def _run(out: Path, shape: tuple[int, int], read_pattern: str, seed: int, log: Any) -> dict:
+    from romancal_lite import datamodels, preview, simulate
+    from romancal_lite.pipeline import ExposurePipeline
+
     tag = f"{shape[0]}x{shape[1]}_{read_pattern}_s{seed}"
     uncal = out / f"{DEMO_NAME}_uncal.asdf"
     stamp = out / ".demo_input"
