@@ -104,8 +104,9 @@ class DetectorReferences:
         dict
             ``gain``, ``read_noise``, ``saturation`` (threshold, NaN and
             ``NO_SAT_CHECK`` replaced by the A/D limit), ``dark_slope`` (zeros if
-            N/A), ``linearity`` / ``inverse`` (``(ncoeffs, rows, nx)`` or None) and
-            ``lin_ok`` (bool: the pipeline corrects the pixel's linearity).
+            N/A), ``linearity`` (``(ncoeffs, rows, nx)``, the identity where the
+            pipeline does not correct a pixel, or None) and ``lin_ok`` (bool: the
+            pipeline corrects the pixel's linearity).
         """
         out: dict[str, np.ndarray | None] = {}
         gain = np.asarray(self.gain[r0:r1], dtype=np.float64)
@@ -127,7 +128,7 @@ class DetectorReferences:
         else:
             dark = np.asarray(self.dark_slope[r0:r1], dtype=np.float64)
             out["dark_slope"] = np.where(np.isfinite(dark), dark, 0.0)
-        out["linearity"] = out["inverse"] = None
+        out["linearity"] = None
         out["lin_ok"] = None
         if self.linearity is not None:
             coeffs = np.asarray(self.linearity[:, r0:r1], dtype=np.float64)
@@ -136,11 +137,26 @@ class DetectorReferences:
                 ok &= (np.asarray(self.linearity_dq[r0:r1]) & pixel.NO_LIN_CORR) == 0
             out["linearity"] = np.where(ok, coeffs, _identity(coeffs.shape))
             out["lin_ok"] = ok
-        if self.inverse is not None:
-            coeffs = np.asarray(self.inverse[:, r0:r1], dtype=np.float64)
-            ok = np.all(np.isfinite(coeffs), axis=0)
-            out["inverse"] = np.where(ok, coeffs, _identity(coeffs.shape))
         return out
+
+    def inverse_block(self, r0: int, r1: int) -> np.ndarray | None:
+        """Return the INVERSELINEARITY coefficients of rows ``r0:r1`` (float64) or None.
+
+        Parameters
+        ----------
+        r0, r1 : int
+            Row range of the full read-out.
+
+        Returns
+        -------
+        numpy.ndarray or None
+            ``(ncoeffs, rows, nx)``; pixels with a NaN coefficient get the identity.
+        """
+        if self.inverse is None:
+            return None
+        coeffs = np.asarray(self.inverse[:, r0:r1], dtype=np.float64)
+        ok = np.all(np.isfinite(coeffs), axis=0)
+        return np.where(ok, coeffs, _identity(coeffs.shape))
 
 
 def _identity(shape: tuple[int, ...]) -> np.ndarray:

@@ -81,8 +81,10 @@ def pipeline_rate(model, detector="WFI01", subtract=None, use_jump=False):
     return (fit.slope[s] - ref["dark"][s]) / ref["flat"], gdq
 
 
-def test_pipeline_kernels_recover_the_noise_free_rate():
-    model, truth = simulate_exposure(shape=SMALL, n_stars=8, star_flux_range=BRIGHT, **NOISELESS)
+@pytest.mark.parametrize("nonlinearity", ["linearity", "inverselinearity"])
+def test_pipeline_kernels_recover_the_noise_free_rate(nonlinearity):
+    model, truth = simulate_exposure(shape=SMALL, n_stars=8, star_flux_range=BRIGHT,
+                                     nonlinearity=nonlinearity, **NOISELESS)
     rate, gdq = pipeline_rate(model, subtract=offsets(truth))
     unsaturated = truth["saturated_resultant"] < 0
     # the only error left is the rounding of the resultants to integer DN
