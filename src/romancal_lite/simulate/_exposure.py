@@ -55,6 +55,7 @@ TRUTH_UNITS = {
     "dq": "bit flags (4 JUMP_DET, 2 SATURATED)",
     "pedestal": "DN",
     "amp33_pedestal": "DN",
+    "reference_level": "DN",
     "stars.x": "pixel (science array)",
     "stars.y": "pixel (science array)",
     "stars.flux": "e/s",
@@ -284,7 +285,8 @@ def simulate_exposure(
         The exposure (uint16 ``data`` and ``amp33``).
     truth : dict
         ``rate`` (DN/s, science array), ``saturated_resultant``, ``dq``, ``stars``,
-        ``cosmic_rays``, ``ref_drifts``, ``pedestal``, ``amp33_pedestal``, ``seed``,
+        ``cosmic_rays``, ``ref_drifts``, ``pedestal``, ``amp33_pedestal``,
+        ``reference_level``, ``seed``,
         ``parameters``, ``references`` and ``units`` (see ``docs/simulate.md``).
 
     Raises
@@ -405,6 +407,7 @@ def simulate_exposure(
         },
         "pedestal": electronics.pedestal,
         "amp33_pedestal": electronics.amp33_pedestal,
+        "reference_level": electronics.reference_level,
         "seed": seed,
         "parameters": {
             "shape": [ny, nx],

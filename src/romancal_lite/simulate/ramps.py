@@ -7,12 +7,17 @@ dark current) and each read ``k`` of the read pattern, at ``t_k = k * frame_time
    sampled; reads the pattern skips are merged into the next increment, which is
    exact for a Poisson process), plus the charge of every cosmic ray that hit in
    ``(t_{k'}, t_k]``;
-2. full well: the pixel holds at most ``S_full = gain (L(D_full) - L(p))``
+2. full well: the pixel holds at most ``S_full = gain (L(D_full - B) - L(p - B))``
    electrons, ``D_full = (1 + margin) * saturation`` (the SATURATION reference
-   threshold), ``p`` the pixel's pedestal (raw DN), ``L`` the LINEARITY polynomial;
-3. detector response: ``D_k = L^{-1}(L(p) + min(S_k, S_full) / gain)``, the exact
-   inverse of the pipeline's linearity correction (closed form for a quadratic
-   ``L``, Newton iterations seeded by the INVERSELINEARITY polynomial otherwise);
+   threshold, raw DN), ``p`` the pixel's pedestal (raw DN), ``B`` the reference
+   level of its amplifier (what its reference pixels read without drifts), ``L``
+   the LINEARITY polynomial;
+3. detector response: ``D_k = B + L^{-1}(L(p - B) + min(S_k, S_full) / gain)``: the
+   non-linearity acts on the level above the amplifier's reference level, which is
+   what the linearity correction sees after the reference-pixel correction has
+   removed that level; ``L^{-1}`` is the exact inverse of the pipeline's
+   polynomial (closed form for a quadratic ``L``, Newton iterations seeded by the
+   INVERSELINEARITY polynomial otherwise);
 4. a resultant is the mean of the ``D_k`` of its reads, plus the electronic offsets
    of that resultant (per amplifier and column parity, and a row drift common to
    all amplifiers), plus read noise ``N(0, rn / sqrt(n_reads))`` (the mean of
@@ -94,6 +99,9 @@ class Electronics:
         Raw level of each pixel with no charge (before offsets and noise).
     amp33_pedestal : numpy.ndarray of float32, (ny, 128)
         The same for amp33.
+    reference_level : numpy.ndarray of float64, (n_channels + 1,)
+        Level of each amplifier (last: amp33) about which its pixels' pedestals
+        scatter; the non-linearity acts on the level above it.
     channel_offsets : numpy.ndarray of float32, (n_resultants, n_channels + 1, 2)
         Offset of each amplifier channel (last: amp33) in each resultant, for even
         (``[..., 0]``) and odd (``[..., 1]``) detector columns.
@@ -104,6 +112,7 @@ class Electronics:
 
     pedestal: np.ndarray
     amp33_pedestal: np.ndarray
+    reference_level: np.ndarray
     channel_offsets: np.ndarray
     row_drift: np.ndarray
 
@@ -158,8 +167,9 @@ def make_electronics(
 ) -> Electronics:
     """Draw the pedestal and the electronic offsets of an exposure.
 
-    * pedestal: ``pedestal_level`` + per-channel N(0, 150) + per-column N(0, 10)
-      + per-pixel N(0, 20) DN (amp33 likewise, as one more channel);
+    * pedestal: the channel's reference level (``pedestal_level`` + N(0, 150) DN per
+      channel) + per-column N(0, 10) + per-pixel N(0, 20) DN (amp33 likewise, as
+      one more channel);
     * channel offsets (times ``drift_scale``): per channel and parity a constant
       N(0, 10) DN (odd columns another N(0, 5) DN from even ones), a linear drift in
       time of N(0, 0.05) DN/s from the start of the exposure, and N(0, 1) DN of
@@ -218,6 +228,7 @@ def make_electronics(
     return Electronics(
         pedestal=pedestal,
         amp33_pedestal=amp33,
+        reference_level=pedestal_level + channel,
         channel_offsets=(drift_scale * offsets).astype(np.float32),
         row_drift=(drift_scale * row_drift).astype(np.float32),
     )
@@ -528,10 +539,12 @@ def simulate_ramps(
                 inv = None if inv is None else inv[:, rows, cols]
             response = _Response(nonlinearity, lin, inv)
             gain = const["gain"][rows, cols]
-            q0 = response.forward(ped[rows, cols])
+            base = electronics.reference_level[amplifier_channel(nx)[cols]][None, :]
+            q0 = response.forward(ped[rows, cols] - base)
             threshold = const["saturation"][rows, cols]
             s_full = np.maximum(
-                (response.forward(threshold * (1.0 + full_well_margin)) - q0) * gain, 0.0
+                (response.forward(threshold * (1.0 + full_well_margin) - base) - q0) * gain,
+                0.0,
             )
             incident = rate_e[s0 - b : s1 - b].astype(np.float64)
             if saturate_all:
@@ -580,6 +593,7 @@ def simulate_ramps(
                     acc += response.inverse(y)
                     k += 1
                 acc /= n_per[i]
+                acc += base
                 newly = (block_sat < 0) & (acc >= threshold)
                 block_sat[newly] = i
                 level[rows, cols] = acc
