@@ -4,11 +4,14 @@ Run as a script::
 
     python benchmarks/pipeline.py [--size 4096x4096] [--resultants 9 15]
                                   [--only ours|romancal] [--repeat 1] [--markdown]
-                                  [--workdir DIR] [--json FILE]
+                                  [--input auto|simulate|synthetic] [--workdir DIR]
+                                  [--json FILE]
 
-For each number of resultants it writes one Level 1 exposure (``_uncal.asdf``,
-detector WFI02, filter F158) and the official-format reference files romancal-lite
-generates for that detector and shape, then runs each pipeline, in its own fresh
+For each number of resultants it writes the official-format reference files
+romancal-lite generates for detector WFI02 at that shape and one Level 1 exposure
+(``_uncal.asdf``, filter F158) made from them by ``romancal_lite.simulate`` (MA
+tables "ma4" and "ma6"; ``--input synthetic``: the scene of ``benchmarks/_data.py``),
+then runs each pipeline, in its own fresh
 interpreter, through flatfield with the SAME input and the SAME reference files given
 as overrides:
 
@@ -36,6 +39,7 @@ only ours runs.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -51,11 +55,11 @@ import numpy as np
 
 if __package__:
     from . import _romancal
-    from ._data import FRAME_TIME, make_frame
+    from ._data import FRAME_TIME, make_frame, read_pattern
 else:  # run as a script: python benchmarks/pipeline.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from benchmarks import _romancal
-    from benchmarks._data import FRAME_TIME, make_frame
+    from benchmarks._data import FRAME_TIME, make_frame, read_pattern
 
 __all__ = [
     "DETECTOR",
@@ -67,6 +71,7 @@ __all__ = [
     "prepare_case",
     "run_ours",
     "run_ours_subprocess",
+    "write_input",
     "write_uncal",
 ]
 
@@ -284,6 +289,77 @@ def make_references(
     return refs
 
 
+#: Reference types ``romancal_lite.simulate`` takes its detector constants from.
+SIMULATOR_REFTYPES = ("gain", "readnoise", "saturation", "linearity", "inverselinearity",
+                      "dark", "flat")
+#: Named MA tables of the simulator, by number of resultants.
+_SIMULATOR_PATTERNS = {9: "ma4", 15: "ma6", 10: "ma109"}
+
+
+def write_input(
+    path: str | os.PathLike[str],
+    shape: tuple[int, int],
+    n_resultants: int,
+    refs: Mapping[str, str],
+    *,
+    seed: int = 1,
+    source: str = "auto",
+    **simulate_options: Any,
+) -> str:
+    """Write the benchmark exposure with the simulator or the synthetic scene.
+
+    Parameters
+    ----------
+    path : path
+        Output ``*_uncal.asdf``.
+    shape : tuple of int
+        ``(ny, nx)``.
+    n_resultants : int
+        Number of resultants (9, 15 and 10 are named MA tables of the simulator;
+        other numbers use the read patterns of ``benchmarks/_data.py``).
+    refs : mapping
+        Reference files; the simulator takes its gain, read noise, saturation,
+        non-linearity, dark and flat from them, so the data match the calibration.
+    seed : int, optional
+        Random seed.
+    source : {"auto", "simulate", "synthetic"}, optional
+        ``romancal_lite.simulate.write_exposure`` (``auto``: when importable) or
+        :func:`write_uncal`.
+    **simulate_options
+        Further arguments of ``write_exposure`` (e.g. ``ref_drift_scale=0``); an
+        error with the synthetic scene.
+
+    Returns
+    -------
+    str
+        ``"simulate"`` or ``"synthetic"``.
+    """
+    if source not in ("auto", "simulate", "synthetic"):
+        raise ValueError(f"unknown input source {source!r}")
+    if source != "synthetic":
+        try:
+            from romancal_lite.simulate import write_exposure
+        except ImportError:
+            if source == "simulate":
+                raise
+        else:
+            write_exposure(
+                path,
+                shape=shape,
+                read_pattern=_SIMULATOR_PATTERNS.get(n_resultants) or read_pattern(n_resultants),
+                detector=DETECTOR,
+                optical_element=OPTICAL_ELEMENT,
+                seed=seed,
+                references={k: v for k, v in refs.items() if k in SIMULATOR_REFTYPES},
+                **simulate_options,
+            )
+            return "simulate"
+    if simulate_options:
+        raise ValueError(f"options of the simulator only: {sorted(simulate_options)}")
+    write_uncal(path, shape, n_resultants, seed=seed)
+    return "synthetic"
+
+
 @dataclass
 class Case:
     """One benchmark input: the exposure and its reference files."""
@@ -293,11 +369,17 @@ class Case:
     shape: tuple[int, int]
     n_resultants: int
     workdir: Path
+    source: str
     prepare_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def prepare_case(
-    workdir: str | os.PathLike[str], shape: tuple[int, int], n_resultants: int, *, seed: int = 1
+    workdir: str | os.PathLike[str],
+    shape: tuple[int, int],
+    n_resultants: int,
+    *,
+    seed: int = 1,
+    source: str = "auto",
 ) -> Case:
     """Write (or reuse) the input exposure and reference files of one case.
 
@@ -312,6 +394,8 @@ def prepare_case(
         Number of resultants.
     seed : int, optional
         Scene seed.
+    source : {"auto", "simulate", "synthetic"}, optional
+        Input writer, see :func:`write_input`.
 
     Returns
     -------
@@ -320,19 +404,22 @@ def prepare_case(
     """
     workdir = Path(workdir)
     ny, nx = shape
-    case_dir = workdir / f"{ny}x{nx}_n{n_resultants}_s{seed}"
-    uncal = case_dir / f"r0000101001001001001_0001_{DETECTOR.lower()}_uncal.asdf"
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     refs = make_references(workdir / f"refs_{ny}x{nx}", shape)
     seconds["references"] = time.perf_counter() - start
+    if source == "auto":
+        source = "simulate" if importlib.util.find_spec("romancal_lite.simulate") else "synthetic"
+    case_dir = workdir / f"{ny}x{nx}_n{n_resultants}_s{seed}_{source}"
+    uncal = case_dir / f"r0000101001001001001_0001_{DETECTOR.lower()}_uncal.asdf"
     if not uncal.is_file():
         start = time.perf_counter()
-        tmp = uncal.with_name("partial_uncal.asdf")
-        write_uncal(tmp, shape, n_resultants, seed=seed)
+        case_dir.mkdir(parents=True, exist_ok=True)
+        tmp = case_dir / "partial_uncal.asdf"
+        write_input(tmp, shape, n_resultants, refs, seed=seed, source=source)
         tmp.replace(uncal)
         seconds["input"] = time.perf_counter() - start
-    return Case(uncal, refs, shape, n_resultants, case_dir, seconds)
+    return Case(uncal, refs, shape, n_resultants, case_dir, source, seconds)
 
 
 # ------------------------------------------------------------------------------- ours
@@ -342,6 +429,8 @@ def run_ours(
     uncal_path: str | os.PathLike[str],
     output_dir: str | os.PathLike[str],
     refs: Mapping[str, str | os.PathLike[str]],
+    *,
+    skip: tuple[str, ...] = (),
 ) -> tuple[Path, dict[str, float]]:
     """Run romancal-lite's ExposurePipeline on one exposure with reference overrides.
 
@@ -354,6 +443,8 @@ def run_ours(
     refs : mapping
         Reference type -> file; the types the pipeline reads are given as
         ``override_<reftype>``.
+    skip : tuple of str, optional
+        Steps to skip (e.g. ``("refpix",)``).
 
     Returns
     -------
@@ -376,7 +467,8 @@ def run_ours(
     with _romancal.step_timer(stpipe.Step) as times:
         start = time.perf_counter()
         ExposurePipeline.call(
-            str(uncal_path), output_dir=str(output_dir), save_results=True, **overrides
+            str(uncal_path), output_dir=str(output_dir), save_results=True,
+            steps={name: {"skip": True} for name in skip}, **overrides,
         )
         total = time.perf_counter() - start
     cal = _romancal.cal_path_for(uncal_path, output_dir)
@@ -565,6 +657,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1,
                         help="runs of ours per case (best is reported); romancal runs once")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--input", choices=["auto", "simulate", "synthetic"], default="auto",
+                        help="input writer: romancal_lite.simulate or the benchmarks/_data.py "
+                             "scene (auto: the simulator when available)")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="cache of inputs, references and outputs "
                              "(default $ROMANCAL_LITE_BENCH_DIR or ~/.cache/romancal_lite/bench)")
@@ -598,10 +693,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"# workdir {workdir}; pipelines in fresh subprocesses, one at a time")
     all_results: list[dict[str, Any]] = []
     for n in args.resultants:
-        case = prepare_case(workdir, shape, n, seed=args.seed)
-        if case.prepare_seconds:
-            done = ", ".join(f"{k} {v:.1f} s" for k, v in case.prepare_seconds.items())
-            print(f"# prepared {case.uncal.name} ({n} resultants): {done} (not timed)")
+        case = prepare_case(workdir, shape, n, seed=args.seed, source=args.input)
+        done = ", ".join(f"{k} {v:.1f} s" for k, v in case.prepare_seconds.items())
+        print(f"# input {case.uncal} ({case.source}, {n} resultants); prepared: {done} "
+              "(not timed)")
         results: dict[str, dict[str, Any] | None] = {"ours": None, "romancal": None}
         if "ours" in which:
             runs = []
@@ -628,7 +723,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                            markdown=args.markdown))
         print(verdict(results["ours"], results["romancal"]))
         sys.stdout.flush()
-        all_results.append({"shape": list(shape), "n_resultants": n, **results})
+        all_results.append({"shape": list(shape), "n_resultants": n, "input": case.source,
+                            **results})
     if args.json:
         args.json.write_text(json.dumps(all_results, indent=1))
     return 0
