@@ -572,7 +572,7 @@ def read_truth(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            af = asdf.open(path, lazy_load=False, memmap=False, extensions=[get_extension()])
+            af = asdf.open(path, lazy_load=True, memmap=False, extensions=[get_extension()])
     except Exception as exc:  # noqa: BLE001 - any reader failure is a bad input file
         raise InputFileError(
             f"{path}: cannot be read as ASDF ({' '.join(str(exc).split())[:200]})"
