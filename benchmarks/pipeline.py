@@ -589,6 +589,10 @@ def format_table(
             for r in (ours, romancal)]
     rows.append(("sum of steps", _fmt(sums[0]), _fmt(sums[1]), _ratio(sums[1], sums[0])))
     totals = [r["total"] if r else None for r in (ours, romancal)]
+    outside = [t - s if t is not None and s is not None else None
+               for t, s in zip(totals, sums, strict=True)]
+    rows.append(("outside steps (I/O, setup)", _fmt(outside[0]), _fmt(outside[1]),
+                 _ratio(outside[1], outside[0])))
     rows.append(("THROUGH FLATFIELD (call)", _fmt(totals[0]), _fmt(totals[1]),
                  _ratio(totals[1], totals[0])))
     walls = [r["wall"] if r else None for r in (ours, romancal)]
@@ -669,7 +673,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="keep the _cal files (default: removed after each run)")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--json", type=Path, help="write all results to this file")
+    parser.add_argument("--from-json", type=Path,
+                        help="only print the tables of a file written by --json")
     args = parser.parse_args(argv)
+    if args.from_json:
+        for entry in json.loads(args.from_json.read_text()):
+            print(format_table(tuple(entry["shape"]), entry["n_resultants"], entry["ours"],
+                               entry["romancal"], markdown=args.markdown))
+            if args.markdown:
+                print()
+            print(verdict(entry["ours"], entry["romancal"]))
+            print()
+        return 0
 
     shape = args.size or bench_size()
     workdir = args.workdir or default_workdir()
@@ -721,6 +736,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         print(format_table(shape, n, results["ours"], results["romancal"],
                            markdown=args.markdown))
+        if args.markdown:
+            print()
         print(verdict(results["ours"], results["romancal"]))
         sys.stdout.flush()
         all_results.append({"shape": list(shape), "n_resultants": n, "input": case.source,

@@ -100,6 +100,10 @@ def _arrays(path: Path) -> dict[str, np.ndarray]:
             out[k] = np.array(model[k]) if k in model else None
         ref_file = model.meta.ref_file
         out["ref_file"] = {k: str(ref_file[k]) for k in ref_file if k != "crds"}
+        y, x = np.mgrid[0 : SHAPE[0] - 8 : 7, 0 : SHAPE[1] - 8 : 61].astype(np.float64)
+        out["sky"] = np.array(model.meta.wcs(x, y))
+        out["photometry"] = {k: float(v) for k, v in model.meta.photometry.items()}
+        out["s_region"] = str(model.meta.wcsinfo.s_region)
     return out
 
 
@@ -194,6 +198,15 @@ def test_same_shapes_and_dtypes(cal: dict) -> None:
     for key in ("data", "err", "dq", "var_poisson", "var_rnoise"):
         assert ours[key].shape == rc[key].shape == science, key
         assert ours[key].dtype == rc[key].dtype, key
+
+
+def test_wcs_and_photometry_agree(cal: dict) -> None:
+    ours, rc = cal["ours"], cal["romancal"]
+    np.testing.assert_allclose(ours["sky"], rc["sky"], rtol=0, atol=1e-10)  # degrees
+    assert ours["s_region"] == rc["s_region"]
+    assert ours["photometry"].keys() == rc["photometry"].keys()
+    for key, value in rc["photometry"].items():
+        assert ours["photometry"][key] == pytest.approx(value, rel=1e-12), key
 
 
 def test_unusable_pixels(cal: dict) -> None:
