@@ -8,6 +8,7 @@ import numpy as np
 
 import romancore
 from romancal_lite import datamodels
+from romancal_lite.steps._arrays import writable_contiguous
 from romancal_lite.stpipe import Step
 
 __all__ = ["LinearityStep"]
@@ -43,6 +44,7 @@ class LinearityStep(Step):
         if ref is None:
             self.mark_skipped("no LINEARITY reference applies")
             return model
+        writable_contiguous(model, "data", "groupdq", "pixeldq")
         with ref:
             romancore.apply_linearity(
                 model.data,

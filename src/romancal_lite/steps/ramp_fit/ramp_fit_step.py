@@ -8,6 +8,7 @@ import numpy as np
 
 from romancal_lite import datamodels
 from romancal_lite.errors import ReferenceFileError
+from romancal_lite.steps._arrays import writable_contiguous
 from romancal_lite.stpipe import Param, Step
 
 from .fitting import fit_exposure
@@ -56,6 +57,7 @@ class RampFitStep(Step):
         ImageModel
             The count-rate image, DN/s.
         """
+        writable_contiguous(model, "groupdq")
         shape = model.data.shape[1:]
         refs = {t: self.open_reference(model, t, shape) for t in ("readnoise", "gain")}
         missing = [t.upper() for t, ref in refs.items() if ref is None]

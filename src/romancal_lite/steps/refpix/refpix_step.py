@@ -6,6 +6,7 @@ from typing import Any
 
 from romancal_lite import datamodels
 from romancal_lite.errors import InputFileError
+from romancal_lite.steps._arrays import writable_contiguous
 from romancal_lite.steps.refpix.correction import correct_reference_pixels
 from romancal_lite.stpipe import Step
 from romancal_lite.stpipe.params import Param
@@ -65,6 +66,7 @@ class RefPixStep(Step):
             If the model has no ``data``/``pixeldq`` or their shapes do not fit.
         """
         try:
+            writable_contiguous(model, "data")
             data = model.data
             pixeldq = model.pixeldq
         except (AttributeError, KeyError) as exc:

@@ -8,6 +8,7 @@ import numpy as np
 
 import romancore
 from romancal_lite import datamodels
+from romancal_lite.steps._arrays import writable_contiguous
 from romancal_lite.stpipe import Param, Step
 
 __all__ = ["SaturationStep"]
@@ -46,6 +47,7 @@ class SaturationStep(Step):
         if ref is None:
             self.mark_skipped("no SATURATION reference applies")
             return model
+        writable_contiguous(model, "data", "groupdq", "pixeldq")
         with ref:
             romancore.flag_saturation(
                 model.data,

@@ -1,0 +1,54 @@
+"""Steps accept ramps whose arrays are strided or read-only (files other software wrote)."""
+
+import numpy as np
+
+from romancal_lite import datamodels
+from romancal_lite.steps._arrays import writable_contiguous
+from romancal_lite.steps.linearity import LinearityStep
+from romancal_lite.steps.ramp_fit import RampFitStep
+from romancal_lite.steps.refpix import RefPixStep
+from romancal_lite.steps.saturation import SaturationStep
+
+SMALL_SHAPE = (40, 256)  # the read-out shape of the builtin_refs cache (conftest.py)
+
+
+def _ramp():
+    n = 5
+    ramp = datamodels.RampModel.create_fake_data(shape=(n, *SMALL_SHAPE))
+    ramp.meta.exposure.read_pattern = [[1], [2, 3], [4, 5, 6], [7], [8, 9]]
+    ramp.meta.exposure.frame_time = 3.16247
+    ramp.meta.exposure.start_time = "2026-06-01T00:00:00"
+    ramp.meta.instrument.detector = "WFI01"
+    ramp.meta.instrument.optical_element = "F158"
+    t = np.array([1.0, 2.5, 5.0, 7.0, 8.5])[:, None, None]
+    base = (1000.0 + 20.0 * t * np.ones(SMALL_SHAPE)).astype(np.float32)
+    # strided (every other element of a bigger array) and read-only
+    wide = np.zeros((n, SMALL_SHAPE[0], 2 * SMALL_SHAPE[1]), np.float32)
+    wide[:, :, ::2] = base
+    strided = wide[:, :, ::2]
+    strided.flags.writeable = False
+    ramp.data = strided
+    gdq = np.zeros((n, *SMALL_SHAPE), np.uint8)
+    gdq.flags.writeable = False
+    ramp.groupdq = gdq
+    return ramp, base
+
+
+def test_writable_contiguous_copies_only_when_needed():
+    ramp, base = _ramp()
+    good = np.zeros(SMALL_SHAPE, np.uint32)
+    ramp.pixeldq = good
+    writable_contiguous(ramp, "data", "groupdq", "pixeldq")
+    assert ramp.pixeldq is good
+    assert ramp.data.flags.c_contiguous and ramp.data.flags.writeable
+    assert ramp.groupdq.flags.writeable
+    np.testing.assert_array_equal(ramp.data, base)
+
+
+def test_steps_run_on_strided_read_only_ramp(builtin_refs):
+    ramp, _ = _ramp()
+    for step in (SaturationStep, RefPixStep, LinearityStep):
+        ramp = step.call(ramp)
+    image = RampFitStep.call(ramp)
+    assert image.meta.cal_step.ramp_fit == "COMPLETE"
+    assert np.isfinite(image.data).all()
