@@ -426,6 +426,7 @@ class DataModel:
             if "file_date" in meta or "file_date" in defaults:
                 meta["file_date"] = Time.now()
             data["meta"] = meta
+        casts = []
         for name, (dtype, ndim) in self._array_specs.items():
             value = data.get(name)
             if value is None or not hasattr(value, "dtype"):
@@ -436,7 +437,19 @@ class DataModel:
                     f"got shape {tuple(value.shape)}"
                 )
             if value.dtype != np.dtype(dtype):
-                data[name] = np.asarray(value).astype(dtype)
+                casts.append((name, dtype))
+        if casts:
+            # numpy releases the GIL while casting (e.g. the float16 arrays of an image)
+            from concurrent.futures import ThreadPoolExecutor
+
+            from romancore import effective_n_threads
+
+            def cast(item: tuple[str, str]) -> np.ndarray:
+                return np.asarray(data[item[0]]).astype(item[1])
+
+            with ThreadPoolExecutor(min(effective_n_threads(), len(casts))) as pool:
+                for (name, _), value in zip(casts, pool.map(cast, casts), strict=True):
+                    data[name] = value
         return type(self._node)(data, self._node.tag)
 
     def save(

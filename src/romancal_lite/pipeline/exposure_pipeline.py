@@ -60,6 +60,8 @@ class ExposurePipeline(Pipeline):
         "flatfield": FlatFieldStep,
     }
 
+    #: The raw cube is only read (by dq_init): map it instead of copying it in.
+    memmap_input = True
     _owns_input = False
 
     def open_input(self, input: Any) -> Any:  # noqa: A002

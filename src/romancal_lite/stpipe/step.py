@@ -83,6 +83,9 @@ class Step:
     reference_file_types: ClassVar[tuple[str, ...]] = ()
     #: ``model_type`` passed to ``romancal_lite.datamodels.open`` for path inputs.
     model_type: ClassVar[type | None] = None
+    #: Whether `open_input` memory-maps the uncompressed arrays of an input file
+    #: (read-only; for steps that only read their input's arrays).
+    memmap_input: ClassVar[bool] = False
     #: Whether `run` writes ``meta.cal_step.<cal_step_key>`` (pipelines do not).
     record_cal_step: ClassVar[bool] = True
     #: Key of ``meta.cal_step`` this step records; defaults to ``class_alias``. Only
@@ -414,7 +417,7 @@ class Step:
             raise InputFileError(f"input file not found: {input}")
         from romancal_lite import datamodels
 
-        return datamodels.open(path, model_type=self.model_type)
+        return datamodels.open(path, model_type=self.model_type, memmap=self.memmap_input)
 
     def record_status(self, model: Any, status: str) -> None:
         """Write ``meta.cal_step.<cal_step_key> = status`` if the model has the field.

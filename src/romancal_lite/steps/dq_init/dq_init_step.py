@@ -6,6 +6,7 @@ from typing import Any
 
 from romancal_lite import datamodels
 from romancal_lite.errors import InputFileError
+from romancal_lite.steps._arrays import writable_contiguous
 from romancal_lite.stpipe import Param, Step
 
 from .dq_initialization import (
@@ -112,7 +113,9 @@ class DQInitStep(Step):
             self.mark_skipped("no MASK reference applies; guide-star DQ left unflagged")
             return model
         with mask:
-            if "dq" not in model:
+            if "dq" in model:
+                writable_contiguous(model, "dq")
+            else:
                 model.dq = np.zeros(model.data.shape[-2:], dtype=np.uint32)
             model.dq |= mask.dq
         return model

@@ -6,8 +6,11 @@ the step class so it can be tested and reused on plain arrays.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
+from romancore import effective_n_threads
 from romancore.dqflags import pixel
 
 __all__ = [
@@ -35,6 +38,7 @@ def to_ramp_arrays(
     resultantdq: np.ndarray | None = None,
     reference_read: np.ndarray | None = None,
     encoding_offset: float = 0.0,
+    n_threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Convert a raw resultant cube into the ramp arrays ``data``, ``pixeldq``, ``groupdq``.
 
@@ -50,6 +54,8 @@ def to_ramp_arrays(
         A reference read subtracted on board; it is added back to every resultant.
     encoding_offset : float, optional
         A constant added when the data were encoded; it is subtracted.
+    n_threads : int or None, optional
+        Threads converting resultant planes (see `romancore.effective_n_threads`).
 
     Returns
     -------
@@ -71,10 +77,15 @@ def to_ramp_arrays(
     data = np.empty(raw.shape, dtype=np.float32)
     if reference_read is not None and reference_read.shape != shape2:
         raise ValueError(f"reference_read has shape {reference_read.shape}, data {shape2}")
-    for k in range(raw.shape[0]):  # one plane at a time: no float64 or extra temporaries
+
+    def convert(k: int) -> None:  # one plane at a time: no float64 or extra temporaries
         np.copyto(data[k], raw[k], casting="unsafe")
         if reference_read is not None:
             data[k] += reference_read
+
+    # numpy releases the GIL while casting: planes convert in parallel
+    with ThreadPoolExecutor(effective_n_threads(n_threads)) as pool:
+        list(pool.map(convert, range(raw.shape[0])))
     if encoding_offset:
         data -= np.float32(encoding_offset)
     pixeldq = np.zeros(shape2, dtype=np.uint32)

@@ -9,11 +9,13 @@ border-trimmed output images.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
 
 import romancore
+from romancore import effective_n_threads
 from romancore.dqflags import group, pixel
 
 __all__ = ["BORDER", "RampFitArrays", "fit_exposure", "uniform_weights"]
@@ -168,10 +170,52 @@ def fit_exposure(
     dq = np.empty((sy, sx), np.uint32)
     weights = uniform_weights(read_pattern, frame_time)
     collapse_mask = np.uint8(0xFF & ~int(group.DO_NOT_USE))
-    with np.errstate(invalid="ignore", divide="ignore"):
+    unusable_mask = _SAT | _DNU_G
+    cols = slice(b, nx - b)
+    threads = effective_n_threads(n_threads)
+
+    def finish(res: romancore.RampFitResult, gdq: np.ndarray, g_fit: np.ndarray,
+               bad_gain: np.ndarray, r0: int, lo: int, hi: int) -> None:
+        """DN/s, DQ and dumo of rows ``lo:hi`` of the block starting at row ``r0``."""
+        o = slice(r0 - b + lo, r0 - b + hi)
+        gs = g_fit[lo:hi, cols]
+        bg = bad_gain[lo:hi, cols]
+        s, vp, vr, e = slope[o], var_p[o], var_r[o], err[o]
+        np.divide(res.slope[lo:hi, cols], gs, out=s)
+        g2 = gs * gs
+        np.divide(res.var_poisson[lo:hi, cols], g2, out=vp)
+        np.divide(res.var_read[lo:hi, cols], g2, out=vr)
+        np.add(vp, vr, out=e)
+        np.sqrt(e, out=e)
+        any_bad_gain = bool(bg.any())
+        if any_bad_gain:
+            for arr in (s, vp, vr, e):
+                arr[bg] = np.nan
+        gsc = gdq[:, lo:hi, cols]
+        d = dq[o]
+        np.bitwise_or(pixeldq[r0 + lo : r0 + hi, cols],
+                      np.bitwise_or.reduce(gsc, axis=0) & collapse_mask, out=d)
+        usable = (gsc[0] & unusable_mask) == 0
+        for k in range(1, n):
+            usable |= (gsc[k] & unusable_mask) == 0
+        unusable = ~usable
+        unusable |= ~np.isfinite(s)
+        unusable |= ~(e > 0)
+        np.bitwise_or(d, np.uint32(pixel.DO_NOT_USE), out=d, where=unusable)
+        if any_bad_gain:
+            np.bitwise_or(d, np.uint32(pixel.NO_GAIN_VALUE | pixel.DO_NOT_USE), out=d, where=bg)
+        # one resultant at a time in float64 (as romancal): unlike a float32
+        # tensordot (BLAS), the rounding does not depend on the block shape
+        uni = np.zeros((hi - lo, nx - 2 * b), np.float64)
+        term = np.empty_like(uni)
+        for k in range(n):
+            np.multiply(data[k, r0 + lo : r0 + hi, cols], weights[k], out=term)
+            uni += term
+        np.subtract(uni, s, out=dumo[o], casting="same_kind")
+
+    with np.errstate(invalid="ignore", divide="ignore"), ThreadPoolExecutor(threads) as pool:
         for r0 in range(b, ny - b, block_rows):
             r1 = min(r0 + block_rows, ny - b)
-            o0, o1 = r0 - b, r1 - b
             g = np.asarray(gain[r0:r1], dtype=np.float32)
             bad_gain = ~np.isfinite(g) | (g <= 0)
             g_fit = np.where(bad_gain, np.float32(1.0), g)
@@ -191,29 +235,14 @@ def fit_exposure(
             )
             groupdq[:, r0:r1] = gdq
             del block
-            cols = slice(b, nx - b)
-            gs = g_fit[:, cols]
-            bg = bad_gain[:, cols]
-            s = res.slope[:, cols] / gs
-            vp = res.var_poisson[:, cols] / (gs * gs)
-            vr = res.var_read[:, cols] / (gs * gs)
-            e = np.sqrt(vp + vr)
-            if bg.any():
-                for arr in (s, vp, vr, e):
-                    arr[bg] = np.nan
-            slope[o0:o1], var_p[o0:o1], var_r[o0:o1], err[o0:o1] = s, vp, vr, e
-            gsc = gdq[:, :, cols]
-            flags = np.bitwise_or.reduce(gsc, axis=0) & collapse_mask
-            d = pixeldq[r0:r1, cols] | flags.astype(np.uint32)
-            unusable = np.all(gsc & (_SAT | _DNU_G), axis=0)
-            unusable |= ~np.isfinite(s) | ~(e > 0)
-            d |= np.where(unusable, np.uint32(pixel.DO_NOT_USE), np.uint32(0))
-            d |= np.where(bg, np.uint32(pixel.NO_GAIN_VALUE | pixel.DO_NOT_USE), np.uint32(0))
-            dq[o0:o1] = d
-            # one resultant at a time in float64 (as romancal): unlike a float32
-            # tensordot (BLAS), the rounding does not depend on the block shape
-            uni = np.zeros((r1 - r0, nx - 2 * b), np.float64)
-            for k in range(n):
-                uni += weights[k] * data[k, r0:r1, cols]
-            dumo[o0:o1] = uni - s
+            # the per-pixel finishing is elementwise numpy (which releases the GIL):
+            # split the block's rows between the threads; results do not depend on it
+            rows = r1 - r0
+            edges = np.linspace(0, rows, min(threads, rows) + 1).astype(int)
+            jobs = [
+                pool.submit(finish, res, gdq, g_fit, bad_gain, r0, int(lo), int(hi))
+                for lo, hi in zip(edges[:-1], edges[1:], strict=True)
+            ]
+            for job in jobs:
+                job.result()
     return RampFitArrays(slope, dq, var_p, var_r, err, dumo)
