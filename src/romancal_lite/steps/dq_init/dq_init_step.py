@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from romancal_lite import datamodels
 from romancal_lite.errors import InputFileError
 from romancal_lite.steps._arrays import writable_contiguous
@@ -93,7 +95,8 @@ class DQInitStep(Step):
         )
         # before the border DQ is copied aside, so the copies carry the window flags
         self._flag_guide_window(raw, pixeldq)
-        amp33 = raw.amp33
+        # a copy: no view may keep a memory-mapped input file (and its pages) alive
+        amp33 = np.array(raw.amp33)
         if "reference_amp33" in names:
             amp33 = (amp33 + raw.reference_amp33).astype(amp33.dtype)
         if offset:
@@ -106,8 +109,6 @@ class DQInitStep(Step):
         return ramp
 
     def _guide_star(self, model: Any) -> Any:
-        import numpy as np
-
         mask = self.open_reference(model, "mask", expected_shape=model.data.shape[-2:])
         if mask is None:
             self.mark_skipped("no MASK reference applies; guide-star DQ left unflagged")
