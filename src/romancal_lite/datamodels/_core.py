@@ -7,7 +7,7 @@ import copy
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import Any, ClassVar, Self
 
@@ -495,26 +495,7 @@ class DataModel:
             raise OutputError(f"{out}: only .asdf output files are supported")
         self.load_arrays_if_closed()
         tree = self._tree_for_writing(out.name)
-        directory = out.parent if str(out.parent) else Path(".")
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=directory)
-        except OSError as exc:
-            raise OutputError(f"{out}: cannot write ({_one_line(exc)})") from exc
-        os.close(fd)
-        try:
-            af = asdf.AsdfFile(extensions=[get_extension()])
-            af.tree = {"roman": tree}
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", category=asdf.exceptions.AsdfWarning)
-                af.write_to(tmp, all_array_compression=all_array_compression)
-            os.chmod(tmp, 0o666 & ~_umask())
-            os.replace(tmp, out)
-        except OSError as exc:
-            _unlink_quietly(tmp)
-            raise OutputError(f"{out}: cannot write ({_one_line(exc)})") from exc
-        except BaseException:
-            _unlink_quietly(tmp)
-            raise
+        write_asdf_atomic(out, {"roman": tree}, all_array_compression=all_array_compression)
         return out
 
     def load_arrays_if_closed(self) -> None:
@@ -603,6 +584,65 @@ class DataModel:
             if isinstance(value, str | int | float | complex | bool)
             and not isinstance(value, np.generic)
         }
+
+
+def write_asdf_atomic(
+    path: Path,
+    tree: dict[str, Any],
+    *,
+    all_array_compression: str | None = None,
+    compressed: Sequence[np.ndarray] = (),
+) -> Path:
+    """Write an ASDF tree (with the romancal_lite extension) to ``path`` atomically.
+
+    The file is written under a temporary name in the target directory, given the
+    permissions a new file gets (umask), and renamed over ``path``; nothing is left
+    behind on failure.
+
+    Parameters
+    ----------
+    path : Path
+        Destination.
+    tree : dict
+        Top-level nodes (``{"roman": ...}`` and any others).
+    all_array_compression : str, optional
+        Block compression of every array (``"zlib"``...); none by default.
+    compressed : sequence of numpy.ndarray, optional
+        Arrays of ``tree`` to zlib-compress individually.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    OutputError
+        If the file cannot be written.
+    """
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({_one_line(exc)})") from exc
+    os.close(fd)
+    try:
+        af = asdf.AsdfFile(extensions=[get_extension()])
+        af.tree = tree
+        for array in compressed:
+            af.set_array_compression(array, "zlib")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=asdf.exceptions.AsdfWarning)
+            af.write_to(tmp, all_array_compression=all_array_compression)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        raise OutputError(f"{path}: cannot write ({_one_line(exc)})") from exc
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    return path
 
 
 def _umask() -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,6 +14,7 @@ from astropy.time import Time
 
 from .. import __version__
 from ..datamodels import ScienceRawModel, get_extension
+from ..datamodels._core import write_asdf_atomic
 from ..errors import InputFileError, OutputError
 from ..references._spec import BORDER, DETECTORS, EXPOSURE_TYPES, FULL_SHAPE, OPTICAL_ELEMENTS
 from . import scene
@@ -478,35 +478,12 @@ def write_model_with_truth(model: ScienceRawModel, truth: Mapping[str, Any], pat
     OutputError
         If the file cannot be written.
     """
-    import asdf
-
     model.meta.filename = path.name
     model.meta.file_date = Time(Time.now().isot, format="isot", scale="utc")
     tree = _plain(truth)
-    directory = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    os.close(fd)
-    try:
-        af = asdf.AsdfFile(extensions=[get_extension()])
-        af.tree = {"roman": model.to_node(), TRUTH_KEY: tree}
-        for name in ("dq", "saturated_resultant"):
-            af.set_array_compression(tree[name], "zlib")
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=asdf.exceptions.AsdfWarning)
-            af.write_to(tmp)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    tree_all = {"roman": model.to_node(), TRUTH_KEY: tree}
+    compressed = [tree[name] for name in ("dq", "saturated_resultant")]
+    write_asdf_atomic(path, tree_all, compressed=compressed)
     return path
 
 
