@@ -530,7 +530,8 @@ class Step:
         -------
         DataModel or None
             The opened reference model (close it, or use it in a ``with`` block), or
-            None when the reference is "N/A" (does not apply).
+            None when the reference is "N/A" (does not apply). Its uncompressed arrays
+            are read-only memory maps.
 
         Raises
         ------
@@ -545,7 +546,8 @@ class Step:
 
         check_reference(path, reftype, model, expected_shape=expected_shape)
         try:
-            return datamodels.open(path)
+            # references are only read: map their (uncompressed) arrays, no copy
+            return datamodels.open(path, memmap=True)
         except InputFileError as exc:
             raise ReferenceFileError(str(exc)) from exc
 
