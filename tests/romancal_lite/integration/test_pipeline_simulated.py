@@ -169,7 +169,7 @@ def test_no_step_holds_two_float32_cubes(tmp_path):
     and the border copies (1/20): 1.93 cubes; a second float32 copy of the cube
     anywhere would take the peak near 3. ``ramp_fit`` streams row blocks, which at
     this small size must be set small to stay a small part of the frame, as the
-    default 128 rows are of a 4096-row detector.
+    default 256 rows are of a 4096-row detector.
     """
     uncal = _simulate(tmp_path, read_pattern="ma6", n_stars=20)
     with datamodels.open(uncal) as raw:

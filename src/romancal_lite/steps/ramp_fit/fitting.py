@@ -95,7 +95,7 @@ def fit_exposure(
     use_jump: bool = True,
     threshold_intercept: float = 5.5,
     threshold_constant: float = 1.0 / 3.0,
-    block_rows: int = 128,
+    block_rows: int = 256,
     n_threads: int | None = None,
 ) -> RampFitArrays:
     """Fit the count rate of every science pixel of a ramp, in DN/s.

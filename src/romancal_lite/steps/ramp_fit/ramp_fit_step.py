@@ -41,7 +41,7 @@ class RampFitStep(Step):
     threshold_constant = Param(
         float, None, "Slope of the jump threshold in log10(rate) (None: 1/3)"
     )
-    block_rows = Param(int, 128, "Rows fitted at a time (bounds temporary memory)", minimum=1)
+    block_rows = Param(int, 256, "Rows fitted at a time (bounds temporary memory)", minimum=1)
 
     def process(self, model: Any) -> Any:
         """Fit ``model``'s ramps.
