@@ -110,18 +110,13 @@ def run_demo(
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     shape = (int(shape[0]), int(shape[1]))
-    own_cache = shape != FULL_SHAPE and not references.user_configured()
-    previous = references.active_cache() if own_cache else None
-    if own_cache:
-        # the default built-in cache describes full detectors: give this size its own
-        cache_dir = out / f".crds_{shape[0]}x{shape[1]}"
-        log(f"built-in references for a {shape[0]} x {shape[1]} detector in {cache_dir}")
-        references.use_builtin_cache(references.generate_cache(cache_dir, full_shape=shape))
-    try:
+    if shape == FULL_SHAPE or references.user_configured():
         return _run(out, shape, read_pattern, seed, log)
-    finally:
-        if own_cache:
-            references.use_builtin_cache(previous)
+    # the default built-in cache describes full detectors: give this size its own
+    cache_dir = out / f".crds_{shape[0]}x{shape[1]}"
+    log(f"built-in references for a {shape[0]} x {shape[1]} detector in {cache_dir}")
+    with references.builtin_cache(references.generate_cache(cache_dir, full_shape=shape)):
+        return _run(out, shape, read_pattern, seed, log)
 
 
 def _run(out: Path, shape: tuple[int, int], read_pattern: str, seed: int, log: Any) -> dict:

@@ -38,6 +38,7 @@ from .check import check_reference, open_reference_tree
 from .select import (
     NOT_APPLICABLE,
     active_cache,
+    builtin_cache,
     crds_parameters,
     get_reference_file,
     get_reference_files,
@@ -54,6 +55,7 @@ __all__ = [
     "BuiltinCache",
     "active_cache",
     "build_reference",
+    "builtin_cache",
     "check_reference",
     "crds_parameters",
     "default_cache_dir",

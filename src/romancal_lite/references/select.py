@@ -10,19 +10,26 @@ first selection.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import ReferenceFileError
 from ._cache import BuiltinCache, open_builtin_cache
-from ._crds import crds_getrecommendations, crds_getreferences, user_configured
+from ._crds import (
+    USER_CRDS_VARS,
+    crds_getrecommendations,
+    crds_getreferences,
+    user_configured,
+)
 
 __all__ = [
     "NOT_APPLICABLE",
     "active_cache",
+    "builtin_cache",
     "crds_parameters",
     "get_reference_file",
     "get_reference_files",
@@ -55,6 +62,41 @@ def use_builtin_cache(cache: BuiltinCache | str | Path | None) -> BuiltinCache |
     _FORCED[0] = cache
     _CACHE[0] = None
     return cache
+
+
+@contextlib.contextmanager
+def builtin_cache(
+    cache: BuiltinCache | str | Path, *, hide_user_crds: bool = False
+) -> Iterator[BuiltinCache | None]:
+    """Select from ``cache`` inside a ``with`` block, then restore the previous choice.
+
+    Parameters
+    ----------
+    cache : BuiltinCache, str or Path
+        A generated cache (or its directory).
+    hide_user_crds : bool, optional
+        Also remove the user's CRDS environment variables (``CRDS_PATH``...,
+        ``CRDS_MODE``, ``CRDS_CONTEXT``) for the duration, so the built-in cache is
+        used even where CRDS is configured (tests); they are put back afterwards.
+
+    Yields
+    ------
+    BuiltinCache or None
+        The cache selection now uses (None if the user's CRDS setup still wins).
+    """
+    hidden: dict[str, str] = {}
+    if hide_user_crds:
+        for name in (*USER_CRDS_VARS, "CRDS_MODE", "CRDS_CONTEXT"):
+            if name in os.environ:
+                hidden[name] = os.environ.pop(name)
+    previous = _FORCED[0]
+    try:
+        use_builtin_cache(cache)
+        yield active_cache()
+    finally:
+        _FORCED[0] = previous
+        _CACHE[0] = None
+        os.environ.update(hidden)
 
 
 def active_cache() -> BuiltinCache | None:

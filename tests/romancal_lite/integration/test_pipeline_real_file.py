@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 
 from romancal_lite import cli, datamodels
-from romancal_lite.references import generate_cache, use_builtin_cache
-from romancal_lite.references._crds import USER_CRDS_VARS
+from romancal_lite.references import builtin_cache, generate_cache
 from romancore.dqflags import pixel
 
 REAL = Path(__file__).parents[3].parent / "shared" / "data" / (
@@ -37,10 +36,6 @@ def strip_cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def calibrated(tmp_path_factory, strip_cache):
-    mp = pytest.MonkeyPatch()
-    for name in (*USER_CRDS_VARS, "CRDS_MODE", "CRDS_CONTEXT"):
-        mp.delenv(name, raising=False)
-    use_builtin_cache(strip_cache)
     tmp = tmp_path_factory.mktemp("strip_run")
     inp = tmp / f"{NAME}_uncal.asdf"
     shutil.copy(REAL, inp)
@@ -52,12 +47,9 @@ def calibrated(tmp_path_factory, strip_cache):
     mask.dq[-4:] = flag
     mask.dq[:, :4] = flag
     mask.save(tmp / "strip_mask.asdf")
-    try:
+    with builtin_cache(strip_cache, hide_user_crds=True):
         status = cli.main(["run", "roman_elp", str(inp), "--output-dir", str(tmp / "out"),
                            "--override-mask", str(tmp / "strip_mask.asdf")])
-    finally:
-        use_builtin_cache(None)
-        mp.undo()
     assert status == 0
     with asdf.open(REAL) as af:
         truth_dq = np.asarray(af["romanisim"]["dq"])

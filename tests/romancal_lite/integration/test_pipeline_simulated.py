@@ -14,8 +14,7 @@ import pytest
 from romancal_lite import cli, datamodels, simulate
 from romancal_lite.demo import score
 from romancal_lite.pipeline import ExposurePipeline
-from romancal_lite.references import generate_cache, use_builtin_cache
-from romancal_lite.references._crds import USER_CRDS_VARS
+from romancal_lite.references import builtin_cache, generate_cache
 from romancore.dqflags import pixel
 
 SHAPE = (264, 512)
@@ -29,12 +28,9 @@ def cache(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def builtin(monkeypatch, cache):
-    for name in (*USER_CRDS_VARS, "CRDS_MODE", "CRDS_CONTEXT"):
-        monkeypatch.delenv(name, raising=False)
-    use_builtin_cache(cache)
-    yield cache
-    use_builtin_cache(None)
+def builtin(cache):
+    with builtin_cache(cache, hide_user_crds=True):
+        yield cache
 
 
 def _simulate(directory, **kwargs):
@@ -54,11 +50,10 @@ def _simulate(directory, **kwargs):
 
 @pytest.fixture(scope="module")
 def calibrated(tmp_path_factory, cache):
-    use_builtin_cache(cache)
     tmp = tmp_path_factory.mktemp("sim_run")
-    uncal = _simulate(tmp)
-    result = ExposurePipeline.call(str(uncal), output_dir=str(tmp), save_results=True)
-    use_builtin_cache(None)
+    with builtin_cache(cache, hide_user_crds=True):
+        uncal = _simulate(tmp)
+        result = ExposurePipeline.call(str(uncal), output_dir=str(tmp), save_results=True)
     return tmp / f"{NAME}_cal.asdf", simulate.read_truth(uncal), result
 
 

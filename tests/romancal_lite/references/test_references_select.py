@@ -230,3 +230,21 @@ def test_generated_file_is_plain_asdf(builtin):
     path = get_reference_file(params(), "saturation")
     with asdf.open(path) as af:
         assert af.tree["roman"]["meta"]["reftype"] == "SATURATION"
+
+
+def test_builtin_cache_context_restores_selection_and_environment(tmp_path, monkeypatch,
+                                                                   small_cache):
+    from romancal_lite.references import active_cache, builtin_cache
+
+    other = generate_cache(tmp_path / "other", full_shape=SHAPE)
+    monkeypatch.setenv("CRDS_PATH", str(tmp_path / "user"))
+    assert active_cache() is None  # the user's CRDS wins
+    with builtin_cache(other, hide_user_crds=True) as cache:
+        assert cache.root == other.root
+        assert "CRDS_PATH" not in os.environ
+    assert os.environ["CRDS_PATH"] == str(tmp_path / "user")
+    monkeypatch.delenv("CRDS_PATH")
+    assert active_cache().root == small_cache.root  # the selection before the block
+    with builtin_cache(other):
+        assert active_cache().root == other.root
+    assert active_cache().root == small_cache.root

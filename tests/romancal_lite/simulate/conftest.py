@@ -9,8 +9,7 @@ from __future__ import annotations
 import pytest
 from _sim_helpers import SMALL
 
-from romancal_lite.references import generate_cache, use_builtin_cache
-from romancal_lite.references._crds import USER_CRDS_VARS
+from romancal_lite.references import builtin_cache, generate_cache
 
 
 @pytest.fixture(scope="session")
@@ -20,10 +19,7 @@ def sim_cache(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def small_refs(monkeypatch, sim_cache):
+def small_refs(sim_cache):
     """Select references from `sim_cache` (the user's CRDS setup is hidden)."""
-    for name in (*USER_CRDS_VARS, "CRDS_MODE", "CRDS_CONTEXT"):
-        monkeypatch.delenv(name, raising=False)
-    use_builtin_cache(sim_cache)
-    yield sim_cache
-    use_builtin_cache(None)
+    with builtin_cache(sim_cache, hide_user_crds=True):
+        yield sim_cache

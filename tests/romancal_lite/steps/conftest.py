@@ -7,8 +7,7 @@ per-amplifier logic is exercised, and short enough to run in milliseconds.
 
 import pytest
 
-from romancal_lite.references import generate_cache, use_builtin_cache
-from romancal_lite.references._crds import USER_CRDS_VARS
+from romancal_lite.references import builtin_cache, generate_cache
 
 SMALL_SHAPE = (40, 256)
 
@@ -20,10 +19,7 @@ def small_cache(tmp_path_factory):
 
 
 @pytest.fixture
-def builtin_refs(monkeypatch, small_cache):
+def builtin_refs(small_cache):
     """Select references from `small_cache` (the user's CRDS setup is hidden)."""
-    for name in (*USER_CRDS_VARS, "CRDS_MODE", "CRDS_CONTEXT"):
-        monkeypatch.delenv(name, raising=False)
-    use_builtin_cache(small_cache)
-    yield small_cache
-    use_builtin_cache(None)
+    with builtin_cache(small_cache, hide_user_crds=True):
+        yield small_cache
