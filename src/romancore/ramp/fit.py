@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -10,7 +11,7 @@ import numpy as np
 from romancore._threads import effective_n_threads
 from romancore._validation import check_array, check_writeable
 from romancore.ramp import _fit
-from romancore.ramp._tables import build_tables
+from romancore.ramp._tables import FitTables, build_tables
 from romancore.readpattern import read_pattern_metadata
 
 __all__ = ["RampFitResult", "fit_ramps"]
@@ -36,6 +37,24 @@ class RampFitResult(NamedTuple):
     var_read: np.ndarray
     var_poisson: np.ndarray
     groupdq: np.ndarray
+
+
+def _pattern_key(read_pattern: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]:
+    try:
+        return tuple(tuple(int(r) for r in reads) for reads in read_pattern)
+    except (TypeError, ValueError):
+        # not a list of lists of integers: read_pattern_metadata says why
+        read_pattern_metadata(read_pattern, 1.0)
+        raise
+
+
+@functools.lru_cache(maxsize=16)
+def _tables_for(pattern: tuple[tuple[int, ...], ...], frame_time: float) -> FitTables:
+    """Tables of a read pattern, built once: callers fit many row blocks with one pattern."""
+    tables = build_tables(read_pattern_metadata(pattern, frame_time))
+    for array in tables:
+        array.setflags(write=False)  # shared between calls; the kernel only reads them
+    return tables
 
 
 def fit_ramps(
@@ -121,14 +140,13 @@ def fit_ramps(
     check_array(read_noise, "read_noise", np.float32, 2, (ny, nx))
     if np.any(read_noise < 0):
         raise ValueError("read_noise must be >= 0 (or NaN for unknown)")
-    meta = read_pattern_metadata(read_pattern, frame_time)
-    if len(meta.t_bar) != n:
-        raise ValueError(f"read_pattern has {len(meta.t_bar)} resultants but data has {n}")
+    tables = _tables_for(_pattern_key(read_pattern), float(frame_time))
+    if len(tables.t_bar32) != n:
+        raise ValueError(f"read_pattern has {len(tables.t_bar32)} resultants but data has {n}")
     for name, value in (("threshold_intercept", threshold_intercept),
                         ("threshold_constant", threshold_constant)):
         if not np.isfinite(value):
             raise ValueError(f"{name} must be finite, got {value!r}")
-    tables = build_tables(meta)
     slope = np.empty((ny, nx), dtype=np.float32)
     var_read = np.empty((ny, nx), dtype=np.float32)
     var_poisson = np.empty((ny, nx), dtype=np.float32)
