@@ -47,9 +47,9 @@ def score(image: Any, truth: dict[str, Any]) -> dict[str, float]:
         of pixels without a hit flagged JUMP_DET), ``saturated_flagged`` (fraction of
         truly saturated pixels flagged SATURATED).
     """
+    from romancal_lite.references._spec import BORDER as b
     from romancore.dqflags import pixel
 
-    b = 4
     data = np.asarray(image.data, np.float64)
     err = np.asarray(image.err, np.float64)
     dq = np.asarray(image.dq)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from romancal_lite.references._spec import BORDER
 from romancal_lite.steps.assign_wcs import AssignWcsStep
 from romancal_lite.steps.dark_current import DarkCurrentStep
 from romancal_lite.steps.dq_init import GUIDE_STAR_TYPES, DQInitStep
@@ -23,7 +24,6 @@ from romancal_lite.steps.flatfield import FlatFieldStep
 from romancal_lite.steps.linearity import LinearityStep
 from romancal_lite.steps.photom import PhotomStep
 from romancal_lite.steps.ramp_fit import RampFitStep
-from romancal_lite.steps.ramp_fit.fitting import BORDER
 from romancal_lite.steps.ramp_fit.ramp_fit_step import image_from_ramp
 from romancal_lite.steps.refpix import RefPixStep
 from romancal_lite.steps.saturation import SaturationStep

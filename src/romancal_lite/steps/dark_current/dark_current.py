@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from romancal_lite.references._spec import BORDER
+
 __all__ = ["BORDER", "subtract_dark_current"]
 
-#: Width of the reference-pixel border the DARK arrays have around the science pixels.
-BORDER = 4
 
 
 def subtract_dark_current(

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from romancal_lite.references._spec import BORDER
 from romancore import effective_n_threads
 from romancore.dqflags import pixel
 
@@ -21,8 +22,6 @@ __all__ = [
     "to_ramp_arrays",
 ]
 
-#: Width in pixels of the reference-pixel border around the science array.
-BORDER = 4
 
 #: Guide-star exposure types: the MASK goes into their ``dq``, not a ``pixeldq``
 #: (seeds/000:388).

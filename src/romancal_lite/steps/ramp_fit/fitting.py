@@ -15,13 +15,12 @@ from typing import NamedTuple
 import numpy as np
 
 import romancore
+from romancal_lite.references._spec import BORDER
 from romancore import effective_n_threads
 from romancore.dqflags import group, pixel
 
 __all__ = ["BORDER", "RampFitArrays", "fit_exposure", "uniform_weights"]
 
-#: Reference-pixel border trimmed from every side of the output images.
-BORDER = 4
 
 _SAT = np.uint8(group.SATURATED)
 _DNU_G = np.uint8(group.DO_NOT_USE)

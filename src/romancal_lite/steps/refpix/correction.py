@@ -30,6 +30,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.ndimage import median_filter
 
+from romancal_lite.references._spec import BORDER
 from romancore.dqflags import pixel
 
 __all__ = [
@@ -40,8 +41,6 @@ __all__ = [
     "usable_reference_mask",
 ]
 
-#: Width in pixels of the reference border on each edge of a WFI read-out.
-BORDER = 4
 #: Columns per science amplifier (channel); a WFI detector has 32 of them.
 CHANNEL_WIDTH = 128
 
