@@ -480,3 +480,18 @@ def _readonly(a):
     a = a.copy()
     a.flags.writeable = False
     return a
+
+
+def test_tables_built_once_per_read_pattern_and_read_only():
+    from romancore.ramp import fit as fit_module
+
+    pattern = [[1], [2, 3], [4, 5, 6], [7]]
+    fit_module._tables_for.cache_clear()
+    data = np.cumsum(np.full((4, 2, 3), 10.0, np.float32), axis=0)
+    for _ in range(3):
+        res = fit_module.fit_ramps(data, np.zeros(data.shape, np.uint8), 5.0, pattern, 3.0)
+        assert np.all(np.isfinite(res.slope))
+    info = fit_module._tables_for.cache_info()
+    assert (info.misses, info.hits) == (1, 2)
+    tables = fit_module._tables_for(fit_module._pattern_key(pattern), 3.0)
+    assert not any(array.flags.writeable for array in tables)
