@@ -1,24 +1,32 @@
 """Reference-pixel correction of a ramp, as pure array functions (no models, no logging).
 
-The correction has three parts, applied to each resultant (read-out plane) in turn,
-in this order:
+Three estimates of the read-out electronics signal are made for each resultant
+(read-out plane) from its reference pixels, in this order:
 
 1. **amp33 common mode** (optional, off by default): the row-by-row mean of the
    33rd reference output, minus its mean over the plane, is a row-correlated signal
    shared by all outputs because amp33 is sampled in lock-step with the 32 science
-   channels; it is removed from every pixel of the row.
+   channels.
 2. **Channel offsets** from the top and bottom reference rows: for every 128-column
    channel (amplifier), and separately for even and odd columns if asked, the mean of
-   the usable top reference pixels and the mean of the usable bottom ones are averaged
-   and the result is subtracted from the whole channel.
+   the usable top reference pixels and the mean of the usable bottom ones are averaged.
 3. **Row-correlated (1/f) signal** from the left and right reference columns: after
-   part 2, the mean of the usable side reference pixels of each row is smoothed with a
-   running median along the rows, scaled by ``side_gain`` and removed from every pixel
-   of the row. A side takes part only if all its columns are flagged REFERENCE_PIXEL
-   over the science rows.
+   parts 1 and 2, the mean of the usable side reference pixels of each row is smoothed
+   with a running median along the rows and scaled by ``side_gain``. A side takes
+   part only if all its columns are flagged REFERENCE_PIXEL over the science rows.
 
-Only column, row and small border slices are copied; the plane itself is changed in
-place once, in blocks of rows, so the memory overhead does not grow with the cube.
+4. **The pixel's level is kept.** Each estimate is centred on its mean over the
+   resultants, and only that deviation (the time-varying part of the electronics
+   signal) is subtracted. A pixel's mean over the resultants is therefore unchanged,
+   so the ``linearity`` step sees the pixel's own level (pedestal included), the level
+   the official LINEARITY reference files are defined on; this is the effect of
+   romancal 1.1's ``remove_offset`` / ``apply_offset`` around its correction. A
+   constant offset changes no slope, so the centring only matters through the
+   non-linearity correction.
+
+The estimates only need the reference rows, columns and amp33, which are copied
+(vectors per resultant); each plane is then changed in place once, in blocks of
+rows, so the memory overhead does not grow with the cube.
 """
 
 from __future__ import annotations
@@ -104,7 +112,7 @@ def correct_reference_pixels(
     channel_width: int = CHANNEL_WIDTH,
     border: int = BORDER,
 ) -> RefPixReport:
-    """Subtract the reference-pixel estimates of the read-out electronics, in place.
+    """Remove the time-varying read-out electronics signal the reference pixels measure.
 
     A pixel is a *usable* reference pixel if ``pixeldq`` flags it REFERENCE_PIXEL and
     not DO_NOT_USE or BAD_REF_PIXEL, and its value is finite. For each resultant:
@@ -131,8 +139,18 @@ def correct_reference_pixels(
        of unusable rows on every side) are filled by linear interpolation along the
        rows.
 
-    Finally ``offset[channel, parity] + a[r] + side_gain * s[r]`` is subtracted from
-    every pixel (reference pixels included) of the resultant.
+    4. Each estimate is centred on its mean over the resultants (over those in which
+       it exists): ``offset_k - mean_k(offset_k)`` per column, ``a_k[r] - mean_k(a_k[r])``
+       and ``s_k[r] - mean_k(s_k[r])`` per row. An estimate that does not exist in a
+       resultant (a channel without usable top/bottom pixels, no usable side, an
+       all-zero amp33) contributes 0 there.
+
+    Finally the centred ``offset[channel, parity] + a[r] + side_gain * s[r]`` of
+    resultant ``k`` is subtracted from every pixel (reference pixels included) of
+    resultant ``k``. The correction sums to zero over the resultants, so every
+    pixel keeps its mean level over the exposure: ``linearity`` then sees the raw
+    level minus only the drifts and noise the reference pixels measure, as after
+    romancal 1.1's refpix. With a single resultant nothing is changed.
 
     Parameters
     ----------
@@ -174,10 +192,12 @@ def correct_reference_pixels(
 
     Notes
     -----
-    Part 2 also removes the discretization bias of the A/D conversion,
-    ``-0.5 - 0.5 (N - 1) / N`` DN for a resultant of ``N`` reads (seeds/000:700-704):
-    the reference pixels are digitized and averaged like the science pixels, so the
-    per-resultant level they give contains the same bias (seeds/000:706).
+    Part 2 also removes the part of the discretization bias of the A/D conversion,
+    ``-0.5 - 0.5 (N - 1) / N`` DN for a resultant of ``N`` reads (seeds/000:700-704),
+    that changes from resultant to resultant: the reference pixels are digitized and
+    averaged like the science pixels, so the per-resultant level they give contains
+    the same bias (seeds/000:706). Its mean over the resultants stays in the level, as
+    any constant does; it changes no slope.
 
     Compared with the JWST NIR algorithm (seeds/001:21655-21666) the reference means
     are not sigma-clipped, BAD_REF_PIXEL is excluded besides DO_NOT_USE, and the
@@ -202,19 +222,25 @@ def correct_reference_pixels(
     side_masks = {name: mask for name, mask in side_masks.items() if mask.any()}
 
     half = (side_smoothing_length // 2) if side_smoothing_length > 1 else 0
-    uncorrected: list[tuple[int, int]] = []
-    amp33_used = False
     rows_ref = np.r_[0:border, ny - border : ny]
 
+    # pass 1: the estimates of every resultant, from the reference pixels only
+    # (vectors of nx and ny values per resultant; the planes are not written)
+    col_est = np.zeros((n_resultants, nx), dtype=np.float64)
+    col_ok = np.zeros((n_resultants, nchan), dtype=bool)
+    amp_est = np.zeros((n_resultants, ny), dtype=np.float64)
+    amp_ok = np.zeros(n_resultants, dtype=bool)
+    side_est = np.zeros((n_resultants, ny), dtype=np.float64)
+    side_ok = np.zeros(n_resultants, dtype=bool)
     for k in range(n_resultants):
         plane = data[k]
-        row_term = np.zeros(ny, dtype=np.float64)
         if use_amp33:
             assert amp33 is not None
             a = _amp33_row_term(amp33[k])
             if a is not None:
-                row_term += a
-                amp33_used = True
+                amp_est[k] = a
+                amp_ok[k] = True
+        row_term = amp_est[k]
 
         # part 2: per-channel (and parity) offsets from the top and bottom rows
         ref_rows = plane[rows_ref].astype(np.float64)
@@ -222,8 +248,8 @@ def correct_reference_pixels(
         top = _group_means(ref_rows[:border], top_mask, nchan, channel_width, groups)
         bottom = _group_means(ref_rows[border:], bottom_mask, nchan, channel_width, groups)
         offsets, missing = _combine_offsets(top, bottom)
-        uncorrected.extend((k, int(c)) for c in np.flatnonzero(missing))
-        col_offset = _column_vector(offsets, channel_width, groups)
+        col_ok[k] = ~missing
+        col_est[k] = _column_vector(offsets, channel_width, groups)
 
         # part 3: row-correlated signal of the side reference columns
         if side_masks:
@@ -233,18 +259,28 @@ def correct_reference_pixels(
                 values = (
                     plane[:, cols].astype(np.float64)
                     - row_term[:, None]
-                    - col_offset[None, cols]
+                    - col_est[k, None, cols]
                 )
                 sig = _side_signal(values, mask, half)
                 if sig is not None:
                     signals.append(sig)
             combined = _combine_sides(signals) if signals else None
             if combined is not None:
-                row_term += side_gain * combined
+                side_est[k] = combined
+                side_ok[k] = True
 
-        _subtract(plane, col_offset.astype(plane.dtype), row_term.astype(plane.dtype))
+    # part 4: keep each pixel's level, remove only the change from resultant to resultant
+    col_corr = _deviation_from_mean(col_est, np.repeat(col_ok, channel_width, axis=1))
+    row_corr = _deviation_from_mean(amp_est, amp_ok[:, None])
+    row_corr += side_gain * _deviation_from_mean(side_est, side_ok[:, None])
 
-    return RefPixReport(tuple(side_masks), tuple(uncorrected), amp33_used)
+    # pass 2: subtract, in place, in blocks of rows
+    for k in range(n_resultants):
+        plane = data[k]
+        _subtract(plane, col_corr[k].astype(plane.dtype), row_corr[k].astype(plane.dtype))
+
+    uncorrected = tuple((k, int(c)) for k, c in zip(*np.nonzero(~col_ok), strict=True))
+    return RefPixReport(tuple(side_masks), uncorrected, bool(amp_ok.any()))
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -426,6 +462,18 @@ def _amp33_row_term(plane: np.ndarray) -> np.ndarray | None:
     good = counts > 0
     term[good] = sums[good] / counts[good] - level
     return term
+
+
+def _deviation_from_mean(values: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """``values - mean over resultants``, the mean taken where ``ok``; 0 where not ``ok``.
+
+    ``values`` is ``[n_resultants, m]``; ``ok`` broadcasts against it.  A column with
+    no ``ok`` resultant is all 0.
+    """
+    ok = np.broadcast_to(ok, values.shape)
+    counts = ok.sum(axis=0)
+    mean = np.where(ok, values, 0.0).sum(axis=0) / np.maximum(counts, 1)
+    return np.where(ok, values - mean, 0.0)
 
 
 def _subtract(plane: np.ndarray, col: np.ndarray, row: np.ndarray) -> None:

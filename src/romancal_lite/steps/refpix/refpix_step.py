@@ -20,8 +20,11 @@ class RefPixStep(Step):
     Per resultant: optional amp33 row common mode, per-channel offsets from the top
     and bottom reference rows (odd and even columns apart by default), then the
     smoothed row signal of the side reference columns that ``pixeldq`` flags as
-    reference pixels. The algorithm is `correct_reference_pixels`; it needs no
-    reference file. See ``docs/steps/refpix.md``.
+    reference pixels. Only the change of these estimates from resultant to resultant
+    is subtracted, so every pixel keeps its own level (pedestal included), the level
+    the official LINEARITY references are defined on, as after romancal 1.1's refpix.
+    The algorithm is `correct_reference_pixels`; it needs no reference file. See
+    ``docs/steps/refpix.md``.
     """
 
     class_alias = "refpix"
@@ -88,6 +91,10 @@ class RefPixStep(Step):
         except ValueError as exc:
             raise InputFileError(f"refpix cannot correct this ramp: {exc}") from exc
 
+        if data.shape[0] < 2:
+            self.log.info(
+                "One resultant: no change between resultants to remove; data unchanged"
+            )
         if report.uncorrected:
             channels = sorted({c for _, c in report.uncorrected})
             self.log.warning(
