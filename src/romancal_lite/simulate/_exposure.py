@@ -47,6 +47,11 @@ WFI_CEN_V2V3 = (1546.3846181707652, -892.7916365721071)
 
 _DARK_TYPES = ("WFI_IM_DARK", "WFI_SP_DARK")
 _NONLINEARITY = ("linearity", "inverselinearity", "none")
+#: What the response polynomial acts on (``truth["parameters"]["nonlinearity_level"]``).
+NONLINEARITY_LEVEL = (
+    "pixel: D = L^-1(L(pedestal) + charge / gain) on the pixel's own raw level, pedestal "
+    "included (the official LINEARITY convention); electronic offsets added after"
+)
 
 #: Units of the truth entries (also stored in the file under ``units``).
 TRUTH_UNITS = {
@@ -266,7 +271,9 @@ def simulate_exposure(
         Add read noise.
     nonlinearity : {"linearity", "inverselinearity", "none"}, optional
         Detector response: exact inverse of the LINEARITY polynomial (default), the
-        INVERSELINEARITY polynomial, or linear.
+        INVERSELINEARITY polynomial, or linear; applied to the pixel's own level,
+        pedestal included (the official LINEARITY convention), before the
+        electronic offsets are added.
     ref_drift_scale : float, optional
         Scale of the electronic offsets and drifts (0: none).
     pedestal : float, optional
@@ -433,6 +440,7 @@ def simulate_exposure(
             "poisson": bool(poisson),
             "read_noise": bool(read_noise),
             "nonlinearity": nonlinearity,
+            "nonlinearity_level": NONLINEARITY_LEVEL,
             "ref_drift_scale": ref_drift_scale,
             "pedestal": pedestal,
             "full_well_margin": full_well_margin,

@@ -7,21 +7,22 @@ dark current) and each read ``k`` of the read pattern, at ``t_k = k * frame_time
    sampled; reads the pattern skips are merged into the next increment, which is
    exact for a Poisson process), plus the charge of every cosmic ray that hit in
    ``(t_{k'}, t_k]``;
-2. full well: the pixel holds at most ``S_full = gain (L(D_full - B) - L(p - B))``
+2. full well: the pixel holds at most ``S_full = gain (L(D_full) - L(p))``
    electrons, ``D_full = (1 + margin) * saturation`` (the SATURATION reference
-   threshold, raw DN), ``p`` the pixel's pedestal (raw DN), ``B`` the reference
-   level of its amplifier (what its reference pixels read without drifts), ``L``
-   the LINEARITY polynomial;
-3. detector response: ``D_k = B + L^{-1}(L(p - B) + min(S_k, S_full) / gain)``: the
-   non-linearity acts on the level above the amplifier's reference level, which is
-   what the linearity correction sees after the reference-pixel correction has
-   removed that level; ``L^{-1}`` is the exact inverse of the pipeline's
-   polynomial (closed form for a quadratic ``L``, Newton iterations seeded by the
+   threshold, raw DN), ``p`` the pixel's pedestal (raw DN, its level with no
+   charge, the amplifier's bias included), ``L`` the LINEARITY polynomial;
+3. detector response, in the convention of the official LINEARITY reference files:
+   ``D_k = L^{-1}(L(p) + min(S_k, S_full) / gain)``, the polynomial acting on the
+   pixel's own level (pedestal included), which is what the linearity correction
+   sees after a reference-pixel correction that keeps that level (romancal 1.1's,
+   and romancal_lite's); ``L^{-1}`` is the exact inverse of the pipeline's polynomial
+   (closed form for a quadratic ``L``, Newton iterations seeded by the
    INVERSELINEARITY polynomial otherwise);
 4. a resultant is the mean of the ``D_k`` of its reads, plus the electronic offsets
    of that resultant (per amplifier and column parity, and a row drift common to
-   all amplifiers), plus read noise ``N(0, rn / sqrt(n_reads))`` (the mean of
-   independent per-read noises), rounded to integer DN and clipped to 0..65535.
+   all amplifiers: electronics, added after the detector response), plus read noise
+   ``N(0, rn / sqrt(n_reads))`` (the mean of independent per-read noises), rounded
+   to integer DN and clipped to 0..65535.
 
 Reference pixels (the 4-pixel border and amp33) see no charge: only their
 pedestal, the same electronic offsets and read noise.
@@ -101,7 +102,8 @@ class Electronics:
         The same for amp33.
     reference_level : numpy.ndarray of float64, (n_channels + 1,)
         Level of each amplifier (last: amp33) about which its pixels' pedestals
-        scatter; the non-linearity acts on the level above it.
+        scatter (descriptive: the non-linearity acts on the pixel's whole level,
+        pedestal included).
     channel_offsets : numpy.ndarray of float32, (n_resultants, n_channels + 1, 2)
         Offset of each amplifier channel (last: amp33) in each resultant, for even
         (``[..., 0]``) and odd (``[..., 1]``) detector columns.
@@ -539,12 +541,11 @@ def simulate_ramps(
                 inv = None if inv is None else inv[:, rows, cols]
             response = _Response(nonlinearity, lin, inv)
             gain = const["gain"][rows, cols]
-            base = electronics.reference_level[amplifier_channel(nx)[cols]][None, :]
-            q0 = response.forward(ped[rows, cols] - base)
+            # the official convention: L acts on the pixel's own level, pedestal included
+            q0 = response.forward(ped[rows, cols])
             threshold = const["saturation"][rows, cols]
             s_full = np.maximum(
-                (response.forward(threshold * (1.0 + full_well_margin) - base) - q0) * gain,
-                0.0,
+                (response.forward(threshold * (1.0 + full_well_margin)) - q0) * gain, 0.0
             )
             incident = rate_e[s0 - b : s1 - b].astype(np.float64)
             if saturate_all:
@@ -593,7 +594,6 @@ def simulate_ramps(
                     acc += response.inverse(y)
                     k += 1
                 acc /= n_per[i]
-                acc += base
                 newly = (block_sat < 0) & (acc >= threshold)
                 block_sat[newly] = i
                 level[rows, cols] = acc

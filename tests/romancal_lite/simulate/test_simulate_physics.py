@@ -1,4 +1,11 @@
-"""The simulated ramps against their analytic form, the pipeline kernels and the truth."""
+"""The simulated ramps against their analytic form, the pipeline kernels and the truth.
+
+The detector response is in the official LINEARITY convention: ``D = L^-1(L(p) + S/g)``
+on the pixel's own level ``p`` (pedestal included), electronic offsets added after.
+The pipeline's refpix keeps that level and removes only the change of the offsets from
+resultant to resultant (`refpix_removes`), so the linearity correction maps the level
+back to ``L(p) + S/g``.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,6 @@ from _sim_helpers import (
     SMALL,
     amp33_offsets,
     offsets,
-    refpix_levels,
     refs,
     simulate_exposure,
 )
@@ -30,8 +36,17 @@ def quadratic_inverse(coeffs, y):
     return (-c1 + np.sqrt(c1 * c1 + 4 * c2 * (y - c0))) / (2 * c2)
 
 
+def refpix_removes(truth):
+    """What the reference-pixel correction removes: the offsets' change from their mean."""
+    off = offsets(truth)
+    return off - off.mean(axis=0)
+
+
 def analytic_resultants(truth, ref, pattern, margin=0.02):
-    """Noise-free resultants (before rounding) of every read-out pixel."""
+    """Noise-free resultants (before rounding) of every read-out pixel.
+
+    ``L^-1(L(p) + min(S, S_full) / g)`` averaged over the reads, plus the offsets.
+    """
     b = 4
     ped = truth["pedestal"].astype(np.float64)
     lin = ref["linearity"].astype(np.float64)
@@ -42,17 +57,16 @@ def analytic_resultants(truth, ref, pattern, margin=0.02):
 
     out = np.repeat(ped[None], len(pattern), axis=0)
     s = (slice(b, -b), slice(b, -b))
-    base = truth["reference_level"][np.arange(ped.shape[1]) // 128][None, :]
-    q0 = forward(ped - base)[s]
+    q0 = forward(ped)[s]
     g = gain[s]
     detected = truth["rate"] * g * ref["flat"] + ref["dark"][s] * g
-    full = (forward(ref["saturation"].astype(np.float64) * (1 + margin) - base)[s] - q0) * g
+    full = (forward(ref["saturation"].astype(np.float64) * (1 + margin))[s] - q0) * g
     for i, reads in enumerate(pattern):
         levels = [
             quadratic_inverse(lin[:, b:-b, b:-b], q0 + np.minimum(detected * r * FRAME, full) / g)
             for r in reads
         ]
-        out[i][s] = np.mean(levels, axis=0) + base[:, b:-b]
+        out[i][s] = np.mean(levels, axis=0)
     return out + offsets(truth)
 
 
@@ -98,7 +112,7 @@ def pipeline_rate(model, detector="WFI01", subtract=None, use_jump=False):
 def test_pipeline_kernels_recover_the_noise_free_rate(nonlinearity):
     model, truth = simulate_exposure(shape=SMALL, n_stars=8, star_flux_range=BRIGHT,
                                      nonlinearity=nonlinearity, **NOISELESS)
-    rate, gdq = pipeline_rate(model, subtract=refpix_levels(truth))
+    rate, gdq = pipeline_rate(model, subtract=refpix_removes(truth))
     unsaturated = truth["saturated_resultant"] < 0
     # the only error left is the rounding of the resultants to integer DN
     assert np.abs(rate - truth["rate"])[unsaturated].max() < 0.01
@@ -110,7 +124,7 @@ def test_pipeline_kernels_recover_the_noise_free_rate(nonlinearity):
 
 def test_pipeline_saturation_flags_match_the_truth():
     model, truth = simulate_exposure(shape=SMALL, n_stars=8, star_flux_range=BRIGHT, **NOISELESS)
-    _, gdq = pipeline_rate(model, subtract=refpix_levels(truth))
+    _, gdq = pipeline_rate(model, subtract=refpix_removes(truth))
     flagged = (gdq[:, 4:-4, 4:-4] & group.SATURATED) != 0
     first = np.where(flagged.any(axis=0), flagged.argmax(axis=0), -1)
     truth_first = truth["saturated_resultant"]
@@ -129,10 +143,10 @@ def test_pipeline_saturation_flags_match_the_truth():
 def test_noisy_sky_slopes_match_the_truth():
     model, truth = simulate_exposure(shape=SMALL, read_pattern="ma6", n_stars=0, sky=2.0,
                                      cr_rate=0.0, seed=11)
-    rate, _ = pipeline_rate(model, subtract=truth["reference_level"][np.arange(SMALL[1]) // 128])
+    rate, _ = pipeline_rate(model)
     # (electronic offsets left in: their drift in time biases the slopes)
     biased = np.mean(rate - truth["rate"])
-    rate, _ = pipeline_rate(model, subtract=refpix_levels(truth))
+    rate, _ = pipeline_rate(model, subtract=refpix_removes(truth))
     err = rate - truth["rate"]
     sigma = err.std() / np.sqrt(err.size)
     assert abs(err.mean()) < 4 * sigma
