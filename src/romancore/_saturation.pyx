@@ -10,7 +10,7 @@ neighbours is then a 2-D minimum filter of ``fs`` (done between passes by the Py
 wrapper), and flagging is "SATURATED on every resultant ``i >= fs``".
 """
 from cython.parallel cimport parallel, prange
-from libc.math cimport isnan
+from libc.math cimport isfinite, isnan
 from libc.stdint cimport int16_t, int32_t, uint8_t, uint32_t
 from libc.stdlib cimport free, malloc
 
@@ -45,11 +45,14 @@ cdef void _thresholds(const float* thr, const uint32_t* tdq, uint32_t* pdq, floa
 
 cdef extern from *:
     """
+    #include <float.h>
     #include <stddef.h>
     #include <stdint.h>
 
     /* Flag the A/D floor of one resultant row and update the first-saturated index:
        fs[x] = i where d[x] >= t[x] (or SATURATED is already set) and fs[x] is unset (n).
+       +inf is not saturation (`<= FLT_MAX`); NaN fails every comparison and -inf is
+       <= 0 (A/D floor), as before.  The ramp fit flags all three DO_NOT_USE.
        Plain C with restrict pointers so that the compiler vectorises it. */
     static void romancore_saturation_resultant(
             const float *restrict d, uint8_t *restrict g, const float *restrict t,
@@ -60,7 +63,7 @@ cdef extern from *:
         for (x = 0; x < nx; x++) {
             float v = d[x];
             uint8_t gx = g[x] | (uint8_t)(v <= 0.0f ? floor_flags : 0);
-            int32_t sat = (v >= t[x]) | ((gx & saturated) != 0);
+            int32_t sat = ((v >= t[x]) & (v <= FLT_MAX)) | ((gx & saturated) != 0);
             g[x] = gx;
             fs[x] = (sat & (fs[x] == n)) ? i : fs[x];
         }
@@ -74,7 +77,11 @@ cdef extern from *:
 
 cdef void _first_saturated(const Pattern* pt, const float* d0, uint8_t* g0,
                            const float* t, int32_t* fs, Py_ssize_t nx) noexcept nogil:
-    """Flag the A/D floor; ``fs`` = first resultant >= threshold (or already SATURATED)."""
+    """Flag the A/D floor; ``fs`` = first resultant >= threshold (or already SATURATED).
+
+    +inf is not saturation; NaN is neither saturation nor floor (the ramp fit flags
+    every non-finite resultant DO_NOT_USE).
+    """
     cdef Py_ssize_t i, x
     cdef int32_t n = <int32_t>pt.n
     for x in range(nx):
@@ -90,12 +97,15 @@ cdef inline int32_t _diluted(const Pattern* pt, const float* d0, const uint8_t* 
     """Index of a resultant saturated by dilution, or ``n`` (000:562).
 
     Only the resultant just before the first saturated one can qualify: the rule needs
-    the next resultant saturated and this one not flagged SATURATED or DO_NOT_USE.
+    the next resultant saturated and this one not flagged SATURATED or DO_NOT_USE,
+    nor infinite (a NaN fails the comparison).
     """
     cdef int32_t g = fs - 1
     if nsc or g < 0 or g > pt.n - 2 or pt.dilution[g] == 1.0:
         return <int32_t>pt.n
     if g0[g * pt.plane + x] & (DQ_SATURATED | DQ_DO_NOT_USE):
+        return <int32_t>pt.n
+    if not isfinite(d0[g * pt.plane + x]):
         return <int32_t>pt.n
     # Compared in float64, as stcal does (float32 data against a float64 product).
     if <double>d0[g * pt.plane + x] >= t * pt.dilution[g]:
@@ -110,10 +120,13 @@ cdef inline int32_t _second_resultant(const Pattern* pt, const float* d0, Py_ssi
     Resultant 1 is flagged when resultant 2 is the first saturated one, resultant 0
     extrapolated to the end of resultant 2 stays below threshold, and the step from
     resultant 0 to 1 exceeds the remaining headroom divided by the reads of resultant 1.
+    A NaN or infinite resultant 0 or 1 takes no part.
     """
     if pt.second == NULL or fs != 2:
         return <int32_t>pt.n
     cdef float v0 = d0[x], v1 = d0[pt.plane + x]
+    if not (isfinite(v0) and isfinite(v1)):
+        return <int32_t>pt.n
     # The precisions of stcal 1.20: the extrapolation in float64, the step test in float32.
     if ((v0 / pt.second[0]) * pt.second[1] < t) and (
             v1 - v0 > (t - v0) / <float>pt.second[2]):

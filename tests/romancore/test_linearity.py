@@ -65,6 +65,24 @@ def test_saturated_resultants_untouched():
     assert out[:, 0, 0].tolist() == [21.0, 41.0, 30.0, 40.0]
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_nonfinite_resultants_stay_nonfinite_and_do_not_spread(n_threads):
+    # A NaN stays NaN and an infinite value stays non-finite (the ramp fit flags them
+    # DO_NOT_USE); nothing else in the pixel or the row changes and no flag is set.
+    c = _coeffs([2.0, 1.5, 0.01, -1e-4], (2, 3))
+    data = np.array([0.0, 10.0, 100.0, -20.0], np.float32)[:, None, None] * np.ones((2, 3))
+    data = data.astype(np.float32)
+    clean, _ = _run(data.copy(), c)
+    bad = data.copy()
+    bad[1, 0, 0], bad[2, 1, 1], bad[3, 1, 2] = np.nan, np.inf, -np.inf
+    gdq = np.zeros(data.shape, np.uint8)
+    out, pdq = _run(bad, c, gdq=gdq, n_threads=n_threads)
+    mask = ~np.isfinite(bad)
+    assert np.isnan(out[1, 0, 0]) and np.all(~np.isfinite(out[mask]))
+    np.testing.assert_array_equal(out[~mask], clean[~mask])
+    assert not gdq.any() and not pdq.any()
+
+
 def test_nan_coefficient_no_correction():
     data = np.full((3, 1, 3), 7.0, np.float32)
     c = _coeffs([1.0, 2.0, 0.5], (1, 3)).copy()

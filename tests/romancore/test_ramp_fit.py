@@ -384,6 +384,131 @@ def test_any_flag_splits_the_ramp():
 
 
 # --------------------------------------------------------------------------------------
+# Non-finite resultants: flagged DO_NOT_USE, the ramp split around them
+# --------------------------------------------------------------------------------------
+UNIFORM5 = [[1], [2], [3], [4], [5]]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("use_jump", [True, False])
+def test_nonfinite_middle_resultant_splits_hand_computed(bad, use_jump):
+    # single reads at t = 1..5 s, R = 10 + 5 t, read noise 3; resultant 2 is bad.
+    # Segments [0, 1] and [3, 4]: two points each, slope (R_b - R_a) / 1 = 5 exactly;
+    #   V_R = RN^2 (K_0^2 + K_1^2) = 2 RN^2 = 18 each  -> var_read = 1 / (2 / 18) = 9
+    #   V_S = tau_a + tau_b - 2 t_a = t_b - t_a = 1 each -> sum w^2 V_S / (sum w)^2 = 1/2
+    #   var_poisson = 5 / 2
+    r = 10 + 5.0 * np.arange(1, 6)
+    res = _cube(r, (2, 3))
+    res[2, 1, 2] = bad
+    res[2, 0, 0] = bad
+    gdq = _zeros_dq(res)
+    out = romancore.fit_ramps(res, gdq, 3.0, UNIFORM5, 1.0, use_jump=use_jump)
+    for y, x in ((0, 0), (1, 2)):
+        np.testing.assert_allclose(out.slope[y, x], 5.0, rtol=1e-6)
+        np.testing.assert_allclose(out.var_read[y, x], 9.0, rtol=1e-6)
+        np.testing.assert_allclose(out.var_poisson[y, x], 2.5, rtol=1e-6)
+        assert gdq[:, y, x].tolist() == [0, 0, DNU, 0, 0]
+    # the other pixels: one segment of 5 points, untouched DQ
+    assert not np.delete(gdq.reshape(5, -1), [0, 5], axis=1).any()
+    np.testing.assert_allclose(out.slope, 5.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", [0, 4])
+def test_nonfinite_first_or_last_resultant_hand_computed(bad, where):
+    # R = 10 + 5 t at t = 1..5; dropping the first or last resultant leaves 4 evenly
+    # spaced points; S = 15 / sqrt(9 + 15) < 5, so P = 0 (OLS): K = [-3, -1, 1, 3] / 10,
+    #   var_read = RN^2 sum K^2 = 9 * 0.2 = 1.8,
+    #   V_S = sum K^2 tau + 2 sum_{j<i} K_i K_j t_j = 0.34 for t = 1..4 and for t = 2..5
+    #   (shift invariant), var_poisson = 5 * 0.34 = 1.7.
+    r = 10 + 5.0 * np.arange(1, 6)
+    res = _cube(r, (1, 2))
+    res[where, 0, 0] = bad
+    gdq = _zeros_dq(res)
+    out = romancore.fit_ramps(res, gdq, 3.0, UNIFORM5, 1.0)
+    np.testing.assert_allclose(out.slope[0, 0], 5.0, rtol=1e-6)
+    np.testing.assert_allclose(out.var_read[0, 0], 1.8, rtol=1e-6)
+    np.testing.assert_allclose(out.var_poisson[0, 0], 1.7, rtol=1e-6)
+    expected = [0] * 5
+    expected[where] = DNU
+    assert gdq[:, 0, 0].tolist() == expected
+    assert not gdq[:, 0, 1].any()
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_all_nonfinite_pixel_flagged_and_nan(n_threads):
+    rp = [[1], [2, 3], [4]]
+    res = _cube([10.0, 20.0, 30.0], (2, 3))
+    res[:, 0, 1] = np.nan
+    res[:, 1, 2] = [np.inf, np.nan, -np.inf]
+    res[:2, 1, 0] = np.nan  # one finite resultant left: no segment
+    gdq = _zeros_dq(res)
+    out = romancore.fit_ramps(res, gdq, 2.0, rp, 1.0, n_threads=n_threads)
+    for y, x in ((0, 1), (1, 2), (1, 0)):
+        for arr in out[:3]:
+            assert np.isnan(arr[y, x])
+    assert (gdq[:, 0, 1] == DNU).all() and (gdq[:, 1, 2] == DNU).all()
+    assert gdq[:, 1, 0].tolist() == [DNU, DNU, 0]
+    good = np.ones((2, 3), bool)
+    good[0, 1] = good[1, 2] = good[1, 0] = False
+    assert np.all(np.isfinite(out.slope[good]))
+    assert not gdq[:, good].any()
+
+
+def test_nonfinite_flagged_with_nan_read_noise_and_single_resultant():
+    # no fit is possible, but the bad resultant is still flagged
+    res = _cube([1.0, np.nan, 3.0], (1, 2))
+    gdq = _zeros_dq(res)
+    out = romancore.fit_ramps(res, gdq, np.array([[np.nan, 1.0]], np.float32),
+                              [[1], [2], [3]], 1.0)
+    assert gdq[:, 0, 0].tolist() == [0, DNU, 0] == gdq[:, 0, 1].tolist()
+    assert np.isnan(out.slope[0, 0]) and np.isnan(out.slope[0, 1])  # two single resultants
+    one = _cube([np.inf], (1, 2))
+    one[0, 0, 1] = 5.0
+    g1 = _zeros_dq(one)
+    romancore.fit_ramps(one, g1, 1.0, [[1, 2]], 1.0)
+    assert g1[0, 0].tolist() == [DNU, 0]
+
+
+@pytest.mark.parametrize("use_jump", [True, False], ids=["jump", "nojump"])
+def test_nonfinite_same_as_do_not_use(use_jump, roman_read_patterns, roman_frame_time,
+                                      simulate_ramps):
+    # A realistic scene (cosmic rays, saturated tails, flagged resultants) with 2 % of
+    # the resultants replaced by NaN, +inf or -inf gives bit for bit the slopes,
+    # variances and flags of the same scene with those resultants flagged DO_NOT_USE
+    # instead (and the original finite values kept), for any number of threads.
+    rng = np.random.default_rng(21)
+    rp = roman_read_patterns[4]
+    shape = (40, 90)
+    flux = np.exp(rng.uniform(np.log(0.5), np.log(5e3), shape))
+    rn = rng.uniform(5, 20, shape).astype(np.float32)
+    res, _ = simulate_ramps(rp, roman_frame_time, flux, rn, rng=rng, pedestal=3e3,
+                            cr_prob=0.1)
+    gdq = _zeros_dq(res)
+    n = res.shape[0]
+    sat = rng.random(shape) < 0.05
+    first = rng.integers(1, n, shape)
+    gdq[(np.arange(n)[:, None, None] >= first) & sat] |= SAT
+    gdq[rng.random(res.shape) < 0.01] |= DNU
+    bad = rng.random(res.shape) < 0.02
+    bad[:, 0, 0] = True  # one all-bad pixel
+    values = rng.choice(np.array([np.nan, np.inf, -np.inf], np.float32), res.shape)
+    with_bad = np.where(bad, values, res).astype(np.float32)
+    flagged = gdq.copy()
+    flagged[bad] |= DNU
+    ref = romancore.fit_ramps(res, flagged, rn, rp, roman_frame_time, use_jump=use_jump,
+                              n_threads=1)
+    assert np.isfinite(ref.slope).mean() > 0.95
+    for n_threads in (1, 2):
+        g = gdq.copy()
+        out = romancore.fit_ramps(with_bad, g, rn, rp, roman_frame_time,
+                                  use_jump=use_jump, n_threads=n_threads)
+        np.testing.assert_array_equal(g, flagged)
+        for a, b in zip(out[:3], ref[:3], strict=True):
+            np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+# --------------------------------------------------------------------------------------
 # Threads, identity, inputs
 # --------------------------------------------------------------------------------------
 def test_thread_count_invariance(roman_read_patterns, roman_frame_time, simulate_ramps):
@@ -456,6 +581,15 @@ def _valid():
         lambda a: {**a, "read_noise": -1.0},
         lambda a: {**a, "read_pattern": [[1], [2]]},  # length mismatch
         lambda a: {**a, "read_pattern": [[1], [3], [2]]},
+        lambda a: {**a, "read_pattern": [[1], [2], [3.5]]},  # non-integer read number
+        lambda a: {**a, "read_pattern": [[1.5], [2], [3]]},  # would truncate to 1
+        lambda a: {**a, "read_pattern": [["1"], ["2"], ["3"]]},  # strings
+        lambda a: {**a, "read_pattern": ["1", "2", "3"]},
+        lambda a: {**a, "read_pattern": "123"},
+        lambda a: {**a, "read_pattern": [[True], [2], [3]]},
+        lambda a: {**a, "read_pattern": [[1], [2], [np.inf]]},
+        lambda a: {**a, "read_pattern": [[1], [2], [None]]},
+        lambda a: {**a, "read_pattern": 3},
         lambda a: {**a, "frame_time": 0.0},
         lambda a: {**a, "threshold_intercept": np.nan},
         lambda a: {**a, "threshold_constant": np.inf},
@@ -474,6 +608,24 @@ def test_input_validation(mutate):
                             args["read_pattern"], args["frame_time"], **kwargs)
     # the valid call works
     romancore.fit_ramps(*_valid()[:3], _valid()[3], 1.0)
+
+
+def test_read_pattern_error_names_the_problem():
+    res, gdq, rn, _ = _valid()
+    with pytest.raises(ValueError, match=r"resultant 0: read number 1.5 is not an integer"):
+        romancore.fit_ramps(res, gdq, rn, [[1.5], [2], [3]], 1.0)
+    with pytest.raises(ValueError, match="resultant 1: read number '2' is not an integer"):
+        romancore.fit_ramps(res, gdq, rn, [[1], ["2"], [3]], 1.0)
+
+
+def test_integral_float_and_numpy_read_patterns_accepted():
+    res, _, rn, rp = _valid()
+    ref = romancore.fit_ramps(res, np.zeros(res.shape, np.uint8), rn, rp, 1.0)
+    for pattern in ([[1.0], [2.0], [3.0]], np.array([[1], [2], [3]]),
+                    [np.array([1], np.int16), (np.float32(2),), [np.uint8(3)]]):
+        out = romancore.fit_ramps(res, np.zeros(res.shape, np.uint8), rn, pattern, 1.0)
+        for a, b in zip(out[:3], ref[:3], strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 def _readonly(a):

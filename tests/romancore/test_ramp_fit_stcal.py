@@ -261,3 +261,30 @@ def test_documented_differences():
     np.testing.assert_allclose(ours.slope[0, 5], 20.0, rtol=1e-5)
     np.testing.assert_allclose(ours.var_read[0, 5], s_vr[0, 5], rtol=1e-5)
     np.testing.assert_allclose(ours.var_poisson[0, 5], s_vp[0, 5], rtol=1e-5)
+
+
+def test_documented_difference_nonfinite_resultant():
+    """stcal gives slope 0 (NaN resultant) or an infinite slope (infinite resultant)
+    and no flag; romancore flags DO_NOT_USE and fits the resultants on both sides,
+    exactly like stcal fits the same ramp with that resultant flagged DO_NOT_USE."""
+    rp = [[1], [2, 3], [4, 5, 6], [7], [8, 9], [10]]
+    ft = 3.0
+    t_bar = romancore.read_pattern_metadata(rp, ft).t_bar
+    res = np.zeros((len(rp), 1, 2), np.float32)
+    res[:] = (100 + 20 * t_bar)[:, None, None]
+    res[2, 0, 0] = np.nan
+    res[2, 0, 1] = np.inf
+    rn = np.full((1, 2), 10.0, np.float32)
+    s_slope, _, _, s_dq = _stcal(res, np.zeros(res.shape, np.uint8), rn, rp, ft, True)
+    assert s_slope[0, 0] == 0 and np.isinf(s_slope[0, 1]) and not s_dq.any()
+    gdq = np.zeros(res.shape, np.uint8)
+    ours = romancore.fit_ramps(res, gdq, rn, rp, ft)
+    assert (gdq[2] == group.DO_NOT_USE).all() and not np.delete(gdq, 2, axis=0).any()
+    flagged = np.zeros(res.shape, np.uint8)
+    flagged[2] = group.DO_NOT_USE
+    f_slope, f_vr, f_vp, _ = _stcal(np.where(np.isfinite(res), res, 0), flagged, rn, rp, ft,
+                                    True)
+    np.testing.assert_allclose(ours.slope, 20.0, rtol=1e-5)
+    np.testing.assert_allclose(ours.slope, f_slope, rtol=1e-5)
+    np.testing.assert_allclose(ours.var_read, f_vr, rtol=1e-5)
+    np.testing.assert_allclose(ours.var_poisson, f_vp, rtol=1e-5)

@@ -182,6 +182,65 @@ def test_growth_of_diluted_resultant():
     np.testing.assert_array_equal(gdq[1:][:, ~block], 0)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", [0, 1, 2, 3])
+def test_nonfinite_resultant_is_not_saturation(bad, where):
+    # threshold 500, resultant 3 saturated. +inf is no saturation (which would flag
+    # every later resultant and cut the ramp), NaN gets no flag, -inf is <= 0: the
+    # A/D floor (AD_FLOOR | DO_NOT_USE) on that resultant only. The ramp fit flags all
+    # three DO_NOT_USE and fits around them.
+    data = np.array([100.0, 200.0, 300.0, 600.0])
+    data[where] = bad
+    gdq, pdq = _run(data, 500.0, SINGLE4)
+    expected = [0, 0, 0, 0 if where == 3 else SAT]
+    if bad == -np.inf:
+        expected[where] = ADF | DNU
+    assert gdq[:, 0, 0].tolist() == expected
+    assert pdq[0, 0] == 0
+
+
+def test_nonfinite_values_do_not_trigger_dilution_or_resultant_one_checks():
+    # read pattern [[1], [2, 3, 4], [5], [6]]: dilution factor of resultant 1 = 3/4.
+    rp = [[1], [2, 3, 4], [5], [6]]
+    # dilution: a finite resultant 1 above 500 * 3/4 before a saturated resultant 2 is
+    # flagged; a non-finite one is not
+    gdq, _ = _run([100.0, 400.0, 600.0, 700.0], 500.0, rp)
+    assert gdq[:, 0, 0].tolist() == [0, SAT, SAT, SAT]
+    for bad in (np.nan, np.inf):
+        gdq, _ = _run([100.0, bad, 600.0, 700.0], 500.0, rp)
+        assert gdq[:, 0, 0].tolist() == [0, 0, SAT, SAT]
+    # resultant-1 check (resultant 2 the first saturated; 300 is below the diluted
+    # threshold 375): the step 10 -> 300 exceeds (500 - 10) / 3, so resultant 1 is
+    # flagged; a non-finite resultant 0 or 1 takes no part in the check
+    gdq, _ = _run([10.0, 300.0, 600.0, 700.0], 500.0, rp)
+    assert gdq[:, 0, 0].tolist() == [0, SAT, SAT, SAT]
+    for data, expected in (
+        ([10.0, np.inf, 600.0, 700.0], [0, 0, SAT, SAT]),
+        ([-np.inf, 300.0, 600.0, 700.0], [ADF | DNU, 0, SAT, SAT]),
+        ([np.nan, 300.0, 600.0, 700.0], [0, 0, SAT, SAT]),
+    ):
+        gdq, _ = _run(data, 500.0, rp)
+        assert gdq[:, 0, 0].tolist() == expected, data
+
+
+@pytest.mark.parametrize("k", [0, 1])
+def test_nonfinite_thread_invariance_and_growth(k):
+    rng = np.random.default_rng(8)
+    rp = [[1], [2, 3], [4, 5, 6], [7]]
+    data = rng.uniform(0, 1200, (4, 30, 70)).cumsum(axis=0).astype(np.float32)
+    bad = rng.random(data.shape) < 0.05
+    data[bad] = rng.choice(np.array([np.nan, np.inf, -np.inf], np.float32), data.shape)[bad]
+    # threshold 2500: finite values saturate too; the result is thread-independent
+    out = [_run(data, 2500.0, rp, k=k, n_threads=t) for t in (1, 2)]
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    # threshold 1e4 (no finite value comes near it, even diluted): the only flags are
+    # the A/D floor of -inf; +inf saturates nothing, not even by growth
+    for t in (1, 2):
+        gdq, pdq = _run(data, 1.0e4, rp, k=k, n_threads=t)
+        np.testing.assert_array_equal(gdq, np.where(data == -np.inf, ADF | DNU, 0))
+        assert not pdq.any()
+
+
 def test_inputs_not_modified_and_thread_invariance():
     rng = np.random.default_rng(5)
     rp = [[1], [2, 3], [4, 5, 6], [7], [8, 9, 10, 11]]

@@ -7,13 +7,17 @@ inside) and evaluates its jump statistic.  Only pixels whose group DQ splits the
 or whose statistic crosses the threshold go through the per-pixel queue
 (:func:`_queue_pixel`), which reproduces stcal 1.20's ``fit_jumps`` order of work.
 Scratch memory is allocated once per thread; nothing is allocated per pixel.
+
+A NaN or infinite resultant is flagged DO_NOT_USE in ``groupdq`` (in the per-pixel
+path, which every such pixel takes: its full-ramp slope is not finite), so the ramp is
+split around it exactly as around any other flagged resultant.
 """
 from cython.parallel cimport parallel, prange
-from libc.math cimport NAN, isnan
+from libc.math cimport NAN, isfinite, isnan
 from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.stdlib cimport free, malloc
 
-from romancore._dqflags cimport DQ_JUMP_DET
+from romancore._dqflags cimport DQ_DO_NOT_USE, DQ_JUMP_DET
 from romancore.ramp._jump cimport (J_DT1, J_DT1SQ, J_DT2, J_DT2SQ, J_RR1, J_RR2, J_VS1,
                                    J_VS2, nan_max, statistic, threshold)
 from romancore.ramp._segment cimport p_index, segment_slope
@@ -48,14 +52,24 @@ cdef inline float _jstat(const Tables* tb, const float* r, Py_ssize_t i, int j,
                      rn2, slope, correct)
 
 
+cdef inline void _flag_nonfinite(const float* r, uint8_t* g, Py_ssize_t n,
+                                 Py_ssize_t plane) noexcept nogil:
+    """DO_NOT_USE on every NaN or infinite resultant of one pixel (steps by ``plane``)."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        if not isfinite(r[i * plane]):
+            g[i * plane] |= DQ_DO_NOT_USE
+
+
 cdef void _queue_pixel(const Tables* tb, const float* r, uint8_t* g, float rn,
                        int32_t* stack, float* out_slope, float* out_vr,
                        float* out_vp) noexcept nogil:
     """Fit one pixel's ramp segment by segment, splitting at jumps (000:1266-1306).
 
     ``r`` and ``g`` point at the pixel's resultant 0 and step by ``tb.plane``.  Segments
-    are the runs of resultants with no DQ flag; they are pushed on a stack in order and
-    popped from the top (as stcal does).  A segment whose statistic exceeds the
+    are the runs of resultants with no DQ flag (a NaN or infinite resultant is first
+    flagged DO_NOT_USE); they are pushed on a stack in order and popped from the top
+    (as stcal does).  A segment whose statistic exceeds the
     threshold gets its two candidate resultants flagged JUMP_DET and is replaced by the
     sub-segments before and after them.
     """
@@ -71,6 +85,7 @@ cdef void _queue_pixel(const Tables* tb, const float* r, uint8_t* g, float rn,
     out_slope[0] = NAN
     out_vr[0] = NAN
     out_vp[0] = NAN
+    _flag_nonfinite(r, g, n, plane)
     if isnan(rn):
         return  # no noise model: no fit, no jump statistics (stcal gives NaN as well)
 
@@ -208,6 +223,7 @@ cdef void _fit_row(const Tables* tb, const float* r0, uint8_t* g0, const float* 
 
     if n < 2:
         for x in range(nx):
+            _flag_nonfinite(r0 + x, g0 + x, n, plane)
             out_slope[x] = NAN
             out_vr[x] = NAN
             out_vp[x] = NAN
@@ -241,7 +257,9 @@ cdef void _fit_row(const Tables* tb, const float* r0, uint8_t* g0, const float* 
         if not flagged[x] and tb.use_jump and best[x] > tb.lowest_threshold:
             if best[x] > threshold(<float>slope[x], tb.intercept, tb.constant):
                 flagged[x] = 1
-        if flagged[x] or isnan(rn[x]) or isnan(slope[x]):
+        # a non-finite slope means a NaN or infinite resultant: the queue flags and
+        # splits around it
+        if flagged[x] or isnan(rn[x]) or not isfinite(slope[x]):
             _queue_pixel(tb, r0 + x, g0 + x, rn[x], stack,
                          out_slope + x, out_vr + x, out_vp + x)
             continue
