@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -45,23 +46,37 @@ def validate_read_pattern(read_pattern: Sequence[Sequence[int]]) -> list[list[in
     ------
     ValueError
         If the pattern or any resultant is empty, a read number is not a positive
-        integer, or the read numbers do not strictly increase through the pattern.
+        integer (a string, a boolean or a non-integral number such as 1.5; an
+        integral float such as 2.0 is accepted), or the read numbers do not strictly
+        increase through the pattern.
     """
-    if read_pattern is None or len(read_pattern) == 0:
+    if read_pattern is None or isinstance(read_pattern, str | bytes):
+        raise ValueError(f"read_pattern must be a list of lists of integers, got {read_pattern!r}")
+    try:
+        n_resultants = len(read_pattern)
+    except TypeError as err:
+        raise ValueError(
+            f"read_pattern must be a list of lists of integers, got {read_pattern!r}"
+        ) from err
+    if n_resultants == 0:
         raise ValueError("read_pattern is empty")
     out: list[list[int]] = []
     previous = 0
     for i, resultant in enumerate(read_pattern):
+        if isinstance(resultant, str | bytes):
+            raise ValueError(
+                f"read_pattern resultant {i} is not a list of integers: {resultant!r}"
+            )
         try:
-            reads = [int(r) for r in resultant]
-        except (TypeError, ValueError) as err:
+            reads = [_read_number(r) for r in resultant]
+        except TypeError as err:
             raise ValueError(
                 f"read_pattern resultant {i} is not a list of integers: {resultant!r}"
             ) from err
+        except ValueError as err:
+            raise ValueError(f"read_pattern resultant {i}: {err}") from None
         if not reads:
             raise ValueError(f"read_pattern resultant {i} is empty")
-        if any(float(r) != float(o) for r, o in zip(reads, resultant, strict=True)):
-            raise ValueError(f"read_pattern resultant {i} has non-integer read numbers")
         for r in reads:
             if r <= previous:
                 raise ValueError(
@@ -71,6 +86,24 @@ def validate_read_pattern(read_pattern: Sequence[Sequence[int]]) -> list[list[in
             previous = r
         out.append(reads)
     return out
+
+
+def _read_number(value: object) -> int:
+    """Return a read number as ``int``: an integer, or a float with an integral value.
+
+    Raises
+    ------
+    ValueError
+        For strings, booleans, non-numbers and non-integral or non-finite numbers.
+    """
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise ValueError(f"read number {value!r} is not an integer")
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    as_float = float(value)
+    if not math.isfinite(as_float) or as_float != math.floor(as_float):
+        raise ValueError(f"read number {value!r} is not an integer")
+    return int(as_float)
 
 
 def read_pattern_metadata(

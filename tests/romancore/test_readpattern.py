@@ -60,6 +60,12 @@ def test_accepts_numpy_and_tuples():
     assert validate_read_pattern(rp) == [[1, 2], [3], [4, 5, 6]]
 
 
+def test_integral_floats_accepted_as_ints():
+    out = validate_read_pattern([[1.0, 2.0], [np.float32(3.0)], np.array([4.0, 5.0])])
+    assert out == [[1, 2], [3], [4, 5]]
+    assert all(type(r) is int for reads in out for r in reads)
+
+
 @pytest.mark.parametrize(
     "read_pattern",
     [
@@ -74,7 +80,18 @@ def test_accepts_numpy_and_tuples():
         [[-1]],
         [[1.5, 2]],  # non-integer
         [["a"]],
+        [["1"], ["2"]],  # numbers as strings
+        ["12", "3"],
+        "123",
+        [[b"1"]],
+        [[True], [2]],
+        [[1], [2.000001]],
+        [[1], [math.inf]],
+        [[1], [math.nan]],
+        [[1], [None]],
+        [[1], [2 + 0j]],
         [1, 2],  # resultants must be sequences
+        5,
     ],
 )
 def test_invalid_read_patterns(read_pattern):

@@ -12,7 +12,7 @@ from romancore._threads import effective_n_threads
 from romancore._validation import check_array, check_writeable
 from romancore.ramp import _fit
 from romancore.ramp._tables import FitTables, build_tables
-from romancore.readpattern import read_pattern_metadata
+from romancore.readpattern import read_pattern_metadata, validate_read_pattern
 
 __all__ = ["RampFitResult", "fit_ramps"]
 
@@ -40,12 +40,8 @@ class RampFitResult(NamedTuple):
 
 
 def _pattern_key(read_pattern: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]:
-    try:
-        return tuple(tuple(int(r) for r in reads) for reads in read_pattern)
-    except (TypeError, ValueError):
-        # not a list of lists of integers: read_pattern_metadata says why
-        read_pattern_metadata(read_pattern, 1.0)
-        raise
+    """Return the validated read pattern as a hashable key (ValueError if invalid)."""
+    return tuple(tuple(reads) for reads in validate_read_pattern(read_pattern))
 
 
 @functools.lru_cache(maxsize=16)
