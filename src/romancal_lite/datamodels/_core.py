@@ -355,6 +355,30 @@ class DataModel:
         value = self._node._data.get("data")
         return None if value is None else tuple(value.shape)
 
+    def file_node(self, key: str) -> Any:
+        """Return a top-level node, other than ``roman``, of the file this model was read from.
+
+        Simulators record their truth and settings there (``romanisim``,
+        ``romancal_lite_truth``). Arrays in it are not loaded.
+
+        Parameters
+        ----------
+        key : str
+            Top-level key of the ASDF tree.
+
+        Returns
+        -------
+        object or None
+            The node, or None for an in-memory model or a file without it.
+        """
+        af = self._asdf
+        if af is None or key == "roman":
+            return None
+        try:
+            return af.tree.get(key)
+        except (AttributeError, ValueError, OSError):
+            return None
+
     def _describe(self) -> str:
         if self._path:
             return os.fspath(self._path)
