@@ -37,6 +37,11 @@ run options:
   --steps.<step>.<param> VALUE
                              set a parameter of one step of a pipeline
   --override-<reftype> PATH  use this reference file instead of the selected one
+  --builtin-references       allow romancal_lite's built-in, invented reference
+                             files (pedigree DUMMY) for an exposure that is not
+                             one of its simulations: NOT a calibration (warned
+                             and recorded in the output); without CRDS and
+                             without this option such a run stops
   --output-dir DIR           write outputs to DIR (default: current directory)
   --save-parameters FILE     write the parameters used to FILE (ASDF or YAML)
   -v, --verbose              show DEBUG log messages
@@ -246,7 +251,10 @@ def _run(args: list[str]) -> int:
         save_parameters = parsed["save_parameters"]
         if save_parameters and Path(save_parameters).resolve() == Path(positionals[0]).resolve():
             raise OutputError(f"--save-parameters {save_parameters} would overwrite the input")
-        step.run(positionals[0])
+        from romancal_lite.references import allow_builtin_references
+
+        with allow_builtin_references(parsed["builtin_references"]):
+            step.run(positionals[0])
         if save_parameters:
             step.export_config(save_parameters)
     return 0
@@ -259,6 +267,7 @@ def _parse_run_options(cls: type[Step], tokens: list[str]) -> dict[str, Any]:
         "verbose": False,
         "config": [],
         "save_parameters": None,
+        "builtin_references": False,
         "parameters": {},
         "positionals": [],
     }
@@ -279,6 +288,9 @@ def _parse_run_options(cls: type[Step], tokens: list[str]) -> dict[str, Any]:
             continue
         key, has_value, value = token[2:].partition("=")
         key = key.replace("-", "_")
+        if key == "builtin_references" and not has_value:
+            result["builtin_references"] = True
+            continue
         if key in {"config", "save_parameters"}:
             if not has_value:
                 if i >= len(tokens):

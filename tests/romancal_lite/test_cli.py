@@ -107,7 +107,8 @@ def test_run_step_saves_result(capsys, work):
     saved = json.loads((work / "r0001_WFI01_fake_saturation.asdf").read_text())
     assert saved["data"] == [3, 4]
     assert saved["cal_step"] == {"fake_saturation": "COMPLETE"}
-    assert saved["ref_file"] == {"saturation": "sat.asdf"}
+    # the fake reference is not an ASDF file: its pedigree cannot be read
+    assert saved["ref_file"] == {"saturation": "sat.asdf", "pedigree": {"saturation": "UNKNOWN"}}
     assert "Step fake_saturation done in" in err
 
 

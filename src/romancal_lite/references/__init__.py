@@ -9,7 +9,12 @@ Selection always goes through the ``crds`` client with the science model's
 * otherwise crds runs server-less against a cache romancal-lite generates in
   ``$ROMANCAL_LITE_CRDS_CACHE`` or ``~/.cache/romancal_lite/crds``: mappings
   (``roman_lite_0001.pmap`` ...) listing all 18 detectors, reference files in
-  the official roman_datamodels format written lazily, on first selection.
+  the official roman_datamodels format written lazily, on first selection; but
+  only for exposures those references are right for (see `reference_source`):
+  simulations by ``romancal_lite.simulate``, romanisim simulations with constant
+  detector properties (a cache generated from its recorded constants), or any
+  exposure when the caller opts in (`allow_builtin_references`,
+  ``--builtin-references``), which is logged and recorded in the output.
 
 Public API
 ----------
@@ -29,17 +34,29 @@ from ._cache import (
     BuiltinCache,
     default_cache_dir,
     generate_cache,
+    matched_cache,
     open_builtin_cache,
 )
-from ._content import build_reference, reference_shape, write_reference
+from ._content import DetectorConstants, build_reference, reference_shape, write_reference
 from ._crds import user_configured
+from ._source import (
+    InputOrigin,
+    ReferenceSource,
+    allow_builtin_references,
+    builtin_references_allowed,
+    input_origin,
+    reference_source,
+    romanisim_constants,
+    simulator_source,
+)
 from ._spec import DETECTORS, OPTICAL_ELEMENTS, REFTYPES, get_spec
-from .check import check_reference, open_reference_tree
+from .check import check_reference, open_reference_tree, reference_pedigree
 from .select import (
     NOT_APPLICABLE,
     active_cache,
     builtin_cache,
     crds_parameters,
+    forced_cache,
     get_reference_file,
     get_reference_files,
     use_builtin_cache,
@@ -53,19 +70,31 @@ __all__ = [
     "OPTICAL_ELEMENTS",
     "REFTYPES",
     "BuiltinCache",
+    "DetectorConstants",
+    "InputOrigin",
+    "ReferenceSource",
     "active_cache",
+    "allow_builtin_references",
     "build_reference",
     "builtin_cache",
+    "builtin_references_allowed",
     "check_reference",
     "crds_parameters",
     "default_cache_dir",
+    "forced_cache",
     "generate_cache",
     "get_reference_file",
     "get_reference_files",
     "get_spec",
+    "input_origin",
+    "matched_cache",
     "open_builtin_cache",
     "open_reference_tree",
+    "reference_pedigree",
     "reference_shape",
+    "reference_source",
+    "romanisim_constants",
+    "simulator_source",
     "use_builtin_cache",
     "user_configured",
     "write_reference",

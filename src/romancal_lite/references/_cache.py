@@ -33,7 +33,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._content import build_reference, write_reference
+from ._content import DetectorConstants, build_reference, write_reference
 from ._mappings import (
     format_imap,
     format_pmap,
@@ -50,6 +50,7 @@ __all__ = [
     "BuiltinCache",
     "default_cache_dir",
     "generate_cache",
+    "matched_cache",
     "open_builtin_cache",
 ]
 
@@ -166,6 +167,9 @@ class BuiltinCache:
         Reference types with rmaps.
     files : dict
         Reference basename to its generation parameters.
+    constants : DetectorConstants or None
+        A simulator's detector constants the files are generated from (None: the
+        built-in defaults).
     """
 
     root: Path
@@ -174,6 +178,7 @@ class BuiltinCache:
     detectors: tuple[str, ...]
     reftypes: tuple[str, ...]
     files: dict[str, dict] = field(default_factory=dict)
+    constants: DetectorConstants | None = None
 
     context: str = CONTEXT
 
@@ -239,6 +244,7 @@ class BuiltinCache:
                 self.full_shape,
                 info["useafter"],
                 info.get("optical_element"),
+                constants=self.constants,
             )
             write_reference(path, node)
         return path
@@ -271,6 +277,7 @@ class BuiltinCache:
             "useafters": list(self.useafters),
             "detectors": list(self.detectors),
             "reftypes": list(self.reftypes),
+            "constants": None if self.constants is None else self.constants.to_dict(),
         }
 
 
@@ -312,6 +319,7 @@ def generate_cache(
     detectors: Sequence[str] = DETECTORS,
     reftypes: Sequence[str] | None = None,
     materialize: bool = False,
+    constants: DetectorConstants | None = None,
 ) -> BuiltinCache:
     """Create (or reuse) a built-in CRDS cache in ``root``.
 
@@ -334,6 +342,9 @@ def generate_cache(
         Reference types to provide (default all known types).
     materialize : bool, optional
         Write every reference file now instead of on first use.
+    constants : DetectorConstants, optional
+        Generate the files from these detector constants (a simulator's record)
+        instead of the built-in defaults.
 
     Returns
     -------
@@ -347,6 +358,7 @@ def generate_cache(
         useafters=tuple(useafters),
         detectors=tuple(d.upper() for d in detectors),
         reftypes=tuple(r.lower() for r in (reftypes or REFTYPES)),
+        constants=constants,
     )
     for reftype in cache.reftypes:
         get_spec(reftype)
@@ -425,6 +437,7 @@ def open_builtin_cache(root: str | Path | None = None) -> BuiltinCache:
             detectors=tuple(s["detectors"]),
             reftypes=tuple(s["reftypes"]),
             files=stamp.get("files", {}),
+            constants=DetectorConstants.from_dict(s.get("constants")),
         )
         if _complete(cache):
             return cache
@@ -434,8 +447,43 @@ def open_builtin_cache(root: str | Path | None = None) -> BuiltinCache:
             useafters=cache.useafters,
             detectors=cache.detectors,
             reftypes=cache.reftypes,
+            constants=cache.constants,
         )
     return generate_cache(root)
+
+
+def matched_cache(
+    constants: DetectorConstants,
+    full_shape: tuple[int, int],
+    base: str | Path | None = None,
+) -> BuiltinCache:
+    """Return (generating it if needed) a cache of references made from ``constants``.
+
+    Each set of constants and read-out shape gets its own directory,
+    ``<base>/matched/<key>``, so caches for different simulations never replace
+    each other.
+
+    Parameters
+    ----------
+    constants : DetectorConstants
+        The simulator's recorded detector constants.
+    full_shape : tuple of int
+        ``(ny, nx)`` of the exposure's read-out.
+    base : str or Path, optional
+        Directory under which matched caches live; default :func:`default_cache_dir`.
+
+    Returns
+    -------
+    BuiltinCache
+        The cache.
+    """
+    import hashlib
+
+    shape = (int(full_shape[0]), int(full_shape[1]))
+    text = json.dumps({"constants": constants.to_dict(), "shape": shape}, sort_keys=True)
+    key = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]
+    root = Path(base) if base is not None else default_cache_dir()
+    return generate_cache(root / "matched" / key, full_shape=shape, constants=constants)
 
 
 def remove_cache(root: str | Path) -> None:

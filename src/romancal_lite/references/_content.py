@@ -18,12 +18,20 @@ WFI H4RG detector, not measurements:
   placing the 18 detectors on an approximate 6 x 3 focal-plane grid;
 * refpix zero FFT coefficients (no left/right/amp33 cross-talk correction;
   the per-amplifier offsets are still removed by the step).
+
+A cache can instead be generated from a simulator's recorded detector constants
+(:class:`DetectorConstants`, e.g. those romanisim writes under
+``romanisim.simulate_reffiles``): gain, read noise, dark current and saturation are
+then those constants everywhere, linearity the identity and the flat 1 when the
+simulator applied none, and the files carry pedigree ``SIMULATION``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from asdf.tagged import TaggedDict
@@ -32,7 +40,7 @@ from romancore.dqflags import pixel
 
 from ._spec import BORDER, EXPOSURE_TYPES, IMAGING_ELEMENTS, OPTICAL_ELEMENTS, get_spec
 
-__all__ = ["build_reference", "reference_shape", "write_reference"]
+__all__ = ["DetectorConstants", "build_reference", "reference_shape", "write_reference"]
 
 _AUTHOR = "romancal-lite built-in reference generator"
 _ORIGIN = "romancal-lite"
@@ -75,6 +83,67 @@ _PIXEL_AREA_SR = float((_PIXEL_SCALE_ARCSEC / 206264.80624709636) ** 2)
 _COLLECTING_AREA_M2 = 3.757
 
 
+@dataclass(frozen=True)
+class DetectorConstants:
+    """Detector constants a simulator recorded, used instead of the built-in defaults.
+
+    Attributes
+    ----------
+    gain : float
+        Gain (electron/DN), the same for every pixel.
+    readnoise : float
+        Read noise of one read (DN).
+    dark : float
+        Dark current (electron/s); the DARK reference holds ``dark / gain`` DN/s.
+    saturation : float
+        Saturation threshold (DN).
+    linear : bool
+        True when the simulator applied no non-linearity: LINEARITY and
+        INVERSELINEARITY are then the identity polynomial.
+    flat : float
+        Uniform flat-field value (1 when the simulator applied no flat).
+    source : str
+        Who recorded the constants (written into every file's description).
+    """
+
+    gain: float
+    readnoise: float
+    dark: float
+    saturation: float
+    linear: bool = True
+    flat: float = 1.0
+    source: str = "a simulator"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the constants as a JSON-friendly dict (the cache's settings).
+
+        Returns
+        -------
+        dict
+            Field name to value.
+        """
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> DetectorConstants | None:
+        """Rebuild constants written by `to_dict` (None stays None).
+
+        Parameters
+        ----------
+        values : mapping or None
+            The dict.
+
+        Returns
+        -------
+        DetectorConstants or None
+            The constants.
+        """
+        return None if values is None else cls(**dict(values))
+
+
+_C = DetectorConstants | None
+
+
 def _det_index(detector: str) -> int:
     return int(detector[3:])
 
@@ -112,8 +181,15 @@ def _meta(
     useafter: str,
     optical_element: str | None = None,
     exposure: bool = False,
+    constants: DetectorConstants | None = None,
 ) -> dict:
     from astropy.time import Time
+
+    if constants is None:
+        what, pedigree = "plausible defaults, not calibration data", _PEDIGREE
+    else:
+        what = f"matched to the detector constants recorded by {constants.source}"
+        pedigree = "SIMULATION"
 
     instrument = {"name": "WFI", "detector": detector}
     if optical_element is not None:
@@ -124,9 +200,9 @@ def _meta(
         "description": (
             f"romancal-lite built-in {reftype.upper()} reference for {detector}"
             + (f" {optical_element}" if optical_element else "")
-            + f", use after {useafter}: plausible defaults, not calibration data."
+            + f", use after {useafter}: {what}."
         ),
-        "pedigree": _PEDIGREE,
+        "pedigree": pedigree,
         "useafter": Time(useafter, format="isot", scale="utc"),
         "telescope": "ROMAN",
         "origin": _ORIGIN,
@@ -155,21 +231,21 @@ def _const(shape: tuple[int, ...], value: float, dtype: type = np.float32) -> np
     return np.full(shape, value, dtype=dtype)
 
 
-def _mask(det: str, shape, useafter: str, elem: str | None) -> dict:
-    return {"meta": _meta("mask", det, useafter), "dq": _border_mask(shape)}
+def _mask(det: str, shape, useafter: str, elem: str | None, c: _C) -> dict:
+    return {"meta": _meta("mask", det, useafter, constants=c), "dq": _border_mask(shape)}
 
 
-def _saturation(det: str, shape, useafter: str, elem: str | None) -> dict:
-    level = 55000.0 + 250.0 * (_det_index(det) - 9)
+def _saturation(det: str, shape, useafter: str, elem: str | None, c: _C) -> dict:
+    level = c.saturation if c else 55000.0 + 250.0 * (_det_index(det) - 9)
     return {
-        "meta": _meta("saturation", det, useafter),
+        "meta": _meta("saturation", det, useafter, constants=c),
         "data": _const(shape, level),
         "dq": np.zeros(shape, dtype=np.uint32),
     }
 
 
-def _linearity_coeffs(shape, inverse: bool) -> np.ndarray:
-    c2 = _LIN_C2
+def _linearity_coeffs(shape, inverse: bool, c: _C) -> np.ndarray:
+    c2 = 0.0 if c is not None and c.linear else _LIN_C2
     values = (0.0, 1.0, -c2, 2.0 * c2 * c2) if inverse else (0.0, 1.0, c2, 0.0)
     coeffs = np.empty((len(values), *shape), dtype=np.float32)
     for i, v in enumerate(values):
@@ -177,48 +253,59 @@ def _linearity_coeffs(shape, inverse: bool) -> np.ndarray:
     return coeffs
 
 
-def _linearity(det: str, shape, useafter: str, elem: str | None) -> dict:
+def _linearity(det: str, shape, useafter: str, elem: str | None, c: _C) -> dict:
     return {
-        "meta": _meta("linearity", det, useafter),
-        "coeffs": _linearity_coeffs(shape, inverse=False),
+        "meta": _meta("linearity", det, useafter, constants=c),
+        "coeffs": _linearity_coeffs(shape, inverse=False, c=c),
         "dq": np.zeros(shape, dtype=np.uint32),
     }
 
 
-def _inverselinearity(det: str, shape, useafter: str, elem: str | None) -> dict:
+def _inverselinearity(det: str, shape, useafter: str, elem: str | None, c: _C) -> dict:
     return {
-        "meta": _meta("inverselinearity", det, useafter),
-        "coeffs": _linearity_coeffs(shape, inverse=True),
+        "meta": _meta("inverselinearity", det, useafter, constants=c),
+        "coeffs": _linearity_coeffs(shape, inverse=True, c=c),
         "dq": np.zeros(shape, dtype=np.uint32),
     }
 
 
-def _gain_value(det: str) -> float:
-    return 1.9 + 0.01 * _det_index(det)
+def _gain_value(det: str, c: _C) -> float:
+    return c.gain if c else 1.9 + 0.01 * _det_index(det)
 
 
-def _gain(det: str, shape, useafter: str, elem: str | None) -> dict:
-    return {"meta": _meta("gain", det, useafter), "data": _const(shape, _gain_value(det))}
-
-
-def _readnoise(det: str, shape, useafter: str, elem: str | None) -> dict:
+def _gain(det: str, shape, useafter: str, elem: str | None, c: _C) -> dict:
     return {
-        "meta": _meta("readnoise", det, useafter, exposure=True),
-        "data": _const(shape, 5.0 + 0.05 * _det_index(det)),
+        "meta": _meta("gain", det, useafter, constants=c),
+        "data": _const(shape, _gain_value(det, c)),
     }
 
 
-def _dark(det: str, shape, useafter: str, elem: str | None) -> dict:
-    slope = 0.01 / _gain_value(det)  # 0.01 e/s in DN/s
+def _readnoise(det: str, shape, useafter: str, elem: str | None, c: _C) -> dict:
     return {
-        "meta": _meta("dark", det, useafter, optical_element="DARK", exposure=True),
+        "meta": _meta("readnoise", det, useafter, exposure=True, constants=c),
+        "data": _const(shape, c.readnoise if c else 5.0 + 0.05 * _det_index(det)),
+    }
+
+
+def _dark(det: str, shape, useafter: str, elem: str | None, c: _C) -> dict:
+    dark_e = c.dark if c else 0.01
+    slope = dark_e / _gain_value(det, c)  # e/s in DN/s
+    return {
+        "meta": _meta("dark", det, useafter, optical_element="DARK", exposure=True, constants=c),
         "dq": np.zeros(shape, dtype=np.uint32),
         "dark_slope": _const(shape, slope),
         "dark_slope_error": _const(shape, 0.1 * slope),
     }
 
 
-def _flat(det: str, shape, useafter: str, elem: str | None) -> dict:
+def _flat(det: str, shape, useafter: str, elem: str | None, c: _C) -> dict:
+    if c is not None:
+        return {
+            "meta": _meta("flat", det, useafter, optical_element=elem, constants=c),
+            "data": _const(shape, c.flat),
+            "dq": np.zeros(shape, dtype=np.uint32),
+            "err": _const(shape, 0.0),
+        }
     ny, nx = shape
     y = np.linspace(-1.0, 1.0, ny, dtype=np.float32)[:, None]
     x = np.linspace(-1.0, 1.0, nx, dtype=np.float32)[None, :]
@@ -226,7 +313,7 @@ def _flat(det: str, shape, useafter: str, elem: str | None) -> dict:
     data = (1.0 + tilt * x - 0.004 * (x * x + y * y)).astype(np.float32)
     data /= np.float32(data.mean())
     return {
-        "meta": _meta("flat", det, useafter, optical_element=elem),
+        "meta": _meta("flat", det, useafter, optical_element=elem, constants=c),
         "data": data,
         "dq": np.zeros(shape, dtype=np.uint32),
         "err": _const(shape, 0.005),
@@ -269,9 +356,9 @@ def _phot_entry(elem: str) -> dict:
     return entry
 
 
-def _photom(det: str, shape, useafter: str, elem: str | None) -> dict:
+def _photom(det: str, shape, useafter: str, elem: str | None, c: _C) -> dict:
     return {
-        "meta": _meta("photom", det, useafter),
+        "meta": _meta("photom", det, useafter, constants=c),
         "phot_table": {e: _phot_entry(e) for e in OPTICAL_ELEMENTS},
     }
 
@@ -285,7 +372,9 @@ def _detector_v2v3(det: str) -> tuple[float, float, float]:
     return v2, v3, -60.0
 
 
-def _distortion(det: str, shape, useafter: str, elem: str | None, science_shape=None) -> dict:
+def _distortion(
+    det: str, shape, useafter: str, elem: str | None, c: _C, science_shape=None
+) -> dict:
     from astropy.modeling import models
 
     ny, nx = science_shape
@@ -301,15 +390,15 @@ def _distortion(det: str, shape, useafter: str, elem: str | None, science_shape=
     transform.bounding_box = ((-0.5, ny - 0.5), (-0.5, nx - 0.5))
     transform.name = f"{det.lower()}_{(elem or 'all').lower()}_distortion"
     return {
-        "meta": _meta("distortion", det, useafter, optical_element=elem),
+        "meta": _meta("distortion", det, useafter, optical_element=elem, constants=c),
         "coordinate_distortion_transform": transform,
     }
 
 
-def _refpix(det: str, shape, useafter: str, elem: str | None) -> dict:
+def _refpix(det: str, shape, useafter: str, elem: str | None, c: _C) -> dict:
     zeros = np.zeros(shape, dtype=np.complex128)
     return {
-        "meta": _meta("refpix", det, useafter),
+        "meta": _meta("refpix", det, useafter, constants=c),
         "gamma": zeros,
         "zeta": zeros.copy(),
         "alpha": zeros.copy(),
@@ -337,6 +426,7 @@ def build_reference(
     full_shape: tuple[int, int],
     useafter: str,
     optical_element: str | None = None,
+    constants: DetectorConstants | None = None,
 ) -> TaggedDict:
     """Build the official-format ``roman`` node of a generated reference file.
 
@@ -352,6 +442,8 @@ def build_reference(
         ISO use-after date, ``"YYYY-MM-DDThh:mm:ss"``.
     optical_element : str, optional
         Optical element for the types selected by it (flat, distortion).
+    constants : DetectorConstants, optional
+        A simulator's detector constants to use instead of the built-in defaults.
 
     Returns
     -------
@@ -363,9 +455,9 @@ def build_reference(
     builder = _BUILDERS[spec.reftype]
     if spec.reftype == "distortion":
         science = (full_shape[0] - 2 * BORDER, full_shape[1] - 2 * BORDER)
-        node = builder(detector, shape, useafter, optical_element, science_shape=science)
+        node = builder(detector, shape, useafter, optical_element, constants, science_shape=science)
     else:
-        node = builder(detector, shape, useafter, optical_element)
+        node = builder(detector, shape, useafter, optical_element, constants)
     return TaggedDict(node, spec.tag)
 
 

@@ -20,7 +20,7 @@ from ._content import reference_shape
 from ._spec import BORDER, DETECTORS, OPTICAL_ELEMENTS, REFTYPES, TAG_PREFIX, get_spec
 from .select import crds_parameters
 
-__all__ = ["check_reference", "open_reference_tree"]
+__all__ = ["check_reference", "open_reference_tree", "reference_pedigree"]
 
 _ROMAN_EXTENSIONS = "asdf://stsci.edu/datamodels/roman/"
 
@@ -70,6 +70,27 @@ def open_reference_tree(path: str | os.PathLike[str]) -> Iterator[Any]:
                     f"{path.name}: not a Roman reference file (no 'roman' node)"
                 )
             yield af.tree["roman"]
+
+
+def reference_pedigree(path: str | os.PathLike[str]) -> str:
+    """Return a reference file's ``meta.pedigree`` (GROUND, MODEL, DUMMY, SIMULATION).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The reference file.
+
+    Returns
+    -------
+    str
+        The pedigree, or ``"UNKNOWN"`` if the file does not say (or cannot be read).
+    """
+    try:
+        with open_reference_tree(path) as node:
+            value = _get(_get(node, "meta"), "pedigree")
+    except ReferenceFileError:
+        return "UNKNOWN"
+    return str(value) if value else "UNKNOWN"
 
 
 def _get(node: Any, key: str) -> Any:

@@ -25,12 +25,14 @@ from ._crds import (
     crds_getreferences,
     user_configured,
 )
+from ._source import ReferenceSource, reference_source
 
 __all__ = [
     "NOT_APPLICABLE",
     "active_cache",
     "builtin_cache",
     "crds_parameters",
+    "forced_cache",
     "get_reference_file",
     "get_reference_files",
     "use_builtin_cache",
@@ -97,6 +99,17 @@ def builtin_cache(
         _FORCED[0] = previous
         _CACHE[0] = None
         os.environ.update(hidden)
+
+
+def forced_cache() -> BuiltinCache | None:
+    """Return the cache a caller chose with `use_builtin_cache` / `builtin_cache`, if any.
+
+    Returns
+    -------
+    BuiltinCache or None
+        The chosen cache (even where the user's CRDS setup wins), else None.
+    """
+    return _FORCED[0]
 
 
 def active_cache() -> BuiltinCache | None:
@@ -211,6 +224,7 @@ def get_reference_files(
     model_or_params: Any,
     reftypes: Sequence[str],
     overrides: Mapping[str, Any] | None = None,
+    source: ReferenceSource | None = None,
 ) -> dict[str, str]:
     """Return the reference file path for each type.
 
@@ -223,6 +237,10 @@ def get_reference_files(
     overrides : mapping, optional
         Reftype to a path that wins over CRDS (``override_<reftype>``); a None
         value means "no override", ``"N/A"`` means "do not use a reference".
+    source : ReferenceSource, optional
+        Where to select from (decided once per run); default
+        ``reference_source(model_or_params)``, needed only for types without an
+        override.
 
     Returns
     -------
@@ -233,8 +251,9 @@ def get_reference_files(
     Raises
     ------
     ReferenceFileError
-        If an override does not exist, crds cannot select a type, or the selected
-        file is not available.
+        If an override does not exist, there is no source of references for the
+        exposure (see `reference_source`), crds cannot select a type, or the
+        selected file is not available.
     """
     overrides = {k.lower(): v for k, v in (overrides or {}).items() if v is not None}
     wanted = [r.lower() for r in reftypes]
@@ -245,8 +264,10 @@ def get_reference_files(
     todo = [r for r in wanted if r not in result]
     if not todo:
         return {r: result[r] for r in wanted}
+    if source is None:
+        source = reference_source(model_or_params)
     params = crds_parameters(model_or_params)
-    cache = active_cache()
+    cache = source.cache
     if cache is not None:
         chosen = crds_getrecommendations(params, todo, cache)
         for reftype in todo:
@@ -272,7 +293,12 @@ def get_reference_files(
     return {r: result[r] for r in wanted}
 
 
-def get_reference_file(model_or_params: Any, reftype: str, override: Any = None) -> str:
+def get_reference_file(
+    model_or_params: Any,
+    reftype: str,
+    override: Any = None,
+    source: ReferenceSource | None = None,
+) -> str:
     """Return the path of one reference file (override first, else CRDS).
 
     Parameters
@@ -283,6 +309,8 @@ def get_reference_file(model_or_params: Any, reftype: str, override: Any = None)
         Reference type, e.g. ``"flat"``.
     override : str or Path, optional
         Path that wins over CRDS (the step's ``override_<reftype>``).
+    source : ReferenceSource, optional
+        Where to select from; see `get_reference_files`.
 
     Returns
     -------
@@ -295,4 +323,4 @@ def get_reference_file(model_or_params: Any, reftype: str, override: Any = None)
         If the override does not exist or no file can be selected.
     """
     overrides = {reftype: override} if override is not None else None
-    return get_reference_files(model_or_params, [reftype], overrides)[reftype.lower()]
+    return get_reference_files(model_or_params, [reftype], overrides, source)[reftype.lower()]

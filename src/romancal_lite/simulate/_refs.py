@@ -27,7 +27,12 @@ import numpy as np
 from romancore.dqflags import pixel
 
 from ..errors import ReferenceFileError
-from ..references import NOT_APPLICABLE, build_reference, get_reference_files
+from ..references import (
+    NOT_APPLICABLE,
+    build_reference,
+    get_reference_files,
+    simulator_source,
+)
 from ..references._cache import DEFAULT_USEAFTERS
 from ..references._spec import BORDER
 
@@ -258,7 +263,7 @@ def load_references(
                     f"references: unknown reference type(s) {', '.join(unknown)}; "
                     f"the simulator uses {', '.join(REFTYPES_USED)}"
                 )
-            paths = get_reference_files(model, REFTYPES_USED, overrides)
+            paths = get_reference_files(model, REFTYPES_USED, overrides, simulator_source())
             for reftype, path in paths.items():
                 sources[reftype] = path
                 if path == NOT_APPLICABLE:

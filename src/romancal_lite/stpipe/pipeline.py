@@ -192,6 +192,17 @@ class Pipeline(Step):
             model = step.run(model)
         return model
 
+    def selects_references(self) -> bool:
+        """Return whether any step of the run would select a reference file.
+
+        Returns
+        -------
+        bool
+            True if the pipeline is not skipped and one of its steps is not skipped
+            and has a reference type without an override.
+        """
+        return not self.skip and any(s.selects_references() for s in self.steps.values())
+
     def planned_outputs(self) -> list[Path]:
         """Return the paths the pipeline and its steps would write.
 

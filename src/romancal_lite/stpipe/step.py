@@ -144,6 +144,7 @@ class Step:
         self._values.update(converted)
         self._reference_files_used: list[tuple[str, str]] = []
         self._input_name: str | None = None
+        self._reference_source: Any = None
 
     # ------------------------------------------------------------------ parameters
 
@@ -352,6 +353,9 @@ class Step:
             return model
         if self.parent is None:
             self.check_outputs(input)
+            self._reference_source = None
+            if self.selects_references():
+                self.resolve_reference_source(model)
         self.log.info("Step %s running", self.name)
         self.log.debug("Step %s parameters: %s", self.name, self.get_pars())
         self._reference_files_used = []
@@ -498,10 +502,56 @@ class Step:
         else:
             from romancal_lite import references
 
-            path = str(references.get_reference_file(model, reftype))
+            source = self._root()._reference_source or self.resolve_reference_source(model)
+            path = str(references.get_reference_file(model, reftype, source=source))
             self.log.info("Using %s reference file %s", reftype, path)
         self._reference_files_used.append((reftype, path))
         return path
+
+    def selects_references(self) -> bool:
+        """Return whether a run would select a reference file (one not overridden).
+
+        Returns
+        -------
+        bool
+            True if the step is not skipped and some reference type has no
+            ``override_<reftype>``.
+        """
+        if self.skip:
+            return False
+        return any(self.get_override(r) is None for r in self.reference_file_types)
+
+    def resolve_reference_source(self, model: Any) -> Any:
+        """Decide, once per run, where references come from, and say it in the log.
+
+        See `romancal_lite.references.reference_source`: the user's CRDS, the
+        built-in references of a simulation they match, or (by explicit opt-in
+        only) the invented built-in references, which is logged as a warning.
+
+        Parameters
+        ----------
+        model : object
+            The input exposure as opened by the run.
+
+        Returns
+        -------
+        romancal_lite.references.ReferenceSource
+            The source, also kept by the top-level step for the whole run.
+
+        Raises
+        ------
+        ReferenceFileError
+            If no source applies (no CRDS, not a matchable simulation, no opt-in).
+        """
+        from romancal_lite import references
+
+        source = references.reference_source(model)
+        if source.invented:
+            self.log.warning("References: %s", source.description)
+        else:
+            self.log.info("References: %s", source.description)
+        self._root()._reference_source = source
+        return source
 
     def open_reference(
         self,
@@ -564,8 +614,21 @@ class Step:
         from romancal_lite import __version__
 
         _set_meta(self, model, "calibration_software_version", __version__)
+        if not self._reference_files_used and self.parent is not None:
+            return
+        from romancal_lite.references import reference_pedigree
+
+        source = self._root()._reference_source
         for reftype, path in self._reference_files_used:
             _set_meta(self, model, f"ref_file.{reftype}", path)
+            if path != NOT_APPLICABLE:
+                _set_meta_item(self, model, "ref_file.pedigree", reftype, reference_pedigree(path))
+        if source is not None:
+            _set_meta(self, model, "ref_file.source", source.description)
+            if source.context is not None:
+                _set_meta(self, model, "ref_file.crds.context", source.context)
+            if self.parent is None and source.invented:
+                _append_cal_log(self, model, f"WARNING: {source.description}")
 
     # ------------------------------------------------------------------ outputs
 
@@ -707,6 +770,36 @@ def _set_meta(step: Step, model: Any, dotted: str, value: Any) -> None:
         setattr(node, leaf, value)
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         step.log.warning("Cannot record meta.%s: %s", dotted, exc)
+
+
+def _set_meta_item(step: Step, model: Any, dotted: str, key: str, value: Any) -> None:
+    """Set ``meta.<dotted>[key] = value``, creating the mapping if it is missing."""
+    *parents, leaf = dotted.split(".")
+    try:
+        node = model.meta
+        for part in parents:
+            node = getattr(node, part)
+        try:
+            mapping = getattr(node, leaf)
+        except (AttributeError, KeyError):
+            setattr(node, leaf, {})
+            mapping = getattr(node, leaf)
+        mapping[key] = value
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        step.log.warning("Cannot record meta.%s.%s: %s", dotted, key, exc)
+
+
+def _append_cal_log(step: Step, model: Any, line: str) -> None:
+    """Append ``line`` to ``meta.cal_logs`` if the model has it (L2 images)."""
+    try:
+        logs = model.meta.cal_logs
+    except (AttributeError, KeyError):
+        return
+    try:
+        if line not in list(logs):
+            logs.append(line)
+    except (AttributeError, TypeError) as exc:
+        step.log.warning("Cannot record meta.cal_logs: %s", exc)
 
 
 def _check_writable_dir(directory: Path) -> None:

@@ -143,18 +143,33 @@ def test_override_missing_file(fakes, tmp_path):
 def test_reference_selection_is_delegated_lazily(fakes, monkeypatch):
     seen = []
 
-    def get_reference_file(model, reftype):
-        seen.append(reftype)
+    source = types.SimpleNamespace(
+        kind="crds", description="the test's CRDS", context="roman_0042.pmap", invented=False
+    )
+    sources = []
+
+    def reference_source(model):
+        sources.append(model)
+        return source
+
+    def get_reference_file(model, reftype, source=None):
+        seen.append((reftype, source))
         return f"/cache/roman_wfi_{reftype}_0001.asdf"
 
     fake_refs = types.ModuleType("romancal_lite.references")
     fake_refs.get_reference_file = get_reference_file
+    fake_refs.reference_source = reference_source
+    fake_refs.reference_pedigree = lambda path: "GROUND"
     monkeypatch.setitem(sys.modules, "romancal_lite.references", fake_refs)
     monkeypatch.setattr(romancal_lite, "references", fake_refs, raising=False)
-    result = fakes.FakePipeline.call(fakes.FakeModel([1]), override_linearity="N/A")
-    assert seen == ["saturation"]
+    model = fakes.FakeModel([1])
+    result = fakes.FakePipeline.call(model, override_linearity="N/A")
+    assert seen == [("saturation", source)]  # decided once, before any step
+    assert sources == [model]
     assert result.meta.ref_file.saturation == "/cache/roman_wfi_saturation_0001.asdf"
     assert result.meta.ref_file.linearity == "N/A"
+    assert result.meta.ref_file.pedigree == {"saturation": "GROUND"}
+    assert result.meta.ref_file.source == "the test's CRDS"
 
 
 def test_pipeline_runs_steps_with_step_parameters(fakes, refs):

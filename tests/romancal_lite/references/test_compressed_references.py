@@ -1,0 +1,82 @@
+"""Official files have compressed blocks: every compression roman_datamodels writes reads.
+
+roman_datamodels writes lz4 by default (every official CRDS reference file has lz4
+blocks); asdf also writes zlib and bzp2. Each reference of ``roman_elp`` and the input
+exposure are re-written by roman_datamodels itself with each compression, and the
+pipeline must give exactly the result it gives with the uncompressed files.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+
+import asdf
+import numpy as np
+import pytest
+
+from romancal_lite import cli, datamodels, simulate
+from romancal_lite.references import builtin_cache, generate_cache, get_reference_files
+
+rdm = pytest.importorskip("roman_datamodels.datamodels")
+
+SHAPE = (40, 128)
+NAME = "r0000101001001001001_0001_wfi07"
+REFTYPES = ("mask", "saturation", "linearity", "readnoise", "gain", "dark", "distortion",
+            "photom", "flat")
+COMPRESSIONS = ("lz4", "zlib", "bzp2")
+
+
+def test_lz4_is_a_declared_dependency():
+    requires = importlib.metadata.requires("romancal-lite") or []
+    names = {re.split(r"[ <>=!;\[]", r, maxsplit=1)[0].lower() for r in requires
+             if "extra ==" not in r}
+    assert "lz4" in names
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("compressed")
+    cache = generate_cache(tmp / "crds", full_shape=SHAPE)
+    uncal = tmp / f"{NAME}_uncal.asdf"
+    with builtin_cache(cache, hide_user_crds=True):
+        simulate.write_exposure(uncal, shape=SHAPE, detector="WFI07", read_pattern="ma4",
+                                seed=11, n_stars=4, cr_rate=1e-4)
+        with datamodels.open(uncal) as model:
+            paths = get_reference_files(model, REFTYPES)
+    return tmp, cache, uncal, paths
+
+
+def _calibrate(directory, uncal, overrides):
+    # every reference is given: no CRDS and no built-in reference is needed
+    argv = ["run", "roman_elp", str(uncal), "--output-dir", str(directory)]
+    for reftype, path in overrides.items():
+        argv += [f"--override-{reftype}", str(path)]
+    assert cli.main(argv) == 0
+    with datamodels.open(directory / f"{NAME}_cal.asdf") as cal:
+        return {name: np.array(getattr(cal, name)) for name in ("data", "err", "dq")}
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_pipeline_reads_compressed_official_files(setup, compression):
+    tmp, _, uncal, paths = setup
+    reference = _calibrate(tmp / "plain", uncal, paths)
+    work = tmp / compression
+    work.mkdir()
+    overrides = {}
+    for reftype, path in paths.items():
+        out = work / f"{reftype}.asdf"
+        with rdm.open(path) as model:  # roman_datamodels' own reader and writer
+            model.save(out, all_array_compression=compression)
+        overrides[reftype] = out
+    raw = work / uncal.name
+    with rdm.open(uncal) as model:
+        model.save(raw, all_array_compression=compression)
+    for path in (*overrides.values(), raw):
+        with asdf.open(path, lazy_load=True) as af:
+            kinds = {bytes(b.header["compression"]).rstrip(b"\0") for b in af._blocks.blocks}
+        if kinds:  # photom and distortion have no blocks
+            assert kinds == {compression.encode()}, path
+    result = _calibrate(work / "out", raw, overrides)
+    for name, array in reference.items():
+        np.testing.assert_array_equal(result[name], array, err_msg=name)
