@@ -2,10 +2,11 @@
 
 Selection always goes through the crds client with the science model's CRDS
 parameters (``model.get_crds_parameters()``, keys ``roman.meta.*``).  Where crds
-looks is decided by :mod:`romancal_lite.references._crds`: the user's CRDS if
-they configured one, else the built-in generated cache (see
-:mod:`romancal_lite.references._cache`), whose reference files are written on
-first selection.
+looks is the run's :class:`~romancal_lite.references.ReferenceSource` (decided by
+:func:`~romancal_lite.references.reference_source`, see ``docs/references.md``): the
+user's CRDS if they configured one, else a generated cache (see
+:mod:`romancal_lite.references._cache`) whose reference files are written on first
+selection, but only for exposures it is right for or by explicit opt-in.
 """
 
 from __future__ import annotations
