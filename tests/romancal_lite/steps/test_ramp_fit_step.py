@@ -42,6 +42,11 @@ def rate_field():
     return np.linspace(0.5, 50.0, np.prod(SMALL_SHAPE)).reshape(SMALL_SHAPE)
 
 
+def noisy_rate(seed):
+    """The rate field of ``noisy_ramp(seed)`` (its first random draw)."""
+    return np.random.default_rng(seed).uniform(0.0, 300.0, SMALL_SHAPE)
+
+
 def noisy_ramp(seed):
     rng = np.random.default_rng(seed)
     rate = rng.uniform(0.0, 300.0, SMALL_SHAPE)
@@ -172,6 +177,87 @@ def test_dq_collapse():
     assert np.count_nonzero(groupdq & JUMP_G) == 1
 
 
+DEAD = np.zeros(SMALL_SHAPE, bool)  # pixels of _nonfinite_cases left without a segment
+DEAD[15, 70] = DEAD[16, 80] = DEAD[17, 90] = True
+
+
+def _nonfinite_cases(data, border=True):
+    """Put NaN / +inf / -inf resultants into ``data``; return their mask."""
+    bad = np.zeros(data.shape, bool)
+    for k, (y, x) in enumerate([(10, 25), (11, 30), (12, 40), (13, 50), (14, 60)]):
+        bad[k % N_RES, y, x] = True  # first, middle and last resultants
+    bad[[1, 3], 15, 70] = True  # two in one pixel: three single resultants left
+    bad[[0, 4], 18, 75] = True  # first and last
+    bad[:, 16, 80] = True  # all
+    bad[:, 17, 90] = True
+    bad[2, 17, 90] = False  # one finite resultant left: no segment
+    bad[2, 20, 2] = border  # reference border column: never fitted
+    values = np.resize(np.array([np.nan, np.inf, -np.inf], np.float32), bad.sum())
+    data[bad] = values
+    return bad
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # numpy errors ignored in every thread
+@pytest.mark.parametrize("use_jump", [True, False])
+def test_nonfinite_resultants_fit_as_do_not_use(use_jump):
+    # NaN and infinite resultants give the slopes, variances and DQ of the same ramp
+    # with those resultants flagged DO_NOT_USE (the fit uses the resultants on both
+    # sides); they get DO_NOT_USE in groupdq; a pixel left without two usable
+    # resultants is DO_NOT_USE with a NaN slope.
+    clean = noisy_ramp(5)
+    data = clean.copy()
+    bad = _nonfinite_cases(data)
+    flagged = np.zeros(SHAPE, np.uint8)
+    flagged[bad] = DNU_G
+    flagged[:, 20, 2] = 0  # the border is not fitted: no flag there
+    ref = fit(clean, flagged.copy(), use_jump=use_jump)
+    groupdq = np.zeros(SHAPE, np.uint8)
+    res = fit(data, groupdq, use_jump=use_jump, n_threads=2)
+    np.testing.assert_array_equal(groupdq & DNU_G, flagged)
+    for name in ("slope", "dq", "var_poisson", "var_rnoise", "err"):
+        np.testing.assert_array_equal(getattr(res, name), getattr(ref, name), err_msg=name)
+    dead = sci(DEAD)
+    assert np.all(np.isnan(res.slope[dead])) and np.all(res.dq[dead] & DNU)
+    hit = sci(bad.any(axis=0))
+    assert hit.sum() == 9  # the border column is trimmed
+    fine = hit & ~dead
+    assert np.all(np.isfinite(res.slope[fine])) and not np.any(res.dq[fine] & DNU)
+    np.testing.assert_allclose(res.slope[fine], sci(noisy_rate(5))[fine], rtol=0.05)
+    # dumo ignores flags (as romancal's): not finite where a resultant is not
+    np.testing.assert_array_equal(res.dumo[~hit], ref.dumo[~hit])
+
+
+def test_nonfinite_resultants_through_saturation_linearity_and_ramp_fit(builtin_refs):
+    # The same through the steps with the built-in references: saturation, linearity
+    # and ramp_fit on a ramp with NaN / +inf / -inf resultants give the image of the
+    # ramp with those resultants flagged instead (-inf is <= 0: the saturation step's
+    # A/D floor, AD_FLOOR | DO_NOT_USE).
+    from romancal_lite.steps.linearity import LinearityStep
+    from romancal_lite.steps.saturation import SaturationStep
+
+    def run(ramp):
+        for step in (SaturationStep, LinearityStep, RampFitStep):
+            ramp = step.call(ramp)
+        return ramp
+
+    with_bad = make_ramp(rate=40.0)
+    with_bad.data = noisy_ramp(9)
+    flagged = make_ramp(rate=40.0)
+    flagged.data = with_bad.data.copy()
+    bad = _nonfinite_cases(with_bad.data, border=False)
+    flagged.groupdq[bad] = np.where(with_bad.data[bad] == -np.inf,
+                                    np.uint8(group.AD_FLOOR | DNU_G), DNU_G)
+    image = run(with_bad)
+    expected = run(flagged)
+    np.testing.assert_array_equal(with_bad.groupdq, flagged.groupdq)
+    for name in ("data", "dq", "var_poisson", "var_rnoise", "err"):
+        np.testing.assert_array_equal(getattr(image, name), getattr(expected, name),
+                                      err_msg=name)
+    assert image.meta.cal_step.saturation == image.meta.cal_step.linearity == "COMPLETE"
+    np.testing.assert_array_equal(np.isnan(image.data), sci(DEAD))
+    assert np.all(image.dq[sci(DEAD)] & DNU)
+
+
 @pytest.mark.parametrize("use_jump", [True, False])
 def test_block_rows_invariance(use_jump):
     data = noisy_ramp(7)
@@ -256,7 +342,8 @@ def test_fit_exposure_passes_arguments_to_romancore(monkeypatch):
             "threshold_constant": 0.25,
             "n_threads": 1,
         }
-    assert [args[0].shape for args, _ in calls] == [(N_RES, 16, 256), (N_RES, 16, 256)]
+    # the science columns only (the reference border is never fitted)
+    assert [args[0].shape for args, _ in calls] == [(N_RES, 16, 248), (N_RES, 16, 248)]
 
 
 def test_fit_exposure_rejects_bad_shapes():
@@ -492,7 +579,7 @@ def test_step_parameters_passed_through(builtin_refs, monkeypatch):
         threshold_constant=0.25,
         block_rows=7,
     )
-    assert [shape for shape, _ in calls] == [(N_RES, 7, 256)] * 4 + [(N_RES, 4, 256)]
+    assert [shape for shape, _ in calls] == [(N_RES, 7, 248)] * 4 + [(N_RES, 4, 248)]
     for _, kwargs in calls:
         assert kwargs["use_jump"] is False
         assert kwargs["threshold_intercept"] == 9.5

@@ -1,9 +1,9 @@
 """Array work of ``ramp_fit``: DN ramps to trimmed DN/s images, streamed in row blocks.
 
-The cube is never copied whole: each block of rows is converted to electrons (the
-only temporary, ``block_rows`` rows of every resultant), fitted by
-`romancore.fit_ramps`, converted back to DN/s and written straight into the
-border-trimmed output images.
+The cube is never copied whole: the science columns of each block of rows are
+converted to electrons (the only temporary, ``block_rows`` rows of every resultant),
+fitted by `romancore.fit_ramps`, converted back to DN/s and written straight into the
+border-trimmed output images. The reference border is never fitted.
 """
 
 from __future__ import annotations
@@ -102,7 +102,9 @@ def fit_exposure(
     Per block of rows: ``R_e = R_DN * gain`` and ``RN_e = RN_DN * gain``; romancore's
     Casertano (2022) fit with its queue-based jump detection (JUMP_DET is OR-ed into
     ``groupdq`` in place); then ``slope / gain`` and ``var / gain**2``. The outputs are
-    the science array only (the ``BORDER``-pixel reference frame is trimmed). The
+    the science array only (the ``BORDER``-pixel reference frame is not fitted). A
+    NaN or infinite resultant gets DO_NOT_USE in ``groupdq`` and the ramp is fitted
+    around it, as around any flagged resultant (`romancore.fit_ramps`). The
     output ``dq`` is ``pixeldq`` OR every group flag set on any resultant except
     DO_NOT_USE (the collapse of seeds/000:1176), plus, as romancal 1.1 does,
     DO_NOT_USE where no resultant is usable (all SATURATED or DO_NOT_USE) or the slope
@@ -176,21 +178,28 @@ def fit_exposure(
     def finish(res: romancore.RampFitResult, gdq: np.ndarray, g_fit: np.ndarray,
                bad_gain: np.ndarray, r0: int, lo: int, hi: int) -> None:
         """DN/s, DQ and dumo of rows ``lo:hi`` of the block starting at row ``r0``."""
+        # numpy's error state is per thread: NaN slopes, a zero gain or non-finite
+        # resultants (dumo) are expected here
+        with np.errstate(invalid="ignore", divide="ignore"):
+            _finish(res, gdq, g_fit, bad_gain, r0, lo, hi)
+
+    def _finish(res: romancore.RampFitResult, gdq: np.ndarray, g_fit: np.ndarray,
+                bad_gain: np.ndarray, r0: int, lo: int, hi: int) -> None:
         o = slice(r0 - b + lo, r0 - b + hi)
-        gs = g_fit[lo:hi, cols]
-        bg = bad_gain[lo:hi, cols]
+        gs = g_fit[lo:hi]
+        bg = bad_gain[lo:hi]
         s, vp, vr, e = slope[o], var_p[o], var_r[o], err[o]
-        np.divide(res.slope[lo:hi, cols], gs, out=s)
+        np.divide(res.slope[lo:hi], gs, out=s)
         g2 = gs * gs
-        np.divide(res.var_poisson[lo:hi, cols], g2, out=vp)
-        np.divide(res.var_read[lo:hi, cols], g2, out=vr)
+        np.divide(res.var_poisson[lo:hi], g2, out=vp)
+        np.divide(res.var_read[lo:hi], g2, out=vr)
         np.add(vp, vr, out=e)
         np.sqrt(e, out=e)
         any_bad_gain = bool(bg.any())
         if any_bad_gain:
             for arr in (s, vp, vr, e):
                 arr[bg] = np.nan
-        gsc = gdq[:, lo:hi, cols]
+        gsc = gdq[:, lo:hi]
         d = dq[o]
         np.bitwise_or(pixeldq[r0 + lo : r0 + hi, cols],
                       np.bitwise_or.reduce(gsc, axis=0) & collapse_mask, out=d)
@@ -215,12 +224,13 @@ def fit_exposure(
     with np.errstate(invalid="ignore", divide="ignore"), ThreadPoolExecutor(threads) as pool:
         for r0 in range(b, ny - b, block_rows):
             r1 = min(r0 + block_rows, ny - b)
-            g = np.asarray(gain[r0:r1], dtype=np.float32)
+            # the science columns only: the reference border is never fitted
+            g = np.asarray(gain[r0:r1, cols], dtype=np.float32)
             bad_gain = ~np.isfinite(g) | (g <= 0)
             g_fit = np.where(bad_gain, np.float32(1.0), g)
-            block = np.multiply(data[:, r0:r1], g_fit, dtype=np.float32)
-            gdq = np.ascontiguousarray(groupdq[:, r0:r1])
-            rn = np.asarray(read_noise[r0:r1], dtype=np.float32) * g_fit
+            block = np.multiply(data[:, r0:r1, cols], g_fit, dtype=np.float32)
+            gdq = np.ascontiguousarray(groupdq[:, r0:r1, cols])
+            rn = np.asarray(read_noise[r0:r1, cols], dtype=np.float32) * g_fit
             res = romancore.fit_ramps(
                 block,
                 gdq,
@@ -232,7 +242,7 @@ def fit_exposure(
                 threshold_constant=threshold_constant,
                 n_threads=n_threads,
             )
-            groupdq[:, r0:r1] = gdq
+            groupdq[:, r0:r1, cols] = gdq
             del block
             # the per-pixel finishing is elementwise numpy (which releases the GIL):
             # split the block's rows between the threads; results do not depend on it
