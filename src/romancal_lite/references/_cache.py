@@ -24,15 +24,17 @@ of tiny references.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
 import shutil
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import ReferenceFileError
 from ._content import DetectorConstants, build_reference, write_reference
 from ._mappings import (
     format_imap,
@@ -92,6 +94,20 @@ _FALLBACK_NA_TYPES = (
     "pars-saturationstep",
     "superbias",
 )
+
+
+@contextlib.contextmanager
+def _usable(root: Path) -> Iterator[None]:
+    """Turn a failure to create or write the cache into one clear error."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        where = exc.filename or root
+        raise ReferenceFileError(
+            f"built-in reference cache {root} is not usable ({reason}: {where}); set "
+            f"{CACHE_ENV_VAR} to a writable folder"
+        ) from None
 
 
 def default_cache_dir() -> Path:
@@ -237,17 +253,21 @@ class BuiltinCache:
         """
         path = self.reference_path(basename)
         if not path.exists():
-            info = self.files[basename]
-            node = build_reference(
-                info["reftype"],
-                info["detector"],
-                self.full_shape,
-                info["useafter"],
-                info.get("optical_element"),
-                constants=self.constants,
-            )
-            write_reference(path, node)
+            with _usable(self.root):
+                self._write(basename, path)
         return path
+
+    def _write(self, basename: str, path: Path) -> None:
+        info = self.files[basename]
+        node = build_reference(
+            info["reftype"],
+            info["detector"],
+            self.full_shape,
+            info["useafter"],
+            info.get("optical_element"),
+            constants=self.constants,
+        )
+        write_reference(path, node)
 
     def materialize(self, reftypes: Iterable[str] | None = None) -> list[Path]:
         """Write every (or every listed type's) reference file now.
@@ -366,14 +386,15 @@ def generate_cache(
     stamp_path = root / _STAMP
     previous = _read_stamp(stamp_path)
     if previous is None or previous.get("settings") != cache._settings() or not _complete(cache):
-        if previous is not None:
-            for name in previous.get("files", {}):
-                cache.reference_path(name).unlink(missing_ok=True)
-        _write_cache(cache, entries)
-        write_text_atomic(
-            stamp_path,
-            json.dumps({"settings": cache._settings(), "files": cache.files}, indent=1),
-        )
+        with _usable(root):
+            if previous is not None:
+                for name in previous.get("files", {}):
+                    cache.reference_path(name).unlink(missing_ok=True)
+            _write_cache(cache, entries)
+            write_text_atomic(
+                stamp_path,
+                json.dumps({"settings": cache._settings(), "files": cache.files}, indent=1),
+            )
     if materialize:
         cache.materialize()
     return cache

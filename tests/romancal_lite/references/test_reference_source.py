@@ -279,3 +279,19 @@ def test_cal_with_provenance_is_read_by_roman_datamodels(capsys, exposures, no_c
     with rdm.open(tmp_path / f"{NAME}_cal.asdf") as cal:
         cal.validate()
         assert cal.meta.ref_file.pedigree["flat"] == "DUMMY"
+
+
+def test_unusable_cache_location_is_one_clear_error(capsys, exposures, monkeypatch, tmp_path):
+    sim, _ = exposures
+    for name in (*USER_CRDS_VARS, "CRDS_MODE", "CRDS_CONTEXT"):
+        monkeypatch.delenv(name, raising=False)
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the cache should be")
+    monkeypatch.setenv(CACHE_ENV_VAR, str(blocker))
+    status, _, err = run(capsys, "run", "roman_elp", sim, "--output-dir", tmp_path / "out")
+    assert status == 1
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("romancal_lite: error:")]
+    assert len(errors) == 1 and str(blocker) in errors[0] and CACHE_ENV_VAR in errors[0]
+    assert blocker.read_text() == "a file where the cache should be"
+    assert _listing(tmp_path / "out") == []
