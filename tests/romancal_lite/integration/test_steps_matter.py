@@ -264,6 +264,18 @@ def test_jump_detection_off_fails_the_truth(setup: dict[str, Any]) -> None:
     assert "cr_found" in failures(figures), figures
 
 
+def test_dq_init_without_the_bad_pixel_mask_fails_the_truth(setup: dict[str, Any],
+                                                           tmp_path: Path) -> None:
+    """dq_init cannot be skipped; a MASK without the bad pixels shows its flags matter."""
+    with datamodels.open(setup["refs"]["mask"]) as mask:
+        good = datamodels.MaskRefModel.create_minimal(
+            {"meta": mask.meta, "dq": np.asarray(mask.dq) & np.uint32(pixel.REFERENCE_PIXEL)})
+    path = good.save(tmp_path / "good_mask.asdf")
+    figures = truth_check(calibrate(setup, dq_init__override_mask=str(path)), setup)
+    print(f"\nmask without bad pixels: failed {failures(figures)}")
+    assert "bad_pixels_flagged" in failures(figures), figures
+
+
 @pytest.mark.parametrize("step", ["dq_init", "ramp_fit"])
 def test_steps_that_cannot_be_skipped_stop_the_run(setup: dict[str, Any], step: str) -> None:
     """Without dq_init there is no ramp, without ramp_fit no image: never a silent no-op."""

@@ -241,8 +241,9 @@ TOLERANCES["realistic_refpix_skipped"] = TOLERANCES["refpix_skipped"]
 
 #: Largest |ours / romancal - 1| of a never-saturated pixel from the linearity methods:
 #: the classic correction of a resultant averaging N reads is low by L''/2 var(reads)
-#: (Jensen), 1.2e-5 of the rate at the highest unsaturated rate of MA table 4
-#: (345 DN/s); 2e-5 with float32 rounding.
+#: (Jensen): for noiseless MA table 4 ramps 7.8e-6 of the rate at 300 DN/s and 1.2e-5 at
+#: 400 DN/s, above the fastest unsaturated pixels (thresholds up to 58 000 DN: 370 DN/s);
+#: 2e-5 with float32 rounding.
 LINEARITY_UNSATURATED_REL = 2e-5
 #: The same for pixels that saturate during the ramp (their fit ends on a resultant of
 #: 5-10 reads instead of the single-read last one): 3.4e-4 (400 DN/s, 8 usable
