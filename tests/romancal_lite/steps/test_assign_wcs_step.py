@@ -181,6 +181,24 @@ def test_not_applicable_skips(builtin_refs):
     assert model.meta.cal_step.assign_wcs == "SKIPPED"
 
 
+def test_not_applicable_skips_before_the_pointing_is_checked(builtin_refs, run_cli):
+    # without a DISTORTION reference there is no WCS to build: a placeholder pointing
+    # (which the step rejects when it does apply) does not matter
+    model = datamodels.ImageModel.create_fake_data(shape=SHAPE)
+    model.meta.instrument.detector = "WFI01"
+    result = AssignWcsStep.call(model, override_distortion="N/A")
+    assert result.meta.cal_step.assign_wcs == "SKIPPED"
+    assert result.meta.wcs is None
+    run = run_cli("assign_wcs", model, "--override-distortion", "N/A")
+    assert run.status == 0, run.err
+    assert len(run.warnings) == 1 and "skipped" in run.warnings[0], run.warnings
+    assert "DISTORTION" in run.warnings[0] and not run.errors
+    (output,) = run.out.iterdir()
+    with datamodels.open(output) as saved:
+        assert saved.meta.cal_step.assign_wcs == "SKIPPED"
+        assert saved.meta.ref_file.distortion == "N/A"
+
+
 def write_distortion(path, detector="WFI01", element="F158", transform=None):
     node = build_reference("distortion", detector, (40, 256), "2020-01-01T00:00:00", element)
     if transform is None:

@@ -5,7 +5,7 @@ import pytest
 from astropy.time import Time
 
 from romancal_lite import datamodels
-from romancal_lite.errors import ReferenceFileError
+from romancal_lite.errors import InputFileError, ReferenceFileError
 from romancal_lite.references import build_reference, get_reference_file, write_reference
 from romancal_lite.steps.dark_current import DarkCurrentStep, subtract_dark_current
 from romancore.dqflags import pixel
@@ -114,6 +114,24 @@ def test_not_applicable_skips(builtin_refs):
     result = DarkCurrentStep.call(model, override_dark="N/A")
     np.testing.assert_array_equal(result.data, before)
     assert result.meta.cal_step.dark == "SKIPPED"
+
+
+def test_not_applicable_skips_before_the_image_is_checked(builtin_refs, run_cli):
+    # without a DARK reference there is nothing to subtract: the image is not looked
+    # at (here data that is no image); with a reference, it is a one-line error
+    model = make_image()
+    model.data = np.zeros(7, np.float32)
+    result = DarkCurrentStep.call(model, override_dark="N/A")
+    assert result.meta.cal_step.dark == "SKIPPED"
+    with pytest.raises(InputFileError, match="needs a 2-D slope image"):
+        DarkCurrentStep.call(model)
+    run = run_cli("dark_current", make_image(), "--override-dark", "N/A")
+    assert run.status == 0, run.err
+    assert len(run.warnings) == 1 and "DARK" in run.warnings[0], run.warnings
+    (output,) = run.out.iterdir()
+    with datamodels.open(output) as saved:
+        assert saved.meta.cal_step.dark == "SKIPPED"
+        np.testing.assert_array_equal(saved.data, make_image().data)
 
 
 def test_wrong_detector(builtin_refs, tmp_path):

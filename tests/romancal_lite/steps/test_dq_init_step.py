@@ -190,6 +190,16 @@ def test_not_applicable_mask_skips(builtin_refs):
     assert ramp.meta.ref_file.mask == "N/A"
 
 
+def test_not_applicable_via_the_runner_one_warning(builtin_refs, run_cli):
+    run = run_cli("dq_init", make_raw(), "--override-mask", "N/A")
+    assert run.status == 0, run.err
+    assert len(run.warnings) == 1 and "MASK" in run.warnings[0], run.warnings
+    (output,) = run.out.iterdir()
+    with datamodels.open(output) as saved:
+        assert saved.meta.cal_step.dq_init == "SKIPPED"
+        assert not saved.pixeldq.any()
+
+
 def test_two_dimensional_input_rejected(builtin_refs):
     raw = make_raw()
     raw.data = np.zeros(SMALL_SHAPE, np.uint16)

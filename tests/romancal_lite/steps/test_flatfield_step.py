@@ -202,6 +202,16 @@ def test_not_applicable_skips(builtin_refs):
     assert result.meta.cal_step.flat_field == "SKIPPED"
 
 
+def test_not_applicable_via_the_runner_one_warning(builtin_refs, run_cli):
+    run = run_cli("flatfield", make_image(), "--override-flat", "N/A")
+    assert run.status == 0, run.err
+    assert len(run.warnings) == 1 and "FLAT" in run.warnings[0], run.warnings
+    (output,) = run.out.iterdir()
+    with datamodels.open(output) as saved:
+        assert saved.meta.cal_step.flat_field == "SKIPPED"
+        np.testing.assert_array_equal(saved.data, make_image().data)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

@@ -110,6 +110,16 @@ def test_not_applicable_skips(builtin_refs):
     np.testing.assert_array_equal(result.pixeldq, pdq)
 
 
+def test_not_applicable_via_the_runner_one_warning(builtin_refs, run_cli):
+    run = run_cli("linearity", make_ramp(), "--override-linearity", "N/A")
+    assert run.status == 0, run.err
+    assert len(run.warnings) == 1 and "LINEARITY" in run.warnings[0], run.warnings
+    (output,) = run.out.iterdir()
+    with datamodels.open(output) as saved:
+        assert saved.meta.cal_step.linearity == "SKIPPED"
+        np.testing.assert_array_equal(saved.data, make_ramp().data)
+
+
 def test_wrong_shape_rejected(builtin_refs, tmp_path):
     path = write_linearity(tmp_path / "lin.asdf", np.ones((2, 32, 248), np.float32))
     ramp = make_ramp()

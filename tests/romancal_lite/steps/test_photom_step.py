@@ -142,6 +142,18 @@ def test_not_applicable_skips(builtin_refs):
     assert result.meta.cal_step.photom == "SKIPPED"
 
 
+def test_not_applicable_via_the_runner_one_warning(builtin_refs, run_cli):
+    model = make_image()
+    del model.meta.instrument["optical_element"]  # not looked at without a reference
+    assert PhotomStep.call(model, override_photom="N/A").meta.cal_step.photom == "SKIPPED"
+    run = run_cli("photom", make_image(), "--override-photom", "N/A")
+    assert run.status == 0, run.err
+    assert len(run.warnings) == 1 and "PHOTOM" in run.warnings[0], run.warnings
+    (output,) = run.out.iterdir()
+    with datamodels.open(output) as saved:
+        assert saved.meta.cal_step.photom == "SKIPPED"
+
+
 def test_wrong_detector(builtin_refs, tmp_path):
     ref = write_photom(tmp_path / "photom.asdf", detector="WFI05")
     with pytest.raises(ReferenceFileError, match="detector WFI05"):

@@ -593,3 +593,22 @@ def test_step_parameters_passed_through(builtin_refs, monkeypatch):
 def test_step_not_applicable_reference_rejected(builtin_refs, reftype):
     with pytest.raises(ReferenceFileError, match=reftype.upper()):
         RampFitStep.call(make_ramp(), **{f"override_{reftype}": "N/A"})
+
+
+@pytest.mark.parametrize("reftype", ["gain", "readnoise"])
+def test_not_applicable_reference_rejected_before_the_ramp_is_touched(builtin_refs, reftype,
+                                                                      run_cli):
+    # ramp_fit cannot be skipped (it makes the image): a reference that does not apply
+    # is one clear error, given before the ramp's arrays are looked at or copied
+    ramp = make_ramp()
+    ramp.groupdq.flags.writeable = False
+    groupdq = ramp.groupdq
+    with pytest.raises(ReferenceFileError, match=reftype.upper()):
+        RampFitStep.call(ramp, **{f"override_{reftype}": "N/A"})
+    assert ramp.groupdq is groupdq
+    run = run_cli("ramp_fit", make_ramp(), f"--override-{reftype}", "N/A",
+                  "--builtin-references")
+    assert run.status == 1 and len(run.errors) == 1, run.err
+    assert f"needs a {reftype.upper()} reference" in run.errors[0]
+    assert "Traceback" not in run.err
+    assert not run.out.exists() or not any(run.out.iterdir())  # nothing written

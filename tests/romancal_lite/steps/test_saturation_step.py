@@ -129,6 +129,23 @@ def test_not_applicable_skips(builtin_refs):
     np.testing.assert_array_equal(result.pixeldq, pdq)
 
 
+def test_not_applicable_via_the_runner_one_warning(builtin_refs, run_cli):
+    # SKIPPED with one warning, before the read pattern is looked at (here one that
+    # does not match the data)
+    ramp = make_ramp()
+    ramp.meta.exposure.read_pattern = [[1], [2]]
+    assert SaturationStep.call(ramp, override_saturation="N/A").meta.cal_step.saturation == (
+        "SKIPPED"
+    )
+    run = run_cli("saturation", make_ramp(), "--override-saturation", "N/A")
+    assert run.status == 0, run.err
+    assert len(run.warnings) == 1 and "SATURATION" in run.warnings[0], run.warnings
+    (output,) = run.out.iterdir()
+    with datamodels.open(output) as saved:
+        assert saved.meta.cal_step.saturation == "SKIPPED"
+        np.testing.assert_array_equal(saved.groupdq, make_ramp().groupdq)
+
+
 def test_wrong_shape_rejected(builtin_refs, tmp_path):
     path = write_saturation(tmp_path / "sat.asdf", np.zeros((32, 248)), shape=(32, 248))
     ramp = make_ramp()

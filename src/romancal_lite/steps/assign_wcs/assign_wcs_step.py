@@ -51,15 +51,16 @@ class AssignWcsStep(Step):
         ReferenceFileError
             If the DISTORTION reference does not fit or has no usable transform.
         """
-        try:
-            pointing = pointing_from_wcsinfo(model.meta.wcsinfo)
-        except (AttributeError, ValueError) as exc:
-            raise InputFileError(f"{model!r}: cannot build a WCS: {exc}") from None
         ref = self.open_reference(model, "distortion")
         if ref is None:
+            # before the pointing is looked at: without a reference there is no WCS to build
             self.mark_skipped("No DISTORTION reference file applies; no WCS assigned")
             return model
         with ref:
+            try:
+                pointing = pointing_from_wcsinfo(model.meta.wcsinfo)
+            except (AttributeError, ValueError) as exc:
+                raise InputFileError(f"{model!r}: cannot build a WCS: {exc}") from None
             transform = getattr(ref, "coordinate_distortion_transform", None)
             usable = isinstance(transform, Model) and transform.n_inputs == transform.n_outputs == 2
             if not usable:

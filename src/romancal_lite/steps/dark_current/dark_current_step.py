@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from romancal_lite import datamodels
+from romancal_lite.errors import InputFileError
 from romancal_lite.stpipe import Param, Step
 
 from .dark_current import BORDER, subtract_dark_current
@@ -40,13 +41,27 @@ class DarkCurrentStep(Step):
         ImageModel
             The same model, dark-subtracted.
         """
-        ny, nx = model.data.shape[-2:]
-        full = (ny + 2 * BORDER, nx + 2 * BORDER)
+        shape = _image_shape(model)
+        full = None if shape is None else (shape[0] + 2 * BORDER, shape[1] + 2 * BORDER)
         dark = self.open_reference(model, "dark", expected_shape=full)
         if dark is None:
+            # before the image is looked at: there is nothing to subtract anyway
             self.mark_skipped("No DARK reference file applies; dark current not subtracted")
             return model
         with dark:
+            if shape is None:
+                raise InputFileError(f"{model!r}: dark_current needs a 2-D slope image in data")
             subtract_dark_current(model.data, model.dq, dark.dark_slope, dark.dq)
         return model
 
+
+def _image_shape(model: Any) -> tuple[int, int] | None:
+    """Return the (rows, columns) of a 2-D ``model.data``, or None if there is none."""
+    try:
+        data = model.data
+    except (AttributeError, KeyError):
+        return None
+    shape = getattr(data, "shape", None)
+    if shape is None or len(shape) != 2:
+        return None
+    return (int(shape[0]), int(shape[1]))

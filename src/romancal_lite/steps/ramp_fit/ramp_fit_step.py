@@ -57,7 +57,6 @@ class RampFitStep(Step):
         ImageModel
             The count-rate image, DN/s.
         """
-        writable_contiguous(model, "groupdq")
         shape = model.data.shape[1:]
         refs = {t: self.open_reference(model, t, shape) for t in ("readnoise", "gain")}
         missing = [t.upper() for t, ref in refs.items() if ref is None]
@@ -67,6 +66,7 @@ class RampFitStep(Step):
                     ref.close()
             raise ReferenceFileError(f"ramp_fit needs a {' and '.join(missing)} reference")
         with refs["readnoise"] as rn_ref, refs["gain"] as gain_ref:
+            writable_contiguous(model, "groupdq")
             intercept = 5.5 if self.threshold_intercept is None else self.threshold_intercept
             constant = 1.0 / 3.0 if self.threshold_constant is None else self.threshold_constant
             self.log.info(
