@@ -13,7 +13,8 @@ set of criteria (``CRITERIA``, the thresholds and why they are what they are are
 given there); the complete pipeline passes all of them, every skipped step fails at
 least the one(s) named in ``SKIPS``.  Steps that cannot be scored against the truth
 are covered as far as they can be: ``dq_init`` and ``ramp_fit`` cannot be skipped
-(the next step has no ramp / no image to work on, the run stops with an error);
+(the next step has no ramp / no image to work on, the run stops with an error), and
+dq_init run with a MASK stripped of its bad pixels fails the bad-pixel criterion;
 ``assign_wcs`` and ``photom`` do not change the data (the simulator has no astrometric
 or physical-flux truth), so they are checked against the pointing the simulator was
 given and the PHOTOM reference.
@@ -73,8 +74,8 @@ CRITERIA: dict[str, tuple[Any, str]] = {
     # makes it ~4.
     "bright_pull_width": (lambda v: v < 1.5, "< 1.5"),
     # truly saturated pixels flagged SATURATED (the simulator levels off 2 % above the
-    # threshold, so all must be caught)
-    "saturated_flagged": (lambda v: v >= 0.99, ">= 0.99"),
+    # threshold, so all must be caught, as in test_pipeline_simulated)
+    "saturated_flagged": (lambda v: v == 1.0, "== 1"),
     # cosmic rays (as test_pipeline_simulated)
     "cr_found": (lambda v: v > 0.9, "> 0.9"),
     "jump_false": (lambda v: v < 1e-3, "< 1e-3"),
