@@ -29,7 +29,15 @@ from romancal_lite.steps.refpix import RefPixStep
 from romancal_lite.steps.saturation import SaturationStep
 from romancal_lite.stpipe import Param, Pipeline
 
-__all__ = ["FLATFIELD_TYPES", "ExposurePipeline", "fully_saturated", "zeroed_image"]
+__all__ = [
+    "FLATFIELD_TYPES",
+    "RAMP_STEPS",
+    "ExposurePipeline",
+    "applied_ramp_steps",
+    "detach_from_file",
+    "fully_saturated",
+    "zeroed_image",
+]
 
 #: Exposure types that go on to flatfield; the others stop after photom.
 FLATFIELD_TYPES = frozenset({"WFI_IMAGE", "WFI_LOLO", "WFI_WFSC"})
@@ -93,6 +101,7 @@ class ExposurePipeline(Pipeline):
         ImageModel
             The calibrated image (or, for guide-star data, the dq_init result).
         """
+        applied = applied_ramp_steps(model)
         result = self.dq_init.run(model)
         if self._owns_input and result is not model:
             # the raw uint16 cube is no longer needed: free it before the next steps
@@ -100,17 +109,22 @@ class ExposurePipeline(Pipeline):
             for name in ("data", "amp33", "resultantdq", "reference_read"):
                 if name in model:
                     delattr(model, name)
+        elif self._owns_input:
+            # a ramp read from a file: the steps work on it in place, never in the file
+            detach_from_file(result)
         del model
         exp_type = str(result.meta.exposure.type)
         if exp_type in GUIDE_STAR_TYPES:
             self.log.info("Guide-star exposure %s: nothing after dq_init", exp_type)
             return result
-        result = self.saturation.run(result)
+        result = self._run_ramp_step("saturation", result, applied)
         if fully_saturated(result):
             self.log.warning("Every science pixel is saturated: writing a zeroed image")
             return zeroed_image(result, [s.cal_step_key or s.class_alias for s in self._after(
                 "saturation")])
-        for name in ("refpix", "linearity", "ramp_fit", "dark_current", "assign_wcs", "photom"):
+        for name in ("refpix", "linearity"):
+            result = self._run_ramp_step(name, result, applied)
+        for name in ("ramp_fit", "dark_current", "assign_wcs", "photom"):
             result = self.steps[name].run(result)
         if exp_type not in FLATFIELD_TYPES:
             self.log.info("%s exposure: stopping after photom", exp_type)
@@ -118,9 +132,73 @@ class ExposurePipeline(Pipeline):
             return result
         return self.flatfield.run(result)
 
+    def _run_ramp_step(self, name: str, ramp: Any, applied: frozenset[str]) -> Any:
+        """Run a ramp step unless the input ramp records it COMPLETE already."""
+        if name in applied:
+            self.log.info(
+                "Step %s already applied to the input ramp (meta.cal_step.%s = COMPLETE):"
+                " not repeated",
+                name,
+                name,
+            )
+            return ramp
+        return self.steps[name].run(ramp)
+
     def _after(self, name: str) -> list[Any]:
         names = list(self.steps)
         return [self.steps[n] for n in names[names.index(name) + 1 :]]
+
+
+#: Ramp steps that a ramp given as input may already have had; they are not repeated
+#: (a second refpix or linearity correction would be wrong, a second saturation
+#: growth would grow further).
+RAMP_STEPS = ("saturation", "refpix", "linearity")
+
+
+def applied_ramp_steps(model: Any) -> frozenset[str]:
+    """Return the ramp steps a ``RampModel`` input records as COMPLETE.
+
+    Parameters
+    ----------
+    model : DataModel
+        The pipeline's input.
+
+    Returns
+    -------
+    frozenset of str
+        Names among `RAMP_STEPS` with ``meta.cal_step.<name> == "COMPLETE"``; empty
+        for a raw exposure (whatever its metadata says).
+    """
+    from romancal_lite import datamodels
+
+    if not isinstance(model, datamodels.RampModel):
+        return frozenset()
+    try:
+        cal_step = model.meta.cal_step
+    except AttributeError:
+        return frozenset()
+    return frozenset(
+        name for name in RAMP_STEPS if str(cal_step.get(name, "")).upper() == "COMPLETE"
+    )
+
+
+def detach_from_file(model: Any) -> None:
+    """Copy every array a model still reads from its file into memory, then close it.
+
+    Arrays of a memory-mapped input are read-only views of the file: the steps, which
+    work in place, must never write there, and the file is closed once nothing
+    refers to it.
+
+    Parameters
+    ----------
+    model : DataModel
+        A model opened from a file (memory-mapped or not).
+    """
+    for name in list(model):
+        value = getattr(model, name)
+        if isinstance(value, np.ndarray) and not value.flags.writeable:
+            setattr(model, name, np.array(value, order="C"))
+    model.close()
 
 
 def fully_saturated(ramp: Any) -> bool:

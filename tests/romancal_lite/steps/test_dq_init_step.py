@@ -1,5 +1,7 @@
 """Tests of the dq_init step: raw uint16 exposure -> float32 ramp with initialised DQ."""
 
+import hashlib
+
 import numpy as np
 import pytest
 from astropy.time import Time
@@ -14,7 +16,7 @@ from romancal_lite.steps.dq_init import (
     to_ramp_arrays,
 )
 from romancal_lite.steps.dq_init.dq_initialization import flag_guide_window
-from romancore.dqflags import pixel
+from romancore.dqflags import group, pixel
 
 SMALL_SHAPE = (40, 256)  # the full read-out of the builtin_refs cache (conftest)
 N_RES = 4
@@ -428,3 +430,165 @@ def test_matches_romancal(builtin_refs, tmp_path):
         expected.amp33[low], (amp33[low].astype(np.int64) + 65536 - offset).astype(np.uint16)
     )
     np.testing.assert_array_equal(result.amp33[~low], expected.amp33[~low])
+
+
+# ---------------------------------------------------------------- a ramp as input
+
+
+def _saved_ramp(tmp_path, name="r0000101001001001001_0001_wfi01_dqinit.asdf"):
+    ramp = DQInitStep.call(make_raw())
+    path = tmp_path / name
+    ramp.save(str(path))
+    return path
+
+
+def _digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns
+
+
+def test_memory_mapped_ramp_is_copied_never_written(builtin_refs, tmp_path):
+    # A ramp opened memory-mapped has read-only arrays: they are copied before the
+    # MASK is OR-ed in (this crashed with "output array is read-only"), the file is
+    # untouched, and the result equals that of the same ramp in memory.
+    path = _saved_ramp(tmp_path)
+    before = _digest(path)
+    with datamodels.open(path, memmap=True) as mapped:
+        assert not mapped.pixeldq.flags.writeable
+        hot = np.zeros(SMALL_SHAPE, np.uint32)
+        hot[20, 30] = pixel.HOT
+        mask = write_mask(tmp_path / "mask.asdf", hot)
+        result = DQInitStep.call(mapped, override_mask=mask)
+        assert result is mapped and result.meta.cal_step.dq_init == "COMPLETE"
+        assert result.pixeldq.flags.writeable
+        assert result.pixeldq[20, 30] == pixel.HOT
+    with datamodels.open(path) as in_memory:
+        again = DQInitStep.call(in_memory, override_mask=mask)
+        np.testing.assert_array_equal(again.pixeldq, result.pixeldq)
+        np.testing.assert_array_equal(again.data, result.data)
+    assert _digest(path) == before
+
+
+def test_ramp_input_offsets_not_applied_twice_and_arrays_completed(builtin_refs):
+    raw = make_raw()
+    raw.meta.instrument.data_encoding_offset = 7
+    ramp = DQInitStep.call(raw)
+    data = ramp.data.copy()
+    # other dtypes of the same values are converted; missing arrays are created
+    ramp.data = data.astype(np.float64)
+    ramp.groupdq = np.zeros(SHAPE, np.int64)
+    ramp.groupdq[1, 3, 5] = 4
+    for name in [n for n in ramp if "border_ref_pix" in n]:
+        delattr(ramp, name)
+    out = DQInitStep.call(ramp)
+    np.testing.assert_array_equal(out.data, data)  # the offset is not subtracted again
+    assert out.data.dtype == np.float32 and out.groupdq.dtype == np.uint8
+    assert out.groupdq[1, 3, 5] == 4
+    arrays = border_reference_arrays(out.data, out.pixeldq)
+    for name, array in arrays.items():
+        np.testing.assert_array_equal(getattr(out, name), array, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "match"),
+    [
+        ("groupdq", np.full(SHAPE, 300, np.int32), "outside the uint8"),
+        ("pixeldq", np.full(SMALL_SHAPE, -1, np.int64), "outside the uint32"),
+        ("data", np.zeros(SHAPE, np.complex64), "not real numbers"),
+        ("groupdq", np.zeros(SHAPE, np.float32), "not DQ flags"),
+        ("pixeldq", np.zeros((3, 3), np.uint32), "pixeldq has shape"),
+    ],
+)
+def test_unusable_ramp_arrays_rejected(builtin_refs, name, value, match):
+    ramp = DQInitStep.call(make_raw())
+    setattr(ramp, name, value)
+    with pytest.raises(InputFileError, match=match):
+        DQInitStep.call(ramp)
+
+
+def _cal_arrays(path):
+    with datamodels.open(path) as cal:
+        assert cal.meta.cal_step.ramp_fit == "COMPLETE"
+        return {n: np.array(getattr(cal, n)) for n in ("data", "dq", "err", "var_rnoise")}
+
+
+def _assert_same_cal(a, b):
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+#: the test exposures have no pointing: no WCS (assign_wcs skipped)
+ELP_ARGS = ("--override-distortion", "N/A", "--builtin-references")
+
+
+def test_roman_elp_runs_on_a_ramp_file(builtin_refs, run_cli):
+    # The raw exposure through roman_elp, saving the dq_init and linearity ramps; the
+    # pipeline on either ramp file (runner) gives the same calibrated image, runs only
+    # the steps the ramp has not had, and leaves the ramp file untouched.
+    first = run_cli("roman_elp", make_raw(), *ELP_ARGS,
+                    "--steps.dq_init.save_results", "true",
+                    "--steps.linearity.save_results", "true")
+    assert first.status == 0, first.err
+    names = {p.name.rsplit("_", 1)[-1]: p for p in first.out.iterdir()}
+    assert set(names) == {"dqinit.asdf", "linearity.asdf", "cal.asdf"}
+    expected = _cal_arrays(names["cal.asdf"])
+    for kind, repeated in (("dqinit.asdf", True), ("linearity.asdf", False)):
+        ramp_file = names[kind]
+        before = _digest(ramp_file)
+        run = run_cli("roman_elp", str(ramp_file), *ELP_ARGS)
+        assert run.status == 0 and not run.errors, run.err
+        assert "Traceback" not in run.err
+        (cal,) = run.out.iterdir()
+        assert cal.name == "r0000101001001001001_0001_wfi01_cal.asdf"
+        _assert_same_cal(_cal_arrays(cal), expected)
+        assert ("Step linearity running" in run.err) is repeated
+        assert ("linearity already applied" in run.err) is not repeated
+        assert "Step dq_init running" in run.err
+        assert _digest(ramp_file) == before
+        with datamodels.open(cal) as image:
+            for step in ("dq_init", "saturation", "linearity", "ramp_fit", "photom"):
+                assert image.meta.cal_step[step] == "COMPLETE", step
+
+
+def test_roman_elp_python_api_on_ramps(builtin_refs, tmp_path):
+    from romancal_lite.pipeline import ExposurePipeline
+
+    pars = {"override_distortion": "N/A"}
+    expected = ExposurePipeline.call(make_raw(), **pars)
+    path = _saved_ramp(tmp_path)
+    before = _digest(path)
+    # a file name, and a model the caller opened memory-mapped (read-only arrays)
+    from_path = ExposurePipeline.call(str(path), **pars)
+    with datamodels.open(path, memmap=True) as mapped:
+        from_mapped = ExposurePipeline.call(mapped, **pars)
+    for image in (from_path, from_mapped):
+        assert isinstance(image, datamodels.ImageModel)
+        for name in ("data", "dq", "err", "var_rnoise"):
+            np.testing.assert_array_equal(getattr(image, name), getattr(expected, name),
+                                          err_msg=name)
+    assert _digest(path) == before
+    # the result of a file input no longer depends on the (closed) file
+    np.testing.assert_array_equal(from_path.border_ref_pix_left, expected.border_ref_pix_left)
+
+
+def test_roman_elp_ramp_with_nan_resultants(builtin_refs, tmp_path, run_cli):
+    # A float ramp file with NaN / infinite resultants: flagged and fitted around, the
+    # same image as with those resultants flagged DO_NOT_USE.
+    ramp = DQInitStep.call(make_raw(seed=3))
+    ramp.data = np.clip(ramp.data, 0, 30000).astype(np.float32)  # unsaturated ramps
+    ramp.data.sort(axis=0)
+    flagged = ramp.copy()
+    bad = np.zeros(SHAPE, bool)
+    bad[1, 10, 20] = bad[0, 11, 40] = bad[3, 12, 60] = True
+    ramp.data[bad] = [np.nan, np.inf, -np.inf]
+    flagged.groupdq[bad] |= np.uint8(group.DO_NOT_USE)
+    flagged.groupdq[3, 12, 60] |= np.uint8(group.AD_FLOOR)  # -inf is <= 0: A/D floor
+    results = []
+    for model in (ramp, flagged):
+        path = tmp_path / f"{len(results)}" / "r0000101001001001001_0001_wfi01_dqinit.asdf"
+        path.parent.mkdir()
+        model.save(str(path))
+        run = run_cli("roman_elp", str(path), *ELP_ARGS)
+        assert run.status == 0, run.err
+        results.append(_cal_arrays(next(run.out.iterdir())))
+    _assert_same_cal(*results)
+    assert np.all(np.isfinite(results[0]["data"][[6, 7, 8], [16, 36, 56]]))

@@ -67,14 +67,42 @@ class DQInitStep(Step):
             with mask:
                 mask_dq = mask.dq
         if isinstance(model, datamodels.RampModel):
-            if mask_dq is not None:
-                model.pixeldq |= mask_dq
-            ramp = model
-            self._flag_guide_window(ramp, ramp.pixeldq)
+            ramp = self._update_ramp(model, mask_dq)
         else:
             ramp = self._to_ramp(model, mask_dq)
         if mask_dq is None:
             self.mark_skipped("no MASK reference applies; pixel DQ left unflagged")
+        return ramp
+
+    def _update_ramp(self, ramp: Any, mask_dq: Any) -> Any:
+        """Initialise the DQ of a ramp given as input, in place.
+
+        Its data are already DN levels: the on-board reference read and the encoding
+        offset are not applied again (romancal 1.1 subtracts the offset a second
+        time). The MASK is OR-ed into ``pixeldq`` and the guide window flagged (both
+        idempotent); missing DQ arrays start at zero and missing border arrays are
+        copied from the ramp. Arrays that cannot be written (a memory-mapped input
+        file) are replaced by copies first, and converted to the kernels' dtypes.
+        """
+        shape = ramp.data.shape
+        names = set(ramp)
+        if "groupdq" not in names:
+            ramp.groupdq = np.zeros(shape, np.uint8)
+        if "pixeldq" not in names:
+            ramp.pixeldq = np.zeros(shape[1:], np.uint32)
+        for name, dtype, want in (
+            ("data", np.float32, shape),
+            ("groupdq", np.uint8, shape),
+            ("pixeldq", np.uint32, shape[1:]),
+        ):
+            setattr(ramp, name, _as_kernel_array(ramp, name, dtype, want))
+        writable_contiguous(ramp, "data", "groupdq", "pixeldq")
+        if mask_dq is not None:
+            ramp.pixeldq |= np.asarray(mask_dq, dtype=np.uint32)
+        self._flag_guide_window(ramp, ramp.pixeldq)
+        for name, array in border_reference_arrays(ramp.data, ramp.pixeldq).items():
+            if name not in names:
+                setattr(ramp, name, array)
         return ramp
 
     def _flag_guide_window(self, model: Any, pixeldq: Any) -> None:
@@ -128,3 +156,39 @@ def _name(model: Any) -> str:
     except AttributeError:
         name = ""
     return name if name and name != "?" else type(model).__name__
+
+
+def _as_kernel_array(model: Any, name: str, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
+    """Return ``model.<name>`` in the dtype the kernels work on.
+
+    Real-valued data become float32 (the pipeline's precision); integer DQ arrays are
+    converted when every value fits the DQ dtype.
+
+    Raises
+    ------
+    InputFileError
+        If the array has the wrong shape, is not numeric, or (for DQ arrays) holds
+        values the DQ dtype cannot.
+    """
+    array = np.asarray(getattr(model, name))
+    if array.shape != tuple(shape):
+        raise InputFileError(
+            f"{_name(model)}: {name} has shape {array.shape}, the ramp needs {tuple(shape)}"
+        )
+    if array.dtype == dtype:
+        return array
+    target = np.dtype(dtype)
+    if target.kind == "f":
+        if array.dtype.kind not in "fiu":
+            raise InputFileError(
+                f"{_name(model)}: {name} has dtype {array.dtype}, not real numbers"
+            )
+        return array.astype(target)
+    if array.dtype.kind not in "iu":
+        raise InputFileError(f"{_name(model)}: {name} has dtype {array.dtype}, not DQ flags")
+    info = np.iinfo(target)
+    if array.size and (array.min() < info.min or array.max() > info.max):
+        raise InputFileError(
+            f"{_name(model)}: {name} holds values outside the {target} DQ flags"
+        )
+    return array.astype(target)
