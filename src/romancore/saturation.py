@@ -75,6 +75,9 @@ def flag_saturation(
       headroom divided by the reads of resultant 1, while resultant 0 extrapolated to
       the end of resultant 2 stays below threshold (a saturating event late in
       resultant 1);
+    * a non-finite value is no measurement: +inf is not saturation, NaN gets no flag,
+      -inf is below the A/D floor, and none takes part in the dilution or resultant-1
+      checks (`romancore.fit_ramps` flags every non-finite resultant DO_NOT_USE);
     * ``threshold_dq`` is OR-ed into ``pixeldq``;
     * with ``n_pix_grow_sat = k > 0`` the saturation (threshold and dilution) of each
       resultant is grown to the (2k + 1) x (2k + 1) square around each pixel.
@@ -88,7 +91,8 @@ def flag_saturation(
     * a no-check pixel is saturated at ``>= 65535`` DN (the seed's "reaches that hard
       limit"); stcal uses ``>= 65536``, so it never flags a value of exactly 65535;
     * the growth of diluted resultants marks the neighbours SATURATED from that resultant
-      on (saturation persists), where stcal marks DO_NOT_USE on that resultant only.
+      on (saturation persists), where stcal marks DO_NOT_USE on that resultant only;
+    * a +inf value is not saturation; stcal flags it (and every later resultant).
 
     Parameters
     ----------

@@ -442,6 +442,21 @@ def test_documented_difference_no_check_at_65535():
     assert np.all(g_st[:, 1, :] == np.array([0, 0, 2, 2])[:, None])
 
 
+def test_documented_difference_plus_inf():
+    stcal = pytest.importorskip("stcal.saturation.saturation")
+    data = np.array([100.0, np.inf, 300.0, 400.0], np.float32)
+    gdq, _ = _run(data, 500.0, SINGLE4)
+    assert not gdq.any()
+    flags = {"SATURATED": int(SAT), "DO_NOT_USE": int(DNU), "NO_SAT_CHECK": int(NSC),
+             "AD_FLOOR": int(ADF)}
+    theirs, _, _ = stcal.flag_saturated_pixels(
+        data.reshape(1, 4, 1, 1), np.zeros((1, 4, 1, 1), np.uint8), np.zeros((1, 1), np.uint32),
+        np.full((1, 1), 500.0, np.float32), np.zeros((1, 1), np.uint32), 65535, flags,
+        n_pix_grow_sat=0, read_pattern=SINGLE4,
+    )
+    assert theirs.ravel().tolist() == [0, SAT, SAT, SAT]
+
+
 def test_documented_difference_bits_on_diluted_and_resultant_one():
     rp = [[1], [2, 3, 4], [5]]
     data = np.array([[300, 760, 1200], [100, 500, 1200]], np.float32).T[:, None, :]

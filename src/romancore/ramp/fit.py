@@ -72,6 +72,8 @@ def fit_ramps(
 
     1. A pixel's ramp is split into *segments*, the runs of resultants whose group DQ
        is 0 (any flag, e.g. SATURATED, DO_NOT_USE or an earlier JUMP_DET, ends a run).
+       A NaN or infinite resultant is first flagged DO_NOT_USE in ``groupdq``, so the
+       ramp is split around it like around any flagged resultant.
     2. Each segment of two or more resultants is fitted with the optimal weights
        ``W_i = (1 + P) N_i / (1 + P N_i) |t_i - t_mid|^P``, P chosen from the segment's
        signal-to-noise ``S = (R_last - R_first) / sqrt(RN^2 + R_last - R_first)``
@@ -87,7 +89,8 @@ def fit_ramps(
        ``sum w^2 V_S / (sum w)^2`` times ``max(slope, 0)``.
 
     Special cases: a single-resultant segment carries no weight; a pixel with no usable
-    segment (all resultants flagged, a single resultant, or NaN read noise) gets NaN
+    segment (all resultants flagged or non-finite, a single resultant, or NaN read
+    noise) gets NaN
     slope and variances; a pixel with zero read noise combines its segments with equal
     weights and has zero read variance.  Where the seed is ambiguous (the jump
     threshold comparison, ``2 min(t)`` in the difference variance, the correction term,
@@ -100,11 +103,13 @@ def fit_ramps(
     resultants : numpy.ndarray of float32, shape (n_resultants, ny, nx)
         Resultants in electrons, C-contiguous.  Not modified.
     groupdq : numpy.ndarray of uint8, shape (n_resultants, ny, nx)
-        Group DQ; JUMP_DET is OR-ed in place where jumps are found.
+        Group DQ; JUMP_DET is OR-ed in place where jumps are found, DO_NOT_USE on
+        every NaN or infinite resultant.
     read_noise : float or numpy.ndarray of shape (ny, nx)
         Read noise per read in electrons (>= 0 or NaN).
     read_pattern : sequence of sequences of int
-        1-based read numbers of each resultant.
+        1-based read numbers of each resultant (integers; validated as by
+        `romancore.read_pattern_metadata`).
     frame_time : float
         Seconds between reads.
     use_jump : bool, optional
