@@ -259,7 +259,11 @@ def test_romancal_used_our_references_offline(runs: dict[str, Any], cal: dict) -
     # run_romancal raises if a socket was opened or a name looked up; the empty CRDS
     # cache has no mappings, so only the overrides can have supplied these files.
     recorded = cal["romancal"]["ref_file"]
-    for reftype in ("mask", "saturation", "linearity", "dark", "gain", "readnoise", "flat"):
+    reftypes = ["mask", "saturation", "linearity", "inverselinearity", "dark", "gain",
+                "readnoise", "flat", "photom", "distortion"]
+    if "refpix" not in CASES[runs["case"]][1]:
+        reftypes.append("refpix")
+    for reftype in reftypes:
         assert recorded.get(reftype, "").endswith(Path(runs["refs"][reftype]).name), reftype
 
 
