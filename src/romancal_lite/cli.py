@@ -3,6 +3,11 @@
 Expected errors (`~romancal_lite.errors.RomancalLiteError`) are printed as one line
 ``romancal_lite: error: <message>`` and exit with the error's ``exit_status`` (1, or 64
 for no science data); anything else is a bug and keeps its traceback (exit 1).
+SIGINT (Ctrl-C) and SIGTERM end a run with one such line and exit status 130 or 143,
+without a traceback. ``run`` writes its outputs all together at the end
+(`romancal_lite.datamodels.deferred_outputs`): after an error or an interruption no
+output, temporary or half-finished set of outputs is left, and a previous output is
+intact.
 
 Parameters are given as ``--<param> VALUE`` or ``--<param>=VALUE`` (``-`` and ``_`` are
 interchangeable in names); pipeline steps' parameters as
@@ -11,6 +16,7 @@ interchangeable in names); pipeline steps' parameters as
 
 from __future__ import annotations
 
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -53,8 +59,28 @@ run options:
 
 _EXIT_STATUS = """\
 exit status:
-  0 success, 1 error, 64 no science data in the input
+  0 success, 1 error, 64 no science data in the input,
+  130 interrupted (SIGINT, Ctrl-C), 143 terminated (SIGTERM)
 """
+
+
+class _Terminated(BaseException):
+    """Raised by the SIGTERM handler so that clean-ups run as for Ctrl-C."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise _Terminated(signum)
+
+
+def _interrupted(signame: str, status: int, deferred: bool) -> int:
+    from romancal_lite.stpipe.step import active_input
+
+    name = active_input()
+    where = f" while processing {name}" if name else ""
+    # "run" writes its outputs only at the very end (deferred_outputs)
+    tail = "; no output written" if deferred else ""
+    print(f"{PROG}: error: interrupted by {signame}{where}{tail}", file=sys.stderr)
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,15 +97,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         0 on success, the error's ``exit_status`` for expected errors, 1 otherwise.
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    from romancal_lite.stpipe import step
+
+    step._ACTIVE_INPUT[0] = None
+    previous = None
+    try:
+        # SIGTERM unwinds like Ctrl-C (temporaries removed); only the main thread may
+        # install handlers, elsewhere (an embedding program's thread) it is left alone
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:
+        pass
     try:
         return _dispatch(args)
     except RomancalLiteError as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"{PROG}: error: {message}", file=sys.stderr)
         return exc.exit_status
+    except KeyboardInterrupt:
+        return _interrupted("SIGINT", 130, args[:1] == ["run"])
+    except _Terminated:
+        return _interrupted("SIGTERM", 143, args[:1] == ["run"])
     except Exception:
         traceback.print_exc()
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _dispatch(args: list[str]) -> int:
@@ -92,7 +135,10 @@ def _dispatch(args: list[str]) -> int:
         print(f"{PROG} {__version__}")
         return 0
     if args[0] == "run":
-        return _run(args[1:])
+        from romancal_lite.datamodels import deferred_outputs
+
+        with deferred_outputs():  # every output appears at the end, or none
+            return _run(args[1:])
     if args[0] == "demo":
         return _demo(args[1:])
     raise ConfigError(f"unknown command {args[0]!r} (commands: run, demo; see {PROG} --help)")

@@ -54,6 +54,19 @@ Using models
     ``with open(p) as m: ...`` closes the file; ``model.close()``.
     ``read_pattern(model)``, ``frame_time(model)``: validated accessors raising
     ``InputFileError`` when the exposure metadata is missing or malformed.
+    ``validate_exposure(model)``: the metadata the pipeline reads and the arrays
+                                        (schema data types, dimensions, shapes that
+                                        fit ``data``) of a user's exposure, checked
+                                        before any work (``InputFileError``;
+                                        ``NoScienceDataError`` without science pixels).
+
+Untrusted files and safe outputs
+    Paths are literal (``#``, ``%`` are ordinary characters): asdf is only ever given
+    open files. ``open_regular_file(path)`` / ``check_regular_file(path)`` refuse a
+    directory, FIFO or device by name, without blocking; ``open`` also refuses YAML
+    alias bombs, recursive or too deep trees and binary blocks that do not fit the
+    file. Saves are atomic; inside ``with deferred_outputs():`` every output appears
+    at the end of the block, or none does.
 
 File names
     ``filenames.replace_suffix(name, suffix)`` / ``filenames.split_suffix(name)``
@@ -70,6 +83,7 @@ from . import filenames
 from ._accessors import frame_time, read_pattern
 from ._converters import get_extension, get_extensions
 from ._core import MODEL_REGISTRY, DataModel, open
+from ._files import check_regular_file, deferred_outputs, open_regular_file
 from ._models import (
     DarkRefModel,
     DistortionRefModel,
@@ -90,6 +104,7 @@ from ._models import (
     SuperbiasRefModel,
 )
 from ._node import ListNode, Node, TaggedListNode, TaggedNode, TaggedStr, TaggedTime
+from ._validate import validate_exposure
 
 __all__ = [
     "MODEL_REGISTRY",
@@ -117,10 +132,14 @@ __all__ = [
     "TaggedNode",
     "TaggedStr",
     "TaggedTime",
+    "check_regular_file",
+    "deferred_outputs",
     "filenames",
     "frame_time",
     "get_extension",
     "get_extensions",
     "open",
+    "open_regular_file",
     "read_pattern",
+    "validate_exposure",
 ]

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import builtins
 import copy
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePath
@@ -17,6 +15,7 @@ from astropy.time import Time
 
 from ..errors import InputFileError, OutputError
 from ._converters import get_extension
+from ._files import atomic_write, open_regular_file, read_yaml_part, scan_asdf_tree
 from ._node import Node, TaggedNode, node_class_for_tag, unwrap, wrap
 from ._tags import split_tag, tag_uri
 
@@ -38,13 +37,13 @@ def _is_lazy_array(value: Any) -> bool:
     return type(value).__name__ == "NDArrayType"
 
 
-def _quiet_open(path: str, memmap: bool) -> asdf.AsdfFile:
+def _quiet_open(fh: Any, memmap: bool) -> asdf.AsdfFile:
     with warnings.catch_warnings():
         # unknown (non-Roman) tags and extensions recorded in the file's history
         # (roman_datamodels, romanisim) are expected: tags still round-trip.
         warnings.filterwarnings("ignore", category=asdf.exceptions.AsdfWarning)
         return asdf.open(
-            path,
+            fh,
             extensions=[get_extension()],
             memmap=memmap,
             lazy_load=True,
@@ -52,17 +51,31 @@ def _quiet_open(path: str, memmap: bool) -> asdf.AsdfFile:
         )
 
 
-def _check_blocks(af: asdf.AsdfFile, path: str) -> None:
-    """Raise ``InputFileError`` if a binary block runs past the end of the file."""
-    size = os.path.getsize(path)
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return 1 << 40
+
+
+def _check_blocks(af: asdf.AsdfFile, path: str, size: int) -> None:
+    """Raise ``InputFileError`` for a binary block that cannot be what it declares.
+
+    A block must lie inside the file, use no more than it allocates, and (compressed)
+    expand to no more than this machine's memory: asdf allocates the declared size
+    before decompressing.
+    """
     try:
         blocks = list(af._blocks.blocks)  # asdf internals: the blocks (headers read lazily)
     except Exception:  # pragma: no cover - asdf internals changed: skip the check
         return
+    memory = _physical_memory()
     for index, block in enumerate(blocks):
         try:
             header = block.header
             end = block.data_offset + header["allocated_size"]
+            used, data_size = header["used_size"], header["data_size"]
+            compressed = header["compression"] not in (b"\0\0\0\0", b"", None)
         except (KeyError, TypeError, AttributeError):  # pragma: no cover
             continue
         except Exception as exc:
@@ -74,10 +87,25 @@ def _check_blocks(af: asdf.AsdfFile, path: str) -> None:
                 f"{path}: truncated file (binary block {index} ends at byte {end}, "
                 f"the file has {size} bytes)"
             )
+        if used > header["allocated_size"] or (not compressed and data_size != used):
+            raise InputFileError(
+                f"{path}: corrupt binary block {index} (it declares {data_size} bytes of "
+                f"data, {used} used of {header['allocated_size']} allocated)"
+            )
+        if compressed and data_size > memory:
+            raise InputFileError(
+                f"{path}: binary block {index} declares {data_size:,} bytes once "
+                f"decompressed, more than this machine's memory ({memory:,} bytes)"
+            )
 
 
 def open_asdf_file(path: str | PurePath, *, memmap: bool = False) -> asdf.AsdfFile:
     """Open a Roman ASDF file with the romancal_lite extension.
+
+    The path is literal (``#`` and ``%`` are ordinary characters: asdf is given the
+    open file, never the name); only a regular file is opened (a FIFO does not block);
+    the YAML tree is checked before asdf parses it (`scan_asdf_tree`: no alias bomb, no
+    recursion, bounded nesting), and every binary block must fit in the file.
 
     Parameters
     ----------
@@ -89,36 +117,45 @@ def open_asdf_file(path: str | PurePath, *, memmap: bool = False) -> asdf.AsdfFi
     Returns
     -------
     asdf.AsdfFile
-        The open file; arrays are loaded lazily.
+        The open file; arrays are loaded lazily. Closing it closes the file.
 
     Raises
     ------
     InputFileError
-        If the file does not exist, is not ASDF, or is truncated or corrupt.
+        If the file does not exist, is not a regular file, is not ASDF, or is
+        truncated, corrupt or hostile.
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise InputFileError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise InputFileError(f"{path}: is a directory, not an ASDF file")
+    fh = open_regular_file(path)
     try:
-        with builtins.open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        try:
             magic = fh.read(len(_ASDF_MAGIC))
-    except OSError as exc:
-        raise InputFileError(f"{path}: cannot read file ({_one_line(exc)})") from exc
-    if magic != _ASDF_MAGIC:
-        raise InputFileError(f"{path}: not an ASDF file")
+        except OSError as exc:
+            raise InputFileError(f"{path}: cannot read file ({_one_line(exc)})") from exc
+        if magic != _ASDF_MAGIC:
+            raise InputFileError(f"{path}: not an ASDF file")
+        fh.seek(0)
+        scan_asdf_tree(read_yaml_part(fh, path), path)
+        fh.seek(0)
+        gf = asdf.generic_io.get_file(fh, mode="r", close=True)
+    except BaseException:
+        fh.close()
+        raise
     try:
-        af = _quiet_open(path, memmap)
+        af = _quiet_open(gf, memmap)
     except Exception as exc:
+        gf.close()
         raise InputFileError(f"{path}: cannot read ASDF file ({_one_line(exc)})") from exc
+    except BaseException:
+        gf.close()
+        raise
     try:
-        _check_blocks(af, path)
-    except InputFileError:
+        _check_blocks(af, path, size)
+    except BaseException:
         af.close()
         raise
     return af
-
 
 
 class DataModel:
@@ -644,42 +681,18 @@ def write_asdf_atomic(
     OutputError
         If the file cannot be written.
     """
-    directory = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write ({_one_line(exc)})") from exc
-    os.close(fd)
-    try:
-        af = asdf.AsdfFile(extensions=[get_extension()])
-        af.tree = tree
-        for array in compressed:
-            af.set_array_compression(array, "zlib")
+    af = asdf.AsdfFile(extensions=[get_extension()])
+    af.tree = tree
+    for array in compressed:
+        af.set_array_compression(array, "zlib")
+
+    def write(fh: Any) -> None:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=asdf.exceptions.AsdfWarning)
-            af.write_to(tmp, all_array_compression=all_array_compression)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except OSError as exc:
-        _unlink_quietly(tmp)
-        raise OutputError(f"{path}: cannot write ({_one_line(exc)})") from exc
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    return path
+            # an open file, never the name: asdf would read "#" and "%" in it as URI syntax
+            af.write_to(fh, all_array_compression=all_array_compression)
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
+    return atomic_write(path, write)
 
 
 def _patch_filename(node: TaggedNode, path: str) -> None:
@@ -688,7 +701,9 @@ def _patch_filename(node: TaggedNode, path: str) -> None:
     if isinstance(meta, dict) and "filename" in meta:
         name = os.path.basename(path)
         if meta["filename"] != name:
-            meta["filename"] = type(meta["filename"])(name)
+            old = meta["filename"]
+            # keep a tagged string's type (TaggedStr); anything else becomes a str
+            meta["filename"] = type(old)(name) if isinstance(old, str) else name
 
 
 def _root_node(af: asdf.AsdfFile, path: str) -> TaggedNode:

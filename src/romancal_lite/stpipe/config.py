@@ -111,17 +111,30 @@ def _read_tree(path: Path) -> Any:
     installed asdf extension, which takes seconds. Files with binary blocks (not
     parameter files in practice) go through asdf.
     """
-    if not path.is_file():
+    from romancal_lite.datamodels._files import open_regular_file, scan_asdf_tree
+    from romancal_lite.errors import InputFileError
+
+    if not os.path.lexists(path):
         raise ConfigError(f"parameter file not found: {path}")
     try:
-        raw = path.read_bytes()
+        # a FIFO or device is refused by name (and never blocks the reader)
+        with open_regular_file(path, ConfigError) as fh:
+            raw = fh.read()
     except OSError as exc:
         raise ConfigError(f"cannot read parameter file {path}: {exc.strerror}") from exc
+    except ConfigError as exc:
+        raise ConfigError(f"parameter file {exc}") from None
     is_asdf = raw.startswith(b"#ASDF")
     if path.suffix.lower() == ".asdf" and not is_asdf:
         raise ConfigError(f"cannot read parameter file {path}: not an ASDF file")
+    yaml_part = raw.split(_ASDF_BLOCK_MAGIC, 1)[0]
+    try:
+        # no alias bomb, recursive tree or runaway nesting (before anything walks it)
+        scan_asdf_tree(yaml_part, str(path))
+    except InputFileError as exc:
+        raise ConfigError(f"cannot read parameter file {exc}") from None
     if is_asdf and _ASDF_BLOCK_MAGIC in raw:
-        return _read_asdf_with_blocks(path)
+        return _read_asdf_with_blocks(path, raw)
     import yaml
 
     try:
@@ -135,11 +148,14 @@ def _read_tree(path: Path) -> Any:
 _ASDF_BLOCK_MAGIC = b"\xd3BLK"
 
 
-def _read_asdf_with_blocks(path: Path) -> Any:
+def _read_asdf_with_blocks(path: Path, raw: bytes) -> Any:
+    import io
+
     import asdf
 
     try:
-        with asdf.open(path, lazy_load=False, memmap=False) as af:
+        # the bytes already read, not the name: asdf reads "#" and "%" in a name as URI
+        with asdf.open(io.BytesIO(raw), lazy_load=False, memmap=False) as af:
             return _plain(af.tree)
     except Exception as exc:
         raise ConfigError(f"cannot read parameter file {path}: {exc}") from exc
@@ -270,10 +286,13 @@ def dump_parameter_file(config: Mapping[str, Any], path: str | os.PathLike[str])
         # An ASDF file without blocks is this YAML document with the ASDF header; writing
         # it directly avoids loading every asdf extension (seconds).
         text = _ASDF_HEADER + text + "...\n"
+    from romancal_lite.datamodels._files import atomic_write
+
     try:
-        path.write_text(text)
-    except OSError as exc:
-        raise OutputError(f"cannot write parameter file {path}: {exc.strerror or exc}") from exc
+        # atomic, and part of the run's outputs (written with them, or not at all)
+        atomic_write(path, lambda fh: fh.write(text.encode()))
+    except OutputError as exc:
+        raise OutputError(f"parameter file {exc}") from None
 
 
 _ASDF_HEADER = (

@@ -344,6 +344,7 @@ class Step:
         start = time.perf_counter()
         if self.parent is None:
             self._input_name = _name_of(input)
+            _ACTIVE_INPUT[0] = self._input_name
         model = self.open_input(input)
         if self.parent is None:
             self._input_name = self._input_name or _name_of(model)
@@ -363,6 +364,8 @@ class Step:
         result = self.process(model)
         self.record_status(result, SKIPPED if self._skipped_reason else COMPLETE)
         self.finalize_result(result)
+        if self.parent is None:
+            self.warn_if_no_usable_pixel(result)
         if self.saves_result():
             self.save(result, self.output_path())
         self.log.info("Step %s done in %.2f s", self.name, time.perf_counter() - start)
@@ -384,6 +387,51 @@ class Step:
             The result model.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement process()")
+
+    def warn_if_no_usable_pixel(self, result: Any) -> bool:
+        """Log a warning if an image result has no usable pixel (all NaN or DO_NOT_USE).
+
+        An exposure can be valid and still give nothing to measure (a single
+        resultant, every pixel saturated or unusable): the image is written, but not
+        silently.
+
+        Parameters
+        ----------
+        result : object
+            The result; only a 2-D ``data`` array (with ``dq`` if present) is looked at.
+
+        Returns
+        -------
+        bool
+            True if the warning was given.
+        """
+        import numpy as np
+
+        try:
+            data = result.data
+        except (AttributeError, KeyError):
+            return False
+        if not isinstance(data, np.ndarray) or data.ndim != 2 or data.size == 0:
+            return False
+        usable = np.isfinite(data)
+        try:
+            dq = result.dq
+        except (AttributeError, KeyError):
+            dq = None
+        if isinstance(dq, np.ndarray) and dq.shape == data.shape:
+            from romancore.dqflags import pixel
+
+            usable &= (dq & np.uint32(pixel.DO_NOT_USE)) == 0
+        if usable.any():
+            return False
+        self.log.warning(
+            "%s: the result of %s has no usable pixel: every pixel is NaN or flagged"
+            " DO_NOT_USE (e.g. a single resultant, or every resultant saturated or"
+            " unusable)",
+            self._input_name or self.name,
+            self.name,
+        )
+        return True
 
     def mark_skipped(self, reason: str) -> None:
         """Record, from inside `process`, that the step did nothing (status SKIPPED).
@@ -412,16 +460,25 @@ class Step:
         Raises
         ------
         InputFileError
-            If a path does not name an existing file.
+            If a path does not name an existing regular file, or the file is not a
+            usable model (`romancal_lite.datamodels.open`); an exposure's metadata
+            and arrays are checked (`romancal_lite.datamodels.validate_exposure`).
+        NoScienceDataError
+            If the exposure has no science pixel.
         """
         if not isinstance(input, str | os.PathLike):
             return input
-        path = Path(input)
-        if not path.is_file():
-            raise InputFileError(f"input file not found: {input}")
+        if not os.path.lexists(input):
+            raise InputFileError(f"input file not found: {os.fspath(input)}")
         from romancal_lite import datamodels
 
-        return datamodels.open(path, model_type=self.model_type, memmap=self.memmap_input)
+        model = datamodels.open(input, model_type=self.model_type, memmap=self.memmap_input)
+        try:
+            datamodels.validate_exposure(model)
+        except BaseException:
+            model.close()
+            raise
+        return model
 
     def record_status(self, model: Any, status: str) -> None:
         """Write ``meta.cal_step.<cal_step_key> = status`` if the model has the field.
@@ -749,6 +806,21 @@ class Step:
         except OSError as exc:
             raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
         self.log.info("Saved %s", path)
+
+
+#: Input of the last top-level `Step.run` (named by the runner when interrupted).
+_ACTIVE_INPUT: list[str | None] = [None]
+
+
+def active_input() -> str | None:
+    """Return the input name of the most recent top-level `Step.run`, if any.
+
+    Returns
+    -------
+    str or None
+        The path or model file name given to the outermost step.
+    """
+    return _ACTIVE_INPUT[0]
 
 
 def _name_of(obj: Any) -> str | None:

@@ -1,0 +1,400 @@
+"""Safe file access for untrusted inputs and atomic, all-or-nothing outputs.
+
+Every file romancal_lite reads or writes goes through here, never through a path
+string handed to asdf: asdf reads a string as a URI, so ``#`` starts a fragment
+(``out#1/x.asdf`` is written to ``out``) and ``%41`` is decoded (``a%41.asdf`` opens
+``aA.asdf``). We open the file ourselves and give asdf the open file.
+
+* `open_regular_file` opens an input without blocking (a FIFO never hangs the reader)
+  and refuses anything that is not a regular file (directory, FIFO, device, socket),
+  naming what it is.
+* `scan_asdf_tree` checks the YAML tree of an ASDF file *before* asdf parses it, in
+  one streaming pass of bounded memory: aliases may not expand the tree by more than
+  `MAX_ALIAS_NODES` nodes (an alias "billion laughs" bomb hangs asdf), no alias may
+  refer to a node containing it (a recursive tree), and nesting is at most
+  `MAX_DEPTH` deep.
+* `atomic_write` writes to a temporary file in the target directory and renames it
+  over the target; inside `deferred_outputs` the renames wait until the block ends
+  without an error, so a run writes either all its outputs or none (and leaves a
+  previous output intact). SIGINT and SIGTERM are held back while a temporary file is
+  created or the outputs are renamed, so an interruption never leaves a temporary
+  file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import signal
+import stat
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from ..errors import InputFileError, OutputError
+
+__all__ = [
+    "MAX_ALIAS_NODES",
+    "MAX_DEPTH",
+    "atomic_write",
+    "check_regular_file",
+    "deferred_outputs",
+    "describe_file_type",
+    "open_regular_file",
+    "read_yaml_part",
+    "scan_asdf_tree",
+    "signals_held",
+]
+
+#: Largest number of nodes YAML aliases may add to a tree (a Roman file has none, or
+#: a few small ones written by asdf for shared objects).
+MAX_ALIAS_NODES = 1_000_000
+#: Deepest nesting of mappings and sequences accepted (Roman trees are < 30 deep;
+#: asdf walks trees recursively and fails far below Python's recursion limit).
+MAX_DEPTH = 200
+
+_YAML_END = (b"\n...\n", b"\n...\r\n")
+_BLOCK_MAGIC = b"\xd3BLK"
+_CHUNK = 1 << 20
+_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM) if s is not None)
+
+
+def describe_file_type(mode: int) -> str | None:
+    """Return what a non-regular file is (``"a directory"``...), None for a regular file.
+
+    Parameters
+    ----------
+    mode : int
+        ``st_mode`` of ``os.stat``.
+
+    Returns
+    -------
+    str or None
+        A phrase naming the kind of file, or None if it is a regular file.
+    """
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def open_regular_file(
+    path: str | os.PathLike[str], error: type[Exception] = InputFileError
+) -> IO[bytes]:
+    """Open a regular file for binary reading, never blocking on a FIFO or device.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file (a literal path: ``#`` and ``%`` are ordinary characters).
+    error : type, optional
+        Exception class raised (default `InputFileError`).
+
+    Returns
+    -------
+    file object
+        Open for reading in binary mode (the caller closes it).
+
+    Raises
+    ------
+    InputFileError
+        (or ``error``) if the file does not exist, cannot be read, or is not a
+        regular file (the message says what it is).
+    """
+    name = os.fspath(path)
+    try:
+        # O_NONBLOCK: opening a FIFO without a writer returns at once instead of
+        # waiting; the type is then checked on the open descriptor (no race).
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise error(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise error(f"{name}: is a directory, not a file") from None
+    except OSError as exc:
+        raise error(f"{name}: cannot open ({exc.strerror or exc})") from None
+    try:
+        kind = describe_file_type(os.fstat(fd).st_mode)
+        if kind is not None:
+            raise error(f"{name}: is {kind}, not a regular file")
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def check_regular_file(
+    path: str | os.PathLike[str], error: type[Exception] = InputFileError
+) -> None:
+    """Raise ``error`` unless ``path`` is an existing regular file (see `open_regular_file`).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+    error : type, optional
+        Exception class raised (default `InputFileError`).
+    """
+    open_regular_file(path, error).close()
+
+
+# ---------------------------------------------------------------------- YAML guard
+
+
+def read_yaml_part(fh: IO[bytes], name: str) -> bytes:
+    """Return the YAML part of an ASDF file (up to its end marker or first block).
+
+    Parameters
+    ----------
+    fh : file object
+        Positioned at the start of the file; left at an arbitrary position.
+    name : str
+        File name for messages.
+
+    Returns
+    -------
+    bytes
+        The header and YAML document, without the binary blocks.
+    """
+    buffer = bytearray()
+    searched = 0
+    while True:
+        chunk = fh.read(_CHUNK)
+        buffer += chunk
+        start = max(0, searched - 8)
+        # the document ends with its "..." line, or (without one) at the first block
+        ends = [i + 1 for i in (buffer.find(m, start) for m in _YAML_END) if i >= 0]
+        magic = buffer.find(_BLOCK_MAGIC, start)
+        if magic >= 0:
+            ends.append(magic)
+        if ends:
+            return bytes(buffer[: min(ends)])
+        if not chunk:
+            return bytes(buffer)
+        searched = len(buffer)
+
+
+def scan_asdf_tree(text: bytes, name: str) -> None:
+    """Refuse a YAML tree that expands without bound, is recursive or nests too deeply.
+
+    One streaming pass over the parser events (no tree is built): the expanded size of
+    every anchored node is recorded, so aliases are counted at their full expanded
+    size in constant time each.
+
+    Parameters
+    ----------
+    text : bytes
+        The YAML part of an ASDF file (`read_yaml_part`).
+    name : str
+        File name for messages.
+
+    Raises
+    ------
+    InputFileError
+        If aliases add more than `MAX_ALIAS_NODES` nodes, an alias refers to a node
+        that contains it, nesting exceeds `MAX_DEPTH`, or the YAML cannot be parsed.
+    """
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    sizes: dict[str, int] = {}
+    stack: list[list[Any]] = []  # [expanded size so far, anchor]
+    added = 0
+    try:
+        for event in yaml.parse(text, Loader=loader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                stack.append([1, event.anchor])
+                if len(stack) > MAX_DEPTH:
+                    raise InputFileError(
+                        f"{name}: the metadata tree nests deeper than {MAX_DEPTH} levels"
+                    )
+                continue
+            if isinstance(event, yaml.CollectionEndEvent):
+                size, anchor = stack.pop()
+                if anchor is not None:
+                    sizes[anchor] = size
+            elif isinstance(event, yaml.ScalarEvent):
+                size = 1
+                if event.anchor is not None:
+                    sizes[event.anchor] = 1
+            elif isinstance(event, yaml.AliasEvent):
+                if any(frame[1] == event.anchor for frame in stack):
+                    raise InputFileError(
+                        f"{name}: the metadata tree is recursive (alias *{event.anchor} "
+                        "inside the node it refers to)"
+                    )
+                size = sizes.get(event.anchor, 1)
+                added += size - 1
+                if added > MAX_ALIAS_NODES:
+                    raise InputFileError(
+                        f"{name}: YAML aliases expand the metadata tree by more than "
+                        f"{MAX_ALIAS_NODES:,} nodes (an alias bomb?)"
+                    )
+            else:
+                continue
+            if stack:
+                stack[-1][0] += size
+    except yaml.YAMLError as exc:
+        message = " ".join(str(exc).split())
+        raise InputFileError(f"{name}: not valid YAML ({message})") from None
+
+
+# ---------------------------------------------------------------------- outputs
+
+
+_PENDING: list[list[tuple[str, Path]]] = []
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back inside the block (delivered when it ends).
+
+    Only in the main thread (signal masks are per thread, Python handles signals
+    in the main thread); elsewhere the block runs unchanged.
+
+    Yields
+    ------
+    None
+    """
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+        signal, "pthread_sigmask"
+    ):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(
+    path: str | os.PathLike[str], write: Callable[[IO[bytes]], None], *, defer: bool = True
+) -> Path:
+    """Write ``path`` through a temporary file in its directory and a rename.
+
+    Inside `deferred_outputs` the rename waits for the end of that block (unless
+    ``defer`` is false).
+
+    Parameters
+    ----------
+    path : str or path-like
+        Destination (a literal path).
+    write : callable
+        Called with the temporary file, open for binary writing.
+    defer : bool, optional
+        False for files that must exist at once (e.g. a cache read back in the same
+        run): renamed now even inside `deferred_outputs`.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    OutputError
+        If the file cannot be written; the temporary file is removed.
+    """
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    with signals_held():
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.chmod(tmp, 0o666 & ~_umask())
+        if _PENDING and defer:
+            _PENDING[-1].append((tmp, path))
+        else:
+            os.replace(tmp, path)
+    except OSError as exc:
+        with signals_held():
+            _unlink_quietly(tmp)
+        if exc.errno == errno.ENOSPC:
+            raise OutputError(f"{path}: cannot write (no space left on device)") from exc
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+    except BaseException:
+        with signals_held():
+            _unlink_quietly(tmp)
+        raise
+    return path
+
+
+@contextlib.contextmanager
+def deferred_outputs() -> Iterator[None]:
+    """Make the outputs written inside the block appear together, or not at all.
+
+    Files written with `atomic_write` stay temporary until the block ends; then they
+    are renamed into place (with SIGINT and SIGTERM held back). If the block raises
+    (including KeyboardInterrupt), every temporary file is removed and no output,
+    new or previous, is touched.
+
+    Yields
+    ------
+    None
+
+    Raises
+    ------
+    OutputError
+        If an output cannot be renamed into place.
+    """
+    pending: list[tuple[str, Path]] = []
+    _PENDING.append(pending)
+    try:
+        yield
+    except BaseException:
+        with signals_held():
+            _PENDING.remove(pending)
+            for tmp, _ in pending:
+                _unlink_quietly(tmp)
+        raise
+    with signals_held():
+        _PENDING.remove(pending)
+        if _PENDING:  # nested: the enclosing block decides
+            _PENDING[-1].extend(pending)
+            return
+        final: dict[Path, str] = {}
+        for tmp, path in pending:
+            if path in final:  # written twice: the last one wins
+                _unlink_quietly(final[path])
+            final[path] = tmp
+        done = 0
+        try:
+            for path, tmp in final.items():
+                os.replace(tmp, path)
+                done += 1
+        except OSError as exc:
+            for tmp in list(final.values())[done:]:
+                _unlink_quietly(tmp)
+            raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
