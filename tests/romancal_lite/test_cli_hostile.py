@@ -73,9 +73,10 @@ def reference_cal(tmp_path_factory, exposure, cache):
 
 
 def snapshot(root: Path) -> dict[str, str]:
-    """Every file under ``root`` (hidden ones too) with the hash of its bytes."""
+    """Every file and folder under ``root`` (hidden ones too), files with their hash."""
     files = {}
-    for dirpath, _, names in os.walk(root):
+    for dirpath, dirnames, names in os.walk(root):
+        files.update({str(Path(dirpath, d).relative_to(root)): "folder" for d in dirnames})
         for name in names:
             path = Path(dirpath, name)
             if path.is_file():
@@ -243,6 +244,13 @@ def huge_shape(raw: bytes) -> bytes:
     return raw[:at] + b"shape: [9000000000, 6400000, 128000]" + raw[at + 19 :]
 
 
+def external_source(raw: bytes) -> bytes:
+    """The science array read from another file (asdf would open any path or URL)."""
+    start = raw.index(b"data: !core/ndarray-1.1.0")
+    at = raw.index(b"source: 0", start)
+    return raw[:at] + b"source: /etc/passwd" + raw[at + 9 :]
+
+
 def strip_resultants(keep: int, rows: int | None = None):
     def change(tree):
         sl = (slice(0, keep), slice(0, rows))
@@ -371,6 +379,7 @@ CASES = [
     ),
     Case("zbomb", decompression_bomb, r"once decompressed, more than this machine's memory"),
     raw_case("hugeshape", huge_shape, r"declares shape \(9000000000, .* but its binary block"),
+    raw_case("external", external_source, r"'data' refers to another file \('/etc/passwd'\)"),
     # no science data at all: exit 64
     no_science("noresultant", strip_resultants(0), r"no science data \(data has shape \(0,"),
     no_science("allborder", strip_resultants(9, rows=8), r"no science data: .* reference"),

@@ -18,7 +18,8 @@ string handed to asdf: asdf reads a string as a URI, so ``#`` starts a fragment
   without an error, so a run writes either all its outputs or none (and leaves a
   previous output intact). SIGINT and SIGTERM are held back while a temporary file is
   created or the outputs are renamed, so an interruption never leaves a temporary
-  file behind.
+  file behind; output directories created for the run are removed again (if still
+  empty) when it fails.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ __all__ = [
     "MAX_DEPTH",
     "atomic_write",
     "check_regular_file",
+    "created_directories",
     "deferred_outputs",
     "describe_file_type",
     "open_regular_file",
@@ -257,6 +259,37 @@ def scan_asdf_tree(text: bytes, name: str) -> None:
 
 
 _PENDING: list[list[tuple[str, Path]]] = []
+_CREATED: list[list[Path]] = []
+
+
+def created_directories(paths: list[Path]) -> None:
+    """Record output directories just created, to remove (if empty) if the run fails.
+
+    Outside `deferred_outputs` this does nothing.
+
+    Parameters
+    ----------
+    paths : list of Path
+        The directories created, in any order.
+    """
+    if _CREATED:
+        _CREATED[-1].extend(paths)
+
+
+def _pop(stack: list[list[Any]], item: list[Any]) -> None:
+    """Remove ``item`` from ``stack`` by identity (equal empty lists are not the same)."""
+    for index in range(len(stack) - 1, -1, -1):
+        if stack[index] is item:
+            del stack[index]
+            return
+
+
+def _remove_empty(paths: list[Path]) -> None:
+    for path in sorted(set(paths), key=lambda p: len(p.parts), reverse=True):
+        try:
+            path.rmdir()  # only if empty: never anything the run did not create
+        except OSError:
+            pass
 
 
 @contextlib.contextmanager
@@ -370,19 +403,25 @@ def deferred_outputs() -> Iterator[None]:
         If an output cannot be renamed into place.
     """
     pending: list[tuple[str, Path]] = []
+    created: list[Path] = []
     _PENDING.append(pending)
+    _CREATED.append(created)
     try:
         yield
     except BaseException:
         with signals_held():
-            _PENDING.remove(pending)
+            _pop(_PENDING, pending)
+            _pop(_CREATED, created)
             for tmp, _ in pending:
                 _unlink_quietly(tmp)
+            _remove_empty(created)
         raise
     with signals_held():
-        _PENDING.remove(pending)
+        _pop(_PENDING, pending)
+        _pop(_CREATED, created)
         if _PENDING:  # nested: the enclosing block decides
             _PENDING[-1].extend(pending)
+            _CREATED[-1].extend(created)
             return
         final: dict[Path, str] = {}
         for tmp, path in pending:

@@ -875,18 +875,25 @@ def _append_cal_log(step: Step, model: Any, line: str) -> None:
 
 
 def _check_writable_dir(directory: Path) -> None:
+    from romancal_lite.datamodels._files import created_directories, signals_held
+
+    missing = [d for d in (directory, *directory.parents) if not d.exists()]
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         msg = f"cannot create output directory {directory}: {exc.strerror or exc}"
         raise OutputError(msg) from exc
-    try:
-        fd, probe = tempfile.mkstemp(dir=directory, prefix=".romancal_lite_probe_")
-    except OSError as exc:
-        msg = f"output directory {directory} is not writable: {exc.strerror or exc}"
-        raise OutputError(msg) from exc
-    os.close(fd)
-    os.unlink(probe)
+    finally:
+        # removed again if the run fails (inside deferred_outputs)
+        created_directories([d for d in missing if d.is_dir()])
+    with signals_held():  # an interruption never leaves the probe behind
+        try:
+            fd, probe = tempfile.mkstemp(dir=directory, prefix=".romancal_lite_probe_")
+        except OSError as exc:
+            msg = f"output directory {directory} is not writable: {exc.strerror or exc}"
+            raise OutputError(msg) from exc
+        os.close(fd)
+        os.unlink(probe)
 
 
 Step._params = {key: value for key, value in vars(Step).items() if isinstance(value, Param)}
