@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from romancal_lite import datamodels
+from romancal_lite.errors import ConfigError
 from romancal_lite.references._spec import BORDER
 from romancal_lite.steps.assign_wcs import AssignWcsStep
 from romancal_lite.steps.dark_current import DarkCurrentStep
@@ -102,6 +104,11 @@ class ExposurePipeline(Pipeline):
             The calibrated image (or, for guide-star data, the dq_init result).
         """
         applied = applied_ramp_steps(model)
+        if self.dq_init.skip and not isinstance(model, datamodels.RampModel):
+            raise ConfigError(
+                f"{type(model).__name__} input: dq_init cannot be skipped (it makes the ramp "
+                "the other steps work on); skip it only for a ramp (RampModel) input"
+            )
         result = self.dq_init.run(model)
         if self._owns_input and result is not model:
             # the raw uint16 cube is no longer needed: free it before the next steps

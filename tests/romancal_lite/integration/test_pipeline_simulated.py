@@ -156,6 +156,20 @@ def test_runner_saves_step_outputs_and_skips(tmp_path, capsys):
         assert fit.meta.cal_step.flat_field == "INCOMPLETE"
 
 
+def test_dq_init_cannot_be_skipped_on_a_raw_exposure(tmp_path, capsys):
+    uncal = _simulate(tmp_path, n_stars=5)
+    before = uncal.read_bytes()
+    status = cli.main(["run", "roman_elp", str(uncal), "--output-dir", str(tmp_path / "out"),
+                       "--steps.dq_init.skip", "true"])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("romancal_lite: error:")]
+    assert len(errors) == 1 and "dq_init cannot be skipped" in errors[0]
+    assert not any((tmp_path / "out").glob("*"))
+    assert uncal.read_bytes() == before
+
+
 def test_no_step_holds_two_float32_cubes(tmp_path):
     """Peak traced memory of a whole run stays below 2.5 float32 cubes.
 
