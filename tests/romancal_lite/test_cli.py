@@ -241,7 +241,7 @@ def test_invalid_parameters_one_line_exit_1(capsys, work):
                 "--override-saturation",
                 "gone.asdf",
             ],
-            "override_saturation: file not found",
+            "override_saturation: gone.asdf: no such file",
         ),
         (["run", "fake_saturation", "r0001_WFI01_uncal.asdf", "-x"], "unknown option '-x'"),
         (["run", "fake_saturation", "r0001_WFI01_uncal.asdf", "--mode"], "needs a value"),

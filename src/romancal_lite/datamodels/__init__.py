@@ -82,7 +82,7 @@ from __future__ import annotations
 from . import filenames
 from ._accessors import frame_time, read_pattern
 from ._converters import get_extension, get_extensions
-from ._core import MODEL_REGISTRY, DataModel, open
+from ._core import MODEL_REGISTRY, DataModel, open, open_asdf_file
 from ._files import check_regular_file, deferred_outputs, open_regular_file
 from ._models import (
     DarkRefModel,
@@ -139,6 +139,7 @@ __all__ = [
     "get_extension",
     "get_extensions",
     "open",
+    "open_asdf_file",
     "open_regular_file",
     "read_pattern",
     "validate_exposure",

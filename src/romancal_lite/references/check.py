@@ -1,16 +1,15 @@
 """Checking a reference file against the science data it is applied to.
 
 Works on official-format files (what a real CRDS cache holds, written by
-roman_datamodels) and on the generated ones alike: the file is read with plain
-asdf, with the roman_datamodels converters disabled, so the ``roman`` node is a
-tagged dict whatever is installed.
+roman_datamodels) and on the generated ones alike: the file is read with
+romancal_lite's own reader (`romancal_lite.datamodels.open_asdf_file`), which needs no
+roman_datamodels and refuses non-regular, truncated or hostile files before parsing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,11 @@ _ROMAN_EXTENSIONS = "asdf://stsci.edu/datamodels/roman/"
 
 @contextlib.contextmanager
 def open_reference_tree(path: str | os.PathLike[str]) -> Iterator[Any]:
-    """Open a reference file with plain asdf and yield its ``roman`` node.
+    """Open a reference file and yield its ``roman`` node.
 
+    Read as `romancal_lite.datamodels.open_asdf_file` reads every file: the path is
+    literal (``#`` and ``%`` are ordinary characters), only a regular file is opened,
+    and the YAML tree and the binary blocks are checked before asdf parses them.
     Arrays are loaded lazily; the file is closed on exit.
 
     Parameters
@@ -38,38 +40,31 @@ def open_reference_tree(path: str | os.PathLike[str]) -> Iterator[Any]:
 
     Yields
     ------
-    asdf.tagged.TaggedDict
+    TaggedNode
         The tagged ``roman`` node.
 
     Raises
     ------
     ReferenceFileError
-        If the file is missing, not ASDF, or has no ``roman`` node.
+        If the file is missing, not a regular file, not ASDF, truncated or hostile,
+        or has no ``roman`` node.
     """
-    import asdf
+    from romancal_lite import datamodels
+    from romancal_lite.errors import InputFileError
 
-    path = Path(path)
-    if not path.is_file():
-        raise ReferenceFileError(f"{path.name}: reference file not found ({path})")
-    with asdf.config_context() as config:
-        for extension in list(config.extensions):
-            if (extension.extension_uri or "").startswith(_ROMAN_EXTENSIONS):
-                config.remove_extension(extension)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                af = asdf.open(path, lazy_load=True, memmap=False, ignore_missing_extensions=True)
-            except Exception as exc:
-                raise ReferenceFileError(
-                    f"{path.name}: cannot be read as an ASDF reference file "
-                    f"({' '.join(str(exc).split())[:200]})"
-                ) from None
-        with af:
-            if "roman" not in af.tree:
-                raise ReferenceFileError(
-                    f"{path.name}: not a Roman reference file (no 'roman' node)"
-                )
-            yield af.tree["roman"]
+    name = Path(path).name
+    try:
+        # a literal path, a regular file only, the YAML and blocks checked before parsing
+        af = datamodels.open_asdf_file(path)
+    except InputFileError as exc:
+        text = str(exc)
+        if text.startswith(os.fspath(path)):
+            text = name + text[len(os.fspath(path)) :]
+        raise ReferenceFileError(f"{text} (reference file {path})") from None
+    with af:
+        if "roman" not in af.tree:
+            raise ReferenceFileError(f"{name}: not a Roman reference file (no 'roman' node)")
+        yield af.tree["roman"]
 
 
 def reference_pedigree(path: str | os.PathLike[str]) -> str:

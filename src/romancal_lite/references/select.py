@@ -32,6 +32,7 @@ __all__ = [
     "NOT_APPLICABLE",
     "active_cache",
     "builtin_cache",
+    "check_override",
     "crds_parameters",
     "forced_cache",
     "get_reference_file",
@@ -210,11 +211,32 @@ def _check_override(reftype: str, path: Any) -> str:
     text = os.fspath(path)
     if text.strip().upper() == NOT_APPLICABLE:
         return NOT_APPLICABLE
-    if not Path(text).is_file():
-        raise ReferenceFileError(
-            f"override_{reftype.lower()}: reference file {text} does not exist"
-        )
+    check_override(reftype, text)
     return text
+
+
+def check_override(reftype: str, path: str | os.PathLike[str]) -> None:
+    """Raise unless an ``override_<reftype>`` names an existing regular file.
+
+    Parameters
+    ----------
+    reftype : str
+        The reference type overridden.
+    path : str or path-like
+        The override (a literal path; ``#`` and ``%`` are ordinary characters).
+
+    Raises
+    ------
+    ReferenceFileError
+        ``override_<reftype>: <path>: no such file`` or ``...: is a directory, not a
+        regular file`` (a FIFO or device is named as such and never blocks).
+    """
+    from romancal_lite.datamodels import check_regular_file
+
+    try:
+        check_regular_file(path, ReferenceFileError)
+    except ReferenceFileError as exc:
+        raise ReferenceFileError(f"override_{reftype.lower()}: {exc}") from None
 
 
 def _is_na(value: str) -> bool:

@@ -553,8 +553,10 @@ class Step:
             raise ValueError(f"{type(self).__name__} does not declare reference type {reftype!r}")
         path = self.get_override(reftype)
         if path is not None:
-            if path != NOT_APPLICABLE and not Path(path).is_file():
-                raise ReferenceFileError(f"override_{reftype}: file not found: {path}")
+            if path != NOT_APPLICABLE:
+                from romancal_lite.references import check_override
+
+                check_override(reftype, path)
             self.log.info("Using override %s reference file %s", reftype, path)
         else:
             from romancal_lite import references

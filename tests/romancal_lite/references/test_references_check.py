@@ -116,11 +116,14 @@ def test_wrong_reftype_in_meta_only(refs):
 
 
 def test_missing_and_unreadable(tmp_path):
-    with pytest.raises(ReferenceFileError, match=r"^gone.asdf: reference file not found"):
+    (tmp_path / "folder.asdf").mkdir()
+    with pytest.raises(ReferenceFileError, match=r"^folder.asdf: is a directory"):
+        check_reference(tmp_path / "folder.asdf", "gain", SCIENCE)
+    with pytest.raises(ReferenceFileError, match=r"^gone.asdf: no such file \(reference file .*gone.asdf\)"):
         check_reference(tmp_path / "gone.asdf", "gain", SCIENCE)
     junk = tmp_path / "junk.asdf"
     junk.write_text("not asdf at all")
-    with pytest.raises(ReferenceFileError, match="^junk.asdf: cannot be read as an ASDF"):
+    with pytest.raises(ReferenceFileError, match="^junk.asdf: not an ASDF file"):
         check_reference(junk, "gain", SCIENCE)
 
 

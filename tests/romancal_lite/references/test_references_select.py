@@ -69,7 +69,7 @@ def meta_of(path):
             "detector": meta["instrument"]["detector"],
             "element": meta["instrument"].get("optical_element"),
             "useafter": meta["useafter"].isot,
-            "tag": node._tag,
+            "tag": node.tag,
         }
 
 
@@ -143,7 +143,7 @@ def test_overrides_win(tmp_path):
 
 
 def test_override_missing(tmp_path):
-    with pytest.raises(ReferenceFileError, match=r"override_flat: .*nope\.asdf does not exist"):
+    with pytest.raises(ReferenceFileError, match=r"override_flat: .*nope\.asdf: no such file"):
         get_reference_file(params(), "flat", override=tmp_path / "nope.asdf")
 
 
