@@ -52,8 +52,3 @@ def amp33_offsets(truth):
     columns = drifts["channel_offsets"][:, -1, np.arange(128) % 2].astype(np.float64)
     return columns[:, None, :] + drifts["row_drift"][:, :, None].astype(np.float64)
 
-
-def refpix_levels(truth, shape=SMALL):
-    """What a reference-pixel correction removes: reference level plus offsets (n, ny, nx)."""
-    x = np.arange(shape[1])
-    return offsets(truth, shape) + truth["reference_level"][x // 128][None, None, :]
