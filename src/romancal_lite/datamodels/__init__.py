@@ -82,7 +82,7 @@ from __future__ import annotations
 from . import filenames
 from ._accessors import frame_time, read_pattern
 from ._converters import get_extension, get_extensions
-from ._core import MODEL_REGISTRY, DataModel, open, open_asdf_file
+from ._core import MODEL_REGISTRY, DataModel, open, open_asdf_file, write_asdf_atomic
 from ._files import check_regular_file, deferred_outputs, open_regular_file
 from ._models import (
     DarkRefModel,
@@ -143,4 +143,5 @@ __all__ = [
     "open_regular_file",
     "read_pattern",
     "validate_exposure",
+    "write_asdf_atomic",
 ]

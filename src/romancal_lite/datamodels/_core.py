@@ -653,6 +653,7 @@ def write_asdf_atomic(
     *,
     all_array_compression: str | None = None,
     compressed: Sequence[np.ndarray] = (),
+    defer: bool = True,
 ) -> Path:
     """Write an ASDF tree (with the romancal_lite extension) to ``path`` atomically.
 
@@ -670,6 +671,9 @@ def write_asdf_atomic(
         Block compression of every array (``"zlib"``...); none by default.
     compressed : sequence of numpy.ndarray, optional
         Arrays of ``tree`` to zlib-compress individually.
+    defer : bool, optional
+        False for a file needed at once (a cached reference file): renamed into place
+        now even inside `deferred_outputs` (see `atomic_write`).
 
     Returns
     -------
@@ -692,7 +696,7 @@ def write_asdf_atomic(
             # an open file, never the name: asdf would read "#" and "%" in it as URI syntax
             af.write_to(fh, all_array_compression=all_array_compression)
 
-    return atomic_write(path, write)
+    return atomic_write(path, write, defer=defer)
 
 
 def _patch_filename(node: TaggedNode, path: str) -> None:

@@ -464,8 +464,9 @@ def build_reference(
 def write_reference(path: str | Path, node: TaggedDict) -> None:
     """Write a reference node to ``path`` atomically, as ``tree["roman"]``.
 
-    The file is first written next to ``path`` under a temporary name and then
-    renamed, so concurrent processes never see a partial file.  Arrays are
+    Written through a temporary file and a rename
+    (`romancal_lite.datamodels.write_asdf_atomic`, at once even while a run defers
+    its outputs), so concurrent processes never see a partial file.  Arrays are
     stored uncompressed: decompressing zlib blocks costs seconds per full-size
     file on every read (measured: 4 s for LINEARITY, 9 s for REFPIX), far more
     than reading the raw bytes.
@@ -473,19 +474,12 @@ def write_reference(path: str | Path, node: TaggedDict) -> None:
     Parameters
     ----------
     path : str or Path
-        Destination file.
+        Destination file (a literal path).
     node : asdf.tagged.TaggedDict
         The node built by :func:`build_reference`.
     """
-    import asdf
+    from romancal_lite.datamodels import write_asdf_atomic
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{np.random.default_rng().integers(1 << 62):x}.tmp")
-    try:
-        with asdf.AsdfFile({"roman": node}) as af:
-            af.write_to(tmp)
-        tmp.replace(path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_asdf_atomic(path, {"roman": node}, defer=False)

@@ -295,3 +295,20 @@ def test_unusable_cache_location_is_one_clear_error(capsys, exposures, monkeypat
     assert len(errors) == 1 and str(blocker) in errors[0] and CACHE_ENV_VAR in errors[0]
     assert blocker.read_text() == "a file where the cache should be"
     assert _listing(tmp_path / "out") == []
+
+
+def test_cache_in_a_folder_with_hash_and_percent(exposures, tmp_path):
+    """Reference files are written and read by literal path ('#' is no URI fragment)."""
+    cache = generate_cache(tmp_path / "crds#1%41", full_shape=SHAPE)
+    (tmp_path / "crds").write_bytes(b"a neighbour that must stay")
+    sim, _ = exposures
+    with builtin_cache(cache, hide_user_crds=True):
+        with datamodels.open(sim) as model:
+            from romancal_lite.references import get_reference_files
+
+            paths = get_reference_files(model, ["gain", "flat"])
+    for path in paths.values():
+        assert Path(path).parent == cache.reference_dir and Path(path).stat().st_size > 0
+        with datamodels.open(path) as ref:
+            assert ref.data.shape[-1] in (SHAPE[1], SHAPE[1] - 8)
+    assert (tmp_path / "crds").read_bytes() == b"a neighbour that must stay"

@@ -119,7 +119,8 @@ def test_missing_and_unreadable(tmp_path):
     (tmp_path / "folder.asdf").mkdir()
     with pytest.raises(ReferenceFileError, match=r"^folder.asdf: is a directory"):
         check_reference(tmp_path / "folder.asdf", "gain", SCIENCE)
-    with pytest.raises(ReferenceFileError, match=r"^gone.asdf: no such file \(reference file .*gone.asdf\)"):
+    gone = r"^gone.asdf: no such file \(reference file .*gone.asdf\)"
+    with pytest.raises(ReferenceFileError, match=gone):
         check_reference(tmp_path / "gone.asdf", "gain", SCIENCE)
     junk = tmp_path / "junk.asdf"
     junk.write_text("not asdf at all")
