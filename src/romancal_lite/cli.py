@@ -72,13 +72,35 @@ def _raise_terminated(signum: int, frame: Any) -> None:
     raise _Terminated(signum)
 
 
+def _forget_unhandled_interrupt() -> None:
+    """Keep CPython from re-killing the process with SIGINT after we handled Ctrl-C.
+
+    A KeyboardInterrupt that leaves code run through ``PyRun_*`` (Cython module
+    initialisation runs some, so an import interrupted there does) marks the interrupt
+    "unhandled"; the interpreter then ends by killing itself with SIGINT, whatever exit
+    status we return. Running an empty statement the same way clears the mark.
+    """
+    try:
+        import ctypes
+
+        ctypes.pythonapi.PyRun_SimpleString(b"")
+    except (ImportError, AttributeError, OSError):  # pragma: no cover - not CPython
+        pass
+
+
 def _interrupted(signame: str, status: int, deferred: bool) -> int:
     from romancal_lite.stpipe.step import active_input
 
+    _forget_unhandled_interrupt()
+
     name = active_input()
     where = f" while processing {name}" if name else ""
-    # "run" writes its outputs only at the very end (deferred_outputs)
-    tail = "; no output written" if deferred else ""
+    tail = ""
+    if deferred:  # "run" writes its outputs only at the very end (deferred_outputs)
+        from romancal_lite.datamodels._files import outputs_committed
+
+        done = outputs_committed()
+        tail = "; its outputs were complete and are kept" if done else "; no output written"
     print(f"{PROG}: error: interrupted by {signame}{where}{tail}", file=sys.stderr)
     return status
 

@@ -47,6 +47,7 @@ __all__ = [
     "deferred_outputs",
     "describe_file_type",
     "open_regular_file",
+    "outputs_committed",
     "read_yaml_part",
     "scan_asdf_tree",
     "signals_held",
@@ -260,6 +261,20 @@ def scan_asdf_tree(text: bytes, name: str) -> None:
 
 _PENDING: list[list[tuple[str, Path]]] = []
 _CREATED: list[list[Path]] = []
+#: Whether the outermost `deferred_outputs` block last entered has put its outputs in
+#: place (an interruption right after it must not claim that nothing was written).
+_COMMITTED: list[bool] = [False]
+
+
+def outputs_committed() -> bool:
+    """Return whether the last outermost `deferred_outputs` block put its outputs in place.
+
+    Returns
+    -------
+    bool
+        True once every output of that block has been renamed into place.
+    """
+    return _COMMITTED[0]
 
 
 def created_directories(paths: list[Path]) -> None:
@@ -294,25 +309,42 @@ def _remove_empty(paths: list[Path]) -> None:
 
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back inside the block (delivered when it ends).
+    """Hold SIGINT and SIGTERM back inside the block (acted on when it ends).
 
-    Only in the main thread (signal masks are per thread, Python handles signals
-    in the main thread); elsewhere the block runs unchanged.
+    Their Python handlers are swapped for one that only records the signal; on exit
+    the previous handlers are restored and the first signal received is handed to its
+    handler (``KeyboardInterrupt`` for SIGINT, the default action...). A signal mask
+    would not do: another thread (OpenMP, thread pools) would take the signal and
+    Python would still raise in the main thread. Only in the main thread (where Python
+    runs signal handlers); elsewhere the block runs unchanged.
 
     Yields
     ------
     None
     """
-    if threading.current_thread() is not threading.main_thread() or not hasattr(
-        signal, "pthread_sigmask"
-    ):
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    received: list[int] = []
+
+    def hold(signum: int, frame: Any) -> None:
+        received.append(signum)
+
+    previous: dict[int, Any] = {}
     try:
+        for signum in _SIGNALS:
+            previous[signum] = signal.signal(signum, hold)
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if received:
+            signum = received[0]
+            handler = previous.get(signum, signal.SIG_DFL)
+            if callable(handler):
+                handler(signum, None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)
 
 
 def _unlink_quietly(path: str) -> None:
@@ -404,6 +436,8 @@ def deferred_outputs() -> Iterator[None]:
     """
     pending: list[tuple[str, Path]] = []
     created: list[Path] = []
+    if not _PENDING:
+        _COMMITTED[0] = False
     _PENDING.append(pending)
     _CREATED.append(created)
     try:
@@ -437,3 +471,4 @@ def deferred_outputs() -> Iterator[None]:
             for tmp in list(final.values())[done:]:
                 _unlink_quietly(tmp)
             raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        _COMMITTED[0] = True
