@@ -108,7 +108,11 @@ def test_run_step_saves_result(capsys, work):
     assert saved["data"] == [3, 4]
     assert saved["cal_step"] == {"fake_saturation": "COMPLETE"}
     # the fake reference is not an ASDF file: its pedigree cannot be read
-    assert saved["ref_file"] == {"saturation": "sat.asdf", "pedigree": {"saturation": "UNKNOWN"}}
+    assert saved["ref_file"] == {
+        "saturation": "sat.asdf",
+        "pedigree": {"saturation": "UNKNOWN"},
+        "source": "the override files given for every reference type (none selected)",
+    }
     assert "Step fake_saturation done in" in err
 
 

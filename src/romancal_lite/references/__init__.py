@@ -40,6 +40,7 @@ from ._cache import (
 from ._content import DetectorConstants, build_reference, reference_shape, write_reference
 from ._crds import user_configured
 from ._source import (
+    OVERRIDES_ONLY,
     InputOrigin,
     ReferenceSource,
     allow_builtin_references,
@@ -69,6 +70,7 @@ __all__ = [
     "DETECTORS",
     "NOT_APPLICABLE",
     "OPTICAL_ELEMENTS",
+    "OVERRIDES_ONLY",
     "REFTYPES",
     "BuiltinCache",
     "DetectorConstants",

@@ -34,6 +34,7 @@ from ._content import DetectorConstants
 from ._crds import user_configured
 
 __all__ = [
+    "OVERRIDES_ONLY",
     "InputOrigin",
     "ReferenceSource",
     "allow_builtin_references",
@@ -87,8 +88,9 @@ class ReferenceSource:
     kind : str
         ``"crds"`` (the user's CRDS), ``"simulator"`` (the built-in cache, for
         ``romancal_lite.simulate`` exposures), ``"romanisim"`` (references matched
-        to romanisim's recorded constants) or ``"builtin"`` (the built-in invented
-        references, by explicit opt-in: not a calibration).
+        to romanisim's recorded constants), ``"builtin"`` (the built-in invented
+        references, by explicit opt-in: not a calibration) or ``"overrides"``
+        (every reference given as an override: nothing is selected).
     cache : BuiltinCache or None
         The generated cache crds is pointed at (None for the user's CRDS).
     description : str
@@ -108,6 +110,12 @@ class ReferenceSource:
     def context(self) -> str | None:
         """Str or None: the CRDS context of the generated cache (None for the user's)."""
         return None if self.cache is None else self.cache.context
+
+
+#: The source of a run whose every reference type is overridden.
+OVERRIDES_ONLY = ReferenceSource(
+    "overrides", None, "the override files given for every reference type (none selected)"
+)
 
 
 @contextlib.contextmanager

@@ -357,6 +357,11 @@ class Step:
             self._reference_source = None
             if self.selects_references():
                 self.resolve_reference_source(model)
+            elif self.reference_file_types:
+                from romancal_lite.references import OVERRIDES_ONLY
+
+                self._reference_source = OVERRIDES_ONLY
+                self.log.info("References: %s", OVERRIDES_ONLY.description)
         self.log.info("Step %s running", self.name)
         self.log.debug("Step %s parameters: %s", self.name, self.get_pars())
         self._reference_files_used = []

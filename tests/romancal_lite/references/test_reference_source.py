@@ -21,6 +21,7 @@ from romancal_lite import cli, datamodels, simulate
 from romancal_lite.errors import ReferenceFileError
 from romancal_lite.references import (
     CACHE_ENV_VAR,
+    OVERRIDES_ONLY,
     DetectorConstants,
     allow_builtin_references,
     builtin_cache,
@@ -266,7 +267,9 @@ def test_overrides_for_every_type_need_no_source(capsys, exposures, no_crds, tmp
         argv += [f"--override-{reftype}", copied]
     status, _, err = run(capsys, "run", "roman_elp", other, "--output-dir", tmp_path, *argv)
     assert status == 0, err
+    assert "References: the override files given for every reference type" in err
     with datamodels.open(tmp_path / f"{NAME}_cal.asdf") as cal:
+        assert cal.meta.ref_file.source == OVERRIDES_ONLY.description
         assert cal.meta.ref_file.gain == os.fspath(refs / "my_gain.asdf")
         assert cal.meta.ref_file.pedigree["gain"] == "DUMMY"
         assert not any("INVENTED" in line for line in cal.meta.cal_logs)
