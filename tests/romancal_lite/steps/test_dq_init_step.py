@@ -223,7 +223,7 @@ def test_unfit_mask_rejected(builtin_refs, tmp_path, kwargs, match):
 
 
 def test_missing_override_rejected(builtin_refs, tmp_path):
-    with pytest.raises(ReferenceFileError, match="not found"):
+    with pytest.raises(ReferenceFileError, match=r"override_mask: .*nope\.asdf: no such file"):
         DQInitStep.call(make_raw(), override_mask=str(tmp_path / "nope.asdf"))
 
 
