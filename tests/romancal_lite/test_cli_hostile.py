@@ -339,6 +339,16 @@ CASES = [
         r"data_encoding_offset must be a number",
     ),
     meta_case("wcsinfostr", "meta.wcsinfo", "abc", r"meta\.wcsinfo must be a mapping"),
+    meta_case("noguidestar", "meta.guide_star", DELETE, r"meta\.guide_star is missing"),
+    meta_case(
+        "nowindow", "meta.guide_star.window_ystop", DELETE, r"guide_star\.window_ystop is missing"
+    ),
+    meta_case(
+        "nullaberration",
+        "meta.velocity_aberration",
+        None,
+        r"meta\.velocity_aberration must be a mapping, not None",
+    ),
     meta_case("nodata", "data", DELETE, r"the 'data' array is missing"),
     meta_case("noamp33", "amp33", DELETE, r"the 'amp33' array is missing"),
     meta_case("datastr", "data", "abc", r"'data' must be an array"),

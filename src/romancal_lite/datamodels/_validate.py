@@ -31,8 +31,9 @@ _INTEGER = "an integer"
 _LIST = "a list"
 _TIME = "a time"
 
-#: meta fields: dotted name -> (kind, required). Sub-mappings only checked if present
-#: unless required. Types follow meta/common-2.1.0 and its sub-schemas.
+#: meta fields: dotted name -> (kind, required). Fields under an optional mapping are
+#: checked only if it is present. Types and requirements follow meta/common-2.1.0 and
+#: its sub-schemas (guidestar-2.1.0 requires the window; dq_init flags it).
 _META_FIELDS: dict[str, tuple[str, bool]] = {
     "exposure": (_MAPPING, True),
     "exposure.type": (_STRING, True),
@@ -46,11 +47,11 @@ _META_FIELDS: dict[str, tuple[str, bool]] = {
     "instrument.optical_element": (_STRING, False),
     "instrument.name": (_STRING, False),
     "instrument.data_encoding_offset": (_NUMBER, False),
-    "guide_star": (_MAPPING, False),
-    "guide_star.window_xstart": (_INTEGER, False),
-    "guide_star.window_xstop": (_INTEGER, False),
-    "guide_star.window_ystart": (_INTEGER, False),
-    "guide_star.window_ystop": (_INTEGER, False),
+    "guide_star": (_MAPPING, True),
+    "guide_star.window_xstart": (_INTEGER, True),
+    "guide_star.window_xstop": (_INTEGER, True),
+    "guide_star.window_ystart": (_INTEGER, True),
+    "guide_star.window_ystop": (_INTEGER, True),
     "wcsinfo": (_MAPPING, False),
     "pointing": (_MAPPING, False),
     "velocity_aberration": (_MAPPING, False),
@@ -165,7 +166,8 @@ def _check_meta(model: DataModel, where: str) -> None:
             node = node.get(part) if isinstance(node, Mapping) else None
         if not isinstance(node, Mapping):
             continue  # the parent is absent (optional) or already reported
-        if leaf not in node or (node[leaf] is None and not required):
+        # a null scalar is "not given" (RAD allows several); a null mapping is not one
+        if leaf not in node or (node[leaf] is None and not required and kind != _MAPPING):
             if required:
                 raise InputFileError(f"{where}: meta.{dotted} is missing")
             continue
