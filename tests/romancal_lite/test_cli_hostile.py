@@ -27,7 +27,7 @@ import pytest
 
 from romancal_lite import cli, datamodels, simulate
 from romancal_lite.datamodels._core import write_asdf_atomic
-from romancal_lite.references import builtin_cache, generate_cache
+from romancal_lite.references import builtin_cache, generate_cache, use_builtin_cache
 
 SHAPE = (64, 128)  # the smallest read-out refpix accepts (one 128-column channel)
 NAME = "r0000101001001001001_0001_wfi01"
@@ -472,7 +472,7 @@ def test_bad_override_refused(
 
 
 @pytest.mark.parametrize("where", ["file", "proc"])
-def test_unusable_cache_location(where, exposure, reference_cal, tmp_path):
+def test_unusable_cache_location(where, exposure, tmp_path, capsys, monkeypatch):
     """ROMANCAL_LITE_CRDS_CACHE naming a file, or a folder nobody may write (/proc)."""
     good = pristine_copy(exposure, tmp_path)
     if where == "file":
@@ -480,15 +480,15 @@ def test_unusable_cache_location(where, exposure, reference_cal, tmp_path):
         location.write_text("x")
     else:
         location = Path("/proc/romancal_lite_cache")  # not writable even by root
+    for name in [k for k in os.environ if k.startswith("CRDS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("ROMANCAL_LITE_CRDS_CACHE", str(location))
+    use_builtin_cache(None)  # the default location, as a user's run (the fixture restores)
     before = snapshot(tmp_path)
-    result = subprocess.run(
-        [sys.executable, "-m", "romancal_lite", "run", "roman_elp", str(good),
-         "--output-dir", str(tmp_path / "out")],
-        capture_output=True, text=True, env=_env(location), timeout=120,
+    status, err = run_inprocess(
+        capsys, ["run", "roman_elp", good, "--output-dir", tmp_path / "out"]
     )
-    assert_refused(
-        result.returncode, result.stderr, 1, str(location), "cache", before, tmp_path
-    )
+    assert_refused(status, err, 1, str(location), "cache", before, tmp_path)
 
 
 # ---------------------------------------------------------------------- legal inputs
