@@ -694,13 +694,16 @@ def test_failure_after_the_product_leaves_no_half_set(exposure, tmp_path, capsys
                    tmp_path)
 
 
-def test_parameter_file_that_is_a_fifo_or_bomb(exposure, tmp_path, capsys):
+def test_parameter_file_that_is_a_fifo_bomb_or_huge(exposure, tmp_path, capsys):
     good = pristine_copy(exposure, tmp_path)
     pipe = tmp_path / "pars_pipe.yaml"
     os.mkfifo(pipe)
     bomb = tmp_path / "pars_bomb.yaml"
     bomb.write_text(laughs() + "\nclass: roman_elp\n")
-    for config, fragment in ((pipe, "FIFO"), (bomb, "aliases expand")):
+    huge = tmp_path / "pars_huge.yaml"
+    with open(huge, "wb") as fh:
+        fh.truncate(1 << 30)  # 1 GiB (sparse): refused before it is read into memory
+    for config, fragment in ((pipe, "FIFO"), (bomb, "aliases expand"), (huge, "larger than")):
         before = snapshot(tmp_path)
         status, err = run_inprocess(
             capsys, ["run", "roman_elp", good, "--config", config, "--output-dir", tmp_path / "o"]

@@ -12,7 +12,7 @@ string handed to asdf: asdf reads a string as a URI, so ``#`` starts a fragment
   one streaming pass of bounded memory: aliases may not expand the tree by more than
   `MAX_ALIAS_NODES` nodes (an alias "billion laughs" bomb hangs asdf), no alias may
   refer to a node containing it (a recursive tree), and nesting is at most
-  `MAX_DEPTH` deep.
+  `MAX_DEPTH` deep, and the tree is at most `MAX_YAML_BYTES` (read before parsing).
 * `atomic_write` writes to a temporary file in the target directory and renames it
   over the target; inside `deferred_outputs` the renames wait until the block ends
   without an error, so a run writes either all its outputs or none (and leaves a
@@ -41,6 +41,7 @@ from ..errors import InputFileError, OutputError
 __all__ = [
     "MAX_ALIAS_NODES",
     "MAX_DEPTH",
+    "MAX_YAML_BYTES",
     "atomic_write",
     "check_regular_file",
     "created_directories",
@@ -59,6 +60,10 @@ MAX_ALIAS_NODES = 1_000_000
 #: Deepest nesting of mappings and sequences accepted (Roman trees are < 30 deep;
 #: asdf walks trees recursively and fails far below Python's recursion limit).
 MAX_DEPTH = 200
+
+#: Largest YAML tree read (a Roman file's tree is a few kB to a few MB; arrays are in
+#: binary blocks): a bigger one is refused before it is held in memory.
+MAX_YAML_BYTES = 256 << 20
 
 _YAML_END = (b"\n...\n", b"\n...\r\n")
 _BLOCK_MAGIC = b"\xd3BLK"
@@ -172,6 +177,11 @@ def read_yaml_part(fh: IO[bytes], name: str) -> bytes:
     -------
     bytes
         The header and YAML document, without the binary blocks.
+
+    Raises
+    ------
+    InputFileError
+        If the YAML part is larger than `MAX_YAML_BYTES`.
     """
     buffer = bytearray()
     searched = 0
@@ -188,6 +198,10 @@ def read_yaml_part(fh: IO[bytes], name: str) -> bytes:
             return bytes(buffer[: min(ends)])
         if not chunk:
             return bytes(buffer)
+        if len(buffer) > MAX_YAML_BYTES:
+            raise InputFileError(
+                f"{name}: the metadata tree is larger than {MAX_YAML_BYTES >> 20} MiB"
+            )
         searched = len(buffer)
 
 

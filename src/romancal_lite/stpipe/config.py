@@ -119,11 +119,14 @@ def _read_tree(path: Path) -> Any:
     try:
         # a FIFO or device is refused by name (and never blocks the reader)
         with open_regular_file(path, ConfigError) as fh:
-            raw = fh.read()
+            raw = fh.read(_MAX_PARAMETER_FILE_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read parameter file {path}: {exc.strerror}") from exc
     except ConfigError as exc:
         raise ConfigError(f"parameter file {exc}") from None
+    if len(raw) > _MAX_PARAMETER_FILE_BYTES:
+        limit = _MAX_PARAMETER_FILE_BYTES >> 20
+        raise ConfigError(f"parameter file {path} is larger than {limit} MiB: not a parameter file")
     is_asdf = raw.startswith(b"#ASDF")
     if path.suffix.lower() == ".asdf" and not is_asdf:
         raise ConfigError(f"cannot read parameter file {path}: not an ASDF file")
@@ -146,6 +149,8 @@ def _read_tree(path: Path) -> Any:
 
 
 _ASDF_BLOCK_MAGIC = b"\xd3BLK"
+#: Parameter files are a few kB; a larger file is refused before it is held in memory.
+_MAX_PARAMETER_FILE_BYTES = 16 << 20
 
 
 def _read_asdf_with_blocks(path: Path, raw: bytes) -> Any:

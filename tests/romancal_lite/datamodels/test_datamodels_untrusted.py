@@ -246,3 +246,13 @@ def test_signals_held_delivers_ctrl_c_after_the_block():
         done.append("the block finished")
     assert done == ["the block finished"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_huge_tree_is_refused_before_it_is_held(tmp_path, monkeypatch):
+    monkeypatch.setattr(_files, "MAX_YAML_BYTES", 1 << 20)
+    path = tmp_path / "big.asdf"
+    with open(path, "wb") as fh:
+        fh.write(HEADER + b"a: [")
+        fh.write(b"0, " * (1 << 20))  # 3 MiB of tree, no end
+    with pytest.raises(InputFileError, match=r"big.asdf: the metadata tree is larger than 1 MiB"):
+        datamodels.open(path)
