@@ -44,21 +44,14 @@ def read_pattern(model: DataModel) -> list[list[int]]:
     pattern = exposure.get("read_pattern")
     if pattern is None:
         raise InputFileError(f"{where}: meta.exposure.read_pattern is missing")
+    from romancore.readpattern import validate_read_pattern
+
     try:
-        result = [[int(read) for read in resultant] for resultant in pattern]
-    except (TypeError, ValueError):
-        raise InputFileError(
-            f"{where}: meta.exposure.read_pattern is not a list of lists of integers"
-        ) from None
-    if not result or any(not resultant for resultant in result):
-        raise InputFileError(
-            f"{where}: meta.exposure.read_pattern is empty or has empty resultants"
-        )
-    flat = [read for resultant in result for read in resultant]
-    if flat[0] < 1 or any(b <= a for a, b in zip(flat, flat[1:], strict=False)):
-        raise InputFileError(
-            f"{where}: meta.exposure.read_pattern reads are not positive and increasing"
-        )
+        # the kernels' own rules: integers (2.0 is 2, never 1.5 -> 1 or "1" -> 1),
+        # non-empty resultants, read numbers positive and increasing
+        result = validate_read_pattern(pattern)
+    except ValueError as exc:
+        raise InputFileError(f"{where}: meta.exposure.read_pattern: {exc}") from None
     data = model._node._data.get("data")
     shape = getattr(data, "shape", None)
     if shape is not None and len(shape) == 3 and shape[0] != len(result):

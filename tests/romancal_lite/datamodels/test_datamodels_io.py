@@ -293,6 +293,27 @@ def test_missing_exposure_metadata():
     del ramp.meta.exposure["frame_time"]
     with pytest.raises(InputFileError, match="frame_time is missing"):
         dm.frame_time(ramp)
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        [[1.5], [2], [3]],  # not truncated to 1
+        [["1"], [2], [3]],  # not parsed from text
+        [[1], [True], [3]],
+        [[1], [], [3]],
+        [[2], [1], [3]],
+        [[0], [1], [2]],
+        [[1], [2], [float("nan")]],
+    ],
+)
+def test_read_pattern_must_be_integers_as_the_kernels_need(pattern):
+    ramp = make_ramp()
+    ramp.meta.exposure.read_pattern = pattern
+    with pytest.raises(InputFileError, match=r"meta\.exposure\.read_pattern: "):
+        dm.read_pattern(ramp)
+    ramp.meta.exposure.read_pattern = [[1.0], [2], [3.0]]  # integral floats are integers
+    assert dm.read_pattern(ramp) == [[1], [2], [3]]
     ramp.meta.exposure.frame_time = "soon"
     with pytest.raises(InputFileError, match="frame_time is not a number"):
         dm.frame_time(ramp)
