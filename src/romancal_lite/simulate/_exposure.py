@@ -13,8 +13,7 @@ import numpy as np
 from astropy.time import Time
 
 from .. import __version__
-from ..datamodels import ScienceRawModel, get_extension
-from ..datamodels import write_asdf_atomic
+from ..datamodels import ScienceRawModel, get_extension, write_asdf_atomic
 from ..errors import InputFileError, OutputError
 from ..references._spec import BORDER, DETECTORS, EXPOSURE_TYPES, FULL_SHAPE, OPTICAL_ELEMENTS
 from . import scene

@@ -3,10 +3,10 @@
 The strip is columns 0-127 of detector WFI02 (10 resultants, MA table 109). The
 references are selected through crds from a cache generated from the constants romanisim
 recorded in the file (gain 2 e/DN, read noise 5 DN, dark 0.01 e/s, saturation 55000 DN,
-no non-linearity, flat 1), at the strip's read-out shape, except the MASK: the strip has no right-hand border (its last four
-columns are science pixels), so the test gives a MASK flagging only the left, top and
-bottom borders, as the detector's own MASK cut to these columns would. The file's own
-truth (``romanisim.dq``: JUMP_DET on every resultant
+no non-linearity, flat 1), at the strip's read-out shape, except the MASK: the strip
+has no right-hand border (its last four columns are science pixels), so the test gives a
+MASK flagging only the left, top and bottom borders, as the detector's own MASK cut to
+these columns would. The file's own truth (``romanisim.dq``: JUMP_DET on every resultant
 that received a cosmic ray) says which pixels must be flagged, and its catalogue of
 injected sources (``romanisim.simcatobj``: position, total counts) what their fluxes are.
 Nothing here is tuned to romancal_lite's own simulator.
