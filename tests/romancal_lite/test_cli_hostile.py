@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from romancal_lite import cli, datamodels, simulate
-from romancal_lite.datamodels._core import write_asdf_atomic
+from romancal_lite.datamodels import write_asdf_atomic
 from romancal_lite.references import builtin_cache, generate_cache, use_builtin_cache
 
 SHAPE = (64, 128)  # the smallest read-out refpix accepts (one 128-column channel)
@@ -473,8 +473,15 @@ def test_bad_override_refused(
 
 @pytest.mark.parametrize("where", ["file", "proc"])
 def test_unusable_cache_location(where, exposure, tmp_path, capsys, monkeypatch):
-    """ROMANCAL_LITE_CRDS_CACHE naming a file, or a folder nobody may write (/proc)."""
-    good = pristine_copy(exposure, tmp_path)
+    """ROMANCAL_LITE_CRDS_CACHE naming a file, or a folder nobody may write (/proc).
+
+    The exposure is saved without the simulator's record (a simulated exposure finds
+    the cache it was made with) and run with the opt-in to the built-in references,
+    so the run needs the default cache location.
+    """
+    good = tmp_path / f"{NAME}_uncal.asdf"
+    with datamodels.open(exposure) as model:
+        model.save(good)
     if where == "file":
         location = tmp_path / "cache_is_a_file"
         location.write_text("x")
@@ -486,7 +493,8 @@ def test_unusable_cache_location(where, exposure, tmp_path, capsys, monkeypatch)
     use_builtin_cache(None)  # the default location, as a user's run (the fixture restores)
     before = snapshot(tmp_path)
     status, err = run_inprocess(
-        capsys, ["run", "roman_elp", good, "--output-dir", tmp_path / "out"]
+        capsys,
+        ["run", "roman_elp", good, "--output-dir", tmp_path / "out", "--builtin-references"],
     )
     assert_refused(status, err, 1, str(location), "cache", before, tmp_path)
 

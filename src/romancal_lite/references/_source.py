@@ -285,6 +285,35 @@ def simulator_source() -> ReferenceSource:
     )
 
 
+def _simulation_cache(model: Any) -> BuiltinCache | None:
+    """Return the generated cache a simulated exposure's truth says it was made with.
+
+    The truth lists the reference files the simulator read; when they all lie in one
+    generated cache that still exists (e.g. a small-detector cache of a test or the
+    demo), that cache is the exposure's own, whatever the default cache is.
+    """
+    from ._cache import _STAMP, open_builtin_cache
+
+    truth = model.file_node(SIMULATOR_KEY)
+    refs = truth.get("references") if isinstance(truth, Mapping) else None
+    if not isinstance(refs, Mapping):
+        return None
+    roots = set()
+    for path in refs.values():
+        if not isinstance(path, str) or not path:
+            continue
+        parent = Path(path).parent  # <root>/references/roman/wfi
+        if parent.parts[-3:] != ("references", "roman", "wfi"):
+            return None
+        roots.add(parent.parents[2])
+    if len(roots) != 1:
+        return None
+    root = roots.pop()
+    if not (root / _STAMP).is_file():
+        return None
+    return open_builtin_cache(root)
+
+
 def reference_source(model: Any) -> ReferenceSource:
     """Decide where the references for ``model`` come from (the rule of this module).
 
@@ -308,9 +337,18 @@ def reference_source(model: Any) -> ReferenceSource:
     from .select import active_cache, forced_cache
 
     origin = input_origin(model)
+    forced = forced_cache()
+    if origin.kind == "romancal_lite.simulate" and not user_configured() and forced is None:
+        cache = _simulation_cache(model)
+        if cache is not None:
+            return ReferenceSource(
+                "simulator",
+                cache,
+                f"built-in references ({cache.root}), the ones romancal_lite.simulate "
+                "made this exposure with",
+            )
     if user_configured() or origin.kind == "romancal_lite.simulate":
         return simulator_source()
-    forced = forced_cache()
     if origin.kind == "romanisim" and origin.constants is not None:
         shape = _full_shape(model)
         if shape is not None:

@@ -250,6 +250,20 @@ def test_simulated_exposure_uses_its_references(capsys, exposures, no_crds, tmp_
         assert Path(cal.meta.ref_file.gain).parent == no_crds.reference_dir
 
 
+def test_simulated_exposure_finds_its_own_cache(capsys, exposures, monkeypatch, tmp_path):
+    """Simulated with a small cache: that cache, not the (full-size) default one."""
+    sim, _ = exposures
+    for name in (*USER_CRDS_VARS, "CRDS_MODE", "CRDS_CONTEXT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "default_cache"))
+    status, _, err = run(capsys, "run", "roman_elp", sim, "--output-dir", tmp_path / "out")
+    assert status == 0, err
+    truth = simulate.read_truth(sim)
+    with datamodels.open(tmp_path / "out" / f"{NAME}_cal.asdf") as cal:
+        assert cal.meta.ref_file.gain == truth["references"]["gain"]
+    assert not (tmp_path / "default_cache").exists()
+
+
 def test_overrides_for_every_type_need_no_source(capsys, exposures, no_crds, tmp_path):
     _, other = exposures
     with datamodels.open(other) as model:
@@ -285,13 +299,14 @@ def test_cal_with_provenance_is_read_by_roman_datamodels(capsys, exposures, no_c
 
 
 def test_unusable_cache_location_is_one_clear_error(capsys, exposures, monkeypatch, tmp_path):
-    sim, _ = exposures
+    _, other = exposures
     for name in (*USER_CRDS_VARS, "CRDS_MODE", "CRDS_CONTEXT"):
         monkeypatch.delenv(name, raising=False)
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("a file where the cache should be")
     monkeypatch.setenv(CACHE_ENV_VAR, str(blocker))
-    status, _, err = run(capsys, "run", "roman_elp", sim, "--output-dir", tmp_path / "out")
+    status, _, err = run(capsys, "run", "roman_elp", other, "--output-dir", tmp_path / "out",
+                         "--builtin-references")
     assert status == 1
     assert "Traceback" not in err
     errors = [line for line in err.splitlines() if line.startswith("romancal_lite: error:")]
