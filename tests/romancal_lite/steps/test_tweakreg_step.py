@@ -255,6 +255,13 @@ def test_bad_reference_catalog_is_one_clear_error(calibrated, tmp_path, capsys, 
     assert not out.exists() or not any(out.iterdir())
 
 
+def test_image_without_wcs_is_an_input_error(calibrated):
+    model = _open(calibrated)
+    model.meta["wcs"] = None
+    with pytest.raises(InputFileError, match="assign_wcs"):
+        TweakRegStep.call(model, abs_refcat=str(calibrated["refcat"]))
+
+
 def test_command_line_run(calibrated, tmp_path, capsys):
     status = cli.main(
         ["run", "tweakreg", str(calibrated["cal"]), "--abs_refcat", str(calibrated["refcat"]),
