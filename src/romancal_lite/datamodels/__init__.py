@@ -15,7 +15,8 @@ Contract (stable API for the step framework and the reference-file code)
 
 Model classes (all subclasses of ``DataModel``)
     ``ScienceRawModel`` (``wfi_science_raw``), ``RampModel`` (``ramp``),
-    ``ImageModel`` (``wfi_image``) and the reference models ``MaskRefModel``,
+    ``ImageModel`` (``wfi_image``), ``SegmentationMapModel`` (``segmentation_map``,
+    the ``_segm`` product of ``source_catalog``) and the reference models ``MaskRefModel``,
     ``SaturationRefModel``, ``LinearityRefModel``, ``InverselinearityRefModel``,
     ``DarkRefModel``, ``GainRefModel``, ``ReadnoiseRefModel``, ``FlatRefModel``,
     ``PhotomRefModel`` (``wfi_img_photom``), ``DistortionRefModel``,
@@ -101,6 +102,7 @@ from ._models import (
     RefpixRefModel,
     SaturationRefModel,
     ScienceRawModel,
+    SegmentationMapModel,
     SuperbiasRefModel,
 )
 from ._node import ListNode, Node, TaggedListNode, TaggedNode, TaggedStr, TaggedTime
@@ -127,6 +129,7 @@ __all__ = [
     "RefpixRefModel",
     "SaturationRefModel",
     "ScienceRawModel",
+    "SegmentationMapModel",
     "SuperbiasRefModel",
     "TaggedListNode",
     "TaggedNode",

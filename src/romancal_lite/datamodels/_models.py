@@ -37,6 +37,7 @@ __all__ = [
     "RefpixRefModel",
     "SaturationRefModel",
     "ScienceRawModel",
+    "SegmentationMapModel",
     "SuperbiasRefModel",
 ]
 
@@ -147,6 +148,66 @@ class ImageModel(DataModel):
         cal_step = meta.setdefault("cal_step", {})
         for step, status in default_cal_step().items():
             cal_step.setdefault(step, status)
+
+
+#: ``meta`` keys of a level 2 catalog product (RAD ``meta/l2_catalog_common-2.1.0``).
+L2_CATALOG_META_KEYS: tuple[str, ...] = (
+    "calibration_software_name",
+    "calibration_software_version",
+    "product_type",
+    "filename",
+    "file_date",
+    "model_type",
+    "origin",
+    "prd_version",
+    "sdf_software_version",
+    "telescope",
+    "coordinates",
+    "exposure",
+    "image",
+    "instrument",
+    "observation",
+    "photometry",
+    "pointing",
+    "program",
+    "ref_file",
+    "visit",
+    "wcsinfo",
+)
+
+
+class SegmentationMapModel(DataModel):
+    """Segmentation map of a level 2 image (``segmentation_map``), the ``_segm`` product.
+
+    ``data`` uint32 [y, x]: 0 is background, ``n`` the pixels of catalog source
+    ``label == n``. ``meta`` is the image's metadata restricted to the RAD
+    ``l2_catalog_common`` keys, plus ``meta.image`` (the image's file name and date),
+    as roman_datamodels 1.1's ``SegmentationMapModel``.
+    """
+
+    _tag_name = "segmentation_map"
+    _array_specs: ClassVar[dict[str, tuple[str, int]]] = {"data": ("uint32", 2)}
+    _required_arrays = ("data",)
+
+    @classmethod
+    def _default_meta(cls) -> dict[str, Any]:
+        meta = default_image_meta(cls.__name__)
+        meta = {key: meta[key] for key in L2_CATALOG_META_KEYS if key in meta}
+        meta["image"] = {"filename": "?", "file_date": meta["file_date"]}
+        return meta
+
+    def _prepare_meta_from(self, other: DataModel) -> None:
+        super()._prepare_meta_from(other)
+        meta = self._node._data["meta"]
+        for key in list(meta):
+            if key not in L2_CATALOG_META_KEYS:
+                del meta[key]
+        meta["image"] = {
+            "filename": str(meta.get("filename", "?")),
+            "file_date": meta.get("file_date", self._default_meta()["file_date"]),
+        }
+        for key, value in self._default_meta().items():
+            meta.setdefault(key, value)
 
 
 class _RefModel(DataModel):

@@ -51,6 +51,7 @@ STEPS: dict[str, str] = {
     "assign_wcs": "romancal_lite.steps.assign_wcs:AssignWcsStep",
     "photom": "romancal_lite.steps.photom:PhotomStep",
     "flatfield": "romancal_lite.steps.flatfield:FlatFieldStep",
+    "source_catalog": "romancal_lite.steps.source_catalog:SourceCatalogStep",
     "tweakreg": "romancal_lite.steps.tweakreg:TweakRegStep",
 }
 

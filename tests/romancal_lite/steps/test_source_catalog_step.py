@@ -1,0 +1,281 @@
+"""``source_catalog`` on a small simulated, calibrated exposure, scored against its truth.
+
+The exposure is made by ``romancal_lite.simulate`` (Gaussian PSF of sigma 1 pixel, so
+that windowed centroids are not dominated by pixelization) and calibrated by
+``roman_elp`` with the built-in references, once for the module.
+"""
+
+import logging
+
+import numpy as np
+import pytest
+from astropy.convolution import convolve
+from photutils.aperture import CircularAperture, aperture_photometry
+from scipy import ndimage
+
+from romancal_lite import datamodels, simulate
+from romancal_lite.datamodels import deferred_outputs
+from romancal_lite.pipeline import ExposurePipeline
+from romancal_lite.references import builtin_cache, generate_cache
+from romancal_lite.simulate import scene
+from romancal_lite.steps.source_catalog import SourceCatalogStep
+from romancal_lite.steps.source_catalog.catalog import (
+    column_names,
+    convolve_masked,
+    detection_kernel,
+)
+from romancore.dqflags import pixel
+
+SHAPE = (264, 512)
+NAME = "r0000101001001001001_0001_wfi03"
+PSF_SIGMA = 1.0
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("srccat")
+    cache = generate_cache(tmp / "crds", full_shape=SHAPE)
+    uncal = tmp / f"{NAME}_uncal.asdf"
+    with builtin_cache(cache, hide_user_crds=True):
+        simulate.write_exposure(
+            uncal, shape=SHAPE, detector="WFI03", read_pattern="ma4", seed=11,
+            n_stars=250, star_flux_range=(100.0, 3.0e4), psf_sigma=PSF_SIGMA,
+        )
+        ExposurePipeline.call(str(uncal), output_dir=str(tmp), save_results=True)
+    cal = tmp / f"{NAME}_cal.asdf"
+    out = tmp / "out"
+    step = SourceCatalogStep(output_dir=str(out), save_results=True)
+    step.run(str(cal))
+    return {"cal": cal, "out": out, "step": step, "truth": simulate.read_truth(uncal)}
+
+
+def _truth_matches(run):
+    """Truth stars away from edges, neighbours and flagged pixels, with their rows."""
+    step, truth = run["step"], run["truth"]
+    with datamodels.open(run["cal"]) as image:
+        dq = np.asarray(image.dq)
+        phot = image.meta.photometry
+        to_njy = phot.conversion_megajanskys * phot.pixel_area * 1e15
+    stars = truth["stars"]
+    tx, ty, flux = (np.asarray(stars[k]) for k in ("x", "y", "flux_dn"))
+    ny, nx = dq.shape
+    bad = (dq & (pixel.DO_NOT_USE | pixel.SATURATED | pixel.JUMP_DET)) != 0
+    bad_near = ndimage.maximum_filter(bad, size=9)
+    sep = np.hypot(tx[:, None] - tx, ty[:, None] - ty)
+    np.fill_diagonal(sep, np.inf)
+    ix = np.clip(np.rint(tx).astype(int), 0, nx - 1)
+    iy = np.clip(np.rint(ty).astype(int), 0, ny - 1)
+    clean = ((tx > 8) & (tx < nx - 9) & (ty > 8) & (ty < ny - 9) & (sep.min(1) > 8)
+             & ~bad_near[iy, ix])
+    segm = step.catalog.segmentation
+    label = segm[iy, ix]
+    # a star is isolated in the map if no other truth star falls in its segment
+    counts = np.bincount(label, minlength=int(segm.max()) + 1)
+    rows = {int(v): i for i, v in enumerate(step.catalog.table["label"])}
+    row = np.array([rows.get(int(v), -1) for v in label])
+    return {"x": tx, "y": ty, "flux": flux, "clean": clean, "label": label,
+            "single": (label > 0) & (counts[label] == 1), "row": row, "to_njy": to_njy}
+
+
+def test_detects_every_clean_star(run):
+    m = _truth_matches(run)
+    clean = m["clean"]
+    assert clean.sum() > 50
+    completeness = (m["label"][clean] > 0).mean()
+    assert completeness == 1.0
+    # and nothing much else: few detections without a truth star (cosmic-ray residue)
+    table = run["step"].catalog.table
+    assert len(table) <= len(m["x"]) + 10
+
+
+@pytest.mark.parametrize("kind", ["", "_win"])
+def test_centroid_pulls(run, kind):
+    m = _truth_matches(run)
+    table = run["step"].catalog.table
+    use = m["clean"] & m["single"]
+    rows = m["row"][use]
+    assert use.sum() > 40
+    pulls = []
+    for axis in ("x", "y"):
+        got = np.asarray(table[f"{axis}_centroid{kind}"])[rows]
+        sig = np.asarray(table[f"{axis}_centroid{kind}_err"])[rows]
+        assert np.all(sig > 0)
+        pulls.append((got - m[axis][use]) / sig)
+    pulls = np.concatenate(pulls)
+    width = 1.4826 * np.median(np.abs(pulls - np.median(pulls)))
+    assert abs(np.median(pulls)) < 0.3
+    # isophotal errors are first order: segment-membership noise is not in them (x1.4)
+    assert 0.8 < width < (1.2 if kind else 1.6)
+
+
+def test_sky_columns_follow_the_wcs(run):
+    table = run["step"].catalog.table
+    with datamodels.open(run["cal"]) as image:
+        ra, dec = image.meta.wcs(np.asarray(table["x_centroid_win"]),
+                                 np.asarray(table["y_centroid_win"]))
+    assert np.allclose(table["ra_centroid_win"], ra, rtol=0, atol=1e-9)
+    assert np.allclose(table["dec_centroid_win"], dec, rtol=0, atol=1e-9)
+    # errors on the sky: pixel errors x 0.11 arcsec per pixel
+    ratio = np.hypot(table["ra_centroid_err"], table["dec_centroid_err"]) / np.hypot(
+        table["x_centroid_err"], table["y_centroid_err"])
+    assert np.nanmedian(ratio) == pytest.approx(0.11, rel=0.05)
+
+
+def _encircled_energy(radius_pix, n=100):
+    """Encircled energy of the simulator's pixel-integrated Gaussian PSF."""
+    rng = np.random.default_rng(5)
+    total = 0.0
+    for _ in range(n):
+        img = np.zeros((25, 25))
+        cx, cy = 12 + rng.uniform(-0.5, 0.5, 2)
+        scene.render_stars(img, {"x": np.array([cx]), "y": np.array([cy]),
+                                 "flux": np.array([1.0])}, PSF_SIGMA)
+        total += float(aperture_photometry(img, CircularAperture((cx, cy), radius_pix))
+                       ["aperture_sum"][0])
+    return total / n
+
+
+@pytest.mark.parametrize(("column", "radius"), [("aper02", 0.2), ("aper04", 0.4)])
+def test_aperture_flux_matches_truth(run, column, radius):
+    m = _truth_matches(run)
+    table = run["step"].catalog.table
+    use = m["clean"] & m["single"]
+    scale = table.meta["pixel_scale_arcsec"]
+    ee = _encircled_energy(radius / scale)
+    flux = np.asarray(table[f"{column}_flux"])[m["row"][use]]
+    ratio = flux / (m["flux"][use] * m["to_njy"] * ee)
+    assert np.median(ratio) == pytest.approx(1.0, abs=0.01)
+    assert 1.4826 * np.median(np.abs(ratio - 1)) < 0.03
+
+
+def test_parquet_columns_have_units(run):
+    pq = pytest.importorskip("pyarrow.parquet")
+    path = run["out"] / f"{NAME}_cat.parquet"
+    schema = pq.read_schema(path)
+    assert schema.names == column_names()
+    units = {f.name: f.metadata[b"unit"].decode() for f in schema}
+    assert units["x_centroid"] == "pix"
+    assert units["ra_centroid"] == "deg"
+    assert units["ra_centroid_err"] == "arcsec"
+    assert units["aper04_flux"] == "nJy"
+    assert units["segment_area"] == "arcsec2"
+    assert units["kron_abmag"] == "mag(AB)"
+    assert units["label"] == "None"  # as roman_datamodels writes a column without unit
+    assert pq.read_table(path).num_rows == len(run["step"].catalog.table)
+    # romancal 1.1's prompt catalog (no PSF fit) less its four documented omissions
+    from romancal.source_catalog._aperture import ApertureCatalog
+    from romancal.source_catalog._column_schema import CatalogSchema
+
+    official = CatalogSchema("prompt", False,
+                             ApertureCatalog.aperture_flux_colnames_for_radii()).column_names
+    omitted = {"sharpness", "roundness1", "is_extended", "dust_ebv"}
+    assert [c for c in official if c not in omitted] == column_names()
+
+
+def test_roman_datamodels_reads_the_segmentation_map(run):
+    rdm = pytest.importorskip("roman_datamodels.datamodels")
+    path = run["out"] / f"{NAME}_segm.asdf"
+    with rdm.open(path) as model:
+        assert type(model).__name__ == "SegmentationMapModel"
+        assert model.data.dtype == np.uint32
+        np.testing.assert_array_equal(model.data, run["step"].catalog.segmentation)
+        assert set(np.unique(model.data)) - {0} == set(run["step"].catalog.table["label"])
+        assert model.meta.image.filename == f"{NAME}_cal.asdf"
+        model.validate()
+
+
+def _variant(run, tmp_path, change):
+    with datamodels.open(run["cal"]) as image:
+        model = image.copy()
+    change(model)
+    model.meta.filename = f"{NAME}_cal.asdf"
+    step = SourceCatalogStep(output_dir=str(tmp_path), save_results=True, fit_psf=False)
+    step.run(model)
+    return step
+
+
+def test_source_free_image_gives_empty_catalog(run, tmp_path):
+    rng = np.random.default_rng(3)
+
+    def noise(model):
+        model.data = rng.normal(1.0, 0.05, model.data.shape).astype(np.float32)
+        model.err = np.full(model.data.shape, 0.05, np.float32)
+        model.dq = np.zeros(model.data.shape, np.uint32)
+
+    step = _variant(run, tmp_path, noise)
+    assert len(step.catalog.table) == 0
+    assert step.catalog.table.colnames == column_names()
+    assert not step.catalog.segmentation.any()
+    assert (tmp_path / f"{NAME}_cat.parquet").is_file()
+    with datamodels.open(tmp_path / f"{NAME}_segm.asdf") as segm:
+        assert segm.data.shape == step.catalog.segmentation.shape
+        assert not segm.data.any()
+
+
+def test_all_masked_image_gives_empty_catalog(run, tmp_path):
+    def mask_all(model):
+        model.dq = model.dq | np.uint32(pixel.DO_NOT_USE)
+
+    step = _variant(run, tmp_path, mask_all)
+    assert step.catalog.reason == "all pixels are masked"
+    assert len(step.catalog.table) == 0
+    assert not step.catalog.segmentation.any()
+    assert (tmp_path / f"{NAME}_segm.asdf").is_file()
+
+
+def test_masked_pixels_are_not_measured(run, tmp_path):
+    table = run["step"].catalog.table
+    brightest = int(np.argmax(table["segment_flux"]))
+    x, y = (int(round(float(table[c][brightest]))) for c in ("x_centroid", "y_centroid"))
+
+    def flag(model):
+        model.dq[y - 1:y + 2, x - 1:x + 2] |= np.uint32(pixel.DO_NOT_USE)
+
+    step = _variant(run, tmp_path, flag)
+    new = step.catalog.table
+    k = int(np.argmin(np.hypot(new["x_centroid"] - x, new["y_centroid"] - y)))
+    assert new["warning_flags"][k] == pixel.DO_NOT_USE
+    assert new["segment_flux"][k] < 0.7 * table["segment_flux"][brightest]
+
+
+def test_failed_run_leaves_nothing(run, tmp_path, monkeypatch):
+    # the parquet is written first; the map then fails: neither file may appear
+    def broken(self, path, *args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(datamodels.SegmentationMapModel, "save", broken)
+    step = SourceCatalogStep(output_dir=str(tmp_path / "out"), save_results=True,
+                             fit_psf=False)
+    with pytest.raises(RuntimeError), deferred_outputs():
+        step.run(str(run["cal"]))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fit_psf_warns_once(run, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        SourceCatalogStep(fit_psf=True).run(str(run["cal"]))
+    assert sum("PSF photometry" in r.getMessage() for r in caplog.records) == 1
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        SourceCatalogStep(fit_psf=False).run(str(run["cal"]))
+    assert not any("PSF photometry" in r.getMessage() for r in caplog.records)
+
+
+def test_registered_and_defaults():
+    from romancal_lite.stpipe.registry import resolve
+
+    assert resolve("source_catalog") is SourceCatalogStep
+    pars = SourceCatalogStep().get_pars()
+    assert (pars["bkg_boxsize"], pars["kernel_fwhm"], pars["snr_threshold"],
+            pars["npixels"], pars["deblend"], pars["fit_psf"], pars["suffix"]) == (
+        1000, 2.0, 3.0, 25, False, True, "cat")
+
+
+def test_convolution_matches_astropy():
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(40, 50))
+    mask = rng.random((40, 50)) < 0.1
+    kernel = detection_kernel(2.0)
+    assert kernel.shape == (7, 7)
+    expected = convolve(data, kernel, mask=mask)
+    np.testing.assert_allclose(convolve_masked(data, kernel, mask), expected, atol=1e-10)
