@@ -172,6 +172,32 @@ def test_parquet_columns_have_units(run):
     assert [c for c in official if c not in omitted] == column_names()
 
 
+def test_astropy_reads_the_parquet_with_units(run):
+    from astropy.table import Table
+
+    table = Table.read(run["out"] / f"{NAME}_cat.parquet")
+    assert table.colnames == column_names()
+    assert str(table["aper04_flux"].unit) == "nJy"
+    assert str(table["cxx"].unit) == "1 / arcsec2"
+    assert table.meta["aperture_radii"]["circle_arcsec"] == [0.1, 0.2, 0.4, 0.8, 1.6]
+    np.testing.assert_array_equal(table["label"], run["step"].catalog.table["label"])
+
+
+def test_without_wcs_sky_columns_are_nan(run, tmp_path, caplog):
+    def drop_wcs(model):
+        model.meta.wcs = None
+
+    with caplog.at_level(logging.WARNING):
+        step = _variant(run, tmp_path, drop_wcs)
+    table = step.catalog.table
+    assert len(table) == len(run["step"].catalog.table)
+    assert np.all(np.isnan(table["ra"])) and np.all(np.isnan(table["dec_centroid_win_err"]))
+    # the pixel scale then comes from meta.photometry.pixel_area
+    np.testing.assert_allclose(table["aper04_flux"], run["step"].catalog.table["aper04_flux"],
+                               rtol=1e-5)
+    assert any("no WCS" in r.getMessage() for r in caplog.records)
+
+
 def test_roman_datamodels_reads_the_segmentation_map(run):
     rdm = pytest.importorskip("roman_datamodels.datamodels")
     path = run["out"] / f"{NAME}_segm.asdf"

@@ -598,6 +598,16 @@ def make_source_catalog(
     if data.ndim != 2 or err.shape != data.shape or (dq is not None and dq.shape != data.shape):
         raise ValueError("data, err and dq must be 2-D arrays of the same shape")
     notes: list[str] = []
+    calibrated = conversion_megajanskys is not None and conversion_megajanskys > 0
+    flux_unit = u.nJy if calibrated else u.DN / u.s
+    if not calibrated:
+        notes.append("no photometric conversion: fluxes are in DN/s")
+    mask = source_mask(data, err, dq)
+    n_masked = int(mask.sum())
+    empty = np.zeros(data.shape, dtype=np.uint32)
+    if mask.all():
+        return CatalogResult(_empty_table(flux_unit), empty, n_masked,
+                             "all pixels are masked", notes)
     geometry = _pixel_scale_angle(wcs, data.shape)
     if pixel_area is not None and pixel_area > 0:
         area_sr = float(pixel_area)
@@ -607,20 +617,11 @@ def make_source_catalog(
         raise ValueError("no pixel scale: the image has neither a WCS nor a pixel area")
     pixel_scale = geometry[0] if geometry is not None else math.degrees(
         math.sqrt(area_sr)) * 3600.0
-    if conversion_megajanskys is not None and conversion_megajanskys > 0:
-        flux_unit = u.nJy
+    to_flux = 1.0
+    if calibrated:
+        # DN/s -> MJy/sr -> nJy per pixel
         to_flux = float(conversion_megajanskys) * (1.0 * u.MJy / u.sr * area_sr * u.sr).to_value(
             u.nJy)
-    else:
-        flux_unit = u.DN / u.s
-        to_flux = 1.0
-        notes.append("no photometric conversion: fluxes are in DN/s")
-    mask = source_mask(data, err, dq)
-    n_masked = int(mask.sum())
-    empty = np.zeros(data.shape, dtype=np.uint32)
-    if mask.all():
-        return CatalogResult(_empty_table(flux_unit), empty, n_masked,
-                             "all pixels are masked", notes)
 
     work = np.where(mask, np.nan, data).astype(np.float64)
     background, rms = estimate_background(work, mask, bkg_boxsize)
@@ -825,6 +826,10 @@ def write_parquet(table: Table, path: Any, meta: dict[str, Any] | None = None) -
         fields.append(pa.field(name, pa.from_numpy_dtype(values.dtype),
                                metadata={"unit": unit}))
         arrays.append(pa.array(values))
+    # astropy's parquet reader restores the units and the table meta from this key
+    from astropy.table.meta import get_yaml_from_table
+
+    flat["table_meta_yaml"] = "\n".join(get_yaml_from_table(table))
     schema = pa.schema(fields, metadata=flat)
     arrow = pa.Table.from_arrays(arrays, schema=schema)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from romancal_lite import datamodels
-from romancal_lite.errors import OutputError
+from romancal_lite.errors import InputFileError, OutputError
 from romancal_lite.stpipe import Param, Step
 
 from .catalog import CatalogResult, make_source_catalog, write_parquet
@@ -66,6 +66,12 @@ class SourceCatalogStep(Step):
         -------
         ImageModel
             The same model (arrays untouched).
+
+        Raises
+        ------
+        InputFileError
+            If the arrays do not fit together, or the image has neither a WCS nor a
+            pixel area (no pixel scale for the arcsecond apertures).
         """
         if self.fit_psf:
             self.log.warning(
@@ -73,19 +79,22 @@ class SourceCatalogStep(Step):
                 " columns"
             )
         wcs = _meta_value(model, "wcs")
-        result = make_source_catalog(
-            model.data,
-            model.err,
-            getattr(model, "dq", None),
-            wcs=wcs if callable(wcs) else None,
-            conversion_megajanskys=_meta_value(model, "photometry.conversion_megajanskys"),
-            pixel_area=_meta_value(model, "photometry.pixel_area"),
-            bkg_boxsize=self.bkg_boxsize,
-            kernel_fwhm=self.kernel_fwhm,
-            snr_threshold=self.snr_threshold,
-            npixels=self.npixels,
-            deblend=self.deblend,
-        )
+        try:
+            result = make_source_catalog(
+                model.data,
+                model.err,
+                getattr(model, "dq", None),
+                wcs=wcs if callable(wcs) else None,
+                conversion_megajanskys=_meta_value(model, "photometry.conversion_megajanskys"),
+                pixel_area=_meta_value(model, "photometry.pixel_area"),
+                bkg_boxsize=self.bkg_boxsize,
+                kernel_fwhm=self.kernel_fwhm,
+                snr_threshold=self.snr_threshold,
+                npixels=self.npixels,
+                deblend=self.deblend,
+            )
+        except ValueError as exc:
+            raise InputFileError(f"source_catalog cannot measure this image: {exc}") from exc
         for note in result.notes:
             self.log.warning(note)
         if result.reason:
