@@ -23,6 +23,7 @@ from romancal_lite.steps.source_catalog.catalog import (
     column_names,
     convolve_masked,
     detection_kernel,
+    sigma_clip_values,
 )
 from romancore.dqflags import pixel
 
@@ -305,3 +306,14 @@ def test_convolution_matches_astropy():
     assert kernel.shape == (7, 7)
     expected = convolve(data, kernel, mask=mask)
     np.testing.assert_allclose(convolve_masked(data, kernel, mask), expected, atol=1e-10)
+
+
+def test_sigma_clip_matches_astropy():
+    from astropy.stats import SigmaClip
+
+    rng = np.random.default_rng(1)
+    for n in (0, 1, 5, 40, 300):
+        values = rng.normal(size=n)
+        values[: n // 10] += 20.0  # outliers
+        expected = SigmaClip(sigma=3.0)(values, masked=False)
+        np.testing.assert_array_equal(np.sort(sigma_clip_values(values)), np.sort(expected))

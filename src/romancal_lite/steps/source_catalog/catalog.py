@@ -47,6 +47,7 @@ __all__ = [
     "estimate_background",
     "isophotal_centroid_errors",
     "make_source_catalog",
+    "sigma_clip_values",
     "source_mask",
     "windowed_centroid_errors",
     "write_parquet",
@@ -508,25 +509,53 @@ def _annulus_background(
     from photutils.aperture import CircularAnnulus
 
     annulus = CircularAnnulus(xy, r_in, r_out)
-    clip = SigmaClip(sigma=3.0)
     med = np.full(len(xy), np.nan)
     sem = np.full(len(xy), np.nan)
     masked = np.where(mask, np.nan, data)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        warnings.simplefilter("ignore", AstropyUserWarning)
-        for n, amask in enumerate(annulus.to_mask(method="center")):
-            values = amask.get_values(masked)
-            values = values[np.isfinite(values)]
-            if values.size == 0:
-                continue
-            kept = clip(values, masked=False)
-            if kept.size == 0:
-                continue
-            med[n] = np.median(kept)
-            # standard error of the median
-            sem[n] = math.sqrt(math.pi / (2.0 * kept.size)) * np.std(kept)
+    for n, amask in enumerate(annulus.to_mask(method="center")):
+        values = amask.get_values(masked)
+        kept = sigma_clip_values(values[np.isfinite(values)])
+        if kept.size == 0:
+            continue
+        med[n] = np.median(kept)
+        # standard error of the median
+        sem[n] = math.sqrt(math.pi / (2.0 * kept.size)) * np.std(kept)
     return med, sem
+
+
+def sigma_clip_values(values: np.ndarray, sigma: float = 3.0, maxiters: int = 5) -> np.ndarray:
+    """Return the values kept by astropy's ``SigmaClip(sigma)`` (median centre, std).
+
+    The same iteration as ``astropy.stats.SigmaClip(sigma=sigma, maxiters=maxiters)
+    (values, masked=False)``: bounds ``median +- sigma * std`` of the values kept so
+    far (inclusive), until nothing changes or ``maxiters``; written for the short
+    annulus arrays, where astropy's per-call overhead dominated the step.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Finite 1-D values.
+    sigma : float, optional
+        Clipping limit in standard deviations.
+    maxiters : int, optional
+        Maximum number of iterations.
+
+    Returns
+    -------
+    numpy.ndarray
+        The kept values.
+    """
+    kept = np.asarray(values, dtype=np.float64).ravel()
+    for _ in range(maxiters):
+        if kept.size == 0:
+            break
+        centre = np.median(kept)
+        std = kept.std()
+        keep = (kept >= centre - sigma * std) & (kept <= centre + sigma * std)
+        if keep.all():
+            break
+        kept = kept[keep]
+    return kept
 
 
 def _nearest_neighbours(
