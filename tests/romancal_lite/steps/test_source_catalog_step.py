@@ -317,3 +317,22 @@ def test_sigma_clip_matches_astropy():
         values[: n // 10] += 20.0  # outliers
         expected = SigmaClip(sigma=3.0)(values, masked=False)
         np.testing.assert_array_equal(np.sort(sigma_clip_values(values)), np.sort(expected))
+
+
+def test_detection_matches_romancal(run):
+    """Background, detection image and segmentation equal romancal 1.1's functions."""
+    pytest.importorskip("romancal")
+    from romancal.source_catalog._background import RomanBackground
+    from romancal.source_catalog._detection import convolve_data, make_segmentation_image
+
+    from romancal_lite.steps.source_catalog.catalog import source_mask
+
+    with datamodels.open(run["cal"]) as image:
+        data = np.asarray(image.data, np.float64)
+        err = np.asarray(image.err, np.float64)
+        mask = source_mask(data, err, np.asarray(image.dq))
+    bkg = RomanBackground(data.copy(), box_size=1000, coverage_mask=mask)
+    conv = convolve_data(data - bkg.background, kernel_fwhm=2.0, mask=mask)
+    segm = make_segmentation_image(conv, snr_threshold=3.0, n_pixels=25,
+                                   bkg_rms=bkg.background_rms, mask=mask)
+    np.testing.assert_array_equal(run["step"].catalog.segmentation, segm.data)
