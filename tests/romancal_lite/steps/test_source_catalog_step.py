@@ -393,3 +393,24 @@ def test_annulus_background_is_photutils_clipped_median(run):
     diff = ours - np.asarray(stats.median)
     assert np.all(np.abs(diff - np.median(diff)) < 1e-5)
     assert np.all(np.asarray(table["aper_bkg_flux_err"]) > 0)
+
+
+def test_row_clipped_medians_match_astropy():
+    from astropy.stats import SigmaClip
+
+    from romancal_lite.steps.source_catalog.catalog import _clipped_median_rows
+
+    rng = np.random.default_rng(4)
+    vals = rng.normal(size=(30, 200))
+    vals[:, :15] += rng.uniform(5, 50, (30, 15))  # outliers
+    vals[rng.random(vals.shape) < 0.5] = np.nan  # ragged rows
+    vals[0] = np.nan  # an empty row
+    vals[1, 1:] = np.nan  # a single value
+    med, sem = _clipped_median_rows(vals)
+    assert np.isnan(med[0]) and np.isnan(sem[0])
+    for row in range(1, 30):
+        v = vals[row][np.isfinite(vals[row])]
+        kept = SigmaClip(sigma=3.0)(v, masked=False)
+        assert med[row] == pytest.approx(np.median(kept), abs=1e-12)
+        assert sem[row] == pytest.approx(np.sqrt(np.pi / (2 * kept.size)) * np.std(kept),
+                                         abs=1e-9)
