@@ -587,8 +587,8 @@ def sigma_clip_values(values: np.ndarray, sigma: float = 3.0, maxiters: int = 5)
 
     The same iteration as ``astropy.stats.SigmaClip(sigma=sigma, maxiters=maxiters)
     (values, masked=False)``: bounds ``median +- sigma * std`` of the values kept so
-    far (inclusive), until nothing changes or ``maxiters``; written for the short
-    annulus arrays, where astropy's per-call overhead dominated the step.
+    far (inclusive), until nothing changes or ``maxiters``. The one-array form of the
+    clip that the annulus background applies to all sources at once.
 
     Parameters
     ----------
