@@ -423,3 +423,19 @@ def test_deblend_splits_blended_stars(run):
     assert len(step.catalog.table) > len(plain.table)
     # deblending only splits segments: the detected footprint is unchanged
     np.testing.assert_array_equal(step.catalog.segmentation > 0, plain.segmentation > 0)
+
+
+def test_command_line_writes_both_products(run, tmp_path):
+    from romancal_lite import cli
+
+    out = tmp_path / "cli"
+    status = cli.main(["run", "source_catalog", str(run["cal"]), "--output-dir", str(out),
+                       "--fit_psf", "false", "--npixels", "30"])
+    assert status == 0
+    assert sorted(p.name for p in out.iterdir()) == [f"{NAME}_cat.parquet",
+                                                    f"{NAME}_segm.asdf"]
+    # a stricter npixels finds no more sources than the default
+    import pyarrow.parquet as pq
+
+    assert 0 < pq.read_table(out / f"{NAME}_cat.parquet").num_rows <= len(
+        run["step"].catalog.table)
