@@ -143,6 +143,7 @@ class Step:
             raise ConfigError(format_errors(f"{self._kind()} {self.name!r}", errors))
         self._values.update(converted)
         self._reference_files_used: list[tuple[str, str]] = []
+        self._pedigrees: dict[str, str] = {}
         self._input_name: str | None = None
         self._reference_source: Any = None
 
@@ -365,6 +366,7 @@ class Step:
         self.log.info("Step %s running", self.name)
         self.log.debug("Step %s parameters: %s", self.name, self.get_pars())
         self._reference_files_used = []
+        self._pedigrees: dict[str, str] = {}
         self._skipped_reason: str | None = None
         result = self.process(model)
         self.record_status(result, SKIPPED if self._skipped_reason else COMPLETE)
@@ -661,9 +663,16 @@ class Step:
         check_reference(path, reftype, model, expected_shape=expected_shape)
         try:
             # references are only read: map their (uncompressed) arrays, no copy
-            return datamodels.open(path, memmap=True)
+            ref = datamodels.open(path, memmap=True)
         except InputFileError as exc:
             raise ReferenceFileError(str(exc)) from exc
+        try:
+            pedigree = ref.meta.pedigree
+        except (AttributeError, KeyError):
+            pedigree = None
+        if pedigree:
+            self._pedigrees[path] = str(pedigree)  # recorded by finalize_result
+        return ref
 
     def finalize_result(self, model: Any) -> None:
         """Record provenance on the result: software version and reference files used.
@@ -686,7 +695,8 @@ class Step:
         for reftype, path in self._reference_files_used:
             _set_meta(self, model, f"ref_file.{reftype}", path)
             if path != NOT_APPLICABLE:
-                _set_meta_item(self, model, "ref_file.pedigree", reftype, reference_pedigree(path))
+                pedigree = self._pedigrees.get(path) or reference_pedigree(path)
+                _set_meta_item(self, model, "ref_file.pedigree", reftype, pedigree)
         if source is not None:
             _set_meta(self, model, "ref_file.source", source.description)
             if source.context is not None:
