@@ -276,7 +276,10 @@ def simulator_source() -> ReferenceSource:
     if user_configured():
         where = os.environ.get("CRDS_PATH") or os.environ.get("CRDS_SERVER_URL") or "CRDS"
         return ReferenceSource("crds", None, f"CRDS ({where})")
-    cache = active_cache()
+    return _simulator(active_cache())
+
+
+def _simulator(cache: BuiltinCache) -> ReferenceSource:
     return ReferenceSource(
         "simulator",
         cache,
@@ -341,12 +344,7 @@ def reference_source(model: Any) -> ReferenceSource:
     if origin.kind == "romancal_lite.simulate" and not user_configured() and forced is None:
         cache = _simulation_cache(model)
         if cache is not None:
-            return ReferenceSource(
-                "simulator",
-                cache,
-                f"built-in references ({cache.root}), the ones romancal_lite.simulate "
-                "made this exposure with",
-            )
+            return _simulator(cache)
     if user_configured() or origin.kind == "romancal_lite.simulate":
         return simulator_source()
     if origin.kind == "romanisim" and origin.constants is not None:
