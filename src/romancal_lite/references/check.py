@@ -21,9 +21,6 @@ from .select import crds_parameters
 
 __all__ = ["check_reference", "open_reference_tree", "reference_pedigree"]
 
-_ROMAN_EXTENSIONS = "asdf://stsci.edu/datamodels/roman/"
-
-
 @contextlib.contextmanager
 def open_reference_tree(path: str | os.PathLike[str]) -> Iterator[Any]:
     """Open a reference file and yield its ``roman`` node.
