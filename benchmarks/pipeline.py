@@ -419,7 +419,44 @@ def prepare_case(
         write_input(tmp, shape, n_resultants, refs, seed=seed, source=source)
         tmp.replace(uncal)
         seconds["input"] = time.perf_counter() - start
-    return Case(uncal, refs, shape, n_resultants, case_dir, source, seconds)
+    start = time.perf_counter()
+    official_refs = {
+        reftype: str(official_copy(path, workdir / f"refs_{ny}x{nx}_official" / Path(path).name))
+        for reftype, path in refs.items()
+    }
+    official_uncal = official_copy(uncal, case_dir / "official" / uncal.name)
+    seconds["official copies"] = time.perf_counter() - start
+    return Case(official_uncal, official_refs, shape, n_resultants, case_dir, source, seconds)
+
+
+def official_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
+    """Rewrite ``src`` with roman_datamodels, as every official file is written (or reuse it).
+
+    roman_datamodels' ``save`` compresses every array block with lz4 (its default), as
+    the files of a real CRDS cache and the archive's exposures are: both pipelines then
+    pay the decompression a user pays.
+
+    Parameters
+    ----------
+    src, dst : path
+        The file written by romancal-lite, and where its official copy goes.
+
+    Returns
+    -------
+    Path
+        ``dst``.
+    """
+    import roman_datamodels.datamodels as rdm
+
+    dst = Path(dst)
+    if dst.is_file() and dst.stat().st_mtime >= Path(src).stat().st_mtime:
+        return dst
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f"partial_{dst.name}")
+    with rdm.open(src) as model:
+        model.save(tmp)  # all_array_compression="lz4" by default
+    tmp.replace(dst)
+    return dst
 
 
 # ------------------------------------------------------------------------------- ours
