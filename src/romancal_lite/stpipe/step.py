@@ -50,6 +50,9 @@ __all__ = ["Step"]
 #: Status values written to ``meta.cal_step.<alias>``.
 COMPLETE = "COMPLETE"
 SKIPPED = "SKIPPED"
+#: ``meta.cal_step`` status of a step that ran and did not succeed (RAD allows it;
+#: romancal's tweakreg records it when the fit fails).
+FAILED = "FAILED"
 
 #: Value of a reference file (or override) meaning "no reference applies".
 NOT_APPLICABLE = "N/A"

@@ -24,6 +24,7 @@ import math
 import os
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,13 @@ from gwcs import WCS
 from romancal_lite.errors import InputFileError
 
 __all__ = [
+    "ABSOLUTE_GROUP_ID",
     "FIT_RESULT_DROPPED_KEYS",
+    "AlignImage",
+    "Alignment",
+    "align_images",
+    "reference_mask",
+    "update_sky_columns",
     "TweakregFailure",
     "crop_to_image",
     "find_sources",
@@ -377,11 +384,60 @@ def propagate_to_epoch(refcat: Table, epoch: Time) -> Table:
     return out
 
 
-def crop_to_image(refcat: Table, wcs: WCS, shape: tuple[int, int], margin_arcsec: float) -> Table:
-    """Keep the reference sources on the image or within ``margin_arcsec`` of its edges.
+def reference_mask(
+    refcat: Table, wcs: WCS, shape: tuple[int, int], margin_arcsec: float
+) -> np.ndarray:
+    """Return which reference sources are on the image or within ``margin_arcsec`` of it.
 
     Positions are put through the inverse WCS (without its bounding box) after a
     cone cut around the image centre that keeps the inverse on familiar ground.
+
+    Parameters
+    ----------
+    refcat : astropy.table.Table
+        ``RA``, ``DEC`` (deg).
+    wcs : gwcs.WCS
+        The image's WCS.
+    shape : tuple of int
+        ``(ny, nx)`` of the image (used when the WCS has no bounding box).
+    margin_arcsec : float
+        Margin (the absolute search radius).
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        One flag per row of ``refcat``.
+    """
+    keep = np.zeros(len(refcat), dtype=bool)
+    if len(refcat) == 0:
+        return keep
+    ny, nx = shape
+    (xmin, xmax), (ymin, ymax) = wcs.bounding_box or ((-0.5, nx - 0.5), (-0.5, ny - 0.5))
+    xc, yc = 0.5 * (xmin + xmax), 0.5 * (ymin + ymax)
+    ra_c, dec_c = wcs(xc, yc, with_bounding_box=False)
+    ra_e, dec_e = wcs(xc + 1.0, yc, with_bounding_box=False)
+    scale = _separation_deg(ra_c, dec_c, ra_e, dec_e) * 3600.0  # arcsec per pixel
+    corners = np.array(wcs.footprint(((xmin, xmax), (ymin, ymax)), center=False))
+    radius = np.max(_separation_deg(ra_c, dec_c, corners[:, 0], corners[:, 1]))
+    ra, dec = np.asarray(refcat["RA"]), np.asarray(refcat["DEC"])
+    near = _separation_deg(ra_c, dec_c, ra, dec) < radius * 1.5 + 2 * margin_arcsec / 3600.0
+    if near.any():
+        x, y = wcs.invert(ra[near], dec[near], with_bounding_box=False)
+        pad = margin_arcsec / scale if scale > 0 else 0.0
+        inside = (
+            np.isfinite(x)
+            & np.isfinite(y)
+            & (x > xmin - pad)
+            & (x < xmax + pad)
+            & (y > ymin - pad)
+            & (y < ymax + pad)
+        )
+        keep[np.flatnonzero(near)[inside]] = True
+    return keep
+
+
+def crop_to_image(refcat: Table, wcs: WCS, shape: tuple[int, int], margin_arcsec: float) -> Table:
+    """Keep the reference sources on the image or within ``margin_arcsec`` of its edges.
 
     Parameters
     ----------
@@ -397,34 +453,11 @@ def crop_to_image(refcat: Table, wcs: WCS, shape: tuple[int, int], margin_arcsec
     Returns
     -------
     astropy.table.Table
-        The rows kept.
+        The rows kept (`reference_mask`).
     """
     if len(refcat) == 0:
         return refcat
-    ny, nx = shape
-    (xmin, xmax), (ymin, ymax) = wcs.bounding_box or ((-0.5, nx - 0.5), (-0.5, ny - 0.5))
-    xc, yc = 0.5 * (xmin + xmax), 0.5 * (ymin + ymax)
-    ra_c, dec_c = wcs(xc, yc, with_bounding_box=False)
-    ra_e, dec_e = wcs(xc + 1.0, yc, with_bounding_box=False)
-    scale = _separation_deg(ra_c, dec_c, ra_e, dec_e) * 3600.0  # arcsec per pixel
-    corners = np.array(wcs.footprint(((xmin, xmax), (ymin, ymax)), center=False))
-    radius = np.max(_separation_deg(ra_c, dec_c, corners[:, 0], corners[:, 1]))
-    ra, dec = np.asarray(refcat["RA"]), np.asarray(refcat["DEC"])
-    near = _separation_deg(ra_c, dec_c, ra, dec) < radius * 1.5 + 2 * margin_arcsec / 3600.0
-    keep = np.zeros(len(refcat), dtype=bool)
-    if near.any():
-        x, y = wcs.invert(ra[near], dec[near], with_bounding_box=False)
-        pad = margin_arcsec / scale if scale > 0 else 0.0
-        inside = (
-            np.isfinite(x)
-            & np.isfinite(y)
-            & (x > xmin - pad)
-            & (x < xmax + pad)
-            & (y > ymin - pad)
-            & (y < ymax + pad)
-        )
-        keep[np.flatnonzero(near)[inside]] = True
-    return refcat[keep]
+    return refcat[reference_mask(refcat, wcs, shape, margin_arcsec)]
 
 
 def _separation_deg(ra1: Any, dec1: Any, ra2: Any, dec2: Any) -> np.ndarray:
@@ -435,6 +468,239 @@ def _separation_deg(ra1: Any, dec1: Any, ra2: Any, dec2: Any) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- the fit
+
+
+#: ``group_id`` tweakwcs gets for the absolute fit: every image in one group, so that
+#: one correction is fitted to all of them (the value stcal uses, recognisable in logs).
+ABSOLUTE_GROUP_ID = 987654
+
+
+@dataclass
+class AlignImage:
+    """One image of an alignment: its WCS, tangent point and source positions.
+
+    Attributes
+    ----------
+    name : str
+        Name in the log (the file name).
+    wcs : gwcs.WCS
+        The image's WCS (not modified).
+    wcsinfo : mapping
+        ``roll_ref`` (deg), ``v2_ref``, ``v3_ref`` (arcsec).
+    catalog : astropy.table.Table
+        ``x``, ``y`` (0-based pixels) of its sources.
+    shape : tuple of int
+        ``(ny, nx)``.
+    group_id : object, optional
+        Exposure the image belongs to: images of one exposure (the detectors read
+        together) move together in the relative fit. None: a group of its own.
+    """
+
+    name: str
+    wcs: WCS
+    wcsinfo: Mapping[str, Any]
+    catalog: Table
+    shape: tuple[int, int]
+    group_id: Any = None
+
+
+@dataclass
+class Alignment:
+    """Result of `align_images`.
+
+    Attributes
+    ----------
+    succeeded : bool
+        Whether the absolute fit succeeded (then every ``wcs`` is set).
+    wcs : list
+        Corrected WCS per image, or None where the fit failed.
+    fit_info : list
+        tweakwcs' ``fit_info`` per image (None if no fit was attempted).
+    message : str
+        Why the absolute fit failed (empty on success).
+    relative : str
+        What the relative fit did (``"not needed"``, ``"done"`` or why it was dropped).
+    """
+
+    succeeded: bool
+    wcs: list[WCS | None]
+    fit_info: list[dict[str, Any] | None]
+    message: str = ""
+    relative: str = "not needed"
+
+
+def _correctors(images: list[AlignImage]) -> list[Any]:
+    from tweakwcs import RomanWCSCorrector
+
+    correctors = []
+    for index, image in enumerate(images):
+        cat = Table(
+            {
+                "x": np.asarray(image.catalog["x"], float),
+                "y": np.asarray(image.catalog["y"], float),
+            }
+        )
+        cat.meta["name"] = image.name
+        group = image.group_id if image.group_id is not None else f"image-{index}"
+        correctors.append(
+            RomanWCSCorrector(
+                wcs=_copy_wcs(image.wcs),
+                wcsinfo={k: float(image.wcsinfo[k]) for k in ("roll_ref", "v2_ref", "v3_ref")},
+                meta={"catalog": cat, "name": image.name, "group_id": group, "index": index},
+            )
+        )
+    return correctors
+
+
+def _match(params: Mapping[str, Any]) -> Any:
+    from tweakwcs.matchutils import XYXYMatch
+
+    return XYXYMatch(
+        searchrad=params["searchrad"],
+        separation=params["separation"],
+        use2dhist=params["use2dhist"],
+        tolerance=params["tolerance"],
+        xoffset=0.0,
+        yoffset=0.0,
+    )
+
+
+def _run_align(correctors: list[Any], refcat: Table | None, params: Mapping[str, Any],
+               **options: Any) -> None:
+    from tweakwcs import align_wcs
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        align_wcs(
+            correctors,
+            refcat=refcat,
+            minobj=params["minobj"],
+            match=_match(params),
+            fitgeom=params["fitgeometry"],
+            nclip=params["nclip"],
+            sigma=(params["sigma"], "rmse"),
+            clip_accum=True,
+            **options,
+        )
+
+
+def _correction_is_small(correctors: list[Any], images: list[AlignImage],
+                         params: Mapping[str, Any]) -> bool:
+    """Stcal's sanity check of a relative fit: no corner moved by more than the search."""
+    limit = 2.0 * (params["searchrad"] + params["tolerance"]) / 3600.0
+    if not params["use2dhist"]:
+        limit = 2.0 * params["tolerance"] / 3600.0
+    for corrector, image in zip(correctors, images, strict=True):
+        before = np.asarray(image.wcs.footprint(axis_type="spatial"))
+        after = np.asarray(corrector.wcs.footprint(axis_type="spatial"))
+        moved = _separation_deg(before[:, 0], before[:, 1], after[:, 0], after[:, 1])
+        if not np.all(moved < limit):
+            return False
+    return True
+
+
+#: Errors tweakwcs raises for a fit that cannot be done (too few sources or matches,
+#: a singular fit); they are failures of the alignment, not of the program.
+_FIT_ERRORS = (ValueError, RuntimeError, np.linalg.LinAlgError)
+
+
+def align_images(
+    images: list[AlignImage],
+    refcat: Table,
+    absolute: Mapping[str, Any],
+    relative: Mapping[str, Any] | None = None,
+) -> Alignment:
+    """Align images to each other, then all together to a reference catalog.
+
+    romancal 1.1's tweakreg (through stcal 1.20): with images from more than one
+    exposure (``group_id``), a relative fit first (``tweakwcs.align_wcs`` without a
+    reference catalog, the first group as reference unless tweakwcs orders them, each
+    exposure moved as a whole); it is dropped, with its reason in
+    `Alignment.relative`, if it fails or moves any corner by more than
+    2 x (``searchrad`` + ``tolerance``). Then one absolute fit of all images as a
+    single group to the reference sources on any of the images (plus
+    ``searchrad``).
+
+    Parameters
+    ----------
+    images : list of AlignImage
+        The images (each with at least one source).
+    refcat : astropy.table.Table
+        ``RA``, ``DEC`` (deg) at the exposures' epoch.
+    absolute : mapping
+        ``minobj``, ``searchrad``, ``separation``, ``use2dhist``, ``tolerance``,
+        ``fitgeometry``, ``nclip``, ``sigma`` of the absolute fit.
+    relative : mapping, optional
+        The same keys plus ``enforce_user_order`` and ``expand_refcat`` for the
+        relative fit; None: no relative fit.
+
+    Returns
+    -------
+    Alignment
+        Corrected WCSs when the absolute fit succeeded.
+    """
+    n = len(images)
+    failed = Alignment(False, [None] * n, [None] * n)
+    if n == 0:
+        failed.message = "no image with sources"
+        return failed
+    correctors = _correctors(images)
+    relative_note = "not needed"
+    groups = {c.meta["group_id"] for c in correctors}
+    if relative is not None and len(groups) > 1:
+        try:
+            _run_align(
+                correctors,
+                None,
+                relative,
+                enforce_user_order=bool(relative["enforce_user_order"]),
+                expand_refcat=bool(relative["expand_refcat"]),
+            )
+        except _FIT_ERRORS as exc:
+            relative_note = f"dropped: {exc}"
+        else:
+            relative_note = "done"
+            if not _correction_is_small(correctors, images, relative):
+                relative_note = (
+                    "dropped: it moved an image by more than 2 x (searchrad + tolerance)"
+                )
+        if relative_note != "done":
+            correctors = _correctors(images)
+    failed.relative = relative_note
+    minobj = int(absolute["minobj"])
+    on_images = np.zeros(len(refcat), dtype=bool)
+    for image in images:
+        on_images |= reference_mask(refcat, image.wcs, image.shape, absolute["searchrad"])
+    ref = Table({"RA": np.asarray(refcat["RA"], float)[on_images],
+                 "DEC": np.asarray(refcat["DEC"], float)[on_images]})
+    n_sources = sum(len(image.catalog) for image in images)
+    if n_sources < minobj:
+        failed.message = f"too few sources in the image(s) ({n_sources} < {minobj})"
+        return failed
+    if len(ref) < minobj:
+        failed.message = f"too few reference sources on the image(s) ({len(ref)} < {minobj})"
+        return failed
+    for corrector in correctors:
+        corrector.meta["group_id"] = ABSOLUTE_GROUP_ID
+        info = corrector.meta.get("fit_info")
+        if info is not None and "REFERENCE" in str(info.get("status", "")):
+            del corrector.meta["fit_info"]
+    try:
+        _run_align(correctors, ref, absolute, enforce_user_order=True, expand_refcat=False)
+    except _FIT_ERRORS as exc:
+        failed.message = f"the fit failed: {exc}"
+        failed.fit_info = [dict(c.meta.get("fit_info") or {}) or None for c in correctors]
+        return failed
+    infos = [dict(c.meta.get("fit_info") or {}) for c in correctors]
+    if not all("SUCCESS" in str(info.get("status", "")) for info in infos):
+        info = infos[0]
+        failed.message = (
+            f"the fit did not succeed (status {info.get('status') or 'none'},"
+            f" {info.get('nmatches', 0) or 0} matches, minobj {minobj})"
+        )
+        failed.fit_info = [info or None for info in infos]
+        return failed
+    return Alignment(True, [c.wcs for c in correctors], infos, "", relative_note)
 
 
 def fit_wcs(
@@ -453,7 +719,7 @@ def fit_wcs(
     nclip: int = 3,
     sigma: float = 3.0,
 ) -> tuple[WCS, dict[str, Any]]:
-    """Fit the image's WCS to the reference catalog with tweakwcs.
+    """Fit one image's WCS to the reference catalog (`align_images` of one image).
 
     Parameters
     ----------
@@ -466,7 +732,7 @@ def fit_wcs(
     catalog : astropy.table.Table
         ``x``, ``y`` of the image's sources.
     refcat : astropy.table.Table
-        ``RA``, ``DEC`` (deg).
+        ``RA``, ``DEC`` (deg), already cropped to the image.
     name : str, optional
         Name of the image in tweakwcs' log.
     minobj : int, optional
@@ -495,56 +761,25 @@ def fit_wcs(
         If there are fewer than ``minobj`` sources or references, or matches, or the
         fit does not succeed; the message says why.
     """
-    from tweakwcs import RomanWCSCorrector, align_wcs
-    from tweakwcs.matchutils import XYXYMatch
-
+    bbox = wcs.bounding_box
+    shape = (
+        (int(round(bbox[1][1] + 0.5)), int(round(bbox[0][1] + 0.5))) if bbox else (0, 0)
+    )
     if len(catalog) < minobj:
         raise TweakregFailure(f"too few sources in the image ({len(catalog)} < {minobj})")
     if len(refcat) < minobj:
         raise TweakregFailure(
             f"too few reference sources on the image ({len(refcat)} < {minobj})"
         )
-    cat = Table({"x": np.asarray(catalog["x"], float), "y": np.asarray(catalog["y"], float)})
-    cat.meta["name"] = name
-    ref = Table({"RA": np.asarray(refcat["RA"], float), "DEC": np.asarray(refcat["DEC"], float)})
-    corrector = RomanWCSCorrector(
-        wcs=_copy_wcs(wcs),
-        wcsinfo={key: float(wcsinfo[key]) for key in ("roll_ref", "v2_ref", "v3_ref")},
-        meta={"catalog": cat, "name": name, "group_id": 987654},
-    )
-    match = XYXYMatch(
-        searchrad=searchrad,
-        separation=separation,
-        use2dhist=use2dhist,
-        tolerance=tolerance,
-        xoffset=0.0,
-        yoffset=0.0,
-    )
-    try:
-        align_wcs(
-            [corrector],
-            refcat=ref,
-            enforce_user_order=True,
-            expand_refcat=False,
-            minobj=minobj,
-            match=match,
-            fitgeom=fitgeometry,
-            nclip=nclip,
-            sigma=(sigma, "rmse"),
-            clip_accum=True,
-        )
-    except (ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
-        raise TweakregFailure(f"the fit failed: {exc}") from None
-    fit_info = dict(corrector.meta.get("fit_info") or {})
-    status = str(fit_info.get("status", ""))
-    if "SUCCESS" not in status:
-        nmatches = fit_info.get("nmatches", 0) or 0
-        raise TweakregFailure(
-            f"the fit did not succeed (status {status or 'none'}, {nmatches} matches,"
-            f" minobj {minobj})",
-            fit_info,
-        )
-    return corrector.wcs, fit_info
+    params = {
+        "minobj": minobj, "searchrad": searchrad, "separation": separation,
+        "use2dhist": use2dhist, "tolerance": tolerance, "fitgeometry": fitgeometry,
+        "nclip": nclip, "sigma": sigma,
+    }
+    result = align_images([AlignImage(name, wcs, wcsinfo, catalog, shape)], refcat, params)
+    if not result.succeeded:
+        raise TweakregFailure(result.message, result.fit_info[0])
+    return result.wcs[0], result.fit_info[0] or {}
 
 
 def _copy_wcs(wcs: WCS) -> WCS:
@@ -585,3 +820,47 @@ def serialize_fit_info(fit_info: Mapping[str, Any] | None, n_detector: int = 1) 
         out["nmatches"] = 0
     out["n_detector"] = n_detector
     return out
+
+
+#: Sky columns of a catalog recomputed from pixel columns after a WCS change, as
+#: romancal's ``TweakRegStep._update_catalog_coordinates``: (x, y, ra, dec).
+SKY_COLUMNS = (
+    ("x_centroid", "y_centroid", "ra_centroid", "dec_centroid"),
+    ("x_centroid", "y_centroid", "ra", "dec"),
+    ("x_centroid_win", "y_centroid_win", "ra_centroid_win", "dec_centroid_win"),
+    ("x_psf", "y_psf", "ra_psf", "dec_psf"),
+)
+
+
+def update_sky_columns(table: Table, wcs: WCS) -> list[str]:
+    """Recompute a catalog's sky positions from its pixel positions with a new WCS.
+
+    Only columns already in the table change (their units are kept); the pairs are
+    `SKY_COLUMNS`.
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        Source catalog (changed in place).
+    wcs : gwcs.WCS
+        The aligned WCS.
+
+    Returns
+    -------
+    list of str
+        The sky columns updated.
+    """
+    updated: list[str] = []
+    for xcol, ycol, racol, deccol in SKY_COLUMNS:
+        if not all(c in table.colnames for c in (xcol, ycol, racol, deccol)):
+            continue
+        if len(table):
+            ra, dec = wcs(
+                np.asarray(table[xcol], float), np.asarray(table[ycol], float),
+                with_bounding_box=False,
+            )
+            for col, values in ((racol, ra), (deccol, dec)):
+                unit = getattr(table[col], "unit", None)
+                table[col][:] = np.asarray(values) * unit if unit is not None else values
+        updated += [racol, deccol]
+    return updated

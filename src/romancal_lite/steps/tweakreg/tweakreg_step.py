@@ -7,25 +7,27 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from astropy.table import Table
 from astropy.time import Time
 
 from romancal_lite import datamodels
 from romancal_lite.errors import ConfigError, InputFileError
 from romancal_lite.stpipe import Param, Step
+from romancal_lite.stpipe.step import COMPLETE, FAILED, SKIPPED
 
 from ..assign_wcs import compute_footprint, s_region_polygon
 from .tweakreg import (
-    TweakregFailure,
-    crop_to_image,
+    AlignImage,
+    align_images,
     find_sources,
-    fit_wcs,
+    image_catalog,
     propagate_to_epoch,
     read_reference_catalog,
     read_source_catalog,
     serialize_fit_info,
 )
 
-__all__ = ["TweakRegStep"]
+__all__ = ["TweakRegStep", "exposure_group", "image_shape"]
 
 #: romancal's default ``abs_refcat``: a network Gaia service, not used here.
 NETWORK_REFCATS = {"GAIADR3_S3", "GAIADR3", "GAIADR2", "GAIADR1", "GAIAREFCAT"}
@@ -34,19 +36,25 @@ _DO_NOT_USE = 1
 
 
 class TweakRegStep(Step):
-    """Align the image's gwcs to an absolute reference catalog (one image, tweakwcs).
+    """Align images' gwcs to an absolute reference catalog (tweakwcs), as romancal 1.1.
 
-    Sources: the file ``tweakreg_catalog_name`` (parameter, else
-    ``meta.source_catalog.tweakreg_catalog_name`` as romancal reads it), else stars
-    found by `find_sources`. Reference: the local table ``abs_refcat``, propagated to
-    the exposure epoch and cropped to the image plus ``abs_searchrad``. The fit uses the
-    ``abs_*`` parameters, as romancal's absolute alignment does (the relative-alignment
-    parameters are accepted for parameter-file compatibility; with one image there is
-    no relative fit). On success ``meta.wcs`` gets a ``v2v3corr`` frame and the name
-    ``FIT-LVL2-<catalog>``, ``meta.wcsinfo.s_region`` is recomputed and
-    ``meta.wcs_fit_results`` holds the fit. Too few sources, references or matches:
-    the WCS is left as it was, ``meta.wcs_fit_results.status`` is ``"FAILED"`` and the
-    step records SKIPPED with one warning. No ``abs_refcat``: SKIPPED with one warning.
+    Input: one image or a list of images (for example all detectors of several
+    exposures). Each image's sources: the in-memory table
+    ``meta.source_catalog.tweakreg_catalog`` (put there by ``roman_elp``), else the
+    file ``tweakreg_catalog_name`` (parameter, else
+    ``meta.source_catalog.tweakreg_catalog_name``), else stars found by
+    `find_sources`. Reference: the local table ``abs_refcat``, propagated to the
+    (first) exposure's epoch and cropped to the images plus ``abs_searchrad``.
+
+    With images of more than one exposure (`exposure_group`), a relative fit between
+    exposures first (the relative parameters), then one absolute fit of all images
+    together (the ``abs_*`` parameters), as romancal's `align_images`. On success each
+    image's ``meta.wcs`` gets a ``v2v3corr`` frame and the name
+    ``FIT-LVL2-<catalog>``, ``meta.wcsinfo.s_region`` is recomputed,
+    ``meta.wcs_fit_results`` holds the fit and ``meta.cal_step.tweakreg`` is
+    COMPLETE. Too few sources, references or matches: the WCS is left as it was,
+    ``wcs_fit_results.status`` and ``cal_step.tweakreg`` are ``"FAILED"`` (romancal's
+    values), one warning. No ``abs_refcat``: SKIPPED with one warning.
     """
 
     class_alias = "tweakreg"
@@ -62,16 +70,17 @@ class TweakRegStep(Step):
     )
     catalog_format = Param(str, "ascii.ecsv", "astropy format of non-parquet source catalogs")
     catalog_path = Param(str, "", "Accepted for romancal compatibility (unused)")
-    enforce_user_order = Param(bool, False, "Relative alignment only (unused for one image)")
-    expand_refcat = Param(bool, False, "Relative alignment only (unused for one image)")
-    minobj = Param(int, 10, "Relative alignment only (unused for one image)", minimum=1)
-    searchrad = Param(float, 2.0, "Relative alignment only (unused for one image)", minimum=0)
-    use2dhist = Param(bool, True, "Relative alignment only (unused for one image)")
-    separation = Param(float, 1.0, "Relative alignment only (unused for one image)", minimum=0)
-    tolerance = Param(float, 0.7, "Relative alignment only (unused for one image)", minimum=0)
-    fitgeometry = Param(str, "general", "Relative alignment only", choices=_FIT_GEOMETRIES)
-    nclip = Param(int, 3, "Relative alignment only (unused for one image)", minimum=0)
-    sigma = Param(float, 3.0, "Relative alignment only (unused for one image)", minimum=0)
+    enforce_user_order = Param(bool, False, "Relative fit: align exposures in input order")
+    expand_refcat = Param(bool, False, "Relative fit: add aligned sources to the reference")
+    minobj = Param(int, 10, "Relative fit: minimum number of matches", minimum=1)
+    searchrad = Param(float, 2.0, "Relative fit: search radius (arcsec)", minimum=0)
+    use2dhist = Param(bool, True, "Relative fit: initial offset from a 2-D histogram")
+    separation = Param(float, 1.0, "Relative fit: minimum source separation (arcsec)",
+                       minimum=0)
+    tolerance = Param(float, 0.7, "Relative fit: matching tolerance (arcsec)", minimum=0)
+    fitgeometry = Param(str, "general", "Relative fit: geometry", choices=_FIT_GEOMETRIES)
+    nclip = Param(int, 3, "Relative fit: clipping iterations", minimum=0)
+    sigma = Param(float, 3.0, "Relative fit: clipping limit (x RMSE)", minimum=0)
     abs_refcat = Param(
         str, None, "Absolute reference catalog file (ECSV, Parquet, FITS; RA/DEC in deg)"
     )
@@ -86,32 +95,45 @@ class TweakRegStep(Step):
     find_fwhm = Param(float, 2.0, "Fallback finder: detection kernel FWHM (pixels)", minimum=0.5)
     find_snr = Param(float, 10.0, "Fallback finder: threshold in background sigmas", minimum=0)
 
+    #: Status of each image of the last run (by ``id``), for `record_status`.
+    _statuses: dict[int, str]
+
     def process(self, model: Any) -> Any:
-        """Fit the WCS and record the result.
+        """Fit the WCS of one image, or of several jointly, and record the result.
 
         Parameters
         ----------
-        model : ImageModel
-            Level 2 image with ``meta.wcs`` (from ``assign_wcs``).
+        model : ImageModel or list of ImageModel
+            Level 2 image(s) with ``meta.wcs`` (from ``assign_wcs``). Their arrays are
+            not needed when each has a source catalog.
 
         Returns
         -------
-        ImageModel
-            The same model, its WCS corrected when the fit succeeded.
+        ImageModel or list of ImageModel
+            The same model(s), their WCS corrected when the fit succeeded.
 
         Raises
         ------
         ConfigError
             If ``abs_separation`` is not larger than sqrt(2) x ``abs_tolerance``.
         InputFileError
-            If the model has no WCS, or a catalog file is missing, unreadable or
-            lacks the needed columns.
+            If a model has no WCS, or a catalog file is missing, unreadable or lacks
+            the needed columns.
         """
-        if self.abs_separation <= math.sqrt(2.0) * self.abs_tolerance:
-            raise ConfigError(
-                "abs_separation must be larger than sqrt(2) x abs_tolerance to avoid"
-                f" source confusion ({self.abs_separation} <= sqrt(2) x {self.abs_tolerance})"
-            )
+        models = list(model) if isinstance(model, list | tuple) else [model]
+        self._statuses = {}
+        for sep, tol, prefix in (
+            (self.abs_separation, self.abs_tolerance, "abs_"),
+            (self.separation, self.tolerance, ""),
+        ):
+            if sep <= math.sqrt(2.0) * tol:
+                raise ConfigError(
+                    f"{prefix}separation must be larger than sqrt(2) x {prefix}tolerance to"
+                    f" avoid source confusion ({sep} <= sqrt(2) x {tol})"
+                )
+        for image in models:
+            if image.meta.get("wcs") is None:
+                raise InputFileError(f"{image!r}: no WCS (meta.wcs); run assign_wcs first")
         refcat_name = (self.abs_refcat or "").strip()
         if not refcat_name:
             self.mark_skipped("no absolute reference catalog (abs_refcat); the WCS is unchanged")
@@ -122,80 +144,206 @@ class TweakRegStep(Step):
                 " query (give a local file); the WCS is unchanged"
             )
             return model
-        wcs = model.meta.get("wcs")
-        if wcs is None:
-            raise InputFileError(f"{model!r}: no WCS (meta.wcs); run assign_wcs first")
         refcat = read_reference_catalog(refcat_name)
-        catalog = self._image_catalog(model, wcs)
-        epoch = _exposure_epoch(model)
+        epoch = _exposure_epoch(models[0])
         if epoch is not None:
             refcat = propagate_to_epoch(refcat, epoch)
-        refcat = crop_to_image(refcat, wcs, model.data.shape, self.abs_searchrad)
-        self.log.info(
-            "%d image sources, %d reference sources within the image + %g\"",
-            len(catalog),
-            len(refcat),
-            self.abs_searchrad,
-        )
-        wcsinfo = model.meta.wcsinfo
-        try:
-            corrected, fit_info = fit_wcs(
-                wcs,
-                {key: wcsinfo[key] for key in ("roll_ref", "v2_ref", "v3_ref")},
-                catalog,
-                refcat,
-                name=str(model.meta.get("filename") or "image"),
-                minobj=self.abs_minobj,
-                searchrad=self.abs_searchrad,
-                use2dhist=self.abs_use2dhist,
-                separation=self.abs_separation,
-                tolerance=self.abs_tolerance,
-                fitgeometry=self.abs_fitgeometry,
-                nclip=self.abs_nclip,
-                sigma=self.abs_sigma,
+        fitted: list[Any] = []
+        items: list[AlignImage] = []
+        for index, image in enumerate(models):
+            catalog = self._image_catalog(image, image.meta["wcs"])
+            if catalog is None:
+                self._statuses[id(image)] = SKIPPED
+                continue
+            fitted.append(image)
+            items.append(
+                AlignImage(
+                    name=_image_name(image, index),
+                    wcs=image.meta["wcs"],
+                    wcsinfo={k: image.meta.wcsinfo[k] for k in ("roll_ref", "v2_ref", "v3_ref")},
+                    catalog=catalog,
+                    shape=image_shape(image),
+                    group_id=exposure_group(image) if len(models) > 1 else None,
+                )
             )
-        except TweakregFailure as exc:
-            model.meta["wcs_fit_results"] = serialize_fit_info(exc.fit_info)
-            if exc.fit_info is None or "SUCCESS" in str(exc.fit_info.get("status", "")):
-                model.meta["wcs_fit_results"]["status"] = "FAILED"
-            self.mark_skipped(f"alignment failed: {exc}; the WCS is unchanged")
+        if not fitted:
+            self.mark_skipped("no image has a source catalog; the WCS is unchanged")
             return model
-        corrected.name = f"FIT-LVL2-{Path(refcat_name).name}"
-        model.meta["wcs"] = corrected
-        model.meta["wcs_fit_results"] = serialize_fit_info(fit_info)
+        absolute = {
+            "minobj": self.abs_minobj, "searchrad": self.abs_searchrad,
+            "separation": self.abs_separation, "use2dhist": self.abs_use2dhist,
+            "tolerance": self.abs_tolerance, "fitgeometry": self.abs_fitgeometry,
+            "nclip": self.abs_nclip, "sigma": self.abs_sigma,
+        }
+        relative = {
+            "minobj": self.minobj, "searchrad": self.searchrad,
+            "separation": self.separation, "use2dhist": self.use2dhist,
+            "tolerance": self.tolerance, "fitgeometry": self.fitgeometry,
+            "nclip": self.nclip, "sigma": self.sigma,
+            "enforce_user_order": self.enforce_user_order,
+            "expand_refcat": self.expand_refcat,
+        }
+        self.log.info(
+            "%d image(s) in %d exposure group(s); %d sources; reference catalog %s"
+            " (%d sources)",
+            len(items),
+            len({item.group_id for item in items}),
+            sum(len(item.catalog) for item in items),
+            refcat_name,
+            len(refcat),
+        )
+        result = align_images(items, refcat, absolute, relative)
+        if result.relative != "not needed":
+            self.log.info("Relative alignment: %s", result.relative)
+        for image, wcs, info in zip(fitted, result.wcs, result.fit_info, strict=True):
+            image.meta["wcs_fit_results"] = serialize_fit_info(info, n_detector=len(fitted))
+            if not result.succeeded:
+                image.meta["wcs_fit_results"]["status"] = "FAILED"
+                self._statuses[id(image)] = FAILED
+                continue
+            wcs.name = f"FIT-LVL2-{Path(refcat_name).name}"
+            image.meta["wcs"] = wcs
+            self._statuses[id(image)] = COMPLETE
+            region = s_region_polygon(compute_footprint(wcs, image_shape(image)))
+            if region is None:
+                self.log.warning("The footprint has non-finite corners; S_REGION not updated")
+            else:
+                image.meta.wcsinfo["s_region"] = region
+        if not result.succeeded:
+            self.log.warning(
+                "Step %s: alignment failed: %s; the WCS is unchanged", self.name, result.message
+            )
+            return model
+        info = result.fit_info[0] or {}
         self.log.info(
             "Fit (%s) on %d matches: shift %s arcsec, rot %s deg, scale %s, rmse %.4g arcsec",
-            fit_info.get("fitgeom"),
-            fit_info.get("nmatches", 0),
-            np.round(np.asarray(fit_info.get("shift", [np.nan, np.nan]), float), 4).tolist(),
-            np.round(np.asarray(fit_info.get("rot", [np.nan, np.nan]), float), 6).tolist(),
-            np.round(np.asarray(fit_info.get("scale", [np.nan]), float), 7).tolist(),
-            float(fit_info.get("rmse", np.nan)),
+            info.get("fitgeom"),
+            info.get("nmatches", 0),
+            np.round(np.asarray(info.get("shift", [np.nan, np.nan]), float), 4).tolist(),
+            np.round(np.asarray(info.get("rot", [np.nan, np.nan]), float), 6).tolist(),
+            np.round(np.asarray(info.get("scale", [np.nan]), float), 7).tolist(),
+            float(info.get("rmse", np.nan)),
         )
-        region = s_region_polygon(compute_footprint(corrected, model.data.shape))
-        if region is None:
-            self.log.warning("The footprint has non-finite corners; S_REGION not updated")
-        else:
-            model.meta.wcsinfo["s_region"] = region
         return model
 
+    def record_status(self, model: Any, status: str) -> None:
+        """Record each image's own status: COMPLETE, FAILED (fit failed) or SKIPPED.
+
+        Parameters
+        ----------
+        model : ImageModel or list of ImageModel
+            The result.
+        status : str
+            The run's status (used for images without one of their own).
+        """
+        statuses = getattr(self, "_statuses", {})
+        for image in model if isinstance(model, list | tuple) else [model]:
+            super().record_status(image, statuses.get(id(image), status))
+
+    def finalize_result(self, model: Any) -> None:
+        """Record provenance on each image (see `Step.finalize_result`).
+
+        Parameters
+        ----------
+        model : ImageModel or list of ImageModel
+            The result.
+        """
+        for image in model if isinstance(model, list | tuple) else [model]:
+            super().finalize_result(image)
+
     def _image_catalog(self, model: Any, wcs: Any) -> Any:
-        """Read the image's source catalog, or find sources when there is none."""
+        """Return the image's sources: in memory, from a file, or found in the image.
+
+        In order: ``meta.source_catalog.tweakreg_catalog`` (a table the pipeline puts
+        there; removed after use, as romancal does), the file ``tweakreg_catalog_name``
+        (parameter, else ``meta.source_catalog.tweakreg_catalog_name``), else stars
+        found in the image (None if the model has no pixels either).
+        """
         bbox = wcs.bounding_box
+        source_catalog = model.meta.get("source_catalog") or {}
+        in_memory = source_catalog.get("tweakreg_catalog") if source_catalog else None
+        if in_memory is not None:
+            del model.meta["source_catalog"]["tweakreg_catalog"]
+            return image_catalog(Table(in_memory), bbox)
         name = self.tweakreg_catalog_name
-        if not name:
-            source_catalog = model.meta.get("source_catalog") or {}
-            name = source_catalog.get("tweakreg_catalog_name") if source_catalog else None
+        if not name and source_catalog:
+            name = source_catalog.get("tweakreg_catalog_name")
         if name:
             self.log.info("Using the source catalog %s", name)
             return read_source_catalog(name, self.catalog_format, bbox)
+        data = getattr(model, "data", None) if "data" in model else None
+        if data is None:
+            self.log.warning("%s has no source catalog and no pixels: not aligned", model)
+            return None
         mask = None
-        dq = getattr(model, "dq", None)
+        dq = getattr(model, "dq", None) if "dq" in model else None
         if dq is not None:
             mask = (np.asarray(dq) & _DO_NOT_USE) != 0
-        found = find_sources(model.data, mask, fwhm=self.find_fwhm, snr=self.find_snr)
+        found = find_sources(data, mask, fwhm=self.find_fwhm, snr=self.find_snr)
         self.log.info("No source catalog: found %d stars in the image (DAOStarFinder)", len(found))
         return found
+
+
+def image_shape(model: Any) -> tuple[int, int]:
+    """Return an image's ``(ny, nx)``: its data's shape, else from the WCS bounding box.
+
+    Parameters
+    ----------
+    model : ImageModel
+        The image (its arrays may have been dropped).
+
+    Returns
+    -------
+    tuple of int
+        The shape.
+    """
+    if "data" in model:
+        return tuple(model.data.shape[-2:])
+    (_, xmax), (_, ymax) = model.meta["wcs"].bounding_box
+    return (int(round(ymax + 0.5)), int(round(xmax + 0.5)))
+
+
+#: ``meta.observation`` fields that together name one exposure (all its detectors).
+_EXPOSURE_FIELDS = (
+    "program", "execution_plan", "pass", "segment", "observation", "visit",
+    "visit_file_group", "visit_file_sequence", "visit_file_activity", "exposure",
+)
+
+
+def exposure_group(model: Any) -> str:
+    """Return the exposure an image belongs to, for the relative fit.
+
+    As romancal's model library: ``meta.group_id`` if set, else
+    ``meta.observation.observation_id`` if known, else the observation fields that
+    name an exposure (program ... exposure), else the file name.
+
+    Parameters
+    ----------
+    model : ImageModel
+        The image.
+
+    Returns
+    -------
+    str
+        The group id.
+    """
+    meta = model.meta
+    group = meta.get("group_id")
+    if group:
+        return str(group)
+    observation = meta.get("observation") or {}
+    obs_id = observation.get("observation_id") if observation else None
+    if obs_id and str(obs_id) not in {"?", "None", "-999999"}:
+        return str(obs_id)
+    fields = [observation.get(k) for k in _EXPOSURE_FIELDS] if observation else []
+    if fields and all(v is not None for v in fields):
+        return "_".join(str(v) for v in fields)
+    return str(meta.get("filename") or id(model))
+
+
+def _image_name(model: Any, index: int) -> str:
+    name = str(model.meta.get("filename") or f"image{index}")
+    return Path(name).stem
 
 
 def _exposure_epoch(model: Any) -> Time | None:
