@@ -15,6 +15,9 @@ write_exposure(path, **options) -> Path
     ``romancal_lite_truth`` (the truth).
 read_truth(path) -> dict
     Read the truth back.
+PointingError, refcat_path_for
+    A pointing error (``pointing_error=``); where the reference catalog of an
+    exposure file is written (``<base>_refcat.ecsv``).
 READ_PATTERNS
     Named MA tables (``"ma4"``: 9 resultants, ``"ma6"``: 15, ``"ma109"``: 10).
 
@@ -32,16 +35,21 @@ from ._exposure import (
     write_exposure,
 )
 from ._patterns import DEFAULT_READ_PATTERN, FRAME_TIME, READ_PATTERNS, MATable
+from .astrometry import GAIA_MAG_LIMIT, GAIA_REF_EPOCH, PointingError, refcat_path_for
 
 __all__ = [
     "DEFAULT_READ_PATTERN",
     "DEFAULT_SEED",
     "FRAME_TIME",
+    "GAIA_MAG_LIMIT",
+    "GAIA_REF_EPOCH",
     "READ_PATTERNS",
     "TRUTH_KEY",
     "TRUTH_UNITS",
     "MATable",
+    "PointingError",
     "read_truth",
+    "refcat_path_for",
     "simulate_exposure",
     "write_exposure",
 ]

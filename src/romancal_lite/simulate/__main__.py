@@ -17,6 +17,7 @@ from pathlib import Path
 from ..errors import RomancalLiteError
 from ._exposure import DEFAULT_SEED, simulate_exposure, write_model_with_truth
 from ._patterns import DEFAULT_READ_PATTERN, READ_PATTERNS
+from .astrometry import GAIA_MAG_LIMIT, refcat_path_for
 
 __all__ = ["main"]
 
@@ -75,6 +76,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--references", default="crds",
                    help="crds (select like the pipeline; default) or builtin "
                    "(built-in content for this shape, no files)")
+    p.add_argument("--pointing-error", nargs=3, type=float, default=None,
+                   metavar=("DRA_ARCSEC", "DDEC_ARCSEC", "ROLL_ARCMIN"),
+                   help="record meta.wcsinfo's reference point DRA arcsec east and DDEC north "
+                   "of the true one and its roll ROLL arcmin larger (the stars stay where "
+                   "they are; default: no error)")
+    p.add_argument("--proper-motion", type=float, default=0.0,
+                   help="rms stellar proper motion per axis, mas/yr (default 0)")
+    p.add_argument("--parallax", type=float, default=0.0,
+                   help="mean stellar parallax, mas (default 0)")
+    p.add_argument("--refcat-mag-limit", type=float, default=GAIA_MAG_LIMIT,
+                   help=f"faintest magnitude in the reference catalog (default {GAIA_MAG_LIMIT})")
+    p.add_argument("--refcat-error-scale", type=float, default=1.0,
+                   help="scale of the Gaia-like catalog position errors (0: exact; default 1)")
+    p.add_argument("--no-refcat", dest="refcat", action="store_false",
+                   help="do not write the <base>_refcat.ecsv reference catalog")
     p.add_argument("--preview", metavar="PNG", default=None,
                    help="also write a PNG of the truth rate image (what _cal should show)")
     return p
@@ -116,8 +132,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             poisson=args.poisson,
             read_noise=args.read_noise,
             references=args.references,
+            pointing_error=args.pointing_error,
+            proper_motion=args.proper_motion,
+            parallax=args.parallax,
+            refcat_mag_limit=args.refcat_mag_limit,
+            refcat_error_scale=args.refcat_error_scale,
         )
-        write_model_with_truth(model, truth, path)
+        write_model_with_truth(model, truth, path, refcat=args.refcat)
         if args.preview:
             from ..preview import write_png
 
@@ -125,7 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, RomancalLiteError) as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
-    print(f"wrote {path} in {time.perf_counter() - start:.1f} s")
+    extra = f" and {refcat_path_for(path)}" if args.refcat else ""
+    print(f"wrote {path}{extra} in {time.perf_counter() - start:.1f} s")
     return 0
 
 

@@ -16,7 +16,7 @@ from .. import __version__
 from ..datamodels import ScienceRawModel, get_extension, write_asdf_atomic
 from ..errors import InputFileError, OutputError
 from ..references._spec import BORDER, DETECTORS, EXPOSURE_TYPES, FULL_SHAPE, OPTICAL_ELEMENTS
-from . import scene
+from . import astrometry, scene
 from ._patterns import DEFAULT_READ_PATTERN, FRAME_TIME, resolve_read_pattern
 from ._refs import load_references
 from .ramps import (
@@ -64,6 +64,29 @@ TRUTH_UNITS = {
     "stars.y": "pixel (science array)",
     "stars.flux": "e/s",
     "stars.flux_dn": "DN/s",
+    "stars.ra": "deg (true position at the exposure mid-time)",
+    "stars.dec": "deg (true position at the exposure mid-time)",
+    "stars.pmra": "mas/yr (times cos dec)",
+    "stars.pmdec": "mas/yr",
+    "stars.parallax": "mas",
+    "stars.mag": "AB mag (nominal zero point of the element)",
+    "wcsinfo_true.ra_ref": "deg",
+    "wcsinfo_true.dec_ref": "deg",
+    "wcsinfo_true.roll_ref": "deg",
+    "wcsinfo_true.v2_ref": "arcsec",
+    "wcsinfo_true.v3_ref": "arcsec",
+    "pointing_error.dra_arcsec": "arcsec east (recorded minus true)",
+    "pointing_error.ddec_arcsec": "arcsec north (recorded minus true)",
+    "pointing_error.roll_arcmin": "arcmin (recorded minus true roll_ref)",
+    "refcat.ra": "deg (at refcat.ref_epoch)",
+    "refcat.dec": "deg (at refcat.ref_epoch)",
+    "refcat.ra_error": "mas (times cos dec)",
+    "refcat.dec_error": "mas",
+    "refcat.pmra": "mas/yr",
+    "refcat.pmdec": "mas/yr",
+    "refcat.parallax": "mas",
+    "refcat.ref_epoch": "Julian year",
+    "refcat.epoch": "Julian year (the exposure mid-time)",
     "cosmic_rays.x": "pixel (read-out)",
     "cosmic_rays.y": "pixel (read-out)",
     "cosmic_rays.time": "s",
@@ -141,11 +164,17 @@ def _exposure_meta(
     ra: float,
     dec: float,
     roll: float,
+    recorded: tuple[float, float, float] | None = None,
 ) -> dict[str, Any]:
-    """Return the metadata (as in the real romanisim L1 file) of the exposure."""
+    """Return the metadata (as in the real romanisim L1 file) of the exposure.
+
+    ``recorded`` is the ``(ra_ref, dec_ref, roll_ref)`` the observatory reports (the
+    true pointing plus a pointing error); ``target_ra/dec`` stay the true ``ra, dec``.
+    """
     from astropy import units as u
 
     exposure_time = read_pattern[-1][-1] * frame_time
+    ra_ref, dec_ref, roll_ref = recorded if recorded is not None else (ra, dec, roll)
     return {
         "exposure": {
             "type": exposure_type,
@@ -172,15 +201,19 @@ def _exposure_meta(
             "target_ra": ra,
             "target_dec": dec,
             "target_aperture": "WFI_CEN",
-            "pa_aperture": roll,
+            "pa_aperture": roll_ref,
         },
-        "velocity_aberration": {"ra_reference": ra, "dec_reference": dec, "scale_factor": 1.0},
+        "velocity_aberration": {
+            "ra_reference": ra_ref,
+            "dec_reference": dec_ref,
+            "scale_factor": 1.0,
+        },
         "visit": {"start_time": start, "status": "SUCCESSFUL"},
         "wcsinfo": {
             "aperture_name": "WFI_CEN",
-            "ra_ref": ra,
-            "dec_ref": dec,
-            "roll_ref": roll,
+            "ra_ref": ra_ref,
+            "dec_ref": dec_ref,
+            "roll_ref": roll_ref,
             "v2_ref": WFI_CEN_V2V3[0],
             "v3_ref": WFI_CEN_V2V3[1],
             "v3yangle": -60.0,
@@ -218,6 +251,12 @@ def simulate_exposure(
     full_well_margin: float = 0.02,
     references: str | Mapping[str, str | os.PathLike[str]] = "crds",
     ma_table_number: int | None = None,
+    pointing_error: Sequence[float] | astrometry.PointingError | None = None,
+    proper_motion: float = 0.0,
+    parallax: float = 0.0,
+    refcat_mag_limit: float = astrometry.GAIA_MAG_LIMIT,
+    refcat_ref_epoch: float = astrometry.GAIA_REF_EPOCH,
+    refcat_error_scale: float = 1.0,
 ) -> tuple[ScienceRawModel, dict[str, Any]]:
     """Simulate a Level 1 (``_uncal``) WFI exposure and return it with its truth.
 
@@ -284,6 +323,20 @@ def simulate_exposure(
         content for this shape without files, or ``{reftype: path}`` overrides.
     ma_table_number : int, optional
         ``meta.exposure.ma_table_number`` (default the preset's; -999999 otherwise).
+    pointing_error : sequence of 3 float or PointingError, optional
+        ``(dra_arcsec, ddec_arcsec, roll_arcmin)``: the ``meta.wcsinfo`` reference point
+        is recorded that far east and north of the true ``ra, dec`` and its roll that
+        much larger, while the stars stay at their true sky positions (default: none).
+    proper_motion : float, optional
+        RMS proper motion per axis (mas/yr) of the stars (default 0: none).
+    parallax : float, optional
+        Mean parallax (mas) of the stars, exponentially distributed (default 0: none).
+    refcat_mag_limit : float, optional
+        Faintest magnitude of the Gaia-like reference catalog (default 20.7).
+    refcat_ref_epoch : float, optional
+        Epoch (Julian year) of the reference catalog positions (default 2016.0).
+    refcat_error_scale : float, optional
+        Scale of the Gaia-like catalog position errors (reported and drawn; 0: exact).
 
     Returns
     -------
@@ -292,7 +345,8 @@ def simulate_exposure(
     truth : dict
         ``rate`` (DN/s, science array), ``saturated_resultant``, ``dq``, ``stars``,
         ``cosmic_rays``, ``ref_drifts``, ``pedestal``, ``amp33_pedestal``,
-        ``reference_level``, ``seed``,
+        ``reference_level``, ``seed``, ``wcsinfo_true``, ``pointing_error``,
+        ``refcat`` (the reference catalog's columns; its ``file`` is set when written),
         ``parameters``, ``references`` and ``units`` (see ``docs/simulate.md``).
 
     Raises
@@ -347,6 +401,19 @@ def simulate_exposure(
     ref_drift_scale = _number("ref_drift_scale", ref_drift_scale)
     pedestal = _number("pedestal", pedestal)
     full_well_margin = _number("full_well_margin", full_well_margin)
+    error = astrometry.PointingError.parse(pointing_error)
+    proper_motion = _number("proper_motion", proper_motion)
+    parallax = _number("parallax", parallax)
+    refcat_mag_limit = _number("refcat_mag_limit", refcat_mag_limit, minimum=-math.inf)
+    refcat_ref_epoch = _number("refcat_ref_epoch", refcat_ref_epoch, minimum=-math.inf)
+    refcat_error_scale = _number("refcat_error_scale", refcat_error_scale)
+    distortion_override = None
+    if isinstance(references, Mapping):
+        references = dict(references)
+        key = next((k for k in references if str(k).lower() == "distortion"), None)
+        if key is not None:
+            distortion_override = {"distortion": references.pop(key)}
+    recorded = astrometry.apply_pointing_error(float(ra), float(dec), float(roll), error)
 
     meta = _exposure_meta(
         read_pattern=pattern,
@@ -359,6 +426,7 @@ def simulate_exposure(
         ra=float(ra),
         dec=float(dec),
         roll=float(roll),
+        recorded=recorded,
     )
     model = ScienceRawModel.create_minimal({"meta": meta})
 
@@ -396,6 +464,30 @@ def simulate_exposure(
     model.data = result.data
     model.amp33 = result.amp33
 
+    wcsinfo_true = {
+        "ra_ref": float(ra) % 360.0,
+        "dec_ref": float(dec),
+        "roll_ref": float(roll),
+        "v2_ref": WFI_CEN_V2V3[0],
+        "v3_ref": WFI_CEN_V2V3[1],
+    }
+    stars, refcat = _sky_truth(
+        model,
+        catalog,
+        (ny, nx),
+        distortion_override or references,
+        wcsinfo_true,
+        optical_element,
+        np.random.default_rng([seed, astrometry.STREAM_ASTROMETRY]),
+        proper_motion=proper_motion,
+        parallax=parallax,
+        mag_limit=refcat_mag_limit,
+        ref_epoch=refcat_ref_epoch,
+        error_scale=refcat_error_scale,
+    )
+    if "distortion" in refcat:
+        sources["distortion"] = refcat.pop("distortion")
+
     truth: dict[str, Any] = {
         "rate": result.rate,
         "saturated_resultant": result.saturated_resultant,
@@ -405,6 +497,7 @@ def simulate_exposure(
             "y": catalog["y"],
             "flux": catalog["flux"],
             "flux_dn": catalog["flux"] / star_gain if len(star_gain) else catalog["flux"],
+            **stars,
         },
         "cosmic_rays": result.cosmic_rays,
         "ref_drifts": {
@@ -415,6 +508,9 @@ def simulate_exposure(
         "amp33_pedestal": electronics.amp33_pedestal,
         "reference_level": electronics.reference_level,
         "seed": seed,
+        "wcsinfo_true": wcsinfo_true,
+        "pointing_error": error.as_dict(),
+        "refcat": refcat,
         "parameters": {
             "shape": [ny, nx],
             "read_pattern": pattern,
@@ -444,12 +540,67 @@ def simulate_exposure(
             "pedestal": pedestal,
             "full_well_margin": full_well_margin,
             "block_rows": BLOCK_ROWS,
+            "pointing_error": [error.dra_arcsec, error.ddec_arcsec, error.roll_arcmin],
+            "proper_motion": proper_motion,
+            "parallax": parallax,
+            "refcat_mag_limit": refcat_mag_limit,
+            "refcat_ref_epoch": refcat_ref_epoch,
+            "refcat_error_scale": refcat_error_scale,
             "software": f"romancal_lite {__version__}",
         },
         "references": sources,
         "units": dict(TRUTH_UNITS),
     }
     return model, truth
+
+
+def _sky_truth(
+    model: ScienceRawModel,
+    catalog: Mapping[str, np.ndarray],
+    full_shape: tuple[int, int],
+    references: str | Mapping[str, Any],
+    wcsinfo_true: Mapping[str, float],
+    optical_element: str,
+    rng: np.random.Generator,
+    *,
+    proper_motion: float,
+    parallax: float,
+    mag_limit: float,
+    ref_epoch: float,
+    error_scale: float,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Return the stars' sky truth and the reference catalog (see ``astrometry``)."""
+    n = len(catalog["x"])
+    science_shape = (full_shape[0] - 2 * BORDER, full_shape[1] - 2 * BORDER)
+    exposure = model.meta.exposure
+    epoch = exposure.start_time + 0.5 * (exposure.end_time - exposure.start_time)
+    stars: dict[str, np.ndarray] = {
+        "ra": np.zeros(n),
+        "dec": np.zeros(n),
+        # drawn even without proper motion / parallax: the other draws stay the same
+        "pmra": rng.normal(0.0, 1.0, n) * proper_motion,
+        "pmdec": rng.normal(0.0, 1.0, n) * proper_motion,
+        "parallax": rng.exponential(1.0, n) * parallax,
+        "mag": astrometry.ab_magnitude(catalog["flux"], optical_element),
+    }
+    refcat: dict[str, Any] = {
+        "file": None,
+        "epoch": float(epoch.jyear),
+        "mag_limit": mag_limit,
+        "error_scale": error_scale,
+    }
+    if n:
+        distortion, source = astrometry.load_distortion(model, full_shape, references)
+        wcs = astrometry.sky_wcs(distortion, wcsinfo_true, science_shape)
+        ra, dec = wcs(catalog["x"], catalog["y"], with_bounding_box=False)
+        stars["ra"], stars["dec"] = np.asarray(ra, float) % 360.0, np.asarray(dec, float)
+        refcat["distortion"] = source
+    columns = astrometry.make_reference_catalog(
+        stars, epoch, rng, mag_limit=mag_limit, ref_epoch=ref_epoch, error_scale=error_scale
+    )
+    refcat.update(columns)
+    refcat["n_sources"] = int(len(columns["ra"]))
+    return stars, refcat
 
 
 def _plain(value: Any) -> Any:
@@ -463,17 +614,25 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def write_model_with_truth(model: ScienceRawModel, truth: Mapping[str, Any], path: Path) -> Path:
-    """Write ``model`` under ``roman`` and ``truth`` under :data:`TRUTH_KEY`, atomically.
+def write_model_with_truth(
+    model: ScienceRawModel, truth: dict[str, Any], path: Path, *, refcat: bool = True
+) -> Path:
+    """Write the reference catalog, then ``model`` and ``truth``, each atomically.
+
+    The exposure goes under ``roman`` and the truth under :data:`TRUTH_KEY`; the
+    reference catalog (``truth["refcat"]``) to ``<base>_refcat.ecsv`` next to it, whose
+    name is recorded as ``truth["refcat"]["file"]``.
 
     Parameters
     ----------
     model : ScienceRawModel
         The exposure.
-    truth : mapping
-        The truth dict of :func:`simulate_exposure`.
+    truth : dict
+        The truth dict of :func:`simulate_exposure` (``refcat.file`` is set).
     path : Path
         Output ``.asdf`` file.
+    refcat : bool, optional
+        Write the reference catalog (default True).
 
     Returns
     -------
@@ -483,8 +642,25 @@ def write_model_with_truth(model: ScienceRawModel, truth: Mapping[str, Any], pat
     Raises
     ------
     OutputError
-        If the file cannot be written.
+        If a file cannot be written.
     """
+    path = Path(path)
+    cat = truth.get("refcat")
+    if isinstance(cat, dict):
+        cat["file"] = None
+        if refcat:
+            refcat_path = astrometry.refcat_path_for(path)
+            meta = {
+                "ref_epoch": float(truth["parameters"]["refcat_ref_epoch"]),
+                "exposure": path.name,
+                "exposure_epoch": cat["epoch"],
+                "mag_limit": cat["mag_limit"],
+                "description": "romancal_lite.simulate Gaia-like reference catalog: true "
+                "positions moved back to ref_epoch by proper motion and parallax, plus "
+                "ra_error/dec_error noise; source_id is the index of the star in the truth",
+            }
+            astrometry.write_reference_catalog(refcat_path, cat, meta)
+            cat["file"] = refcat_path.name
     model.meta.filename = path.name
     model.meta.file_date = Time(Time.now().isot, format="isot", scale="utc")
     tree = _plain(truth)
@@ -494,18 +670,22 @@ def write_model_with_truth(model: ScienceRawModel, truth: Mapping[str, Any], pat
     return path
 
 
-def write_exposure(path: str | os.PathLike[str], **kwargs: Any) -> Path:
+def write_exposure(path: str | os.PathLike[str], *, refcat: bool = True, **kwargs: Any) -> Path:
     """Simulate an exposure and write it, with its truth, to an ASDF file.
 
     The ``roman`` node is the official-format ``WfiScienceRaw`` (readable by
     roman_datamodels); the truth is a separate top-level node ``romancal_lite_truth``
     (read it back with :func:`read_truth`).  The file is written to a temporary
-    file in the target directory and renamed into place.
+    file in the target directory and renamed into place. The stars' Gaia-like
+    reference catalog goes to ``<base>_refcat.ecsv`` beside it (``<base>`` the file
+    name without ``.asdf`` and ``_uncal``).
 
     Parameters
     ----------
     path : str or path-like
         Output file, ending in ``.asdf`` (conventionally ``..._uncal.asdf``).
+    refcat : bool, optional
+        Also write the reference catalog (default True).
     **kwargs
         Arguments of :func:`simulate_exposure`.
 
@@ -527,7 +707,7 @@ def write_exposure(path: str | os.PathLike[str], **kwargs: Any) -> Path:
     if not (path.parent if str(path.parent) else Path(".")).is_dir():
         raise OutputError(f"{path}: directory {path.parent} does not exist")
     model, truth = simulate_exposure(**kwargs)
-    return write_model_with_truth(model, truth, path)
+    return write_model_with_truth(model, truth, path, refcat=refcat)
 
 
 def read_truth(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -541,7 +721,9 @@ def read_truth(path: str | os.PathLike[str]) -> dict[str, Any]:
     Returns
     -------
     dict
-        The truth dict, as :func:`simulate_exposure` returned it.
+        The truth dict, as :func:`simulate_exposure` returned it; when a reference
+        catalog was written, ``truth["refcat"]["path"]`` is its full path (the file
+        name ``truth["refcat"]["file"]`` in the exposure's directory).
 
     Raises
     ------
@@ -564,7 +746,11 @@ def read_truth(path: str | os.PathLike[str]) -> dict[str, Any]:
     with af:
         if TRUTH_KEY not in af.tree:
             raise InputFileError(f"{path}: holds no simulation truth (no '{TRUTH_KEY}' node)")
-        return _load(af.tree[TRUTH_KEY])
+        truth = _load(af.tree[TRUTH_KEY])
+    cat = truth.get("refcat")
+    if isinstance(cat, dict) and cat.get("file"):
+        cat["path"] = str(path.parent / cat["file"])
+    return truth
 
 
 def _load(node: Any) -> Any:

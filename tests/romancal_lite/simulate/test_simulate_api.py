@@ -105,11 +105,12 @@ def test_crds_selected_files_give_the_builtin_content(sim_cache):
     for detector, element in (("WFI01", "F158"), ("WFI14", "F087")):
         kw = {"shape": SMALL, "detector": detector, "optical_element": element, "seed": 4}
         a, ta = simulate.simulate_exposure(references="crds", **kw)
-        b, _ = simulate.simulate_exposure(references="builtin", **kw)
+        b, tb = simulate.simulate_exposure(references="builtin", **kw)
         assert np.array_equal(a.data, b.data) and np.array_equal(a.amp33, b.amp33)
+        assert np.allclose(ta["stars"]["ra"], tb["stars"]["ra"], rtol=0, atol=1e-12)
         used = ta["references"]
         assert set(used) == {"gain", "readnoise", "saturation", "linearity",
-                             "inverselinearity", "dark", "flat"}
+                             "inverselinearity", "dark", "flat", "distortion"}
         assert all(Path(p).is_file() and str(sim_cache.root) in p for p in used.values())
         assert detector.lower() in Path(used["gain"]).name
         assert element.lower() in Path(used["flat"]).name
