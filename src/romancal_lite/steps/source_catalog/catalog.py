@@ -447,13 +447,18 @@ def _pixel_scale_angle(
     if wcs is None:
         return None
     yc, xc = (shape[0] - 1) / 2.0, (shape[1] - 1) / 2.0
-    ra0, dec0 = (float(v) for v in wcs(xc, yc))
+    # without the bounding box: 1" can leave a narrow image (e.g. a few rows)
+    ra0, dec0 = (float(v) for v in wcs(xc, yc, with_bounding_box=False))
     offset_deg = 1.0 / 3600.0
     try:
-        x1, y1 = (float(v) for v in wcs.invert(ra0, dec0 + offset_deg))
+        x1, y1 = (
+            float(v) for v in wcs.invert(ra0, dec0 + offset_deg, with_bounding_box=False)
+        )
     except Exception:  # noqa: BLE001 - any inversion failure: no sky-derived scale
         return None
     dx, dy = x1 - xc, y1 - yc
+    if not (math.isfinite(dx) and math.isfinite(dy)) or dx == dy == 0.0:
+        return None
     scale = 1.0 / math.hypot(dx, dy)
     return scale, math.degrees(math.atan2(dy, dx))
 
