@@ -37,7 +37,14 @@ from ._cache import (
     matched_cache,
     open_builtin_cache,
 )
-from ._content import DetectorConstants, build_reference, reference_shape, write_reference
+from ._content import (
+    DetectorConstants,
+    build_reference,
+    gaussian_encircled_energy,
+    gaussian_epsf,
+    reference_shape,
+    write_reference,
+)
 from ._crds import user_configured
 from ._source import (
     OVERRIDES_ONLY,
@@ -86,6 +93,8 @@ __all__ = [
     "crds_parameters",
     "default_cache_dir",
     "forced_cache",
+    "gaussian_encircled_energy",
+    "gaussian_epsf",
     "generate_cache",
     "get_reference_file",
     "get_reference_files",

@@ -60,7 +60,11 @@ __all__ = [
 CACHE_ENV_VAR = "ROMANCAL_LITE_CRDS_CACHE"
 
 #: Version of the generator; a cache written by another version is regenerated.
-GENERATOR_VERSION = 1
+#: 2: EPSF and APCORR added (a version-1 cache would answer "N/A" for them).
+GENERATOR_VERSION = 2
+#: Reference types each generator version added to the default set, so that an
+#: older cache is regenerated with its own settings plus these types.
+_ADDED_TYPES: dict[int, tuple[str, ...]] = {2: ("epsf", "apcorr")}
 
 #: The pipeline mapping (context) of the built-in cache.
 CONTEXT = "roman_lite_0001.pmap"
@@ -449,6 +453,11 @@ def open_builtin_cache(root: str | Path | None = None) -> BuiltinCache:
     """
     root = Path(root) if root is not None else default_cache_dir()
     stamp = _read_stamp(root / _STAMP)
+    upgraded = _upgrade_settings(stamp)
+    if upgraded is not None:
+        # written by an older generator: regenerate with the same shape, dates,
+        # detectors and constants, plus the types added since
+        return generate_cache(root, **upgraded)
     if stamp and stamp.get("settings", {}).get("generator_version") == GENERATOR_VERSION:
         s = stamp["settings"]
         cache = BuiltinCache(
@@ -471,6 +480,30 @@ def open_builtin_cache(root: str | Path | None = None) -> BuiltinCache:
             constants=cache.constants,
         )
     return generate_cache(root)
+
+
+def _upgrade_settings(stamp: dict | None) -> dict | None:
+    """Return `generate_cache` arguments reproducing an older generator's cache.
+
+    None if ``stamp`` is missing, current, or unreadable.
+    """
+    try:
+        s = stamp["settings"]  # type: ignore[index]
+        version = int(s["generator_version"])
+        if version >= GENERATOR_VERSION:
+            return None
+        reftypes = list(s["reftypes"])
+        for newer in range(version + 1, GENERATOR_VERSION + 1):
+            reftypes += [r for r in _ADDED_TYPES.get(newer, ()) if r not in reftypes]
+        return {
+            "full_shape": tuple(int(n) for n in s["full_shape"]),
+            "useafters": tuple(s["useafters"]),
+            "detectors": tuple(s["detectors"]),
+            "reftypes": tuple(reftypes),
+            "constants": DetectorConstants.from_dict(s.get("constants")),
+        }
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def matched_cache(

@@ -17,7 +17,17 @@ WFI H4RG detector, not measurements:
 * distortion an affine detector -> V2/V3 (arcsec) transform with 0.11"/pixel,
   placing the 18 detectors on an approximate 6 x 3 focal-plane grid;
 * refpix zero FFT coefficients (no left/right/amp33 cross-talk correction;
-  the per-amplifier offsets are still removed by the step).
+  the per-amplifier offsets are still removed by the step);
+* epsf per detector and optical element: the simulator's PSF
+  (``romancal_lite.simulate.scene.psf_sigma``, a circular Gaussian) integrated over
+  a native pixel and sampled 4x finer, the "new style" romancal 1.1 reads
+  (``psf[defocus, spectral_type, grid, y, x]``, each stamp summing to
+  ``oversample**2``), identical at the 3 x 3 grid positions and for the three
+  spectral types;
+* apcorr per detector: for every imaging filter the encircled energy of that PSF
+  as exact-overlap aperture photometry measures it (the Gaussian convolved with
+  the pixel twice, `gaussian_encircled_energy`) at fixed radii in pixels, its
+  inverse as the aperture correction, and the 2.4-2.8" sky annulus in pixels.
 
 A cache can instead be generated from a simulator's recorded detector constants
 (:class:`DetectorConstants`, e.g. those romanisim writes under
@@ -40,7 +50,14 @@ from romancore.dqflags import pixel
 
 from ._spec import BORDER, EXPOSURE_TYPES, IMAGING_ELEMENTS, OPTICAL_ELEMENTS, get_spec
 
-__all__ = ["DetectorConstants", "build_reference", "reference_shape", "write_reference"]
+__all__ = [
+    "DetectorConstants",
+    "build_reference",
+    "gaussian_encircled_energy",
+    "gaussian_epsf",
+    "reference_shape",
+    "write_reference",
+]
 
 _AUTHOR = "romancal-lite built-in reference generator"
 _ORIGIN = "romancal-lite"
@@ -405,6 +422,179 @@ def _refpix(det: str, shape, useafter: str, elem: str | None, c: _C) -> dict:
     }
 
 
+#: EPSF: oversampling factor, stamp half-width (native pixels), grid points per axis.
+EPSF_OVERSAMPLE = 4
+EPSF_HALF_WIDTH = 12
+_EPSF_GRID = 3
+#: romancal's jitter (mas) assumed for an image without guide-star jitter metadata.
+_DEFAULT_JITTER_MAS = 8.0
+#: APCORR radii (native pixels) at which the encircled energy is tabulated.
+APCORR_RADII_PX: tuple[float, ...] = (
+    0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0,
+    10.0, 12.0, 15.0, 20.0, 25.0, 30.0,
+)
+_SKY_ANNULUS_ARCSEC = (2.4, 2.8)
+
+
+def _element_sigma(elem: str | None, psf_sigma: float | None) -> float:
+    if psf_sigma is not None:
+        return float(psf_sigma)
+    from romancal_lite.simulate.scene import psf_sigma as simulator_sigma
+
+    return simulator_sigma(elem or "F158")
+
+
+def _pixel_profile(offsets: np.ndarray, sigma: float) -> np.ndarray:
+    """Fraction of a 1-D Gaussian falling in a unit pixel centred at ``offsets``."""
+    from scipy.special import ndtr
+
+    return ndtr((offsets + 0.5) / sigma) - ndtr((offsets - 0.5) / sigma)
+
+
+def gaussian_epsf(
+    sigma: float, oversample: int = EPSF_OVERSAMPLE, half_width: int = EPSF_HALF_WIDTH
+) -> np.ndarray:
+    """Return the ePSF of a circular Gaussian PSF, as romancal's EPSF stamps hold it.
+
+    The value at offset ``(dx, dy)`` (native pixels, a multiple of ``1/oversample``)
+    is the fraction of the star's flux that falls in a native pixel whose centre is
+    ``(dx, dy)`` from the star: the PSF integrated over the pixel, which is how the
+    simulator draws stars (`romancal_lite.simulate.scene.render_stars`).
+
+    Parameters
+    ----------
+    sigma : float
+        Gaussian sigma in native pixels.
+    oversample : int, optional
+        Samples per native pixel.
+    half_width : int, optional
+        Half-width of the stamp in native pixels.
+
+    Returns
+    -------
+    numpy.ndarray of float32
+        Square stamp of side ``2 * half_width * oversample + 1``, centred on the star,
+        summing to about ``oversample**2``.
+    """
+    n = 2 * half_width * oversample + 1
+    offsets = (np.arange(n) - (n - 1) / 2.0) / oversample
+    profile = _pixel_profile(offsets, sigma)
+    return np.outer(profile, profile).astype(np.float32)
+
+
+def _triangle_profile(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Return a 1-D Gaussian convolved twice with a unit box (pixel response, grid).
+
+    ``sigma [H((x+1)/sigma) - 2 H(x/sigma) + H((x-1)/sigma)]`` with
+    ``H(z) = z Phi(z) + phi(z)``, the integral of the normal CDF.
+    """
+    from scipy.special import ndtr
+
+    def h(z: np.ndarray) -> np.ndarray:
+        return z * ndtr(z) + np.exp(-0.5 * z * z) / np.sqrt(2.0 * np.pi)
+
+    return sigma * (h((x + 1.0) / sigma) - 2.0 * h(x / sigma) + h((x - 1.0) / sigma))
+
+
+def gaussian_encircled_energy(sigma: float, radii: np.ndarray | tuple[float, ...]) -> np.ndarray:
+    """Return the encircled energy that aperture photometry measures for a Gaussian PSF.
+
+    Exact-overlap circular-aperture photometry of a star drawn as the simulator
+    draws it (the PSF integrated over each pixel), averaged over the star's
+    position within a pixel, measures the integral over the disk of the PSF
+    convolved twice with the unit pixel box: once by the pixel response, once by
+    the pixel grid (the aperture weights each pixel by its overlap). This returns
+    that integral, computed in polar coordinates.
+
+    Parameters
+    ----------
+    sigma : float
+        Gaussian sigma in native pixels.
+    radii : array-like
+        Aperture radii in native pixels.
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        Encircled-energy fractions.
+    """
+    radii = np.asarray(radii, dtype=np.float64)
+    r_max = float(max(radii.max(), 1.0))
+    rho = np.linspace(0.0, r_max, int(r_max * 200) + 1)
+    theta = (np.arange(128) + 0.5) * (2.0 * np.pi / 128)
+    x = rho[:, None] * np.cos(theta)
+    y = rho[:, None] * np.sin(theta)
+    ring = (_triangle_profile(x, sigma) * _triangle_profile(y, sigma)).mean(axis=1)
+    integrand = ring * rho * 2.0 * np.pi
+    cumulative = np.concatenate(
+        [[0.0], np.cumsum(0.5 * (integrand[1:] + integrand[:-1]) * np.diff(rho))]
+    )
+    return np.interp(radii, rho, cumulative)
+
+
+def _epsf(
+    det: str, shape, useafter: str, elem: str | None, c: _C, science_shape=None,
+    psf_sigma: float | None = None,
+) -> dict:
+    sigma = _element_sigma(elem, psf_sigma)
+    stamp = gaussian_epsf(sigma)
+    ny, nx = science_shape
+    spectral = ["A0V", "G2V", "M6V"]
+    n_grid = _EPSF_GRID * _EPSF_GRID
+    psf = np.empty((1, len(spectral), n_grid, *stamp.shape), dtype=np.float32)
+    psf[...] = stamp
+    xs = np.linspace(0.0, nx - 1.0, _EPSF_GRID)
+    ys = np.linspace(0.0, ny - 1.0, _EPSF_GRID)
+    meta = _meta("epsf", det, useafter, optical_element=elem, constants=c)
+    meta["description"] += (
+        f" Circular Gaussian PSF of sigma {sigma:.4f} pixel integrated over the pixel"
+        f" (the simulator's PSF, which includes its jitter); the jitter fields give"
+        f" romancal's default image jitter so that no jitter is added."
+    )
+    meta.update(
+        oversample=EPSF_OVERSAMPLE,
+        spectral_type=spectral,
+        defocus=[0],
+        pixel_x=[float(x) for y in ys for x in xs],
+        pixel_y=[float(y) for y in ys for x in xs],
+        jitter_major=_DEFAULT_JITTER_MAS,
+        jitter_minor=_DEFAULT_JITTER_MAS,
+        jitter_position_angle=0.0,
+    )
+    return {"meta": meta, "psf": psf}
+
+
+def _apcorr_entry(elem: str, psf_sigma: float | None) -> dict:
+    if elem not in IMAGING_ELEMENTS:
+        return {
+            "ap_corrections": None,
+            "ee_fractions": None,
+            "ee_radii": None,
+            "sky_background_rin": None,
+            "sky_background_rout": None,
+        }
+    radii = np.array(APCORR_RADII_PX, dtype=np.float64)
+    fractions = gaussian_encircled_energy(_element_sigma(elem, psf_sigma), radii)
+    return {
+        "ap_corrections": (1.0 / fractions).astype(np.float64),
+        "ee_fractions": fractions.astype(np.float64),
+        "ee_radii": radii,
+        "sky_background_rin": _SKY_ANNULUS_ARCSEC[0] / _PIXEL_SCALE_ARCSEC,
+        "sky_background_rout": _SKY_ANNULUS_ARCSEC[1] / _PIXEL_SCALE_ARCSEC,
+    }
+
+
+def _apcorr(
+    det: str, shape, useafter: str, elem: str | None, c: _C, psf_sigma: float | None = None
+) -> dict:
+    meta = _meta("apcorr", det, useafter, constants=c)
+    meta["description"] += (
+        " Encircled energy of the simulator's pixel-integrated Gaussian PSF; radii in"
+        " pixels."
+    )
+    return {"meta": meta, "data": {e: _apcorr_entry(e, psf_sigma) for e in OPTICAL_ELEMENTS}}
+
+
 _BUILDERS: dict[str, Callable[..., dict]] = {
     "mask": _mask,
     "saturation": _saturation,
@@ -417,6 +607,8 @@ _BUILDERS: dict[str, Callable[..., dict]] = {
     "photom": _photom,
     "distortion": _distortion,
     "refpix": _refpix,
+    "epsf": _epsf,
+    "apcorr": _apcorr,
 }
 
 
@@ -427,6 +619,7 @@ def build_reference(
     useafter: str,
     optical_element: str | None = None,
     constants: DetectorConstants | None = None,
+    psf_sigma: float | None = None,
 ) -> TaggedDict:
     """Build the official-format ``roman`` node of a generated reference file.
 
@@ -444,6 +637,10 @@ def build_reference(
         Optical element for the types selected by it (flat, distortion).
     constants : DetectorConstants, optional
         A simulator's detector constants to use instead of the built-in defaults.
+    psf_sigma : float, optional
+        EPSF and APCORR only: the Gaussian PSF sigma (pixels) instead of the
+        simulator's default for the element, e.g. to write an ``override_epsf``
+        for a simulation made with another ``psf_sigma``.
 
     Returns
     -------
@@ -453,9 +650,15 @@ def build_reference(
     spec = get_spec(reftype)
     shape = reference_shape(spec.reftype, full_shape)
     builder = _BUILDERS[spec.reftype]
+    science = (full_shape[0] - 2 * BORDER, full_shape[1] - 2 * BORDER)
     if spec.reftype == "distortion":
-        science = (full_shape[0] - 2 * BORDER, full_shape[1] - 2 * BORDER)
         node = builder(detector, shape, useafter, optical_element, constants, science_shape=science)
+    elif spec.reftype == "epsf":
+        node = builder(detector, shape, useafter, optical_element, constants,
+                       science_shape=science, psf_sigma=psf_sigma)
+    elif spec.reftype == "apcorr":
+        node = builder(detector, shape, useafter, optical_element, constants,
+                       psf_sigma=psf_sigma)
     else:
         node = builder(detector, shape, useafter, optical_element, constants)
     return TaggedDict(node, spec.tag)

@@ -90,7 +90,8 @@ class RefTypeSpec:
         CRDS ``Match`` parameter keys, upper case (``ROMAN.META.INSTRUMENT.DETECTOR``).
     shape_kind : str
         ``"full"`` (4096x4096 incl. reference border), ``"science"`` (4088x4088),
-        ``"refpix"`` (FFT coefficients per channel) or ``"none"`` (no image arrays).
+        ``"refpix"`` (FFT coefficients per channel) or ``"none"`` (no arrays of the
+        image's shape: PHOTOM, DISTORTION, EPSF stamps, APCORR tables).
     arrays : tuple of str
         Names of the required 2-D arrays that must match ``shape_kind``.
     text_descr : str
@@ -214,6 +215,15 @@ REFTYPES: dict[str, RefTypeSpec] = {
             (),
             "Distortion",
         ),
+        _spec(
+            "epsf",
+            "EpsfRefModel",
+            (_DETECTOR, _ELEMENT),
+            "none",
+            (),
+            "Empirical Point Spread Function",
+        ),
+        _spec("apcorr", "ApcorrRefModel", (_DETECTOR,), "none", (), "Aperture Correction"),
         _spec(
             "refpix",
             "RefpixRefModel",

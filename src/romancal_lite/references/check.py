@@ -167,6 +167,10 @@ def _check_node(node: Any, label: str, spec: Any, params: dict, shape: Any) -> N
             raise ReferenceFileError(f"{label}: {expected} reference lacks the '{name}' array")
     if spec.reftype in ("linearity", "inverselinearity") and not _has(node, "coeffs"):
         raise ReferenceFileError(f"{label}: {expected} reference lacks the 'coeffs' array")
+    if spec.reftype == "epsf":
+        _check_epsf(node, label, meta)
+    if spec.reftype == "apcorr" and not _has(node, "data"):
+        raise ReferenceFileError(f"{label}: APCORR reference lacks its 'data' table")
     if shape is None:
         return
     shape = tuple(int(n) for n in shape[-2:])
@@ -191,6 +195,25 @@ def _check_node(node: Any, label: str, spec: Any, params: dict, shape: Any) -> N
                 f"{label}: {expected} array '{name}' has shape {got}, "
                 f"the science data needs {shape}"
             )
+
+
+def _check_epsf(node: Any, label: str, meta: Any) -> None:
+    """Raise unless an EPSF node has 5-D stamps, an oversampling and a position grid."""
+    psf = _get(node, "psf")
+    shape = tuple(getattr(psf, "shape", ()))
+    if len(shape) != 5 or min(shape, default=0) < 1:
+        raise ReferenceFileError(
+            f"{label}: EPSF 'psf' must be a 5-D array (defocus, spectral type, grid, y, x),"
+            f" not of shape {shape}"
+        )
+    oversample = _get(meta, "oversample")
+    if not isinstance(oversample, int) or oversample < 1:
+        raise ReferenceFileError(f"{label}: EPSF meta.oversample {oversample!r} is not >= 1")
+    xs, ys = _get(meta, "pixel_x"), _get(meta, "pixel_y")
+    if xs is None or ys is None or len(xs) != shape[2] or len(ys) != shape[2]:
+        raise ReferenceFileError(
+            f"{label}: EPSF meta.pixel_x/pixel_y must list the {shape[2]} grid positions"
+        )
 
 
 def check_reference(
