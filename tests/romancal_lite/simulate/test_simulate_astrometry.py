@@ -264,3 +264,38 @@ def test_cli_pointing_error_and_refcat(tmp_path, capsys):
 def test_refcat_path_for():
     assert simulate.refcat_path_for("/a/b/x_uncal.asdf").as_posix() == "/a/b/x_refcat.ecsv"
     assert simulate.refcat_path_for("y.asdf").as_posix() == "y_refcat.ecsv"
+
+
+def test_dark_exposure_gets_an_empty_refcat(tmp_path):
+    path = tmp_path / "dark_uncal.asdf"
+    simulate.write_exposure(path, shape=SMALL, exposure_type="WFI_IM_DARK",
+                            optical_element="DARK", read_pattern=[[1], [2]])
+    truth = simulate.read_truth(path)
+    assert truth["refcat"]["n_sources"] == 0 and "distortion" not in truth["references"]
+    assert len(Table.read(truth["refcat"]["path"])) == 0
+
+
+def test_distortion_override_is_used(tmp_path, sim_cache):
+    """A ``references`` mapping may name the DISTORTION file: the sky positions follow it."""
+    from astropy.modeling import models
+
+    from romancal_lite.references import build_reference
+    from romancal_lite.references._cache import DEFAULT_USEAFTERS
+
+    node = build_reference("distortion", "WFI01", SMALL, DEFAULT_USEAFTERS[0], "F158")
+    # the same detector moved by 10" in V2
+    node["coordinate_distortion_transform"] = node["coordinate_distortion_transform"] | (
+        models.Shift(10.0) & models.Shift(0.0)
+    )
+    node["coordinate_distortion_transform"].bounding_box = ((-0.5, 31.5), (-0.5, 247.5))
+    import asdf
+
+    moved = tmp_path / "distortion.asdf"
+    asdf.AsdfFile({"roman": node}).write_to(moved)
+    kw = {"shape": SMALL, "seed": 4, "n_stars": 20, "read_pattern": [[1], [2]]}
+    _, plain = simulate.simulate_exposure(**kw)
+    _, shifted = simulate.simulate_exposure(references={"distortion": moved}, **kw)
+    assert shifted["references"]["distortion"] == str(moved)
+    sep = _sep_mas(plain["stars"]["ra"], plain["stars"]["dec"],
+                   shifted["stars"]["ra"], shifted["stars"]["dec"])
+    assert np.allclose(sep, 10000.0, rtol=1e-3)
