@@ -34,6 +34,8 @@ random streams, so memory stays bounded and results are reproducible.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -457,6 +459,34 @@ def _sampled_reads(read_pattern: list[list[int]]) -> tuple[np.ndarray, np.ndarra
     return reads, owner
 
 
+def default_threads() -> int:
+    """Return the default number of simulation threads.
+
+    ``ROMANCAL_LITE_SIM_THREADS`` if set, else the CPUs this process may use, at most 4.
+
+    Returns
+    -------
+    int
+        At least 1.
+    """
+    text = os.environ.get("ROMANCAL_LITE_SIM_THREADS", "").strip()
+    if text:
+        try:
+            return max(1, int(text))
+        except ValueError:
+            pass
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 4))
+
+
+def _worker_count(threads: int | None, n_blocks: int) -> int:
+    wanted = default_threads() if threads is None else int(threads)
+    return max(1, min(wanted, n_blocks))
+
+
 def simulate_ramps(
     rate_e: np.ndarray,
     refs: DetectorReferences,
@@ -471,6 +501,7 @@ def simulate_ramps(
     nonlinearity: str = "linearity",
     full_well_margin: float = 0.02,
     saturate_all: bool = False,
+    threads: int | None = None,
 ) -> RampResult:
     """Sample the ramps of every pixel and return the resultants and their truth.
 
@@ -501,6 +532,9 @@ def simulate_ramps(
         The well is full at ``(1 + margin)`` times the saturation threshold.
     saturate_all : bool, optional
         Give every science pixel twice its full well by the first read.
+    threads : int, optional
+        Blocks simulated at once (default: `default_threads`); the result is the same
+        for any number.
 
     Returns
     -------
@@ -523,13 +557,15 @@ def simulate_ramps(
     crs: dict[str, list[np.ndarray]] = {k: [] for k in ("y", "x", "time", "read", "charge")}
     cr_owner: list[np.ndarray] = []
 
-    for block, r0 in enumerate(range(0, ny, BLOCK_ROWS)):
+    def run_block(block: int, r0: int) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
+        """Simulate rows ``r0:r0 + BLOCK_ROWS`` (disjoint slices of the outputs)."""
         r1 = min(r0 + BLOCK_ROWS, ny)
         rng = np.random.default_rng([seed, STREAM_BLOCK, block])
         const = refs.block(r0, r1)
         ped = electronics.pedestal[r0:r1].astype(np.float64)
         s0, s1 = max(r0, b), min(r1, ny - b)
         sci = s1 > s0
+        found = None
         if sci:
             rows = slice(s0 - r0, s1 - r0)
             cols = slice(b, nx - b)
@@ -557,17 +593,18 @@ def simulate_ramps(
             charge = np.zeros_like(detected)
             hits = _cosmic_rays(cosmic_rays, seed, block, (s1 - s0, nx - 2 * b), times)
             if hits is not None:
-                for name, values in zip(("y", "x"), np.unravel_index(hits[0], charge.shape),
-                                        strict=True):
-                    crs[name].append(values + (s0 if name == "y" else b))
-                crs["time"].append(hits[1])
-                crs["read"].append(reads[hits[2]])
-                crs["charge"].append(hits[3])
-                cr_owner.append(owner[hits[2]])
+                hy, hx = np.unravel_index(hits[0], charge.shape)
+                found = (
+                    {"y": hy + s0, "x": hx + b, "time": hits[1], "read": reads[hits[2]],
+                     "charge": hits[3]},
+                    owner[hits[2]],
+                )
                 dq_block = dq[:, s0:s1, b : nx - b]
                 dq_block[owner[hits[2]], *np.unravel_index(hits[0], charge.shape)] |= JUMP_DET
             block_sat = np.full(detected.shape, -1, dtype=np.int16)
             samplers: dict[int, PoissonSampler] = {}
+        else:
+            hits = None
         k = 0
         for i in range(n_res):
             level = ped.copy()
@@ -617,6 +654,22 @@ def simulate_ramps(
                 np.arange(n_res)[:, None, None] >= block_sat[None]
             )
             dq[:, s0:s1, b : nx - b][saturated] |= SATURATED
+        return found
+
+    starts = list(range(0, ny, BLOCK_ROWS))
+    workers = _worker_count(threads, len(starts))
+    if workers > 1:
+        # blocks have their own generators and write disjoint rows: the result does
+        # not depend on the number of threads (NumPy releases the GIL in the loops)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            parts = list(pool.map(run_block, range(len(starts)), starts))
+    else:
+        parts = [run_block(block, r0) for block, r0 in enumerate(starts)]
+    for part in parts:
+        if part is not None:
+            for name in crs:
+                crs[name].append(part[0][name])
+            cr_owner.append(part[1])
 
     cat = {
         name: (np.concatenate(v) if v else np.zeros(0))

@@ -303,3 +303,24 @@ def test_poisson_sampler_follows_the_poisson_distribution(mean):
     assert chi2 / use.sum() < 2.5
     tail = np.concatenate([sampler.draw(rng)[:50] for _ in range(200)])
     assert tail.mean() == pytest.approx(9.5, abs=0.25)
+
+
+def test_threads_do_not_change_the_exposure(monkeypatch):
+    """Blocks run on several threads give exactly the single-thread exposure and truth."""
+    from romancal_lite import simulate
+    from romancal_lite.simulate.ramps import default_threads
+
+    kw = {"shape": (72, 256), "seed": 12, "cr_rate": 2e-3, "n_stars": 30,
+          "references": "builtin"}
+    monkeypatch.setenv("ROMANCAL_LITE_SIM_THREADS", "1")
+    assert default_threads() == 1
+    one, t1 = simulate.simulate_exposure(**kw)
+    monkeypatch.setenv("ROMANCAL_LITE_SIM_THREADS", "3")
+    assert default_threads() == 3
+    three, t3 = simulate.simulate_exposure(**kw)
+    assert np.array_equal(one.data, three.data) and np.array_equal(one.amp33, three.amp33)
+    for key in ("rate", "dq", "saturated_resultant"):
+        assert np.array_equal(t1[key], t3[key]), key
+    assert len(t1["cosmic_rays"]["x"]) > 10
+    for key, values in t1["cosmic_rays"].items():
+        assert np.array_equal(values, t3["cosmic_rays"][key]), key
