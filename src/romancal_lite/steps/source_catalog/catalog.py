@@ -14,7 +14,10 @@ Follows romancal 1.1's ``source_catalog`` (``_background.py``, ``_detection.py``
    background RMS with ``npixels`` connected pixels (8-connectivity), deblended
    (``contrast=1e-4``) on request;
 5. `photutils.segmentation.SourceCatalog` properties (``aperture_mask_method="mask"``),
-   circular apertures of 0.1/0.2/0.4/0.8/1.6" and a 2.4-2.8" annulus background.
+   circular apertures of 0.1/0.2/0.4/0.8/1.6" and a 2.4-2.8" annulus background;
+6. DAOFind ``sharpness``/``roundness1`` (`daofind_measures`), ``is_extended`` from the
+   APCORR encircled energy (`ee_spline`), ``dust_ebv`` (NaN: no dust map);
+7. with an ePSF, PSF photometry of every source (`.psf.fit_psf_photometry`).
 
 Unlike romancal 1.1, whose eight centroid-error columns are zero placeholders, the
 errors here are propagated from ``err``: see `isophotal_centroid_errors` and
@@ -43,7 +46,10 @@ __all__ = [
     "aperture_colnames",
     "column_names",
     "convolve_masked",
+    "daofind_kernel",
+    "daofind_measures",
     "detection_kernel",
+    "ee_spline",
     "estimate_background",
     "isophotal_centroid_errors",
     "make_source_catalog",
@@ -77,44 +83,64 @@ def aperture_colnames() -> list[str]:
     return [f"aper{round(r / 0.1):02d}_flux" for r in CIRCLE_APERTURE_RADII_ARCSEC]
 
 
-def column_names() -> list[str]:
-    """Return the ordered catalog columns (romancal 1.1's prompt catalog without PSF).
+def column_names(fit_psf: bool = False) -> list[str]:
+    """Return the ordered catalog columns of romancal 1.1's prompt (L2) catalog.
 
-    romancal's ``sharpness``, ``roundness1``, ``is_extended`` and ``dust_ebv`` and the
-    PSF-fit columns are not produced (see docs/steps/source_catalog.md).
+    Parameters
+    ----------
+    fit_psf : bool, optional
+        Include the PSF-fitting columns (74 columns instead of 62).
 
     Returns
     -------
     list of str
-        Column names in output order.
+        Column names in output order (romancal 1.1 ``CatalogSchema``).
     """
     aper = ["aper_bkg_flux", "aper_bkg_flux_err"]
     for name in aperture_colnames():
         aper += [name, f"{name}_err"]
+    psf = fit_psf
     return [
         "label", "flagged_spatial_id",
         "x_centroid", "y_centroid", "x_centroid_err", "y_centroid_err",
         "x_centroid_win", "y_centroid_win", "x_centroid_win_err", "y_centroid_win_err",
+        *(["x_psf", "x_psf_err", "y_psf", "y_psf_err"] if psf else []),
         "ra", "dec",
         "ra_centroid", "dec_centroid", "ra_centroid_err", "dec_centroid_err",
         "ra_centroid_win", "dec_centroid_win", "ra_centroid_win_err", "dec_centroid_win_err",
+        *(["ra_psf", "dec_psf", "ra_psf_err", "dec_psf_err"] if psf else []),
         "bbox_xmin", "bbox_xmax", "bbox_ymin", "bbox_ymax", "segment_area",
         "semimajor", "semiminor", "fwhm", "ellipticity", "orientation_pix",
         "orientation_sky", "cxx", "cxy", "cyy", "kron_radius",
-        "nn_label", "nn_distance", "fluxfrac_radius_50",
+        "nn_label", "nn_distance",
+        "sharpness", "roundness1", "is_extended", "fluxfrac_radius_50",
         *aper,
+        *(["psf_flux", "psf_flux_err"] if psf else []),
         "segment_flux", "segment_flux_err", "kron_flux", "kron_flux_err",
         "kron_abmag", "kron_abmag_err",
         "warning_flags", "image_flags",
+        *(["psf_flags", "psf_gof"] if psf else []),
+        "dust_ebv",
     ]  # fmt: skip
 
 
-def _column_units(flux_unit: u.UnitBase) -> dict[str, u.UnitBase | None]:
+#: Columns without a unit (romancal writes "None").
+_UNITLESS = frozenset({
+    "label", "flagged_spatial_id", "nn_label", "ellipticity", "warning_flags",
+    "image_flags", "sharpness", "roundness1", "is_extended", "psf_flags", "psf_gof",
+    "dust_ebv",
+})  # fmt: skip
+#: Integer columns (int32 unless listed in _INT64).
+_INTEGER = frozenset({"label", "flagged_spatial_id", "nn_label", "warning_flags",
+                      "image_flags", "psf_flags"})
+_INT64 = frozenset({"flagged_spatial_id"})
+
+
+def _column_units(flux_unit: u.UnitBase, fit_psf: bool = False) -> dict[str, u.UnitBase | None]:
     """Return the unit of every column (None: no unit), as romancal 1.1 writes them."""
     units: dict[str, u.UnitBase | None] = {}
-    for name in column_names():
-        if name in ("label", "flagged_spatial_id", "nn_label", "ellipticity",
-                    "warning_flags", "image_flags") or name.startswith("bbox_"):
+    for name in column_names(fit_psf):
+        if name in _UNITLESS or name.startswith("bbox_"):
             units[name] = None
         elif name.startswith(("x_", "y_")):
             units[name] = u.pix
@@ -490,14 +516,15 @@ def _sky_errors(
     return ra_err, dec_err
 
 
-def _empty_table(flux_unit: u.UnitBase) -> Table:
+def _empty_table(flux_unit: u.UnitBase, fit_psf: bool = False) -> Table:
     table = Table()
-    ints = {"label", "flagged_spatial_id", "nn_label", "warning_flags", "image_flags"}
-    for name, unit in _column_units(flux_unit).items():
-        if name == "flagged_spatial_id":
-            dtype = np.int64
-        elif name in ints or name.startswith("bbox_"):
+    for name, unit in _column_units(flux_unit, fit_psf).items():
+        if name in _INT64:
+            dtype: Any = np.int64
+        elif name in _INTEGER or name.startswith("bbox_"):
             dtype = np.int32
+        elif name == "is_extended":
+            dtype = np.bool_
         elif name.startswith(("ra", "dec")) and not name.endswith("_err"):
             dtype = np.float64
         else:
@@ -622,6 +649,133 @@ def sigma_clip_values(values: np.ndarray, sigma: float = 3.0, maxiters: int = 5)
     return kept
 
 
+def daofind_kernel(kernel_fwhm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Return DAOFind's zero-sum Gaussian kernel and its circular mask (romancal 1.1).
+
+    ``sigma = fwhm / 2.3548``; the kernel is ``2 * int(max(2, 1.5 sigma)) + 1`` pixels
+    wide, the Gaussian sampled at pixel centres inside the radius ``max(2, 1.5 sigma)``,
+    peak-normalized, then shifted and scaled to zero sum and unit "height"
+    (``(g - mean g) / (sum g**2 - (sum g)**2 / n)``).
+
+    Parameters
+    ----------
+    kernel_fwhm : float
+        FWHM in pixels.
+
+    Returns
+    -------
+    kernel : numpy.ndarray
+        The zero-sum kernel (0 outside the mask).
+    mask : numpy.ndarray of bool
+        The pixels inside the radius.
+    """
+    if not kernel_fwhm > 0:
+        raise ValueError(f"kernel_fwhm must be positive, got {kernel_fwhm}")
+    sigma = kernel_fwhm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+    radius = max(2.0, 1.5 * sigma)
+    half = int(radius)
+    yy, xx = np.mgrid[-half:half + 1, -half:half + 1].astype(np.float64)
+    inside = np.hypot(xx, yy) <= radius
+    gauss = np.where(inside, np.exp(-(xx * xx + yy * yy) / (2.0 * sigma * sigma)), 0.0)
+    gauss /= gauss.max()
+    n = inside.sum()
+    denom = (gauss**2).sum() - gauss.sum() ** 2 / n
+    return np.where(inside, (gauss - gauss.sum() / n) / denom, 0.0), inside
+
+
+def daofind_measures(
+    data: np.ndarray, x: np.ndarray, y: np.ndarray, kernel_fwhm: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return DAOFind's ``sharpness`` and ``roundness1`` at given positions (romancal 1.1).
+
+    With ``K`` the `daofind_kernel`, ``C = data * K`` (zero outside the image), and
+    the kernel-sized cutouts around each position (the pixel that contains it at
+    the centre, zeros outside the image):
+
+    * ``sharpness = (d_0 - mean of the other d inside the mask) / C_0``;
+    * ``roundness1 = 2 (-q1 + q2 - q3 + q4) / sum |C|``, ``q`` the sums of ``C`` over
+      the four quadrants (centre pixel excluded) as DAOFind defines them.
+
+    Vectorized over sources: the convolution is only computed on the cutouts.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        Background-subtracted image (non-finite values are used as 0).
+    x, y : numpy.ndarray
+        Positions (pixels); non-finite ones give NaN.
+    kernel_fwhm : float
+        FWHM of the DAOFind Gaussian (the detection kernel's).
+
+    Returns
+    -------
+    sharpness, roundness1 : numpy.ndarray of float32
+    """
+    kernel, inside = daofind_kernel(kernel_fwhm)
+    size = kernel.shape[0]
+    c = size // 2
+    n = len(x)
+    if n == 0:
+        return np.zeros(0, np.float32), np.zeros(0, np.float32)
+    ok = np.isfinite(x) & np.isfinite(y)
+    ny, nx = data.shape
+    # cutout of (size + 2c) around each position: the conv of its central size x size
+    big = size + 2 * c
+    x0 = np.ceil(np.where(ok, x, -1e6) - size / 2.0).astype(np.int64) - c
+    y0 = np.ceil(np.where(ok, y, -1e6) - size / 2.0).astype(np.int64) - c
+    off = np.arange(big)
+    ix = x0[:, None] + off
+    iy = y0[:, None] + off
+    valid = ((iy >= 0) & (iy < ny))[:, :, None] & ((ix >= 0) & (ix < nx))[:, None, :]
+    clean = np.where(np.isfinite(data), data, 0.0)
+    cut = np.where(valid, clean[np.clip(iy, 0, ny - 1)[:, :, None],
+                                np.clip(ix, 0, nx - 1)[:, None, :]], 0.0).astype(np.float64)
+    windows = np.lib.stride_tricks.sliding_window_view(cut, (size, size), axis=(1, 2))
+    conv = np.einsum("nabij,ij->nab", windows, kernel[::-1, ::-1])
+    # the convolved image, like the data, is zero outside the image
+    conv = np.where(valid[:, c:c + size, c:c + size], conv, 0.0)
+    dat = cut[:, c:c + size, c:c + size]
+    peak = dat[:, c, c]
+    conv_peak = conv[:, c, c]
+    mean = ((dat * inside).sum(axis=(1, 2)) - peak) / (inside.sum() - 1)
+    conv0 = conv.copy()
+    conv0[:, c, c] = 0.0
+    q1 = conv0[:, :c + 1, c + 1:].sum(axis=(1, 2))
+    q2 = conv0[:, :c, :c + 1].sum(axis=(1, 2))
+    q3 = conv0[:, c:, :c].sum(axis=(1, 2))
+    q4 = conv0[:, c + 1:, c:].sum(axis=(1, 2))
+    total = np.abs(conv0).sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sharpness = (peak - mean) / conv_peak
+        roundness = 2.0 * (-q1 + q2 - q3 + q4) / np.where(total == 0, np.nan, total)
+    sharpness[~ok] = np.nan
+    roundness[~ok] = np.nan
+    return sharpness.astype(np.float32), roundness.astype(np.float32)
+
+
+def ee_spline(radii: np.ndarray, fractions: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """Return the interpolating cubic spline of an APCORR encircled-energy table.
+
+    romancal 1.1 fits astropy's ``SplineSplrepFitter`` (``scipy.interpolate.splrep``,
+    cubic, no smoothing) to ``(ee_radii, ee_fractions)``.
+
+    Parameters
+    ----------
+    radii, fractions : numpy.ndarray
+        ``ee_radii`` (pixels) and ``ee_fractions`` of the image's optical element.
+
+    Returns
+    -------
+    callable
+        Radius in pixels -> encircled-energy fraction.
+    """
+    from scipy.interpolate import splev, splrep
+
+    order = np.argsort(radii)
+    tck = splrep(np.asarray(radii, float)[order], np.asarray(fractions, float)[order], k=3, s=0)
+    return lambda r: np.asarray(splev(np.asarray(r, dtype=float), tck))
+
+
 def _nearest_neighbours(
     labels: np.ndarray, xy: np.ndarray, scale: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -652,6 +806,8 @@ def make_source_catalog(
     snr_threshold: float = 3.0,
     npixels: int = 25,
     deblend: bool = False,
+    psf: Any = None,
+    encircled_energy: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> CatalogResult:
     """Detect and measure the sources of a calibrated image (romancal 1.1's algorithm).
 
@@ -674,6 +830,14 @@ def make_source_catalog(
         positive it is the square of the WCS pixel scale.
     bkg_boxsize, kernel_fwhm, snr_threshold, npixels, deblend
         romancal 1.1's step parameters.
+    psf : EPSFGrid, optional
+        The ePSF (`romancal_lite.steps.source_catalog.psf.EPSFGrid`, from the EPSF
+        reference); given, every source is PSF-fit (`fit_psf_photometry`) and the
+        catalog has romancal's PSF columns (``fit_psf``); None: no PSF columns.
+    encircled_energy : tuple of numpy.ndarray, optional
+        ``(ee_radii, ee_fractions)`` of the APCORR reference for the image's
+        element (radii in pixels): ``is_extended`` and the table meta
+        ``ee_fractions``; None: ``is_extended`` is all False, with a note.
 
     Returns
     -------
@@ -691,6 +855,7 @@ def make_source_catalog(
     if data.ndim != 2 or err.shape != data.shape or (dq is not None and dq.shape != data.shape):
         raise ValueError("data, err and dq must be 2-D arrays of the same shape")
     notes: list[str] = []
+    fit_psf = psf is not None
     calibrated = conversion_megajanskys is not None and conversion_megajanskys > 0
     flux_unit = u.nJy if calibrated else u.DN / u.s
     if not calibrated:
@@ -699,7 +864,7 @@ def make_source_catalog(
     n_masked = int(mask.sum())
     empty = np.zeros(data.shape, dtype=np.uint32)
     if mask.all():
-        return CatalogResult(_empty_table(flux_unit), empty, n_masked,
+        return CatalogResult(_empty_table(flux_unit, fit_psf), empty, n_masked,
                              "all pixels are masked", notes)
     geometry = _pixel_scale_angle(wcs, data.shape)
     if pixel_area is not None and pixel_area > 0:
@@ -730,7 +895,7 @@ def make_source_catalog(
         finder = SourceFinder(npixels, deblend=deblend, contrast=1e-4, progress_bar=False)
         segm = finder(np.where(np.isfinite(conv), conv, 0.0), snr_threshold * rms, mask=mask)
     if segm is None or segm.n_labels == 0:
-        return CatalogResult(_empty_table(flux_unit), empty, n_masked,
+        return CatalogResult(_empty_table(flux_unit, fit_psf), empty, n_masked,
                              "no sources detected", notes)
 
     err64 = np.where(mask, np.nan, err).astype(np.float64)
@@ -821,12 +986,45 @@ def make_source_catalog(
     cols["warning_flags"] = _warning_flags(xc, yc, dq, mask)
     cols["image_flags"] = np.zeros(len(labels), dtype=np.int32)
 
-    table = _empty_table(flux_unit)
+    # DAOFind sharpness and roundness1 at the isophotal centroids
+    cols["sharpness"], cols["roundness1"] = daofind_measures(
+        np.where(mask, 0.0, work), xc, yc, kernel_fwhm)
+    # is_extended: more flux in 0.4" than 1.2 x a point source's, from the 0.2" flux
+    ee_fractions = None
+    aper02, aper04 = (np.asarray(cols[name]) for name in aperture_colnames()[1:3])
+    if encircled_energy is not None:
+        ee_fractions = ee_spline(*encircled_energy)(radii)
+        ratio = float(ee_fractions[2] / ee_fractions[1])
+        with np.errstate(invalid="ignore"):
+            cols["is_extended"] = aper04 > aper02 * 1.2 * ratio
+    else:
+        notes.append("no APCORR encircled energy: is_extended is False for every source")
+        cols["is_extended"] = np.zeros(len(labels), dtype=bool)
+    # romancal reads SFD dust maps through CRDS ("dustmap"); without them: NaN
+    notes.append("no dust map: dust_ebv is NaN")
+    cols["dust_ebv"] = np.full(len(labels), np.nan, dtype=np.float32)
+
+    if fit_psf:
+        from .psf import fit_psf_photometry
+
+        fit = fit_psf_photometry(work, err64, mask, xc, yc, psf)
+        cols.update(x_psf=fit.x, y_psf=fit.y, x_psf_err=fit.x_err, y_psf_err=fit.y_err,
+                    psf_flux=fit.flux * to_flux, psf_flux_err=fit.flux_err * to_flux,
+                    psf_gof=fit.gof, psf_flags=fit.flags)
+        if wcs is not None:
+            cols["ra_psf"], cols["dec_psf"] = _sky(wcs, fit.x, fit.y)
+            cols["ra_psf_err"], cols["dec_psf_err"] = _sky_errors(
+                wcs, fit.x, fit.y, fit.x_err, fit.y_err)
+        else:
+            for name in ("ra_psf", "dec_psf", "ra_psf_err", "dec_psf_err"):
+                cols[name] = np.full(len(labels), np.nan)
+
+    table = _empty_table(flux_unit, fit_psf)
     filled = Table()
     for name in table.colnames:
         filled[name] = np.asarray(cols[name]).astype(table[name].dtype)
         filled[name].unit = table[name].unit
-    filled.meta.update(_table_meta(pixel_scale, radii, r_in, r_out))
+    filled.meta.update(_table_meta(pixel_scale, radii, r_in, r_out, ee_fractions))
     return CatalogResult(filled, segm.data.astype(np.uint32), n_masked, None, notes)
 
 
@@ -845,8 +1043,8 @@ def _warning_flags(
     return flags
 
 
-def _table_meta(pixel_scale: float, radii_pix: np.ndarray, r_in: float, r_out: float
-                ) -> dict[str, Any]:
+def _table_meta(pixel_scale: float, radii_pix: np.ndarray, r_in: float, r_out: float,
+                ee_fractions: np.ndarray | None = None) -> dict[str, Any]:
     import astropy
     import photutils
     import scipy
@@ -868,7 +1066,8 @@ def _table_meta(pixel_scale: float, radii_pix: np.ndarray, r_in: float, r_out: f
             "annulus_arcsec": list(ANNULUS_RADII_ARCSEC),
         },
         "pixel_scale_arcsec": float(pixel_scale),
-    }
+    } | ({} if ee_fractions is None else {
+        "ee_fractions": [float(v) for v in np.asarray(ee_fractions, dtype=np.float32)]})
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:

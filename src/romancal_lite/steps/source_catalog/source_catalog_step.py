@@ -3,15 +3,36 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
+
 from romancal_lite import datamodels
-from romancal_lite.errors import InputFileError, OutputError
+from romancal_lite.errors import InputFileError, OutputError, ReferenceFileError
+from romancal_lite.references import NOT_APPLICABLE
 from romancal_lite.stpipe import Param, Step
 
 from .catalog import CatalogResult, make_source_catalog, write_parquet
+from .psf import EPSFGrid, adjust_jitter
 
 __all__ = ["SourceCatalogStep"]
+
+
+#: Guide-star jitter keys and romancal's defaults (mas, mas, deg).
+_JITTER_DEFAULTS = (("jitter_major", 8.0), ("jitter_minor", 8.0),
+                    ("jitter_position_angle", 0.0))
+
+
+def _get(node: Any, key: str, default: Any) -> Any:
+    """Return ``node[key]`` (mapping or attribute), or ``default`` if absent or None."""
+    if node is None:
+        return default
+    try:
+        value = node[key]
+    except (KeyError, TypeError, AttributeError, IndexError):
+        value = getattr(node, key, None)
+    return default if value is None else value
 
 
 def _meta_value(model: Any, dotted: str) -> Any:
@@ -35,12 +56,16 @@ class SourceCatalogStep(Step):
     ``self.segmentation_model`` and, when saving, written as
     ``<basename>_cat.parquet`` and ``<basename>_segm.asdf``, both or neither.
 
-    PSF photometry (``fit_psf``) is not implemented yet: the parameter is accepted,
-    one warning is logged and the PSF columns are left out.
+    With ``fit_psf`` (the default) the EPSF reference of the detector and optical
+    element is selected (``override_epsf`` wins; ``meta.ref_file.epsf`` records it)
+    and every source is PSF-fit (`.psf.fit_psf_photometry`), adding romancal's
+    ``x_psf ... psf_gof`` columns; an EPSF of "N/A" skips the fit with a warning.
+    The APCORR reference (``override_apcorr``) gives ``is_extended``.
     """
 
     class_alias = "source_catalog"
     model_type = datamodels.ImageModel
+    reference_file_types = ("epsf", "apcorr")
     suffix = Param(str, "cat", "Suffix of the catalog file name (the map gets 'segm')")
 
     bkg_boxsize = Param(int, 1000, "Background mesh box size in pixels", minimum=1)
@@ -49,7 +74,7 @@ class SourceCatalogStep(Step):
     snr_threshold = Param(float, 3.0, "Per-pixel SNR threshold above the background")
     npixels = Param(int, 25, "Minimum number of connected pixels of a source", minimum=1)
     deblend = Param(bool, False, "Deblend overlapping sources")
-    fit_psf = Param(bool, True, "Fit PSFs (not implemented yet: a warning, no PSF columns)")
+    fit_psf = Param(bool, True, "Fit the EPSF to every source (the PSF columns)")
 
     catalog: CatalogResult | None = None
     segmentation_model: datamodels.SegmentationMapModel | None = None
@@ -72,12 +97,11 @@ class SourceCatalogStep(Step):
         InputFileError
             If the arrays do not fit together, or the image has neither a WCS nor a
             pixel area (no pixel scale for the arcsecond apertures).
+        ReferenceFileError
+            If a selected or overriding EPSF/APCORR file is unusable.
         """
-        if self.fit_psf:
-            self.log.warning(
-                "PSF photometry (fit_psf) is not implemented yet: the catalog has no PSF"
-                " columns"
-            )
+        psf = self._epsf(model) if self.fit_psf else None
+        encircled_energy = self._encircled_energy(model)
         wcs = _meta_value(model, "wcs")
         try:
             result = make_source_catalog(
@@ -92,6 +116,8 @@ class SourceCatalogStep(Step):
                 snr_threshold=self.snr_threshold,
                 npixels=self.npixels,
                 deblend=self.deblend,
+                psf=psf,
+                encircled_energy=encircled_energy,
             )
         except ValueError as exc:
             raise InputFileError(f"source_catalog cannot measure this image: {exc}") from exc
@@ -101,11 +127,88 @@ class SourceCatalogStep(Step):
             self.log.warning("Empty source catalog: %s", result.reason)
         else:
             self.log.info("Detected %d sources", len(result.table))
+            if psf is not None:
+                flags = result.table["psf_flags"]
+                self.log.info("PSF fit: %d sources, %d with psf_flags != 0",
+                              len(flags), int((flags != 0).sum()))
         self.catalog = result
         self.segmentation_model = datamodels.SegmentationMapModel.from_model(
             model, data=result.segmentation
         )
         return model
+
+    # ------------------------------------------------------------------ references
+
+    def _reference_node(self, model: Any, reftype: str) -> tuple[str, Any] | None:
+        """Select (or take the override of) ``reftype``, check it; return (path, opener).
+
+        romancal_lite.datamodels has no EPSF/APCORR model, so the file is read with
+        `romancal_lite.references.open_reference_tree` (the same safe reader) instead
+        of `open_reference`; selection, overrides, checks and provenance are the
+        Step's.
+        """
+        path = self.get_reference_file(model, reftype)
+        if path == NOT_APPLICABLE:
+            return None
+        from romancal_lite.references import check_reference, open_reference_tree
+
+        check_reference(path, reftype, model, expected_shape=None)
+        return path, open_reference_tree
+
+    def _epsf(self, model: Any) -> EPSFGrid | None:
+        """Return the ePSF of the EPSF reference (jitter adjusted as romancal), or None."""
+        found = self._reference_node(model, "epsf")
+        if found is None:
+            self.log.warning("No EPSF reference applies: no PSF photometry, no PSF columns")
+            return None
+        path, opener = found
+        with opener(path) as node:
+            meta = node["meta"]
+            psf = np.asarray(node["psf"][:1], dtype=np.float64)
+            info = SimpleNamespace(
+                oversample=int(meta["oversample"]),
+                pixel_x=[float(v) for v in meta["pixel_x"]],
+                pixel_y=[float(v) for v in meta["pixel_y"]],
+            )
+            ref_jitter = tuple(float(meta.get(k, d)) for k, d in _JITTER_DEFAULTS)
+            if meta.get("pedigree"):
+                self._pedigrees[path] = str(meta["pedigree"])
+        guide = _meta_value(model, "guide_star")
+        image_jitter = tuple(
+            float(_get(guide, k, d)) for k, d in _JITTER_DEFAULTS
+        )
+        psf = adjust_jitter(psf, ref_jitter, image_jitter, info.oversample)
+        try:
+            return EPSFGrid.from_reference(SimpleNamespace(meta=info, psf=psf))
+        except ValueError as exc:
+            raise ReferenceFileError(f"{Path(path).name}: unusable EPSF: {exc}") from None
+
+    def _encircled_energy(self, model: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        """Return ``(ee_radii, ee_fractions)`` of the image's element from APCORR, or None."""
+        found = self._reference_node(model, "apcorr")
+        element = str(_meta_value(model, "instrument.optical_element"))
+        if found is None:
+            self.log.warning("No APCORR reference applies: is_extended is False")
+            return None
+        path, opener = found
+        with opener(path) as node:
+            entry = _get(node["data"], element, None)
+            radii = _get(entry, "ee_radii", None)
+            fractions = _get(entry, "ee_fractions", None)
+            if node["meta"].get("pedigree"):
+                self._pedigrees[path] = str(node["meta"]["pedigree"])
+            if radii is None or fractions is None:
+                self.log.warning("%s has no encircled energy for %s: is_extended is False",
+                                 Path(path).name, element)
+                return None
+            radii = np.asarray(radii, dtype=np.float64)
+            fractions = np.asarray(fractions, dtype=np.float64)
+        if radii.shape != fractions.shape or radii.size < 4:
+            raise ReferenceFileError(
+                f"{Path(path).name}: {element} ee_radii and ee_fractions must be matching"
+                " tables of at least 4 values"
+            )
+        return radii, fractions
 
     # ------------------------------------------------------------------ outputs
 
