@@ -384,8 +384,8 @@ def format_scores(figures: Mapping[str, Any]) -> list[str]:
     lines.append(
         f"astrometry (WCS at the {figures['n_stars']} true star positions): before tweakreg"
         f" median {figures['before_median_mas']:.0f} mas, max {figures['before_max_mas']:.0f}"
-        f" mas; after median {figures['after_median_mas']:.1f} mas, max"
-        f" {figures['after_max_mas']:.1f} mas ({fit_text})"
+        f" mas; after median {figures['after_median_mas']:.2f} mas, max"
+        f" {figures['after_max_mas']:.2f} mas ({fit_text})"
     )
     return lines
 

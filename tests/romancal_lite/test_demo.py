@@ -241,5 +241,5 @@ def test_format_scores():
     assert "20-21 mag - (0/0; isolated -)" in text
     assert "median 0.9987, scatter 0.0061 (5 " in text
     assert "before tweakreg median 3600 mas, max 3700 mas" in text
-    assert "after median 1.2 mas, max 4.6 mas" in text and "9 matches, rms 8.1 mas" in text
+    assert "after median 1.23 mas, max 4.56 mas" in text and "9 matches, rms 8.1 mas" in text
     assert "tweakreg did not fit" in "\n".join(format_scores({**figures, "fit": None}))
