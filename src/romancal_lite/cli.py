@@ -303,7 +303,7 @@ def _run(args: list[str]) -> int:
     positionals = parsed["positionals"]
     if not positionals:
         raise ConfigError(f"missing input file (usage: {PROG} run {target} <input> [options])")
-    if len(positionals) > 1:
+    if len(positionals) > 1 and not cls.accepts_many:
         extra = " ".join(positionals[1:])
         raise ConfigError(f"expected one input file, got extra argument(s): {extra}")
 
@@ -317,12 +317,14 @@ def _run(args: list[str]) -> int:
         )
         step = cls.from_config(config)
         save_parameters = parsed["save_parameters"]
-        if save_parameters and Path(save_parameters).resolve() == Path(positionals[0]).resolve():
+        if save_parameters and any(
+            Path(save_parameters).resolve() == Path(p).resolve() for p in positionals
+        ):
             raise OutputError(f"--save-parameters {save_parameters} would overwrite the input")
         from romancal_lite.references import allow_builtin_references
 
         with allow_builtin_references(parsed["builtin_references"]):
-            step.run(positionals[0])
+            step.run(positionals[0] if len(positionals) == 1 else positionals)
         if save_parameters:
             step.export_config(save_parameters)
     return 0

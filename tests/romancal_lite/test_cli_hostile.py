@@ -528,7 +528,10 @@ def test_hash_and_percent_in_names_work(exposure, reference_cal, tmp_path, capsy
     )
     assert status == 0, err
     assert neighbour.read_bytes() == b"precious"
-    assert sorted(p.name for p in out.iterdir()) == ["in#1%41_cal.asdf", "pars#%.asdf"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "in#1%41_cal.asdf", "in#1%41_cat.parquet", "in#1%41_segm.asdf", "in#1%41_wcs.asdf",
+        "pars#%.asdf",
+    ]
     assert not (tmp_path / "in").exists() and not (tmp_path / "inA_uncal.asdf").exists()
     with datamodels.open(out / "in#1%41_cal.asdf") as image:
         assert image.meta.filename == "in#1%41_cal.asdf"
@@ -661,7 +664,9 @@ def test_sigint_while_the_outputs_are_renamed(exposure, reference_cal, cache, tm
     errors = [line for line in result.stderr.splitlines() if line.startswith(ERROR)]
     assert "Traceback" not in result.stderr and result.returncode == 130, result.stderr
     assert len(errors) == 1 and "its outputs were complete and are kept" in errors[0]
-    assert sorted(p.name for p in out.iterdir()) == [f"{NAME}_cal.asdf", f"{NAME}_rampfit.asdf"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        f"{NAME}_{s}" for s in ("cal.asdf", "cat.parquet", "rampfit.asdf", "segm.asdf", "wcs.asdf")
+    ]
     with datamodels.open(out / f"{NAME}_cal.asdf") as image:  # the new, whole product
         assert image.meta.cal_step.flat_field == "COMPLETE"
 

@@ -16,7 +16,8 @@ Contract (stable API for the step framework and the reference-file code)
 Model classes (all subclasses of ``DataModel``)
     ``ScienceRawModel`` (``wfi_science_raw``), ``RampModel`` (``ramp``),
     ``ImageModel`` (``wfi_image``), ``SegmentationMapModel`` (``segmentation_map``,
-    the ``_segm`` product of ``source_catalog``) and the reference models ``MaskRefModel``,
+    the ``_segm`` product of ``source_catalog``), ``WfiWcsModel`` (``wfi_wcs``, the
+    ``_wcs`` product of ``roman_elp``) and the reference models ``MaskRefModel``,
     ``SaturationRefModel``, ``LinearityRefModel``, ``InverselinearityRefModel``,
     ``DarkRefModel``, ``GainRefModel``, ``ReadnoiseRefModel``, ``FlatRefModel``,
     ``PhotomRefModel`` (``wfi_img_photom``), ``DistortionRefModel``,
@@ -104,6 +105,7 @@ from ._models import (
     ScienceRawModel,
     SegmentationMapModel,
     SuperbiasRefModel,
+    WfiWcsModel,
 )
 from ._node import ListNode, Node, TaggedListNode, TaggedNode, TaggedStr, TaggedTime
 from ._validate import validate_exposure
@@ -130,6 +132,7 @@ __all__ = [
     "SaturationRefModel",
     "ScienceRawModel",
     "SegmentationMapModel",
+    "WfiWcsModel",
     "SuperbiasRefModel",
     "TaggedListNode",
     "TaggedNode",

@@ -416,6 +416,17 @@ class DataModel:
         except (AttributeError, ValueError, OSError):
             return None
 
+    @property
+    def file_path(self) -> str | None:
+        """The file the model was read from (None for a model made in memory).
+
+        Returns
+        -------
+        str or None
+            The path as given to `open`.
+        """
+        return os.fspath(self._path) if self._path else None
+
     def _describe(self) -> str:
         if self._path:
             return os.fspath(self._path)
@@ -519,6 +530,7 @@ class DataModel:
         dir_path: str | PurePath | None = None,
         *,
         all_array_compression: str | None = None,
+        defer: bool = True,
     ) -> Path:
         """Write the model to an ASDF file, atomically.
 
@@ -536,6 +548,9 @@ class DataModel:
             Directory to write into (only the file name of ``path`` is used).
         all_array_compression : str, optional
             ASDF block compression (``"zlib"``, ``"lz4"``...); none by default.
+        defer : bool, optional
+            False for a file needed at once (a scratch file): in place now even inside
+            `deferred_outputs`.
 
         Returns
         -------
@@ -556,7 +571,9 @@ class DataModel:
             raise OutputError(f"{out}: only .asdf output files are supported")
         self.load_arrays_if_closed()
         tree = self._tree_for_writing(out.name)
-        write_asdf_atomic(out, {"roman": tree}, all_array_compression=all_array_compression)
+        write_asdf_atomic(
+            out, {"roman": tree}, all_array_compression=all_array_compression, defer=defer
+        )
         return out
 
     def load_arrays_if_closed(self) -> None:

@@ -8,7 +8,8 @@ seeds/000:678-700.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import copy
+from typing import Any, ClassVar, Self
 
 from ._core import DataModel
 from ._meta import (
@@ -38,6 +39,7 @@ __all__ = [
     "SaturationRefModel",
     "ScienceRawModel",
     "SegmentationMapModel",
+    "WfiWcsModel",
     "SuperbiasRefModel",
 ]
 
@@ -208,6 +210,99 @@ class SegmentationMapModel(DataModel):
         }
         for key, value in self._default_meta().items():
             meta.setdefault(key, value)
+
+
+#: ``meta`` keys of the ``_wcs`` product (RAD ``wfi_wcs-2.1.0``): the basic keys plus
+#: the exposure's pointing and WCS information.
+WFI_WCS_META_KEYS: tuple[str, ...] = (
+    "calibration_software_name",
+    "calibration_software_version",
+    "product_type",
+    "filename",
+    "file_date",
+    "model_type",
+    "origin",
+    "prd_version",
+    "sdf_software_version",
+    "telescope",
+    "coordinates",
+    "ephemeris",
+    "exposure",
+    "instrument",
+    "observation",
+    "pointing",
+    "program",
+    "velocity_aberration",
+    "visit",
+    "wcsinfo",
+    "wcs_fit_results",
+)
+
+#: Reference-pixel border of a level 1 array around the level 2 science array.
+L1_BORDER = 4
+
+
+class WfiWcsModel(DataModel):
+    """The WCS of one exposure (``wfi_wcs``), the ``_wcs`` product of ``roman_elp``.
+
+    ``wcs_l2`` is the image's gwcs (after tweakreg, the aligned one); ``wcs_l1`` the
+    same WCS for the level 1 array (shifted by the 4-pixel reference border, its
+    bounding box grown by 8 pixels), as roman_datamodels 1.1's
+    ``WfiWcsModel.from_model_with_wcs`` builds them. No arrays.
+    """
+
+    _tag_name = "wfi_wcs"
+
+    @classmethod
+    def _default_meta(cls) -> dict[str, Any]:
+        meta = default_image_meta(cls.__name__)
+        return {key: meta[key] for key in WFI_WCS_META_KEYS if key in meta}
+
+    @classmethod
+    def from_model_with_wcs(cls, model: DataModel, l1_border: int = L1_BORDER) -> Self:
+        """Return the ``_wcs`` product of a level 2 image.
+
+        Parameters
+        ----------
+        model : ImageModel
+            The image, after ``assign_wcs``.
+        l1_border : int, optional
+            Reference-pixel border of the level 1 array.
+
+        Returns
+        -------
+        WfiWcsModel
+            The image's WCS metadata (deep copies), ``wcs_l2`` and ``wcs_l1``.
+
+        Raises
+        ------
+        ValueError
+            If the model is not an image or has no WCS.
+        """
+        from astropy.modeling import models
+
+        if not isinstance(model, ImageModel):
+            raise ValueError(f"a _wcs product is made from an ImageModel, not {model!r}")
+        image_meta = model._node._data.get("meta", {})
+        wcs = image_meta.get("wcs")
+        if wcs is None:
+            raise ValueError(f"{model!r} has no WCS (meta.wcs)")
+        meta = {
+            key: copy.deepcopy(image_meta[key]) for key in WFI_WCS_META_KEYS if key in image_meta
+        }
+        meta["model_type"] = cls.__name__
+        l2 = copy.deepcopy(wcs)
+        l1 = copy.deepcopy(wcs)
+        shift = models.Shift(-l1_border) & models.Shift(-l1_border)
+        l1.insert_transform("detector", shift, after=True)
+        bbox = l2.bounding_box
+        if bbox is not None:
+            (x0, x1), (y0, y1) = bbox
+            l1.bounding_box = ((x0, x1 + 2 * l1_border), (y0, y1 + 2 * l1_border))
+        result = cls({"meta": meta, "wcs_l2": l2, "wcs_l1": l1})
+        for key, value in cls._default_meta().items():
+            result._node._data["meta"].setdefault(key, value)
+        return result
 
 
 class _RefModel(DataModel):

@@ -1,17 +1,28 @@
 """The exposure-level pipeline ``roman_elp`` (seeds/002).
 
 Order of the current page (seeds/002:23-47): dq_init, saturation, refpix, linearity,
-ramp_fit, dark_current, assign_wcs, photom, flatfield. Routing (seeds/002:49, 85-93):
+ramp_fit, dark_current, assign_wcs, photom, flatfield, source_catalog, tweakreg.
+Routing (seeds/002:49, 85-93, and romancal 1.1):
 
 * a fully saturated exposure gets an all-zero image and every step after saturation
   is recorded SKIPPED;
 * WFI_SPECTRAL, WFI_FLAT, WFI_IM_DARK and WFI_SP_DARK stop after photom;
+* WFI_WFSC stops after flatfield (no catalog, hence no alignment);
 * guide-star exposures stop after dq_init (it is the only step defined for them).
+
+Several exposures (an association file or a list of inputs) are calibrated one after
+the other, then aligned together by one tweakreg run (relative, then absolute), as
+romancal 1.1 does. Each exposure gives ``<name>_cal.asdf``, ``<name>_wcs.asdf``, and
+for imaging ``<name>_cat.parquet`` and ``<name>_segm.asdf``.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,9 +40,13 @@ from romancal_lite.steps.ramp_fit import RampFitStep
 from romancal_lite.steps.ramp_fit.ramp_fit_step import image_from_ramp
 from romancal_lite.steps.refpix import RefPixStep
 from romancal_lite.steps.saturation import SaturationStep
+from romancal_lite.steps.source_catalog import SourceCatalogStep
+from romancal_lite.steps.tweakreg import TweakRegStep, update_sky_columns
 from romancal_lite.stpipe import Param, Pipeline
+from romancal_lite.stpipe.naming import make_output_name
 
 __all__ = [
+    "CATALOG_TYPES",
     "FLATFIELD_TYPES",
     "RAMP_STEPS",
     "ExposurePipeline",
@@ -43,6 +58,8 @@ __all__ = [
 
 #: Exposure types that go on to flatfield; the others stop after photom.
 FLATFIELD_TYPES = frozenset({"WFI_IMAGE", "WFI_LOLO", "WFI_WFSC"})
+#: Exposure types that get a source catalog (and so can be aligned).
+CATALOG_TYPES = frozenset({"WFI_IMAGE", "WFI_LOLO"})
 
 _SKIPPED = "SKIPPED"
 
@@ -68,7 +85,11 @@ class ExposurePipeline(Pipeline):
         "assign_wcs": AssignWcsStep,
         "photom": PhotomStep,
         "flatfield": FlatFieldStep,
+        "source_catalog": SourceCatalogStep,
+        "tweakreg": TweakRegStep,
     }
+    #: Several inputs (a list, or an association file) are one run.
+    accepts_many = True
 
     #: The raw cube is only read (by dq_init): map it instead of copying it in.
     memmap_input = True
@@ -91,7 +112,29 @@ class ExposurePipeline(Pipeline):
         return super().open_input(input)
 
     def process(self, model: Any) -> Any:
-        """Run the steps on one exposure, routing by exposure type and saturation.
+        """Calibrate one exposure, make its catalog and align it (unless joint).
+
+        Parameters
+        ----------
+        model : ScienceRawModel or RampModel
+            The exposure.
+
+        Returns
+        -------
+        ImageModel
+            The calibrated image (or, for guide-star data, the dq_init result).
+        """
+        self._zeroed = False
+        result = self._calibrate(model)
+        del model
+        self._products = _Products(result, zeroed=self._zeroed)
+        self._make_catalog(self._products)
+        if not self._joint:
+            self._align([self._products])
+        return result
+
+    def _calibrate(self, model: Any) -> Any:
+        """Run the detector steps on one exposure, routing by exposure type and saturation.
 
         Parameters
         ----------
@@ -127,6 +170,7 @@ class ExposurePipeline(Pipeline):
         result = self._run_ramp_step("saturation", result, applied)
         if fully_saturated(result):
             self.log.warning("Every science pixel is saturated: writing a zeroed image")
+            self._zeroed = True
             return zeroed_image(result, [s.cal_step_key or s.class_alias for s in self._after(
                 "saturation")])
         for name in ("refpix", "linearity"):
@@ -138,6 +182,216 @@ class ExposurePipeline(Pipeline):
             result.meta.cal_step[self.flatfield.cal_step_key or "flatfield"] = _SKIPPED
             return result
         return self.flatfield.run(result)
+
+    # ------------------------------------------------------------ catalog and alignment
+
+    _joint = False
+    _zeroed = False
+    _products: _Products | None = None
+
+    def _make_catalog(self, products: _Products) -> None:
+        """Run source_catalog on an imaging exposure; hand its sources to tweakreg."""
+        image = products.image
+        if not isinstance(image, datamodels.ImageModel):
+            return
+        exp_type = str(image.meta.exposure.type)
+        if exp_type not in CATALOG_TYPES:
+            for step in (self.source_catalog, self.tweakreg):
+                step.record_status(image, _SKIPPED)
+            if exp_type in FLATFIELD_TYPES:
+                self.log.info("%s exposure: no source catalog, no alignment", exp_type)
+            return
+        if products.zeroed:
+            return  # the all-zero image of a saturated exposure: recorded SKIPPED already
+        self.source_catalog.run(image)
+        if self.source_catalog.skip or self.source_catalog.catalog is None:
+            return
+        products.catalog = self.source_catalog.catalog
+        products.segmentation = self.source_catalog.segmentation_model
+        self.source_catalog.catalog = None
+        self.source_catalog.segmentation_model = None
+        if not self.tweakreg.skip:
+            image.meta["source_catalog"] = {"tweakreg_catalog": products.catalog.table}
+
+    def _align(self, exposures: list[_Products]) -> None:
+        """Run tweakreg once on the images (jointly if several); update their catalogs."""
+        images = [p.image for p in exposures if isinstance(p.image, datamodels.ImageModel)]
+        if not images:
+            return
+        for products in exposures:
+            image = products.image
+            if products.catalog is not None and image.meta.get("wcs") is None:
+                self.log.warning("%s has no WCS: not aligned", products.name or image)
+                _forget_catalog(image)
+                products.aligned = False
+        with_catalog = [
+            p for p in exposures if p.catalog is not None and p.aligned
+        ]
+        if self.tweakreg.skip or not with_catalog:
+            for image in images:
+                self.tweakreg.record_status(image, _SKIPPED)
+                _forget_catalog(image)
+            if not self.tweakreg.skip:
+                self.log.info("No source catalog: tweakreg not run")
+            return
+        targets = [p.image for p in with_catalog]
+        try:
+            self.tweakreg.run(targets if len(targets) > 1 else targets[0])
+        finally:
+            for image in images:
+                _forget_catalog(image)
+        for products in with_catalog:
+            image = products.image
+            if str(image.meta.cal_step.get("tweakreg", "")) == "COMPLETE":
+                updated = update_sky_columns(products.catalog.table, image.meta.wcs)
+                self.log.debug("Catalog columns updated for the aligned WCS: %s", updated)
+        for products in exposures:
+            if (products.catalog is None or not products.aligned) and isinstance(
+                products.image, datamodels.ImageModel
+            ):
+                self.tweakreg.record_status(products.image, _SKIPPED)
+
+    # ------------------------------------------------------------ several exposures
+
+    def run(self, input: Any) -> Any:  # noqa: A002
+        """Run on one exposure, or on several (an association file or a list).
+
+        Parameters
+        ----------
+        input : str, path-like, model, list of those, or ``*_asn.json`` path
+            The exposure(s).
+
+        Returns
+        -------
+        ImageModel or list of ImageModel
+            One result per exposure (a list for several inputs). When saving several,
+            the list holds the images' metadata only (their arrays are in the files).
+        """
+        self.tweakreg.check_reference_catalog()
+        members = _many_inputs(input)
+        if members is None:
+            self._joint = False
+            return super().run(input)
+        return self._run_many(members)
+
+    def _run_many(self, members: list[tuple[Any, str | None]]) -> list[Any]:
+        """Calibrate each exposure, align them all together, then write everything."""
+        self._joint = True
+        names = [_name_for(member) for member, _ in members]
+        saving = self.saves_result()
+        if saving:
+            # every output of every exposure is checked before any work
+            for (member, _), name in zip(members, names, strict=True):
+                self._input_name = name
+                self.check_outputs(member)
+        scratch = None
+        try:
+            if saving:
+                directory = self.output_path().parent
+                scratch = Path(tempfile.mkdtemp(prefix=".romancal_lite-elp-", dir=directory))
+            done: list[_Products] = []
+            for index, ((member, group_id), name) in enumerate(
+                zip(members, names, strict=True)
+            ):
+                self.log.info("Exposure %d of %d: %s", index + 1, len(members), name)
+                result = super().run(member)
+                products = self._products
+                products.name = name
+                if group_id is not None and isinstance(result, datamodels.ImageModel):
+                    result.meta["group_id"] = group_id
+                if scratch is not None:
+                    products.scratch = scratch / f"{index:05d}.asdf"
+                    result.save(products.scratch, defer=False)
+                    products.image = _meta_only(result)
+                    del result
+                done.append(products)
+            self._align(done)
+            results = []
+            for products in done:
+                if scratch is not None:
+                    self._input_name = products.name
+                    self._finish_saved(products)
+                results.append(products.image)
+            return results
+        finally:
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+            self._joint = False
+
+    def _finish_saved(self, products: _Products) -> None:
+        """Write an exposure's outputs from its scratch file and its aligned metadata."""
+        aligned = products.image
+        with datamodels.open(products.scratch) as image:
+            for key in ("wcs", "wcs_fit_results", "cal_step", "wcsinfo", "source_catalog",
+                        "group_id"):
+                if key in aligned.meta:
+                    image.meta[key] = aligned.meta[key]
+            products.image = image
+            path = self.output_path()
+            self._save_products(products, path)
+            products.image = aligned
+            aligned.meta["filename"] = path.name
+
+    def save(self, model: Any, path: Path) -> None:
+        """Write the exposure's products: ``_cal``, ``_wcs``, and ``_cat``/``_segm``.
+
+        In a run of several exposures nothing is written here: each is kept in a
+        scratch file until all are aligned.
+
+        Parameters
+        ----------
+        model : ImageModel
+            The result.
+        path : pathlib.Path
+            The ``_cal`` path.
+        """
+        if self._joint:
+            return
+        products = self._products if self._products is not None else _Products(model)
+        products.image = model
+        self._save_products(products, path)
+
+    def _save_products(self, products: _Products, path: Path) -> None:
+        image = products.image
+        if products.catalog is not None:
+            source_catalog = image.meta.get("source_catalog") or {}
+            source_catalog = dict(source_catalog)
+            source_catalog["tweakreg_catalog_name"] = self._catalog_paths()[0].name
+            image.meta["source_catalog"] = source_catalog
+        super().save(image, path)
+        if isinstance(image, datamodels.ImageModel) and image.meta.get("wcs") is not None:
+            wcs_path = path.with_name(make_output_name(self._input_name or path.name, "wcs"))
+            super().save(datamodels.WfiWcsModel.from_model_with_wcs(image), wcs_path)
+        if products.catalog is not None:
+            step = self.source_catalog
+            step.catalog, step.segmentation_model = products.catalog, products.segmentation
+            try:
+                step.save(image, step.output_path())
+            finally:
+                step.catalog = step.segmentation_model = None
+
+    def _catalog_paths(self) -> tuple[Path, Path]:
+        """Return the ``_cat.parquet`` and ``_segm.asdf`` paths of the current exposure."""
+        cat = self.source_catalog.output_path()
+        base = self._input_name or cat.name
+        return cat.with_suffix(".parquet"), cat.with_name(make_output_name(base, "segm"))
+
+    def planned_outputs(self) -> list[Path]:
+        """Return the paths a run on the current input would write.
+
+        Returns
+        -------
+        list of pathlib.Path
+            Steps' outputs, ``_cal``, and when saving ``_wcs``, ``_cat.parquet`` and
+            ``_segm.asdf``.
+        """
+        paths = super().planned_outputs()
+        if self.saves_result():
+            cal = self.output_path()
+            paths.append(cal.with_name(make_output_name(self._input_name or cal.name, "wcs")))
+            if not self.source_catalog.skip:
+                paths.extend(self._catalog_paths())
+        return paths
 
     def _run_ramp_step(self, name: str, ramp: Any, applied: frozenset[str]) -> Any:
         """Run a ramp step unless the input ramp records it COMPLETE already."""
@@ -270,3 +524,60 @@ def zeroed_image(ramp: Any, skipped_steps: list[str]) -> Any:
     for key in skipped_steps:
         image.meta.cal_step[key] = _SKIPPED
     return image
+
+
+@dataclass
+class _Products:
+    """What one exposure gives: the image, its catalog and map, where it waits."""
+
+    image: Any
+    catalog: Any = None
+    segmentation: Any = None
+    zeroed: bool = False
+    aligned: bool = True
+    name: str | None = None
+    scratch: Path | None = None
+
+
+def _forget_catalog(image: Any) -> None:
+    """Remove the in-memory catalog handed to tweakreg (it is not part of the file)."""
+    source_catalog = image.meta.get("source_catalog")
+    if source_catalog and "tweakreg_catalog" in source_catalog:
+        del source_catalog["tweakreg_catalog"]
+    if source_catalog is not None and not dict(source_catalog):
+        del image.meta["source_catalog"]
+
+
+def _meta_only(image: Any) -> Any:
+    """Return a model holding only ``image``'s metadata (what tweakreg needs)."""
+    return type(image).from_model(image)
+
+
+def _name_for(member: Any) -> str | None:
+    if isinstance(member, str | os.PathLike):
+        return os.fspath(member)
+    try:
+        return str(member.meta.filename)
+    except AttributeError:
+        return None
+
+
+def _many_inputs(input: Any) -> list[tuple[Any, str | None]] | None:  # noqa: A002
+    """Return the exposures of a multi-exposure input (with group ids), or None.
+
+    An association file gives its science members (with their ``group_id``); a list
+    or tuple of paths or models gives its items. Anything else is one exposure.
+    """
+    from romancal_lite.associations import is_association, load_asn
+
+    if is_association(input):
+        asn = load_asn(input)
+        members = asn.science()
+        if not members:
+            raise ConfigError(f"{os.fspath(input)}: the association has no science member")
+        return [(os.fspath(m.path), m.group_id) for m in members]
+    if isinstance(input, list | tuple):
+        if not input:
+            raise ConfigError("no input: the list of exposures is empty")
+        return [(item, None) for item in input]
+    return None

@@ -89,6 +89,9 @@ class Step:
     #: Whether `open_input` memory-maps the uncompressed arrays of an input file
     #: (read-only; for steps that only read their input's arrays).
     memmap_input: ClassVar[bool] = False
+    #: Whether `run` takes several inputs at once (a list, or an association file);
+    #: the command line then accepts several input files.
+    accepts_many: ClassVar[bool] = False
     #: Whether `run` writes ``meta.cal_step.<cal_step_key>`` (pipelines do not).
     record_cal_step: ClassVar[bool] = True
     #: Key of ``meta.cal_step`` this step records; defaults to ``class_alias``. Only

@@ -61,14 +61,18 @@ def calibrated(tmp_path_factory, strip_cache):
 
 def test_cal_file_written_with_every_step(calibrated):
     cal, _, inp = calibrated
-    assert [p.name for p in cal.parent.iterdir()] == [cal.name]
+    base = cal.name.removesuffix("_cal.asdf")
+    assert sorted(p.name for p in cal.parent.iterdir()) == sorted(
+        f"{base}_{s}" for s in ("cal.asdf", "wcs.asdf", "cat.parquet", "segm.asdf")
+    )
     with datamodels.open(cal) as image:
         assert isinstance(image, datamodels.ImageModel)
         assert image.data.shape == (4096 - 8, 128 - 8)
         steps = image.meta.cal_step
         for key in ("dq_init", "saturation", "refpix", "linearity", "ramp_fit", "dark",
-                    "assign_wcs", "photom", "flat_field"):
+                    "assign_wcs", "photom", "flat_field", "source_catalog"):
             assert steps[key] == "COMPLETE", key
+        assert steps["tweakreg"] == "SKIPPED"  # no reference catalog given
         assert image.meta.photometry.conversion_megajanskys > 0
         assert str(image.meta.wcsinfo.s_region).startswith("POLYGON")
 

@@ -147,7 +147,8 @@ def test_runner_saves_step_outputs_and_skips(tmp_path, capsys):
     ])
     assert status == 0, capsys.readouterr().err
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == [f"{NAME}_cal.asdf", f"{NAME}_rampfit.asdf"]
+    assert names == [f"{NAME}_{s}" for s in (
+        "cal.asdf", "cat.parquet", "rampfit.asdf", "segm.asdf", "wcs.asdf")]
     with datamodels.open(tmp_path / "out" / f"{NAME}_cal.asdf") as image:
         assert image.meta.cal_step.refpix == "SKIPPED"
         assert not np.any(image.dq & pixel.JUMP_DET)

@@ -206,7 +206,9 @@ def test_too_few_sources_or_matches_leave_the_wcs(calibrated, tmp_path, caplog, 
         refcat = tmp_path / "far.ecsv"
         Table({"RA": calibrated["ra"] + 1.0, "DEC": calibrated["dec"]}).write(refcat)
     else:
-        params["find_snr"] = 1e9
+        few = tmp_path / "few_cat.ecsv"
+        Table({"x": calibrated["x"][:5], "y": calibrated["y"][:5]}).write(few)
+        params["tweakreg_catalog_name"] = str(few)
     with caplog.at_level(logging.WARNING):
         result = TweakRegStep.call(model, abs_refcat=str(refcat), **params)
     message = _one_warning(caplog)

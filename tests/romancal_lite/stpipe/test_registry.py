@@ -107,5 +107,5 @@ def test_every_step_package_and_the_pipeline_are_registered():
     assert registry.check_registry(classes) == []
     assert list(ExposurePipeline.step_defs) == [
         "dq_init", "saturation", "refpix", "linearity", "ramp_fit",
-        "dark_current", "assign_wcs", "photom", "flatfield",
+        "dark_current", "assign_wcs", "photom", "flatfield", "source_catalog", "tweakreg",
     ]

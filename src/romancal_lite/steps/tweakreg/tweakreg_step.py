@@ -226,6 +226,27 @@ class TweakRegStep(Step):
         )
         return model
 
+    def check_reference_catalog(self) -> None:
+        """Check, before any work, that a local ``abs_refcat`` is a readable file.
+
+        Raises
+        ------
+        InputFileError
+            If ``abs_refcat`` names a local file that is missing or not a regular
+            file (network catalog names and an empty value are left to `process`).
+        """
+        name = (self.abs_refcat or "").strip()
+        if self.skip or not name:
+            return
+        if name.upper() in NETWORK_REFCATS and not Path(name).exists():
+            return
+        from romancal_lite.datamodels import check_regular_file
+
+        try:
+            check_regular_file(name)
+        except InputFileError as exc:
+            raise InputFileError(f"abs_refcat: {exc}") from None
+
     def record_status(self, model: Any, status: str) -> None:
         """Record each image's own status: COMPLETE, FAILED (fit failed) or SKIPPED.
 
@@ -269,6 +290,7 @@ class TweakRegStep(Step):
         if not name and source_catalog:
             name = source_catalog.get("tweakreg_catalog_name")
         if name:
+            name = _beside(model, name)
             self.log.info("Using the source catalog %s", name)
             return read_source_catalog(name, self.catalog_format, bbox)
         data = getattr(model, "data", None) if "data" in model else None
@@ -282,6 +304,20 @@ class TweakRegStep(Step):
         found = find_sources(data, mask, fwhm=self.find_fwhm, snr=self.find_snr)
         self.log.info("No source catalog: found %d stars in the image (DAOStarFinder)", len(found))
         return found
+
+
+def _beside(model: Any, name: str) -> str:
+    """Resolve a relative catalog name against the model's own directory if not here.
+
+    ``roman_elp`` records the catalog's file name beside the ``_cal`` file it wrote
+    with it; a run from another directory finds it there.
+    """
+    path = Path(name)
+    source = getattr(model, "file_path", None)
+    if path.is_absolute() or path.exists() or not source:
+        return name
+    candidate = Path(source).parent / path
+    return str(candidate) if candidate.exists() else name
 
 
 def image_shape(model: Any) -> tuple[int, int]:
