@@ -126,6 +126,7 @@ def _inputs(image: dict[str, Any], tmp: Path) -> dict[str, Any]:
     from astropy.table import Table
 
     from romancal_lite import datamodels, simulate
+    from romancal_lite.references import builtin_cache
     from romancal_lite.steps.source_catalog import SourceCatalogStep
 
     stars = simulate.read_truth(image["uncal"])["stars"]
@@ -137,7 +138,8 @@ def _inputs(image: dict[str, Any], tmp: Path) -> dict[str, Any]:
     Table({"RA": ra[:FEW], "DEC": dec[:FEW]}).write(tmp / "few_refcat.ecsv")
 
     step = SourceCatalogStep(fit_psf=False)
-    step.run(model)
+    with builtin_cache(image["cache"], hide_user_crds=True):
+        step.run(model)
     cat = step.catalog.table
     round_ = np.asarray(cat["ellipticity"]) < 0.1
     sources = Table({"x": np.asarray(cat["x_centroid_win"], float)[round_],
