@@ -278,6 +278,9 @@ class ExposurePipeline(Pipeline):
         """Calibrate each exposure, align them all together, then write everything."""
         self._joint = True
         names = [_name_for(member) for member, _ in members]
+        for member, _ in members:
+            if isinstance(member, str | os.PathLike):
+                datamodels.check_regular_file(member)
         saving = self.saves_result()
         if saving:
             # every output of every exposure is checked before any work
