@@ -452,29 +452,12 @@ def _calibrate(uncal: Path, refcat: Path, out: Path) -> None:
     """Run roman_elp with tweakreg aligning to ``refcat``; writes _cal, _cat, _segm, _wcs."""
     from romancal_lite.pipeline import ExposurePipeline
 
-    if "tweakreg" in ExposurePipeline.step_defs:
-        ExposurePipeline.call(
-            str(uncal),
-            output_dir=str(out),
-            save_results=True,
-            steps={"tweakreg": {"abs_refcat": str(refcat)}},
-        )
-        return
-    # roman_elp without source_catalog/tweakreg (older tree): the standalone steps
-    from romancal_lite import datamodels
-    from romancal_lite.steps.source_catalog import SourceCatalogStep
-    from romancal_lite.steps.tweakreg import TweakRegStep
-
-    ExposurePipeline.call(str(uncal), output_dir=str(out), save_results=True)
-    cal = out / f"{DEMO_NAME}_cal.asdf"
-    image = datamodels.open(cal)
-    SourceCatalogStep.call(image, output_dir=str(out), save_results=True)
-    result = TweakRegStep.call(
-        image,
-        abs_refcat=str(refcat),
-        tweakreg_catalog_name=str(out / f"{DEMO_NAME}_cat.parquet"),
+    ExposurePipeline.call(
+        str(uncal),
+        output_dir=str(out),
+        save_results=True,
+        steps={"tweakreg": {"abs_refcat": str(refcat)}},
     )
-    result.save(cal)
 
 
 def _run(out: Path, shape: tuple[int, int], read_pattern: str, seed: int, log: Any) -> dict:
