@@ -847,6 +847,8 @@ def active_input() -> str | None:
 
 
 def _name_of(obj: Any) -> str | None:
+    if isinstance(obj, list | tuple):  # several inputs: named after the first
+        return _name_of(obj[0]) if obj else None
     if isinstance(obj, str | os.PathLike):
         return os.fspath(obj)
     try:

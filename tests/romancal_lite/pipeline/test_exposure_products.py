@@ -241,3 +241,26 @@ def test_missing_reference_catalog_is_an_input_error_in_python(exposures, tmp_pa
     uncal = exposures["moved"] / f"{BASE}{DETECTORS[0]}_uncal.asdf"
     with pytest.raises(InputFileError, match="abs_refcat"):
         _run(exposures, str(uncal), tmp_path, tweakreg={"abs_refcat": str(tmp_path / "x.ecsv")})
+
+
+def test_tweakreg_alone_on_an_association_of_cal_files(exposures, tmp_path, capsys):
+    # the pipeline without alignment, then the step on its products (as romancal's
+    # tweakreg on an association of _cal files): same joint fit
+    cals = tmp_path / "cal"
+    inputs = [str(exposures["moved"] / f"{BASE}{d}_uncal.asdf") for d in DETECTORS]
+    _run(exposures, inputs, cals, tweakreg={"skip": True})
+    asn = _write_asn(cals, [f"{BASE}{d}_cal.asdf" for d in DETECTORS], name="cal_asn.json")
+    out = tmp_path / "aligned"
+    status = cli.main(
+        ["run", "tweakreg", str(asn), "--abs_refcat", str(exposures["refcat"]),
+         "--output-dir", str(out)]
+    )  # fmt: skip
+    assert status == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{BASE}{d}_{s}.asdf" for d in DETECTORS for s in ("tweakreg", "wcs")
+    )
+    for det in DETECTORS:
+        with datamodels.open(out / f"{BASE}{det}_tweakreg.asdf") as image:
+            assert image.meta.cal_step.tweakreg == "COMPLETE"
+            assert image.meta.wcs_fit_results["n_detector"] == 2
+            assert np.median(_error_mas(image.meta.wcs, exposures["truth"][det])) < 10

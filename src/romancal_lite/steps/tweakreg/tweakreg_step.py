@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,9 @@ from astropy.table import Table
 from astropy.time import Time
 
 from romancal_lite import datamodels
-from romancal_lite.errors import ConfigError, InputFileError
+from romancal_lite.errors import ConfigError, InputFileError, OutputError
 from romancal_lite.stpipe import Param, Step
+from romancal_lite.stpipe.naming import make_output_name
 from romancal_lite.stpipe.step import COMPLETE, FAILED, SKIPPED
 
 from ..assign_wcs import compute_footprint, s_region_polygon
@@ -94,6 +96,9 @@ class TweakRegStep(Step):
     abs_sigma = Param(float, 3.0, "Clipping limit in units of the fit RMSE", minimum=0)
     find_fwhm = Param(float, 2.0, "Fallback finder: detection kernel FWHM (pixels)", minimum=0.5)
     find_snr = Param(float, 10.0, "Fallback finder: threshold in background sigmas", minimum=0)
+
+    #: A list of images, or an association of ``_cal`` files, is aligned jointly.
+    accepts_many = True
 
     #: Status of each image of the last run (by ``id``), for `record_status`.
     _statuses: dict[int, str]
@@ -246,6 +251,96 @@ class TweakRegStep(Step):
             check_regular_file(name)
         except InputFileError as exc:
             raise InputFileError(f"abs_refcat: {exc}") from None
+
+    def open_input(self, input: Any) -> Any:  # noqa: A002
+        """Open one image, a list of them, or the science members of an association.
+
+        Parameters
+        ----------
+        input : str, path-like, model, list of those, or ``*_asn.json`` path
+            The image(s). An association member's ``group_id`` and
+            ``tweakreg_catalog`` go to ``meta.group_id`` and
+            ``meta.source_catalog.tweakreg_catalog_name``, as romancal's model library
+            does.
+
+        Returns
+        -------
+        ImageModel or list of ImageModel
+            The opened model(s).
+        """
+        from romancal_lite.associations import is_association, load_asn
+
+        if is_association(input):
+            models = []
+            for member in load_asn(input).science():
+                model = super().open_input(os.fspath(member.path))
+                if member.group_id is not None:
+                    model.meta["group_id"] = member.group_id
+                if member.tweakreg_catalog is not None:
+                    model.meta["source_catalog"] = {
+                        "tweakreg_catalog_name": member.tweakreg_catalog
+                    }
+                models.append(model)
+            self._many = models
+            return models
+        if isinstance(input, list | tuple):
+            opened = []
+            for item in input:  # (zero-argument super() does not work in a comprehension)
+                opened.append(super().open_input(item))
+            self._many = opened
+            return opened
+        self._many = None
+        return super().open_input(input)
+
+    _many: list[Any] | None = None
+
+    def planned_outputs(self) -> list[Path]:
+        """Return ``<name>_tweakreg.asdf`` and ``<name>_wcs.asdf`` of each image saved.
+
+        Returns
+        -------
+        list of pathlib.Path
+            Output paths (none unless saving).
+        """
+        if not self.saves_result():
+            return []
+        paths = []
+        for name in self._output_bases():
+            path = self._path_for(name)
+            paths += [path, path.with_name(make_output_name(name, "wcs"))]
+        return paths
+
+    def _output_bases(self) -> list[str]:
+        if self._many is None:
+            return [self.output_file or self._root()._input_name or ""]
+        return [str(m.file_path or m.meta.get("filename") or "") for m in self._many]
+
+    def _path_for(self, base: str) -> Path:
+        if not base:
+            raise OutputError(f"cannot name the output of {self.name}: an input has no name")
+        if self._many is None:
+            return self.output_path()
+        directory = self._search("output_dir") or ""
+        suffix = self.suffix or "tweakreg"
+        return Path(os.path.expanduser(directory)) / make_output_name(base, suffix)
+
+    def save(self, model: Any, path: Path) -> None:
+        """Write each image (``_tweakreg``) and its WCS product (``_wcs``), as romancal.
+
+        Parameters
+        ----------
+        model : ImageModel or list of ImageModel
+            The result.
+        path : pathlib.Path
+            The output path of a single image (a list names each after its file).
+        """
+        images = model if isinstance(model, list | tuple) else [model]
+        for image, base in zip(images, self._output_bases(), strict=True):
+            out = self._path_for(base) if isinstance(model, list | tuple) else path
+            super().save(image, out)
+            if image.meta.get("wcs") is not None:
+                wcs_path = out.with_name(make_output_name(base or out.name, "wcs"))
+                super().save(datamodels.WfiWcsModel.from_model_with_wcs(image), wcs_path)
 
     def record_status(self, model: Any, status: str) -> None:
         """Record each image's own status: COMPLETE, FAILED (fit failed) or SKIPPED.
