@@ -74,6 +74,11 @@ _STAMP = "romancal_lite_cache.json"
 #: Default use-after dates: one set of references valid for the whole mission.
 DEFAULT_USEAFTERS: tuple[str, ...] = ("2020-01-01T00:00:00",)
 
+#: Types a cache matched to another simulator's constants does not provide ("N/A"):
+#: the built-in EPSF and APCORR describe romancal_lite.simulate's Gaussian PSF, not
+#: that simulator's PSF.
+NOT_MATCHED: tuple[str, ...] = ("epsf", "apcorr")
+
 #: Reference types known to CRDS for WFI that the built-in cache answers "N/A".
 _FALLBACK_NA_TYPES = (
     "abvegaoffset",
@@ -424,7 +429,9 @@ def _write_cache(cache: BuiltinCache, entries: dict) -> None:
     config = cache.root / "config" / "roman"
     write_text_atomic(config / "server_config", format_server_config(cache.context))
     write_text_atomic(config / "ref_cache_subdir_mode", "instrument\n")
-    rmaps: dict[str, str] = dict.fromkeys(_crds_na_types(), "N/A")
+    # types crds knows but this cache does not provide: "N/A" (nothing applies)
+    unprovided = set(_crds_na_types()) | (set(REFTYPES) - set(cache.reftypes))
+    rmaps: dict[str, str] = dict.fromkeys(sorted(unprovided), "N/A")
     for reftype in cache.reftypes:
         name = _rmap_name(reftype)
         rmaps[reftype] = name
@@ -513,6 +520,9 @@ def matched_cache(
 ) -> BuiltinCache:
     """Return (generating it if needed) a cache of references made from ``constants``.
 
+    Every type except `NOT_MATCHED` (EPSF, APCORR: "N/A", since the constants say
+    nothing about that simulator's PSF).
+
     Each set of constants and read-out shape gets its own directory,
     ``<base>/matched/<key>``, so caches for different simulations never replace
     each other.
@@ -537,7 +547,9 @@ def matched_cache(
     text = json.dumps({"constants": constants.to_dict(), "shape": shape}, sort_keys=True)
     key = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]
     root = Path(base) if base is not None else default_cache_dir()
-    return generate_cache(root / "matched" / key, full_shape=shape, constants=constants)
+    reftypes = tuple(r for r in REFTYPES if r not in NOT_MATCHED)
+    return generate_cache(root / "matched" / key, full_shape=shape, constants=constants,
+                          reftypes=reftypes)
 
 
 def remove_cache(root: str | Path) -> None:

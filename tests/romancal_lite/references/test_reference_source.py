@@ -19,6 +19,7 @@ import pytest
 
 from romancal_lite import cli, datamodels, simulate
 from romancal_lite.errors import ReferenceFileError
+from romancal_lite.pipeline import ExposurePipeline
 from romancal_lite.references import (
     CACHE_ENV_VAR,
     OVERRIDES_ONLY,
@@ -55,9 +56,9 @@ ROMANISIM_RECORD = {
         "saturation": 55000,
     },
 }
-#: Every reference type roman_elp selects (refpix has none).
-ELP_REFTYPES = ("mask", "saturation", "linearity", "readnoise", "gain", "dark", "distortion",
-                "photom", "flat")
+#: Every reference type roman_elp selects (refpix has none; epsf and apcorr once
+#: source_catalog is part of it).
+ELP_REFTYPES = tuple(ExposurePipeline.reference_file_types)
 
 
 @pytest.fixture(scope="module")
