@@ -13,8 +13,21 @@ flatfield on one Level 1 (``_uncal``) exposure, configured like romancal-lite's
 * every reference type a running step reads is given as an ``override_<reftype>``, so
   the CRDS best-reference machinery is never asked for a file; ``integralnonlinearity``
   (an optional correction of the linearity step) is overridden with ``"N/A"``;
-* ``dark_decay``, ``wfi18_transient``, ``source_catalog`` and ``tweakreg`` are
-  skipped (:data:`SKIPPED_STEPS` says why).
+* ``dark_decay`` and ``wfi18_transient`` are skipped (:data:`SKIPPED_STEPS` says why);
+  ``source_catalog`` and ``tweakreg`` are skipped too, unless a local reference
+  catalog is given (``abs_refcat``): then both run (PSF fitting on, romancal's
+  default) with the EPSF and APCORR files given as overrides (:data:`CATALOG_REFTYPES`;
+  romancal 1.1 reads EPSF without declaring it, so the run adds ``"epsf"`` to its
+  ``SourceCatalogStep.reference_file_types``, which gives the step an
+  ``override_epsf`` parameter) and tweakreg reads the catalog file (stcal 1.20's
+  ``_parse_refcat`` reads an existing path with ``Table.read``; no Gaia query).
+
+Instead of overrides, the references can come from a romancal-lite built-in CRDS
+cache (``crds_cache``: its root and context, e.g. an lz4 copy of
+``romancal_lite.references.generate_cache``'s): the crds client then selects them
+per exposure (per detector) from that cache, offline, as for real CRDS files.  That
+is how an association of several detectors is run (an override is one file for
+every member).
 
 CRDS is pointed at a cache directory holding nothing but ``config/roman/server_config``
 (naming a context that does not exist), with a server URL containing "serverless"
@@ -54,10 +67,15 @@ __all__ = [
     "OFFLINE_CONTEXT",
     "PRODUCT_PARAMETERS",
     "RAMP_FIT_PARAMETERS",
+    "CATALOG_REFTYPES",
+    "CATALOG_STEPS",
     "SKIPPED_STEPS",
     "STEP_REFTYPES",
     "cal_path_for",
+    "crds_cache_environment",
+    "input_members",
     "network_guard",
+    "output_names",
     "offline_crds_environment",
     "required_reftypes",
     "romancal_version",
@@ -99,9 +117,18 @@ SKIPPED_STEPS: dict[str, str] = {
         "a first-read correction for detector WFI18 only (a no-op on other detectors); "
         "romancal-lite has no such step"
     ),
-    "source_catalog": "runs after flatfield, outside the compared pipeline",
-    "tweakreg": "needs the source catalog and a Gaia reference catalog from the network",
 }
+
+#: Steps skipped when no local reference catalog is given (``abs_refcat=None``).
+CATALOG_STEPS: dict[str, str] = {
+    "source_catalog": "runs only with tweakreg (a local abs_refcat): through flatfield",
+    "tweakreg": "its default reference catalog is a Gaia query over the network",
+}
+
+#: Reference types of the catalog steps, given as overrides when they run.  romancal
+#: 1.1's SourceCatalogStep declares only ``apcorr`` but reads ``epsf`` when
+#: ``fit_psf`` is on (its default).
+CATALOG_REFTYPES: dict[str, tuple[str, ...]] = {"source_catalog": ("apcorr", "epsf")}
 
 #: Ramp-fitting parameters matching romancal-lite's Casertano fit with jump detection.
 RAMP_FIT_PARAMETERS: dict[str, Any] = {
@@ -141,34 +168,54 @@ def romancal_version() -> str | None:
         return None
 
 
-def required_reftypes() -> list[str]:
+def required_reftypes(*, catalog: bool = False) -> list[str]:
     """Return the reference types that must be given as files (all but the N/A ones).
+
+    Parameters
+    ----------
+    catalog : bool, optional
+        Include the types of the catalog steps (:data:`CATALOG_REFTYPES`).
 
     Returns
     -------
     list of str
         Lower-case CRDS reference types.
     """
-    return [r for types in STEP_REFTYPES.values() for r in types if r not in NOT_APPLICABLE]
+    table = {**STEP_REFTYPES, **(CATALOG_REFTYPES if catalog else {})}
+    return [r for types in table.values() for r in types if r not in NOT_APPLICABLE]
 
 
-def _check_refs(refs: Mapping[str, str | os.PathLike[str]]) -> dict[str, str]:
-    missing = [r for r in required_reftypes() if r not in refs]
+def _check_refs(refs: Mapping[str, str | os.PathLike[str]], *, catalog: bool = False
+                ) -> dict[str, str]:
+    wanted = required_reftypes(catalog=catalog)
+    missing = [r for r in wanted if r not in refs]
     if missing:
         raise ValueError(f"reference files missing for: {', '.join(missing)}")
-    absent = [str(refs[r]) for r in required_reftypes() if not Path(refs[r]).is_file()]
+    absent = [str(refs[r]) for r in wanted if not Path(refs[r]).is_file()]
     if absent:
         raise FileNotFoundError(f"reference files not found: {', '.join(absent)}")
-    return {r: str(Path(refs[r]).resolve()) for r in required_reftypes()}
+    return {r: str(Path(refs[r]).resolve()) for r in wanted}
 
 
-def step_parameters(refs: Mapping[str, str | os.PathLike[str]]) -> dict[str, dict[str, Any]]:
+def step_parameters(
+    refs: Mapping[str, str | os.PathLike[str]],
+    *,
+    abs_refcat: str | os.PathLike[str] | None = None,
+    use_crds: bool = False,
+) -> dict[str, dict[str, Any]]:
     """Return the ``steps`` argument of ``ExposurePipeline.call`` for an offline run.
 
     Parameters
     ----------
     refs : mapping
-        Reference type -> file, for every type of :func:`required_reftypes`.
+        Reference type -> file, for every type of :func:`required_reftypes` (with
+        ``catalog=True`` when ``abs_refcat`` is given); ignored with ``use_crds``.
+    abs_refcat : path, optional
+        A local reference catalog: source_catalog and tweakreg run (tweakreg reads this
+        file).  None: both are skipped (through flatfield).
+    use_crds : bool, optional
+        The references come from a CRDS cache (:func:`crds_cache_environment`): only the
+        N/A overrides are given.
 
     Returns
     -------
@@ -181,20 +228,33 @@ def step_parameters(refs: Mapping[str, str | os.PathLike[str]]) -> dict[str, dic
     ValueError
         If a reference type is missing.
     FileNotFoundError
-        If a reference file does not exist.
+        If a reference file (or ``abs_refcat``) does not exist.
     """
-    paths = _check_refs(refs)
+    catalog = abs_refcat is not None
+    paths = {} if use_crds else _check_refs(refs, catalog=catalog)
+    table = {**STEP_REFTYPES, **(CATALOG_REFTYPES if catalog else {})}
     steps: dict[str, dict[str, Any]] = {}
-    for step, reftypes in STEP_REFTYPES.items():
+    for step, reftypes in table.items():
         pars: dict[str, Any] = {}
         for reftype in reftypes:
-            pars[f"override_{reftype}"] = "N/A" if reftype in NOT_APPLICABLE else paths[reftype]
+            if reftype in NOT_APPLICABLE:
+                pars[f"override_{reftype}"] = "N/A"
+            elif not use_crds:
+                pars[f"override_{reftype}"] = paths[reftype]
         steps[step] = pars
     steps["rampfit"].update(RAMP_FIT_PARAMETERS)
     for step, pars in PRODUCT_PARAMETERS.items():
         steps[step].update(pars)
     for step in SKIPPED_STEPS:
         steps[step] = {"skip": True}
+    if catalog:
+        refcat = Path(abs_refcat)  # type: ignore[arg-type]
+        if not refcat.is_file():
+            raise FileNotFoundError(f"abs_refcat not found: {refcat}")
+        steps["tweakreg"] = {"abs_refcat": str(refcat.resolve())}
+    else:
+        for step in CATALOG_STEPS:
+            steps[step] = {"skip": True}
     return steps
 
 
@@ -202,18 +262,26 @@ def strun_command(
     uncal_path: str | os.PathLike[str],
     output_dir: str | os.PathLike[str],
     refs: Mapping[str, str | os.PathLike[str]],
+    *,
+    abs_refcat: str | os.PathLike[str] | None = None,
+    use_crds: bool = False,
 ) -> list[str]:
     """Return the equivalent ``strun roman_elp`` command line (run it in the environment
-    of :func:`offline_crds_environment`).
+    of :func:`offline_crds_environment` or :func:`crds_cache_environment`).
+
+    The EPSF override of a catalog run needs the ``reference_file_types`` addition
+    :func:`run_romancal` makes; ``strun`` alone would reject ``override_epsf``.
 
     Parameters
     ----------
     uncal_path : path
-        The Level 1 input.
+        The Level 1 input (or an ``_asn.json`` association).
     output_dir : path
-        Where the ``_cal`` (and ``_wcs``) files are written.
+        Where the products are written.
     refs : mapping
         Reference type -> file.
+    abs_refcat, use_crds :
+        See :func:`step_parameters`.
 
     Returns
     -------
@@ -222,7 +290,7 @@ def strun_command(
     """
     argv = ["strun", "roman_elp", str(uncal_path), f"--output_dir={output_dir}",
             "--save_results=True"]
-    for step, pars in step_parameters(refs).items():
+    for step, pars in step_parameters(refs, abs_refcat=abs_refcat, use_crds=use_crds).items():
         for name, value in pars.items():
             argv.append(f"--steps.{step}.{name}={value}")
     return argv
@@ -271,9 +339,38 @@ def offline_crds_environment(root: str | os.PathLike[str]) -> dict[str, str]:
     }
 
 
+def crds_cache_environment(root: str | os.PathLike[str], context: str) -> dict[str, str]:
+    """Return the environment of an offline run selecting references from a CRDS cache.
+
+    Parameters
+    ----------
+    root : path
+        A complete CRDS cache (``config/roman/server_config``, ``mappings/roman``,
+        ``references/roman/wfi``), e.g. a romancal-lite built-in cache.
+    context : str
+        Its pipeline mapping (``CRDS_CONTEXT``), e.g. ``roman_lite_0001.pmap``.
+
+    Returns
+    -------
+    dict
+        Environment variables to set before ``crds`` is imported: the cache, local
+        mode, a "serverless" server URL (no connection is ever opened) and no
+        step-parameter lookups.
+    """
+    return {
+        "CRDS_PATH": str(Path(root).resolve()),
+        "CRDS_CONTEXT": context,
+        "CRDS_SERVER_URL": OFFLINE_SERVER_URL,
+        "CRDS_MODE": "local",
+        "CRDS_CLIENT_TIMEOUT_SECONDS": "5",
+        "STPIPE_DISABLE_CRDS_STEPPARS": "true",
+    }
+
+
 def _apply_environment(env: Mapping[str, str]) -> None:
     os.environ.update(env)
-    os.environ.pop("CRDS_CONTEXT", None)
+    if "CRDS_CONTEXT" not in env:
+        os.environ.pop("CRDS_CONTEXT", None)
     if "crds" in sys.modules:  # crds reads CRDS_SERVER_URL at import only
         from crds.client import api
         from crds.core import config, utils
@@ -379,6 +476,48 @@ def cal_path_for(uncal_path: str | os.PathLike[str], output_dir: str | os.PathLi
     return Path(output_dir) / f"{stem}_cal.asdf"
 
 
+def input_members(path: str | os.PathLike[str]) -> list[Path]:
+    """Return the exposures of an input: itself, or an ``_asn.json``'s science members.
+
+    Parameters
+    ----------
+    path : path
+        A Level 1 file or a romancal association (its first product, as romancal's
+        model library reads it).
+
+    Returns
+    -------
+    list of Path
+        The exposure files.
+    """
+    path = Path(path)
+    if path.suffix != ".json":
+        return [path]
+    asn = json.loads(path.read_text())
+    members = asn["products"][0]["members"]
+    return [path.parent / m["expname"] for m in members
+            if str(m.get("exptype", "science")).lower() == "science"]
+
+
+def output_names(path: str | os.PathLike[str], output_dir: str | os.PathLike[str]
+                 ) -> list[str]:
+    """Return the base names (``<base>`` of ``<base>_cal.asdf``) an input's products get.
+
+    Parameters
+    ----------
+    path : path
+        A Level 1 file or an ``_asn.json`` association.
+    output_dir : path
+        The output directory.
+
+    Returns
+    -------
+    list of str
+        One name per exposure.
+    """
+    return [cal_path_for(m, output_dir).name[: -len("_cal.asdf")] for m in input_members(path)]
+
+
 def run_romancal(
     uncal_path: str | os.PathLike[str],
     output_dir: str | os.PathLike[str],
@@ -386,35 +525,45 @@ def run_romancal(
     *,
     crds_root: str | os.PathLike[str] | None = None,
     skip: tuple[str, ...] = (),
-) -> tuple[Path, dict[str, float]]:
-    """Run romancal's ExposurePipeline through flatfield, offline, on one exposure.
+    abs_refcat: str | os.PathLike[str] | None = None,
+    crds_cache: tuple[str, str] | None = None,
+) -> tuple[Path | list[Path], dict[str, float]]:
+    """Run romancal's ExposurePipeline offline, through flatfield or through tweakreg.
 
     Meant to run in a fresh process (a subprocess): it sets the CRDS environment
-    variables of :func:`offline_crds_environment` in ``os.environ`` and replaces
-    ``stpipe.Step.run`` for the duration.  Sockets are refused while it runs; an
-    attempt to use the network raises RuntimeError after the run.
+    variables of :func:`offline_crds_environment` (or :func:`crds_cache_environment`)
+    in ``os.environ`` and replaces ``stpipe.Step.run`` for the duration.  Sockets are
+    refused while it runs; an attempt to use the network raises RuntimeError after the
+    run.
 
     Parameters
     ----------
     uncal_path : path
-        Level 1 input (``*_uncal.asdf``).
+        Level 1 input (``*_uncal.asdf``), or an ``_asn.json`` association of several.
     output_dir : path
-        Output directory (created); receives ``<base>_cal.asdf`` and ``<base>_wcs.asdf``.
+        Output directory (created); receives ``<base>_cal.asdf`` and ``<base>_wcs.asdf``
+        (and with ``abs_refcat`` ``<base>_cat.parquet``, ``<base>_segm.asdf``).
     refs : mapping
-        Reference type -> file, for every type of :func:`required_reftypes`.
+        Reference type -> file, for every type of :func:`required_reftypes` (catalog
+        types included with ``abs_refcat``); ignored with ``crds_cache``.
     crds_root : path, optional
         Directory for the empty CRDS cache; default ``<output_dir>/crds_offline``.
     skip : tuple of str, optional
         Further steps of :data:`STEP_REFTYPES` to skip (e.g. ``("refpix",)``).
+    abs_refcat : path, optional
+        A local reference catalog: source_catalog (PSF fitting on) and tweakreg run.
+    crds_cache : (root, context), optional
+        Select the references from this CRDS cache instead of overrides.
 
     Returns
     -------
-    cal_path : Path
-        The ``_cal`` file written.
+    cal_path : Path or list of Path
+        The ``_cal`` file written (a list for an association).
     per_step_seconds : dict
-        Step name -> wall seconds of ``Step.run`` for the nine steps dq_init ...
-        flatfield (pipeline names, e.g. ``rampfit``), plus ``"total"``: the whole
-        ``ExposurePipeline.call`` (reading the input, the steps, writing the outputs).
+        Step name -> wall seconds of ``Step.run`` for the steps run (pipeline names,
+        e.g. ``rampfit``; summed over the exposures of an association), plus
+        ``"total"``: the whole ``ExposurePipeline.call`` (reading the input, the
+        steps, writing the outputs).
 
     Raises
     ------
@@ -423,17 +572,26 @@ def run_romancal(
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    steps = step_parameters(refs)
+    steps = step_parameters(refs, abs_refcat=abs_refcat, use_crds=crds_cache is not None)
     for name in skip:
         if name not in STEP_REFTYPES:
             raise ValueError(f"unknown romancal step {name!r}")
         steps[name]["skip"] = True
-    env = offline_crds_environment(crds_root or output_dir / "crds_offline")
+    if crds_cache is not None:
+        env = crds_cache_environment(*crds_cache)
+    else:
+        env = offline_crds_environment(crds_root or output_dir / "crds_offline")
     _apply_environment(env)
 
     import stpipe
     from romancal.pipeline import ExposurePipeline
+    from romancal.source_catalog import SourceCatalogStep
 
+    if abs_refcat is not None and "epsf" not in SourceCatalogStep.reference_file_types:
+        # romancal 1.1 reads EPSF (fit_psf) without declaring it: declare it, so that
+        # the step has an ``override_epsf`` parameter and the pipeline fetches it
+        SourceCatalogStep.reference_file_types = [
+            *SourceCatalogStep.reference_file_types, "epsf"]
     with network_guard() as attempts, step_timer(stpipe.Step) as times:
         start = time.perf_counter()
         ExposurePipeline.call(
@@ -442,12 +600,14 @@ def run_romancal(
         total = time.perf_counter() - start
     if attempts:
         raise RuntimeError(f"romancal tried to use the network: {attempts}")
-    cal = cal_path_for(uncal_path, output_dir)
-    if not cal.is_file():
-        raise RuntimeError(f"romancal wrote no {cal.name} in {output_dir}")
-    per_step = {name: times.get(name, 0.0) for name in STEP_REFTYPES}
+    cals = [cal_path_for(m, output_dir) for m in input_members(uncal_path)]
+    for cal in cals:
+        if not cal.is_file():
+            raise RuntimeError(f"romancal wrote no {cal.name} in {output_dir}")
+    names = [*STEP_REFTYPES, *(CATALOG_STEPS if abs_refcat is not None else ())]
+    per_step = {name: times.get(name, 0.0) for name in names}
     per_step["total"] = total
-    return cal, per_step
+    return (cals if Path(uncal_path).suffix == ".json" else cals[0]), per_step
 
 
 def peak_rss_bytes() -> int:
@@ -511,7 +671,7 @@ def run_worker(
     total = per_step.pop("total")
     return {
         "which": which,
-        "cal": str(cal),
+        "cal": str(cal) if isinstance(cal, str | os.PathLike) else [str(c) for c in cal],
         "steps": per_step,
         "total": total,
         "peak_rss": peak_rss_bytes(),
@@ -585,21 +745,23 @@ def run_romancal_subprocess(
     *,
     timeout: float | None = None,
     skip: tuple[str, ...] = (),
+    abs_refcat: str | os.PathLike[str] | None = None,
+    crds_cache: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run :func:`run_romancal` in a fresh interpreter (its own peak memory).
 
     Parameters
     ----------
     uncal_path : path
-        Level 1 input.
+        Level 1 input (or an ``_asn.json`` association).
     output_dir : path
         Output directory (also receives ``run.log`` with romancal's log).
     refs : mapping
         Reference type -> file.
     timeout : float, optional
         Seconds before the run is killed.
-    skip : tuple of str, optional
-        Further steps to skip, see :func:`run_romancal`.
+    skip, abs_refcat, crds_cache :
+        See :func:`run_romancal`.
 
     Returns
     -------
@@ -607,6 +769,10 @@ def run_romancal_subprocess(
         See :func:`run_script_subprocess`.
     """
     args = [str(uncal_path), str(output_dir), *(f"--skip={name}" for name in skip)]
+    if abs_refcat is not None:
+        args.append(f"--abs-refcat={abs_refcat}")
+    if crds_cache is not None:
+        args += [f"--crds-cache={crds_cache[0]}", f"--crds-context={crds_cache[1]}"]
     return run_script_subprocess(
         Path(__file__).resolve(), args, Path(output_dir), refs, timeout=timeout
     )
@@ -615,26 +781,43 @@ def run_romancal_subprocess(
 def main(argv: list[str] | None = None) -> int:
     """Command line: run romancal once and write/print the result as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("uncal", type=Path, help="Level 1 input (_uncal.asdf)")
+    parser.add_argument("uncal", type=Path,
+                        help="Level 1 input (_uncal.asdf) or association (_asn.json)")
     parser.add_argument("output_dir", type=Path, help="output directory")
     parser.add_argument("--refs", type=Path, required=True,
                         help="JSON file: reference type -> path")
     parser.add_argument("--result", type=Path, help="also write the result JSON here")
     parser.add_argument("--skip", action="append", default=[], choices=list(STEP_REFTYPES),
                         help="also skip this step (repeatable)")
+    parser.add_argument("--abs-refcat", type=Path, default=None,
+                        help="local reference catalog: run source_catalog and tweakreg too")
+    parser.add_argument("--crds-cache", type=Path, default=None,
+                        help="select references from this CRDS cache (no overrides)")
+    parser.add_argument("--crds-context", default=None, help="the cache's context (.pmap)")
     parser.add_argument("--print-strun", action="store_true",
                         help="print the equivalent strun command and exit")
     args = parser.parse_args(argv)
     refs = json.loads(args.refs.read_text())
+    crds_cache = None
+    if args.crds_cache is not None:
+        if not args.crds_context:
+            parser.error("--crds-cache needs --crds-context")
+        crds_cache = (str(args.crds_cache), args.crds_context)
     if args.print_strun:
-        print(" ".join(strun_command(args.uncal, args.output_dir, refs)))
+        print(" ".join(strun_command(args.uncal, args.output_dir, refs,
+                                     abs_refcat=args.abs_refcat,
+                                     use_crds=crds_cache is not None)))
         return 0
     # Import romancal (after pointing crds at the offline cache: crds reads its server
     # URL at import) so that ``rss_before`` includes the imports.
-    _apply_environment(offline_crds_environment(args.output_dir / "crds_offline"))
+    if crds_cache is not None:
+        _apply_environment(crds_cache_environment(*crds_cache))
+    else:
+        _apply_environment(offline_crds_environment(args.output_dir / "crds_offline"))
     import romancal.pipeline  # noqa: F401
 
-    runner = functools.partial(run_romancal, skip=tuple(args.skip))
+    runner = functools.partial(run_romancal, skip=tuple(args.skip),
+                               abs_refcat=args.abs_refcat, crds_cache=crds_cache)
     result = run_worker("romancal", args.uncal, args.output_dir, refs, runner)
     result["romancal"] = romancal_version()
     text = json.dumps(result)

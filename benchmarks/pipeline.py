@@ -39,6 +39,7 @@ only ours runs.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -90,7 +91,24 @@ STEPS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("assign_wcs", ("assign_wcs",), "assign_wcs"),
     ("photom", ("photom",), "photom"),
     ("flatfield", ("flatfield", "flat_field"), "flatfield"),
+    ("source_catalog", ("source_catalog",), "source_catalog"),
+    ("tweakreg", ("tweakreg",), "tweakreg"),
 )
+#: The steps after flatfield, run only with a local reference catalog.
+CATALOG_STEPS = ("source_catalog", "tweakreg")
+
+#: Stars simulated per full 4088 x 4088 science array (scaled by area): with the
+#: simulator's fluxes (5 - 1e5 e/s, log-uniform) source_catalog finds ~70 % of them.
+STARS_PER_FULL_FRAME = 4000
+#: Pointing error injected into the recorded pointing (RA offset x cos Dec and Dec offset
+#: in arcsec, roll in arcmin): one detector, and several detectors aligned jointly (a
+#: roll moves detectors far from the boresight: docs/steps/tweakreg.md, 0.3' is what a
+#: joint fit of detectors 17' apart recovers).
+POINTING_ERROR = (3.0, -2.0, 3.0)
+ASN_POINTING_ERROR = (3.0, -2.0, 0.3)
+#: Detectors and size of the association case.
+ASN_DETECTORS = ("WFI01", "WFI02", "WFI03", "WFI04")
+ASN_SIZE = (512, 4096)
 
 SIZE_ENV = "ROMANCAL_LITE_BENCH_SIZE"
 FULL_WIDTH = 4096
@@ -291,7 +309,7 @@ def make_references(
 
 #: Reference types ``romancal_lite.simulate`` takes its detector constants from.
 SIMULATOR_REFTYPES = ("gain", "readnoise", "saturation", "linearity", "inverselinearity",
-                      "dark", "flat")
+                      "dark", "flat", "distortion")
 #: Named MA tables of the simulator, by number of resultants.
 _SIMULATOR_PATTERNS = {9: "ma4", 15: "ma6", 10: "ma109"}
 
@@ -304,6 +322,7 @@ def write_input(
     *,
     seed: int = 1,
     source: str = "auto",
+    detector: str = DETECTOR,
     **simulate_options: Any,
 ) -> str:
     """Write the benchmark exposure with the simulator or the synthetic scene.
@@ -325,6 +344,8 @@ def write_input(
     source : {"auto", "simulate", "synthetic"}, optional
         ``romancal_lite.simulate.write_exposure`` (``auto``: when importable) or
         :func:`write_uncal`.
+    detector : str, optional
+        ``meta.instrument.detector`` (the references must be that detector's).
     **simulate_options
         Further arguments of ``write_exposure`` (e.g. ``ref_drift_scale=0``); an
         error with the synthetic scene.
@@ -347,7 +368,7 @@ def write_input(
                 path,
                 shape=shape,
                 read_pattern=_SIMULATOR_PATTERNS.get(n_resultants) or read_pattern(n_resultants),
-                detector=DETECTOR,
+                detector=detector,
                 optical_element=OPTICAL_ELEMENT,
                 seed=seed,
                 references={k: v for k, v in refs.items() if k in SIMULATOR_REFTYPES},
@@ -356,13 +377,20 @@ def write_input(
             return "simulate"
     if simulate_options:
         raise ValueError(f"options of the simulator only: {sorted(simulate_options)}")
-    write_uncal(path, shape, n_resultants, seed=seed)
+    write_uncal(path, shape, n_resultants, seed=seed, detector=detector)
     return "synthetic"
 
 
 @dataclass
 class Case:
-    """One benchmark input: the exposure and its reference files."""
+    """One benchmark input: the exposure (or association) and its reference files.
+
+    ``refcat`` (the simulator's reference catalog of the stars, for tweakreg's
+    ``abs_refcat``) and ``truth`` (the simulated exposures, with their truth) are set
+    when the input was simulated.  ``crds_cache`` (root, context): the references are
+    selected from that CRDS cache (an association of several detectors) instead of
+    given as overrides (``refs``).
+    """
 
     uncal: Path
     refs: dict[str, str]
@@ -371,6 +399,24 @@ class Case:
     workdir: Path
     source: str
     prepare_seconds: dict[str, float] = field(default_factory=dict)
+    refcat: Path | None = None
+    truth: list[Path] = field(default_factory=list)
+    crds_cache: tuple[str, str] | None = None
+    pointing_error: tuple[float, float, float] | None = None
+    n_stars: int | None = None
+
+
+def _stars_for(shape: tuple[int, int], per_full_frame: int) -> int:
+    ny, nx = shape
+    return max(1, round(per_full_frame * (ny - 2 * _BORDER) * (nx - 2 * _BORDER)
+                        / (FULL_WIDTH - 2 * _BORDER) ** 2))
+
+
+def _scene_tag(n_stars: int | None, pointing_error: Sequence[float] | None) -> str:
+    tag = f"_stars{n_stars}" if n_stars is not None else ""
+    if pointing_error is not None:
+        tag += "_pe" + "_".join(f"{v:g}" for v in pointing_error)
+    return tag
 
 
 def prepare_case(
@@ -380,6 +426,8 @@ def prepare_case(
     *,
     seed: int = 1,
     source: str = "auto",
+    n_stars: int | None = None,
+    pointing_error: Sequence[float] | None = None,
 ) -> Case:
     """Write (or reuse) the input exposure and reference files of one case.
 
@@ -387,7 +435,7 @@ def prepare_case(
     ----------
     workdir : path
         Cache directory: ``refs_<ny>x<nx>/`` (a built-in CRDS cache) and
-        ``<ny>x<nx>_n<N>_s<seed>/r..._uncal.asdf``.
+        ``<ny>x<nx>_n<N>_s<seed>.../r..._uncal.asdf``.
     shape : tuple of int
         ``(ny, nx)``.
     n_resultants : int
@@ -396,6 +444,10 @@ def prepare_case(
         Scene seed.
     source : {"auto", "simulate", "synthetic"}, optional
         Input writer, see :func:`write_input`.
+    n_stars : int, optional
+        Stars of the simulated scene (default: the simulator's).
+    pointing_error : (dra_arcsec, ddec_arcsec, roll_arcmin), optional
+        Error put into the recorded pointing by the simulator.
 
     Returns
     -------
@@ -410,15 +462,26 @@ def prepare_case(
     seconds["references"] = time.perf_counter() - start
     if source == "auto":
         source = "simulate" if importlib.util.find_spec("romancal_lite.simulate") else "synthetic"
-    case_dir = workdir / f"{ny}x{nx}_n{n_resultants}_s{seed}_{source}"
+    options: dict[str, Any] = {}
+    if n_stars is not None:
+        options["n_stars"] = int(n_stars)
+    if pointing_error is not None:
+        options["pointing_error"] = tuple(float(v) for v in pointing_error)
+    case_dir = workdir / (f"{ny}x{nx}_n{n_resultants}_s{seed}_{source}"
+                          + _scene_tag(n_stars, pointing_error))
     uncal = case_dir / f"r0000101001001001001_0001_{DETECTOR.lower()}_uncal.asdf"
     if not uncal.is_file():
         start = time.perf_counter()
         case_dir.mkdir(parents=True, exist_ok=True)
         tmp = case_dir / "partial_uncal.asdf"
-        write_input(tmp, shape, n_resultants, refs, seed=seed, source=source)
+        write_input(tmp, shape, n_resultants, refs, seed=seed, source=source, **options)
+        if source == "simulate":
+            refcat_tmp = case_dir / "partial_refcat.ecsv"
+            if refcat_tmp.is_file():
+                refcat_tmp.replace(case_dir / uncal.name.replace("_uncal.asdf", "_refcat.ecsv"))
         tmp.replace(uncal)
         seconds["input"] = time.perf_counter() - start
+    refcat = case_dir / uncal.name.replace("_uncal.asdf", "_refcat.ecsv")
     start = time.perf_counter()
     official_refs = {
         reftype: str(official_copy(path, workdir / f"refs_{ny}x{nx}_official" / Path(path).name))
@@ -426,7 +489,131 @@ def prepare_case(
     }
     official_uncal = official_copy(uncal, case_dir / "official" / uncal.name)
     seconds["official copies"] = time.perf_counter() - start
-    return Case(official_uncal, official_refs, shape, n_resultants, case_dir, source, seconds)
+    return Case(official_uncal, official_refs, shape, n_resultants, case_dir, source, seconds,
+                refcat=refcat if refcat.is_file() else None,
+                truth=[uncal] if source == "simulate" else [],
+                pointing_error=options.get("pointing_error"), n_stars=n_stars)
+
+
+def official_cache(cache: Any, root: str | os.PathLike[str]) -> Path:
+    """Copy a built-in CRDS cache with every reference file in official (lz4) format.
+
+    Parameters
+    ----------
+    cache : romancal_lite.references.BuiltinCache
+        The generated cache.
+    root : path
+        Where the copy goes (``config``, ``mappings`` copied; ``references`` rewritten
+        by :func:`official_copy`).
+
+    Returns
+    -------
+    Path
+        ``root``.
+    """
+    src, root = Path(cache.root), Path(root)
+    for sub in ("config", "mappings"):
+        shutil.copytree(src / sub, root / sub, dirs_exist_ok=True)
+    for name in cache.files:
+        path = Path(cache.ensure_reference(name))
+        official_copy(path, root / path.relative_to(src))
+    return root
+
+
+def prepare_asn_case(
+    workdir: str | os.PathLike[str],
+    shape: tuple[int, int],
+    n_resultants: int,
+    detectors: Sequence[str] = ASN_DETECTORS,
+    *,
+    seed: int = 1,
+    n_stars: int | None = None,
+    pointing_error: Sequence[float] = ASN_POINTING_ERROR,
+) -> Case:
+    """Write (or reuse) several detectors of one simulated exposure and their association.
+
+    Each detector is simulated with its own reference files (a built-in CRDS cache for
+    all of them, copied in official lz4 format), the same pointing and pointing error;
+    their reference catalogs are merged into one ``refcat.ecsv``.  The association
+    (``r0000101001001001001_0001_asn.json``) lists the official copies with one shared
+    ``group_id`` (one exposure, hence one joint absolute fit in both pipelines).
+
+    Parameters
+    ----------
+    workdir : path
+        Cache directory.
+    shape : tuple of int
+        ``(ny, nx)`` of each detector's read-out.
+    n_resultants : int
+        Number of resultants.
+    detectors : sequence of str
+        Detector names.
+    seed : int, optional
+        Scene seed (detector ``i`` uses ``seed + i``).
+    n_stars : int, optional
+        Stars per detector (default :data:`STARS_PER_FULL_FRAME` scaled by area).
+    pointing_error : (dra_arcsec, ddec_arcsec, roll_arcmin), optional
+        The exposure's pointing error.
+
+    Returns
+    -------
+    Case
+        ``uncal`` is the association; ``crds_cache`` the official cache and context.
+    """
+    from astropy.table import vstack
+
+    from romancal_lite.references import generate_cache
+
+    workdir = Path(workdir)
+    ny, nx = shape
+    detectors = [d.upper() for d in detectors]
+    n_stars = _stars_for(shape, STARS_PER_FULL_FRAME) if n_stars is None else n_stars
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    cache = generate_cache(workdir / f"crds_{ny}x{nx}", full_shape=shape, detectors=detectors)
+    seconds["references"] = time.perf_counter() - start
+    case_dir = workdir / (f"asn_{ny}x{nx}_n{n_resultants}_s{seed}_{'-'.join(detectors)}"
+                          + _scene_tag(n_stars, pointing_error))
+    official_dir = case_dir / "official"
+    official_dir.mkdir(parents=True, exist_ok=True)
+    base = "r0000101001001001001_0001"
+    uncals, refcats = [], []
+    start = time.perf_counter()
+    for index, det in enumerate(detectors):
+        uncal = case_dir / f"{base}_{det.lower()}_uncal.asdf"
+        refcat = case_dir / f"{base}_{det.lower()}_refcat.ecsv"
+        if not (uncal.is_file() and refcat.is_file()):
+            refs = {}
+            for name, info in cache.files.items():
+                if info["detector"] == det and info["reftype"] in SIMULATOR_REFTYPES and \
+                        info.get("optical_element") in (None, OPTICAL_ELEMENT):
+                    refs[info["reftype"]] = str(cache.ensure_reference(name))
+            write_input(uncal, shape, n_resultants, refs, seed=seed + index,
+                        source="simulate", detector=det, n_stars=int(n_stars),
+                        pointing_error=tuple(float(v) for v in pointing_error))
+        uncals.append(uncal)
+        refcats.append(refcat)
+    seconds["input"] = time.perf_counter() - start
+    start = time.perf_counter()
+    root = official_cache(cache, workdir / f"crds_{ny}x{nx}_official")
+    members = [official_copy(u, official_dir / u.name) for u in uncals]
+    seconds["official copies"] = time.perf_counter() - start
+    refcat = official_dir / "refcat.ecsv"
+    if not refcat.is_file():
+        from astropy.table import Table
+
+        vstack([Table.read(r) for r in refcats], metadata_conflicts="silent").write(
+            refcat, overwrite=True)
+    asn = official_dir / f"{base}_asn.json"
+    asn.write_text(json.dumps({
+        "asn_id": "a3001", "asn_type": "image", "asn_pool": "benchmark",
+        "products": [{"name": base, "members": [
+            {"expname": m.name, "exptype": "science", "group_id": base} for m in members
+        ]}],
+    }, indent=1))
+    return Case(asn, {}, shape, n_resultants, case_dir, "simulate", seconds, refcat=refcat,
+                truth=uncals, crds_cache=(str(root), cache.context),
+                pointing_error=tuple(float(v) for v in pointing_error), n_stars=n_stars)
 
 
 def official_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
@@ -468,25 +655,30 @@ def run_ours(
     refs: Mapping[str, str | os.PathLike[str]],
     *,
     skip: tuple[str, ...] = (),
-) -> tuple[Path, dict[str, float]]:
+    abs_refcat: str | os.PathLike[str] | None = None,
+) -> tuple[Path | list[Path], dict[str, float]]:
     """Run romancal-lite's ExposurePipeline on one exposure with reference overrides.
 
     Parameters
     ----------
     uncal_path : path
-        Level 1 input.
+        Level 1 input, or an ``_asn.json`` association of several.
     output_dir : path
         Output directory (created).
     refs : mapping
         Reference type -> file; the types the pipeline reads are given as
-        ``override_<reftype>``.
+        ``override_<reftype>`` (empty: the references come from the CRDS the
+        environment names).
     skip : tuple of str, optional
         Steps to skip (e.g. ``("refpix",)``).
+    abs_refcat : path, optional
+        A local reference catalog for tweakreg: source_catalog and tweakreg run.
+        None: both are skipped (through flatfield, as ``_romancal.run_romancal``).
 
     Returns
     -------
-    cal_path : Path
-        The ``_cal`` file.
+    cal_path : Path or list of Path
+        The ``_cal`` file (a list for an association).
     per_step_seconds : dict
         Step name -> wall seconds of its ``Step.run``, plus ``"total"`` (the pipeline
         call: reading, steps, writing).
@@ -501,20 +693,26 @@ def run_ours(
         for reftype in ExposurePipeline.reference_file_types
         if reftype in refs
     }
+    steps: dict[str, dict[str, Any]] = {name: {"skip": True} for name in skip}
+    if abs_refcat is None:
+        steps.update({name: {"skip": True} for name in CATALOG_STEPS})
+    else:
+        steps.setdefault("tweakreg", {})["abs_refcat"] = str(Path(abs_refcat).resolve())
     with _romancal.step_timer(stpipe.Step) as times:
         start = time.perf_counter()
         ExposurePipeline.call(
             str(uncal_path), output_dir=str(output_dir), save_results=True,
-            steps={name: {"skip": True} for name in skip}, **overrides,
+            steps=steps, **overrides,
         )
         total = time.perf_counter() - start
-    cal = _romancal.cal_path_for(uncal_path, output_dir)
-    if not cal.is_file():
-        raise RuntimeError(f"romancal_lite wrote no {cal.name} in {output_dir}")
+    cals = [_romancal.cal_path_for(m, output_dir) for m in _romancal.input_members(uncal_path)]
+    for cal in cals:
+        if not cal.is_file():
+            raise RuntimeError(f"romancal_lite wrote no {cal.name} in {output_dir}")
     per_step = {name: seconds for name, seconds in times.items()
                 if name not in (ExposurePipeline.class_alias, "ExposurePipeline")}
     per_step["total"] = total
-    return cal, per_step
+    return (cals if Path(uncal_path).suffix == ".json" else cals[0]), per_step
 
 
 def run_ours_subprocess(
@@ -523,28 +721,39 @@ def run_ours_subprocess(
     refs: Mapping[str, str | os.PathLike[str]],
     *,
     timeout: float | None = None,
+    abs_refcat: str | os.PathLike[str] | None = None,
+    crds_cache: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run :func:`run_ours` in a fresh interpreter (its own peak memory).
 
     Parameters
     ----------
     uncal_path : path
-        Level 1 input.
+        Level 1 input (or an ``_asn.json`` association).
     output_dir : path
         Output directory (also receives ``run.log``).
     refs : mapping
         Reference type -> file.
     timeout : float, optional
         Seconds before the run is killed.
+    abs_refcat : path, optional
+        See :func:`run_ours`.
+    crds_cache : (root, context), optional
+        Select the references from this CRDS cache (``refs`` should be empty): the
+        worker runs in ``_romancal.crds_cache_environment``, the "user's CRDS" of
+        romancal-lite.
 
     Returns
     -------
     dict
         See ``_romancal.run_script_subprocess``.
     """
+    args = ["--worker", str(uncal_path), str(output_dir)]
+    if abs_refcat is not None:
+        args.append(f"--abs-refcat={abs_refcat}")
+    env = _romancal.crds_cache_environment(*crds_cache) if crds_cache is not None else None
     return _romancal.run_script_subprocess(
-        Path(__file__).resolve(), ["--worker", str(uncal_path), str(output_dir)],
-        Path(output_dir), refs, timeout=timeout,
+        Path(__file__).resolve(), args, Path(output_dir), refs, timeout=timeout, env=env,
     )
 
 
@@ -554,11 +763,13 @@ def _worker(argv: Sequence[str]) -> int:
     parser.add_argument("output_dir", type=Path)
     parser.add_argument("--refs", type=Path, required=True)
     parser.add_argument("--result", type=Path)
+    parser.add_argument("--abs-refcat", type=Path, default=None)
     args = parser.parse_args(argv)
     refs = json.loads(args.refs.read_text())
     import romancal_lite.pipeline  # noqa: F401  (imports before the "before" RSS)
 
-    result = _romancal.run_worker("ours", args.uncal, args.output_dir, refs, run_ours)
+    runner = functools.partial(run_ours, abs_refcat=args.abs_refcat)
+    result = _romancal.run_worker("ours", args.uncal, args.output_dir, refs, runner)
     import romancore
 
     result["threads"] = romancore.effective_n_threads()
@@ -567,6 +778,108 @@ def _worker(argv: Sequence[str]) -> int:
         args.result.write_text(text)
     print(text)
     return 0
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _sep_mas(ra1: Any, dec1: Any, ra2: Any, dec2: Any) -> np.ndarray:
+    dra = (np.asarray(ra1, float) - np.asarray(ra2, float) + 180.0) % 360.0 - 180.0
+    return np.hypot(dra * np.cos(np.radians(np.asarray(dec2, float))),
+                    np.asarray(dec1, float) - np.asarray(dec2, float)) * 3.6e6
+
+
+def describe_products(
+    input_path: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    truth: Sequence[str | os.PathLike[str]] = (),
+) -> list[dict[str, Any]]:
+    """Summarise each exposure's products: catalog size, tweakreg fit, WCS error.
+
+    Run in the parent after a pipeline run (not timed).  The catalog size is the
+    row count of ``<name>_cat.parquet``; the fit is the ``_cal`` file's
+    ``meta.wcs_fit_results`` (shift in arcsec, rotation in degrees, matches); the
+    WCS error is the separation between the simulated stars' true sky positions and
+    their pixel positions through the ``_cal`` file's (aligned) WCS.
+
+    Parameters
+    ----------
+    input_path : path
+        The pipeline's input (an exposure or an association).
+    output_dir : path
+        Its output directory.
+    truth : sequence of path
+        The simulated exposures (holding the truth), in the input's order, or empty.
+
+    Returns
+    -------
+    list of dict
+        One entry per exposure.
+    """
+    import warnings
+
+    import asdf
+
+    names = _romancal.output_names(input_path, output_dir)
+    truths = list(truth) or [None] * len(names)
+    out = []
+    for name, truth_path in zip(names, truths, strict=True):
+        entry: dict[str, Any] = {"name": name}
+        cat = Path(output_dir) / f"{name}_cat.parquet"
+        if cat.is_file():
+            import pyarrow.parquet as pq
+
+            entry["n_sources"] = int(pq.read_metadata(cat).num_rows)
+        cal = Path(output_dir) / f"{name}_cal.asdf"
+        with warnings.catch_warnings():
+            # "created with extension ... romancal-lite ... not installed"
+            warnings.simplefilter("ignore", asdf.exceptions.AsdfPackageVersionWarning)
+            af = asdf.open(cal, lazy_load=True, memmap=False)
+        with af:
+            meta = af.tree["roman"]["meta"]
+            entry["tweakreg"] = str(meta["cal_step"].get("tweakreg", ""))
+            fit = meta.get("wcs_fit_results")
+            if fit is not None:
+                entry["fit"] = {
+                    key: (np.asarray(fit[key]).tolist() if key in fit else None)
+                    for key in ("status", "fitgeom", "shift", "<rot>", "<scale>", "nmatches",
+                                "rmse", "n_detector")
+                }
+                entry["fit"]["status"] = str(fit.get("status"))
+            if truth_path is not None:
+                from romancal_lite.simulate import read_truth
+
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", asdf.exceptions.AsdfPackageVersionWarning)
+                    stars = read_truth(truth_path)["stars"]
+                x, y = np.asarray(stars["x"], float), np.asarray(stars["y"], float)
+                ra, dec = meta["wcs"](x, y, with_bounding_box=False)
+                err = _sep_mas(ra, dec, stars["ra"], stars["dec"])
+                entry["wcs_error_mas"] = {"median": float(np.median(err)),
+                                          "max": float(np.max(err)), "n_stars": int(len(x))}
+        out.append(entry)
+    return out
+
+
+def describe_line(label: str, products: Sequence[Mapping[str, Any]]) -> str:
+    """One line per pipeline: sources, fit shift and rotation, matches, WCS error."""
+    parts = []
+    for p in products:
+        fit = p.get("fit") or {}
+        text = f"{p['name'].split('_')[-1]}: {p.get('n_sources', '-')} sources"
+        if fit:
+            shift = fit.get("shift") or [float("nan")] * 2
+            rot = fit.get("<rot>")
+            text += (f", tweakreg {fit.get('status')} shift ({shift[0]:+.3f}, {shift[1]:+.3f})"
+                     f"\" rot {rot * 60 if rot is not None else float('nan'):+.3f}'"
+                     f" {fit.get('nmatches')} matches")
+        else:
+            text += f", tweakreg {p.get('tweakreg') or '-'}"
+        if "wcs_error_mas" in p:
+            e = p["wcs_error_mas"]
+            text += f", WCS - truth median {e['median']:.2f} mas (max {e['max']:.2f})"
+        parts.append(text)
+    return f"{label}: " + "; ".join(parts)
 
 
 # ------------------------------------------------------------------------------ table
@@ -598,6 +911,8 @@ def format_table(
     romancal: Mapping[str, Any] | None,
     *,
     markdown: bool = False,
+    title: str | None = None,
+    checks: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> str:
     """Return the table of one case.
 
@@ -611,6 +926,11 @@ def format_table(
         Worker results (None: not run).
     markdown : bool, optional
         Markdown table instead of aligned text.
+    title : str, optional
+        Replaces the default title (shape, resultants).
+    checks : mapping, optional
+        ``{"ours": [...], "romancal": [...]}`` of :func:`describe_products`: printed
+        below the table, one line per pipeline.
 
     Returns
     -------
@@ -618,9 +938,14 @@ def format_table(
         The table.
     """
     rows: list[tuple[str, str, str, str]] = []
+    ran_catalog = False
     for label, ours_names, rc_name in STEPS:
         t_ours = _step_seconds(ours, ours_names)
         t_rc = _step_seconds(romancal, (rc_name,))
+        if label in CATALOG_STEPS:
+            if t_ours is None and t_rc is None:
+                continue
+            ran_catalog = True
         rows.append((label, _fmt(t_ours), _fmt(t_rc), _ratio(t_rc, t_ours)))
     sums = [sum(r["steps"].get(n, 0.0) for n in r["steps"]) if r else None
             for r in (ours, romancal)]
@@ -630,8 +955,12 @@ def format_table(
                for t, s in zip(totals, sums, strict=True)]
     rows.append(("outside steps (I/O, setup)", _fmt(outside[0]), _fmt(outside[1]),
                  _ratio(outside[1], outside[0])))
-    rows.append(("THROUGH FLATFIELD (call)", _fmt(totals[0]), _fmt(totals[1]),
-                 _ratio(totals[1], totals[0])))
+    through = "THROUGH TWEAKREG (call)" if ran_catalog else "THROUGH FLATFIELD (call)"
+    rows.append((through, _fmt(totals[0]), _fmt(totals[1]), _ratio(totals[1], totals[0])))
+    if ran_catalog:
+        before = [_call_without_catalog(r) for r in (ours, romancal)]
+        rows.append(("call - catalog steps", _fmt(before[0]), _fmt(before[1]),
+                     _ratio(before[1], before[0])))
     walls = [r["wall"] if r else None for r in (ours, romancal)]
     rows.append(("process wall (+imports)", _fmt(walls[0]), _fmt(walls[1]),
                  _ratio(walls[1], walls[0])))
@@ -640,20 +969,36 @@ def format_table(
                  _ratio(mem[1], mem[0])))
     base = [r["rss_before"] / 2**20 if r else None for r in (ours, romancal)]
     rows.append(("RSS after imports [MB]", _fmt(base[0], "8.0f"), _fmt(base[1], "8.0f"), ""))
-    title = (f"{shape[0]} x {shape[1]} pixels, {n_resultants} resultants "
-             f"(times in s; ratio = romancal / ours)")
+    title = title or (f"{shape[0]} x {shape[1]} pixels, {n_resultants} resultants "
+                      f"(times in s; ratio = romancal / ours)")
     head = ("step", "ours", "romancal 1.1", "ratio")
+    notes = [describe_line(who, checks[who]) for who in ("ours", "romancal")
+             if checks and checks.get(who)]
     if markdown:
         lines = [f"**{title}**", "", "| " + " | ".join(head) + " |", "|---|---:|---:|---:|"]
         lines += ["| " + " | ".join(c.strip() for c in row) + " |" for row in rows]
+        if notes:
+            lines += [""] + [f"* {n}" for n in notes]
         return "\n".join(lines)
     lines = [title, f"{head[0]:<26}{head[1]:>10}{head[2]:>14}{head[3]:>9}"]
     lines += [f"{a:<26}{b:>10}{c:>14}{d:>9}" for a, b, c, d in rows]
+    lines += notes
     return "\n".join(lines)
 
 
+def _call_without_catalog(result: Mapping[str, Any] | None) -> float | None:
+    if not result:
+        return None
+    return result["total"] - sum(result["steps"].get(n, 0.0) for n in CATALOG_STEPS)
+
+
 def verdict(ours: Mapping[str, Any] | None, romancal: Mapping[str, Any] | None) -> str:
-    """Return the target check: through-flatfield speed-up >= 20, peak memory <= 1/4.
+    """Return the target check of issue 9 (or of the through-flatfield comparison).
+
+    With the catalog steps: source_catalog and tweakreg each >= 10x faster, the
+    speed-up of the whole call at least that of the call without them (the two steps
+    gain rather than lose), peak memory <= 1/4.  Without: the through-flatfield
+    speed-up >= 20 and the memory.
 
     Parameters
     ----------
@@ -669,9 +1014,19 @@ def verdict(ours: Mapping[str, Any] | None, romancal: Mapping[str, Any] | None) 
         return "targets: need both pipelines"
     speed = romancal["total"] / ours["total"]
     memory = ours["peak_rss"] / romancal["peak_rss"]
-    return (f"targets: speed-up {speed:.1f}x (>= 20: {'yes' if speed >= 20 else 'NO'}), "
-            f"peak memory ours/romancal {memory:.3f} (<= 0.25: "
-            f"{'yes' if memory <= 0.25 else 'NO'})")
+    mem_text = (f"peak memory ours/romancal {memory:.3f} (<= 0.25: "
+                f"{'yes' if memory <= 0.25 else 'NO'})")
+    if not all(n in ours["steps"] and n in romancal["steps"] for n in CATALOG_STEPS):
+        return (f"targets: speed-up {speed:.1f}x (>= 20: {'yes' if speed >= 20 else 'NO'}), "
+                + mem_text)
+    parts = []
+    for name in CATALOG_STEPS:
+        r = romancal["steps"][name] / max(ours["steps"][name], 1e-9)
+        parts.append(f"{name} {r:.1f}x (>= 10: {'yes' if r >= 10 else 'NO'})")
+    without = _call_without_catalog(romancal) / max(_call_without_catalog(ours), 1e-9)
+    parts.append(f"through tweakreg {speed:.1f}x vs {without:.1f}x without the catalog steps "
+                 f"(gains: {'yes' if speed >= without else 'NO'})")
+    return "targets: " + ", ".join(parts) + ", " + mem_text
 
 
 def _have_romancal() -> bool:
@@ -685,6 +1040,98 @@ def _best(results: list[dict[str, Any]]) -> dict[str, Any]:
     return best
 
 
+_LARGE_OUTPUTS = ("_cal.asdf", "_wcs.asdf", "_segm.asdf")
+
+
+def _remove_outputs(directory: Path) -> None:
+    for suffix in _LARGE_OUTPUTS:
+        for f in directory.glob(f"*{suffix}"):
+            f.unlink()
+
+
+def run_case(case: Case, which: Sequence[str], *, repeat: int = 1, through: str = "tweakreg",
+             timeout: float | None = None, keep_outputs: bool = False, tag: str = ""
+             ) -> dict[str, Any]:
+    """Run the pipelines on one case; return their results and the product checks.
+
+    Parameters
+    ----------
+    case : Case
+        The input (an exposure or an association).
+    which : sequence of str
+        ``"ours"`` and/or ``"romancal"``.
+    repeat : int, optional
+        Runs of ours (fastest reported, largest peak memory); romancal runs once.
+    through : {"tweakreg", "flatfield"}, optional
+        With "tweakreg" (and a reference catalog) both run source_catalog and tweakreg.
+    timeout : float, optional
+        Seconds before a run is killed.
+    keep_outputs : bool, optional
+        Keep the ``_cal``, ``_wcs`` and ``_segm`` files (catalogs are always kept).
+    tag : str, optional
+        Prefix of the output directories.
+
+    Returns
+    -------
+    dict
+        ``ours``, ``romancal`` (worker results or None) and ``checks``.
+    """
+    abs_refcat = case.refcat if through == "tweakreg" else None
+    if through == "tweakreg" and abs_refcat is None:
+        raise ValueError("through tweakreg needs a simulated input with a reference catalog")
+    results: dict[str, Any] = {"ours": None, "romancal": None, "checks": {}}
+    if "ours" in which:
+        runs = []
+        for i in range(max(repeat, 1)):
+            out = case.workdir / f"{tag}out_ours_{i}"
+            shutil.rmtree(out, ignore_errors=True)
+            runs.append(run_ours_subprocess(case.uncal, out, case.refs, timeout=timeout,
+                                            abs_refcat=abs_refcat,
+                                            crds_cache=case.crds_cache))
+            if i == 0:
+                results["checks"]["ours"] = describe_products(case.uncal, out, case.truth)
+            if not keep_outputs:
+                _remove_outputs(out)
+        results["ours"] = _best(runs)
+    if "romancal" in which:
+        out = case.workdir / f"{tag}out_romancal"
+        shutil.rmtree(out, ignore_errors=True)
+        results["romancal"] = _romancal.run_romancal_subprocess(
+            case.uncal, out, case.refs, timeout=timeout, abs_refcat=abs_refcat,
+            crds_cache=case.crds_cache,
+        )
+        results["checks"]["romancal"] = describe_products(case.uncal, out, case.truth)
+        if not keep_outputs:
+            _remove_outputs(out)
+    return results
+
+
+def _asn_title(entry: Mapping[str, Any]) -> str:
+    ny, nx = entry["shape"]
+    dets = entry.get("detectors") or []
+    return (f"association of {len(dets)} detectors of one exposure ({', '.join(dets)}), "
+            f"{ny} x {nx} pixels each, {entry['n_resultants']} resultants, joint tweakreg "
+            f"(times in s, summed over the detectors; ratio = romancal / ours)")
+
+
+def _print_entry(entry: Mapping[str, Any], markdown: bool) -> None:
+    title = _asn_title(entry) if entry.get("case") == "association" else None
+    if title is None and entry.get("pointing_error") is not None:
+        ny, nx = entry["shape"]
+        title = (f"{ny} x {nx} pixels, {entry['n_resultants']} resultants, "
+                 f"{entry.get('n_stars')} stars simulated, pointing error "
+                 f"{tuple(entry['pointing_error'])} (arcsec, arcsec, arcmin) "
+                 f"(times in s; ratio = romancal / ours)")
+    print(format_table(tuple(entry["shape"]), entry["n_resultants"], entry["ours"],
+                       entry["romancal"], markdown=markdown, title=title,
+                       checks=entry.get("checks")))
+    if markdown:
+        print()
+    print(verdict(entry["ours"], entry["romancal"]))
+    print()
+    sys.stdout.flush()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line; see the module docstring."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -693,7 +1140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=parse_size, default=None,
                         help=f"NY or NYxNX (default ${SIZE_ENV} or 4096x4096)")
-    parser.add_argument("--resultants", type=int, nargs="+", default=[9, 15])
+    parser.add_argument("--resultants", type=int, nargs="+", default=[9])
     parser.add_argument("--only", choices=["ours", "romancal"], default=None)
     parser.add_argument("--repeat", type=int, default=1,
                         help="runs of ours per case (best is reported); romancal runs once")
@@ -701,13 +1148,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--input", choices=["auto", "simulate", "synthetic"], default="auto",
                         help="input writer: romancal_lite.simulate or the benchmarks/_data.py "
                              "scene (auto: the simulator when available)")
+    parser.add_argument("--through", choices=["tweakreg", "flatfield"], default="tweakreg",
+                        help="run source_catalog and tweakreg too (default; needs the "
+                             "simulator), or stop after flatfield")
+    parser.add_argument("--stars", type=int, default=STARS_PER_FULL_FRAME,
+                        help="simulated stars per full 4088 x 4088 frame (scaled by area)")
+    parser.add_argument("--asn-detectors", type=int, default=len(ASN_DETECTORS),
+                        help="detectors of the association case (0: no association case)")
+    parser.add_argument("--asn-size", type=parse_size, default=ASN_SIZE,
+                        help="NY or NYxNX of each detector of the association case")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="cache of inputs, references and outputs "
                              "(default $ROMANCAL_LITE_BENCH_DIR or ~/.cache/romancal_lite/bench)")
     parser.add_argument("--timeout", type=float, default=7200.0,
                         help="seconds before a pipeline run is killed")
     parser.add_argument("--keep-outputs", action="store_true",
-                        help="keep the _cal files (default: removed after each run)")
+                        help="keep the _cal, _wcs and _segm files (default: removed after "
+                             "each run; catalogs are kept)")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--json", type=Path, help="write all results to this file")
     parser.add_argument("--from-json", type=Path,
@@ -715,12 +1172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.from_json:
         for entry in json.loads(args.from_json.read_text()):
-            print(format_table(tuple(entry["shape"]), entry["n_resultants"], entry["ours"],
-                               entry["romancal"], markdown=args.markdown))
-            if args.markdown:
-                print()
-            print(verdict(entry["ours"], entry["romancal"]))
-            print()
+            _print_entry(entry, args.markdown)
         return 0
 
     shape = args.size or bench_size()
@@ -735,6 +1187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         which.remove("romancal")
     if not which:
         return 1
+    catalog = args.through == "tweakreg"
+    if catalog and args.input == "synthetic":
+        parser.error("--through tweakreg needs the simulator (--input simulate or auto)")
 
     import romancore
 
@@ -744,43 +1199,50 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"romancal {_romancal.romancal_version() or 'not installed'}")
     print(f"# workdir {workdir}; pipelines in fresh subprocesses, one at a time")
     all_results: list[dict[str, Any]] = []
+
+    def record(entry: dict[str, Any]) -> None:
+        _print_entry(entry, args.markdown)
+        all_results.append(entry)
+        if args.json:
+            args.json.write_text(json.dumps(all_results, indent=1))
+
     for n in args.resultants:
-        case = prepare_case(workdir, shape, n, seed=args.seed, source=args.input)
+        options: dict[str, Any] = {}
+        if catalog:
+            options = {"n_stars": _stars_for(shape, args.stars),
+                       "pointing_error": POINTING_ERROR}
+        case = prepare_case(workdir, shape, n, seed=args.seed, source=args.input, **options)
         done = ", ".join(f"{k} {v:.1f} s" for k, v in case.prepare_seconds.items())
         print(f"# input {case.uncal} ({case.source}, {n} resultants); prepared: {done} "
               "(not timed)")
-        results: dict[str, dict[str, Any] | None] = {"ours": None, "romancal": None}
-        if "ours" in which:
-            runs = []
-            for i in range(max(args.repeat, 1)):
-                out = case.workdir / f"out_ours_{i}"
-                shutil.rmtree(out, ignore_errors=True)
-                runs.append(run_ours_subprocess(case.uncal, out, case.refs,
-                                                timeout=args.timeout))
-                if not args.keep_outputs:
-                    _romancal.cal_path_for(case.uncal, out).unlink(missing_ok=True)
-            results["ours"] = _best(runs)
-        if "romancal" in which:
-            out = case.workdir / "out_romancal"
-            shutil.rmtree(out, ignore_errors=True)
-            results["romancal"] = _romancal.run_romancal_subprocess(
-                case.uncal, out, case.refs, timeout=args.timeout
-            )
-            if not args.keep_outputs:
-                for suffix in ("_cal.asdf", "_wcs.asdf"):
-                    for f in out.glob(f"*{suffix}"):
-                        f.unlink()
+        if catalog:
+            print(f"# abs_refcat {case.refcat}; {case.n_stars} stars, pointing error "
+                  f"{case.pointing_error}")
+        results = run_case(case, which, repeat=args.repeat, through=args.through,
+                           timeout=args.timeout, keep_outputs=args.keep_outputs)
         print()
-        print(format_table(shape, n, results["ours"], results["romancal"],
-                           markdown=args.markdown))
-        if args.markdown:
-            print()
-        print(verdict(results["ours"], results["romancal"]))
-        sys.stdout.flush()
-        all_results.append({"shape": list(shape), "n_resultants": n, "input": case.source,
-                            **results})
-    if args.json:
-        args.json.write_text(json.dumps(all_results, indent=1))
+        record({"case": "exposure", "shape": list(shape), "n_resultants": n,
+                "input": case.source, "n_stars": case.n_stars,
+                "pointing_error": case.pointing_error, **results})
+    if catalog and args.asn_detectors > 0:
+        asn_shape = args.asn_size
+        detectors = ASN_DETECTORS[: args.asn_detectors]
+        if len(detectors) < args.asn_detectors:
+            detectors = tuple(f"WFI{i:02d}" for i in range(1, args.asn_detectors + 1))
+        asn_which = [w for w in which if w == "ours" or asn_shape[1] == FULL_WIDTH]
+        n = args.resultants[0]
+        case = prepare_asn_case(workdir, asn_shape, n, detectors, seed=args.seed,
+                                n_stars=_stars_for(asn_shape, args.stars))
+        done = ", ".join(f"{k} {v:.1f} s" for k, v in case.prepare_seconds.items())
+        print(f"# association {case.uncal} ({len(detectors)} detectors); references from "
+              f"the CRDS cache {case.crds_cache[0]} ({case.crds_cache[1]}); prepared: "
+              f"{done} (not timed)")
+        results = run_case(case, asn_which, repeat=args.repeat, through=args.through,
+                           timeout=args.timeout, keep_outputs=args.keep_outputs)
+        print()
+        record({"case": "association", "shape": list(asn_shape), "n_resultants": n,
+                "input": case.source, "detectors": list(detectors), "n_stars": case.n_stars,
+                "pointing_error": case.pointing_error, **results})
     return 0
 
 
