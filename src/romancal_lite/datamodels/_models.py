@@ -152,8 +152,8 @@ class ImageModel(DataModel):
             cal_step.setdefault(step, status)
 
 
-#: ``meta`` keys of a level 2 catalog product (RAD ``meta/l2_catalog_common-2.1.0``).
-L2_CATALOG_META_KEYS: tuple[str, ...] = (
+#: ``meta`` keys every product has (RAD ``meta/basic-2.0.0``).
+BASIC_META_KEYS: tuple[str, ...] = (
     "calibration_software_name",
     "calibration_software_version",
     "product_type",
@@ -164,6 +164,11 @@ L2_CATALOG_META_KEYS: tuple[str, ...] = (
     "prd_version",
     "sdf_software_version",
     "telescope",
+)
+
+#: ``meta`` keys of a level 2 catalog product (RAD ``meta/l2_catalog_common-2.1.0``).
+L2_CATALOG_META_KEYS: tuple[str, ...] = (
+    *BASIC_META_KEYS,
     "coordinates",
     "exposure",
     "image",
@@ -215,16 +220,7 @@ class SegmentationMapModel(DataModel):
 #: ``meta`` keys of the ``_wcs`` product (RAD ``wfi_wcs-2.1.0``): the basic keys plus
 #: the exposure's pointing and WCS information.
 WFI_WCS_META_KEYS: tuple[str, ...] = (
-    "calibration_software_name",
-    "calibration_software_version",
-    "product_type",
-    "filename",
-    "file_date",
-    "model_type",
-    "origin",
-    "prd_version",
-    "sdf_software_version",
-    "telescope",
+    *BASIC_META_KEYS,
     "coordinates",
     "ephemeris",
     "exposure",

@@ -134,18 +134,7 @@ class ExposurePipeline(Pipeline):
         return result
 
     def _calibrate(self, model: Any) -> Any:
-        """Run the detector steps on one exposure, routing by exposure type and saturation.
-
-        Parameters
-        ----------
-        model : ScienceRawModel or RampModel
-            The exposure.
-
-        Returns
-        -------
-        ImageModel
-            The calibrated image (or, for guide-star data, the dq_init result).
-        """
+        """Run the detector steps (dq_init … flatfield), routing as the module says."""
         applied = applied_ramp_steps(model)
         if self.dq_init.skip and not isinstance(model, datamodels.RampModel):
             raise ConfigError(
