@@ -369,3 +369,49 @@ def test_jitter_adjustment_matches_romancal(cache):
     assert not np.allclose(ours, ref.psf, atol=1e-4)
     assert adjust_jitter(ref.psf, (8, 8, 0), (8, 8, 0), 4) is ref.psf
     del image
+
+
+def test_varying_grid_matches_photutils(tmp_path):
+    """Stamps that change across the detector: bilinear interpolation as photutils."""
+    import roman_datamodels.datamodels as rdm
+    from astropy.table import Table
+    from photutils.psf import PSFPhotometry, SourceGrouper
+    from romancal.source_catalog.psf import get_gridded_psf_model
+
+    from romancal_lite.references import build_reference, gaussian_epsf, write_reference
+
+    node = build_reference("epsf", "WFI03", (264, 264), "2020-01-01T00:00:00", "F158")
+    sigmas = np.linspace(0.5, 0.9, 9)
+    for g, sigma in enumerate(sigmas):
+        node["psf"][0, :, g] = gaussian_epsf(sigma)
+    path = tmp_path / "varying_epsf.asdf"
+    write_reference(path, node)
+    ref = rdm.open(path)
+    grid = EPSFGrid.from_reference(ref)
+    assert len(grid.stamps) == 9
+    rng = np.random.default_rng(8)
+    n = 40
+    x0, y0 = rng.uniform(8, 248, n), rng.uniform(8, 248, n)
+    data = rng.normal(0, 0.05, (256, 256))
+    # stars drawn with photutils' model itself at the true positions
+    phot = PSFPhotometry(get_gridded_psf_model(ref), (5, 5),
+                         grouper=SourceGrouper(min_separation=5), aperture_radius=5)
+    model = get_gridded_psf_model(ref)
+    yy, xx = np.mgrid[:256, :256]
+    for xi, yi in zip(x0, y0, strict=True):
+        box = (slice(int(yi) - 6, int(yi) + 7), slice(int(xi) - 6, int(xi) + 7))
+        data[box] += model.evaluate(xx[box], yy[box], 200.0, xi, yi)
+    err = np.full(data.shape, 0.05)
+    start_x = x0 + rng.normal(0, 0.2, n)
+    start_y = y0 + rng.normal(0, 0.2, n)
+    ours = fit_psf_photometry(data, err, None, start_x, start_y, grid)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = phot(data=data, error=err, init_params=Table({"x_init": start_x,
+                                                            "y_init": start_y}))
+    np.testing.assert_allclose(ours.flux, res["flux_fit"], rtol=2e-4)
+    np.testing.assert_allclose(ours.x, res["x_fit"], rtol=0, atol=2e-4)
+    np.testing.assert_allclose(ours.y, res["y_fit"], rtol=0, atol=2e-4)
+    np.testing.assert_allclose(ours.flux_err, res["flux_err"], rtol=2e-3)
+    # and the right answer: the truth
+    assert np.median(np.abs(ours.flux / 200.0 - 1)) < 0.01

@@ -983,7 +983,9 @@ def make_source_catalog(
         rhl = np.asarray(u.Quantity(cat.flux_radius(0.5)).value, float)
         cols: dict[str, Any] = {"label": labels.astype(np.int32)}
         cols["flagged_spatial_id"] = np.zeros(len(labels), dtype=np.int64)
-        slices = [segm.slices[segm.get_index(label)] for label in labels]
+        # segm.labels is sorted and segm.slices follows it
+        all_slices = segm.slices
+        slices = [all_slices[i] for i in np.searchsorted(segm.labels, labels)]
         x_err, y_err = isophotal_centroid_errors(conv, segm.data, mask, err64, kernel,
                                                  labels, slices, xc, yc)
         xw_err, yw_err = windowed_centroid_errors(work, segm.data, mask, err64, labels,

@@ -109,7 +109,8 @@ class EPSFGrid:
         stamps = np.asarray(self.stamps, dtype=np.float64)
         if stamps.ndim == 2:
             stamps = stamps[np.newaxis]
-        if stamps.ndim != 3 or stamps.shape[0] != len(self.grid_x) != len(self.grid_y):
+        if (stamps.ndim != 3 or stamps.shape[0] != len(self.grid_x)
+                or len(self.grid_x) != len(self.grid_y)):
             raise ValueError("stamps must be (K, ny, nx) with K grid positions")
         if min(stamps.shape[1:]) < 4:
             raise ValueError("ePSF stamps must be at least 4 x 4 samples")
