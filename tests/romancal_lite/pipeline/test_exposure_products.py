@@ -264,3 +264,21 @@ def test_tweakreg_alone_on_an_association_of_cal_files(exposures, tmp_path, caps
             assert image.meta.cal_step.tweakreg == "COMPLETE"
             assert image.meta.wcs_fit_results["n_detector"] == 2
             assert np.median(_error_mas(image.meta.wcs, exposures["truth"][det])) < 10
+
+
+def test_exposure_without_sources_gives_empty_catalog_and_failed_fit(exposures, tmp_path):
+    uncal = tmp_path / f"{BASE}wfi05_uncal.asdf"
+    with builtin_cache(exposures["cache"], hide_user_crds=True):
+        simulate.write_exposure(
+            uncal, shape=SHAPE, detector="WFI05", read_pattern="ma4", seed=3, n_stars=0,
+            cr_rate=0.0, refcat=False,
+        )  # fmt: skip
+    out = tmp_path / "out"
+    result = _run(exposures, str(uncal), out, tweakreg={"abs_refcat": str(exposures["refcat"])})
+    assert result.meta.cal_step.source_catalog == "COMPLETE"
+    assert result.meta.cal_step.tweakreg == "FAILED"
+    assert "v2v3corr" not in result.meta.wcs.available_frames
+    cat = Table.read(out / f"{BASE}wfi05_cat.parquet")
+    assert len(cat) == 0 and "x_centroid" in cat.colnames
+    with datamodels.open(out / f"{BASE}wfi05_segm.asdf") as segm:
+        assert not segm.data.any()
