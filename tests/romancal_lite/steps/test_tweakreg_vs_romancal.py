@@ -9,12 +9,10 @@ with no proper-motion correction and no crop). The pointing is then moved by (+3
 ``meta.source_catalog.tweakreg_catalog_name`` naming the source catalog file, where
 both steps read it.
 
-The source catalog file comes from our ``source_catalog`` on the image: the windowed
-centroids (``x``, ``y``: romancal's tweakreg wants ``x, y`` or ``x_psf, y_psf``, and
-without PSF fitting we have neither) and ``warning_flags`` of the round sources
-(ellipticity < 0.1). Without deblending, 400 stars on this small detector make blends
-whose isophotal centroids fall between stars; with every row the general fit of both
-steps is still identical but 17 mas from the truth at the corners.
+The source catalog file is our ``source_catalog``'s ``<base>_cat.parquet`` of the
+perturbed image, PSF photometry on (the EPSF and APCORR of the built-in references), as
+``roman_elp`` writes it: both steps use its ``x_psf, y_psf`` (romancal renames them to
+``x, y``) and drop rows flagged DO_NOT_USE in ``warning_flags``.
 
 romancal runs offline in a subprocess (``benchmarks/_romancal.py``'s empty CRDS cache,
 sockets refused), importing while we prepare the inputs; ours runs here. Both use
@@ -137,30 +135,28 @@ def _inputs(image: dict[str, Any], tmp: Path) -> dict[str, Any]:
     Table({"RA": ra, "DEC": dec}).write(tmp / "refcat.ecsv")
     Table({"RA": ra[:FEW], "DEC": dec[:FEW]}).write(tmp / "few_refcat.ecsv")
 
-    step = SourceCatalogStep(fit_psf=False)
+    model = _perturb(model)
+    # our catalog of the perturbed image, written where both steps read it
+    step = SourceCatalogStep(fit_psf=True, output_dir=str(tmp), save_results=True)
     with builtin_cache(image["cache"], hide_user_crds=True):
         step.run(model)
-    cat = step.catalog.table
-    round_ = np.asarray(cat["ellipticity"]) < 0.1
-    sources = Table({"x": np.asarray(cat["x_centroid_win"], float)[round_],
-                     "y": np.asarray(cat["y_centroid_win"], float)[round_],
-                     "warning_flags": np.asarray(cat["warning_flags"])[round_]})
-    sources.write(tmp / f"{NAME}_twk_cat.parquet")
-    sources[:FEW].write(tmp / "few_cat.parquet")
+    catalog = tmp / f"{NAME}_cat.parquet"
+    table = step.catalog.table
+    Table({"x_psf": table["x_psf"][:FEW], "y_psf": table["y_psf"][:FEW]}).write(
+        tmp / "few_cat.parquet")
 
-    model = _perturb(model)
-    model.meta["source_catalog"] = {"tweakreg_catalog_name": str(tmp / f"{NAME}_twk_cat.parquet")}
+    model.meta["source_catalog"] = {"tweakreg_catalog_name": str(catalog)}
     perturbed = tmp / f"{NAME}_cal.asdf"
     model.save(perturbed)
     cases = {
-        "aligned": {"abs_refcat": str(tmp / "refcat.ecsv"),
-                    "catalog": str(tmp / f"{NAME}_twk_cat.parquet")},
+        "aligned": {"abs_refcat": str(tmp / "refcat.ecsv"), "catalog": str(catalog)},
         "few_references": {"abs_refcat": str(tmp / "few_refcat.ecsv"),
-                           "catalog": str(tmp / f"{NAME}_twk_cat.parquet")},
+                           "catalog": str(catalog)},
         "few_matches": {"abs_refcat": str(tmp / "refcat.ecsv"),
                         "catalog": str(tmp / "few_cat.parquet")},
     }
-    return {"cal": perturbed, "cases": cases, "truth": truth, "n_sources": len(sources),
+    usable = (np.asarray(table["warning_flags"]) & 1) == 0
+    return {"cal": perturbed, "cases": cases, "truth": truth, "n_sources": int(usable.sum()),
             "perturbed": model.meta.wcs(*GRID)}
 
 
