@@ -2,7 +2,8 @@
 
 The official pipeline is the yardstick of ``benchmarks/pipeline.py`` and of the slow
 cross-check ``tests/romancal_lite/integration/test_vs_romancal.py``.  It is run through
-flatfield on one Level 1 (``_uncal``) exposure, configured like romancal-lite's
+flatfield (or, with a local reference catalog, through tweakreg) on one Level 1
+(``_uncal``) exposure or an ``_asn.json`` association, configured like romancal-lite's
 ``roman_elp``:
 
 * ramp fitting with ``algorithm='ols_cas22'`` and jump detection on (romancal 1.1

@@ -2,33 +2,55 @@
 
 Run as a script::
 
-    python benchmarks/pipeline.py [--size 4096x4096] [--resultants 9 15]
+    python benchmarks/pipeline.py [--size 4096x4096] [--resultants 9 [15]]
+                                  [--through tweakreg|flatfield] [--stars 4000]
+                                  [--asn-detectors 4] [--asn-size 512x4096]
                                   [--only ours|romancal] [--repeat 1] [--markdown]
                                   [--input auto|simulate|synthetic] [--workdir DIR]
-                                  [--json FILE]
+                                  [--json FILE] [--from-json FILE]
 
 For each number of resultants it writes the official-format reference files
 romancal-lite generates for detector WFI02 at that shape and one Level 1 exposure
 (``_uncal.asdf``, filter F158) made from them by ``romancal_lite.simulate`` (MA
-tables "ma4" and "ma6"; ``--input synthetic``: the scene of ``benchmarks/_data.py``),
-then runs each pipeline, in its own fresh
-interpreter, through flatfield with the SAME input and the SAME reference files given
-as overrides:
+tables "ma4" and "ma6"): :data:`STARS_PER_FULL_FRAME` stars per full frame (scaled by
+area; source_catalog finds ~70 % of them) and the pointing error
+:data:`POINTING_ERROR` (3", -2", roll 3') in the recorded pointing, with the
+simulator's reference catalog of the stars (``<base>_refcat.ecsv``) beside it.  Then
+it runs each pipeline, in its own fresh interpreter, through tweakreg with the SAME
+input and the SAME reference files given as overrides:
 
 * ours: ``romancal_lite.pipeline.ExposurePipeline`` (dq_init, saturation, refpix,
   linearity, ramp_fit with the Casertano fit and jump detection, dark_current,
-  assign_wcs, photom, flatfield);
+  assign_wcs, photom, flatfield, source_catalog with PSF fitting, tweakreg);
 * romancal 1.1 (when installed): ``romancal.pipeline.ExposurePipeline`` run offline as
   ``benchmarks/_romancal.py`` describes (``ols_cas22`` ramp fitting with jump
-  detection; ``dark_decay``, ``wfi18_transient``, ``source_catalog`` and ``tweakreg``
-  skipped).
+  detection; ``dark_decay`` and ``wfi18_transient`` skipped; source_catalog with
+  ``fit_psf`` on, its default, and our EPSF and APCORR files; tweakreg).
 
-Reported per pipeline: the wall time of each step's ``Step.run``; the pipeline call
-("through flatfield": reading the input, all steps, writing the ``_cal`` file), which
-is the number the speed-up is computed from; the whole process (interpreter start and
-imports included); and the peak resident memory of the process (Linux ``VmHWM``).
-Reference-file generation is done (and cached in ``--workdir``) before anything is
-timed, and so is the input.
+Both give tweakreg the reference catalog file as ``abs_refcat`` (romancal: stcal
+1.20 reads an existing path, no Gaia query; sockets are refused during its run).
+``--through flatfield`` stops both after flatfield, as this benchmark did before.
+
+Then (unless ``--asn-detectors 0``) the association case: :data:`ASN_DETECTORS`
+(WFI01-WFI04) of one simulated exposure, ``--asn-size`` each (default 512 x 4096:
+romancal needs the full width), pointing error :data:`ASN_POINTING_ERROR`, listed in
+one ``_asn.json`` with a shared ``group_id`` and run through each pipeline in one
+call (one joint tweakreg fit); their reference catalogs are merged into one file.
+An override is one file for every member, so here both pipelines select each
+detector's references from an lz4 copy of romancal-lite's built-in CRDS cache
+(``CRDS_PATH``, ``CRDS_CONTEXT``, serverless, offline).
+
+Reported per pipeline: the wall time of each step's ``Step.run`` (summed over the
+exposures of an association); the pipeline call ("through tweakreg": reading the
+input, all steps, writing ``_cal``, ``_wcs``, ``_cat.parquet``, ``_segm``), which is
+the number the speed-up is computed from, and the call without the two catalog steps;
+the whole process (interpreter start and imports included); and the peak resident
+memory of the process (Linux ``VmHWM``).  Below each table, per pipeline and
+exposure (read back from the products, untimed): the catalog's number of sources,
+tweakreg's fit (status, shift in arcsec, rotation in arcmin, matches) and the median
+and largest separation between the simulated stars' true positions and their pixel
+positions through the aligned WCS.  Reference-file generation is done (and cached in
+``--workdir``) before anything is timed, and so is the input.
 
 The size is ``--size`` or ``$ROMANCAL_LITE_BENCH_SIZE`` (``NY`` rows of the 4096-column
 width, or ``NYxNX``); default the full 4096 x 4096 frame.  romancal's refpix step
