@@ -403,28 +403,57 @@ def isophotal_centroid_errors(
         1-sigma errors in pixels (NaN where undefined).
     """
     half = kernel.shape[0] // 2
+    size = kernel.shape[0]
     ny, nx = conv.shape
-    kern = kernel[::-1, ::-1]
-    x_err = np.full(len(labels), np.nan)
-    y_err = np.full(len(labels), np.nan)
-    for n, (label, (sy, sx)) in enumerate(zip(labels, slices, strict=True)):
-        if not (np.isfinite(xc[n]) and np.isfinite(yc[n])):
-            continue
-        y0, y1 = max(sy.start - half, 0), min(sy.stop + half, ny)
-        x0, x1 = max(sx.start - half, 0), min(sx.stop + half, nx)
-        c = conv[y0:y1, x0:x1]
+    kern = np.asarray(kernel, dtype=np.float64)[::-1, ::-1]
+    n = len(labels)
+    x_err = np.full(n, np.nan)
+    y_err = np.full(n, np.nan)
+    ok = np.flatnonzero(np.isfinite(xc) & np.isfinite(yc))
+    if ok.size == 0:
+        return x_err, y_err
+    y0 = np.array([max(slices[i][0].start - half, 0) for i in ok])
+    y1 = np.array([min(slices[i][0].stop + half, ny) for i in ok])
+    x0 = np.array([max(slices[i][1].start - half, 0) for i in ok])
+    x1 = np.array([min(slices[i][1].stop + half, nx) for i in ok])
+    # all sources at once, in batches of similar stamp sizes (padded to the largest)
+    order = np.argsort((y1 - y0) * (x1 - x0), kind="stable")
+    budget = 4_000_000  # stamp pixels x kernel pixels per batch
+    start = 0
+    while start < order.size:
+        stop = start + 1
+        height, width = int((y1 - y0)[order[start]]), int((x1 - x0)[order[start]])
+        while stop < order.size:
+            h = max(height, int((y1 - y0)[order[stop]]))
+            w = max(width, int((x1 - x0)[order[stop]]))
+            if (stop + 1 - start) * h * w * size * size > budget:
+                break
+            height, width, stop = h, w, stop + 1
+        sel = order[start:stop]
+        src = ok[sel]
+        rows = y0[sel, None] + np.arange(height)
+        cols = x0[sel, None] + np.arange(width)
+        inside = (rows < y1[sel, None])[:, :, None] & (cols < x1[sel, None])[:, None, :]
+        rr = np.minimum(rows, ny - 1)[:, :, None]
+        cc = np.minimum(cols, nx - 1)[:, None, :]
+        c = conv[rr, cc]
+        masked = mask[rr, cc]
         with np.errstate(invalid="ignore"):
-            m = (segm[y0:y1, x0:x1] == label) & ~mask[y0:y1, x0:x1] & (c >= 0)
-        total = c[m].sum()
-        if not total > 0:
-            continue
-        yy, xx = np.mgrid[y0:y1, x0:x1]
-        var_pix = np.where(mask[y0:y1, x0:x1], 0.0, err[y0:y1, x0:x1].astype(np.float64) ** 2)
+            m = inside & (segm[rr, cc] == np.asarray(labels)[src, None, None]) & ~masked & (c >= 0)
+        total = np.where(m, c, 0.0).sum(axis=(1, 2))
+        var_pix = np.where(inside & ~masked, err[rr, cc].astype(np.float64) ** 2, 0.0)
         var_pix[~np.isfinite(var_pix)] = 0.0
-        for arm, out in ((xx - xc[n], x_err), (yy - yc[n], y_err)):
+        for coord, centre, out in ((cc, xc, x_err), (rr, yc, y_err)):
+            arm = np.where(m, coord - centre[src, None, None], 0.0)
+            padded = np.pad(arm, ((0, 0), (half, half), (half, half)))
+            windows = np.lib.stride_tricks.sliding_window_view(padded, (size, size),
+                                                               axis=(1, 2))
             # h_k = sum_i K(i - k) g_i: the correlation with the flipped kernel
-            h = ndimage.correlate(np.where(m, arm, 0.0), kern, mode="constant", cval=0.0)
-            out[n] = math.sqrt(float((var_pix * h * h).sum())) / total
+            hk = np.einsum("nijab,ab->nij", windows, kern)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                value = np.sqrt((var_pix * hk * hk).sum(axis=(1, 2))) / total
+            out[src] = np.where(total > 0, value, np.nan)
+        start = stop
     return x_err, y_err
 
 
