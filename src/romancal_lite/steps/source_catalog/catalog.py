@@ -982,8 +982,11 @@ def make_source_catalog(
         to_flux = float(conversion_megajanskys) * (1.0 * u.MJy / u.sr * area_sr * u.sr).to_value(
             u.nJy)
 
-    work = np.where(mask, np.nan, data).astype(np.float64)
-    background, rms = estimate_background(work, mask, bkg_boxsize)
+    # the background from the data's own float32, as romancal (faster than float64)
+    image32 = np.where(mask, np.float32(np.nan), data).astype(np.float32, copy=False)
+    background, rms = estimate_background(image32, mask, bkg_boxsize)
+    work = image32.astype(np.float64)
+    del image32
     work -= background
     kernel = detection_kernel(kernel_fwhm)
     conv = convolve_masked(work, kernel, mask)
