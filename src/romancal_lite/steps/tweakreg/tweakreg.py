@@ -520,6 +520,11 @@ class Alignment:
         Why the absolute fit failed (empty on success).
     relative : str
         What the relative fit did (``"not needed"``, ``"done"`` or why it was dropped).
+    aborted : bool
+        The absolute fit was not done or raised (too few reference sources, no
+        sources, a singular fit): romancal then writes ``status: FAILED`` whatever
+        tweakwcs reported; otherwise tweakwcs' own status (e.g. ``"FAILED: not enough
+        matches"``) is kept, as romancal keeps it.
     """
 
     succeeded: bool
@@ -527,6 +532,7 @@ class Alignment:
     fit_info: list[dict[str, Any] | None]
     message: str = ""
     relative: str = "not needed"
+    aborted: bool = True
 
 
 def _correctors(images: list[AlignImage]) -> list[Any]:
@@ -673,10 +679,6 @@ def align_images(
         on_images |= reference_mask(refcat, image.wcs, image.shape, absolute["searchrad"])
     ref = Table({"RA": np.asarray(refcat["RA"], float)[on_images],
                  "DEC": np.asarray(refcat["DEC"], float)[on_images]})
-    n_sources = sum(len(image.catalog) for image in images)
-    if n_sources < minobj:
-        failed.message = f"too few sources in the image(s) ({n_sources} < {minobj})"
-        return failed
     if len(ref) < minobj:
         failed.message = f"too few reference sources on the image(s) ({len(ref)} < {minobj})"
         return failed
@@ -699,6 +701,7 @@ def align_images(
             f" {info.get('nmatches', 0) or 0} matches, minobj {minobj})"
         )
         failed.fit_info = [info or None for info in infos]
+        failed.aborted = False
         return failed
     return Alignment(True, [c.wcs for c in correctors], infos, "", relative_note)
 

@@ -203,10 +203,11 @@ class TweakRegStep(Step):
         for image, wcs, info in zip(fitted, result.wcs, result.fit_info, strict=True):
             image.meta["wcs_fit_results"] = serialize_fit_info(info, n_detector=len(fitted))
             if not result.succeeded:
-                image.meta["wcs_fit_results"]["status"] = "FAILED"
+                if result.aborted:
+                    image.meta["wcs_fit_results"]["status"] = "FAILED"
                 self._statuses[id(image)] = FAILED
                 continue
-            wcs.name = f"FIT-LVL2-{Path(refcat_name).name}"
+            wcs.name = f"FIT-LVL2-{self.abs_refcat}"  # as romancal: the value as given
             image.meta["wcs"] = wcs
             self._statuses[id(image)] = COMPLETE
             region = s_region_polygon(compute_footprint(wcs, image_shape(image)))
