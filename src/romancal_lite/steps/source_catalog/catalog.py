@@ -333,14 +333,39 @@ def convolve_masked(data: np.ndarray, kernel: np.ndarray, mask: np.ndarray) -> n
 
     num = correlate(values, 0.0)
     # out-of-image pixels count as valid zeros (astropy's boundary="fill")
-    if good.all():
-        weight = np.ones_like(values) * kern.sum()
+    bad_y, bad_x = np.nonzero(~good)
+    if bad_y.size * kern.size < good.size:
+        # few masked pixels: the kernel sum less what they take away, scattered
+        weight = _masked_deficit(bad_y, bad_x, kern, good.shape)
+        np.subtract(kern.sum(), weight, out=weight)
     else:
         weight = correlate(good.astype(np.float64), 1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = num / weight
     out[weight <= 1e-12 * kern.sum()] = np.nan
     return out
+
+
+def _masked_deficit(bad_y: np.ndarray, bad_x: np.ndarray, kern: np.ndarray,
+                    shape: tuple[int, int]) -> np.ndarray:
+    """Return ``correlate(bad, kern)`` for a sparse set of bad pixels (zero boundary)."""
+    half_y, half_x = kern.shape[0] // 2, kern.shape[1] // 2
+    ny, nx = shape
+    flat: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    for (a, b), k in np.ndenumerate(kern):
+        if k == 0:
+            continue
+        # out[p] = sum_ab kern[a, b] bad[p + (a - hy, b - hx)]: bad pixel i feeds p = i - offset
+        ty = bad_y - (a - half_y)
+        tx = bad_x - (b - half_x)
+        keep = (ty >= 0) & (ty < ny) & (tx >= 0) & (tx < nx)
+        flat.append(ty[keep] * nx + tx[keep])
+        values.append(np.full(int(keep.sum()), k))
+    if not flat:
+        return np.zeros(shape)
+    return np.bincount(np.concatenate(flat), weights=np.concatenate(values),
+                       minlength=ny * nx).reshape(shape)
 
 
 def _separate(kernel: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
