@@ -364,8 +364,9 @@ def _masked_deficit(bad_y: np.ndarray, bad_x: np.ndarray, kern: np.ndarray,
         values.append(np.full(int(keep.sum()), k))
     if not flat:
         return np.zeros(shape)
-    return np.bincount(np.concatenate(flat), weights=np.concatenate(values),
-                       minlength=ny * nx).reshape(shape)
+    deficit = np.bincount(np.concatenate(flat), weights=np.concatenate(values),
+                          minlength=ny * nx)
+    return deficit.astype(np.float64, copy=False).reshape(shape)
 
 
 def _separate(kernel: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
