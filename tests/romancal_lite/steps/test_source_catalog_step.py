@@ -352,6 +352,10 @@ def test_psf_fit_against_simulator_truth(run):
     ratio = np.hypot(table["ra_psf_err"], table["dec_psf_err"]) / np.hypot(
         table["x_psf_err"], table["y_psf_err"])
     assert np.nanmedian(ratio) == pytest.approx(0.11, rel=0.05)
+    # sky errors wherever the pixel errors exist, also at the image edge
+    finite = np.isfinite(table["x_psf_err"]) & np.isfinite(table["y_psf_err"])
+    assert np.all(np.isfinite(np.asarray(table["ra_psf_err"])[finite]))
+    assert np.all(np.isfinite(np.asarray(table["dec_psf_err"])[finite]))
 
 
 def test_registered_and_defaults():

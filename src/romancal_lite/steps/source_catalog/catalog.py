@@ -619,17 +619,27 @@ def _sky(wcs: Any, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return np.asarray(ra, dtype=np.float64), np.asarray(dec, dtype=np.float64)
 
 
+def _sky_unbounded(wcs: Any, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``wcs(x, y)`` without the bounding box (half a pixel beyond the edge is fine)."""
+    try:
+        ra, dec = wcs(x, y, with_bounding_box=False)
+    except TypeError:  # a plain callable
+        ra, dec = wcs(x, y)
+    return np.asarray(ra, dtype=np.float64), np.asarray(dec, dtype=np.float64)
+
+
 def _sky_errors(
     wcs: Any, x: np.ndarray, y: np.ndarray, x_err: np.ndarray, y_err: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Propagate pixel errors through the local WCS Jacobian to arcsec on the sky."""
     ok = np.isfinite(x) & np.isfinite(y)
     xs, ys = np.where(ok, x, 0.0), np.where(ok, y, 0.0)
-    ra_px, dec_px = _sky(wcs, xs + 0.5, ys)
-    ra_mx, dec_mx = _sky(wcs, xs - 0.5, ys)
-    ra_py, dec_py = _sky(wcs, xs, ys + 0.5)
-    ra_my, dec_my = _sky(wcs, xs, ys - 0.5)
-    _, dec = _sky(wcs, xs, ys)
+    # the Jacobian by central differences, also for positions at the image edge
+    ra_px, dec_px = _sky_unbounded(wcs, xs + 0.5, ys)
+    ra_mx, dec_mx = _sky_unbounded(wcs, xs - 0.5, ys)
+    ra_py, dec_py = _sky_unbounded(wcs, xs, ys + 0.5)
+    ra_my, dec_my = _sky_unbounded(wcs, xs, ys - 0.5)
+    _, dec = _sky_unbounded(wcs, xs, ys)
     cosd = np.cos(np.radians(dec))
     dra_dx = ((ra_px - ra_mx + 180.0) % 360.0 - 180.0) * cosd
     dra_dy = ((ra_py - ra_my + 180.0) % 360.0 - 180.0) * cosd
