@@ -731,8 +731,9 @@ def run_ours(
     for cal in cals:
         if not cal.is_file():
             raise RuntimeError(f"romancal_lite wrote no {cal.name} in {output_dir}")
-    per_step = {name: seconds for name, seconds in times.items()
-                if name not in (ExposurePipeline.class_alias, "ExposurePipeline")}
+    not_run = (ExposurePipeline.class_alias, "ExposurePipeline",
+               *(CATALOG_STEPS if abs_refcat is None else ()))
+    per_step = {name: seconds for name, seconds in times.items() if name not in not_run}
     per_step["total"] = total
     return (cals if Path(uncal_path).suffix == ".json" else cals[0]), per_step
 
