@@ -426,17 +426,21 @@ class Step:
             return False
         if not isinstance(data, np.ndarray) or data.ndim != 2 or data.size == 0:
             return False
-        usable = np.isfinite(data)
         try:
             dq = result.dq
         except (AttributeError, KeyError):
             dq = None
-        if isinstance(dq, np.ndarray) and dq.shape == data.shape:
-            from romancore.dqflags import pixel
+        if not (isinstance(dq, np.ndarray) and dq.shape == data.shape):
+            dq = None
+        from romancore.dqflags import pixel
 
-            usable &= (dq & np.uint32(pixel.DO_NOT_USE)) == 0
-        if usable.any():
-            return False
+        # by blocks of rows, stopping at the first usable pixel (usually in the first)
+        for start in range(0, data.shape[0], 64):
+            usable = np.isfinite(data[start : start + 64])
+            if dq is not None:
+                usable &= (dq[start : start + 64] & np.uint32(pixel.DO_NOT_USE)) == 0
+            if usable.any():
+                return False
         self.log.warning(
             "%s: the result of %s has no usable pixel: every pixel is NaN or flagged"
             " DO_NOT_USE (e.g. a single resultant, or every resultant saturated or"

@@ -92,9 +92,23 @@ class TweakregFailure(Exception):
 # ---------------------------------------------------------------------- image sources
 
 
-def _as_table(path: Path, fmt: str | None) -> Table:
+#: The columns of an image's source catalog the fit can use (`image_catalog`).
+SOURCE_COLUMNS = ("x", "y", "x_psf", "y_psf", "x_centroid", "y_centroid", "warning_flags")
+
+
+def _as_table(path: Path, fmt: str | None, columns: tuple[str, ...] | None = None) -> Table:
     name = path.name.lower()
     try:
+        if name.endswith(".parquet") and columns is not None:
+            # only the columns needed, with pyarrow alone: astropy's reader goes
+            # through pyarrow.dataset, which imports pandas (~0.5 s)
+            import pyarrow.parquet as pq
+
+            with open(path, "rb") as fh:
+                pfile = pq.ParquetFile(fh)
+                present = [c for c in columns if c in pfile.schema_arrow.names]
+                arrow = pfile.read(columns=present)
+            return Table({c: arrow.column(c).to_numpy() for c in present})
         if name.endswith(".parquet"):
             return Table.read(path, format="parquet")
         if name.endswith(".ecsv"):
@@ -177,7 +191,7 @@ def read_source_catalog(
     """
     path = Path(path)
     try:
-        return image_catalog(_as_table(path, fmt), bounding_box)
+        return image_catalog(_as_table(path, fmt, SOURCE_COLUMNS), bounding_box)
     except InputFileError as exc:
         if str(exc).startswith(str(path)):
             raise
@@ -550,7 +564,7 @@ def _correctors(images: list[AlignImage]) -> list[Any]:
         group = image.group_id if image.group_id is not None else f"image-{index}"
         correctors.append(
             RomanWCSCorrector(
-                wcs=_copy_wcs(image.wcs),
+                wcs=image.wcs,  # tweakwcs' corrector keeps its own deep copy
                 wcsinfo={k: float(image.wcsinfo[k]) for k in ("roll_ref", "v2_ref", "v3_ref")},
                 meta={"catalog": cat, "name": image.name, "group_id": group, "index": index},
             )
@@ -783,12 +797,6 @@ def fit_wcs(
     if not result.succeeded:
         raise TweakregFailure(result.message, result.fit_info[0])
     return result.wcs[0], result.fit_info[0] or {}
-
-
-def _copy_wcs(wcs: WCS) -> WCS:
-    from copy import deepcopy
-
-    return deepcopy(wcs)
 
 
 def serialize_fit_info(fit_info: Mapping[str, Any] | None, n_detector: int = 1) -> dict[str, Any]:
