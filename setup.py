@@ -88,6 +88,7 @@ EXTENSIONS = [
     _ext("romancore._saturation"),
     _ext("romancore._linearity"),
     _ext("romancore.ramp._fit"),
+    _ext("romancore._srcmeasure"),
 ]
 
 setup(

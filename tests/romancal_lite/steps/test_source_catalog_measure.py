@@ -1,0 +1,234 @@
+"""The vectorized SourceCatalog photometry against photutils itself."""
+
+from __future__ import annotations
+
+import warnings
+
+import astropy.units as u
+import numpy as np
+import pytest
+
+from romancal_lite.steps.source_catalog import measure
+
+photutils = pytest.importorskip("photutils")
+
+KRON = (2.5, 1.4, 0.0)
+RADII = (0.1 / 0.11, 0.2 / 0.11, 0.4 / 0.11, 0.8 / 0.11, 1.6 / 0.11)
+
+
+def _scene(seed: int, shape: tuple[int, int] = (360, 400), n_stars: int = 260):
+    """Stars (some blended, some at the edges), galaxies, noise and masked pixels."""
+    rng = np.random.default_rng(seed)
+    ny, nx = shape
+    yy, xx = np.mgrid[:ny, :nx]
+    data = np.zeros(shape)
+    x = rng.uniform(-2, nx + 1, n_stars)
+    y = rng.uniform(-2, ny + 1, n_stars)
+    # close pairs (blends) and sources straddling the edges
+    x[:20] = x[20:40] + rng.uniform(2, 5, 20)
+    y[:20] = y[20:40] + rng.uniform(-2, 2, 20)
+    x[40:50] = rng.uniform(-1, 1.5, 10)
+    y[50:60] = ny - 1 + rng.uniform(-1.5, 1, 10)
+    flux = 10 ** rng.uniform(1.5, 4, n_stars)
+    sig = rng.uniform(1.1, 1.5, n_stars)
+    for xi, yi, fi, si in zip(x, y, flux, sig, strict=True):
+        y0, y1 = max(int(yi) - 12, 0), min(int(yi) + 13, ny)
+        x0, x1 = max(int(xi) - 12, 0), min(int(xi) + 13, nx)
+        if y0 >= y1 or x0 >= x1:
+            continue
+        r2 = (xx[y0:y1, x0:x1] - xi) ** 2 + (yy[y0:y1, x0:x1] - yi) ** 2
+        data[y0:y1, x0:x1] += fi / (2 * np.pi * si**2) * np.exp(-r2 / (2 * si**2))
+    for _ in range(12):  # extended elliptical sources
+        xi, yi = rng.uniform(20, nx - 20), rng.uniform(20, ny - 20)
+        a, b, th = rng.uniform(3, 7), rng.uniform(1.5, 3), rng.uniform(0, np.pi)
+        dx, dy = xx - xi, yy - yi
+        u_ = dx * np.cos(th) + dy * np.sin(th)
+        v_ = -dx * np.sin(th) + dy * np.cos(th)
+        data += rng.uniform(5, 30) * np.exp(-0.5 * ((u_ / a) ** 2 + (v_ / b) ** 2))
+    err = np.full(shape, 0.5) + 0.05 * np.sqrt(np.abs(data))
+    data += rng.normal(0, 0.5, shape)
+    mask = rng.random(shape) < 0.003
+    mask[100:103, 50:90] = True  # a bad column segment through sources
+    mask[:, nx - 1] |= rng.random(ny) < 0.3
+    data[mask] = np.nan
+    err[mask] = np.nan
+    return data, err, mask
+
+
+def _catalog(data, err, mask):
+    from photutils.segmentation import SourceCatalog, SourceFinder, make_2dgaussian_kernel
+    from scipy import ndimage
+
+    kernel = make_2dgaussian_kernel(2.0, size=7).array
+    conv = ndimage.convolve(np.where(mask, 0.0, data), kernel, mode="constant")
+    segm = SourceFinder(n_pixels=9, deblend=True, contrast=1e-3, progress_bar=False)(
+        conv, 1.5, mask=mask)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cat = SourceCatalog(data, segm, convolved_data=conv, error=err, mask=mask,
+                            aperture_mask_method="mask", kron_params=KRON)
+    return cat, segm
+
+
+@pytest.fixture(scope="module", params=[1, 2])
+def scene(request):
+    data, err, mask = _scene(request.param)
+    cat, segm = _catalog(data, err, mask)
+    shape = {
+        "labels": np.asarray(cat.labels),
+        "x": np.asarray(cat.x_centroid, float),
+        "y": np.asarray(cat.y_centroid, float),
+        "a": u.Quantity(cat.semimajor_axis).value,
+        "b": u.Quantity(cat.semiminor_axis).value,
+        "theta": u.Quantity(cat.orientation, u.deg).value,
+        "cxx": u.Quantity(cat.ellipse_cxx).value,
+        "cxy": u.Quantity(cat.ellipse_cxy).value,
+        "cyy": u.Quantity(cat.ellipse_cyy).value,
+    }
+    return data, err, mask, cat, segm, shape
+
+
+def _close(ours, ref, rtol, atol=0.0):
+    ours = np.asarray(ours, float)
+    ref = np.asarray(ref, float)
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(ref))
+    ok = ~np.isnan(ref)
+    np.testing.assert_allclose(ours[ok], ref[ok], rtol=rtol, atol=atol)
+
+
+def _kron(data, err, mask, segm, s):
+    image = measure.prepare_image(data, mask, segm.data, err)
+    kr = measure.kron_radius(image, None, None, s["labels"], s["x"], s["y"], s["a"], s["b"],
+                             s["theta"], s["cxx"], s["cxy"], s["cyy"], kron_params=KRON)
+    flux, flux_err = measure.kron_photometry(image, None, None, None, s["labels"], s["x"],
+                                             s["y"], s["a"], s["b"], s["theta"], kr,
+                                             kron_params=KRON)
+    return image, kr, flux, flux_err
+
+
+def test_scene_is_realistic(scene):
+    data, err, mask, cat, segm, s = scene
+    assert len(s["labels"]) > 150
+    x = s["x"]
+    assert np.sum((x < 3) | (x > data.shape[1] - 4)) >= 3  # edge sources
+
+
+def test_kron_radius_and_flux(scene):
+    data, err, mask, cat, segm, s = scene
+    _, kr, flux, flux_err = _kron(data, err, mask, segm, s)
+    # the same sums in a different order: rounding only
+    _close(kr, u.Quantity(cat.kron_radius).value, rtol=1e-12)
+    # exact pixel overlaps computed by another formula: ~1e-15 per pixel
+    _close(flux, np.asarray(cat.kron_flux), rtol=1e-10, atol=1e-9)
+    _close(flux_err, np.asarray(cat.kron_flux_err), rtol=1e-10)
+
+
+def test_flux_radius(scene):
+    data, err, mask, cat, segm, s = scene
+    image, kr, flux, _ = _kron(data, err, mask, segm, s)
+    rmax = measure.max_flux_radius(s["a"], kr, KRON)
+    ours = measure.flux_radius(image, None, None, s["labels"], s["x"], s["y"], flux, rmax,
+                               0.5)
+    ref = u.Quantity(cat.flux_radius(0.5)).value
+    # Brent stops within 2e-12 pixel of the root
+    _close(ours, ref, rtol=1e-9, atol=1e-9)
+    assert np.isfinite(ref).sum() > 100
+
+
+def test_windowed_centroids(scene):
+    data, err, mask, cat, segm, s = scene
+    rhl = u.Quantity(cat.flux_radius(0.5)).value
+    xw, yw = measure.windowed_centroids(data, mask, segm.data, s["labels"], s["x"], s["y"],
+                                        rhl, s["cxx"], s["cxy"], s["cyy"])
+    _close(xw, np.asarray(cat.x_centroid_win), rtol=0, atol=1e-9)
+    _close(yw, np.asarray(cat.y_centroid_win), rtol=0, atol=1e-9)
+
+
+def test_circular_photometry(scene):
+    from photutils.aperture import CircularAperture, aperture_photometry
+
+    data, err, mask, cat, segm, s = scene
+    xy = np.transpose([s["x"], s["y"]])
+    xy = np.where(np.isfinite(xy), xy, -1000.0)
+    phot = aperture_photometry(data, [CircularAperture(xy, r) for r in RADII], error=err,
+                               mask=mask)
+    sums, errs = measure.circular_photometry(data, err, mask, xy[:, 0], xy[:, 1], RADII)
+    for k in range(len(RADII)):
+        _close(sums[k], phot[f"aperture_sum_{k}"], rtol=1e-10, atol=1e-9)
+        _close(errs[k], phot[f"aperture_sum_err_{k}"], rtol=1e-10, atol=1e-9)
+
+
+def test_circular_photometry_edges():
+    from photutils.aperture import CircularAperture, aperture_photometry
+
+    rng = np.random.default_rng(5)
+    data = rng.normal(10, 1, (40, 50))
+    err = np.full(data.shape, 0.7)
+    mask = np.zeros(data.shape, bool)
+    mask[18:23, 28:33] = True  # an all-masked small aperture
+    x = np.array([0.0, -0.4, 49.3, 25.0, 30.0, 30.2, -30.0, np.nan, 12.5])
+    y = np.array([0.0, 20.0, 39.6, 20.0, 20.0, 20.1, 10.0, 5.0, 40.49])
+    radii = (0.5, 1.0, 3.3)
+    sums, errs = measure.circular_photometry(data, err, mask, x, y, radii)
+    xy = np.transpose([np.where(np.isfinite(x), x, -1000.0), y])
+    phot = aperture_photometry(data, [CircularAperture(xy, r) for r in radii], error=err,
+                               mask=mask)
+    for k in range(len(radii)):
+        _close(sums[k], phot[f"aperture_sum_{k}"], rtol=1e-12, atol=1e-12)
+        _close(errs[k], phot[f"aperture_sum_err_{k}"], rtol=1e-12, atol=1e-12)
+    assert sums[0, 4] == 0.0 and errs[0, 4] == 0.0  # all masked: photutils' empty sum
+    assert np.isnan(sums[:, 6]).all() and np.isnan(sums[:, 7]).all()  # off image / NaN
+    # the exact overlap sums to the circle's area inside the image
+    ones, _ = measure.circular_photometry(np.ones((60, 60)), None, None, [30.3], [29.8],
+                                          [7.25])
+    np.testing.assert_allclose(ones[0, 0], np.pi * 7.25**2, rtol=1e-13)
+
+
+def test_nan_positions_and_all_masked():
+    rng = np.random.default_rng(3)
+    data = rng.normal(0, 1, (30, 30))
+    segm = np.zeros(data.shape, np.int32)
+    segm[5:10, 5:10] = 1
+    segm[15:25, 15:25] = 2
+    mask = np.zeros(data.shape, bool)
+    mask[5:10, 5:10] = True  # source 1 entirely masked
+    labels = np.array([1, 2])
+    x = np.array([7.0, np.nan])
+    y = np.array([7.0, 20.0])
+    ones = np.ones(2)
+    kr = measure.kron_radius(data, mask, segm, labels, x, y, ones, ones, np.zeros(2),
+                             ones, np.zeros(2), ones)
+    assert np.isnan(kr).all()
+    flux, flux_err = measure.kron_photometry(data, np.ones_like(data), mask, segm, labels,
+                                             x, y, ones, ones, np.zeros(2), ones * 2)
+    assert np.isnan(flux).all() and np.isnan(flux_err).all()
+    # no Kron flux, or no position: NaN; a zero Kron flux: NaN
+    r = measure.flux_radius(data, mask, segm, labels, x, y, np.array([np.nan, 1.0]),
+                            ones * 5)
+    assert np.isnan(r).all()
+    r = measure.flux_radius(data, mask, segm, labels, y, y, np.array([0.0, 1.0]), ones * 5)
+    assert np.isnan(r[0]) and np.isfinite(r[1])
+    xw, yw = measure.windowed_centroids(data, mask, segm, labels, x, y, np.array([1.0, 2.0]),
+                                        ones, np.zeros(2), ones)
+    # a NaN position fails: photutils falls back to the (NaN) isophotal centroid
+    assert np.isnan(xw[1]) and yw[1] == 20.0
+    # source 1 has no usable pixel: zero weights -> back to the isophotal centroid
+    assert (xw[0], yw[0]) == (7.0, 7.0)
+    # NaN half-light radius -> NaN
+    xw, _ = measure.windowed_centroids(data, mask, segm, labels, x, y,
+                                       np.array([np.nan, 1.0]), ones, np.zeros(2), ones)
+    assert np.isnan(xw).all()
+
+
+def test_empty_and_invalid_inputs():
+    data = np.zeros((10, 10))
+    segm = np.zeros((10, 10), np.int32)
+    empty = np.zeros(0)
+    assert measure.kron_radius(data, None, segm, np.zeros(0, int), empty, empty, empty,
+                               empty, empty, empty, empty, empty).shape == (0,)
+    with pytest.raises(ValueError, match="shape"):
+        measure.prepare_image(data, np.zeros((3, 3), bool), segm)
+    with pytest.raises(ValueError, match="fraction"):
+        measure.flux_radius(data, None, segm, [1], [1.0], [1.0], [1.0], [1.0], 0.0)
+    with pytest.raises(ValueError, match="radii"):
+        measure.circular_photometry(data, None, None, [1.0], [1.0], [0.0])
