@@ -16,7 +16,7 @@ from romancal_lite.stpipe import Param, Step
 from .catalog import CatalogResult, make_source_catalog, write_parquet
 from .psf import EPSFGrid, adjust_jitter
 
-__all__ = ["SourceCatalogStep"]
+__all__ = ["SourceCatalogStep", "catalog_file_meta"]
 
 
 #: Guide-star jitter keys and romancal's defaults (mas, mas, deg).
@@ -246,14 +246,47 @@ class SourceCatalogStep(Step):
         if self.catalog is None or self.segmentation_model is None:
             raise OutputError(f"{self.name}: nothing to save (the step has not run)")
         cat_path, segm_path = self._output_paths()
-        flat = {
-            key: value
-            for key, value in model.to_flat_dict(include_arrays=False).items()
-            if key.startswith("roman.meta.") and not key.startswith("roman.meta.wcs")
-        }
+        # the image's metadata as it is now (references used, an aligned WCS's S_REGION)
+        self.segmentation_model = datamodels.SegmentationMapModel.from_model(
+            model, data=self.segmentation_model.data
+        )
+        flat = catalog_file_meta(self.segmentation_model, cat_path.name)
         try:
             write_parquet(self.catalog.table, cat_path, flat)
             self.segmentation_model.save(segm_path)
         except OSError as exc:
             raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
         self.log.info("Saved %s and %s", cat_path, segm_path)
+
+
+def catalog_file_meta(segmentation: Any, filename: str) -> dict[str, Any]:
+    """Return the flat ``roman.meta.*`` metadata of a ``_cat.parquet`` file.
+
+    As roman_datamodels' ``ImageSourceCatalogModel.to_parquet`` writes it: the RAD
+    ``l2_catalog_common`` keys of the image and ``meta.image`` (the image's file name
+    and date), which the segmentation map carries too, with the catalog's own
+    ``filename``, ``file_date`` (now) and ``model_type``.
+
+    Parameters
+    ----------
+    segmentation : SegmentationMapModel
+        The map made from the image (its metadata is the catalog's).
+    filename : str
+        The catalog's file name.
+
+    Returns
+    -------
+    dict
+        ``roman.meta.<dotted key>`` -> value.
+    """
+    from astropy.time import Time
+
+    flat = {
+        key: value
+        for key, value in segmentation.to_flat_dict(include_arrays=False).items()
+        if key.startswith("roman.meta.")
+    }
+    flat["roman.meta.filename"] = filename
+    flat["roman.meta.file_date"] = Time.now()
+    flat["roman.meta.model_type"] = "ImageSourceCatalogModel"
+    return flat
