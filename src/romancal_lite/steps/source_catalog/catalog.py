@@ -1024,6 +1024,7 @@ def make_source_catalog(
     work = image32.astype(np.float64)
     del image32
     work -= background
+    del background  # (memory: the full-size maps are not needed past their use)
     kernel = detection_kernel(kernel_fwhm)
     conv = convolve_masked(work, kernel, mask)
 
@@ -1033,7 +1034,11 @@ def make_source_catalog(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoDetectionsWarning)
         finder = SourceFinder(npixels, deblend=deblend, contrast=1e-4, progress_bar=False)
-        segm = finder(np.where(np.isfinite(conv), conv, 0.0), snr_threshold * rms, mask=mask)
+        threshold = rms
+        threshold *= snr_threshold  # in place: rms is not used again
+        del rms
+        segm = finder(np.where(np.isfinite(conv), conv, 0.0), threshold, mask=mask)
+        del threshold
     if segm is None or segm.n_labels == 0:
         return CatalogResult(_empty_table(flux_unit, fit_psf), empty, n_masked,
                              "no sources detected", notes)
