@@ -55,14 +55,14 @@ def _scene(seed: int, shape: tuple[int, int] = (360, 400), n_stars: int = 260):
     return data, err, mask
 
 
-def _catalog(data, err, mask):
+def _catalog(data, err, mask, threshold=1.5, n_pixels=9):
     from photutils.segmentation import SourceCatalog, SourceFinder, make_2dgaussian_kernel
     from scipy import ndimage
 
     kernel = make_2dgaussian_kernel(2.0, size=7).array
     conv = ndimage.convolve(np.where(mask, 0.0, data), kernel, mode="constant")
-    segm = SourceFinder(n_pixels=9, deblend=True, contrast=1e-3, progress_bar=False)(
-        conv, 1.5, mask=mask)
+    segm = SourceFinder(n_pixels=n_pixels, deblend=True, contrast=1e-3, progress_bar=False)(
+        conv, threshold, mask=mask)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cat = SourceCatalog(data, segm, convolved_data=conv, error=err, mask=mask,
@@ -70,10 +70,17 @@ def _catalog(data, err, mask):
     return cat, segm
 
 
-@pytest.fixture(scope="module", params=[1, 2])
+#: (seed, detection threshold, n_pixels): two bright scenes, and one detected down in
+#: the noise (many faint, negative-flux and noise segments: minimum Kron radii, no
+#: flux_radius root, windowed centroids reset to the isophotal one).
+SCENES = [(1, 1.5, 9), (2, 1.5, 9), (3, 0.18, 5)]
+
+
+@pytest.fixture(scope="module", params=SCENES, ids=["bright1", "bright2", "noisy"])
 def scene(request):
-    data, err, mask = _scene(request.param)
-    cat, segm = _catalog(data, err, mask)
+    seed, threshold, n_pixels = request.param
+    data, err, mask = _scene(seed)
+    cat, segm = _catalog(data, err, mask, threshold, n_pixels)
     shape = {
         "labels": np.asarray(cat.labels),
         "x": np.asarray(cat.x_centroid, float),
@@ -84,6 +91,7 @@ def scene(request):
         "cxx": u.Quantity(cat.ellipse_cxx).value,
         "cxy": u.Quantity(cat.ellipse_cxy).value,
         "cyy": u.Quantity(cat.ellipse_cyy).value,
+        "noisy": threshold < 1,
     }
     return data, err, mask, cat, segm, shape
 
@@ -142,6 +150,10 @@ def test_windowed_centroids(scene):
                                         rhl, s["cxx"], s["cxy"], s["cyy"])
     _close(xw, np.asarray(cat.x_centroid_win), rtol=0, atol=1e-9)
     _close(yw, np.asarray(cat.y_centroid_win), rtol=0, atol=1e-9)
+    if s["noisy"]:  # the fallbacks are exercised
+        assert np.sum(np.asarray(cat.x_centroid_win) == s["x"]) > 50
+        assert np.isnan(rhl).sum() >= 3
+        assert np.sum(u.Quantity(cat.kron_radius).value == KRON[1]) > 500
 
 
 def test_circular_photometry(scene):

@@ -41,6 +41,7 @@ import numpy as np
 
 __all__ = [
     "MeasureImage",
+    "all_masked",
     "circular_photometry",
     "flux_radius",
     "kron_photometry",
@@ -158,8 +159,26 @@ def _threads(n_threads: int | None) -> int:
     return effective_n_threads(n_threads)
 
 
+def all_masked(image: MeasureImage, labels: np.ndarray) -> np.ndarray:
+    """Flag the sources without a usable segment pixel (photutils' ``_all_masked``).
+
+    Parameters
+    ----------
+    image : MeasureImage
+        The `prepare_image` arrays.
+    labels : numpy.ndarray of int
+        Source labels.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        True where every pixel of the segment is masked or not finite (or the label
+        is absent).
+    """
+    return _all_masked(image, _labels(labels))
+
+
 def _all_masked(image: MeasureImage, labels: np.ndarray) -> np.ndarray:
-    """Flag the sources without a usable segment pixel (photutils' ``_all_masked``)."""
     if labels.size == 0:
         return np.zeros(0, dtype=bool)
     top = int(labels.max())
