@@ -930,6 +930,38 @@ def _nearest_neighbours(
     return nn_label, nn_dist
 
 
+def _kron_and_window(cat: Any, data: np.ndarray, err: np.ndarray, mask: np.ndarray,
+                     segm: np.ndarray, labels: np.ndarray, xc: np.ndarray, yc: np.ndarray
+                     ) -> dict[str, np.ndarray]:
+    """Return SourceCatalog's Kron, half-light radius and windowed-centroid columns.
+
+    ``kron_radius``, ``kron_flux(_err)``, ``flux_radius(0.5)`` and ``centroid_win``
+    from the catalog's moment shape, by `.measure` (all sources at once).
+    """
+    from . import measure
+
+    shape = {name: np.asarray(u.Quantity(getattr(cat, name)).value, dtype=np.float64)
+             for name in ("semimajor_axis", "semiminor_axis", "ellipse_cxx",
+                          "ellipse_cxy", "ellipse_cyy")}
+    theta = np.asarray(u.Quantity(cat.orientation, u.deg).value, dtype=np.float64)
+    a, b = shape["semimajor_axis"], shape["semiminor_axis"]
+    cxx, cxy, cyy = shape["ellipse_cxx"], shape["ellipse_cxy"], shape["ellipse_cyy"]
+    image = measure.prepare_image(data, mask, segm, err)
+    all_masked = measure.all_masked(image, labels)
+    kron_radius = measure.kron_radius(image, None, None, labels, xc, yc, a, b, theta, cxx,
+                                      cxy, cyy, kron_params=KRON_PARAMS,
+                                      all_masked=all_masked)
+    flux, flux_err = measure.kron_photometry(image, None, None, None, labels, xc, yc, a, b,
+                                             theta, kron_radius, kron_params=KRON_PARAMS,
+                                             all_masked=all_masked)
+    rhl = measure.flux_radius(image, None, None, labels, xc, yc, flux,
+                              measure.max_flux_radius(a, kron_radius, KRON_PARAMS), 0.5)
+    x_win, y_win = measure.windowed_centroids(image, None, None, labels, xc, yc, rhl, cxx,
+                                              cxy, cyy)
+    return {"kron_radius": kron_radius, "kron_flux": flux, "kron_flux_err": flux_err,
+            "flux_radius": rhl, "x_win": x_win, "y_win": y_win}
+
+
 def make_source_catalog(
     data: np.ndarray,
     err: np.ndarray,
@@ -1052,8 +1084,10 @@ def make_source_catalog(
                             progress_bar=False)
         labels = np.asarray(cat.labels)
         xc, yc = np.asarray(cat.x_centroid, float), np.asarray(cat.y_centroid, float)
-        xw, yw = np.asarray(cat.x_centroid_win, float), np.asarray(cat.y_centroid_win, float)
-        rhl = np.asarray(u.Quantity(cat.flux_radius(0.5)).value, float)
+        # SourceCatalog's Kron radius/photometry, flux_radius and windowed centroids,
+        # computed for all sources at once (.measure; the same numbers to ~1e-15)
+        kron = _kron_and_window(cat, work, err64, mask, segm.data, labels, xc, yc)
+        xw, yw, rhl = kron["x_win"], kron["y_win"], kron["flux_radius"]
         cols: dict[str, Any] = {"label": labels.astype(np.int32)}
         cols["flagged_spatial_id"] = np.zeros(len(labels), dtype=np.int64)
         # segm.labels is sorted and segm.slices follows it
@@ -1097,38 +1131,39 @@ def make_source_catalog(
         cols["cxx"] = u.Quantity(cat.ellipse_cxx).value / scale2
         cols["cxy"] = u.Quantity(cat.ellipse_cxy).value / scale2
         cols["cyy"] = u.Quantity(cat.ellipse_cyy).value / scale2
-        cols["kron_radius"] = u.Quantity(cat.kron_radius).value * pixel_scale
+        cols["kron_radius"] = kron["kron_radius"] * pixel_scale
         xy = np.transpose([xc, yc])
         cols["nn_label"], cols["nn_distance"] = _nearest_neighbours(labels, xy, pixel_scale)
         cols["fluxfrac_radius_50"] = rhl * pixel_scale
 
         # circular apertures and the annulus background (at the isophotal centroids)
-        from photutils.aperture import CircularAperture, aperture_photometry
+        # (photutils' aperture_photometry with exact circular apertures)
+        from .measure import circular_photometry
 
         xy_finite = np.where(np.isfinite(xy), xy, -1000.0)
         radii = np.array(CIRCLE_APERTURE_RADII_ARCSEC) / pixel_scale
-        apertures = [CircularAperture(xy_finite, r) for r in radii]
-        phot = aperture_photometry(work, apertures, error=err64, mask=mask)
+        aper_sums, aper_errs = circular_photometry(work, err64, mask, xy_finite[:, 0],
+                                                   xy_finite[:, 1], radii)
         r_in, r_out = (r / pixel_scale for r in ANNULUS_RADII_ARCSEC)
         bkg_med, bkg_sem = _annulus_background(work, mask, xy_finite, r_in, r_out)
         pix_area_arcsec2 = scale2
         cols["aper_bkg_flux"] = bkg_med * to_flux / pix_area_arcsec2
         cols["aper_bkg_flux_err"] = bkg_sem * to_flux / pix_area_arcsec2
         for i, name in enumerate(aperture_colnames()):
-            cols[name] = np.asarray(phot[f"aperture_sum_{i}"]) * to_flux
-            cols[f"{name}_err"] = np.asarray(phot[f"aperture_sum_err_{i}"]) * to_flux
+            cols[name] = aper_sums[i] * to_flux
+            cols[f"{name}_err"] = aper_errs[i] * to_flux
         cols["segment_flux"] = np.asarray(cat.segment_flux) * to_flux
         cols["segment_flux_err"] = np.asarray(cat.segment_flux_err) * to_flux
-        kron = np.asarray(cat.kron_flux) * to_flux
-        kron_err = np.asarray(cat.kron_flux_err) * to_flux
-        cols["kron_flux"], cols["kron_flux_err"] = kron, kron_err
+        kron_flux = kron["kron_flux"] * to_flux
+        kron_err = kron["kron_flux_err"] * to_flux
+        cols["kron_flux"], cols["kron_flux_err"] = kron_flux, kron_err
         with np.errstate(invalid="ignore", divide="ignore"):
-            positive = kron > 0
-            abmag = np.where(positive, -2.5 * np.log10(np.where(positive, kron, 1.0)), np.nan)
+            positive = kron_flux > 0
+            abmag = np.where(positive, -2.5 * np.log10(np.where(positive, kron_flux, 1.0)), np.nan)
             if flux_unit == u.nJy:
                 abmag += _AB_ZEROPOINT_NJY
             cols["kron_abmag"] = abmag
-            cols["kron_abmag_err"] = np.where(positive, 2.5 * np.log10(1.0 + kron_err / kron),
+            cols["kron_abmag_err"] = np.where(positive, 2.5 * np.log10(1.0 + kron_err / kron_flux),
                                               np.nan)
     cols["warning_flags"] = _warning_flags(xc, yc, dq, mask)
     cols["image_flags"] = np.zeros(len(labels), dtype=np.int32)
