@@ -38,6 +38,7 @@ from ._cache import (
     open_builtin_cache,
 )
 from ._content import (
+    AB_ZEROPOINT,
     DetectorConstants,
     build_reference,
     gaussian_encircled_energy,
@@ -72,6 +73,7 @@ from .select import (
 )
 
 __all__ = [
+    "AB_ZEROPOINT",
     "CACHE_ENV_VAR",
     "CONTEXT",
     "DETECTORS",

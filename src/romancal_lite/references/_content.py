@@ -71,8 +71,9 @@ _CHANNEL_PAD = 12
 #: Linearity: corrected = raw + _LIN_C2 * raw**2.
 _LIN_C2 = 1.0e-7
 
-#: Approximate AB zero points (1 e/s) per imaging filter.
-_AB_ZEROPOINT = {
+#: AB magnitude of 1 e/s per imaging filter: the built-in PHOTOM's conversion (the
+#: simulator's reference catalog uses the same numbers).
+AB_ZEROPOINT = {
     "F062": 26.56,
     "F087": 26.30,
     "F106": 26.44,
@@ -363,7 +364,7 @@ def _phot_entry(elem: str) -> dict:
     }
     if elem in IMAGING_ELEMENTS:
         # 1 e/s in Jy, times 2 e/DN, per pixel solid angle, in MJy/sr per DN/s.
-        jy_per_eps = 3631.0 * 10.0 ** (-0.4 * _AB_ZEROPOINT[elem])
+        jy_per_eps = 3631.0 * 10.0 ** (-0.4 * AB_ZEROPOINT[elem])
         photmjsr = 2.0 * jy_per_eps / _PIXEL_AREA_SR / 1.0e6
         entry.update(
             photmjsr=float(photmjsr),

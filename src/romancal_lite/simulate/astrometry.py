@@ -35,9 +35,9 @@ from astropy.table import Table
 from astropy.time import Time
 
 from ..errors import OutputError, ReferenceFileError
+from ..references import AB_ZEROPOINT
 
 __all__ = [
-    "AB_ZEROPOINT",
     "GAIA_MAG_LIMIT",
     "GAIA_REF_EPOCH",
     "REFCAT_COLUMNS",
@@ -62,17 +62,6 @@ GAIA_REF_EPOCH = 2016.0
 GAIA_MAG_LIMIT = 20.7
 #: Random stream of the proper motions, parallaxes and catalog errors (see ``ramps``).
 STREAM_ASTROMETRY = 6
-#: Nominal AB magnitude of 1 e/s per imaging filter (the values of the built-in PHOTOM).
-AB_ZEROPOINT = {
-    "F062": 26.56,
-    "F087": 26.30,
-    "F106": 26.44,
-    "F129": 26.40,
-    "F146": 27.65,
-    "F158": 26.43,
-    "F184": 25.95,
-    "F213": 25.42,
-}
 #: Zero point of the elements without one (GRISM, PRISM, DARK).
 DEFAULT_AB_ZEROPOINT = 26.4
 #: Columns of the reference catalog, in order, with their units.
