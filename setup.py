@@ -89,6 +89,7 @@ EXTENSIONS = [
     _ext("romancore._linearity"),
     _ext("romancore.ramp._fit"),
     _ext("romancore._srcmeasure"),
+    _ext("romancore._convolve"),
 ]
 
 setup(

@@ -5,6 +5,7 @@ Pure functions on NumPy arrays (no file I/O, no logging):
 * :func:`read_pattern_metadata`: t̄, τ and N of each resultant;
 * :func:`flag_saturation`: saturation / A-D floor flagging with resultant dilution;
 * :func:`apply_linearity`: classic polynomial linearity correction;
+* :func:`convolve_separable_masked`: masked convolution (source detection image);
 * :func:`fit_ramps`: Casertano (2022) fit of uneven ramps with queue-based jump
   detection.
 
@@ -16,6 +17,7 @@ gives the same result for any thread count.
 from romancore import dqflags
 from romancore._parallel import openmp_enabled
 from romancore._threads import effective_n_threads
+from romancore.convolve import convolve_separable_masked
 from romancore.linearity import apply_linearity
 from romancore.ramp import RampFitResult, fit_ramps
 from romancore.readpattern import ReadPatternMetadata, read_pattern_metadata
@@ -28,6 +30,7 @@ __all__ = [
     "RampFitResult",
     "ReadPatternMetadata",
     "apply_linearity",
+    "convolve_separable_masked",
     "dqflags",
     "effective_n_threads",
     "fit_ramps",
