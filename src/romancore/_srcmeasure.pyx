@@ -13,10 +13,10 @@ ellipse, computed in the frame where the shape is the unit disk: the pixel becom
 parallelogram and its overlap with the disk is the sum, over its four edges, of the
 signed area of the disk cut by the triangle (origin, edge).
 """
-from cython.parallel cimport prange
-from libc.math cimport atan2, ceil, cos, exp, fabs, floor, isfinite, NAN, sin, sqrt
+from cython.parallel cimport parallel, prange
+from libc.math cimport atan2, ceil, cos, exp, fabs, floor, isfinite, M_PI, NAN, sin, sqrt
 from libc.stdint cimport int32_t, uint8_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free, malloc, qsort
 
 
 cdef inline double _sector(double px, double py, double qx, double qy) noexcept nogil:
@@ -519,3 +519,112 @@ def flux_radius(const double[:, ::1] data, const uint8_t[:, ::1] bad,
                                  min_radius, xtol, rtol, maxiter, max_size)
         else:
             out[i] = NAN
+
+
+cdef int _cmp_double(const void* pa, const void* pb) noexcept nogil:
+    cdef double a = (<const double*> pa)[0]
+    cdef double b = (<const double*> pb)[0]
+    return (a > b) - (a < b)
+
+
+cdef void _clipped_stats(const double* v, Py_ssize_t lo, Py_ssize_t hi, double* med,
+                         double* std) noexcept nogil:
+    """Median and population standard deviation of the sorted run ``v[lo:hi]``."""
+    cdef Py_ssize_t cnt = hi - lo, k
+    cdef double mean = 0.0, var = 0.0, d
+    med[0] = 0.5 * (v[lo + (cnt - 1) // 2] + v[lo + cnt // 2])
+    for k in range(lo, hi):
+        mean += v[k]
+    mean /= cnt
+    for k in range(lo, hi):
+        d = v[k] - mean
+        var += d * d
+    std[0] = sqrt(var / cnt)
+
+
+cdef void _annulus_one(const Image* im, double x, double y, double r_in2, double r_out2,
+                       Py_ssize_t half, double sigma, int maxiters, double* buf,
+                       double* med, double* sem) noexcept nogil:
+    cdef Py_ssize_t cx = <Py_ssize_t> floor(x + 0.5), cy = <Py_ssize_t> floor(y + 0.5)
+    cdef Py_ssize_t ix, iy, k, n = 0, lo, hi, new_lo, new_hi
+    cdef double dy2, r2, centre, spread, low, high
+    cdef int it
+    for iy in range(cy - half, cy + half + 1):
+        if iy < 0 or iy >= im.ny:
+            continue
+        dy2 = (iy - y) * (iy - y)
+        for ix in range(cx - half, cx + half + 1):
+            if ix < 0 or ix >= im.nx:
+                continue
+            r2 = dy2 + (ix - x) * (ix - x)
+            # photutils' "center" annulus mask: r_in < r <= r_out
+            if r2 <= r_out2 and r2 > r_in2:
+                k = iy * im.nx + ix
+                if not im.bad[k]:
+                    buf[n] = im.data[k]
+                    n += 1
+    if n == 0:
+        med[0] = NAN
+        sem[0] = NAN
+        return
+    qsort(buf, n, sizeof(double), _cmp_double)
+    # astropy's SigmaClip(sigma, maxiters, cenfunc="median", stdfunc="std"): the kept
+    # values of a sorted array are a contiguous run [lo, hi), so a clip moves two indices
+    lo = 0
+    hi = n
+    for it in range(maxiters):
+        _clipped_stats(buf, lo, hi, &centre, &spread)
+        low = centre - sigma * spread
+        high = centre + sigma * spread
+        new_lo = lo
+        while new_lo < hi and buf[new_lo] < low:
+            new_lo += 1
+        new_hi = hi
+        while new_hi > new_lo and buf[new_hi - 1] > high:
+            new_hi -= 1
+        if new_lo == lo and new_hi == hi:
+            break
+        lo = new_lo
+        hi = new_hi
+        if hi == lo:
+            break
+    if hi == lo:
+        med[0] = NAN
+        sem[0] = NAN
+        return
+    _clipped_stats(buf, lo, hi, &centre, &spread)
+    med[0] = centre
+    # standard error of the median: sqrt(pi / 2N) * std
+    sem[0] = sqrt(M_PI / (2.0 * (hi - lo))) * spread
+
+
+def annulus_clipped_median(const double[:, ::1] data, const uint8_t[:, ::1] bad,
+                           const double[::1] x, const double[::1] y, double r_in,
+                           double r_out, double sigma, int maxiters, double[::1] med,
+                           double[::1] sem, int n_threads):
+    """Sigma-clipped median (and its standard error) of each annulus' good pixels.
+
+    Pixels whose centres lie in ``r_in < r <= r_out`` of ``(x, y)`` and are not
+    ``bad``; NaN where none is left.
+    """
+    cdef Image im
+    cdef Py_ssize_t i, n = x.shape[0]
+    cdef Py_ssize_t half = <Py_ssize_t> ceil(r_out) + 1
+    cdef Py_ssize_t width = 2 * half + 1
+    cdef double* buf
+    im.data = &data[0, 0]
+    im.error = NULL
+    im.bad = &bad[0, 0]
+    im.segm = NULL
+    im.ny = data.shape[0]
+    im.nx = data.shape[1]
+    with nogil, parallel(num_threads=n_threads):
+        buf = <double*> malloc(width * width * sizeof(double))
+        for i in prange(n, schedule="dynamic"):
+            if isfinite(x[i]) and isfinite(y[i]):
+                _annulus_one(&im, x[i], y[i], r_in * r_in, r_out * r_out, half, sigma,
+                             maxiters, buf, &med[i], &sem[i])
+            else:
+                med[i] = NAN
+                sem[i] = NAN
+        free(buf)

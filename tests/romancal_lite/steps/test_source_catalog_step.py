@@ -464,25 +464,35 @@ def test_annulus_background_is_photutils_clipped_median(run):
     assert np.all(np.asarray(table["aper_bkg_flux_err"]) > 0)
 
 
-def test_row_clipped_medians_match_astropy():
+def test_annulus_clipped_medians_match_astropy():
     from astropy.stats import SigmaClip
 
-    from romancal_lite.steps.source_catalog.catalog import _clipped_median_rows
+    from romancal_lite.steps.source_catalog.measure import annulus_background
 
     rng = np.random.default_rng(4)
-    vals = rng.normal(size=(30, 200))
-    vals[:, :15] += rng.uniform(5, 50, (30, 15))  # outliers
-    vals[rng.random(vals.shape) < 0.5] = np.nan  # ragged rows
-    vals[0] = np.nan  # an empty row
-    vals[1, 1:] = np.nan  # a single value
-    med, sem = _clipped_median_rows(vals)
-    assert np.isnan(med[0]) and np.isnan(sem[0])
-    for row in range(1, 30):
-        v = vals[row][np.isfinite(vals[row])]
-        kept = SigmaClip(sigma=3.0)(v, masked=False)
-        assert med[row] == pytest.approx(np.median(kept), abs=1e-12)
-        assert sem[row] == pytest.approx(np.sqrt(np.pi / (2 * kept.size)) * np.std(kept),
-                                         abs=1e-9)
+    image = rng.normal(size=(80, 90))
+    image[rng.random(image.shape) < 0.05] += rng.uniform(5, 50)  # outliers
+    image[rng.random(image.shape) < 0.05] = np.nan
+    mask = rng.random(image.shape) < 0.3
+    mask[0:20, 0:20] = True  # an annulus with no good pixel
+    x = np.array([40.3, 10.0, 0.5, 85.7, 44.0, np.nan, 30.2])
+    y = np.array([41.6, 10.0, 40.0, 3.1, 70.5, 5.0, 30.9])
+    r_in, r_out = 3.2, 6.7
+    med, sem = annulus_background(image, mask, x, y, r_in, r_out)
+    yy, xx = np.mgrid[: image.shape[0], : image.shape[1]]
+    usable = ~mask & np.isfinite(image)
+    assert np.isnan(med[1]) and np.isnan(sem[1])  # all masked
+    assert np.isnan(med[5]) and np.isnan(sem[5])  # not finite
+    for i in (0, 2, 3, 4, 6):
+        r2 = (xx - x[i]) ** 2 + (yy - y[i]) ** 2
+        values = image[(r2 > r_in**2) & (r2 <= r_out**2) & usable]
+        kept = SigmaClip(sigma=3.0)(values, masked=False)
+        assert kept.size < values.size or i != 0  # the outliers are clipped
+        assert med[i] == pytest.approx(np.median(kept), abs=1e-12)
+        assert sem[i] == pytest.approx(np.sqrt(np.pi / (2 * kept.size)) * np.std(kept),
+                                       abs=1e-12)
+    with pytest.raises(ValueError, match="r_in < r_out"):
+        annulus_background(image, mask, x, y, 5.0, 5.0)
 
 
 def test_deblend_splits_blended_stars(run):

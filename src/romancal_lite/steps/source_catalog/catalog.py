@@ -640,88 +640,6 @@ def _empty_table(flux_unit: u.UnitBase, fit_psf: bool = False) -> Table:
     return table
 
 
-def _annulus_background(
-    data: np.ndarray, mask: np.ndarray, xy: np.ndarray, r_in: float, r_out: float,
-    chunk: int = 1024,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Sigma-clipped median per pixel in an annulus, and its standard error.
-
-    The pixels whose centres lie in ``r_in < r <= r_out`` (photutils' "center" mask)
-    and are not masked; astropy's ``SigmaClip(sigma=3)`` then the median and
-    ``sqrt(pi / 2N) * std``. Vectorized over sources: each source's values are sorted
-    once, and since a clip keeps a contiguous run of the sorted values, every
-    iteration only moves two indices (medians by position, means and variances from
-    prefix sums).
-    """
-    n_src = len(xy)
-    med = np.full(n_src, np.nan)
-    sem = np.full(n_src, np.nan)
-    if n_src == 0:
-        return med, sem
-    ny, nx = data.shape
-    half = int(math.ceil(r_out)) + 1
-    off = np.arange(-half, half + 1)
-    for start in range(0, n_src, chunk):
-        pos = np.asarray(xy[start:start + chunk], dtype=np.float64)
-        ix = np.floor(pos[:, 0] + 0.5).astype(np.int64)[:, None] + off
-        iy = np.floor(pos[:, 1] + 0.5).astype(np.int64)[:, None] + off
-        dx2 = (ix - pos[:, :1]) ** 2
-        dy2 = (iy - pos[:, 1:]) ** 2
-        r2 = dy2[:, :, None] + dx2[:, None, :]
-        inside = (r2 <= r_out * r_out) & (r2 > r_in * r_in)
-        inside &= ((iy >= 0) & (iy < ny))[:, :, None] & ((ix >= 0) & (ix < nx))[:, None, :]
-        rows = np.clip(iy, 0, ny - 1)[:, :, None]
-        cols = np.clip(ix, 0, nx - 1)[:, None, :]
-        inside &= ~mask[rows, cols]
-        vals = np.where(inside, data[rows, cols], np.nan).astype(np.float64)
-        vals = vals.reshape(len(pos), -1)
-        m, s = _clipped_median_rows(vals)
-        med[start:start + chunk] = m
-        sem[start:start + chunk] = s
-    return med, sem
-
-
-def _clipped_median_rows(vals: np.ndarray, sigma: float = 3.0, maxiters: int = 5
-                         ) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: median and standard error of the median after astropy's sigma clip."""
-    srt = np.sort(vals, axis=1)  # NaN last
-    n = np.isfinite(srt).sum(axis=1)
-    rows = np.arange(len(srt))
-    ref = np.where(n > 0, srt[rows, np.maximum(n - 1, 0) // 2], 0.0)
-    centred = np.where(np.isfinite(srt), srt - ref[:, None], 0.0)
-    c1 = np.concatenate([np.zeros((len(srt), 1)), np.cumsum(centred, axis=1)], axis=1)
-    c2 = np.concatenate([np.zeros((len(srt), 1)), np.cumsum(centred**2, axis=1)], axis=1)
-    lo = np.zeros(len(srt), dtype=np.int64)
-    hi = n.astype(np.int64)
-
-    def stats(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        cnt = hi - lo
-        safe = np.maximum(cnt, 1)
-        a = np.minimum(lo + (safe - 1) // 2, srt.shape[1] - 1)
-        b = np.minimum(lo + safe // 2, srt.shape[1] - 1)
-        median = 0.5 * (srt[rows, a] + srt[rows, b])
-        mean = (c1[rows, hi] - c1[rows, lo]) / safe
-        var = (c2[rows, hi] - c2[rows, lo]) / safe - mean * mean
-        return cnt, median, np.sqrt(np.maximum(var, 0.0))
-
-    for _ in range(maxiters):
-        cnt, median, std = stats(lo, hi)
-        with np.errstate(invalid="ignore"):
-            new_lo = np.maximum(lo, (srt < (median - sigma * std)[:, None]).sum(axis=1))
-            new_hi = np.minimum(hi, (srt <= (median + sigma * std)[:, None]).sum(axis=1))
-        new_lo[cnt == 0], new_hi[cnt == 0] = lo[cnt == 0], hi[cnt == 0]
-        if np.array_equal(new_lo, lo) and np.array_equal(new_hi, hi):
-            break
-        lo, hi = new_lo, new_hi
-    cnt, median, std = stats(lo, hi)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sem = np.sqrt(np.pi / (2.0 * cnt)) * std
-    empty = cnt <= 0
-    median[empty] = np.nan
-    sem[empty] = np.nan
-    return median, sem
-
-
 def sigma_clip_values(values: np.ndarray, sigma: float = 3.0, maxiters: int = 5) -> np.ndarray:
     """Return the values kept by astropy's ``SigmaClip(sigma)`` (median centre, std).
 
@@ -1109,14 +1027,15 @@ def make_source_catalog(
 
         # circular apertures and the annulus background (at the isophotal centroids)
         # (photutils' aperture_photometry with exact circular apertures)
-        from .measure import circular_photometry
+        from .measure import annulus_background, circular_photometry
 
         xy_finite = np.where(np.isfinite(xy), xy, -1000.0)
         radii = np.array(CIRCLE_APERTURE_RADII_ARCSEC) / pixel_scale
         aper_sums, aper_errs = circular_photometry(work, err64, mask, xy_finite[:, 0],
                                                    xy_finite[:, 1], radii)
         r_in, r_out = (r / pixel_scale for r in ANNULUS_RADII_ARCSEC)
-        bkg_med, bkg_sem = _annulus_background(work, mask, xy_finite, r_in, r_out)
+        bkg_med, bkg_sem = annulus_background(work, mask, xy_finite[:, 0], xy_finite[:, 1],
+                                              r_in, r_out)
         pix_area_arcsec2 = scale2
         cols["aper_bkg_flux"] = bkg_med * to_flux / pix_area_arcsec2
         cols["aper_bkg_flux_err"] = bkg_sem * to_flux / pix_area_arcsec2
