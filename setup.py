@@ -90,6 +90,7 @@ EXTENSIONS = [
     _ext("romancore.ramp._fit"),
     _ext("romancore._srcmeasure"),
     _ext("romancore._convolve"),
+    _ext("romancore._sigmaclip"),
 ]
 
 setup(

@@ -6,6 +6,7 @@ Pure functions on NumPy arrays (no file I/O, no logging):
 * :func:`flag_saturation`: saturation / A-D floor flagging with resultant dilution;
 * :func:`apply_linearity`: classic polynomial linearity correction;
 * :func:`convolve_separable_masked`: masked convolution (source detection image);
+* :func:`sigma_clip_bounds`: astropy's median / mad_std sigma-clip bounds (background);
 * :func:`fit_ramps`: Casertano (2022) fit of uneven ramps with queue-based jump
   detection.
 
@@ -22,6 +23,7 @@ from romancore.linearity import apply_linearity
 from romancore.ramp import RampFitResult, fit_ramps
 from romancore.readpattern import ReadPatternMetadata, read_pattern_metadata
 from romancore.saturation import ATOD_LIMIT, flag_saturation
+from romancore.sigmaclip import sigma_clip_bounds, sigma_clip_bounds_rows
 
 __version__ = "0.1.0"
 
@@ -37,4 +39,6 @@ __all__ = [
     "flag_saturation",
     "openmp_enabled",
     "read_pattern_metadata",
+    "sigma_clip_bounds",
+    "sigma_clip_bounds_rows",
 ]

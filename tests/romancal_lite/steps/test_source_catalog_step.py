@@ -518,3 +518,38 @@ def test_command_line_writes_both_products(run, tmp_path):
 
     assert 0 < pq.read_table(out / f"{NAME}_cat.parquet").num_rows <= len(
         run["step"].catalog.table)
+
+
+def test_row_sigma_clip_gives_photutils_background_exactly(monkeypatch):
+    """Background2D with RowSigmaClip: the same meshes as with astropy's SigmaClip."""
+    from astropy.stats import SigmaClip
+    from photutils.background import Background2D, MedianBackground
+
+    import romancore
+    from romancal_lite.steps.source_catalog import catalog
+
+    rng = np.random.default_rng(12)
+    image = (rng.normal(size=(530, 470)) * 3 + 100).astype(np.float32)
+    image[rng.random(image.shape) < 0.01] += 400.0  # sources
+    mask = rng.random(image.shape) < 0.02
+    mask[:120, :200] = True  # boxes that fail the percentile test
+    image[mask] = np.nan
+    calls = []
+    real = romancore.sigma_clip_bounds_rows
+
+    def spy(*args, **kwargs):
+        calls.append(args[0].shape)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(catalog.romancore, "sigma_clip_bounds_rows", spy)
+    options = {"filter_size": (3, 3), "coverage_mask": mask,
+               "bkg_estimator": MedianBackground()}
+    ours = Background2D(image, (100, 100),
+                        sigma_clip=catalog.RowSigmaClip(sigma=3.0, stdfunc="mad_std"),
+                        **options)
+    theirs = Background2D(image, (100, 100),
+                          sigma_clip=SigmaClip(sigma=3.0, stdfunc="mad_std"), **options)
+    assert calls  # the compiled bounds were used
+    for name in ("background_mesh", "background_rms_mesh"):
+        np.testing.assert_array_equal(np.asarray(getattr(ours, name)),
+                                      np.asarray(getattr(theirs, name)))
