@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from romancal_lite.steps.ramp_fit.ramp_fit_step import image_from_ramp
 from romancal_lite.steps.refpix import RefPixStep
 from romancal_lite.steps.saturation import SaturationStep
 from romancal_lite.steps.source_catalog import SourceCatalogStep
+from romancal_lite.steps.source_catalog.catalog import import_dependencies
 from romancal_lite.steps.tweakreg import TweakRegStep, update_sky_columns
 from romancal_lite.stpipe import Param, Pipeline
 from romancal_lite.stpipe.naming import make_output_name
@@ -142,6 +144,9 @@ class ExposurePipeline(Pipeline):
                 "the other steps work on); skip it only for a ramp (RampModel) input"
             )
         result = self.dq_init.run(model)
+        # a ramp made here, or read here from a file, is dropped after ramp_fit: its
+        # memory can go back row block by row block as it is fitted
+        self.ramp_fit.release_input = result is not model or self._owns_input
         if self._owns_input and result is not model:
             # the raw uint16 cube is no longer needed: free it before the next steps
             model.close()
@@ -257,6 +262,8 @@ class ExposurePipeline(Pipeline):
             the list holds the images' metadata only (their arrays are in the files).
         """
         self.tweakreg.check_reference_catalog()
+        if not self.source_catalog.skip:
+            _preload_catalog_imports()
         members = _many_inputs(input)
         if members is None:
             self._joint = False
@@ -406,6 +413,22 @@ class ExposurePipeline(Pipeline):
 #: (a second refpix or linearity correction would be wrong, a second saturation
 #: growth would grow further).
 RAMP_STEPS = ("saturation", "refpix", "linearity")
+
+
+_preload_started = threading.Event()
+
+
+def _preload_catalog_imports() -> None:
+    """Import source_catalog's libraries in a background thread, once per process.
+
+    The imports (~2 s, pure Python) then overlap the detector steps, which spend
+    their time in compiled code and I/O.
+    """
+    if _preload_started.is_set():
+        return
+    _preload_started.set()
+    threading.Thread(target=import_dependencies, name="romancal_lite-catalog-imports",
+                     daemon=True).start()
 
 
 def applied_ramp_steps(model: Any) -> frozenset[str]:

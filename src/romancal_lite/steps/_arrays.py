@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import mmap
 from typing import Any
 
 import numpy as np
 
-__all__ = ["writable_contiguous"]
+__all__ = ["empty_releasable", "release_rows", "writable_contiguous"]
 
 
 def writable_contiguous(model: Any, *names: str) -> None:
@@ -27,3 +29,76 @@ def writable_contiguous(model: Any, *names: str) -> None:
         array = getattr(model, name)
         if not (array.flags.c_contiguous and array.flags.writeable):
             setattr(model, name, np.array(array, order="C", copy=True))
+
+
+def empty_releasable(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """Return a zero-filled array whose rows can be handed back to the OS early.
+
+    The memory is an anonymous private mapping (zero pages until written, like
+    `numpy.zeros`); `release_rows` returns whole pages of finished rows while the
+    array is still referenced, so a step that consumes a cube row block by row block
+    (``ramp_fit`` in the pipeline) never holds its input and its output at once.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Array shape.
+    dtype : numpy dtype
+        Element type.
+
+    Returns
+    -------
+    numpy.ndarray
+        A writable C-contiguous array of zeros.
+    """
+    dt = np.dtype(dtype)
+    count = math.prod(shape)
+    if count == 0:
+        return np.zeros(shape, dt)
+    buffer = mmap.mmap(-1, count * dt.itemsize, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    return np.frombuffer(buffer, dtype=dt, count=count).reshape(shape)
+
+
+def _mapping(array: np.ndarray) -> mmap.mmap | None:
+    base: Any = array
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = getattr(base, "base", None) if isinstance(base, np.ndarray) else getattr(
+            base, "obj", None)
+    return base
+
+
+def release_rows(array: np.ndarray, r0: int, r1: int) -> int:
+    """Give rows ``r0:r1`` of every plane of an `empty_releasable` cube back to the OS.
+
+    Only the pages lying entirely inside those rows are released; they read as zeros
+    afterwards. For any other array nothing happens.
+
+    Parameters
+    ----------
+    array : numpy.ndarray, shape (n, ny, nx)
+        A cube from `empty_releasable` (or any array: then a no-op).
+    r0, r1 : int
+        Row range, ``0 <= r0 <= r1 <= ny``.
+
+    Returns
+    -------
+    int
+        Bytes released.
+    """
+    buffer = _mapping(array)
+    if buffer is None or array.ndim != 3 or not array.flags.c_contiguous or r1 <= r0:
+        return 0
+    n, ny, nx = array.shape
+    row_bytes = nx * array.itemsize
+    plane = ny * row_bytes
+    page = mmap.PAGESIZE
+    released = 0
+    for k in range(n):
+        start = k * plane + r0 * row_bytes
+        stop = k * plane + r1 * row_bytes
+        first = -(-start // page) * page
+        last = stop // page * page
+        if last > first:
+            buffer.madvise(mmap.MADV_DONTNEED, first, last - first)
+            released += last - first
+    return released

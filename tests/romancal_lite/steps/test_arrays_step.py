@@ -52,3 +52,18 @@ def test_steps_run_on_strided_read_only_ramp(builtin_refs):
     image = RampFitStep.call(ramp)
     assert image.meta.cal_step.ramp_fit == "COMPLETE"
     assert np.isfinite(image.data).all()
+
+
+def test_releasable_rows_go_back_and_read_as_zeros():
+    from romancal_lite.steps._arrays import empty_releasable, release_rows
+
+    cube = empty_releasable((3, 64, 1024), np.float32)  # a row is one 4 KiB page
+    assert not cube.any() and cube.flags.c_contiguous and cube.flags.writeable
+    cube[...] = 7.0
+    released = release_rows(cube, 10, 20)
+    assert released == 3 * 10 * 1024 * 4
+    assert not cube[:, 10:20].any()
+    assert (cube[:, :10] == 7).all() and (cube[:, 20:] == 7).all()
+    # an ordinary array is never touched
+    plain = np.full((3, 64, 1024), 7.0, np.float32)
+    assert release_rows(plain, 10, 20) == 0 and (plain == 7).all()

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from romancal_lite.references._spec import BORDER
+from romancal_lite.steps._arrays import empty_releasable
 from romancore import effective_n_threads
 from romancore.dqflags import pixel
 
@@ -73,7 +74,8 @@ def to_ramp_arrays(
     if raw.ndim != 3:
         raise ValueError(f"raw data must be 3-D (resultants, rows, columns), got shape {raw.shape}")
     shape2 = raw.shape[1:]
-    data = np.empty(raw.shape, dtype=np.float32)
+    # releasable: ramp_fit in the pipeline hands the cube back row block by row block
+    data = empty_releasable(raw.shape, np.float32)
     if reference_read is not None and reference_read.shape != shape2:
         raise ValueError(f"reference_read has shape {reference_read.shape}, data {shape2}")
 
@@ -95,9 +97,10 @@ def to_ramp_arrays(
     if resultantdq is not None:
         if resultantdq.shape != raw.shape:
             raise ValueError(f"resultantdq has shape {resultantdq.shape}, data {raw.shape}")
-        groupdq = np.ascontiguousarray(resultantdq, dtype=np.uint8).copy()
+        groupdq = empty_releasable(raw.shape, np.uint8)
+        np.copyto(groupdq, resultantdq, casting="unsafe")
     else:
-        groupdq = np.zeros(raw.shape, dtype=np.uint8)
+        groupdq = empty_releasable(raw.shape, np.uint8)
     return data, pixeldq, groupdq
 
 

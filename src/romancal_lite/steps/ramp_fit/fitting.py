@@ -16,6 +16,7 @@ import numpy as np
 
 import romancore
 from romancal_lite.references._spec import BORDER
+from romancal_lite.steps._arrays import release_rows
 from romancore import effective_n_threads
 from romancore.dqflags import group, pixel
 
@@ -96,6 +97,7 @@ def fit_exposure(
     threshold_constant: float = 1.0 / 3.0,
     block_rows: int = 256,
     n_threads: int | None = None,
+    release_input: bool = False,
 ) -> RampFitArrays:
     """Fit the count rate of every science pixel of a ramp, in DN/s.
 
@@ -135,6 +137,12 @@ def fit_exposure(
         Rows fitted at a time (bounds the temporary memory).
     n_threads : int or None, optional
         Threads for romancore (default: all available).
+    release_input : bool, optional
+        The caller discards ``data`` and ``groupdq`` afterwards: each block's rows
+        are handed back to the OS once fitted (`romancal_lite.steps._arrays.
+        release_rows`; a no-op for ordinary arrays), so the cube shrinks as the
+        images grow, and ``groupdq`` is not updated with the jumps (its rows read
+        as zeros afterwards).
 
     Returns
     -------
@@ -242,7 +250,8 @@ def fit_exposure(
                 threshold_constant=threshold_constant,
                 n_threads=n_threads,
             )
-            groupdq[:, r0:r1, cols] = gdq
+            if not release_input:
+                groupdq[:, r0:r1, cols] = gdq
             del block
             # the per-pixel finishing is elementwise numpy (which releases the GIL):
             # split the block's rows between the threads; results do not depend on it
@@ -254,4 +263,9 @@ def fit_exposure(
             ]
             for job in jobs:
                 job.result()
+            if release_input:
+                # the border rows (copied by dq_init) go with the first and last blocks
+                lo, hi = (0 if r0 == b else r0), (ny if r1 == ny - b else r1)
+                release_rows(data, lo, hi)
+                release_rows(groupdq, lo, hi)
     return RampFitArrays(slope, dq, var_p, var_r, err, dumo)

@@ -43,6 +43,11 @@ class RampFitStep(Step):
     )
     block_rows = Param(int, 256, "Rows fitted at a time (bounds temporary memory)", minimum=1)
 
+    #: Set by a pipeline that owns the ramp and drops it after this step: the cube's
+    #: memory is then returned row block by row block as it is fitted (the input's
+    #: ``data`` and ``groupdq`` read as zeros afterwards). Never set for a user's ramp.
+    release_input: bool = False
+
     def process(self, model: Any) -> Any:
         """Fit ``model``'s ramps.
 
@@ -87,6 +92,7 @@ class RampFitStep(Step):
                 threshold_intercept=intercept,
                 threshold_constant=constant,
                 block_rows=self.block_rows,
+                release_input=self.release_input,
             )
         return image_from_ramp(model, arrays._asdict())
 
