@@ -88,6 +88,7 @@ EXTENSIONS = [
     _ext("romancore._saturation"),
     _ext("romancore._linearity"),
     _ext("romancore.ramp._fit"),
+    _ext("romancore.ramp._finish"),
     _ext("romancore._srcmeasure"),
     _ext("romancore._convolve"),
     _ext("romancore._sigmaclip"),

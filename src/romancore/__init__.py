@@ -7,6 +7,7 @@ Pure functions on NumPy arrays (no file I/O, no logging):
 * :func:`apply_linearity`: classic polynomial linearity correction;
 * :func:`convolve_separable_masked`: masked convolution (source detection image);
 * :func:`sigma_clip_bounds`: astropy's median / mad_std sigma-clip bounds (background);
+* :func:`finish_ramp_fit`: a fit in electrons to DN/s images, DQ collapse, ``dumo``;
 * :func:`fit_ramps`: Casertano (2022) fit of uneven ramps with queue-based jump
   detection.
 
@@ -20,7 +21,7 @@ from romancore._parallel import openmp_enabled
 from romancore._threads import effective_n_threads
 from romancore.convolve import convolve_separable_masked
 from romancore.linearity import apply_linearity
-from romancore.ramp import RampFitResult, fit_ramps
+from romancore.ramp import RampFitResult, RateImages, finish_ramp_fit, fit_ramps
 from romancore.readpattern import ReadPatternMetadata, read_pattern_metadata
 from romancore.saturation import ATOD_LIMIT, flag_saturation
 from romancore.sigmaclip import sigma_clip_bounds, sigma_clip_bounds_rows
@@ -30,11 +31,13 @@ __version__ = "0.1.0"
 __all__ = [
     "ATOD_LIMIT",
     "RampFitResult",
+    "RateImages",
     "ReadPatternMetadata",
     "apply_linearity",
     "convolve_separable_masked",
     "dqflags",
     "effective_n_threads",
+    "finish_ramp_fit",
     "fit_ramps",
     "flag_saturation",
     "openmp_enabled",

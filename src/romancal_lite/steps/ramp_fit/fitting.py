@@ -2,14 +2,14 @@
 
 The cube is never copied whole: the science columns of each block of rows are
 converted to electrons (the only temporary, ``block_rows`` rows of every resultant),
-fitted by `romancore.fit_ramps`, converted back to DN/s and written straight into the
-border-trimmed output images. The reference border is never fitted.
+fitted by `romancore.fit_ramps`, and turned into DN/s images, DQ and ``dumo`` by
+`romancore.finish_ramp_fit`, written straight into the border-trimmed output images.
+The reference border is never fitted.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
@@ -17,14 +17,10 @@ import numpy as np
 import romancore
 from romancal_lite.references._spec import BORDER
 from romancal_lite.steps._arrays import release_rows
-from romancore import effective_n_threads
-from romancore.dqflags import group, pixel
 
 __all__ = ["BORDER", "RampFitArrays", "fit_exposure", "uniform_weights"]
 
 
-_SAT = np.uint8(group.SATURATED)
-_DNU_G = np.uint8(group.DO_NOT_USE)
 
 
 class RampFitArrays(NamedTuple):
@@ -178,64 +174,14 @@ def fit_exposure(
     dumo = np.empty((sy, sx), np.float32)
     dq = np.empty((sy, sx), np.uint32)
     weights = uniform_weights(read_pattern, frame_time)
-    collapse_mask = np.uint8(0xFF & ~int(group.DO_NOT_USE))
-    unusable_mask = _SAT | _DNU_G
     cols = slice(b, nx - b)
-    threads = effective_n_threads(n_threads)
 
-    def finish(res: romancore.RampFitResult, gdq: np.ndarray, g_fit: np.ndarray,
-               bad_gain: np.ndarray, r0: int, lo: int, hi: int) -> None:
-        """DN/s, DQ and dumo of rows ``lo:hi`` of the block starting at row ``r0``."""
-        # numpy's error state is per thread: NaN slopes, a zero gain or non-finite
-        # resultants (dumo) are expected here
-        with np.errstate(invalid="ignore", divide="ignore"):
-            _finish(res, gdq, g_fit, bad_gain, r0, lo, hi)
-
-    def _finish(res: romancore.RampFitResult, gdq: np.ndarray, g_fit: np.ndarray,
-                bad_gain: np.ndarray, r0: int, lo: int, hi: int) -> None:
-        o = slice(r0 - b + lo, r0 - b + hi)
-        gs = g_fit[lo:hi]
-        bg = bad_gain[lo:hi]
-        s, vp, vr, e = slope[o], var_p[o], var_r[o], err[o]
-        np.divide(res.slope[lo:hi], gs, out=s)
-        g2 = gs * gs
-        np.divide(res.var_poisson[lo:hi], g2, out=vp)
-        np.divide(res.var_read[lo:hi], g2, out=vr)
-        np.add(vp, vr, out=e)
-        np.sqrt(e, out=e)
-        any_bad_gain = bool(bg.any())
-        if any_bad_gain:
-            for arr in (s, vp, vr, e):
-                arr[bg] = np.nan
-        gsc = gdq[:, lo:hi]
-        d = dq[o]
-        np.bitwise_or(pixeldq[r0 + lo : r0 + hi, cols],
-                      np.bitwise_or.reduce(gsc, axis=0) & collapse_mask, out=d)
-        usable = (gsc[0] & unusable_mask) == 0
-        for k in range(1, n):
-            usable |= (gsc[k] & unusable_mask) == 0
-        unusable = ~usable
-        unusable |= ~np.isfinite(s)
-        unusable |= ~(e > 0)
-        np.bitwise_or(d, np.uint32(pixel.DO_NOT_USE), out=d, where=unusable)
-        if any_bad_gain:
-            np.bitwise_or(d, np.uint32(pixel.NO_GAIN_VALUE | pixel.DO_NOT_USE), out=d, where=bg)
-        # one resultant at a time in float64 (as romancal): unlike a float32
-        # tensordot (BLAS), the rounding does not depend on the block shape
-        uni = np.zeros((hi - lo, nx - 2 * b), np.float64)
-        term = np.empty_like(uni)
-        for k in range(n):
-            np.multiply(data[k, r0 + lo : r0 + hi, cols], weights[k], out=term)
-            uni += term
-        np.subtract(uni, s, out=dumo[o], casting="same_kind")
-
-    with np.errstate(invalid="ignore", divide="ignore"), ThreadPoolExecutor(threads) as pool:
+    with np.errstate(invalid="ignore", divide="ignore"):
         for r0 in range(b, ny - b, block_rows):
             r1 = min(r0 + block_rows, ny - b)
             # the science columns only: the reference border is never fitted
             g = np.asarray(gain[r0:r1, cols], dtype=np.float32)
-            bad_gain = ~np.isfinite(g) | (g <= 0)
-            g_fit = np.where(bad_gain, np.float32(1.0), g)
+            g_fit = np.where(~np.isfinite(g) | (g <= 0), np.float32(1.0), g)
             block = np.multiply(data[:, r0:r1, cols], g_fit, dtype=np.float32)
             gdq = np.ascontiguousarray(groupdq[:, r0:r1, cols])
             rn = np.asarray(read_noise[r0:r1, cols], dtype=np.float32) * g_fit
@@ -250,19 +196,18 @@ def fit_exposure(
                 threshold_constant=threshold_constant,
                 n_threads=n_threads,
             )
+            del block
             if not release_input:
                 groupdq[:, r0:r1, cols] = gdq
-            del block
-            # the per-pixel finishing is elementwise numpy (which releases the GIL):
-            # split the block's rows between the threads; results do not depend on it
-            rows = r1 - r0
-            edges = np.linspace(0, rows, min(threads, rows) + 1).astype(int)
-            jobs = [
-                pool.submit(finish, res, gdq, g_fit, bad_gain, r0, int(lo), int(hi))
-                for lo, hi in zip(edges[:-1], edges[1:], strict=True)
-            ]
-            for job in jobs:
-                job.result()
+            o = slice(r0 - b, r1 - b)
+            # DN/s, variances, err, the DQ collapse and dumo in one compiled pass
+            romancore.finish_ramp_fit(
+                res.slope, res.var_read, res.var_poisson, gdq,
+                np.asarray(pixeldq[r0:r1, cols], dtype=np.uint32), g,
+                np.asarray(data[:, r0:r1, cols], dtype=np.float32), weights,
+                out=romancore.RateImages(slope[o], dq[o], var_p[o], var_r[o], err[o], dumo[o]),
+                n_threads=n_threads,
+            )
             if release_input:
                 # the border rows (copied by dq_init) go with the first and last blocks
                 lo, hi = (0 if r0 == b else r0), (ny if r1 == ny - b else r1)
