@@ -10,7 +10,6 @@ The reference border is never fitted.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import numpy as np
 
@@ -23,30 +22,10 @@ __all__ = ["BORDER", "RampFitArrays", "fit_exposure", "uniform_weights"]
 
 
 
-class RampFitArrays(NamedTuple):
-    """The science-array (border-trimmed) outputs of :func:`fit_exposure`.
-
-    Attributes
-    ----------
-    slope : numpy.ndarray of float32
-        Count rate, DN/s.
-    dq : numpy.ndarray of uint32
-        ``pixeldq`` OR the group flags collapsed over resultants (see
-        :func:`fit_exposure`).
-    var_poisson, var_rnoise : numpy.ndarray of float32
-        Poisson and read-noise variances of the slope, (DN/s)^2.
-    err : numpy.ndarray of float32
-        ``sqrt(var_poisson + var_rnoise)``, DN/s.
-    dumo : numpy.ndarray of float32
-        Uniformly weighted slope over all resultants (flags ignored) minus ``slope``.
-    """
-
-    slope: np.ndarray
-    dq: np.ndarray
-    var_poisson: np.ndarray
-    var_rnoise: np.ndarray
-    err: np.ndarray
-    dumo: np.ndarray
+#: The science-array (border-trimmed) outputs of :func:`fit_exposure`: ``slope``
+#: (DN/s), ``dq``, ``var_poisson``, ``var_rnoise``, ``err``, ``dumo``
+#: (`romancore.RateImages`).
+RampFitArrays = romancore.RateImages
 
 
 def uniform_weights(read_pattern: Sequence[Sequence[int]], frame_time: float) -> np.ndarray:
@@ -205,7 +184,7 @@ def fit_exposure(
                 res.slope, res.var_read, res.var_poisson, gdq,
                 np.asarray(pixeldq[r0:r1, cols], dtype=np.uint32), g,
                 np.asarray(data[:, r0:r1, cols], dtype=np.float32), weights,
-                out=romancore.RateImages(slope[o], dq[o], var_p[o], var_r[o], err[o], dumo[o]),
+                out=RampFitArrays(slope[o], dq[o], var_p[o], var_r[o], err[o], dumo[o]),
                 n_threads=n_threads,
             )
             if release_input:
