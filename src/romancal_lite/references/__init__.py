@@ -59,7 +59,12 @@ from ._source import (
     simulator_source,
 )
 from ._spec import DETECTORS, OPTICAL_ELEMENTS, REFTYPES, get_spec
-from .check import check_reference, open_reference_tree, reference_pedigree
+from .check import (
+    check_reference,
+    open_checked_reference_tree,
+    open_reference_tree,
+    reference_pedigree,
+)
 from .select import (
     NOT_APPLICABLE,
     active_cache,
@@ -104,6 +109,7 @@ __all__ = [
     "input_origin",
     "matched_cache",
     "open_builtin_cache",
+    "open_checked_reference_tree",
     "open_reference_tree",
     "reference_pedigree",
     "reference_shape",

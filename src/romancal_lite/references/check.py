@@ -19,7 +19,12 @@ from ._content import reference_shape
 from ._spec import BORDER, DETECTORS, OPTICAL_ELEMENTS, REFTYPES, TAG_PREFIX, get_spec
 from .select import crds_parameters
 
-__all__ = ["check_reference", "open_reference_tree", "reference_pedigree"]
+__all__ = [
+    "check_reference",
+    "open_checked_reference_tree",
+    "open_reference_tree",
+    "reference_pedigree",
+]
 
 @contextlib.contextmanager
 def open_reference_tree(path: str | os.PathLike[str]) -> Iterator[Any]:
@@ -216,6 +221,52 @@ def _check_epsf(node: Any, label: str, meta: Any) -> None:
         )
 
 
+def _check_context(reftype: str, science: Any, expected_shape: tuple[int, ...] | None
+                   ) -> tuple[Any, Any, tuple[int, ...] | None]:
+    key = reftype.lower()
+    if key not in REFTYPES:
+        raise ReferenceFileError(f"unknown reference type {reftype!r}")
+    if expected_shape is None:
+        expected_shape = _science_shape(science)
+    return get_spec(key), crds_parameters(science), expected_shape
+
+
+@contextlib.contextmanager
+def open_checked_reference_tree(
+    path: str | os.PathLike[str],
+    reftype: str,
+    science_params_or_model: Any,
+    expected_shape: tuple[int, ...] | None = None,
+) -> Iterator[Any]:
+    """Open a reference file, check it as `check_reference` does, and yield its node.
+
+    One read of the file for both (for reference types without a datamodel, such
+    as EPSF and APCORR); the file is closed on exit.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The reference file.
+    reftype, science_params_or_model, expected_shape
+        As `check_reference`.
+
+    Yields
+    ------
+    TaggedNode
+        The checked ``roman`` node.
+
+    Raises
+    ------
+    ReferenceFileError
+        Naming the file and the problem.
+    """
+    spec, params, expected_shape = _check_context(reftype, science_params_or_model,
+                                                  expected_shape)
+    with open_reference_tree(path) as node:
+        _check_node(node, Path(path).name, spec, params, expected_shape)
+        yield node
+
+
 def check_reference(
     ref_path_or_tree: Any,
     reftype: str,
@@ -249,18 +300,12 @@ def check_reference(
     ReferenceFileError
         Naming the file and the problem.
     """
-    key = reftype.lower()
-    if key not in REFTYPES:
-        raise ReferenceFileError(f"unknown reference type {reftype!r}")
-    spec = get_spec(key)
-    params = crds_parameters(science_params_or_model)
-    if expected_shape is None:
-        expected_shape = _science_shape(science_params_or_model)
     if isinstance(ref_path_or_tree, str | os.PathLike):
-        label = Path(ref_path_or_tree).name
-        with open_reference_tree(ref_path_or_tree) as node:
-            _check_node(node, label, spec, params, expected_shape)
-        return
+        with open_checked_reference_tree(ref_path_or_tree, reftype, science_params_or_model,
+                                         expected_shape):
+            return
+    spec, params, expected_shape = _check_context(reftype, science_params_or_model,
+                                                  expected_shape)
     node = ref_path_or_tree
     if isinstance(node, Mapping) and "roman" in node:
         node = node["roman"]

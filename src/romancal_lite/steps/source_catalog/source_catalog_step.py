@@ -140,20 +140,22 @@ class SourceCatalogStep(Step):
     # ------------------------------------------------------------------ references
 
     def _reference_node(self, model: Any, reftype: str) -> tuple[str, Any] | None:
-        """Select (or take the override of) ``reftype``, check it; return (path, opener).
+        """Select (or take the override of) ``reftype``; return (path, checked opener).
 
         romancal_lite.datamodels has no EPSF/APCORR model, so the file is read with
-        `romancal_lite.references.open_reference_tree` (the same safe reader) instead
-        of `open_reference`; selection, overrides, checks and provenance are the
-        Step's.
+        `romancal_lite.references.open_checked_reference_tree` (the same safe reader
+        and checks, one read of the file) instead of `open_reference`; selection,
+        overrides and provenance are the Step's.
         """
         path = self.get_reference_file(model, reftype)
         if path == NOT_APPLICABLE:
             return None
-        from romancal_lite.references import check_reference, open_reference_tree
+        from romancal_lite.references import open_checked_reference_tree
 
-        check_reference(path, reftype, model, expected_shape=None)
-        return path, open_reference_tree
+        def opener(ref_path: str) -> Any:
+            return open_checked_reference_tree(ref_path, reftype, model, expected_shape=None)
+
+        return path, opener
 
     def _epsf(self, model: Any) -> EPSFGrid | None:
         """Return the ePSF of the EPSF reference (jitter adjusted as romancal), or None."""
