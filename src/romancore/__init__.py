@@ -8,6 +8,7 @@ Pure functions on NumPy arrays (no file I/O, no logging):
 * :func:`convolve_separable_masked`: masked convolution (source detection image);
 * :func:`sigma_clip_bounds`: astropy's median / mad_std sigma-clip bounds (background);
 * :func:`finish_ramp_fit`: a fit in electrons to DN/s images, DQ collapse, ``dumo``;
+* :func:`fit_rate_images`: the fit and its finishing fused, from DN ramps;
 * :func:`fit_ramps`: Casertano (2022) fit of uneven ramps with queue-based jump
   detection.
 
@@ -21,7 +22,13 @@ from romancore._parallel import openmp_enabled
 from romancore._threads import effective_n_threads
 from romancore.convolve import convolve_separable_masked
 from romancore.linearity import apply_linearity
-from romancore.ramp import RampFitResult, RateImages, finish_ramp_fit, fit_ramps
+from romancore.ramp import (
+    RampFitResult,
+    RateImages,
+    finish_ramp_fit,
+    fit_ramps,
+    fit_rate_images,
+)
 from romancore.readpattern import ReadPatternMetadata, read_pattern_metadata
 from romancore.saturation import ATOD_LIMIT, flag_saturation
 from romancore.sigmaclip import sigma_clip_bounds, sigma_clip_bounds_rows
@@ -39,6 +46,7 @@ __all__ = [
     "effective_n_threads",
     "finish_ramp_fit",
     "fit_ramps",
+    "fit_rate_images",
     "flag_saturation",
     "openmp_enabled",
     "read_pattern_metadata",

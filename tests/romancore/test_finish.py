@@ -107,3 +107,78 @@ def test_bad_arguments():
         finish_ramp_fit(*args[:7], args[7][:-1])
     with pytest.raises(ValueError, match="data has shape"):
         finish_ramp_fit(*args[:6], args[6][:-1], args[7])
+
+
+def _ramp_case(seed=2, n=7, ny=30, nx=41):
+    rng = np.random.default_rng(seed)
+    pattern = [[1], [2, 3], [4, 5, 6], [7], [8, 9], [10, 11, 12], [13]]
+    data = (100 + np.cumsum(rng.uniform(0, 60, (n, ny, nx)), axis=0)).astype(np.float32)
+    data[3:, 5, 5] += 900.0  # a cosmic ray
+    data[:, 6, 6] = np.nan
+    data[2, 7, 7] = np.inf
+    gdq = np.zeros((n, ny, nx), np.uint8)
+    gdq[4:, 8, 8] = group.SATURATED
+    gdq[:, 9, 9] = group.SATURATED
+    pdq = np.zeros((ny, nx), np.uint32)
+    pdq[10, 10] = pixel.HOT
+    gain = rng.uniform(1.6, 2.2, (ny, nx)).astype(np.float32)
+    gain[11, 11], gain[11, 12] = 0.0, np.nan
+    rn = rng.uniform(4, 8, (ny, nx)).astype(np.float32)
+    rn[12, 12] = 0.0
+    weights = rng.normal(0, 0.01, n)
+    return data, gdq, pdq, gain, rn, pattern, weights
+
+
+def test_fused_fit_equals_fit_then_finish():
+    from romancore import fit_ramps, fit_rate_images
+
+    data, gdq, pdq, gain, rn, pattern, weights = _ramp_case()
+    g = np.where(~np.isfinite(gain) | (gain <= 0), np.float32(1), gain)
+    gdq_two = gdq.copy()
+    res = fit_ramps(np.multiply(data, g, dtype=np.float32), gdq_two, rn * g, pattern, 3.04)
+    expected = finish_ramp_fit(res.slope, res.var_read, res.var_poisson, gdq_two, pdq, gain,
+                               data, weights)
+    for threads in (1, 2, 3):
+        gdq_one = gdq.copy()
+        got = fit_rate_images(data, gdq_one, pdq, gain, rn, pattern, 3.04, weights,
+                              n_threads=threads)
+        for name in RateImages._fields:
+            assert np.array_equal(getattr(got, name), getattr(expected, name),
+                                  equal_nan=True), name
+        np.testing.assert_array_equal(gdq_one, gdq_two)
+    assert gdq_two[:, 5, 5].any() and got.dq[5, 5] & pixel.JUMP_DET
+    # without update_groupdq the caller's group DQ is left alone, the images are equal
+    untouched = gdq.copy()
+    again = fit_rate_images(data, untouched, pdq, gain, rn, pattern, 3.04, weights,
+                            update_groupdq=False)
+    np.testing.assert_array_equal(untouched, gdq)
+    assert np.array_equal(again.slope, expected.slope, equal_nan=True)
+
+
+def test_fused_fit_on_strided_science_columns():
+    from romancore import fit_rate_images
+
+    data, gdq, pdq, gain, rn, pattern, weights = _ramp_case(3)
+    pad = lambda a: np.pad(a, [(0, 0)] * (a.ndim - 2) + [(4, 4), (4, 4)])  # noqa: E731
+    big = [pad(a) for a in (data, gdq, pdq)]
+    cut = (slice(4, -4), slice(4, -4))
+    strided = fit_rate_images(big[0][(slice(None), *cut)], big[1][(slice(None), *cut)],
+                              big[2][cut], gain, rn, pattern, 3.04, weights)
+    plain = fit_rate_images(data, gdq.copy(), pdq, gain, rn, pattern, 3.04, weights)
+    for name in RateImages._fields:
+        assert np.array_equal(getattr(strided, name), getattr(plain, name), equal_nan=True)
+    assert not big[1][:, :4].any()  # the border of the group DQ is not written
+
+
+def test_fused_fit_bad_arguments():
+    from romancore import fit_rate_images
+
+    data, gdq, pdq, gain, rn, pattern, weights = _ramp_case()
+    with pytest.raises(ValueError, match="read_noise must be >= 0"):
+        fit_rate_images(data, gdq, pdq, gain, -rn, pattern, 3.04, weights)
+    with pytest.raises(ValueError, match="resultants"):
+        fit_rate_images(data, gdq, pdq, gain, rn, pattern[:-1], 3.04, weights)
+    with pytest.raises(ValueError, match="data must be"):
+        fit_rate_images(data.astype(np.float64), gdq, pdq, gain, rn, pattern, 3.04, weights)
+    with pytest.raises(ValueError, match="gain has shape"):
+        fit_rate_images(data, gdq, pdq, gain[:-1], rn, pattern, 3.04, weights)

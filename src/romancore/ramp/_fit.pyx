@@ -14,12 +14,13 @@ split around it exactly as around any other flagged resultant.
 """
 from cython.parallel cimport parallel, prange
 from libc.math cimport NAN, isfinite, isnan
-from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t
 from libc.stdlib cimport free, malloc
 
 from romancore._dqflags cimport DQ_DO_NOT_USE, DQ_JUMP_DET
 from romancore.ramp._jump cimport (J_DT1, J_DT1SQ, J_DT2, J_DT2SQ, J_RR1, J_RR2, J_VS1,
                                    J_VS2, nan_max, statistic, threshold)
+from romancore.ramp._finish cimport bad_gain, finish_pixel
 from romancore.ramp._segment cimport p_index, segment_slope
 
 cdef enum:
@@ -328,3 +329,98 @@ def fit(const float[:, :, ::1] resultants, uint8_t[:, :, ::1] groupdq,
         free(best)
         free(work)
         free(stack)
+
+
+def fit_rates(const float[:, :, :] data, uint8_t[:, :, :] groupdq,
+              const uint32_t[:, :] pixeldq, const float[:, :] gain,
+              const float[:, :] read_noise,
+              const double[::1] k, const int64_t[::1] k_offset,
+              const double[::1] var_read, const double[::1] var_poisson,
+              const float[:, ::1] jump, const float[::1] t_bar, const double[::1] weights,
+              float[:, ::1] out_slope, uint32_t[:, ::1] out_dq, float[:, ::1] out_vp,
+              float[:, ::1] out_vr, float[:, ::1] out_err, float[:, ::1] out_dumo,
+              bint use_jump, float intercept, float constant, bint write_groupdq,
+              int n_threads):
+    """Fit DN ramps and write romancal's DN/s images, one row per thread at a time.
+
+    Per row: the resultants and read noise times the gain (1 where the gain is bad)
+    into a row buffer (float32, as ``data * gain``), the group DQ into another;
+    `_fit_row` on them; the group DQ written back (``write_groupdq``); then
+    `finish_pixel` on every pixel.  Bit-identical to `fit` on ``data * gain`` followed
+    by ``_finish.finish``.
+    """
+    cdef Py_ssize_t n = data.shape[0], ny = data.shape[1], nx = data.shape[2], y, x, i
+    cdef Py_ssize_t dstride = data.strides[0] // sizeof(float)
+    cdef Tables tb
+    cdef uint8_t* flagged
+    cdef int32_t* pidx
+    cdef double* slope
+    cdef float* best
+    cdef float* work
+    cdef int32_t* stack
+    cdef float* rbuf
+    cdef uint8_t* gbuf
+    cdef float* rowf      # gain used, read noise in e-, slope, var_read, var_poisson
+    cdef float g
+    cdef float lo = intercept if intercept < intercept - 4 * constant else intercept - 4 * constant
+
+    tb.n = n
+    tb.plane = nx  # the row buffers hold one row of every resultant
+    tb.k = &k[0]
+    tb.k_offset = &k_offset[0]
+    tb.var_read = &var_read[0]
+    tb.var_poisson = &var_poisson[0]
+    tb.jump = &jump[0, 0] if jump.shape[1] > 0 else NULL
+    tb.t_bar = &t_bar[0]
+    tb.use_jump = use_jump and n >= 2
+    tb.intercept = intercept
+    tb.constant = constant
+    tb.lowest_threshold = lo
+
+    with nogil, parallel(num_threads=n_threads):
+        flagged = <uint8_t*>malloc(nx * sizeof(uint8_t))
+        pidx = <int32_t*>malloc(nx * sizeof(int32_t))
+        slope = <double*>malloc(nx * sizeof(double))
+        best = <float*>malloc(nx * sizeof(float))
+        work = <float*>malloc(3 * nx * sizeof(float))
+        stack = <int32_t*>malloc(2 * (n + 2) * sizeof(int32_t))
+        rbuf = <float*>malloc(n * nx * sizeof(float))
+        gbuf = <uint8_t*>malloc(n * nx * sizeof(uint8_t))
+        rowf = <float*>malloc(5 * nx * sizeof(float))
+        if (flagged == NULL or pidx == NULL or slope == NULL or best == NULL
+                or work == NULL or stack == NULL or rbuf == NULL or gbuf == NULL
+                or rowf == NULL):
+            with gil:
+                raise MemoryError("romancore.fit_rate_images: out of memory for scratch rows")
+        for y in prange(ny, schedule="dynamic", chunksize=4):
+            for x in range(nx):
+                g = gain[y, x]
+                if bad_gain(g):
+                    g = 1.0
+                rowf[x] = g
+                rowf[nx + x] = read_noise[y, x] * g
+            for i in range(n):
+                for x in range(nx):
+                    rbuf[i * nx + x] = data[i, y, x] * rowf[x]
+                    gbuf[i * nx + x] = groupdq[i, y, x]
+            _fit_row(&tb, rbuf, gbuf, rowf + nx, nx,
+                     rowf + 2 * nx, rowf + 3 * nx, rowf + 4 * nx,
+                     flagged, pidx, slope, best, work, work + nx, work + 2 * nx, stack)
+            if write_groupdq:
+                for i in range(n):
+                    for x in range(nx):
+                        groupdq[i, y, x] = gbuf[i * nx + x]
+            for x in range(nx):
+                finish_pixel(rowf[2 * nx + x], rowf[3 * nx + x], rowf[4 * nx + x],
+                             gain[y, x], gbuf + x, nx, pixeldq[y, x], &data[0, y, x],
+                             dstride, &weights[0], n, &out_slope[y, x], &out_dq[y, x],
+                             &out_vp[y, x], &out_vr[y, x], &out_err[y, x], &out_dumo[y, x])
+        free(flagged)
+        free(pidx)
+        free(slope)
+        free(best)
+        free(work)
+        free(stack)
+        free(rbuf)
+        free(gbuf)
+        free(rowf)

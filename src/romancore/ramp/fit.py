@@ -12,9 +12,10 @@ from romancore._threads import effective_n_threads
 from romancore._validation import check_array, check_writeable
 from romancore.ramp import _fit
 from romancore.ramp._tables import FitTables, build_tables
+from romancore.ramp.finish import RateImages
 from romancore.readpattern import read_pattern_metadata, validate_read_pattern
 
-__all__ = ["RampFitResult", "fit_ramps"]
+__all__ = ["RampFitResult", "fit_ramps", "fit_rate_images"]
 
 
 class RampFitResult(NamedTuple):
@@ -170,3 +171,117 @@ def fit_ramps(
         effective_n_threads(n_threads),
     )
     return RampFitResult(slope, var_read, var_poisson, groupdq)
+
+
+def fit_rate_images(
+    data: np.ndarray,
+    groupdq: np.ndarray,
+    pixeldq: np.ndarray,
+    gain: np.ndarray,
+    read_noise: np.ndarray,
+    read_pattern: Sequence[Sequence[int]],
+    frame_time: float,
+    uniform_weights: np.ndarray,
+    *,
+    use_jump: bool = True,
+    threshold_intercept: float = 5.5,
+    threshold_constant: float = 1 / 3,
+    update_groupdq: bool = True,
+    out: RateImages | None = None,
+    n_threads: int | None = None,
+) -> RateImages:
+    """Fit DN ramps and return romancal 1.1's DN/s images, in one fused pass.
+
+    For every row (OpenMP): the resultants and the read noise are converted to
+    electrons with the gain (``data * g`` in float32; ``g = 1`` where the gain is not
+    finite or ``<= 0``) in a per-thread row buffer, fitted exactly as
+    :func:`fit_ramps` fits them (Casertano et al. 2022 with the queue-based jump
+    detection), and finished as :func:`romancore.finish_ramp_fit` finishes them
+    (DN/s, variances, ``err``, the DQ collapse, ``dumo``). The results are
+    bit-identical to ``fit_ramps(data * g, ...)`` followed by ``finish_ramp_fit``,
+    for any thread count, with no full-size temporary.
+
+    Parameters
+    ----------
+    data : numpy.ndarray of float32, shape (n, ny, nx)
+        Resultants in DN (any strides, e.g. the science columns of a ramp). Not
+        modified.
+    groupdq : numpy.ndarray of uint8, shape (n, ny, nx)
+        Group DQ (any strides); with ``update_groupdq``, JUMP_DET (and DO_NOT_USE on
+        non-finite resultants) is written back.
+    pixeldq : numpy.ndarray of uint32, shape (ny, nx)
+        Pixel DQ (any strides).
+    gain, read_noise : numpy.ndarray, shape (ny, nx)
+        Electrons per DN and read noise per read in DN (converted to float32).
+    read_pattern : sequence of sequences of int
+        1-based read numbers of each resultant.
+    frame_time : float
+        Seconds between reads.
+    uniform_weights : numpy.ndarray, shape (n,)
+        Weights of the uniform slope for ``dumo`` (float64).
+    use_jump, threshold_intercept, threshold_constant
+        As :func:`fit_ramps`.
+    update_groupdq : bool, optional
+        Write the jump flags back into ``groupdq`` (default True).
+    out : RateImages, optional
+        C-contiguous (ny, nx) arrays to write into (float32, ``dq`` uint32).
+    n_threads : int or None, optional
+        Threads (see :func:`romancore.effective_n_threads`); results do not depend on it.
+
+    Returns
+    -------
+    RateImages
+        ``out`` or new images.
+
+    Raises
+    ------
+    ValueError
+        For arrays of the wrong dtype or shape, negative read noise, or a read
+        pattern that is invalid or does not match ``data``.
+    """
+    for name, arr, dtype, ndim in (("data", data, np.float32, 3),
+                                   ("groupdq", groupdq, np.uint8, 3),
+                                   ("pixeldq", pixeldq, np.uint32, 2)):
+        if not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.ndim != ndim:
+            raise ValueError(f"{name} must be a {ndim}-D {np.dtype(dtype)} array")
+        if arr.size == 0:
+            raise ValueError(f"{name} is empty (shape {arr.shape})")
+    n, ny, nx = data.shape
+    if groupdq.shape != data.shape or pixeldq.shape != (ny, nx):
+        raise ValueError(f"groupdq {groupdq.shape} and pixeldq {pixeldq.shape} do not match "
+                         f"data {data.shape}")
+    if data.strides[0] % data.itemsize:
+        raise ValueError("data's resultant stride must be a whole number of elements")
+    if update_groupdq:
+        check_writeable(groupdq, "groupdq")
+    gain = np.asarray(gain, dtype=np.float32)
+    read_noise = np.asarray(read_noise, dtype=np.float32)
+    for name, arr in (("gain", gain), ("read_noise", read_noise)):
+        if arr.shape != (ny, nx):
+            raise ValueError(f"{name} has shape {arr.shape}, expected {(ny, nx)}")
+    if np.any(read_noise < 0):
+        raise ValueError("read_noise must be >= 0 (or NaN for unknown)")
+    tables = _tables_for(_pattern_key(read_pattern), float(frame_time))
+    if len(tables.t_bar32) != n:
+        raise ValueError(f"read_pattern has {len(tables.t_bar32)} resultants but data has {n}")
+    for name, value in (("threshold_intercept", threshold_intercept),
+                        ("threshold_constant", threshold_constant)):
+        if not np.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value!r}")
+    weights = np.ascontiguousarray(uniform_weights, dtype=np.float64)
+    if weights.shape != (n,):
+        raise ValueError(f"uniform_weights must have {n} values")
+    if out is None:
+        out = RateImages(*(np.empty((ny, nx), np.uint32 if name == "dq" else np.float32)
+                           for name in RateImages._fields))
+    for name, arr in out._asdict().items():
+        check_array(arr, name, np.uint32 if name == "dq" else np.float32, 2, (ny, nx))
+    _fit.fit_rates(
+        data, groupdq, pixeldq, gain, read_noise,
+        tables.k, tables.k_offset, tables.var_read, tables.var_poisson, tables.jump,
+        tables.t_bar32, weights,
+        out.slope, out.dq, out.var_poisson, out.var_rnoise, out.err, out.dumo,
+        bool(use_jump), float(threshold_intercept), float(threshold_constant),
+        bool(update_groupdq), effective_n_threads(n_threads),
+    )
+    return out

@@ -318,13 +318,13 @@ def test_jump_thresholds_passed_through(kwargs):
 
 def test_fit_exposure_passes_arguments_to_romancore(monkeypatch):
     calls = []
-    original = romancore.fit_ramps
+    original = romancore.fit_rate_images
 
     def spy(*args, **kwargs):
         calls.append((args, kwargs))
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(romancore, "fit_ramps", spy)
+    monkeypatch.setattr(romancore, "fit_rate_images", spy)
     fit(
         ramp_of(3.0),
         use_jump=False,
@@ -335,11 +335,13 @@ def test_fit_exposure_passes_arguments_to_romancore(monkeypatch):
     )
     assert len(calls) == 2  # science rows 4..36 in blocks of 16
     for args, kwargs in calls:
-        assert args[3] == READ_PATTERN and args[4] == FRAME_TIME
+        assert args[5] == READ_PATTERN and args[6] == FRAME_TIME
+        kwargs = {k: v for k, v in kwargs.items() if k != "out"}
         assert kwargs == {
             "use_jump": False,
             "threshold_intercept": 9.5,
             "threshold_constant": 0.25,
+            "update_groupdq": True,
             "n_threads": 1,
         }
     # the science columns only (the reference border is never fitted)
@@ -497,13 +499,13 @@ def make_ramp(rate=None):
 
 def test_step_builtin_references(builtin_refs, tmp_path, monkeypatch):
     calls = []
-    original = romancore.fit_ramps
+    original = romancore.fit_rate_images
 
     def spy(*args, **kwargs):
         calls.append(kwargs)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(romancore, "fit_ramps", spy)
+    monkeypatch.setattr(romancore, "fit_rate_images", spy)
     ramp = make_ramp()
     gain_path = get_reference_file(ramp, "gain")
     rn_path = get_reference_file(ramp, "readnoise")
@@ -563,13 +565,13 @@ def test_step_builtin_references(builtin_refs, tmp_path, monkeypatch):
 
 def test_step_parameters_passed_through(builtin_refs, monkeypatch):
     calls = []
-    original = romancore.fit_ramps
+    original = romancore.fit_rate_images
 
     def spy(*args, **kwargs):
         calls.append((args[0].shape, kwargs))
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(romancore, "fit_ramps", spy)
+    monkeypatch.setattr(romancore, "fit_rate_images", spy)
     ramp = make_ramp(rate=7.0)
     ramp.data[3:, 10, 20] += 500.0
     image = RampFitStep.call(

@@ -1,9 +1,9 @@
 """Array work of ``ramp_fit``: DN ramps to trimmed DN/s images, streamed in row blocks.
 
-The cube is never copied whole: the science columns of each block of rows are
-converted to electrons (the only temporary, ``block_rows`` rows of every resultant),
-fitted by `romancore.fit_ramps`, and turned into DN/s images, DQ and ``dumo`` by
-`romancore.finish_ramp_fit`, written straight into the border-trimmed output images.
+The cube is never copied: `romancore.fit_rate_images` converts each row of the
+science columns to electrons in a per-thread buffer, fits it and writes the DN/s
+images, DQ and ``dumo`` straight into the border-trimmed outputs. Row blocks exist
+only so that a pipeline can hand the fitted rows' memory back (``release_input``).
 The reference border is never fitted.
 """
 
@@ -155,41 +155,30 @@ def fit_exposure(
     weights = uniform_weights(read_pattern, frame_time)
     cols = slice(b, nx - b)
 
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for r0 in range(b, ny - b, block_rows):
-            r1 = min(r0 + block_rows, ny - b)
-            # the science columns only: the reference border is never fitted
-            g = np.asarray(gain[r0:r1, cols], dtype=np.float32)
-            g_fit = np.where(~np.isfinite(g) | (g <= 0), np.float32(1.0), g)
-            block = np.multiply(data[:, r0:r1, cols], g_fit, dtype=np.float32)
-            gdq = np.ascontiguousarray(groupdq[:, r0:r1, cols])
-            rn = np.asarray(read_noise[r0:r1, cols], dtype=np.float32) * g_fit
-            res = romancore.fit_ramps(
-                block,
-                gdq,
-                rn,
-                read_pattern,
-                frame_time,
-                use_jump=use_jump,
-                threshold_intercept=threshold_intercept,
-                threshold_constant=threshold_constant,
-                n_threads=n_threads,
-            )
-            del block
-            if not release_input:
-                groupdq[:, r0:r1, cols] = gdq
-            o = slice(r0 - b, r1 - b)
-            # DN/s, variances, err, the DQ collapse and dumo in one compiled pass
-            romancore.finish_ramp_fit(
-                res.slope, res.var_read, res.var_poisson, gdq,
-                np.asarray(pixeldq[r0:r1, cols], dtype=np.uint32), g,
-                np.asarray(data[:, r0:r1, cols], dtype=np.float32), weights,
-                out=RampFitArrays(slope[o], dq[o], var_p[o], var_r[o], err[o], dumo[o]),
-                n_threads=n_threads,
-            )
-            if release_input:
-                # the border rows (copied by dq_init) go with the first and last blocks
-                lo, hi = (0 if r0 == b else r0), (ny if r1 == ny - b else r1)
-                release_rows(data, lo, hi)
-                release_rows(groupdq, lo, hi)
+    for r0 in range(b, ny - b, block_rows):
+        r1 = min(r0 + block_rows, ny - b)
+        o = slice(r0 - b, r1 - b)
+        # the science columns only (the reference border is never fitted): electrons,
+        # the fit, DN/s, DQ and dumo in one compiled pass per row
+        romancore.fit_rate_images(
+            np.asarray(data[:, r0:r1, cols], dtype=np.float32),
+            groupdq[:, r0:r1, cols],
+            np.asarray(pixeldq[r0:r1, cols], dtype=np.uint32),
+            gain[r0:r1, cols],
+            read_noise[r0:r1, cols],
+            read_pattern,
+            frame_time,
+            weights,
+            use_jump=use_jump,
+            threshold_intercept=threshold_intercept,
+            threshold_constant=threshold_constant,
+            update_groupdq=not release_input,
+            out=RampFitArrays(slope[o], dq[o], var_p[o], var_r[o], err[o], dumo[o]),
+            n_threads=n_threads,
+        )
+        if release_input:
+            # the border rows (copied by dq_init) go with the first and last blocks
+            lo, hi = (0 if r0 == b else r0), (ny if r1 == ny - b else r1)
+            release_rows(data, lo, hi)
+            release_rows(groupdq, lo, hi)
     return RampFitArrays(slope, dq, var_p, var_r, err, dumo)
