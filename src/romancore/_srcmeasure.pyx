@@ -15,7 +15,7 @@ signed area of the disk cut by the triangle (origin, edge).
 """
 from cython.parallel cimport parallel, prange
 from libc.math cimport atan2, ceil, cos, exp, fabs, floor, isfinite, M_PI, NAN, sin, sqrt
-from libc.stdint cimport int32_t, uint8_t
+from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.stdlib cimport free, malloc, qsort
 
 
@@ -628,3 +628,162 @@ def annulus_clipped_median(const double[:, ::1] data, const uint8_t[:, ::1] bad,
                 med[i] = NAN
                 sem[i] = NAN
         free(buf)
+
+
+cdef void _iso_error_one(const Image* im, const double* conv, const uint8_t* mask,
+                         const double* kern, Py_ssize_t ks, int32_t label,
+                         Py_ssize_t y0, Py_ssize_t y1, Py_ssize_t x0, Py_ssize_t x1,
+                         double xc, double yc, double* x_err, double* y_err) noexcept nogil:
+    """First-order error of the isophotal centroid of one segment (see the wrapper)."""
+    cdef Py_ssize_t h = y1 - y0, w = x1 - x0, half = ks // 2, i, j, a, b, k, yy, xx
+    cdef double total = 0.0, c, hx, hy, e, vx = 0.0, vy = 0.0
+    cdef double* arm_x
+    cdef double* arm_y
+    x_err[0] = NAN
+    y_err[0] = NAN
+    if h <= 0 or w <= 0:
+        return
+    arm_x = <double*> malloc(h * w * sizeof(double))
+    arm_y = <double*> malloc(h * w * sizeof(double))
+    if arm_x == NULL or arm_y == NULL:
+        free(arm_x)
+        free(arm_y)
+        return
+    # the moment pixels: the segment's unmasked pixels with a finite c >= 0
+    for i in range(h):
+        for j in range(w):
+            k = (y0 + i) * im.nx + x0 + j
+            c = conv[k]
+            if im.segm[k] == label and not mask[k] and c >= 0:
+                total += c
+                arm_x[i * w + j] = (x0 + j) - xc
+                arm_y[i * w + j] = (y0 + i) - yc
+            else:
+                arm_x[i * w + j] = 0.0
+                arm_y[i * w + j] = 0.0
+    if not total > 0:
+        free(arm_x)
+        free(arm_y)
+        return
+    # var = sum_k err_k^2 h_k^2, h_k = sum_ab K'(a, b) arm(k + (a - half, b - half))
+    for i in range(h):
+        for j in range(w):
+            k = (y0 + i) * im.nx + x0 + j
+            if mask[k]:
+                continue
+            e = im.error[k]
+            e = e * e
+            if not isfinite(e):
+                continue
+            hx = 0.0
+            hy = 0.0
+            for a in range(ks):
+                yy = i + a - half
+                if yy < 0 or yy >= h:
+                    continue
+                for b in range(ks):
+                    xx = j + b - half
+                    if xx < 0 or xx >= w:
+                        continue
+                    hx += kern[a * ks + b] * arm_x[yy * w + xx]
+                    hy += kern[a * ks + b] * arm_y[yy * w + xx]
+            vx += e * hx * hx
+            vy += e * hy * hy
+    x_err[0] = sqrt(vx) / total
+    y_err[0] = sqrt(vy) / total
+    free(arm_x)
+    free(arm_y)
+
+
+def isophotal_errors(const double[:, ::1] conv, const double[:, ::1] error,
+                     const uint8_t[:, ::1] mask, const int32_t[:, ::1] segm,
+                     const double[:, ::1] kern, const int32_t[::1] labels,
+                     const int64_t[::1] y0, const int64_t[::1] y1,
+                     const int64_t[::1] x0, const int64_t[::1] x1,
+                     const double[::1] xc, const double[::1] yc,
+                     double[::1] x_err, double[::1] y_err, int n_threads):
+    """Isophotal centroid errors of every source over its stamp (kernel flipped)."""
+    cdef Image im
+    cdef Py_ssize_t i, n = labels.shape[0]
+    im.data = NULL
+    im.error = &error[0, 0]
+    im.bad = NULL
+    im.segm = &segm[0, 0]
+    im.ny = conv.shape[0]
+    im.nx = conv.shape[1]
+    for i in prange(n, nogil=True, schedule="dynamic", num_threads=n_threads):
+        if isfinite(xc[i]) and isfinite(yc[i]):
+            _iso_error_one(&im, &conv[0, 0], &mask[0, 0], &kern[0, 0], kern.shape[0],
+                           labels[i], y0[i], y1[i], x0[i], x1[i], xc[i], yc[i],
+                           &x_err[i], &y_err[i])
+        else:
+            x_err[i] = NAN
+            y_err[i] = NAN
+
+
+cdef void _win_error_one(const Image* im, const uint8_t* mask, int32_t label, double xw,
+                         double yw, double rhl, double* x_err,
+                         double* y_err) noexcept nogil:
+    """First-order error of the windowed centroid of one source (see the wrapper)."""
+    cdef double s = 2.0 * (rhl if rhl > 0.5 else 0.5) / 2.3548200450309493
+    cdef double radius = 4.0 * s, dx, dy, r2, wgt, d, e2, s2 = s * s
+    cdef double den_x = 0.0, den_y = 0.0, num_x = 0.0, num_y = 0.0
+    cdef Py_ssize_t half = <Py_ssize_t> (radius + 1.5)
+    cdef Py_ssize_t ix = <Py_ssize_t> (xw + 0.5), iy = <Py_ssize_t> (yw + 0.5)
+    cdef Py_ssize_t y, x, k, sg
+    cdef Py_ssize_t ya = iy - half if iy - half > 0 else 0
+    cdef Py_ssize_t yb = iy + half + 1 if iy + half + 1 < im.ny else im.ny
+    cdef Py_ssize_t xa = ix - half if ix - half > 0 else 0
+    cdef Py_ssize_t xb = ix + half + 1 if ix + half + 1 < im.nx else im.nx
+    x_err[0] = NAN
+    y_err[0] = NAN
+    if ya >= yb or xa >= xb:
+        return
+    for y in range(ya, yb):
+        dy = y - yw
+        for x in range(xa, xb):
+            dx = x - xw
+            r2 = dx * dx + dy * dy
+            if r2 > radius * radius:
+                continue
+            k = y * im.nx + x
+            sg = im.segm[k]
+            if mask[k] or (sg != label and sg != 0):
+                continue
+            d = im.data[k]
+            e2 = im.error[k]
+            e2 = e2 * e2
+            if not (isfinite(d) and isfinite(e2)):
+                continue
+            wgt = exp(-r2 / (2.0 * s2))
+            den_x += wgt * d * (1.0 - dx * dx / s2)
+            den_y += wgt * d * (1.0 - dy * dy / s2)
+            num_x += wgt * wgt * e2 * dx * dx
+            num_y += wgt * wgt * e2 * dy * dy
+    if den_x > 0:
+        x_err[0] = sqrt(num_x) / den_x
+    if den_y > 0:
+        y_err[0] = sqrt(num_y) / den_y
+
+
+def windowed_errors(const double[:, ::1] data, const double[:, ::1] error,
+                    const uint8_t[:, ::1] mask, const int32_t[:, ::1] segm,
+                    const int32_t[::1] labels, const double[::1] xw, const double[::1] yw,
+                    const double[::1] rhl, double[::1] x_err, double[::1] y_err,
+                    int n_threads):
+    """Windowed centroid errors of every source (NaN where undefined)."""
+    cdef Image im
+    cdef Py_ssize_t i, n = labels.shape[0]
+    im.data = &data[0, 0]
+    im.error = &error[0, 0]
+    im.bad = NULL
+    im.segm = &segm[0, 0]
+    im.ny = data.shape[0]
+    im.nx = data.shape[1]
+    for i in prange(n, nogil=True, schedule="dynamic", num_threads=n_threads):
+        if isfinite(xw[i]) and isfinite(yw[i]) and isfinite(rhl[i]):
+            _win_error_one(&im, &mask[0, 0], labels[i], xw[i], yw[i], rhl[i], &x_err[i],
+                           &y_err[i])
+        else:
+            x_err[i] = NAN
+            y_err[i] = NAN

@@ -553,3 +553,95 @@ def test_row_sigma_clip_gives_photutils_background_exactly(monkeypatch):
     for name in ("background_mesh", "background_rms_mesh"):
         np.testing.assert_array_equal(np.asarray(getattr(ours, name)),
                                       np.asarray(getattr(theirs, name)))
+
+
+def _numpy_isophotal_errors(conv, segm, mask, err, kernel, labels, slices, xc, yc):
+    """The per-source NumPy form of the isophotal error propagation (reference)."""
+    half = kernel.shape[0] // 2
+    kern = np.asarray(kernel, dtype=np.float64)[::-1, ::-1]
+    out = np.full((2, len(labels)), np.nan)
+    for n, (label, (sy, sx)) in enumerate(zip(labels, slices, strict=True)):
+        if not (np.isfinite(xc[n]) and np.isfinite(yc[n])):
+            continue
+        y0, y1 = max(sy.start - half, 0), min(sy.stop + half, conv.shape[0])
+        x0, x1 = max(sx.start - half, 0), min(sx.stop + half, conv.shape[1])
+        c = conv[y0:y1, x0:x1]
+        with np.errstate(invalid="ignore"):
+            m = (segm[y0:y1, x0:x1] == label) & ~mask[y0:y1, x0:x1] & (c >= 0)
+        total = c[m].sum()
+        var = np.where(mask[y0:y1, x0:x1], 0.0, err[y0:y1, x0:x1] ** 2)
+        var[~np.isfinite(var)] = 0.0
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        for row, arm in enumerate((xx - xc[n], yy - yc[n])):
+            # h_k = sum_ab K'(a, b) arm(k + (a, b) - half), K' the flipped kernel
+            hk = ndimage.correlate(np.where(m, arm, 0.0), kern, mode="constant")
+            if total > 0:
+                out[row, n] = np.sqrt((var * hk * hk).sum()) / total
+    return out
+
+
+def _numpy_windowed_errors(data, segm, mask, err, labels, xw, yw, rhl):
+    """The per-source NumPy form of the windowed-centroid error (reference)."""
+    out = np.full((2, len(labels)), np.nan)
+    ny, nx = data.shape
+    for n, label in enumerate(labels):
+        if not (np.isfinite(xw[n]) and np.isfinite(yw[n]) and np.isfinite(rhl[n])):
+            continue
+        s = 2.0 * max(float(rhl[n]), 0.5) / 2.3548200450309493
+        half = int(4.0 * s + 1.5)
+        ix, iy = int(xw[n] + 0.5), int(yw[n] + 0.5)
+        y0, y1 = max(iy - half, 0), min(iy + half + 1, ny)
+        x0, x1 = max(ix - half, 0), min(ix + half + 1, nx)
+        seg = segm[y0:y1, x0:x1]
+        d = data[y0:y1, x0:x1]
+        e2 = err[y0:y1, x0:x1] ** 2
+        dx = np.arange(x0, x1)[None, :] - xw[n]
+        dy = np.arange(y0, y1)[:, None] - yw[n]
+        r2 = dx * dx + dy * dy
+        use = (r2 <= 16 * s * s) & ~mask[y0:y1, x0:x1] & ((seg == label) | (seg == 0))
+        use &= np.isfinite(d) & np.isfinite(e2)
+        w = np.exp(-r2 / (2 * s * s))
+        arms = (np.broadcast_to(dx, r2.shape), np.broadcast_to(dy, r2.shape))
+        for row, arm in enumerate(arms):
+            a, wi = arm[use], w[use]
+            denom = (wi * d[use] * (1 - a * a / (s * s))).sum()
+            if denom > 0:
+                out[row, n] = np.sqrt((wi * wi * e2[use] * a * a).sum()) / denom
+    return out
+
+
+def test_compiled_centroid_errors_match_numpy():
+    from romancal_lite.steps.source_catalog.catalog import (
+        isophotal_centroid_errors,
+        windowed_centroid_errors,
+    )
+
+    rng = np.random.default_rng(21)
+    n = 120
+    img = rng.normal(0, 0.05, (n, n))
+    stars = {"x": rng.uniform(-2, n + 2, 25), "y": rng.uniform(-2, n + 2, 25),
+             "flux": rng.uniform(50, 500, 25)}
+    scene.render_stars(img, stars, PSF_SIGMA)
+    mask = rng.random(img.shape) < 0.03
+    err = np.full(img.shape, 0.05)
+    err[rng.random(img.shape) < 0.01] = np.nan
+    kernel = detection_kernel(2.0)
+    conv = convolve_masked(img, kernel, mask)
+    segm = ndimage.label(conv > 0.15, structure=np.ones((3, 3)))[0].astype(np.int32)
+    labels = np.arange(1, segm.max() + 1, dtype=np.int32)
+    slices = ndimage.find_objects(segm)
+    assert len(labels) > 10
+    yy, xx = np.mgrid[:n, :n]
+    xc = np.array([(conv * xx)[segm == k].sum() / conv[segm == k].sum() for k in labels])
+    yc = np.array([(conv * yy)[segm == k].sum() / conv[segm == k].sum() for k in labels])
+    xc[0] = np.nan
+    got = isophotal_centroid_errors(conv, segm, mask, err, kernel, labels, slices, xc, yc)
+    expected = _numpy_isophotal_errors(conv, segm, mask, err, kernel, labels, slices, xc, yc)
+    np.testing.assert_allclose(np.array(got), expected, rtol=1e-10, equal_nan=True)
+    assert np.isnan(got[0][0]) and np.isfinite(got[0][1:]).all()
+    rhl = rng.uniform(0.3, 3.0, len(labels))
+    rhl[1] = np.nan
+    got = windowed_centroid_errors(img, segm, mask, err, labels, xc + 0.2, yc - 0.3, rhl)
+    expected = _numpy_windowed_errors(img, segm, mask, err, labels, xc + 0.2, yc - 0.3, rhl)
+    np.testing.assert_allclose(np.array(got), expected, rtol=1e-10, equal_nan=True)
+    assert np.isnan(got[0][1]) and np.isfinite(got[0][2:]).sum() > 5

@@ -40,6 +40,7 @@ from astropy.utils.exceptions import AstropyUserWarning
 from scipy import ndimage
 
 import romancore
+from romancore import effective_n_threads
 
 __all__ = [
     "ANNULUS_RADII_ARCSEC",
@@ -468,58 +469,28 @@ def isophotal_centroid_errors(
     x_err, y_err : numpy.ndarray
         1-sigma errors in pixels (NaN where undefined).
     """
+    from romancore import _srcmeasure
+
     half = kernel.shape[0] // 2
-    size = kernel.shape[0]
     ny, nx = conv.shape
-    kern = np.asarray(kernel, dtype=np.float64)[::-1, ::-1]
     n = len(labels)
     x_err = np.full(n, np.nan)
     y_err = np.full(n, np.nan)
-    ok = np.flatnonzero(np.isfinite(xc) & np.isfinite(yc))
-    if ok.size == 0:
+    if n == 0:
         return x_err, y_err
-    y0 = np.array([max(slices[i][0].start - half, 0) for i in ok])
-    y1 = np.array([min(slices[i][0].stop + half, ny) for i in ok])
-    x0 = np.array([max(slices[i][1].start - half, 0) for i in ok])
-    x1 = np.array([min(slices[i][1].stop + half, nx) for i in ok])
-    # all sources at once, in batches of similar stamp sizes (padded to the largest)
-    order = np.argsort((y1 - y0) * (x1 - x0), kind="stable")
-    budget = 4_000_000  # stamp pixels x kernel pixels per batch
-    start = 0
-    while start < order.size:
-        stop = start + 1
-        height, width = int((y1 - y0)[order[start]]), int((x1 - x0)[order[start]])
-        while stop < order.size:
-            h = max(height, int((y1 - y0)[order[stop]]))
-            w = max(width, int((x1 - x0)[order[stop]]))
-            if (stop + 1 - start) * h * w * size * size > budget:
-                break
-            height, width, stop = h, w, stop + 1
-        sel = order[start:stop]
-        src = ok[sel]
-        rows = y0[sel, None] + np.arange(height)
-        cols = x0[sel, None] + np.arange(width)
-        inside = (rows < y1[sel, None])[:, :, None] & (cols < x1[sel, None])[:, None, :]
-        rr = np.minimum(rows, ny - 1)[:, :, None]
-        cc = np.minimum(cols, nx - 1)[:, None, :]
-        c = conv[rr, cc]
-        masked = mask[rr, cc]
-        with np.errstate(invalid="ignore"):
-            m = inside & (segm[rr, cc] == np.asarray(labels)[src, None, None]) & ~masked & (c >= 0)
-        total = np.where(m, c, 0.0).sum(axis=(1, 2))
-        var_pix = np.where(inside & ~masked, err[rr, cc].astype(np.float64) ** 2, 0.0)
-        var_pix[~np.isfinite(var_pix)] = 0.0
-        for coord, centre, out in ((cc, xc, x_err), (rr, yc, y_err)):
-            arm = np.where(m, coord - centre[src, None, None], 0.0)
-            padded = np.pad(arm, ((0, 0), (half, half), (half, half)))
-            windows = np.lib.stride_tricks.sliding_window_view(padded, (size, size),
-                                                               axis=(1, 2))
-            # h_k = sum_i K(i - k) g_i: the correlation with the flipped kernel
-            hk = np.einsum("nijab,ab->nij", windows, kern)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                value = np.sqrt((var_pix * hk * hk).sum(axis=(1, 2))) / total
-            out[src] = np.where(total > 0, value, np.nan)
-        start = stop
+    # each segment's bounding box grown by the kernel's half-width (compiled, per source)
+    y0 = np.array([max(sl[0].start - half, 0) for sl in slices], dtype=np.int64)
+    y1 = np.array([min(sl[0].stop + half, ny) for sl in slices], dtype=np.int64)
+    x0 = np.array([max(sl[1].start - half, 0) for sl in slices], dtype=np.int64)
+    x1 = np.array([min(sl[1].stop + half, nx) for sl in slices], dtype=np.int64)
+    kern = np.ascontiguousarray(np.asarray(kernel, dtype=np.float64)[::-1, ::-1])
+    _srcmeasure.isophotal_errors(
+        np.ascontiguousarray(conv, dtype=np.float64), np.ascontiguousarray(err, np.float64),
+        np.ascontiguousarray(mask, dtype=bool).view(np.uint8),
+        np.ascontiguousarray(segm, dtype=np.int32), kern,
+        np.ascontiguousarray(labels, dtype=np.int32), y0, y1, x0, x1,
+        np.ascontiguousarray(xc, dtype=np.float64), np.ascontiguousarray(yc, np.float64),
+        x_err, y_err, effective_n_threads())
     return x_err, y_err
 
 
@@ -570,37 +541,21 @@ def windowed_centroid_errors(
     x_err, y_err : numpy.ndarray
         1-sigma errors in pixels (NaN where undefined).
     """
-    ny, nx = data.shape
-    x_err = np.full(len(labels), np.nan)
-    y_err = np.full(len(labels), np.nan)
-    for n, label in enumerate(labels):
-        rhl = half_light_radius[n]
-        if not (np.isfinite(xw[n]) and np.isfinite(yw[n]) and np.isfinite(rhl)):
-            continue
-        s = 2.0 * max(float(rhl), 0.5) / 2.3548200450309493
-        radius = 4.0 * s
-        half = int(radius + 1.5)
-        ix, iy = int(xw[n] + 0.5), int(yw[n] + 0.5)
-        y0, y1 = max(iy - half, 0), min(iy + half + 1, ny)
-        x0, x1 = max(ix - half, 0), min(ix + half + 1, nx)
-        if y0 >= y1 or x0 >= x1:
-            continue
-        seg = segm[y0:y1, x0:x1]
-        d = data[y0:y1, x0:x1].astype(np.float64)
-        e2 = err[y0:y1, x0:x1].astype(np.float64) ** 2
-        dx = np.arange(x0, x1)[np.newaxis, :] - xw[n]
-        dy = np.arange(y0, y1)[:, np.newaxis] - yw[n]
-        r2 = dx * dx + dy * dy
-        use = (r2 <= radius * radius) & ~mask[y0:y1, x0:x1] & ((seg == label) | (seg == 0))
-        use &= np.isfinite(d) & np.isfinite(e2)
-        w = np.exp(-r2 / (2.0 * s * s))
-        for arm, out in ((np.broadcast_to(dx, r2.shape), x_err),
-                         (np.broadcast_to(dy, r2.shape), y_err)):
-            a = arm[use]
-            wi = w[use]
-            denom = float((wi * d[use] * (1.0 - a * a / (s * s))).sum())
-            if denom > 0:
-                out[n] = math.sqrt(float((wi * wi * e2[use] * a * a).sum())) / denom
+    from romancore import _srcmeasure
+
+    n = len(labels)
+    x_err = np.full(n, np.nan)
+    y_err = np.full(n, np.nan)
+    if n == 0:
+        return x_err, y_err
+    _srcmeasure.windowed_errors(
+        np.ascontiguousarray(data, dtype=np.float64), np.ascontiguousarray(err, np.float64),
+        np.ascontiguousarray(mask, dtype=bool).view(np.uint8),
+        np.ascontiguousarray(segm, dtype=np.int32),
+        np.ascontiguousarray(labels, dtype=np.int32),
+        np.ascontiguousarray(xw, dtype=np.float64), np.ascontiguousarray(yw, np.float64),
+        np.ascontiguousarray(half_light_radius, dtype=np.float64), x_err, y_err,
+        effective_n_threads())
     return x_err, y_err
 
 
