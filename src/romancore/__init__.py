@@ -5,6 +5,8 @@ Pure functions on NumPy arrays (no file I/O, no logging):
 * :func:`read_pattern_metadata`: t̄, τ and N of each resultant;
 * :func:`flag_saturation`: saturation / A-D floor flagging with resultant dilution;
 * :func:`apply_linearity`: classic polynomial linearity correction;
+* :func:`apply_read_level_linearity`: romancal 1.1's read-level linearity and
+  integral non-linearity correction;
 * :func:`fit_ramps`: Casertano (2022) fit of uneven ramps with queue-based jump
   detection.
 
@@ -16,7 +18,7 @@ gives the same result for any thread count.
 from romancore import dqflags
 from romancore._parallel import openmp_enabled
 from romancore._threads import effective_n_threads
-from romancore.linearity import apply_linearity
+from romancore.linearity import apply_linearity, apply_read_level_linearity
 from romancore.ramp import RampFitResult, fit_ramps
 from romancore.readpattern import ReadPatternMetadata, read_pattern_metadata
 from romancore.saturation import ATOD_LIMIT, flag_saturation
@@ -28,6 +30,7 @@ __all__ = [
     "RampFitResult",
     "ReadPatternMetadata",
     "apply_linearity",
+    "apply_read_level_linearity",
     "dqflags",
     "effective_n_threads",
     "fit_ramps",
