@@ -35,9 +35,10 @@ cdef extern from *:
         const ptrdiff_t *rs_off;  /* reads of resultant i: rsf[rs_off[i] .. rs_off[i+1]) */
         const double *dreads;     /* mean read of resultant i minus that of resultant 0 */
         /* integral non-linearity: table abscissae, per-channel values and slopes */
-        const double *inl_x, *inl_y, *inl_s;
+        const double *inl_x, *inl_ys;
         ptrdiff_t nt, chw;
         double inl_scale;         /* (nt - 1) / (x[nt-1] - x[0]): first guess of the bin */
+        double inl_h;             /* step of an exactly uniform table, else 0 */
         int has_inl;
         int clip;                 /* romancal 1.1: |value| > clip_value -> clipped, DO_NOT_USE */
         double clip_value;
@@ -48,69 +49,115 @@ cdef extern from *:
     /* numpy.interp(u, x, y) for strictly increasing x, written from the rules NumPy
        documents and implements: NaN gives NaN; u <= x[0] gives y[0]; u >= x[-1] gives
        y[-1]; an exact abscissa gives its ordinate; otherwise the secant through the
-       bin, with the precomputed slope s[j] = (y[j+1]-y[j])/(x[j+1]-x[j]) and, if that
-       is NaN (infinite ordinates), the secant from the bin's right end. */
+       bin j (x[j] <= u < x[j+1]) with the slope s[j] = (y[j+1]-y[j])/(x[j+1]-x[j])
+       NumPy precomputes and, if that gives NaN (infinite ordinates), the secant from
+       the bin's right end.  `ys` interleaves (y[j], s[j]) so one cache line serves
+       a look-up.  `h` > 0 says the table is exactly x[j] = x[0] + j h (checked by
+       the wrapper in the same float64 operations), so the bin is computed, not
+       searched; otherwise it is guessed and then bisected. */
     static inline double rc_interp(double u, const double *restrict x,
-                                   const double *restrict y, const double *restrict s,
-                                   ptrdiff_t nt, double scale)
+                                   const double *restrict ys, ptrdiff_t nt, double scale,
+                                   double h)
     {
         ptrdiff_t j, lo, hi, mid;
-        double r;
+        double r, xj, xk;
         if (u != u)
             return u;
         if (u <= x[0])
-            return y[0];
+            return ys[0];
         if (u >= x[nt - 1])
-            return y[nt - 1];
-        /* x[0] < u < x[nt-1]: the bin j with x[j] <= u < x[j+1], guessed for a
-           uniform table and then searched for in the side that holds it */
+            return ys[2 * (nt - 1)];
         r = (u - x[0]) * scale;
         j = (r < (double)(nt - 2)) ? (ptrdiff_t)r : nt - 2;
         if (j < 0)
             j = 0;
-        if (u < x[j]) {
-            lo = 0; hi = j;            /* x[lo] <= u < x[hi] */
-            while (hi - lo > 1) {
-                mid = lo + (hi - lo) / 2;
-                if (x[mid] <= u) lo = mid; else hi = mid;
+        if (h > 0.0) {
+            xj = x[0] + (double)j * h;
+            while (u < xj) {
+                j--;
+                xj = x[0] + (double)j * h;
             }
-            j = lo;
-        } else if (u >= x[j + 1]) {
-            lo = j + 1; hi = nt - 1;   /* x[lo] <= u < x[hi] */
-            while (hi - lo > 1) {
-                mid = lo + (hi - lo) / 2;
-                if (x[mid] <= u) lo = mid; else hi = mid;
+            while (u >= x[0] + (double)(j + 1) * h) {
+                j++;
+                xj = x[0] + (double)j * h;
             }
-            j = lo;
+            xk = x[0] + (double)(j + 1) * h;
+        } else {
+            if (u < x[j]) {
+                lo = 0; hi = j;            /* x[lo] <= u < x[hi] */
+                while (hi - lo > 1) {
+                    mid = lo + (hi - lo) / 2;
+                    if (x[mid] <= u) lo = mid; else hi = mid;
+                }
+                j = lo;
+            } else if (u >= x[j + 1]) {
+                lo = j + 1; hi = nt - 1;   /* x[lo] <= u < x[hi] */
+                while (hi - lo > 1) {
+                    mid = lo + (hi - lo) / 2;
+                    if (x[mid] <= u) lo = mid; else hi = mid;
+                }
+                j = lo;
+            }
+            xj = x[j];
+            xk = x[j + 1];
         }
-        if (x[j] == u)
-            return y[j];
-        r = s[j] * (u - x[j]) + y[j];
+        if (xj == u)
+            return ys[2 * j];
+        r = ys[2 * j + 1] * (u - xj) + ys[2 * j];
         if (r != r) {
-            r = s[j] * (u - x[j + 1]) + y[j + 1];
-            if (r != r && y[j] == y[j + 1])
-                r = y[j];
+            r = ys[2 * j + 1] * (u - xk) + ys[2 * j + 2];
+            if (r != r && ys[2 * j] == ys[2 * j + 2])
+                r = ys[2 * j];
         }
         return r;
     }
 
-    /* Horner over a chunk in float64: out = c[m-1] v; out = (out + c[j]) v for
-       j = m-2..1; out + c[0] (stcal apply_polynomial's order). */
-    static inline void rc_horner64(double *restrict out, const double *restrict v,
-                                   const double *restrict c, ptrdiff_t m, ptrdiff_t w)
+    /* Phase 1 of one read (fused, one pass): the read on the linear ramp,
+       v = first + c t; through the inverse polynomial (Horner, float64);
+       stored in uk and summed into sum (read order).  `m` is a literal after
+       inlining, so the coefficient loop is unrolled in the vectorised pass. */
+    static inline __attribute__((always_inline)) void rc_phase1(
+            double *restrict uk, double *restrict sum, const float *restrict first,
+            const double *restrict cr, double t, const double *restrict c,
+            ptrdiff_t m, ptrdiff_t w, int k0)
     {
         ptrdiff_t j, x;
-        const double *restrict cj = c + (m - 1) * RC_CHUNK;
-        for (x = 0; x < w; x++)
-            out[x] = cj[x] * v[x];
-        for (j = m - 2; j > 0; j--) {
-            cj = c + j * RC_CHUNK;
-            for (x = 0; x < w; x++)
-                out[x] = (out[x] + cj[x]) * v[x];
+        for (x = 0; x < w; x++) {
+            double v = (double)first[x] + cr[x] * t;
+            double r = c[(m - 1) * RC_CHUNK + x] * v;
+            for (j = m - 2; j > 0; j--)
+                r = (r + c[j * RC_CHUNK + x]) * v;
+            r = r + c[x];
+            uk[x] = r;
+            sum[x] = k0 ? r : sum[x] + r;
         }
-        for (x = 0; x < w; x++)
-            out[x] = out[x] + c[x];
     }
+
+    /* Phase 2 of one read: u = uk + shift (or the INL-corrected u already in uk
+       when `shifted`), through the LINEARITY polynomial, summed into acc. */
+    static inline __attribute__((always_inline)) void rc_phase2(
+            const double *restrict uk, const double *restrict shift, double *restrict acc,
+            const double *restrict c, ptrdiff_t m, ptrdiff_t w, int k0, int shifted)
+    {
+        ptrdiff_t j, x;
+        for (x = 0; x < w; x++) {
+            double v = shifted ? uk[x] : uk[x] + shift[x];
+            double r = c[(m - 1) * RC_CHUNK + x] * v;
+            for (j = m - 2; j > 0; j--)
+                r = (r + c[j * RC_CHUNK + x]) * v;
+            r = r + c[x];
+            acc[x] = k0 ? r : acc[x] + r;
+        }
+    }
+
+#define RC_DISPATCH(M, CALL) \
+    switch (M) { \
+    case 2: { const ptrdiff_t mm = 2; CALL; } break; \
+    case 3: { const ptrdiff_t mm = 3; CALL; } break; \
+    case 4: { const ptrdiff_t mm = 4; CALL; } break; \
+    case 5: { const ptrdiff_t mm = 5; CALL; } break; \
+    case 6: { const ptrdiff_t mm = 6; CALL; } break; \
+    default: { const ptrdiff_t mm = (M); CALL; } }
 
     /* The same polynomial in float32 on one value (the resultants of stcal are float32
        and so are its coefficients: NumPy keeps float32). */
@@ -145,7 +192,7 @@ cdef extern from *:
         const ptrdiff_t base = y * p->nx + x0;
         ptrdiff_t i, j, k, x;
         double *restrict lc = s->lc, *restrict ic = s->ic;
-        double *restrict v = s->v, *restrict sum = s->sum, *restrict acc = s->acc;
+        double *restrict sum = s->sum, *restrict acc = s->acc;
         double *restrict cr = s->cr;
         float *restrict first = s->first;
         uint8_t *restrict okl = s->okl, *restrict oki = s->oki;
@@ -219,36 +266,34 @@ cdef extern from *:
                 for (k = 0; k < nr; k++) {
                     const double t = p->rsf[r0 + k];
                     double *restrict uk = s->u + k * RC_CHUNK;
-                    for (x = 0; x < w; x++)
-                        v[x] = (double)first[x] + cr[x] * t;
-                    rc_horner64(uk, v, ic, mi, w);
-                    if (k == 0)
-                        for (x = 0; x < w; x++)
-                            sum[x] = uk[x];
-                    else
-                        for (x = 0; x < w; x++)
-                            sum[x] = sum[x] + uk[x];
+                    RC_DISPATCH(mi, rc_phase1(uk, sum, first, cr, t, ic, mm, w, k == 0))
                 }
-                for (x = 0; x < w; x++)  /* offset: resultant minus predicted mean */
+                for (x = 0; x < w; x++)  /* shift: resultant minus predicted mean */
                     sum[x] = (double)d[x] - sum[x] / (double)nr;
                 for (k = 0; k < nr; k++) {
                     double *restrict uk = s->u + k * RC_CHUNK;
-                    for (x = 0; x < w; x++)
-                        v[x] = uk[x] + sum[x];
                     if (p->has_inl) {
-                        for (x = 0; x < w; x++) {
-                            ptrdiff_t off = ((x0 + x) / p->chw) * p->nt;
-                            v[x] = v[x] + rc_interp(v[x], p->inl_x, p->inl_y + off,
-                                                    p->inl_s + off, p->nt, p->inl_scale);
+                        /* integral non-linearity, channel by channel of the chunk */
+                        ptrdiff_t xs = 0, xe, ch;
+                        for (x = 0; x < w; x++)
+                            uk[x] = uk[x] + sum[x];
+                        while (xs < w) {
+                            ch = (x0 + xs) / p->chw;
+                            xe = (ch + 1) * p->chw - x0;
+                            if (xe > w)
+                                xe = w;
+                            {
+                                const double *restrict tys = p->inl_ys + 2 * ch * p->nt;
+                                for (x = xs; x < xe; x++)
+                                    uk[x] = uk[x] + rc_interp(uk[x], p->inl_x, tys, p->nt,
+                                                              p->inl_scale, p->inl_h);
+                            }
+                            xs = xe;
                         }
+                        RC_DISPATCH(m, rc_phase2(uk, sum, acc, lc, mm, w, k == 0, 1))
+                    } else {
+                        RC_DISPATCH(m, rc_phase2(uk, sum, acc, lc, mm, w, k == 0, 0))
                     }
-                    rc_horner64(uk, v, lc, m, w);
-                    if (k == 0)
-                        for (x = 0; x < w; x++)
-                            acc[x] = uk[x];
-                    else
-                        for (x = 0; x < w; x++)
-                            acc[x] = acc[x] + uk[x];
                 }
                 for (x = 0; x < w; x++) {
                     float r = (float)(acc[x] / (double)nr);
@@ -338,10 +383,10 @@ cdef extern from *:
         const Py_ssize_t* rs_off
         const double* dreads
         const double* inl_x
-        const double* inl_y
-        const double* inl_s
+        const double* inl_ys
         Py_ssize_t nt, chw
         double inl_scale
+        double inl_h
         int has_inl
         int clip
         double clip_value
@@ -361,8 +406,8 @@ def read_level_linearity(float[:, :, ::1] data, uint8_t[:, :, ::1] gdq, uint32_t
                          const float[:, :, ::1] lin, const uint32_t[:, ::1] lin_dq,
                          const float[:, :, ::1] ilin, const double[::1] rsf,
                          const Py_ssize_t[::1] rs_off, const double[::1] dreads,
-                         const double[::1] inl_x, const double[:, ::1] inl_y,
-                         const double[:, ::1] inl_s, Py_ssize_t channel_width, bint has_inl,
+                         const double[::1] inl_x, const double[:, :, ::1] inl_ys,
+                         double inl_h, Py_ssize_t channel_width, bint has_inl,
                          bint clip, double clip_value, int n_threads):
     """Correct ``data`` in place, rows in parallel (stcal 1.20's arithmetic)."""
     cdef rc_rl_params p
@@ -379,8 +424,8 @@ def read_level_linearity(float[:, :, ::1] data, uint8_t[:, :, ::1] gdq, uint32_t
     p.rs_off = &rs_off[0]
     p.dreads = &dreads[0]
     p.inl_x = &inl_x[0]
-    p.inl_y = &inl_y[0, 0]
-    p.inl_s = &inl_s[0, 0]
+    p.inl_ys = &inl_ys[0, 0, 0]
+    p.inl_h = inl_h
     p.nt = inl_x.shape[0]
     p.chw = channel_width
     p.inl_scale = (p.nt - 1) / (inl_x[p.nt - 1] - inl_x[0]) if p.nt > 1 else 0.0

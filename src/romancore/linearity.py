@@ -106,11 +106,15 @@ def _inl_tables(
     inl_corrections: np.ndarray | None,
     nx: int,
     channel_width: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """Validate the INL table; return abscissae, ordinates, slopes (float64), use flag."""
+) -> tuple[np.ndarray, np.ndarray, float, bool]:
+    """Validate the INL table.
+
+    Returns the abscissae (float64), the per-channel interleaved (value, slope)
+    table ``(n_channels, n_table, 2)``, the step of an exactly uniform table (else 0)
+    and whether a table was given.
+    """
     if inl_values is None and inl_corrections is None:
-        zero = np.zeros(2, dtype=np.float64)
-        return np.arange(2.0), zero[None], zero[None], False
+        return np.arange(2.0), np.zeros((1, 2, 2)), 0.0, False
     if inl_values is None or inl_corrections is None:
         raise ValueError("inl_values and inl_corrections must be given together")
     if isinstance(channel_width, bool) or not isinstance(channel_width, int | np.integer):
@@ -137,12 +141,16 @@ def _inl_tables(
             f"inl_corrections has {fp.shape[0]} channels; {nx} columns of "
             f"{channel_width} per channel need {n_channels}"
         )
-    fp = np.ascontiguousarray(fp[:n_channels], dtype=np.float64)
-    # the bin slopes NumPy's interp uses (same float64 operations)
+    fp = np.asarray(fp[:n_channels], dtype=np.float64)
+    table = np.zeros((n_channels, xp.size, 2), dtype=np.float64)
+    table[:, :, 0] = fp
+    # the bin slopes NumPy's interp uses (the same float64 operations)
     with np.errstate(all="ignore"):
-        slopes = np.zeros_like(fp)
-        slopes[:, :-1] = (fp[:, 1:] - fp[:, :-1]) / (xp[1:] - xp[:-1])
-    return xp, fp, slopes, True
+        table[:, :-1, 1] = (fp[:, 1:] - fp[:, :-1]) / (xp[1:] - xp[:-1])
+    # an exactly uniform grid (x_j == x_0 + j h in float64, as the kernel computes it)
+    h = float(xp[1] - xp[0])
+    uniform = np.array_equal(xp, xp[0] + np.arange(xp.size, dtype=np.float64) * h)
+    return xp, table, (h if uniform else 0.0), True
 
 
 def apply_read_level_linearity(
@@ -255,7 +263,7 @@ def apply_read_level_linearity(
     rs_off = np.zeros(n + 1, dtype=np.intp)
     rs_off[1:] = np.cumsum([len(reads) for reads in pattern])
     dreads = np.ascontiguousarray(mean_read - mean_read[0])
-    xp, fp, slopes, has_inl = _inl_tables(inl_values, inl_corrections, nx, channel_width)
+    xp, table, step, has_inl = _inl_tables(inl_values, inl_corrections, nx, channel_width)
     _readlinearity.read_level_linearity(
         data,
         groupdq,
@@ -267,8 +275,8 @@ def apply_read_level_linearity(
         rs_off,
         dreads,
         xp,
-        fp,
-        slopes,
+        table,
+        step,
         int(channel_width),
         has_inl,
         clip is not None,
