@@ -24,8 +24,9 @@ Each step runs in its own fresh interpreter; reported: the wall time of the step
 call, the peak resident memory of the process (Linux ``VmHWM``) and its growth over
 the resident memory just before the call (the step's own peak working memory: the
 inputs are already loaded).  The asdf extensions (a one-time cost of any process
-that opens an ASDF file, several seconds) are loaded before the clock starts.  Then the two outputs are compared (largest absolute
-difference of the resultants, whether groupdq and pixeldq are identical).
+that opens an ASDF file, several seconds) are loaded before the clock starts.  Then
+the two outputs are compared (largest absolute difference of the resultants, whether
+groupdq and pixeldq are identical).
 """
 
 from __future__ import annotations
