@@ -27,7 +27,7 @@ cdef extern from *:
     #include <stdlib.h>
     #include <math.h>
 
-    #define RC_CHUNK 256
+    #define RC_CHUNK 128
 
     typedef struct {
         ptrdiff_t n, m, mi, nx, plane;
@@ -112,6 +112,47 @@ cdef extern from *:
         return r;
     }
 
+    /* rc_interp for an exactly uniform table (h > 0) over a run of values, adding
+       the correction to each: the bins in a branch-free vectorised pass, the table
+       reads in a plain scalar pass (faster than emulated gathers), the table ends
+       and NaN in a vectorised select.  The corrections are finite (checked by the
+       wrapper), so NumPy's NaN fallback never applies.  u is clamped to the table
+       (NaN to its start, a safe index); j is the bin with x[j] <= u < x[j+1] (the
+       guess can be off by one next to a grid value, hence the two corrections); an
+       exact abscissa gives s*0 + y = y, beyond the end y[nt-1], NaN stays NaN. */
+    static inline __attribute__((always_inline)) void rc_interp_uniform(
+            double *restrict u, ptrdiff_t n, double x0, double xl, double h,
+            double scale, const double *restrict ys, int nt)
+    {
+        ptrdiff_t x;
+        const double ylast = ys[2 * (nt - 1)];
+        int jj[RC_CHUNK];
+        double dd[RC_CHUNK];
+        for (x = 0; x < n; x++) {  /* bins and offsets: vectorised */
+            double v = u[x];
+            double c = v >= x0 ? v : x0;  /* NaN -> x0: a safe index (result: NaN) */
+            c = c > xl ? xl : c;
+            int j = (int)((c - x0) * scale);
+            j = j > nt - 2 ? nt - 2 : j;
+            j = j < 0 ? 0 : j;
+            double xj = x0 + (double)j * h;
+            j -= (c < xj) & (j > 0);
+            j += (c >= x0 + (double)(j + 1) * h) & (j < nt - 2);
+            dd[x] = c - (x0 + (double)j * h);
+            jj[x] = j;
+        }
+        for (x = 0; x < n; x++) {  /* the table reads: scalar loads */
+            const double *restrict e = ys + 2 * (ptrdiff_t)jj[x];
+            dd[x] = e[1] * dd[x] + e[0];
+        }
+        for (x = 0; x < n; x++) {  /* ends of the table, NaN: vectorised */
+            double v = u[x];
+            double r = (v >= xl) ? ylast : dd[x];
+            r = v + r;
+            u[x] = (v != v) ? v : r;
+        }
+    }
+
     /* Phase 1 of one read (fused, one pass): the read on the linear ramp,
        v = first + c t; through the inverse polynomial (Horner, float64);
        stored in uk and summed into sum (read order).  `m` is a literal after
@@ -181,8 +222,17 @@ cdef extern from *:
         int *last;
     } rc_rl_scratch;
 
+    /* x86-64 Linux: an AVX2 clone of the chunk kernel chosen at load time (4 doubles
+       per operation, gathers for the INL table); the same IEEE operations in the same
+       order (no FMA: -ffp-contract=off), so the same results as the baseline. */
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    #define RC_CLONES __attribute__((target_clones("avx2", "default")))
+    #else
+    #define RC_CLONES
+    #endif
+
     /* Pixels x0 .. x0+w-1 of row y. */
-    static void rc_read_level_chunk(
+    RC_CLONES static void rc_read_level_chunk(
             float *restrict data, uint8_t *restrict gdq, uint32_t *restrict pdq,
             const float *restrict lin, const uint32_t *restrict ldq,
             const float *restrict ilin, const rc_rl_params *p,
@@ -284,9 +334,14 @@ cdef extern from *:
                                 xe = w;
                             {
                                 const double *restrict tys = p->inl_ys + 2 * ch * p->nt;
-                                for (x = xs; x < xe; x++)
-                                    uk[x] = uk[x] + rc_interp(uk[x], p->inl_x, tys, p->nt,
-                                                              p->inl_scale, p->inl_h);
+                                if (p->inl_h > 0.0)
+                                    rc_interp_uniform(uk + xs, xe - xs, p->inl_x[0],
+                                                      p->inl_x[p->nt - 1], p->inl_h,
+                                                      p->inl_scale, tys, (int)p->nt);
+                                else
+                                    for (x = xs; x < xe; x++)
+                                        uk[x] = uk[x] + rc_interp(uk[x], p->inl_x, tys,
+                                                                  p->nt, p->inl_scale, 0.0);
                             }
                             xs = xe;
                         }

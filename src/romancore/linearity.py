@@ -142,6 +142,8 @@ def _inl_tables(
             f"{channel_width} per channel need {n_channels}"
         )
     fp = np.asarray(fp[:n_channels], dtype=np.float64)
+    if not np.all(np.isfinite(fp)):
+        raise ValueError("inl_corrections must be finite")
     table = np.zeros((n_channels, xp.size, 2), dtype=np.float64)
     table[:, :, 0] = fp
     # the bin slopes NumPy's interp uses (the same float64 operations)

@@ -99,12 +99,15 @@ def test_linear_response_is_exact():
     np.testing.assert_allclose(out[:, 0, 0], 2.0 * data[:, 0, 0], rtol=1e-6)
 
 
-def test_inl_table_rules_and_channels():
+@pytest.mark.parametrize("uniform", [False, True], ids=["bisected", "uniform"])
+def test_inl_table_rules_and_channels(uniform):
     # identity polynomials and single-read resultants: out = R + INL_channel(R), with
-    # numpy.interp's rules (constant beyond the table, exact abscissae, NaN stays NaN)
-    values = np.array([0, 100, 200, 400], np.uint16)
+    # numpy.interp's rules (constant beyond the table, exact abscissae, NaN stays NaN);
+    # a uniform table takes the computed-bin path, another one the bisection
+    values = np.array([0, 100, 200, 300 if uniform else 400], np.uint16)
     corr = np.array([[1.0, 2.0, -1.0, 3.0], [0.5, 0.5, 4.0, 4.0]])
-    levels = np.array([-50.0, 0.0, 50.0, 100.0, 150.0, 300.0, 399.0, 400.0, 500.0, np.nan])
+    levels = np.array([-50.0, 0.0, 50.0, 100.0, 150.0, 299.5, 300.0, 399.0, 400.0, 500.0,
+                       np.inf, -np.inf, 1e-300, 199.99999999, np.nan])
     data = np.empty((3, 1, 256), np.float32)
     data[0] = 0.0
     data[1] = 1.0
@@ -117,7 +120,7 @@ def test_inl_table_rules_and_channels():
         x[128:] + np.interp(x[128:], values.astype(float), corr[1]),
     ]).astype(np.float32)
     np.testing.assert_array_equal(out[2, 0], expected)
-    assert np.isnan(out[2, 0, 9])
+    assert np.isnan(out[2, 0, 14]) and out[2, 0, 10] == np.inf
     # a table spanning more than the data: channels beyond the data are ignored
     out2, _, _ = _run(data, _coeffs([0.0, 1.0], (1, 256)), _coeffs([0.0, 1.0], (1, 256)),
                       [[1], [2], [3]], inl_values=values,
