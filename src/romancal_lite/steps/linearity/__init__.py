@@ -1,6 +1,8 @@
-"""``linearity``: romancal 1.1's read-level correction (`romancore.apply_read_level_linearity`),
-or the classical polynomial (`romancore.apply_linearity`) without an INVERSELINEARITY
-reference."""
+"""``linearity``: read-level (romancal 1.1) or classical polynomial linearity correction.
+
+`romancore.apply_read_level_linearity` with an INVERSELINEARITY reference,
+`romancore.apply_linearity` without one.
+"""
 
 from .linearity_step import LinearityStep
 
