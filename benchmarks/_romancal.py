@@ -13,7 +13,8 @@ flatfield (or, with a local reference catalog, through tweakreg) on one Level 1
   romancal 1.1 cannot save the ``_cal`` file with it (``err`` turns float32);
 * every reference type a running step reads is given as an ``override_<reftype>``, so
   the CRDS best-reference machinery is never asked for a file; ``integralnonlinearity``
-  (an optional correction of the linearity step) is overridden with ``"N/A"``;
+  (an optional correction of the linearity step) is given when the references
+  include it, else overridden with ``"N/A"`` (romancal-lite's run does the same);
 * ``dark_decay`` and ``wfi18_transient`` are skipped (:data:`SKIPPED_STEPS` says why);
   ``source_catalog`` and ``tweakreg`` are skipped too, unless a local reference
   catalog is given (``abs_refcat``): then both run (PSF fitting on, romancal's
@@ -103,7 +104,8 @@ STEP_REFTYPES: dict[str, tuple[str, ...]] = {
     "flatfield": ("flat",),
 }
 
-#: Reference types overridden with "N/A" (romancal treats them as optional).
+#: Optional reference types (romancal treats them as such): the file when the
+#: references include one, else overridden with "N/A".
 NOT_APPLICABLE: tuple[str, ...] = ("integralnonlinearity",)
 
 #: Steps of romancal's ExposurePipeline that are skipped, and why.
@@ -239,7 +241,10 @@ def step_parameters(
         pars: dict[str, Any] = {}
         for reftype in reftypes:
             if reftype in NOT_APPLICABLE:
-                pars[f"override_{reftype}"] = "N/A"
+                given = None if use_crds else refs.get(reftype)
+                pars[f"override_{reftype}"] = (
+                    str(Path(given).resolve()) if given and Path(given).is_file() else "N/A"
+                )
             elif not use_crds:
                 pars[f"override_{reftype}"] = paths[reftype]
         steps[step] = pars

@@ -715,6 +715,10 @@ def run_ours(
         for reftype in ExposurePipeline.reference_file_types
         if reftype in refs
     }
+    if refs:  # optional types not given are N/A, as for romancal (_romancal.NOT_APPLICABLE)
+        for reftype in _romancal.NOT_APPLICABLE:
+            if reftype in ExposurePipeline.reference_file_types and reftype not in refs:
+                overrides[f"override_{reftype}"] = "N/A"
     steps: dict[str, dict[str, Any]] = {name: {"skip": True} for name in skip}
     if abs_refcat is None:
         steps.update({name: {"skip": True} for name in CATALOG_STEPS})

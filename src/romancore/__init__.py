@@ -5,6 +5,8 @@ Pure functions on NumPy arrays (no file I/O, no logging):
 * :func:`read_pattern_metadata`: t̄, τ and N of each resultant;
 * :func:`flag_saturation`: saturation / A-D floor flagging with resultant dilution;
 * :func:`apply_linearity`: classic polynomial linearity correction;
+* :func:`apply_read_level_linearity`: romancal 1.1's read-level linearity and
+  integral non-linearity correction;
 * :func:`convolve_separable_masked`: masked convolution (source detection image);
 * :func:`sigma_clip_bounds`: astropy's median / mad_std sigma-clip bounds (background);
 * :func:`finish_ramp_fit`: a fit in electrons to DN/s images, DQ collapse, ``dumo``;
@@ -21,7 +23,7 @@ from romancore import dqflags
 from romancore._parallel import openmp_enabled
 from romancore._threads import effective_n_threads
 from romancore.convolve import convolve_separable_masked
-from romancore.linearity import apply_linearity
+from romancore.linearity import apply_linearity, apply_read_level_linearity
 from romancore.ramp import (
     RampFitResult,
     RateImages,
@@ -41,6 +43,7 @@ __all__ = [
     "RateImages",
     "ReadPatternMetadata",
     "apply_linearity",
+    "apply_read_level_linearity",
     "convolve_separable_masked",
     "dqflags",
     "effective_n_threads",

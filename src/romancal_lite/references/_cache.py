@@ -61,10 +61,14 @@ CACHE_ENV_VAR = "ROMANCAL_LITE_CRDS_CACHE"
 
 #: Version of the generator; a cache written by another version is regenerated.
 #: 2: EPSF and APCORR added (a version-1 cache would answer "N/A" for them).
-GENERATOR_VERSION = 2
+#: 3: INTEGRALNONLINEARITY added.
+GENERATOR_VERSION = 3
 #: Reference types each generator version added to the default set, so that an
 #: older cache is regenerated with its own settings plus these types.
-_ADDED_TYPES: dict[int, tuple[str, ...]] = {2: ("epsf", "apcorr")}
+_ADDED_TYPES: dict[int, tuple[str, ...]] = {
+    2: ("epsf", "apcorr"),
+    3: ("integralnonlinearity",),
+}
 
 #: The pipeline mapping (context) of the built-in cache.
 CONTEXT = "roman_lite_0001.pmap"

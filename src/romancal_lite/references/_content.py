@@ -12,6 +12,10 @@ WFI H4RG detector, not measurements:
 * flat field 1 with a gentle (< 1 %) large-scale gradient;
 * linearity a weak quadratic, ``x + 1e-7 x**2`` (0.5 % at 50000 DN), and its
   inverse; mask all good except the 4-pixel border flagged ``REFERENCE_PIXEL``;
+* integral non-linearity: for each of the 32 amplifier channels a smooth correction
+  of at most about 1.5 DN (two sinusoids of 16384 and 2048 DN period, amplitude and
+  phase differing per channel and detector) tabulated every 32 DN; zero when the
+  cache follows a simulator's constants;
 * photom per optical element (imaging filters get a conversion factor, the
   spectral elements only a collecting area, DARK only nulls);
 * distortion an affine detector -> V2/V3 (arcsec) transform with 0.11"/pixel,
@@ -70,6 +74,11 @@ _CHANNEL_PAD = 12
 
 #: Linearity: corrected = raw + _LIN_C2 * raw**2.
 _LIN_C2 = 1.0e-7
+
+#: Integral non-linearity: columns per channel (romancal), table step and length (DN).
+_INL_CHANNEL_WIDTH = 128
+_INL_STEP = 32
+_INL_SIZE = 65536 // _INL_STEP
 
 #: AB magnitude of 1 e/s per imaging filter: the built-in PHOTOM's conversion (the
 #: simulator's reference catalog uses the same numbers).
@@ -285,6 +294,26 @@ def _inverselinearity(det: str, shape, useafter: str, elem: str | None, c: _C) -
         "coeffs": _linearity_coeffs(shape, inverse=True, c=c),
         "dq": np.zeros(shape, dtype=np.uint32),
     }
+
+
+def _integralnonlinearity(det: str, shape, useafter: str, elem: str | None, c: _C) -> dict:
+    meta = _meta("integralnonlinearity", det, useafter, constants=c)
+    meta["n_channels"] = _N_CHANNELS
+    meta["n_pixels_per_channel"] = _INL_CHANNEL_WIDTH * 4096
+    value = np.arange(0, 65536, _INL_STEP, dtype=np.uint16)
+    phase = 2.0 * np.pi * value.astype(np.float64)
+    rng = np.random.default_rng(_det_index(det))
+    table = {}
+    for k in range(_N_CHANNELS):
+        amp, phi, amp2, phi2 = rng.uniform((0.5, 0.0, 0.1, 0.0), (1.0, 2 * np.pi, 0.4, 2 * np.pi))
+        corr = amp * np.sin(phase / 16384.0 + phi) + amp2 * np.sin(phase / 2048.0 + phi2)
+        if c is not None:  # a simulator's constants: it applied no integral non-linearity
+            corr = np.zeros_like(corr)
+        table[f"science_channel_{k + 1:02d}"] = {
+            "instrument_channel": k,
+            "correction": np.ascontiguousarray(corr, dtype=np.float64),
+        }
+    return {"meta": meta, "inl_table": table, "value": value}
 
 
 def _gain_value(det: str, c: _C) -> float:
@@ -601,6 +630,7 @@ _BUILDERS: dict[str, Callable[..., dict]] = {
     "saturation": _saturation,
     "linearity": _linearity,
     "inverselinearity": _inverselinearity,
+    "integralnonlinearity": _integralnonlinearity,
     "gain": _gain,
     "readnoise": _readnoise,
     "dark": _dark,

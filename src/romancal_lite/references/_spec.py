@@ -174,6 +174,14 @@ REFTYPES: dict[str, RefTypeSpec] = {
             "Inverse linearity coefficients",
         ),
         _spec(
+            "integralnonlinearity",
+            "IntegralnonlinearityRefModel",
+            (_DETECTOR,),
+            "none",
+            (),
+            "Integral non-linearity",
+        ),
+        _spec(
             "dark",
             "DarkRefModel",
             (_DETECTOR, _EXPTYPE),

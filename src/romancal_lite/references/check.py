@@ -174,6 +174,10 @@ def _check_node(node: Any, label: str, spec: Any, params: dict, shape: Any) -> N
         raise ReferenceFileError(f"{label}: {expected} reference lacks the 'coeffs' array")
     if spec.reftype == "epsf":
         _check_epsf(node, label, meta)
+    if spec.reftype == "integralnonlinearity":
+        for name in ("value", "inl_table"):
+            if not _has(node, name):
+                raise ReferenceFileError(f"{label}: {expected} reference lacks '{name}'")
     if spec.reftype == "apcorr" and not _has(node, "data"):
         raise ReferenceFileError(f"{label}: APCORR reference lacks its 'data' table")
     if shape is None:

@@ -45,6 +45,7 @@ REFTYPES_USED: tuple[str, ...] = (
     "saturation",
     "linearity",
     "inverselinearity",
+    "integralnonlinearity",
     "dark",
     "flat",
 )
@@ -82,6 +83,10 @@ class DetectorReferences:
         INVERSELINEARITY coefficients (raw = sum d_k corrected**k).
     sources : dict
         Reference type to the file used, ``"builtin"`` or ``"N/A"``.
+    inl : tuple of numpy.ndarray or None
+        INTEGRALNONLINEARITY table: abscissae ``(n_table,)`` and the correction of each
+        128-column channel ``(n_channels, n_table)`` (DN, added by the pipeline to a
+        raw read); None where N/A.
     """
 
     full_shape: tuple[int, int]
@@ -95,6 +100,7 @@ class DetectorReferences:
     linearity_dq: np.ndarray | None = None
     inverse: np.ndarray | None = None
     sources: dict[str, str] = field(default_factory=dict)
+    inl: tuple[np.ndarray, np.ndarray] | None = None
 
     def block(self, r0: int, r1: int) -> dict[str, np.ndarray | None]:
         """Return float64 copies of the per-pixel constants of rows ``r0:r1``.
@@ -164,6 +170,14 @@ class DetectorReferences:
         return np.where(ok, coeffs, _identity(coeffs.shape))
 
 
+def _inl_tables(node: Any, nx: int, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """Return the INL abscissae and per-channel corrections the pipeline will apply."""
+    from ..steps.linearity.linearity_step import read_inl_tables
+
+    values, corrections = read_inl_tables(node, nx, Path(source).name)
+    return values.astype(np.float32).astype(np.float64), corrections
+
+
 def _identity(shape: tuple[int, ...]) -> np.ndarray:
     coeffs = np.zeros(shape[:1] + (1,) * (len(shape) - 1), dtype=np.float64)
     coeffs[1] = 1.0
@@ -201,6 +215,7 @@ def _node_arrays(reftype: str, node: Any) -> dict[str, Any]:
         "saturation": ("data", "dq"),
         "linearity": ("coeffs", "dq"),
         "inverselinearity": ("coeffs",),
+        "integralnonlinearity": ("value", "inl_table"),
         "dark": ("dark_slope",),
         "flat": ("data",),
     }[reftype]
@@ -251,6 +266,9 @@ def load_references(
             elem = str(meta.instrument.optical_element)
             for reftype in REFTYPES_USED:
                 node = build_reference(reftype, det, full_shape, DEFAULT_USEAFTERS[0], elem)
+                if reftype == "integralnonlinearity":
+                    arrays[reftype] = {"tables": _inl_tables(node, nx, "builtin")}
+                    continue
                 arrays[reftype] = _node_arrays(reftype, node)
                 sources[reftype] = "builtin"
         elif (isinstance(references, str) and references.lower() == "crds") or isinstance(
@@ -268,6 +286,12 @@ def load_references(
                 sources[reftype] = path
                 if path == NOT_APPLICABLE:
                     continue
+                if reftype == "integralnonlinearity":  # no datamodel: read its tables now
+                    from ..references import open_reference_tree
+
+                    with open_reference_tree(path) as node:
+                        arrays[reftype] = {"tables": _inl_tables(node, nx, path)}
+                    continue
                 ref = datamodels.open(path, memmap=True)
                 opened.append(ref)
                 arrays[reftype] = _node_arrays(reftype, ref)
@@ -282,6 +306,8 @@ def load_references(
                     f"no {reftype.upper()} reference applies to this exposure (CRDS says N/A)"
                 )
         for reftype, values in arrays.items():
+            if reftype == "integralnonlinearity":
+                continue
             want = science if reftype == "flat" else full_shape
             first = {"dark": "dark_slope", "linearity": "coeffs", "inverselinearity": "coeffs"}
             name = first.get(reftype, "data")
@@ -304,6 +330,7 @@ def load_references(
             linearity_dq=lin.get("dq"),
             inverse=inv.get("coeffs"),
             sources=sources,
+            inl=arrays.get("integralnonlinearity", {}).get("tables"),
         )
     finally:
         for ref in opened:

@@ -18,7 +18,9 @@ dark current) and each read ``k`` of the read pattern, at ``t_k = k * frame_time
    and romancal_lite's); ``L^{-1}`` is the exact inverse of the pipeline's polynomial
    (closed form for a quadratic ``L``, Newton iterations seeded by the
    INVERSELINEARITY polynomial otherwise);
-4. a resultant is the mean of the ``D_k`` of its reads, plus the electronic offsets
+   then, with an INTEGRALNONLINEARITY reference, the raw read ``r_k`` whose
+   INL-corrected value (``r + INL_channel(r)``, what the pipeline computes) is ``D_k``;
+4. a resultant is the mean of the ``D_k`` (``r_k``) of its reads, plus the electronic offsets
    of that resultant (per amplifier and column parity, and a row drift common to
    all amplifiers: electronics, added after the detector response), plus read noise
    ``N(0, rn / sqrt(n_reads))`` (the mean of independent per-read noises), rounded
@@ -305,6 +307,36 @@ def _horner_derivative(coeffs: np.ndarray, x: np.ndarray) -> np.ndarray:
     return out
 
 
+class _IntegralNonlinearity:
+    """The integral non-linearity of the science columns ``c0:c1`` of a block.
+
+    The pipeline (romancal 1.1) adds ``INL(r)`` to a raw read ``r``, ``INL`` the
+    piecewise linear table of the read's 128-column channel, constant beyond it.  The
+    simulator therefore records, for a level ``D``, the raw read ``r`` with
+    ``r + INL(r) = D``: two fixed-point steps ``r = D - INL(D - INL(D))`` (the table
+    varies slowly, so the residual is ``INL'^2 INL``, far below a micro-DN).
+    """
+
+    def __init__(self, tables: tuple[np.ndarray, np.ndarray], c0: int, c1: int) -> None:
+        self.x, corr = tables
+        self.y = corr
+        with np.errstate(all="ignore"):
+            self.s = np.diff(corr, axis=1) / np.diff(self.x)
+        self.channel = (np.arange(c0, c1) // 128)[None, :]
+
+    def correction(self, u: np.ndarray) -> np.ndarray:
+        """Return ``INL(u)`` for levels ``u`` of shape ``(rows, c1 - c0)``."""
+        x = self.x
+        u = np.clip(u, x[0], x[-1])
+        j = np.searchsorted(x, u, side="right") - 1
+        np.clip(j, 0, x.size - 2, out=j)
+        return self.y[self.channel, j] + self.s[self.channel, j] * (u - x[j])
+
+    def raw(self, level: np.ndarray) -> np.ndarray:
+        """Return the raw read whose INL-corrected value is ``level``."""
+        return level - self.correction(level - self.correction(level))
+
+
 class _Response:
     """The detector response ``D = L^{-1}(y)`` of the pixels of one block."""
 
@@ -576,6 +608,8 @@ def simulate_ramps(
                 inv = refs.inverse_block(r0, r1)  # the response's seed, or the response
                 inv = None if inv is None else inv[:, rows, cols]
             response = _Response(nonlinearity, lin, inv)
+            inl = (None if refs.inl is None or nonlinearity == "none"
+                   else _IntegralNonlinearity(refs.inl, b, nx - b))
             gain = const["gain"][rows, cols]
             # the official convention: L acts on the pixel's own level, pedestal included
             q0 = response.forward(ped[rows, cols])
@@ -628,7 +662,8 @@ def simulate_ramps(
                     y = np.minimum(charge, s_full)
                     y *= ginv
                     y += q0
-                    acc += response.inverse(y)
+                    d_k = response.inverse(y)
+                    acc += d_k if inl is None else inl.raw(d_k)
                     k += 1
                 acc /= n_per[i]
                 newly = (block_sat < 0) & (acc >= threshold)

@@ -198,9 +198,10 @@ def test_distortion_is_gwcs_compatible(refs):
 # --- interoperability with romancal_lite.datamodels (built by another worker) ---
 
 
-# romancal_lite.datamodels has no EPSF/APCORR model: source_catalog reads those two
-# through open_reference_tree (tested in test_epsf_apcorr_content)
-LITE_MODEL_TYPES = sorted(set(REFTYPES) - {"epsf", "apcorr"})
+# romancal_lite.datamodels has no EPSF/APCORR/INTEGRALNONLINEARITY model: source_catalog
+# and linearity read those through open_reference_tree (tested in
+# test_epsf_apcorr_content and tests/romancal_lite/steps/test_linearity_step.py)
+LITE_MODEL_TYPES = sorted(set(REFTYPES) - {"epsf", "apcorr", "integralnonlinearity"})
 
 
 @pytest.mark.parametrize("reftype", LITE_MODEL_TYPES)

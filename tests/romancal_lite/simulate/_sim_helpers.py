@@ -24,7 +24,10 @@ def refs(detector="WFI01", element="F158", shape=SMALL):
     def node(reftype, elem=None):
         return build_reference(reftype, detector, shape, ua, elem)
 
+    from romancal_lite.steps.linearity.linearity_step import read_inl_tables
+
     return {
+        "inl": read_inl_tables(node("integralnonlinearity"), shape[1], "builtin"),
         "gain": np.asarray(node("gain")["data"], dtype=np.float64),
         "readnoise": np.asarray(node("readnoise")["data"], dtype=np.float64),
         "saturation": np.asarray(node("saturation")["data"]),

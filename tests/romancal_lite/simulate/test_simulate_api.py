@@ -110,7 +110,8 @@ def test_crds_selected_files_give_the_builtin_content(sim_cache):
         assert np.allclose(ta["stars"]["ra"], tb["stars"]["ra"], rtol=0, atol=1e-12)
         used = ta["references"]
         assert set(used) == {"gain", "readnoise", "saturation", "linearity",
-                             "inverselinearity", "dark", "flat", "distortion"}
+                             "inverselinearity", "integralnonlinearity", "dark", "flat",
+                             "distortion"}
         assert all(Path(p).is_file() and str(sim_cache.root) in p for p in used.values())
         assert detector.lower() in Path(used["gain"]).name
         assert element.lower() in Path(used["flat"]).name

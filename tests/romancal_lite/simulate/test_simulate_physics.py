@@ -42,10 +42,26 @@ def refpix_removes(truth):
     return off - off.mean(axis=0)
 
 
+def inl_raw(ref, level, b=4):
+    """The raw read ``r`` with ``r + INL(r) = level`` (science columns), by iteration."""
+    values, corrections = ref["inl"]
+    x = np.asarray(values, dtype=np.float64)
+    channel = (np.arange(b, b + level.shape[-1]) // 128)
+    raw = level.copy()
+    for _ in range(6):
+        inl = np.empty_like(raw)
+        for ch in np.unique(channel):
+            cols = channel == ch
+            inl[..., cols] = np.interp(raw[..., cols], x, corrections[ch])
+        raw = level - inl
+    return raw
+
+
 def analytic_resultants(truth, ref, pattern, margin=0.02):
     """Noise-free resultants (before rounding) of every read-out pixel.
 
-    ``L^-1(L(p) + min(S, S_full) / g)`` averaged over the reads, plus the offsets.
+    ``L^-1(L(p) + min(S, S_full) / g)`` for every read, made raw for the integral
+    non-linearity (`inl_raw`), averaged over the reads, plus the offsets.
     """
     b = 4
     ped = truth["pedestal"].astype(np.float64)
@@ -63,7 +79,8 @@ def analytic_resultants(truth, ref, pattern, margin=0.02):
     full = (forward(ref["saturation"].astype(np.float64) * (1 + margin))[s] - q0) * g
     for i, reads in enumerate(pattern):
         levels = [
-            quadratic_inverse(lin[:, b:-b, b:-b], q0 + np.minimum(detected * r * FRAME, full) / g)
+            inl_raw(ref, quadratic_inverse(lin[:, b:-b, b:-b],
+                                           q0 + np.minimum(detected * r * FRAME, full) / g))
             for r in reads
         ]
         out[i][s] = np.mean(levels, axis=0)
@@ -101,7 +118,10 @@ def pipeline_rate(model, detector="WFI01", subtract=None, use_jump=False):
     if subtract is not None:
         data = data - subtract
     data = data.astype(np.float32)
-    romancore.apply_linearity(data, gdq, pdq, ref["linearity"], ref["linearity_dq"])
+    # the pipeline's default: read-level linearity with the integral non-linearity
+    romancore.apply_read_level_linearity(
+        data, gdq, pdq, ref["linearity"], ref["linearity_dq"], ref["inverselinearity"],
+        pattern, inl_values=ref["inl"][0], inl_corrections=ref["inl"][1])
     fit = romancore.fit_ramps(data, gdq, ref["readnoise"].astype(np.float32), pattern,
                               model.meta.exposure.frame_time, use_jump=use_jump)
     s = (slice(4, -4), slice(4, -4))

@@ -1,4 +1,6 @@
-"""Tests of the linearity step: a thin wrapper of romancore.apply_linearity."""
+"""Tests of the linearity step: romancal 1.1's read-level correction by default
+(romancore.apply_read_level_linearity), the classic polynomial
+(romancore.apply_linearity) when no INVERSELINEARITY reference applies."""
 
 import numpy as np
 import pytest
@@ -52,13 +54,16 @@ def write_linearity(path, coeffs, dq=None):
     return str(path)
 
 
+CLASSIC = {"override_inverselinearity": "N/A"}
+
+
 def test_builtin_reference_equals_romancore(builtin_refs):
     ramp = make_ramp()
     raw = ramp.data.copy()
     path = get_reference_file(ramp, "linearity")
     with datamodels.open(path) as ref:
         data, gdq, pdq = direct(ramp, ref.coeffs, ref.dq)
-    result = LinearityStep.call(ramp)
+    result = LinearityStep.call(ramp, **CLASSIC)
     assert result is ramp
     np.testing.assert_array_equal(result.data, data)
     np.testing.assert_array_equal(result.groupdq, gdq)
@@ -90,7 +95,7 @@ def test_override_reference_arrays_are_used(builtin_refs, tmp_path):
     ramp = make_ramp(seed=2)
     raw = ramp.data.copy()
     data, gdq, pdq = direct(ramp, coeffs, dq)
-    LinearityStep.call(ramp, override_linearity=path)
+    LinearityStep.call(ramp, override_linearity=path, **CLASSIC)
     np.testing.assert_array_equal(ramp.data, data)
     np.testing.assert_array_equal(ramp.groupdq, gdq)
     np.testing.assert_array_equal(ramp.pixeldq, pdq)
@@ -111,7 +116,10 @@ def test_not_applicable_skips(builtin_refs):
 
 
 def test_not_applicable_via_the_runner_one_warning(builtin_refs, run_cli):
-    run = run_cli("linearity", make_ramp(), "--override-linearity", "N/A")
+    # every reference overridden: no built-in reference source (and its warning)
+    run = run_cli("linearity", make_ramp(), "--override-linearity", "N/A",
+                  "--override-inverselinearity", "N/A",
+                  "--override-integralnonlinearity", "N/A")
     assert run.status == 0, run.err
     assert len(run.warnings) == 1 and "LINEARITY" in run.warnings[0], run.warnings
     (output,) = run.out.iterdir()
@@ -125,5 +133,124 @@ def test_wrong_shape_rejected(builtin_refs, tmp_path):
     ramp = make_ramp()
     data = ramp.data.copy()
     with pytest.raises(ReferenceFileError, match="shape"):
-        LinearityStep.call(ramp, override_linearity=path)
+        LinearityStep.call(ramp, override_linearity=path, **CLASSIC)
     np.testing.assert_array_equal(ramp.data, data)
+
+
+# ---------------------------------------------------------------- read-level path
+def _ref_arrays(ramp):
+    """The built-in LINEARITY, INVERSELINEARITY and INL tables selected for ``ramp``."""
+    from romancal_lite.references import open_reference_tree
+    from romancal_lite.steps.linearity.linearity_step import read_inl_tables
+
+    with datamodels.open(get_reference_file(ramp, "linearity")) as ref:
+        lin, ldq = np.array(ref.coeffs), np.array(ref.dq)
+    with datamodels.open(get_reference_file(ramp, "inverselinearity")) as ref:
+        ilin = np.array(ref.coeffs)
+    path = get_reference_file(ramp, "integralnonlinearity")
+    with open_reference_tree(path) as node:
+        values, corrections = read_inl_tables(node, SMALL_SHAPE[1], "inl")
+    return lin, ldq, ilin, values, corrections
+
+
+def _read_level(ramp, inl=True):
+    lin, ldq, ilin, values, corrections = _ref_arrays(ramp)
+    data, gdq, pdq = ramp.data.copy(), ramp.groupdq.copy(), ramp.pixeldq.copy()
+    kw = {"inl_values": values, "inl_corrections": corrections} if inl else {}
+    romancore.apply_read_level_linearity(data, gdq, pdq, lin, ldq, ilin, READ_PATTERN,
+                                         clip=1.0e6, **kw)
+    return data, gdq, pdq
+
+
+def test_read_level_is_the_default(builtin_refs, caplog):
+    ramp = make_ramp()
+    raw = ramp.data.copy()
+    data, gdq, pdq = _read_level(ramp)
+    with caplog.at_level("INFO"):
+        result = LinearityStep.call(ramp)
+    np.testing.assert_array_equal(result.data, data)
+    np.testing.assert_array_equal(result.groupdq, gdq)
+    np.testing.assert_array_equal(result.pixeldq, pdq)
+    assert any("Read-level linearity (INVERSELINEARITY and INTEGRALNONLINEARITY)" in r.message
+               for r in caplog.records)
+    # not the classic polynomial: the multi-read resultants differ (Jensen + INL)
+    classic, _, _ = direct(make_ramp(), *_ref_arrays(ramp)[:2])
+    assert np.abs(result.data - classic).max() > 0.5
+    assert result.data[3, 12, 34] == raw[3, 12, 34]  # saturated: untouched
+    assert result.meta.cal_step.linearity == "COMPLETE"
+    for reftype in ("linearity", "inverselinearity", "integralnonlinearity"):
+        assert result.meta.ref_file[reftype] == get_reference_file(ramp, reftype)
+
+
+def test_inl_not_applicable_is_skipped(builtin_refs, caplog):
+    ramp = make_ramp()
+    data, gdq, pdq = _read_level(ramp, inl=False)
+    with caplog.at_level("INFO"):
+        LinearityStep.call(ramp, override_integralnonlinearity="N/A")
+    np.testing.assert_array_equal(ramp.data, data)
+    np.testing.assert_array_equal(ramp.pixeldq, pdq)
+    assert any("INTEGRALNONLINEARITY N/A" in r.message for r in caplog.records)
+    with_inl, _, _ = _read_level(make_ramp())
+    assert 0.05 < np.abs(with_inl - data).max() < 5.0
+
+
+def test_classic_without_inverse_says_so(builtin_refs, caplog):
+    ramp = make_ramp()
+    with caplog.at_level("INFO"):
+        LinearityStep.call(ramp, **CLASSIC)
+    assert any("Classic per-resultant linearity" in r.message for r in caplog.records)
+
+
+def test_single_resultant_falls_back_to_classic(builtin_refs, caplog):
+    ramp = datamodels.RampModel.create_fake_data(shape=(1, *SMALL_SHAPE))
+    full = make_ramp()
+    ramp.meta = full.meta
+    ramp.meta.exposure.read_pattern = [[1, 2]]
+    ramp.meta.exposure.nresultants = 1
+    ramp.data = full.data[:1].copy()
+    ramp.groupdq = np.zeros((1, *SMALL_SHAPE), np.uint8)
+    ramp.pixeldq = np.zeros(SMALL_SHAPE, np.uint32)
+    with datamodels.open(get_reference_file(ramp, "linearity")) as ref:
+        data, _, _ = direct(ramp, ref.coeffs, ref.dq)
+    with caplog.at_level("INFO"):
+        LinearityStep.call(ramp)
+    np.testing.assert_array_equal(ramp.data, data)
+    assert any("single resultant" in r.message for r in caplog.records)
+
+
+def test_bad_inl_reference_one_error(builtin_refs, tmp_path):
+    import asdf
+
+    path = get_reference_file(make_ramp(), "integralnonlinearity")
+    with asdf.open(path, lazy_load=False, memmap=False) as af:
+        tree = {"roman": af.tree["roman"]}
+        del tree["roman"]["inl_table"]["science_channel_02"]
+        bad = tmp_path / "inl_missing_channel.asdf"
+        asdf.AsdfFile(tree).write_to(bad)
+    ramp = make_ramp()
+    raw = ramp.data.copy()
+    with pytest.raises(ReferenceFileError, match="science_channel_02"):
+        LinearityStep.call(ramp, override_integralnonlinearity=str(bad))
+    np.testing.assert_array_equal(ramp.data, raw)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_matches_romancal_step(builtin_refs):
+    """romancal 1.1's LinearityStep on the same resultants and reference files."""
+    rdm = pytest.importorskip("roman_datamodels.datamodels")
+    official = pytest.importorskip("romancal.linearity")
+    ramp = make_ramp(seed=5)
+    ramp.data[1:, 20, 100] = 3.0e6  # beyond romancal's +-1e6 clip
+    theirs = rdm.RampModel.create_fake_data(shape=SHAPE)
+    theirs.meta.exposure.read_pattern = READ_PATTERN
+    theirs.data = ramp.data.copy()
+    theirs.groupdq = ramp.groupdq.copy()
+    theirs.pixeldq = ramp.pixeldq.copy()
+    overrides = {f"override_{t}": get_reference_file(ramp, t)
+                 for t in ("linearity", "inverselinearity", "integralnonlinearity")}
+    theirs = official.LinearityStep.call(theirs, **overrides)
+    LinearityStep.call(ramp, **overrides)
+    np.testing.assert_array_equal(ramp.data, theirs.data)  # tolerance: none
+    np.testing.assert_array_equal(ramp.groupdq, theirs.groupdq)
+    np.testing.assert_array_equal(ramp.pixeldq, theirs.pixeldq)
+    assert ramp.groupdq[1, 20, 100] & group.DO_NOT_USE

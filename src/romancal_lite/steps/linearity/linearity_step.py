@@ -1,30 +1,94 @@
-"""The ``linearity`` step (seeds/000:710-760)."""
+"""The ``linearity`` step (seeds/000:710-760; romancal 1.1 read-level correction)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import romancore
 from romancal_lite import datamodels
+from romancal_lite.errors import ReferenceFileError
+from romancal_lite.references import NOT_APPLICABLE
 from romancal_lite.steps._arrays import writable_contiguous
 from romancal_lite.stpipe import Step
+from romancore.linearity import INL_CHANNEL_WIDTH, RESULTANT_CLIP
 
-__all__ = ["LinearityStep"]
+__all__ = ["LinearityStep", "read_inl_tables"]
+
+
+def read_inl_tables(node: Any, nx: int, label: str) -> tuple[np.ndarray, np.ndarray]:
+    """Return the INTEGRALNONLINEARITY table of the channels ``nx`` columns span.
+
+    As romancal 1.1: channel ``k`` (1-based, ``science_channel_kk``) covers columns
+    ``(k - 1) * 128`` to ``k * 128 - 1`` and its ``correction`` is tabulated at the
+    reference's ``value`` (DN).
+
+    Parameters
+    ----------
+    node : mapping
+        The ``roman`` node of the reference file.
+    nx : int
+        Number of columns of the science data.
+    label : str
+        File name used in error messages.
+
+    Returns
+    -------
+    values : numpy.ndarray of float64, shape (n_table,)
+        Table abscissae.
+    corrections : numpy.ndarray of float64, shape (n_channels, n_table)
+        Correction (DN, added) of each channel.
+
+    Raises
+    ------
+    ReferenceFileError
+        If a channel is missing or the tables are not usable 1-D arrays of one length.
+    """
+    try:
+        values = np.asarray(node["value"])
+        table = node["inl_table"]
+        rows = []
+        for k in range(-(-nx // INL_CHANNEL_WIDTH)):
+            name = f"science_channel_{k + 1:02d}"
+            if name not in table:
+                raise ReferenceFileError(
+                    f"{label}: INTEGRALNONLINEARITY reference lacks {name} "
+                    f"(needed for {nx} columns)"
+                )
+            rows.append(np.asarray(table[name]["correction"], dtype=np.float64))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ReferenceFileError(
+            f"{label}: unreadable INTEGRALNONLINEARITY reference: {exc}"
+        ) from None
+    if values.ndim != 1 or any(r.shape != values.shape for r in rows):
+        raise ReferenceFileError(
+            f"{label}: INTEGRALNONLINEARITY 'value' and every channel's 'correction' "
+            f"must be 1-D tables of the same length"
+        )
+    return values, np.stack(rows)
 
 
 class LinearityStep(Step):
     """Correct each resultant for the non-linear detector response, in place.
 
-    ``corrected = sum_k c_k raw**k`` with the LINEARITY reference coefficients, by
-    `romancore.apply_linearity`: saturated resultants are left as they are; pixels
-    with NaN coefficients, ``NO_LIN_CORR`` or a zero linear term are left uncorrected
-    and flagged ``NO_LIN_CORR``; the reference ``dq`` is OR-ed into ``pixeldq``.
+    With an INVERSELINEARITY reference (romancal 1.1's correction, the default): the
+    reads of every resultant are reconstructed on the pixel's linearised ramp, made
+    non-linear with the inverse polynomial, shifted to average to the measured
+    resultant, corrected for integral non-linearity (INTEGRALNONLINEARITY, skipped
+    when N/A), linearised with the LINEARITY polynomial and averaged again
+    (`romancore.apply_read_level_linearity`); values beyond +-1e6 DN are clipped and
+    flagged DO_NOT_USE, as romancal.  Without one: the classic per-resultant
+    polynomial ``corrected = sum_k c_k raw**k`` (`romancore.apply_linearity`).
+
+    Either way saturated resultants are left as they are; pixels with NaN
+    coefficients, ``NO_LIN_CORR`` or a zero linear term are flagged ``NO_LIN_CORR``
+    (and not linearised); the LINEARITY ``dq`` is OR-ed into ``pixeldq``.
     """
 
     class_alias = "linearity"
-    reference_file_types = ("linearity",)
+    reference_file_types = ("linearity", "inverselinearity", "integralnonlinearity")
     model_type = datamodels.RampModel
 
     def process(self, model: Any) -> Any:
@@ -44,13 +108,68 @@ class LinearityStep(Step):
         if ref is None:
             self.mark_skipped("no LINEARITY reference applies")
             return model
-        writable_contiguous(model, "data", "groupdq", "pixeldq")
         with ref:
-            romancore.apply_linearity(
-                model.data,
-                model.groupdq,
-                model.pixeldq,
-                np.ascontiguousarray(ref.coeffs, dtype=np.float32),
-                np.ascontiguousarray(ref.dq, dtype=np.uint32),
-            )
+            inverse = self.open_reference(model, "inverselinearity")
+            if inverse is None:
+                self.log.info(
+                    "Classic per-resultant linearity (no INVERSELINEARITY reference applies)"
+                )
+                self._classic(model, ref)
+                return model
+            with inverse:
+                n_resultants = int(model.data.shape[0])
+                if n_resultants < 2:
+                    self.log.info(
+                        "Classic per-resultant linearity (a single resultant: no reads "
+                        "to reconstruct)"
+                    )
+                    self._classic(model, ref)
+                    return model
+                inl = self._inl(model)
+                self.log.info(
+                    "Read-level linearity (INVERSELINEARITY%s)",
+                    " and INTEGRALNONLINEARITY" if inl else "; INTEGRALNONLINEARITY N/A",
+                )
+                read_pattern = datamodels.read_pattern(model)
+                writable_contiguous(model, "data", "groupdq", "pixeldq")
+                values, corrections = inl if inl else (None, None)
+                try:
+                    romancore.apply_read_level_linearity(
+                        model.data,
+                        model.groupdq,
+                        model.pixeldq,
+                        np.ascontiguousarray(ref.coeffs, dtype=np.float32),
+                        np.ascontiguousarray(ref.dq, dtype=np.uint32),
+                        np.ascontiguousarray(inverse.coeffs, dtype=np.float32),
+                        read_pattern,
+                        inl_values=values,
+                        inl_corrections=corrections,
+                        clip=RESULTANT_CLIP,
+                    )
+                except ValueError as exc:
+                    raise ReferenceFileError(f"linearity references: {exc}") from None
         return model
+
+    def _classic(self, model: Any, ref: Any) -> None:
+        writable_contiguous(model, "data", "groupdq", "pixeldq")
+        romancore.apply_linearity(
+            model.data,
+            model.groupdq,
+            model.pixeldq,
+            np.ascontiguousarray(ref.coeffs, dtype=np.float32),
+            np.ascontiguousarray(ref.dq, dtype=np.uint32),
+        )
+
+    def _inl(self, model: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        """Return the INL tables for ``model``, or None when the reference is N/A."""
+        path = self.get_reference_file(model, "integralnonlinearity")
+        if path == NOT_APPLICABLE:
+            return None
+        from romancal_lite.references import check_reference, open_reference_tree
+
+        check_reference(path, "integralnonlinearity", model, expected_shape=None)
+        with open_reference_tree(path) as node:
+            pedigree = node.get("meta", {}).get("pedigree")
+            if pedigree:
+                self._pedigrees[path] = str(pedigree)
+            return read_inl_tables(node, int(model.data.shape[-1]), Path(path).name)
