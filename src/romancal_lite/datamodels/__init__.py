@@ -21,7 +21,8 @@ Model classes (all subclasses of ``DataModel``)
     ``SaturationRefModel``, ``LinearityRefModel``, ``InverselinearityRefModel``,
     ``DarkRefModel``, ``GainRefModel``, ``ReadnoiseRefModel``, ``FlatRefModel``,
     ``PhotomRefModel`` (``wfi_img_photom``), ``DistortionRefModel``,
-    ``RefpixRefModel``, ``SuperbiasRefModel``, ``IpcRefModel``, ``PixelareaRefModel``.
+    ``RefpixRefModel``, ``SuperbiasRefModel``, ``IpcRefModel``, ``PixelareaRefModel``,
+    ``DarkdecaysignalRefModel``.
 
 Constructing models
     ``Model()``                         empty model (``meta`` empty, no arrays).
@@ -98,6 +99,7 @@ from ._models import (
     MaskRefModel,
     PhotomRefModel,
     PixelareaRefModel,
+    DarkdecaysignalRefModel,
     RampModel,
     ReadnoiseRefModel,
     RefpixRefModel,
@@ -126,6 +128,7 @@ __all__ = [
     "Node",
     "PhotomRefModel",
     "PixelareaRefModel",
+    "DarkdecaysignalRefModel",
     "RampModel",
     "ReadnoiseRefModel",
     "RefpixRefModel",
