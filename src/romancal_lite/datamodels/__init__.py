@@ -88,6 +88,7 @@ from ._converters import get_extension, get_extensions
 from ._core import MODEL_REGISTRY, DataModel, open, open_asdf_file, write_asdf_atomic
 from ._files import check_regular_file, deferred_outputs, open_regular_file
 from ._models import (
+    DarkdecaysignalRefModel,
     DarkRefModel,
     DistortionRefModel,
     FlatRefModel,
@@ -99,7 +100,6 @@ from ._models import (
     MaskRefModel,
     PhotomRefModel,
     PixelareaRefModel,
-    DarkdecaysignalRefModel,
     RampModel,
     ReadnoiseRefModel,
     RefpixRefModel,

@@ -17,8 +17,8 @@ from ..datamodels import ScienceRawModel, get_extension, write_asdf_atomic
 from ..errors import InputFileError, OutputError
 from ..references._spec import BORDER, DETECTORS, EXPOSURE_TYPES, FULL_SHAPE, OPTICAL_ELEMENTS
 from . import astrometry, scene
-from ._patterns import DEFAULT_READ_PATTERN, FRAME_TIME, resolve_read_pattern
 from ._decay import add_decay_signals
+from ._patterns import DEFAULT_READ_PATTERN, FRAME_TIME, resolve_read_pattern
 from ._refs import load_references
 from .ramps import (
     BLOCK_ROWS,

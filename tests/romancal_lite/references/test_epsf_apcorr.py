@@ -139,12 +139,13 @@ def test_older_cache_is_upgraded_with_its_settings(tmp_path):
     cache = generate_cache(tmp_path, full_shape=(40, 48), reftypes=("gain", "flat"))
     stamp_path = tmp_path / _STAMP
     stamp = json.loads(stamp_path.read_text())
-    stamp["settings"]["generator_version"] = GENERATOR_VERSION - 1
+    stamp["settings"]["generator_version"] = 1
     stamp_path.write_text(json.dumps(stamp))
     cache.ensure_reference("roman_lite_wfi_gain_wfi07_0001.asdf")
     upgraded = open_builtin_cache(tmp_path)
     assert upgraded.full_shape == (40, 48)
-    assert set(upgraded.reftypes) == {"gain", "flat", "epsf", "apcorr"}
+    # each later version's added types: EPSF, APCORR (2) and DARKDECAYSIGNAL (3)
+    assert set(upgraded.reftypes) == {"gain", "flat", "epsf", "apcorr", "darkdecaysignal"}
     assert json.loads(stamp_path.read_text())["settings"]["generator_version"] == (
         GENERATOR_VERSION)
     assert (tmp_path / "mappings" / "roman" / "roman_lite_wfi_epsf_0001.rmap").exists()

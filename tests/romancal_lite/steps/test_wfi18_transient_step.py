@@ -134,8 +134,8 @@ def test_function_checks_shapes():
 def test_matches_romancal_full_frame():
     """A full-frame WFI18 ramp with a transient: romancal 1.1's correction and ours."""
     pytest.importorskip("romancal.wfi18_transient")
-    from romancal.wfi18_transient.wfi18_transient import correct_anomaly as theirs
     from roman_datamodels import datamodels as rdm
+    from romancal.wfi18_transient.wfi18_transient import correct_anomaly as theirs
 
     n = len(PATTERN)
     rng = np.random.default_rng(2)
