@@ -87,6 +87,7 @@ EXTENSIONS = [
     _ext("romancore._parallel"),
     _ext("romancore._saturation"),
     _ext("romancore._linearity"),
+    _ext("romancore._decay"),
     _ext("romancore.ramp._fit"),
     _ext("romancore._srcmeasure"),
 ]

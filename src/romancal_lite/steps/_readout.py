@@ -12,7 +12,8 @@ rows (the others).
 The map is periodic in columns with period two channels (256 columns): everything
 here computes one ``(4096, 256)`` period, and a pixel ``(y, x)`` of the frame reads
 at ``period[y, x % 256]``. That is 16 times less work than the full map, and the
-full-frame arithmetic is reproduced value for value.
+full-frame arithmetic is reproduced value for value. A correction computed on a
+period is subtracted by `romancore.decay.subtract_periodic`.
 
 Frames that are not 4096 x 4096 (small test or simulated exposures) are taken as the
 lower-left corner of a full frame: pixel ``(y, x)`` reads when full-frame pixel
@@ -28,7 +29,6 @@ __all__ = [
     "PERIOD",
     "frame_read_times",
     "read_time_period",
-    "subtract_periodic",
 ]
 
 #: Rows of a full frame (the timing model is defined for 4096 x 4096).
@@ -125,30 +125,3 @@ def frame_read_times(
         raise ValueError(f"a WFI frame has at most {FULL_ROWS} rows, got {ny}")
     period = read_time_period(frame_time, sca, frame_number)
     return period[:ny, np.arange(nx) % PERIOD]
-
-
-def subtract_periodic(plane: np.ndarray, period: np.ndarray, col0: int = 0) -> None:
-    """Subtract a column-periodic map from a 2-D array, in place.
-
-    ``plane[y, x] -= period[y, (x + col0) % 256]``, computed in the precision of
-    ``period`` and stored in ``plane``'s dtype. No temporary of the plane's size.
-
-    Parameters
-    ----------
-    plane : numpy.ndarray, (ny, nx)
-        The array to correct (a view is fine).
-    period : numpy.ndarray, (>= ny, 256)
-        One column period, its first ``ny`` rows used.
-    col0 : int, optional
-        Frame column of ``plane[:, 0]`` (4 for the science pixels inside the border).
-    """
-    ny, nx = plane.shape
-    rows = period[:ny]
-    x = 0
-    while x < nx:
-        p0 = (x + col0) % PERIOD
-        w = min(PERIOD - p0, nx - x)
-        # float32 - float64 is evaluated in float64 and stored back as float32
-        np.subtract(plane[:, x : x + w], rows[:, p0 : p0 + w], out=plane[:, x : x + w],
-                    casting="same_kind")
-        x += w

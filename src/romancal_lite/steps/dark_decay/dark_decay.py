@@ -24,7 +24,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .._readout import read_time_period, subtract_periodic
+from romancore.decay import subtract_periodic
+
+from .._readout import read_time_period
 
 __all__ = ["FRAME_OFFSET", "dark_decay_signal", "subtract_dark_decay"]
 
@@ -98,7 +100,7 @@ def subtract_dark_decay(
 
     Parameters
     ----------
-    data : numpy.ndarray of float32, (n_resultants, ny, nx)
+    data : numpy.ndarray of float32, (n_resultants, ny, nx), C-contiguous
         The ramp (DN), corrected in place. ``ny <= 4096``; a frame smaller than
         4096 x 4096 is the lower-left corner of a full frame.
     amplitude : float
@@ -120,8 +122,8 @@ def subtract_dark_decay(
         If the arguments do not describe a valid correction (shape, read pattern
         length, non-positive time constant or frame time, detector number).
     """
-    if data.ndim != 3:
-        raise ValueError(f"data must be (resultants, rows, columns), got shape {data.shape}")
+    if not isinstance(data, np.ndarray) or data.ndim != 3:
+        raise ValueError("data must be a 3-D array (resultants, rows, columns)")
     if len(read_pattern) != data.shape[0]:
         raise ValueError(
             f"the read pattern has {len(read_pattern)} resultants, the data {data.shape[0]}"
@@ -139,4 +141,4 @@ def subtract_dark_decay(
     for i, reads in enumerate(read_pattern):
         signal = dark_decay_signal(amplitude, time_constant, frame_time, reads, sca,
                                    frame_offset, base=base)
-        subtract_periodic(data[i], signal)
+        subtract_periodic(data[i], signal)  # checks dtype, layout, writeability

@@ -7,6 +7,7 @@ from typing import Any
 
 from romancal_lite import datamodels
 from romancal_lite.errors import InputFileError, ReferenceFileError
+from romancal_lite.steps._arrays import writable_contiguous
 from romancal_lite.stpipe import Step
 
 from .dark_decay import subtract_dark_decay
@@ -65,8 +66,7 @@ class DarkDecayStep(Step):
             "Dark decay of %s: amplitude %g DN, time constant %g s", detector, amplitude,
             time_constant,
         )
-        if not model.data.flags.writeable:
-            model.data = model.data.copy()
+        writable_contiguous(model, "data")
         subtract_dark_decay(model.data, amplitude, time_constant, frame_time, read_pattern, sca)
         return model
 

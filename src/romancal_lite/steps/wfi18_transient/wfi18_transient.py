@@ -26,8 +26,8 @@ With fewer than 5 resultants, when asked (``mask_rows``) or when the fit fails, 
 fall-back instead flags the first 1000 rows of the first resultant ``DO_NOT_USE |
 WFI18_TRANSIENT`` in ``groupdq``.
 
-Everything is done by blocks of rows: no temporary of a cube's size, none of a
-frame's size in float64.
+The per-row statistics and the subtraction are compiled (`romancore.decay`, rows
+over threads): no temporary of a frame's size.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ import numpy as np
 
 from romancore.dqflags import group
 
-from .._readout import FULL_ROWS, PERIOD, read_time_period, subtract_periodic
+from romancore.decay import clipped_row_means, row_medians, subtract_periodic
+
+from .._readout import FULL_ROWS, PERIOD, read_time_period
 
 __all__ = [
     "MASK_FLAGS",
@@ -64,10 +66,6 @@ MASK_FLAGS = np.uint8(int(group.DO_NOT_USE) | 128)  # 128: WFI18_TRANSIENT (RAD 
 MIN_RESULTANTS = 5
 #: Science rows of the starting guess's time constants (romancal 1.1: t_row[300], [1000]).
 _GUESS_ROWS = (300, 1000)
-#: Rows per block.
-_BLOCK_ROWS = 256
-#: astropy's sigma clipper of sigma_clipped_stats' defaults (created on first use).
-_CLIP = None
 
 
 @dataclass
@@ -141,70 +139,42 @@ def resultant_times(read_pattern: Sequence[Sequence[int]], frame_time: float) ->
 
 
 def _row_times(period: np.ndarray, rows: slice, nx: int) -> np.ndarray:
-    """Mean read time of frame rows ``rows`` over the science columns 4 ... nx - 5."""
-    cols = np.arange(_BORDER, nx - _BORDER) % PERIOD
-    return np.mean(period[rows][:, cols], axis=1)
+    """Mean read time of frame rows ``rows`` over the science columns 4 ... nx - 5.
+
+    Each period column weighted by how often it occurs among those columns (no
+    frame-sized temporary; equal to the mean over the full map to rounding).
+    """
+    weights = np.bincount(np.arange(_BORDER, nx - _BORDER) % PERIOD, minlength=PERIOD)
+    return period[rows] @ weights.astype(np.float64) / (nx - 2 * _BORDER)
 
 
-def row_residuals(
-    data: np.ndarray, t_resultant: np.ndarray, block_rows: int = _BLOCK_ROWS
-) -> np.ndarray:
+def row_residuals(data: np.ndarray, t_resultant: np.ndarray) -> np.ndarray:
     """Return, per science row, the clipped mean first-resultant residual (steps 1-2).
 
     Parameters
     ----------
-    data : numpy.ndarray of float32, (n_resultants >= 5, ny, nx)
+    data : numpy.ndarray of float32, (n_resultants >= 5, ny, nx), C-contiguous
         The ramp (DN), not modified.
     t_resultant : numpy.ndarray of float64
         Mean read time of each resultant (`resultant_times`).
-    block_rows : int, optional
-        Rows per block.
 
     Returns
     -------
     numpy.ndarray of float64, (ny - 8,)
         Clipped mean residual of each science row (NaN for a row with no usable pixel).
     """
-    global _CLIP
-    if _CLIP is None:
-        from astropy.stats import SigmaClip
-
-        _CLIP = SigmaClip(sigma=3.0, maxiters=5, cenfunc="median", stdfunc="std")
     ny, nx = data.shape[1:]
     b = _BORDER
+    rows, cols = (b, ny - b), (b, nx - b)
     diff_time = np.diff(t_resultant)
-    out = np.empty(ny - 2 * b)
-    blocks = [(r0, min(r0 + block_rows, ny - b)) for r0 in range(b, ny - b, block_rows)]
-    medians = np.empty(ny - 2 * b, dtype=data.dtype)
-    for r0, r1 in blocks:
-        sl = (slice(r0, r1), slice(b, nx - b))
-        medians[r0 - b : r1 - b] = np.median(data[4][sl] - data[3][sl], axis=1)
-    # see the module docstring: romancal's threshold of pixel (y, x) on its square
-    # science array is the median of row x
-    square = ny == nx
-    for r0, r1 in blocks:
-        sl = (slice(r0, r1), slice(b, nx - b))
-        d1, d2 = data[1][sl], data[2][sl]
-        # romancal 1.1 wfi18_transient.correct_anomaly: extrapolate the 2nd and 3rd
-        # resultants back to the first one
-        rate = (d2 - d1) / diff_time[1]
-        residual = data[0][sl] - (d1 - rate * diff_time[0])
-        del rate
-        # weakly illuminated: a later difference (4th - 3rd) at most the row's median
-        diff = data[4][sl] - data[3][sl]
-        high = diff > (medians[None, :] if square else medians[r0 - b : r1 - b, None])
-        del diff
-        if high.all():
-            out[r0 - b : r1 - b] = np.nan
-            continue
-        with warnings.catch_warnings():
-            # NaN data (rows with nothing usable) give NaN means: the fit then fails
-            warnings.simplefilter("ignore")
-            # what sigma_clipped_stats(..., sigma=3, axis=1)[0] computes (its mean is
-            # the NaN-mean of the clipped data), without its median and std
-            clipped = _CLIP(np.ma.MaskedArray(residual, high), axis=1, masked=False)
-            out[r0 - b : r1 - b] = np.nanmean(clipped, axis=1)
-    return out
+    # weakly illuminated: R4 - R3 not above a median of R4 - R3 (module docstring:
+    # romancal's threshold of pixel (y, x) on its square science array is the median
+    # of row x)
+    medians = row_medians(data[4], data[3], rows, cols)
+    return clipped_row_means(
+        tuple(data[:5]), (diff_time[0], diff_time[1]), medians, ny == nx, rows, cols,
+        sigma=3.0, maxiters=5,
+    )
 
 
 def _fit(t_row: np.ndarray, means: np.ndarray, guess: list[float]) -> np.ndarray | None:
@@ -236,7 +206,7 @@ def correct_anomaly(
 
     Parameters
     ----------
-    data : numpy.ndarray of float32, (n_resultants, ny, nx)
+    data : numpy.ndarray of float32, (n_resultants, ny, nx), C-contiguous
         The ramp (DN); its first resultant's science pixels are corrected in place.
         ``ny <= 4096`` (a smaller frame is the lower-left corner of a full one).
     groupdq : numpy.ndarray of uint8, (n_resultants, ny, nx)
@@ -290,7 +260,7 @@ def correct_anomaly(
         mask_affected_rows(groupdq)
         return TransientResult(False, "the transient fit failed")
     a, bb, tau_a, tau_b = (float(p) for p in params)
-    # the fitted curve at each pixel's read time, one column period at a time
-    correction = double_exponential(period[b : ny - b], a, bb, tau_a, tau_b)
-    subtract_periodic(data[0, b : ny - b, b : nx - b], correction, col0=b)
+    # the fitted curve at each pixel's read time, on one column period
+    correction = double_exponential(period[:ny], a, bb, tau_a, tau_b)
+    subtract_periodic(data[0], correction, (b, ny - b), (b, nx - b))
     return TransientResult(True, parameters=(a, bb, tau_a, tau_b))

@@ -7,6 +7,7 @@ from typing import Any
 from romancal_lite import datamodels
 from romancal_lite.stpipe import Param, Step
 
+from .._arrays import writable_contiguous
 from ..dark_decay.dark_decay_step import detector_number, exposure_timing
 from .wfi18_transient import correct_anomaly
 
@@ -45,10 +46,7 @@ class WFI18TransientStep(Step):
             self.mark_not_applicable(f"detector {detector} is not WFI18")
             return model
         frame_time, read_pattern = exposure_timing(model)
-        for name in ("data", "groupdq"):
-            array = getattr(model, name)
-            if not array.flags.writeable:
-                setattr(model, name, array.copy())
+        writable_contiguous(model, "data", "groupdq")
         self.log.info("Correcting the first-read transient of WFI18")
         result = correct_anomaly(
             model.data, model.groupdq, frame_time, read_pattern, mask_rows=self.mask_rows
