@@ -1,4 +1,4 @@
-# cython: language_level=3
+# cython: language_level=3, cdivision=True
 """Compiled kernels of the decaying-signal corrections (private; see :mod:`romancore.decay`).
 
 * ``subtract_periodic``: ``frame[y, x] -= period[y, x % 256]`` on a window of a frame,
@@ -14,17 +14,25 @@ from cython.parallel cimport parallel, prange
 from libc.math cimport NAN, isfinite, isnan, sqrt
 from libc.stdlib cimport free, malloc
 
-cdef Py_ssize_t PERIOD = 256
+cdef enum:
+    PERIOD = 256
+
+
+cdef void _subtract_row(float* f, const double* p, Py_ssize_t col0,
+                        Py_ssize_t col1) noexcept nogil:
+    """f[x] -= p[x % 256] for col0 <= x < col1 (in double, stored as float)."""
+    cdef Py_ssize_t x
+    for x in range(col0, col1):
+        f[x] = <float>(<double>f[x] - p[x & (PERIOD - 1)])
 
 
 def subtract_periodic(float[:, ::1] frame, const double[:, ::1] period,
                       Py_ssize_t row0, Py_ssize_t row1, Py_ssize_t col0, Py_ssize_t col1,
                       int n_threads):
-    cdef Py_ssize_t y, x
+    cdef Py_ssize_t y
     with nogil, parallel(num_threads=n_threads):
         for y in prange(row0, row1, schedule="static"):
-            for x in range(col0, col1):
-                frame[y, x] = <float>(<double>frame[y, x] - period[y, x % PERIOD])
+            _subtract_row(&frame[y, 0], &period[y, 0], col0, col1)
 
 
 cdef float _kth_float(float* a, Py_ssize_t n, Py_ssize_t k) noexcept nogil:

@@ -49,7 +49,9 @@ _GW_STRIDE = 256
 _GW_FACTOR = 1.5
 
 
-def read_time_period(frame_time: float, sca: int, frame_number: float = 0.0) -> np.ndarray:
+def read_time_period(
+    frame_time: float, sca: int, frame_number: float = 0.0, rows: int = FULL_ROWS
+) -> np.ndarray:
     """Return one column period of the pixel read-time map of a full frame (s).
 
     Parameters
@@ -61,33 +63,42 @@ def read_time_period(frame_time: float, sca: int, frame_number: float = 0.0) -> 
     frame_number : float, optional
         Frame whose read times are wanted; ``frame_number * frame_time`` is added
         (romancal 1.1's convention: frame 0 starts at t = 0).
+    rows : int, optional
+        Only the first ``rows`` rows of the frame (default all 4096).
 
     Returns
     -------
-    numpy.ndarray of float64, (4096, 256)
-        ``period[y, x % 256]`` is the read time of full-frame pixel ``(y, x)``.
+    numpy.ndarray of float64, (rows, 256)
+        ``period[y, x % 256]`` is the read time of frame pixel ``(y, x)``.
     """
+    if not 0 < rows <= FULL_ROWS:
+        raise ValueError(f"rows must be 1 ... {FULL_ROWS}, got {rows}")
+    flip_rows = sca % 3 != 0
+    # channel rows (before the science -> detector flip) of the wanted frame rows
+    start = FULL_ROWS - rows if flip_rows else 0
+    channel_rows = np.arange(start, start + rows)
     # clock cycle of each pixel of one channel, counted from the frame start
     # (romancal basic_utils.frame_read_times: icol + irow * (ncol + npad))
     col = np.arange(_CHANNEL_COLS, dtype=np.float64)
-    row = np.arange(FULL_ROWS, dtype=np.float64)[:, None]
-    clock = col + row * (_CHANNEL_COLS + _ROW_PAD)
+    clock = col + channel_rows.astype(np.float64)[:, None] * (_CHANNEL_COLS + _ROW_PAD)
     # what the frame time leaves beyond the science pixels is the guide window's,
     # spread over FULL_ROWS / stride visits and inflated by the pseudo-time factor
-    gw_total = frame_time / _PIXEL_TIME - clock.max()
+    last = float((_CHANNEL_COLS - 1) + (FULL_ROWS - 1) * (_CHANNEL_COLS + _ROW_PAD))
+    gw_total = frame_time / _PIXEL_TIME - last
     n_visits = FULL_ROWS // _GW_STRIDE
     per_visit = gw_total / n_visits * _GW_FACTOR
     # every visit delays the rows after it (added one visit at a time, as romancal
-    # does, so the sums round the same way)
+    # does, so the sums round the same way); the last pixel read gets every visit
     for visit in range(1, n_visits):
-        clock[visit * _GW_STRIDE :] += per_visit
+        clock[channel_rows >= visit * _GW_STRIDE] += per_visit
+        last += per_visit
     # scaled so that the frame ends after one last visit
     times = frame_time * clock
-    times /= clock.max() + per_visit
+    times /= last + per_visit
     period = np.concatenate([times, times[:, ::-1]], axis=1)
     # science -> detector orientation (romancal: sca % 3 == 0 flips the columns of
     # the full frame, i.e. x -> 4095 - x, which is 255 - x within a period)
-    period = period[:, ::-1] if sca % 3 == 0 else period[::-1, :]
+    period = period[:, ::-1] if not flip_rows else period[::-1, :]
     period = np.ascontiguousarray(period)
     if frame_number:
         period += frame_number * frame_time
@@ -123,5 +134,5 @@ def frame_read_times(
     ny, nx = shape
     if ny > FULL_ROWS:
         raise ValueError(f"a WFI frame has at most {FULL_ROWS} rows, got {ny}")
-    period = read_time_period(frame_time, sca, frame_number)
-    return period[:ny, np.arange(nx) % PERIOD]
+    period = read_time_period(frame_time, sca, frame_number, rows=ny)
+    return period[:, np.arange(nx) % PERIOD]

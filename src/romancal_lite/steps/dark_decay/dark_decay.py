@@ -64,7 +64,7 @@ def dark_decay_signal(
 
     Returns
     -------
-    numpy.ndarray of float64, (4096, 256)
+    numpy.ndarray of float64, (rows of ``base``, default 4096; 256)
         ``signal[y, x % 256]`` for frame pixel ``(y, x)``: the mean over ``reads``
         of ``A exp(-t_k / tau)``.
     """
@@ -137,7 +137,8 @@ def subtract_dark_decay(
         raise ValueError(f"the amplitude must be finite, got {amplitude!r}")
     if not 1 <= sca <= 18:
         raise ValueError(f"WFI detector number must be 1 ... 18, got {sca}")
-    base = read_time_period(frame_time, sca)
+    # only the frame's rows: no temporary of more than (rows, 256)
+    base = read_time_period(frame_time, sca, rows=data.shape[1])
     for i, reads in enumerate(read_pattern):
         signal = dark_decay_signal(amplitude, time_constant, frame_time, reads, sca,
                                    frame_offset, base=base)

@@ -38,9 +38,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from romancore.dqflags import group
-
 from romancore.decay import clipped_row_means, row_medians, subtract_periodic
+from romancore.dqflags import group
 
 from .._readout import FULL_ROWS, PERIOD, read_time_period
 
