@@ -90,6 +90,7 @@ EXTENSIONS = [
     # no FP traps assumed: lets the branch-free INL table look-up vectorise (values
     # unchanged: no reassociation, no contraction)
     _ext("romancore._readlinearity", ("-fno-trapping-math",)),
+    _ext("romancore._decay"),
     _ext("romancore.ramp._fit"),
     _ext("romancore.ramp._finish"),
     _ext("romancore._srcmeasure"),

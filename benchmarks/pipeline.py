@@ -107,6 +107,8 @@ STEPS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("dq_init", ("dq_init",), "dq_init"),
     ("saturation", ("saturation",), "saturation"),
     ("refpix", ("refpix",), "refpix"),
+    ("dark_decay", ("dark_decay",), "dark_decay"),
+    ("wfi18_transient", ("wfi18_transient",), "wfi18_transient"),
     ("linearity", ("linearity",), "linearity"),
     ("ramp_fit", ("ramp_fit", "rampfit"), "rampfit"),
     ("dark_current", ("dark_current", "dark"), "dark_current"),

@@ -17,6 +17,8 @@ KNOWN_SUFFIXES: frozenset[str] = frozenset(
         "dq_init",
         "saturation",
         "refpix",
+        "dark_decay",
+        "wfi18_transient",
         "linearity",
         "darkcurrent",
         "dark_current",

@@ -21,7 +21,8 @@ Model classes (all subclasses of ``DataModel``)
     ``SaturationRefModel``, ``LinearityRefModel``, ``InverselinearityRefModel``,
     ``DarkRefModel``, ``GainRefModel``, ``ReadnoiseRefModel``, ``FlatRefModel``,
     ``PhotomRefModel`` (``wfi_img_photom``), ``DistortionRefModel``,
-    ``RefpixRefModel``, ``SuperbiasRefModel``, ``IpcRefModel``, ``PixelareaRefModel``.
+    ``RefpixRefModel``, ``SuperbiasRefModel``, ``IpcRefModel``, ``PixelareaRefModel``,
+    ``DarkdecaysignalRefModel``.
 
 Constructing models
     ``Model()``                         empty model (``meta`` empty, no arrays).
@@ -87,6 +88,7 @@ from ._converters import get_extension, get_extensions
 from ._core import MODEL_REGISTRY, DataModel, open, open_asdf_file, write_asdf_atomic
 from ._files import check_regular_file, deferred_outputs, open_regular_file
 from ._models import (
+    DarkdecaysignalRefModel,
     DarkRefModel,
     DistortionRefModel,
     FlatRefModel,
@@ -126,6 +128,7 @@ __all__ = [
     "Node",
     "PhotomRefModel",
     "PixelareaRefModel",
+    "DarkdecaysignalRefModel",
     "RampModel",
     "ReadnoiseRefModel",
     "RefpixRefModel",

@@ -33,6 +33,7 @@ __all__ = [
     "MaskRefModel",
     "PhotomRefModel",
     "PixelareaRefModel",
+    "DarkdecaysignalRefModel",
     "RampModel",
     "ReadnoiseRefModel",
     "RefpixRefModel",
@@ -455,3 +456,20 @@ class PixelareaRefModel(_RefModel):
     _meta_optical_element = True
     _array_specs = _ref_specs(data=("float32", 2))
     _required_arrays = ("data",)
+
+
+class DarkdecaysignalRefModel(_RefModel):
+    """Dark decay signal reference file: ``decay_table`` of amplitude and time constant.
+
+    One file for every detector: ``decay_table.WFInn`` holds ``amplitude`` (DN) and
+    ``time_constant`` (s), either possibly null (rad ``darkdecaysignal-2.0.0``).
+    """
+
+    _tag_name = "reference_files/darkdecaysignal"
+    _reftype = "DARKDECAYSIGNAL"
+
+    @classmethod
+    def create_minimal(cls, defaults: Any = None) -> DarkdecaysignalRefModel:  # noqa: D102
+        model = super().create_minimal(defaults)
+        model._node._data.setdefault("decay_table", {})
+        return model

@@ -1,7 +1,8 @@
 """The exposure-level pipeline ``roman_elp`` (seeds/002).
 
-Order of the current page (seeds/002:23-47): dq_init, saturation, refpix, linearity,
-ramp_fit, dark_current, assign_wcs, photom, flatfield, source_catalog, tweakreg.
+Order of the current page (seeds/002:23-47) plus romancal 1.1's two steps after refpix:
+dq_init, saturation, refpix, dark_decay, wfi18_transient, linearity, ramp_fit,
+dark_current, assign_wcs, photom, flatfield, source_catalog, tweakreg.
 Routing (seeds/002:49, 85-93, and romancal 1.1):
 
 * a fully saturated exposure gets an all-zero image and every step after saturation
@@ -33,6 +34,7 @@ from romancal_lite.errors import ConfigError
 from romancal_lite.references._spec import BORDER
 from romancal_lite.steps.assign_wcs import AssignWcsStep
 from romancal_lite.steps.dark_current import DarkCurrentStep
+from romancal_lite.steps.dark_decay import DarkDecayStep
 from romancal_lite.steps.dq_init import GUIDE_STAR_TYPES, DQInitStep
 from romancal_lite.steps.flatfield import FlatFieldStep
 from romancal_lite.steps.linearity import LinearityStep
@@ -44,6 +46,7 @@ from romancal_lite.steps.saturation import SaturationStep
 from romancal_lite.steps.source_catalog import SourceCatalogStep
 from romancal_lite.steps.source_catalog.catalog import import_dependencies
 from romancal_lite.steps.tweakreg import TweakRegStep, update_sky_columns
+from romancal_lite.steps.wfi18_transient import WFI18TransientStep
 from romancal_lite.stpipe import Param, Pipeline
 from romancal_lite.stpipe.naming import make_output_name
 
@@ -81,6 +84,8 @@ class ExposurePipeline(Pipeline):
         "dq_init": DQInitStep,
         "saturation": SaturationStep,
         "refpix": RefPixStep,
+        "dark_decay": DarkDecayStep,
+        "wfi18_transient": WFI18TransientStep,
         "linearity": LinearityStep,
         "ramp_fit": RampFitStep,
         "dark_current": DarkCurrentStep,
@@ -167,7 +172,7 @@ class ExposurePipeline(Pipeline):
             self._zeroed = True
             return zeroed_image(result, [s.cal_step_key or s.class_alias for s in self._after(
                 "saturation")])
-        for name in ("refpix", "linearity"):
+        for name in ("refpix", "dark_decay", "wfi18_transient", "linearity"):
             result = self._run_ramp_step(name, result, applied)
         for name in ("ramp_fit", "dark_current", "assign_wcs", "photom"):
             result = self.steps[name].run(result)
@@ -410,9 +415,9 @@ class ExposurePipeline(Pipeline):
 
 
 #: Ramp steps that a ramp given as input may already have had; they are not repeated
-#: (a second refpix or linearity correction would be wrong, a second saturation
-#: growth would grow further).
-RAMP_STEPS = ("saturation", "refpix", "linearity")
+#: (a second refpix, dark decay, transient or linearity correction would be wrong, a
+#: second saturation growth would grow further).
+RAMP_STEPS = ("saturation", "refpix", "dark_decay", "wfi18_transient", "linearity")
 
 
 _preload_started = threading.Event()

@@ -62,12 +62,15 @@ CACHE_ENV_VAR = "ROMANCAL_LITE_CRDS_CACHE"
 #: Version of the generator; a cache written by another version is regenerated.
 #: 2: EPSF and APCORR added (a version-1 cache would answer "N/A" for them).
 #: 3: INTEGRALNONLINEARITY added.
-GENERATOR_VERSION = 3
+#: 4: DARKDECAYSIGNAL added (and INTEGRALNONLINEARITY again, for a cache written
+#:    by a development version 3 that had only DARKDECAYSIGNAL).
+GENERATOR_VERSION = 4
 #: Reference types each generator version added to the default set, so that an
 #: older cache is regenerated with its own settings plus these types.
 _ADDED_TYPES: dict[int, tuple[str, ...]] = {
     2: ("epsf", "apcorr"),
     3: ("integralnonlinearity",),
+    4: ("integralnonlinearity", "darkdecaysignal"),
 }
 
 #: The pipeline mapping (context) of the built-in cache.
@@ -80,8 +83,8 @@ DEFAULT_USEAFTERS: tuple[str, ...] = ("2020-01-01T00:00:00",)
 
 #: Types a cache matched to another simulator's constants does not provide ("N/A"):
 #: the built-in EPSF and APCORR describe romancal_lite.simulate's Gaussian PSF, not
-#: that simulator's PSF.
-NOT_MATCHED: tuple[str, ...] = ("epsf", "apcorr")
+#: that simulator's PSF; its DARKDECAYSIGNAL the decay romancal_lite.simulate injects.
+NOT_MATCHED: tuple[str, ...] = ("epsf", "apcorr", "darkdecaysignal")
 
 #: Reference types known to CRDS for WFI that the built-in cache answers "N/A".
 _FALLBACK_NA_TYPES = (
@@ -321,7 +324,9 @@ def _plan(cache: BuiltinCache) -> dict[str, dict[tuple[str, ...], dict[str, str]
         spec = get_spec(reftype)
         rows: dict[tuple[str, ...], dict[str, str]] = {}
         elements: Sequence[str | None] = OPTICAL_ELEMENTS if spec.by_element else (None,)
-        for detector in cache.detectors:
+        # a type without a detector key (DARKDECAYSIGNAL) has one file for all detectors
+        by_detector = any(key.endswith("DETECTOR") for key in spec.match_keys)
+        for detector in cache.detectors if by_detector else ("ALL",):
             for element in elements:
                 match = []
                 for key in spec.match_keys:

@@ -28,6 +28,9 @@ WFI H4RG detector, not measurements:
   (``psf[defocus, spectral_type, grid, y, x]``, each stamp summing to
   ``oversample**2``), identical at the 3 x 3 grid positions and for the three
   spectral types;
+* darkdecaysignal one file for all 18 detectors (the official rmap selects by date
+  only): per detector a decay amplitude of 1.6-3.2 DN and a time constant of
+  18-33 s (`dark_decay_values`), the values the simulator injects;
 * apcorr per detector: for every imaging filter the encircled energy of that PSF
   as exact-overlap aperture photometry measures it (the Gaussian convolved with
   the pixel twice, `gaussian_encircled_energy`) at fixed radii in pixels, its
@@ -52,11 +55,12 @@ from asdf.tagged import TaggedDict
 
 from romancore.dqflags import pixel
 
-from ._spec import BORDER, EXPOSURE_TYPES, IMAGING_ELEMENTS, OPTICAL_ELEMENTS, get_spec
+from ._spec import BORDER, DETECTORS, EXPOSURE_TYPES, IMAGING_ELEMENTS, OPTICAL_ELEMENTS, get_spec
 
 __all__ = [
     "DetectorConstants",
     "build_reference",
+    "dark_decay_values",
     "gaussian_encircled_energy",
     "gaussian_epsf",
     "reference_shape",
@@ -625,6 +629,38 @@ def _apcorr(
     return {"meta": meta, "data": {e: _apcorr_entry(e, psf_sigma) for e in OPTICAL_ELEMENTS}}
 
 
+def dark_decay_values(detector: str) -> tuple[float, float]:
+    """Return the built-in dark decay (amplitude in DN, time constant in s) of a detector.
+
+    Plausible magnitudes (a few DN decaying over tens of seconds), different per
+    detector so that a wrong entry shows; not measurements.
+
+    Parameters
+    ----------
+    detector : str
+        ``"WFI01"`` ... ``"WFI18"``.
+
+    Returns
+    -------
+    tuple of float
+        ``(amplitude, time_constant)``.
+    """
+    i = _det_index(detector)
+    return 1.6 + 0.2 * ((7 * i) % 9), 18.0 + 1.5 * ((5 * i) % 11)
+
+
+def _darkdecaysignal(det: str, shape, useafter: str, elem: str | None, c: _C) -> dict:
+    meta = _meta("darkdecaysignal", "NOT_CONFIGURED", useafter, constants=c)
+    meta["description"] = meta["description"].replace(
+        " for NOT_CONFIGURED", " for every detector"
+    )
+    table = {}
+    for name in DETECTORS:
+        amplitude, time_constant = dark_decay_values(name)
+        table[name] = {"amplitude": amplitude, "time_constant": time_constant}
+    return {"meta": meta, "decay_table": table}
+
+
 _BUILDERS: dict[str, Callable[..., dict]] = {
     "mask": _mask,
     "saturation": _saturation,
@@ -640,6 +676,7 @@ _BUILDERS: dict[str, Callable[..., dict]] = {
     "refpix": _refpix,
     "epsf": _epsf,
     "apcorr": _apcorr,
+    "darkdecaysignal": _darkdecaysignal,
 }
 
 

@@ -240,6 +240,15 @@ REFTYPES: dict[str, RefTypeSpec] = {
             ("gamma", "zeta", "alpha"),
             "Reference Pixels",
         ),
+        # one file for every detector: the official rmap has no match key
+        _spec(
+            "darkdecaysignal",
+            "DarkdecaysignalRefModel",
+            (),
+            "none",
+            (),
+            "Dark Decay Signal",
+        ),
     )
 }
 

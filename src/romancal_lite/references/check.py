@@ -9,6 +9,7 @@ roman_datamodels and refuses non-regular, truncated or hostile files before pars
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -161,8 +162,9 @@ def _check_node(node: Any, label: str, spec: Any, params: dict, shape: Any) -> N
     if reftype is None or str(reftype).upper() != expected:
         raise ReferenceFileError(f"{label}: has reftype {reftype!r}, expected {expected!r}")
     instrument = _get(meta, "instrument")
-    _check_same(label, expected, "detector", "is from", DETECTORS,
-                _get(instrument, "detector"), params.get("roman.meta.instrument.detector"))
+    if spec.match_keys:  # a type without match key has one file for every detector
+        _check_same(label, expected, "detector", "is from", DETECTORS,
+                    _get(instrument, "detector"), params.get("roman.meta.instrument.detector"))
     if spec.by_element:
         _check_same(label, expected, "optical element", "uses", OPTICAL_ELEMENTS,
                     _get(instrument, "optical_element"),
@@ -180,6 +182,8 @@ def _check_node(node: Any, label: str, spec: Any, params: dict, shape: Any) -> N
                 raise ReferenceFileError(f"{label}: {expected} reference lacks '{name}'")
     if spec.reftype == "apcorr" and not _has(node, "data"):
         raise ReferenceFileError(f"{label}: APCORR reference lacks its 'data' table")
+    if spec.reftype == "darkdecaysignal":
+        _check_decay_table(node, label, params.get("roman.meta.instrument.detector"))
     if shape is None:
         return
     shape = tuple(int(n) for n in shape[-2:])
@@ -269,6 +273,44 @@ def open_checked_reference_tree(
     with open_reference_tree(path) as node:
         _check_node(node, Path(path).name, spec, params, expected_shape)
         yield node
+
+
+def _check_decay_table(node: Any, label: str, detector: Any) -> None:
+    """Raise unless a DARKDECAYSIGNAL node has a usable entry for ``detector``.
+
+    Null values are allowed (the schema's "no value": the step skips); present
+    ones must be finite numbers with a time constant > 0.
+    """
+    table = _get(node, "decay_table")
+    if table is None:
+        raise ReferenceFileError(f"{label}: DARKDECAYSIGNAL reference lacks its 'decay_table'")
+    if not isinstance(detector, str) or detector.upper() not in DETECTORS:
+        return
+    entry = _get(table, detector.upper())
+    if entry is None:
+        raise ReferenceFileError(
+            f"{label}: DARKDECAYSIGNAL decay_table has no entry for detector {detector}"
+        )
+    for key in ("amplitude", "time_constant"):
+        if not _has(entry, key) and not (isinstance(entry, Mapping) and key in entry):
+            raise ReferenceFileError(
+                f"{label}: DARKDECAYSIGNAL decay_table.{detector} lacks '{key}'"
+            )
+        value = _get(entry, key)
+        if value is None:
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if isinstance(value, bool) or not math.isfinite(number) or (
+            key == "time_constant" and number <= 0
+        ):
+            raise ReferenceFileError(
+                f"{label}: DARKDECAYSIGNAL decay_table.{detector}.{key} is {value!r}; "
+                + ("a time constant must be a finite number > 0"
+                   if key == "time_constant" else "an amplitude must be a finite number")
+            )
 
 
 def check_reference(

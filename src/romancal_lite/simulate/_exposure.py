@@ -17,6 +17,7 @@ from ..datamodels import ScienceRawModel, get_extension, write_asdf_atomic
 from ..errors import InputFileError, OutputError
 from ..references._spec import BORDER, DETECTORS, EXPOSURE_TYPES, FULL_SHAPE, OPTICAL_ELEMENTS
 from . import astrometry, scene
+from ._decay import add_decay_signals
 from ._patterns import DEFAULT_READ_PATTERN, FRAME_TIME, resolve_read_pattern
 from ._refs import load_references
 from .ramps import (
@@ -257,6 +258,7 @@ def simulate_exposure(
     refcat_mag_limit: float = astrometry.GAIA_MAG_LIMIT,
     refcat_ref_epoch: float = astrometry.GAIA_REF_EPOCH,
     refcat_error_scale: float = 1.0,
+    decay_signals: bool = True,
 ) -> tuple[ScienceRawModel, dict[str, Any]]:
     """Simulate a Level 1 (``_uncal``) WFI exposure and return it with its truth.
 
@@ -337,6 +339,10 @@ def simulate_exposure(
         Epoch (Julian year) of the reference catalog positions (default 2016.0).
     refcat_error_scale : float, optional
         Scale of the Gaia-like catalog position errors (reported and drawn; 0: exact).
+    decay_signals : bool, optional
+        Add the dark decay of the DARKDECAYSIGNAL reference and, on WFI18, the
+        first-read transient (`romancal_lite.simulate._decay`); truth under
+        ``decay_signals`` (None when off).
 
     Returns
     -------
@@ -463,6 +469,9 @@ def simulate_exposure(
     del rate_e
     model.data = result.data
     model.amp33 = result.amp33
+    decays = (
+        add_decay_signals(model, pattern, frame_time, references) if decay_signals else None
+    )
 
     wcsinfo_true = {
         "ra_ref": float(ra) % 360.0,
@@ -500,6 +509,7 @@ def simulate_exposure(
             **stars,
         },
         "cosmic_rays": result.cosmic_rays,
+        "decay_signals": decays,
         "ref_drifts": {
             "channel_offsets": electronics.channel_offsets,
             "row_drift": electronics.row_drift,

@@ -45,6 +45,8 @@ STEPS: dict[str, str] = {
     "dq_init": "romancal_lite.steps.dq_init:DQInitStep",
     "saturation": "romancal_lite.steps.saturation:SaturationStep",
     "refpix": "romancal_lite.steps.refpix:RefPixStep",
+    "dark_decay": "romancal_lite.steps.dark_decay:DarkDecayStep",
+    "wfi18_transient": "romancal_lite.steps.wfi18_transient:WFI18TransientStep",
     "linearity": "romancal_lite.steps.linearity:LinearityStep",
     "ramp_fit": "romancal_lite.steps.ramp_fit:RampFitStep",
     "dark_current": "romancal_lite.steps.dark_current:DarkCurrentStep",

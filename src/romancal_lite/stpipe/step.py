@@ -50,6 +50,8 @@ __all__ = ["Step"]
 #: Status values written to ``meta.cal_step.<alias>``.
 COMPLETE = "COMPLETE"
 SKIPPED = "SKIPPED"
+#: Status of a step that does not apply to the exposure (e.g. wfi18_transient elsewhere).
+NOT_APPLICABLE_STATUS = "N/A"
 #: ``meta.cal_step`` status of a step that ran and did not succeed (RAD allows it;
 #: romancal's tweakreg records it when the fit fails).
 FAILED = "FAILED"
@@ -374,8 +376,11 @@ class Step:
         self._reference_files_used = []
         self._pedigrees: dict[str, str] = {}
         self._skipped_reason: str | None = None
+        self._status: str | None = None
         result = self.process(model)
-        self.record_status(result, SKIPPED if self._skipped_reason else COMPLETE)
+        self.record_status(
+            result, self._status or (SKIPPED if self._skipped_reason else COMPLETE)
+        )
         self.finalize_result(result)
         if self.parent is None:
             self.warn_if_no_usable_pixel(result)
@@ -460,6 +465,17 @@ class Step:
         """
         self._skipped_reason = reason
         self.log.warning("Step %s skipped: %s", self.name, reason)
+
+    def mark_not_applicable(self, reason: str) -> None:
+        """Record, from inside `process`, that the step does not apply (status "N/A").
+
+        Parameters
+        ----------
+        reason : str
+            Why (logged at info level), e.g. "detector WFI05 is not WFI18".
+        """
+        self._status = NOT_APPLICABLE_STATUS
+        self.log.info("Step %s does not apply: %s", self.name, reason)
 
     def open_input(self, input: Any) -> Any:  # noqa: A002
         """Open a path with ``romancal_lite.datamodels.open``; pass models through.

@@ -139,13 +139,14 @@ def test_older_cache_is_upgraded_with_its_settings(tmp_path):
     cache = generate_cache(tmp_path, full_shape=(40, 48), reftypes=("gain", "flat"))
     stamp_path = tmp_path / _STAMP
     stamp = json.loads(stamp_path.read_text())
-    stamp["settings"]["generator_version"] = 1  # before EPSF, APCORR (2) and INL (3)
+    stamp["settings"]["generator_version"] = 1  # before EPSF, APCORR (2), INL (3), decay (4)
     stamp_path.write_text(json.dumps(stamp))
     cache.ensure_reference("roman_lite_wfi_gain_wfi07_0001.asdf")
     upgraded = open_builtin_cache(tmp_path)
     assert upgraded.full_shape == (40, 48)
+    # each later version's added types: EPSF, APCORR (2), INL (3), DARKDECAYSIGNAL (4)
     assert set(upgraded.reftypes) == {"gain", "flat", "epsf", "apcorr",
-                                      "integralnonlinearity"}
+                                      "integralnonlinearity", "darkdecaysignal"}
     assert json.loads(stamp_path.read_text())["settings"]["generator_version"] == (
         GENERATOR_VERSION)
     assert (tmp_path / "mappings" / "roman" / "roman_lite_wfi_epsf_0001.rmap").exists()

@@ -14,7 +14,11 @@ SMALL = (40, 256)
 
 #: The simulator with the built-in reference content (no files: fast); the tests of
 #: CRDS selection check that the selected files give exactly the same exposure.
-simulate_exposure = functools.partial(simulate.simulate_exposure, references="builtin")
+#: The decaying signals (dark decay, WFI18 transient) are left out of these physics
+#: tests; tests/romancal_lite/steps/test_decay_truth.py checks them.
+simulate_exposure = functools.partial(
+    simulate.simulate_exposure, references="builtin", decay_signals=False
+)
 
 
 def refs(detector="WFI01", element="F158", shape=SMALL):

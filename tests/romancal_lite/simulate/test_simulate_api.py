@@ -152,7 +152,7 @@ def test_dark_exposure_has_no_scene():
 
 def test_write_read_and_open_with_both_datamodels(tmp_path):
     path = write_exposure(tmp_path / "sim_wfi03_uncal.asdf", detector="WFI03", seed=1,
-                          references="builtin", **TINY)
+                          references="builtin", decay_signals=False, **TINY)
     model, truth = simulate_exposure(detector="WFI03", seed=1, **TINY)
     assert path.name == "sim_wfi03_uncal.asdf"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

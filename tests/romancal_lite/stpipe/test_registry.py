@@ -106,6 +106,7 @@ def test_every_step_package_and_the_pipeline_are_registered():
     assert len(classes) == len(registry.STEPS) + len(registry.PIPELINES)
     assert registry.check_registry(classes) == []
     assert list(ExposurePipeline.step_defs) == [
-        "dq_init", "saturation", "refpix", "linearity", "ramp_fit",
+        "dq_init", "saturation", "refpix", "dark_decay", "wfi18_transient", "linearity",
+        "ramp_fit",
         "dark_current", "assign_wcs", "photom", "flatfield", "source_catalog", "tweakreg",
     ]

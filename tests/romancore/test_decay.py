@@ -1,0 +1,92 @@
+"""romancore.decay against NumPy and astropy (the functions romancal 1.1 calls)."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from romancore.decay import PERIOD, clipped_row_means, row_medians, subtract_periodic
+
+DT = (4.56, 6.08)
+
+
+def resultants(ny=64, nx=300, seed=5):
+    rng = np.random.default_rng(seed)
+    out = [(rng.normal(0.0, 3.0, (ny, nx)) + 10.0 * i).astype(np.float32) for i in range(5)]
+    out[4][:, ::7] += 50.0  # bright columns: masked as illuminated
+    out[0][3, ::11] += 400.0  # outliers: clipped
+    return out
+
+
+def numpy_residual(r, rows, cols):
+    sl = (slice(*rows), slice(*cols))
+    rate = (r[2][sl] - r[1][sl]) / np.float64(DT[1])
+    return r[0][sl] - (r[1][sl] - rate * np.float64(DT[0]))
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_row_medians_equal_numpy(n_threads):
+    r = resultants(nx=301)
+    r[4][5, 9] = np.nan
+    for cols in ((4, 297), (0, 301), (4, 298)):
+        got = row_medians(r[4], r[3], (2, 60), cols, n_threads=n_threads)
+        want = np.median(r[4][2:60, slice(*cols)] - r[3][2:60, slice(*cols)], axis=1)
+        np.testing.assert_array_equal(got, want)
+    assert np.isnan(row_medians(r[4], r[3])[5])
+
+
+@pytest.mark.parametrize("per_column", [False, True])
+def test_clipped_means_equal_astropy(per_column):
+    stats = pytest.importorskip("astropy.stats")
+    r = resultants(ny=300, nx=300)
+    r[0][7, 20] = np.nan
+    rows = cols = (4, 296)
+    med = row_medians(r[4], r[3], rows, cols)
+    diff = r[4][4:296, 4:296] - r[3][4:296, 4:296]
+    high = diff > (med[None, :] if per_column else med[:, None])
+    res = numpy_residual(r, rows, cols)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want, _, _ = stats.sigma_clipped_stats(res, mask=high, sigma=3.0, axis=1)
+    got = clipped_row_means(tuple(r), DT, med, per_column, rows, cols)
+    np.testing.assert_array_equal(got, np.asarray(want))
+    # the clip matters: the outlier row's plain mean is far off
+    plain = np.nanmean(np.where(high, np.nan, res), axis=1)
+    assert np.abs(plain - got).max() > 0.1
+
+
+def test_clipped_means_without_usable_pixel():
+    r = resultants()
+    r[0][:] = np.nan
+    got = clipped_row_means(tuple(r), DT, np.zeros(300, np.float32), True)
+    assert np.all(np.isnan(got))
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_subtract_periodic_equals_numpy(n_threads):
+    rng = np.random.default_rng(1)
+    frame = rng.normal(100.0, 5.0, (40, 600)).astype(np.float32)
+    period = rng.normal(0.0, 1.0, (50, PERIOD))
+    want = frame.copy()
+    full = period[:40, np.arange(600) % PERIOD]
+    want[4:36, 4:596] -= full[4:36, 4:596]
+    subtract_periodic(frame, period, (4, 36), (4, 596), n_threads=n_threads)
+    np.testing.assert_array_equal(frame, want)
+
+
+def test_validation():
+    frame = np.zeros((8, 8), np.float32)
+    with pytest.raises(ValueError, match="period"):
+        subtract_periodic(frame, np.zeros((8, 100)))
+    with pytest.raises(ValueError, match="window"):
+        subtract_periodic(frame, np.zeros((8, PERIOD)), (0, 9))
+    with pytest.raises(ValueError, match="float32"):
+        subtract_periodic(frame.astype(np.float64), np.zeros((8, PERIOD)))
+    frame.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        subtract_periodic(frame, np.zeros((8, PERIOD)))
+    r = resultants()
+    with pytest.raises(ValueError, match="5 arrays"):
+        clipped_row_means(tuple(r[:4]), DT, np.zeros(300, np.float32), True)
+    with pytest.raises(ValueError, match="thresholds"):
+        clipped_row_means(tuple(r), DT, np.zeros(3, np.float32), True)
