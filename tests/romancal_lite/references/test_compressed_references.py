@@ -23,7 +23,7 @@ rdm = pytest.importorskip("roman_datamodels.datamodels")
 SHAPE = (40, 128)
 NAME = "r0000101001001001001_0001_wfi07"
 REFTYPES = ("mask", "saturation", "linearity", "readnoise", "gain", "dark", "distortion",
-            "photom", "flat", "epsf", "apcorr")
+            "photom", "flat", "epsf", "apcorr", "refpix")
 COMPRESSIONS = ("lz4", "zlib", "bzp2")
 
 
