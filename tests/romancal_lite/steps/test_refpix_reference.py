@@ -173,6 +173,26 @@ def test_right_reference_columns_use_zeta():
     np.testing.assert_allclose(out, expected, atol=1e-3)
 
 
+def test_channels_with_identical_coefficients_share_one_transform():
+    # the shared path (every row equal, as in the built-in file) gives what the
+    # per-channel path gives for the channels whose rows are still the same
+    rng = np.random.default_rng(10)
+    n, ny, nx = 3, 12, 512
+    data, amp33 = noisy_ramp(n, ny, nx, rng)
+    m = coefficient_length(ny)
+    row = rng.normal(size=m) + 1j * rng.normal(size=m)
+    g, z, a = zero_coeffs(ny)
+    a[:] = row * 1e-2
+    g[:] = row * 1e-3
+    shared = data.copy()
+    correct_with_refpix_reference(shared, border_dq(ny, nx), amp33, g, z, a)
+    a[3] *= 1.5  # channel 3 differs: every channel gets its own transform
+    each = data.copy()
+    correct_with_refpix_reference(each, border_dq(ny, nx), amp33, g, z, a)
+    np.testing.assert_array_equal(shared[..., : 3 * CW], each[..., : 3 * CW])
+    assert np.abs(shared[..., 3 * CW :] - each[..., 3 * CW :]).max() > 0.01
+
+
 def test_cosine_interpolation_fills_zero_samples():
     series = np.full(300, 7.0)
     series[[0, 50, 51, 52, 299]] = 0.0

@@ -38,10 +38,14 @@ sources are romancal 1.1 ``romancal/refpix/refpix.py`` ``run_steps`` and
    coefficients per channel and ``N = 140 ny`` the series length. It is subtracted
    from every sample of the channel, reference pixels included.
 
-Everything is done one resultant at a time, in place in the data cube: besides the
-cube the memory holds the offset plane and a few vectors of ``140 ny`` samples per
-channel block, never a second cube. Intermediate values are float64 (romancal's
-reference FFTs are single precision); the results agree to float32 precision.
+The cube is corrected in place in two passes: per resultant (steps 1-5 up to the
+FFTs of the reference series), then per channel for all resultants at once (step 6,
+each coefficient row read once), then the offset is restored. Besides the cube the
+memory holds the offset plane, the reference spectra (``3 n M`` complex values) and
+per-channel buffers of ``n M`` values, never a second cube. Intermediate values are
+float64 except the inverse FFT of the corrections (single precision: the corrections
+are float32 values like the data); the results agree with romancal's to float32
+precision.
 """
 
 from __future__ import annotations
@@ -75,9 +79,6 @@ ROW_SAMPLES = CHANNEL_WIDTH + CHANNEL_PAD
 COSINE_LENGTH = 32
 #: Iterations of the FFT interpolation of the amp33 pauses (romancal's default ``num``).
 FFT_ITERATIONS = 3
-#: Channels whose correction is computed together (bounds the FFT buffers to
-#: ``_CHANNEL_BLOCK * 140 ny`` complex values).
-_CHANNEL_BLOCK = 4
 #: Rows of a plane updated at once in the plane-wide passes.
 _BLOCK_ROWS = 64
 
@@ -239,6 +240,9 @@ def correct_with_refpix_reference(
     side_scale = scale * ROW_SAMPLES / BORDER
     right_cols, right_pos = _right_columns(nch, nx)
 
+    # pass 1, per resultant: offset, trends, amp33 interpolation, and the spectra of
+    # the reference series ([n_res, M] complex per coefficient set in use)
+    spectra = {name: np.empty((n_res, n_coeff), dtype=np.complex128) for name in used}
     not_fitted = 0
     for r in range(n_res):
         plane = data[r]
@@ -249,42 +253,37 @@ def correct_with_refpix_reference(
         if remove_trends:
             not_fitted += _remove_trends(plane, read_pos, nch, row_time, ref_rows)
             not_fitted += _remove_trends(a33, pos33, 1, row_time, ref_rows)
-
-        if used:
-            # the reference time series (float64), zeros where nothing was sampled
-            series33 = np.zeros((ny, ROW_SAMPLES), dtype=np.float64)
-            series33[:, pos33] = a33
-            series33 = series33.reshape(-1)
-            _clean(series33)
-            if cosine_interpolate:
-                _cosine_interpolate(series33, cosine)
-                a33[...] = series33.reshape(ny, ROW_SAMPLES)[:, pos33]
-            if fft_interpolate:
-                _fft_interpolate(series33, pause, apodize)
-            spectra = {}
-            if "gamma" in used:
-                left = np.zeros((ny, ROW_SAMPLES), dtype=np.float64)
-                left[:, :BORDER] = plane[:, :BORDER]
-                spectra["gamma"] = _spectrum(left, side_scale)
-            if "zeta" in used:
-                right = np.zeros((ny, ROW_SAMPLES), dtype=np.float64)
-                right[:, right_pos] = plane[:, right_cols]
-                spectra["zeta"] = _spectrum(right, side_scale)
-            if "alpha" in used:
-                spectra["alpha"] = fft.rfft(series33) * scale
-            _subtract_correction(plane, spectra, coeffs, read_pos, nch, n_samples)
-        elif cosine_interpolate:
-            # no Fourier correction, but romancal still fills amp33's missing samples
-            series33 = np.zeros((ny, ROW_SAMPLES), dtype=np.float64)
-            series33[:, pos33] = a33
-            series33 = series33.reshape(-1)
-            _clean(series33)
+        if not (used or cosine_interpolate):
+            continue
+        # the amp33 time series (float64), zeros where nothing was sampled
+        series33 = np.zeros((ny, ROW_SAMPLES), dtype=np.float64)
+        series33[:, pos33] = a33
+        series33 = series33.reshape(-1)
+        _clean(series33)
+        if cosine_interpolate:
             _cosine_interpolate(series33, cosine)
             a33[...] = series33.reshape(ny, ROW_SAMPLES)[:, pos33]
+        if fft_interpolate and "alpha" in used:
+            _fft_interpolate(series33, pause, apodize)
+        if "gamma" in used:
+            left = np.zeros((ny, ROW_SAMPLES), dtype=np.float64)
+            left[:, :BORDER] = plane[:, :BORDER]
+            spectra["gamma"][r] = _spectrum(left, side_scale)
+        if "zeta" in used:
+            right = np.zeros((ny, ROW_SAMPLES), dtype=np.float64)
+            right[:, right_pos] = plane[:, right_cols]
+            spectra["zeta"][r] = _spectrum(right, side_scale)
+        if "alpha" in used:
+            spectra["alpha"][r] = _spectrum(series33.reshape(ny, ROW_SAMPLES), scale)
 
-        if offset is not None:
-            plane += offset
-            a33 += offset33
+    # pass 2, per channel: the correction of every resultant at once
+    if used:
+        _subtract_corrections(data, spectra, coeffs, nch, n_samples)
+
+    if offset is not None:
+        for r in range(n_res):
+            data[r] += offset
+            amp33_out[r] += offset33
     return amp33_out, ReferenceCorrectionReport(bad, not_fitted, used)
 
 
@@ -445,35 +444,61 @@ def _fft_interpolate(series: np.ndarray, pause: np.ndarray, apodize: np.ndarray)
 
 
 def _spectrum(series: np.ndarray, scale: float) -> np.ndarray:
-    """Real FFT of a ``[ny, 140]`` series, flattened in time order, times ``scale``."""
+    """Return the real FFT of a ``[ny, 140]`` series (time order) times ``scale``."""
     _clean(series)
     spec = fft.rfft(series.reshape(-1))
     spec *= scale
     return spec
 
 
-def _subtract_correction(
-    plane: np.ndarray,
+def _same_rows(coeffs: dict[str, np.ndarray], names: tuple[str, ...], nch: int) -> bool:
+    """Return whether every channel has the same coefficients as channel 0."""
+    for name in names:
+        c = coeffs[name]
+        first = np.asarray(c[0])
+        if not all(np.array_equal(np.asarray(c[i]), first) for i in range(1, nch)):
+            return False
+    return True
+
+
+def _subtract_corrections(
+    data: np.ndarray,
     spectra: dict[str, np.ndarray],
     coeffs: dict[str, np.ndarray],
-    read_pos: np.ndarray,
     nch: int,
     n_samples: int,
 ) -> None:
-    """Subtract ``irfft(sum_s spectra[s] * coeffs[s][c])`` from every channel ``c``."""
-    ny = plane.shape[0]
-    for c0 in range(0, nch, _CHANNEL_BLOCK):
-        c1 = min(c0 + _CHANNEL_BLOCK, nch)
-        total = None
-        for name, spec in spectra.items():
-            term = np.asarray(coeffs[name][c0:c1]) * spec
-            if total is None:
-                total = term
-            else:
-                total += term
-        assert total is not None
-        corr = fft.irfft(total, n_samples, axis=-1).reshape(c1 - c0, ny, ROW_SAMPLES)
-        for i, c in enumerate(range(c0, c1)):
-            cols = slice(c * CHANNEL_WIDTH, (c + 1) * CHANNEL_WIDTH)
-            # column x of the channel was sampled at read position read_pos[x]
-            plane[:, cols] -= corr[i][:, read_pos[cols]]
+    """Subtract ``irfft(sum_s spectra[s] * coeffs[s][c])`` from every channel ``c``.
+
+    One channel at a time, for all resultants together (each coefficient row is read
+    once). The weighted sum is formed in complex128 and transformed in single
+    precision: the corrections are float32 values, like the data they change.
+    Channels with identical coefficients (the built-in file) share one transform.
+    """
+    n_res, ny, _ = data.shape
+    n_coeff = next(iter(spectra.values())).shape[1]
+    total = np.empty((n_res, n_coeff), dtype=np.complex128)
+    term = np.empty_like(total)
+    single = np.empty((n_res, n_coeff), dtype=np.complex64)
+    shared = _same_rows(coeffs, tuple(spectra), nch)
+    corr = None
+    for c in range(nch):
+        if corr is None or not shared:
+            first = True
+            for name, spec in spectra.items():
+                weights = np.asarray(coeffs[name][c])
+                if first:
+                    np.multiply(spec, weights, out=total)
+                    first = False
+                else:
+                    np.multiply(spec, weights, out=term)
+                    total += term
+            single[...] = total
+            corr = fft.irfft(single, n_samples, axis=-1).reshape(n_res, ny, ROW_SAMPLES)
+        cols = slice(c * CHANNEL_WIDTH, (c + 1) * CHANNEL_WIDTH)
+        # column x of the channel was sampled at read position x (even channels) or
+        # 127 - x (odd channels, read right to left)
+        if c % 2:
+            data[:, :, cols] -= corr[:, :, CHANNEL_WIDTH - 1 :: -1]
+        else:
+            data[:, :, cols] -= corr[:, :, :CHANNEL_WIDTH]
