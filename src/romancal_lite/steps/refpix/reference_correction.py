@@ -56,6 +56,7 @@ import numpy as np
 from scipy import fft
 
 from romancal_lite.references._spec import BORDER
+from romancore import effective_n_threads
 from romancore.dqflags import pixel
 
 __all__ = [
@@ -231,8 +232,6 @@ def correct_with_refpix_reference(
     pause = np.zeros((ny, ROW_SAMPLES), dtype=bool)
     pause[:, CHANNEL_WIDTH:] = True
     pause = pause.reshape(-1)
-    k = np.arange(n_samples // 2 + 1, dtype=np.float64)
-    apodize = (1.0 + np.cos(2.0 * np.pi * k / n_samples)) / 2.0
     cosine = np.sin(np.arange(1, COSINE_LENGTH + 1) * np.pi / COSINE_LENGTH)
     # romancal: forward FFTs divided by N, left/right times 140/4, the sum times 2 M
     # (ChannelView.forward_fft, ReferenceFFT.channel_correction); irfft divides by N
@@ -264,7 +263,7 @@ def correct_with_refpix_reference(
             _cosine_interpolate(series33, cosine)
             a33[...] = series33.reshape(ny, ROW_SAMPLES)[:, pos33]
         if fft_interpolate and "alpha" in used:
-            _fft_interpolate(series33, pause, apodize)
+            _fft_interpolate(series33, pause)
         if "gamma" in used:
             left = np.zeros((ny, ROW_SAMPLES), dtype=np.float64)
             left[:, :BORDER] = plane[:, :BORDER]
@@ -404,7 +403,8 @@ def _remove_trends(
     col_const = col_slope * read_pos + np.repeat(intercept, width)
     for start in range(0, plane.shape[0], _BLOCK_ROWS):
         block = plane[start : start + _BLOCK_ROWS]
-        trend = row_time[start : start + _BLOCK_ROWS, None] * col_slope + col_const
+        trend = np.multiply.outer(row_time[start : start + _BLOCK_ROWS], col_slope)
+        trend += col_const
         # only samples that are not 0 (romancal: ``* frame_not_zero``)
         trend[block == 0] = 0.0
         block -= trend
@@ -435,12 +435,22 @@ def _cosine_interpolate(series: np.ndarray, kernel: np.ndarray) -> None:
     series[missing] = fill
 
 
-def _fft_interpolate(series: np.ndarray, pause: np.ndarray, apodize: np.ndarray) -> None:
-    """Refine the pause samples by apodized FFT smoothing (romancal ``fft_interpolate``)."""
+def _fft_interpolate(series: np.ndarray, pause: np.ndarray) -> None:
+    """Refine the pause samples by three passes of romancal's apodized FFT smoothing.
+
+    romancal ``ChannelView.fft_interpolate`` replaces the pause samples by
+    ``irfft(rfft(x) (1 + cos(2 pi k / N)) / 2)``. Since
+    ``(1 + cos(2 pi k / N)) / 2 = 1/2 + (e^{2 pi i k / N} + e^{-2 pi i k / N}) / 4``,
+    that is the circular 3-tap mean ``x[t] / 2 + (x[t - 1] + x[t + 1]) / 4``, computed
+    here directly on the pause samples (the same values to rounding, no FFT).
+    """
     n = series.size
+    idx = np.flatnonzero(pause)
+    before = (idx - 1) % n
+    after = (idx + 1) % n
     for _ in range(FFT_ITERATIONS):
-        smooth = fft.irfft(fft.rfft(series) * apodize, n)
-        series[pause] = smooth[pause]
+        # the right-hand side is evaluated before any sample is replaced, as in romancal
+        series[idx] = 0.5 * series[idx] + 0.25 * (series[before] + series[after])
 
 
 def _spectrum(series: np.ndarray, scale: float) -> np.ndarray:
@@ -481,6 +491,7 @@ def _subtract_corrections(
     term = np.empty_like(total)
     single = np.empty((n_res, n_coeff), dtype=np.complex64)
     shared = _same_rows(coeffs, tuple(spectra), nch)
+    workers = min(effective_n_threads(), n_res)
     corr = None
     for c in range(nch):
         if corr is None or not shared:
@@ -494,7 +505,8 @@ def _subtract_corrections(
                     np.multiply(spec, weights, out=term)
                     total += term
             single[...] = total
-            corr = fft.irfft(single, n_samples, axis=-1).reshape(n_res, ny, ROW_SAMPLES)
+            corr = fft.irfft(single, n_samples, axis=-1, workers=workers)
+            corr = corr.reshape(n_res, ny, ROW_SAMPLES)
         cols = slice(c * CHANNEL_WIDTH, (c + 1) * CHANNEL_WIDTH)
         # column x of the channel was sampled at read position x (even channels) or
         # 127 - x (odd channels, read right to left)
