@@ -80,6 +80,11 @@ ROW_SAMPLES = CHANNEL_WIDTH + CHANNEL_PAD
 COSINE_LENGTH = 32
 #: Iterations of the FFT interpolation of the amp33 pauses (romancal's default ``num``).
 FFT_ITERATIONS = 3
+#: Channels whose weighted spectra are formed together (bounds that buffer to
+#: ``_CHANNEL_GROUP * n * M`` complex64 values: 83 MB for 9 full-frame resultants).
+_CHANNEL_GROUP = 4
+#: Frequencies per block of the weighted sums (the spectra block stays in cache).
+_FREQ_BLOCK = 4096
 #: Rows of a plane updated at once in the plane-wide passes.
 _BLOCK_ROWS = 64
 
@@ -480,37 +485,46 @@ def _subtract_corrections(
 ) -> None:
     """Subtract ``irfft(sum_s spectra[s] * coeffs[s][c])`` from every channel ``c``.
 
-    One channel at a time, for all resultants together (each coefficient row is read
-    once). The weighted sum is formed in complex128 and transformed in single
-    precision: the corrections are float32 values, like the data they change.
-    Channels with identical coefficients (the built-in file) share one transform.
+    Channels are taken in groups of :data:`_CHANNEL_GROUP`, all resultants together,
+    so each coefficient row is read once. The weighted sums of a group are formed in
+    complex128 over blocks of :data:`_FREQ_BLOCK` frequencies (the block of the
+    spectra stays in cache across the group's channels) and stored in single
+    precision for the inverse FFT: the corrections are float32 values, like the data
+    they change. Channels with identical coefficients (the built-in file) share one
+    transform.
     """
     n_res, ny, _ = data.shape
     n_coeff = next(iter(spectra.values())).shape[1]
-    total = np.empty((n_res, n_coeff), dtype=np.complex128)
+    names = tuple(spectra)
+    shared = _same_rows(coeffs, names, nch)
+    channels = [0] if shared else list(range(nch))
+    group = min(_CHANNEL_GROUP, len(channels))
+    sums = np.empty((group, n_res, n_coeff), dtype=np.complex64)
+    total = np.empty((n_res, _FREQ_BLOCK), dtype=np.complex128)
     term = np.empty_like(total)
-    single = np.empty((n_res, n_coeff), dtype=np.complex64)
-    shared = _same_rows(coeffs, tuple(spectra), nch)
     workers = min(effective_n_threads(), n_res)
-    corr = None
-    for c in range(nch):
-        if corr is None or not shared:
-            first = True
-            for name, spec in spectra.items():
-                weights = np.asarray(coeffs[name][c])
-                if first:
-                    np.multiply(spec, weights, out=total)
-                    first = False
-                else:
-                    np.multiply(spec, weights, out=term)
-                    total += term
-            single[...] = total
-            corr = fft.irfft(single, n_samples, axis=-1, workers=workers)
+    for g0 in range(0, len(channels), group):
+        chans = channels[g0 : g0 + group]
+        for f0 in range(0, n_coeff, _FREQ_BLOCK):
+            f1 = min(f0 + _FREQ_BLOCK, n_coeff)
+            acc, tmp = total[:, : f1 - f0], term[:, : f1 - f0]
+            for i, c in enumerate(chans):
+                for j, name in enumerate(names):
+                    weights = coeffs[name][c, f0:f1]
+                    if j == 0:
+                        np.multiply(spectra[name][:, f0:f1], weights, out=acc)
+                    else:
+                        np.multiply(spectra[name][:, f0:f1], weights, out=tmp)
+                        acc += tmp
+                sums[i, :, f0:f1] = acc
+        for i, c in enumerate(chans):
+            corr = fft.irfft(sums[i], n_samples, axis=-1, workers=workers)
             corr = corr.reshape(n_res, ny, ROW_SAMPLES)
-        cols = slice(c * CHANNEL_WIDTH, (c + 1) * CHANNEL_WIDTH)
-        # column x of the channel was sampled at read position x (even channels) or
-        # 127 - x (odd channels, read right to left)
-        if c % 2:
-            data[:, :, cols] -= corr[:, :, CHANNEL_WIDTH - 1 :: -1]
-        else:
-            data[:, :, cols] -= corr[:, :, :CHANNEL_WIDTH]
+            for target in range(nch) if shared else (c,):
+                cols = slice(target * CHANNEL_WIDTH, (target + 1) * CHANNEL_WIDTH)
+                # column x of the channel was sampled at read position x (even
+                # channels) or 127 - x (odd channels, read right to left)
+                if target % 2:
+                    data[:, :, cols] -= corr[:, :, CHANNEL_WIDTH - 1 :: -1]
+                else:
+                    data[:, :, cols] -= corr[:, :, :CHANNEL_WIDTH]
