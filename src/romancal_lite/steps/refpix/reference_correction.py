@@ -39,13 +39,16 @@ sources are romancal 1.1 ``romancal/refpix/refpix.py`` ``run_steps`` and
    from every sample of the channel, reference pixels included.
 
 The cube is corrected in place in two passes: per resultant (steps 1-5 up to the
-FFTs of the reference series), then per channel for all resultants at once (step 6,
-each coefficient row read once), then the offset is restored. Besides the cube the
-memory holds the offset plane, the reference spectra (``3 n M`` complex values) and
-per-channel buffers of ``n M`` values, never a second cube. Intermediate values are
-float64 except the inverse FFT of the corrections (single precision: the corrections
-are float32 values like the data); the results agree with romancal's to float32
-precision.
+FFTs of the reference series), then per channel for all resultants of a chunk at once
+(step 6, each coefficient row read once per chunk). The offset is not subtracted from
+the cube and added back: the trends and corrections are subtracted from the raw values
+(the same result to float32 rounding), the offset only deciding which samples are
+"missing" and being taken off the reference samples. Besides the cube the memory holds
+the offset plane, the reference spectra (``3 n M`` complex values) and per-channel
+buffers of ``n M`` values, at most half the cube's size, never a second cube.
+Intermediate values are float64 except the inverse FFT of the corrections (single
+precision: the corrections are float32 values like the data); the results agree with
+romancal's to float32 precision.
 """
 
 from __future__ import annotations
@@ -145,6 +148,7 @@ def correct_with_refpix_reference(
     cosine_interpolate: bool = True,
     fft_interpolate: bool = True,
     zero_bad_ref_pixels: bool = True,
+    amp33_out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, ReferenceCorrectionReport]:
     """Subtract the correlated read noise the REFPIX coefficients predict, in place.
 
@@ -174,13 +178,17 @@ def correct_with_refpix_reference(
         Refine the amp33 pause samples by apodized FFT interpolation.
     zero_bad_ref_pixels : bool, optional
         Set BAD_REF_PIXEL pixels to 0 (excluded from the trend fits and the FFTs).
+    amp33_out : numpy.ndarray, optional
+        Writeable array of amp33's shape that receives amp33 as the correction leaves
+        it, resultant by resultant (it may be ``amp33`` itself). An integer array gets
+        the absolute value, clipped to its range and truncated, as romancal writes its
+        uint16 ``amp33``. Default: a new float32 array (values as they are).
 
     Returns
     -------
-    amp33_out : numpy.ndarray of float32
+    amp33_out : numpy.ndarray
         ``[n_resultants, ny, 128]``: amp33 as the correction leaves it (trend removed,
-        missing samples interpolated, offset restored); romancal writes
-        ``abs(amp33_out)`` back to the model's uint16 ``amp33``.
+        missing samples interpolated, offset restored).
     report : ReferenceCorrectionReport
         Counts for the log.
 
@@ -212,12 +220,25 @@ def correct_with_refpix_reference(
         if bad:
             data[:, mask] = 0
 
-    amp33_out = np.empty(amp33.shape, dtype=np.float32)
-    amp33_out[...] = amp33
-    offset = offset33 = None
+    if amp33_out is None:
+        amp33_out = np.empty(amp33.shape, dtype=np.float32)
+    elif (
+        not isinstance(amp33_out, np.ndarray)
+        or amp33_out.shape != amp33.shape
+        or not amp33_out.flags.writeable
+    ):
+        raise ValueError(f"amp33_out must be a writeable array of shape {amp33.shape}")
+    # the offset is never subtracted from the cube and added back: the trends and the
+    # corrections are subtracted from the raw values directly (the same values to
+    # float32 rounding, and a non-finite resultant cannot change the pixel's others);
+    # it decides which samples count as "no sample" (equal to it) and is taken off the
+    # reference samples the fits and FFTs use
     if remove_offset:
         offset = _mean_over_resultants(data)
-        offset33 = _mean_over_resultants(amp33_out)
+        offset33 = _mean_over_resultants(amp33)
+    else:
+        offset = np.zeros((ny, nx), dtype=np.float32)
+        offset33 = None
 
     # which coefficient sets act on the channels present (an all-zero set adds nothing)
     used = tuple(
@@ -225,6 +246,7 @@ def correct_with_refpix_reference(
         if np.any(np.asarray(c[:nch]))
     )
     coeffs = {"gamma": gamma, "zeta": zeta, "alpha": alpha}
+    shared = bool(used) and _same_rows(coeffs, used, nch)
 
     # geometry of the time series: read position j of every column (odd channels are
     # read right to left), the pause samples, the centred sample time of a row start
@@ -244,50 +266,57 @@ def correct_with_refpix_reference(
     side_scale = scale * ROW_SAMPLES / BORDER
     right_cols, right_pos = _right_columns(nch, nx)
 
-    # pass 1, per resultant: offset, trends, amp33 interpolation, and the spectra of
-    # the reference series ([n_res, M] complex per coefficient set in use)
-    spectra = {name: np.empty((n_res, n_coeff), dtype=np.complex128) for name in used}
+    # resultants are processed in chunks whose spectra and FFT buffers take at most
+    # half the cube's memory (all of them at once on a full frame; fewer on a narrow
+    # read-out, where a channel's 140-sample rows are long next to the image rows)
+    group = 1 if shared else min(_CHANNEL_GROUP, nch)
+    per_resultant = (16 * len(used) + 8 * group + 24) * n_coeff
+    chunk = max(1, min(n_res, int(data.nbytes // 2 // max(per_resultant, 1))))
+    spectra = {name: np.empty((chunk, n_coeff), dtype=np.complex128) for name in used}
     not_fitted = 0
-    for r in range(n_res):
-        plane = data[r]
-        a33 = amp33_out[r]
-        if offset is not None:
-            plane -= offset
-            a33 -= offset33
-        if remove_trends:
-            not_fitted += _remove_trends(plane, read_pos, nch, row_time, ref_rows)
-            not_fitted += _remove_trends(a33, pos33, 1, row_time, ref_rows)
-        if not (used or cosine_interpolate):
-            continue
-        # the amp33 time series (float64), zeros where nothing was sampled
-        series33 = np.zeros((ny, ROW_SAMPLES), dtype=np.float64)
-        series33[:, pos33] = a33
-        series33 = series33.reshape(-1)
-        _clean(series33)
-        if cosine_interpolate:
-            _cosine_interpolate(series33, cosine)
-            a33[...] = series33.reshape(ny, ROW_SAMPLES)[:, pos33]
-        if fft_interpolate and "alpha" in used:
-            _fft_interpolate(series33, pause)
-        if "gamma" in used:
-            left = np.zeros((ny, ROW_SAMPLES), dtype=np.float64)
-            left[:, :BORDER] = plane[:, :BORDER]
-            spectra["gamma"][r] = _spectrum(left, side_scale)
-        if "zeta" in used:
-            right = np.zeros((ny, ROW_SAMPLES), dtype=np.float64)
-            right[:, right_pos] = plane[:, right_cols]
-            spectra["zeta"][r] = _spectrum(right, side_scale)
-        if "alpha" in used:
-            spectra["alpha"][r] = _spectrum(series33.reshape(ny, ROW_SAMPLES), scale)
+    for r0 in range(0, n_res, chunk):
+        r1 = min(r0 + chunk, n_res)
+        # pass 1, per resultant: offset, trends, amp33 interpolation, the spectra of
+        # the reference series
+        for r in range(r0, r1):
+            plane = data[r]
+            a33 = amp33[r].astype(np.float32)
+            if offset33 is not None:
+                a33 -= offset33
+            if remove_trends:
+                not_fitted += _remove_trends(plane, offset, read_pos, nch, row_time, ref_rows)
+                not_fitted += _remove_trends(a33, None, pos33, 1, row_time, ref_rows)
+            if used or cosine_interpolate:
+                # the amp33 time series (float64), zeros where nothing was sampled
+                series33 = np.zeros((ny, ROW_SAMPLES), dtype=np.float64)
+                series33[:, pos33] = a33
+                series33 = series33.reshape(-1)
+                _clean(series33)
+                if cosine_interpolate:
+                    _cosine_interpolate(series33, cosine)
+                    a33[...] = series33.reshape(ny, ROW_SAMPLES)[:, pos33]
+                if fft_interpolate and "alpha" in used:
+                    _fft_interpolate(series33, pause)
+                if "gamma" in used:
+                    left = np.zeros((ny, ROW_SAMPLES), dtype=np.float64)
+                    left[:, :BORDER] = plane[:, :BORDER] - offset[:, :BORDER]
+                    spectra["gamma"][r - r0] = _spectrum(left, side_scale)
+                if "zeta" in used:
+                    right = np.zeros((ny, ROW_SAMPLES), dtype=np.float64)
+                    right[:, right_pos] = plane[:, right_cols] - offset[:, right_cols]
+                    spectra["zeta"][r - r0] = _spectrum(right, side_scale)
+                if "alpha" in used:
+                    spectra["alpha"][r - r0] = _spectrum(
+                        series33.reshape(ny, ROW_SAMPLES), scale
+                    )
+            if offset33 is not None:
+                a33 += offset33
+            _store_amp33(amp33_out, r, a33)
 
-    # pass 2, per channel: the correction of every resultant at once
-    if used:
-        _subtract_corrections(data, spectra, coeffs, nch, n_samples)
-
-    if offset is not None:
-        for r in range(n_res):
-            data[r] += offset
-            amp33_out[r] += offset33
+        # pass 2, per channel: the correction of the chunk's resultants at once
+        if used:
+            part = {name: spec[: r1 - r0] for name, spec in spectra.items()}
+            _subtract_corrections(data[r0:r1], part, coeffs, nch, n_samples, shared)
     return amp33_out, ReferenceCorrectionReport(bad, not_fitted, used)
 
 
@@ -348,15 +377,30 @@ def _check_inputs(
 
 
 def _mean_over_resultants(cube: np.ndarray) -> np.ndarray:
-    """Each pixel's mean over the resultants (float32, summed in resultant order).
+    """Each pixel's mean over its finite resultants (float32, summed in order).
 
     romancal 1.1 ``StandardView.remove_offset``: the least-squares intercept at the
     centred resultant index, ``Sy Sxx / (n Sxx)`` since ``Sx = 0``, i.e. the mean.
+    Non-finite values are left out (romancal's would be NaN); a pixel with none
+    finite gets 0.
     """
     total = np.zeros(cube.shape[1:], dtype=np.float32)
+    missing = None
+    floating = np.issubdtype(cube.dtype, np.floating)
     for plane in cube:
+        if floating:
+            finite = np.isfinite(plane)
+            if not finite.all():
+                if missing is None:
+                    missing = np.zeros(cube.shape[1:], dtype=np.int32)
+                missing += ~finite
+                total += np.where(finite, plane, 0)
+                continue
         total += plane
-    total /= np.float32(cube.shape[0])
+    if missing is None:
+        total /= np.float32(cube.shape[0])
+    else:
+        total /= np.maximum(cube.shape[0] - missing, 1).astype(np.float32)
     return total
 
 
@@ -376,6 +420,7 @@ def _right_columns(nch: int, nx: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _remove_trends(
     plane: np.ndarray,
+    offset: np.ndarray | None,
     read_pos: np.ndarray,
     nch: int,
     row_time: np.ndarray,
@@ -383,10 +428,13 @@ def _remove_trends(
 ) -> int:
     """Fit and subtract each channel's line in time (romancal ``remove_trends``).
 
-    Returns the number of channels without a non-zero reference sample.
+    The fit uses ``plane - offset`` on the reference rows; samples equal to their
+    offset (0 after its removal: "no sample") are neither fitted nor changed.
+    Returns the number of channels without such a reference sample.
     """
     width = CHANNEL_WIDTH
-    y = plane[ref_rows].astype(np.float64)
+    ref = plane[ref_rows] if offset is None else plane[ref_rows] - offset[ref_rows]
+    y = ref.astype(np.float64)
     t = row_time[ref_rows, None] + read_pos[None, :]
     use = (y != 0) & np.isfinite(y)
     y = np.where(use, y, 0.0).reshape(len(ref_rows), nch, width)
@@ -410,8 +458,11 @@ def _remove_trends(
         block = plane[start : start + _BLOCK_ROWS]
         trend = np.multiply.outer(row_time[start : start + _BLOCK_ROWS], col_slope)
         trend += col_const
-        # only samples that are not 0 (romancal: ``* frame_not_zero``)
-        trend[block == 0] = 0.0
+        # only samples that are not 0 after the offset (romancal: ``* frame_not_zero``)
+        if offset is None:
+            trend[block == 0] = 0.0
+        else:
+            trend[block == offset[start : start + _BLOCK_ROWS]] = 0.0
         block -= trend
     return missing
 
@@ -476,12 +527,21 @@ def _same_rows(coeffs: dict[str, np.ndarray], names: tuple[str, ...], nch: int) 
     return True
 
 
+def _store_amp33(out: np.ndarray, r: int, values: np.ndarray) -> None:
+    """Write resultant ``r`` of the processed amp33 (romancal: ``abs`` then the cast)."""
+    if np.issubdtype(out.dtype, np.integer):
+        info = np.iinfo(out.dtype)
+        values = np.clip(np.abs(values), info.min, info.max)
+    out[r] = values
+
+
 def _subtract_corrections(
     data: np.ndarray,
     spectra: dict[str, np.ndarray],
     coeffs: dict[str, np.ndarray],
     nch: int,
     n_samples: int,
+    shared: bool,
 ) -> None:
     """Subtract ``irfft(sum_s spectra[s] * coeffs[s][c])`` from every channel ``c``.
 
@@ -496,7 +556,6 @@ def _subtract_corrections(
     n_res, ny, _ = data.shape
     n_coeff = next(iter(spectra.values())).shape[1]
     names = tuple(spectra)
-    shared = _same_rows(coeffs, names, nch)
     channels = [0] if shared else list(range(nch))
     group = min(_CHANNEL_GROUP, len(channels))
     sums = np.empty((group, n_res, n_coeff), dtype=np.complex64)

@@ -153,14 +153,17 @@ class RefPixStep(Step):
     def _correct_with_reference(self, model: Any, ref: Any) -> None:
         """Run `correct_with_refpix_reference` and write amp33 / side columns back."""
         try:
+            writable_contiguous(model, "amp33")
             amp33 = model.amp33
         except (AttributeError, KeyError) as exc:
             raise InputFileError("refpix needs the ramp's amp33 array") from exc
         try:
-            amp33_out, report = correct_with_refpix_reference(
+            # amp33 is rewritten in place as the correction leaves it, as romancal 1.1
+            # does (StandardView.update: its absolute value in its integer type)
+            _, report = correct_with_refpix_reference(
                 model.data,
                 model.pixeldq,
-                np.asarray(amp33),
+                amp33,
                 ref.gamma,
                 ref.zeta,
                 ref.alpha,
@@ -168,19 +171,13 @@ class RefPixStep(Step):
                 remove_trends=self.remove_trends,
                 cosine_interpolate=self.cosine_interpolate,
                 fft_interpolate=self.fft_interpolate,
+                amp33_out=amp33 if isinstance(amp33, np.ndarray) else None,
             )
         except CoefficientError as exc:
             raise ReferenceFileError(f"refpix: the REFPIX reference does not fit: {exc}") from exc
         except ValueError as exc:
             raise InputFileError(f"refpix cannot correct this ramp: {exc}") from exc
-        # as romancal 1.1 (StandardView.update): amp33 as the correction left it (absolute
-        # value, in its integer type) and the corrected side reference columns
-        dtype = np.asarray(amp33).dtype
-        if np.issubdtype(dtype, np.integer):
-            info = np.iinfo(dtype)
-            np.abs(amp33_out, out=amp33_out)
-            np.clip(amp33_out, info.min, info.max, out=amp33_out)
-        model.amp33 = amp33_out.astype(dtype)
+        # and the corrected side reference columns
         model.border_ref_pix_left = model.data[:, :, :BORDER].copy()
         model.border_ref_pix_right = model.data[:, :, -BORDER:].copy()
 
