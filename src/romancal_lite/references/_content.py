@@ -20,8 +20,9 @@ WFI H4RG detector, not measurements:
   spectral elements only a collecting area, DARK only nulls);
 * distortion an affine detector -> V2/V3 (arcsec) transform with 0.11"/pixel,
   placing the 18 detectors on an approximate 6 x 3 focal-plane grid;
-* refpix zero FFT coefficients (no left/right/amp33 cross-talk correction;
-  the per-amplifier offsets are still removed by the step);
+* refpix: ``alpha`` the Wiener weights that estimate the simulator's row drift
+  (common to all channels and amp33) from amp33 (`refpix_drift_weights`), the same
+  for every channel; ``gamma`` and ``zeta`` zero;
 * epsf per detector and optical element: the simulator's PSF
   (``romancal_lite.simulate.scene.psf_sigma``, a circular Gaussian) integrated over
   a native pixel and sampled 4x finer, the "new style" romancal 1.1 reads
@@ -58,12 +59,14 @@ from romancore.dqflags import pixel
 from ._spec import BORDER, DETECTORS, EXPOSURE_TYPES, IMAGING_ELEMENTS, OPTICAL_ELEMENTS, get_spec
 
 __all__ = [
+    "ROW_DRIFT_RMS",
     "DetectorConstants",
     "build_reference",
     "dark_decay_values",
     "gaussian_encircled_energy",
     "gaussian_epsf",
     "reference_shape",
+    "refpix_drift_weights",
     "write_reference",
 ]
 
@@ -73,8 +76,15 @@ _PEDIGREE = "DUMMY"
 
 #: Number of readout channels (amplifiers) of the science array.
 _N_CHANNELS = 32
+#: Columns read by one amplifier (romancal refpix ``Const.CHAN_WIDTH``).
+_CHANNEL_WIDTH = 128
 #: Zero columns padded after each channel for uniform time sampling (romancal refpix).
 _CHANNEL_PAD = 12
+
+#: Rms (DN) of the simulator's per-read row drift, common to all channels and amp33
+#: (``romancal_lite.simulate.ramps.make_electronics``); the built-in REFPIX
+#: coefficients estimate it from amp33.
+ROW_DRIFT_RMS = 1.5
 
 #: Linearity: corrected = raw + _LIN_C2 * raw**2.
 _LIN_C2 = 1.0e-7
@@ -201,7 +211,9 @@ def reference_shape(reftype: str, full_shape: tuple[int, int]) -> tuple[int, ...
     if kind == "science":
         return (ny - 2 * BORDER, nx - 2 * BORDER)
     if kind == "refpix":
-        width = max(nx // _N_CHANNELS, 1) + _CHANNEL_PAD
+        # romancal's channel time series: 128 columns + 12 pause samples per row, for
+        # any read-out height (refpix/_data.py Const); one row of weights per channel
+        width = _CHANNEL_WIDTH + _CHANNEL_PAD
         return (_N_CHANNELS, (ny * width) // 2 + 1)
     return None
 
@@ -446,13 +458,70 @@ def _distortion(
     }
 
 
+def refpix_drift_weights(
+    ny: int, read_noise: float, drift_rms: float = ROW_DRIFT_RMS
+) -> np.ndarray:
+    """Return the Wiener weights that estimate the simulator's row drift from amp33.
+
+    The simulator (``romancal_lite.simulate.ramps.make_electronics``) adds to every
+    read a drift ``d[row]`` common to all channels and amp33: 1/f noise along the rows
+    (power ``1/q`` at row frequency ``q``, none at ``q = 0``) of rms ``drift_rms``
+    DN, constant over the 140 sample times of a row. In a channel's time series of
+    ``N = 140 ny`` samples its expected power at frequency index ``k`` is
+    ``|B_k|^2 P_d(k mod ny)``, ``B_k = sin(pi k / ny) / sin(pi k / N)`` the transform
+    of the 140-sample row (``B_0 = 140``) and ``P_d(q) = drift_rms^2 ny^2 p_q / sum p``,
+    ``p_q = 1 / min(q, ny - q)``. amp33 sees the drift plus white read noise of power
+    ``read_noise^2 N``. The least-squares (Wiener) estimate of the drift from amp33
+    multiplies its spectrum by ``W_k = S_k / (S_k + read_noise^2 N)``. The same
+    ratio holds for every read pattern: a resultant averages both the drift and the
+    noise of its reads.
+
+    Parameters
+    ----------
+    ny : int
+        Rows of the read-out.
+    read_noise : float
+        Read noise of one amp33 read (DN).
+    drift_rms : float, optional
+        Rms of the simulator's row drift in one read (DN).
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        ``W_k`` for ``k = 0 .. 70 ny`` (``70 ny + 1`` values).
+    """
+    n = ny * (_CHANNEL_WIDTH + _CHANNEL_PAD)
+    q = np.arange(ny)
+    folded = np.minimum(q, ny - q)
+    p = np.zeros(ny)
+    p[folded > 0] = 1.0 / folded[folded > 0]
+    drift_power = drift_rms**2 * ny**2 * p / max(p.sum(), 1e-300)
+    k = np.arange(n // 2 + 1)
+    row = np.full(k.shape, float(_CHANNEL_WIDTH + _CHANNEL_PAD) ** 2)
+    nonzero = k > 0
+    row[nonzero] = (np.sin(np.pi * k[nonzero] / ny) / np.sin(np.pi * k[nonzero] / n)) ** 2
+    signal = row * drift_power[k % ny]
+    return signal / (signal + max(read_noise, 1e-6) ** 2 * n)
+
+
 def _refpix(det: str, shape, useafter: str, elem: str | None, c: _C) -> dict:
+    # alpha: the Wiener estimate of the simulator's row drift from amp33, the same for
+    # every channel (the drift is common to all); romancal multiplies the weighted sum
+    # by 2 M / N (refpix/_data.py ReferenceFFT.channel_correction), undone here so
+    # that the correction is irfft(rfft(amp33) W). gamma, zeta: the 4-column side
+    # references add little to amp33's 128 columns and are left at zero.
+    n_chan, n_coeff = shape
+    ny = 2 * (n_coeff - 1) // (_CHANNEL_WIDTH + _CHANNEL_PAD)
+    read_noise = c.readnoise if c else 5.0 + 0.05 * _det_index(det)
+    weights = refpix_drift_weights(ny, read_noise) * (2 * (n_coeff - 1)) / (2 * n_coeff)
+    alpha = np.empty(shape, dtype=np.complex128)
+    alpha[...] = weights[None, :]
     zeros = np.zeros(shape, dtype=np.complex128)
     return {
         "meta": _meta("refpix", det, useafter, constants=c),
         "gamma": zeros,
         "zeta": zeros.copy(),
-        "alpha": zeros.copy(),
+        "alpha": alpha,
     }
 
 

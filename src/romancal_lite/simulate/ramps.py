@@ -44,6 +44,7 @@ import numpy as np
 
 from romancore.dqflags import group
 
+from ..references._content import ROW_DRIFT_RMS
 from ..references._spec import BORDER
 from ._refs import ATOD_LIMIT, DetectorReferences
 
@@ -229,7 +230,7 @@ def make_electronics(
     row_drift = np.zeros((n_res, ny))
     for i, reads in enumerate(read_pattern):
         for _ in reads:
-            row_drift[i] += 1.5 * _one_over_f(ny, rng)
+            row_drift[i] += ROW_DRIFT_RMS * _one_over_f(ny, rng)
         row_drift[i] /= len(reads)
     return Electronics(
         pedestal=pedestal,

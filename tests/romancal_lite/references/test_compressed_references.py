@@ -24,7 +24,7 @@ SHAPE = (40, 128)
 NAME = "r0000101001001001001_0001_wfi07"
 REFTYPES = ("mask", "saturation", "linearity", "inverselinearity", "integralnonlinearity",
             "readnoise", "gain", "dark", "distortion", "photom", "flat", "epsf", "apcorr",
-            "darkdecaysignal")
+            "darkdecaysignal", "refpix")
 COMPRESSIONS = ("lz4", "zlib", "bzp2")
 
 

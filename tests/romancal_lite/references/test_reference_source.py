@@ -56,7 +56,7 @@ ROMANISIM_RECORD = {
         "saturation": 55000,
     },
 }
-#: Every reference type roman_elp selects (refpix has none; epsf and apcorr once
+#: Every reference type roman_elp selects (refpix's REFPIX included; epsf and apcorr once
 #: source_catalog is part of it).
 ELP_REFTYPES = tuple(ExposurePipeline.reference_file_types)
 

@@ -28,6 +28,7 @@ def _ramp():
     strided = wide[:, :, ::2]
     strided.flags.writeable = False
     ramp.data = strided
+    ramp.amp33 = np.zeros((n, SMALL_SHAPE[0], 128), np.uint16)  # amp33 is 128 wide
     gdq = np.zeros((n, *SMALL_SHAPE), np.uint8)
     gdq.flags.writeable = False
     ramp.groupdq = gdq

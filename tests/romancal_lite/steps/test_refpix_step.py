@@ -311,7 +311,7 @@ def test_channel_without_usable_reference_pixels_is_left_and_reported(caplog):
     model.data[...] = sig + offset_pattern(n, nx)[:, None, :]
     model.pixeldq[...] = dq
     with caplog.at_level(logging.WARNING):
-        RefPixStep.call(model)
+        RefPixStep.call(model, algorithm="border")
     assert "channels [1]" in caplog.text
 
 
@@ -445,8 +445,10 @@ def test_step_parameter_validation(params):
 
 def test_step_defaults_and_declarations():
     assert RefPixStep.class_alias == "refpix"
-    assert RefPixStep.reference_file_types == ()
+    assert RefPixStep.reference_file_types == ("refpix",)
     pars = RefPixStep().get_pars()
+    assert pars["algorithm"] == "refpix_reference"
+    assert not RefPixStep(algorithm="border").selects_references()
     assert {k: pars[k] for k in ("odd_even_columns", "use_side_ref_pixels",
                                  "side_smoothing_length", "side_gain", "use_amp33")} == {
         "odd_even_columns": True, "use_side_ref_pixels": True,
@@ -461,7 +463,7 @@ def test_step_call_corrects_in_place_and_records_status():
     model.data[...] = sig + offset_pattern(n, nx)[:, None, :]
     model.pixeldq[...] = border_dq(ny, nx)
     data = model.data
-    result = RefPixStep.call(model)
+    result = RefPixStep.call(model, algorithm="border")
     assert result.meta.cal_step.refpix == "COMPLETE"
     assert result.data is data
     np.testing.assert_array_equal(result.data, sig + kept(offset_pattern(n, nx)[:, None, :]))
@@ -474,13 +476,13 @@ def test_step_skip_and_wrong_model():
     assert result.meta.cal_step.refpix == "SKIPPED"
     assert (result.data == 7.0).all()
     with pytest.raises(InputFileError, match="pixeldq"):
-        RefPixStep().run(datamodels.ImageModel.create_fake_data(shape=(40, 128)))
+        RefPixStep(algorithm="border").run(datamodels.ImageModel.create_fake_data(shape=(40, 128)))
 
 
 def test_step_bad_shapes_are_input_errors():
     model = datamodels.RampModel.create_fake_data(shape=(1, 40, 100))
     with pytest.raises(InputFileError, match="channel_width"):
-        RefPixStep.call(model)
+        RefPixStep.call(model, algorithm="border")
 
 
 # ------------------------------------------------------------------ the real strip
@@ -540,7 +542,7 @@ def test_real_strip_with_injected_electronics_signal(strip):
     injected[:, ref] += (rng.normal(0, 1, (n, int(ref.sum()))) * read_noise).astype(np.float32)
 
     corrected = injected.copy()
-    RefPixStep.call(_ramp(corrected, dq))
+    RefPixStep.call(_ramp(corrected, dq), algorithm="border")
 
     # reference pixels, per resultant (one amplifier): the channel offsets alone make
     # the top/bottom mean the same in every resultant exactly; the smoothed side signal
