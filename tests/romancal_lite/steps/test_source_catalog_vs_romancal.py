@@ -183,10 +183,14 @@ def simulated_cal(base: Path) -> dict[str, Any]:
                 uncal, shape=FULL_SHAPE, detector="WFI03", read_pattern="ma4", seed=SEED,
                 n_stars=N_STARS, star_flux_range=(100.0, 3.0e4),
             )
-            # through flatfield: the catalog and the alignment are what is compared
+            # through flatfield: the catalog and the alignment are what is compared.
+            # refpix: the border algorithm, the image the tolerances were measured on
+            # (with the REFPIX default one source's PSF fit and three annulus
+            # backgrounds next to NaN pixels differ beyond the limits: issue 10 report)
             ExposurePipeline.call(str(uncal), output_dir=str(folder), save_results=True,
                                   steps={"source_catalog": {"skip": True},
-                                         "tweakreg": {"skip": True}})
+                                         "tweakreg": {"skip": True},
+                                         "refpix": {"algorithm": "border"}})
     return {"cal": cal, "uncal": uncal, "cache": cache,
             "seconds": time.perf_counter() - start}
 
