@@ -153,18 +153,27 @@ cdef extern from *:
         }
     }
 
+    /* A resultant that can anchor the count rate: finite, not DO_NOT_USE. */
+    static inline int rc_usable(const float *data, const uint8_t *gdq, ptrdiff_t plane,
+                                ptrdiff_t px, ptrdiff_t i, uint8_t do_not_use)
+    {
+        float v = data[i * plane + px];
+        return (v - v == 0.0f) && !(gdq[i * plane + px] & do_not_use);
+    }
+
     /* Phase 1 of one read (fused, one pass): the read on the linear ramp,
        v = first + c t; through the inverse polynomial (Horner, float64);
        stored in uk and summed into sum (read order).  `m` is a literal after
        inlining, so the coefficient loop is unrolled in the vectorised pass. */
     static inline __attribute__((always_inline)) void rc_phase1(
             double *restrict uk, double *restrict sum, const float *restrict first,
-            const double *restrict cr, double t, const double *restrict c,
-            ptrdiff_t m, ptrdiff_t w, int k0)
+            const double *restrict cr, const double *restrict sh, double t,
+            const double *restrict c, ptrdiff_t m, ptrdiff_t w, int k0)
     {
         ptrdiff_t j, x;
         for (x = 0; x < w; x++) {
-            double v = (double)first[x] + cr[x] * t;
+            /* sh = 0 (t - 0 == t) unless the first anchor is not resultant 0 */
+            double v = (double)first[x] + cr[x] * (t - sh[x]);
             double r = c[(m - 1) * RC_CHUNK + x] * v;
             for (j = m - 2; j > 0; j--)
                 r = (r + c[j * RC_CHUNK + x]) * v;
@@ -218,7 +227,7 @@ cdef extern from *:
         double *u;                /* reads of one resultant, nread_max x RC_CHUNK */
         double *v, *sum, *acc, *cr;
         float *first;
-        uint8_t *okl, *oki;
+        uint8_t *okl, *oki, *classic;
         int *last;
     } rc_rl_scratch;
 
@@ -247,6 +256,8 @@ cdef extern from *:
         float *restrict first = s->first;
         uint8_t *restrict okl = s->okl, *restrict oki = s->oki;
         int *restrict last = s->last;
+        double *restrict sh = s->v;
+        uint8_t *restrict classic = s->classic;
         const uint8_t sat = p->saturated;
 
         /* 1. Which pixels each polynomial can correct (stcal prepare_coefficients,
@@ -293,13 +304,49 @@ cdef extern from *:
                 last[x] += (g[x] & sat) == 0;
         }
         for (x = 0; x < w; x++) {
-            int lv = (last[x] < 2 ? 2 : last[x]) - 1;
-            float f = data[base + x], l = data[lv * plane + base + x];
-            float fl = (gdq[base + x] & sat) ? f : rc_horner32(f, lc, m, x);
+            int lv = (last[x] < 2 ? 2 : last[x]) - 1, fi = 0;
+            classic[x] = 0;
+            sh[x] = 0.0;
+            if (!rc_usable(data, gdq, plane, base + x, 0, p->do_not_use)
+                    || !rc_usable(data, gdq, plane, base + x, lv, p->do_not_use)) {
+                /* Not in stcal: an anchor that is non-finite or flagged DO_NOT_USE
+                   would spread its value to every read of the pixel.  Take the
+                   first usable resultant and the last usable one up to lv (else the
+                   first unsaturated usable one after it) instead, so that a bad
+                   resultant changes nothing but itself; no usable pair: the classic
+                   per-resultant polynomial for this pixel. */
+                int a = -1, b = -1;
+                for (i = 0; i < n; i++)
+                    if (rc_usable(data, gdq, plane, base + x, i, p->do_not_use)) {
+                        a = (int)i;
+                        break;
+                    }
+                for (i = lv; a >= 0 && i > a; i--)
+                    if (rc_usable(data, gdq, plane, base + x, i, p->do_not_use)) {
+                        b = (int)i;
+                        break;
+                    }
+                for (i = lv + 1; a >= 0 && b < 0 && i < n; i++)
+                    if (i > a && !(gdq[i * plane + base + x] & sat)
+                            && rc_usable(data, gdq, plane, base + x, i, p->do_not_use)) {
+                        b = (int)i;
+                        break;
+                    }
+                if (b < 0) {
+                    classic[x] = 1;
+                    a = 0;
+                    b = lv;
+                }
+                fi = a;
+                lv = b;
+                sh[x] = p->dreads[fi];
+            }
+            float f = data[fi * plane + base + x], l = data[lv * plane + base + x];
+            float fl = (gdq[fi * plane + base + x] & sat) ? f : rc_horner32(f, lc, m, x);
             float ll = (gdq[lv * plane + base + x] & sat) ? l : rc_horner32(l, lc, m, x);
             first[x] = fl;
             last[x] = lv;
-            cr[x] = (double)(ll - fl) / p->dreads[lv];
+            cr[x] = (double)(ll - fl) / (p->dreads[lv] - p->dreads[fi]);
         }
 
         /* 3. Each resultant: its reads on the linear ramp, made non-linear with the
@@ -316,7 +363,7 @@ cdef extern from *:
                 for (k = 0; k < nr; k++) {
                     const double t = p->rsf[r0 + k];
                     double *restrict uk = s->u + k * RC_CHUNK;
-                    RC_DISPATCH(mi, rc_phase1(uk, sum, first, cr, t, ic, mm, w, k == 0))
+                    RC_DISPATCH(mi, rc_phase1(uk, sum, first, cr, sh, t, ic, mm, w, k == 0))
                 }
                 for (x = 0; x < w; x++)  /* shift: resultant minus predicted mean */
                     sum[x] = (double)d[x] - sum[x] / (double)nr;
@@ -352,6 +399,8 @@ cdef extern from *:
                 }
                 for (x = 0; x < w; x++) {
                     float r = (float)(acc[x] / (double)nr);
+                    if (classic[x])
+                        r = rc_horner32(d[x], lc, m, x);
                     d[x] = (g[x] & sat) ? d[x] : r;
                 }
             }
@@ -374,6 +423,7 @@ cdef extern from *:
     {
         free(s->lc); free(s->ic); free(s->u); free(s->v); free(s->sum); free(s->acc);
         free(s->cr); free(s->first); free(s->okl); free(s->oki); free(s->last);
+        free(s->classic);
     }
 
     static int rc_scratch_alloc(rc_rl_scratch *s, ptrdiff_t m, ptrdiff_t mi,
@@ -390,8 +440,9 @@ cdef extern from *:
         s->okl = malloc(RC_CHUNK);
         s->oki = malloc(RC_CHUNK);
         s->last = malloc(RC_CHUNK * sizeof(int));
+        s->classic = malloc(RC_CHUNK);
         if (!s->lc || !s->ic || !s->u || !s->v || !s->sum || !s->acc || !s->cr
-                || !s->first || !s->okl || !s->oki || !s->last) {
+                || !s->first || !s->okl || !s->oki || !s->last || !s->classic) {
             rc_scratch_free(s);
             return -1;
         }

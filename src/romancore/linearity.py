@@ -193,7 +193,11 @@ def apply_read_level_linearity(
     the raw value); a pixel with NO_LIN_CORR in ``coeffs_dq``, a NaN coefficient or
     a zero linear term in either polynomial gets the identity for that polynomial and
     NO_LIN_CORR in ``pixeldq`` (its reads are still reconstructed and INL corrected);
-    ``coeffs_dq`` is OR-ed into ``pixeldq``.  ``L(R_0)``, ``L(R_l)`` and their
+    ``coeffs_dq`` is OR-ed into ``pixeldq``.  Not in stcal: when ``R_0`` or ``R_l``
+    is non-finite or flagged DO_NOT_USE, the first usable resultant and the last usable
+    one up to ``l`` (else the first unsaturated usable one after it) anchor the rate
+    instead (reads at ``r - m_f``), and with no usable pair the pixel gets the classic
+    polynomial, so a bad resultant changes only itself.  ``L(R_0)``, ``L(R_l)`` and their
     difference are float32, everything after float64; the result is rounded to
     float32.
 

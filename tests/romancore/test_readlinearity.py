@@ -300,13 +300,20 @@ def test_matches_stcal_bit_for_bit(pattern, use_inl):
         additional_correction=_romancal_inl(values, corr) if use_inl else None,
         read_pattern=pattern)
     kw = {"inl_values": values, "inl_corrections": corr} if use_inl else {}
+    # pixels (0, 0) and (0, 1) are all NaN / all +inf: no usable anchor, the documented
+    # difference (stcal: NaN everywhere; ours: the classic polynomial, non-finite)
+    finite = np.ones(shape, bool)
+    finite[0, :2] = False
     for n_threads in (1, 2):
         out, out_gdq, out_pdq = data.copy(), gdq.copy(), pdq.copy()
         romancore.apply_read_level_linearity(out, out_gdq, out_pdq, lin, ldq, ilin,
                                              pattern, n_threads=n_threads, **kw)
-        np.testing.assert_array_equal(out, expected[0])  # tolerance: none (bit-identical)
+        # tolerance: none (bit-identical)
+        np.testing.assert_array_equal(out[:, finite], expected[0][:, finite])
         np.testing.assert_array_equal(out_pdq, expected_pdq)
         np.testing.assert_array_equal(out_gdq, gdq)
+        assert np.isnan(out[:, 0, 0]).all() and np.isnan(expected[0][:, 0, 0]).all()
+        assert not np.isfinite(out[:, 0, 1]).any()
     # the read-level correction is not the classic polynomial on multi-read resultants
     classic = data.copy()
     romancore.apply_linearity(classic, gdq, pdq.copy(), lin, ldq)
@@ -321,5 +328,29 @@ def test_inl_changes_the_result():
     with_inl, _, _ = _run(data.copy(), lin, ilin, MA4, gdq=gdq, pdq=pdq.copy(), ldq=ldq,
                           inl_values=values, inl_corrections=corr)
     without, _, _ = _run(data.copy(), lin, ilin, MA4, gdq=gdq, pdq=pdq.copy(), ldq=ldq)
-    diff = np.abs(with_inl - without)[:, 1:]  # row 0 holds the absurd values
+    diff = np.abs(with_inl[:, 1:] - without[:, 1:])  # row 0 holds the absurd values
     assert 0.1 < diff.max() < 5.0
+
+
+@pytest.mark.parametrize("bad", [0, 3, 7], ids=["first", "middle", "last_trusted"])
+def test_bad_resultant_changes_only_itself(bad):
+    # Not in stcal (which spreads a non-finite anchor to every read): a NaN resultant
+    # and the same resultant flagged DO_NOT_USE give the same other resultants; with
+    # only an unflagged finite value there (and R_0, R_7 usable) it is stcal's result
+    data, gdq, pdq, lin, ldq, ilin = _simulated(MA4, (4, 130), seed=11)
+    data, gdq = data[:, 1:], np.zeros_like(gdq[:, 1:])  # finite, unsaturated rows
+    pdq, lin, ldq, ilin = pdq[1:], lin[:, 1:], ldq[1:], ilin[:, 1:]
+    values, corr = _inl_table(130, seed=2)
+    kw = {"inl_values": values, "inl_corrections": corr}
+    with_nan = data.copy()
+    with_nan[bad] = np.nan
+    flagged = gdq.copy()
+    flagged[bad] = group.DO_NOT_USE
+    a, _, _ = _run(with_nan, lin, ilin, MA4, gdq=gdq.copy(), pdq=pdq.copy(), ldq=ldq, **kw)
+    b, _, _ = _run(data, lin, ilin, MA4, gdq=flagged, pdq=pdq.copy(), ldq=ldq, **kw)
+    others = np.arange(len(MA4)) != bad
+    np.testing.assert_array_equal(a[others], b[others])
+    assert np.isnan(a[bad]).all()
+    stcal_like, _, _ = _run(data, lin, ilin, MA4, gdq=gdq.copy(), pdq=pdq.copy(), ldq=ldq, **kw)
+    changed = np.abs(stcal_like[others] - b[others])
+    assert (changed.max() > 0) == (bad in (0, 7))  # only an anchor moves the others

@@ -298,7 +298,13 @@ def test_unusable_pixels(runs: dict[str, Any], cal: dict) -> None:
     if runs["kind"] == "builtin":
         assert np.array_equal(ours["dq"] & dnu, rc["dq"] & dnu)
     else:
-        assert not np.any((ours["dq"] & dnu) & ~(rc["dq"] & dnu))
+        # With the read-level linearity (issue 10) ours can, like romancal, drop a
+        # saturating star core over a jump (measured: 1 pixel, DO_NOT_USE | SATURATED |
+        # JUMP_DET, where romancal keeps 1488 DN/s): allow a few, of that kind only.
+        extra = (ours["dq"] & dnu) & ~(rc["dq"] & dnu) != 0
+        assert extra.sum() <= 3
+        core = pixel.SATURATED | pixel.JUMP_DET
+        assert np.all((ours["dq"][extra] & core) == core)
     nan = np.isnan(ours["data"])
     assert (ours["dq"][nan] & dnu).all()
     assert np.isfinite(rc["data"]).all()
@@ -361,7 +367,14 @@ def _pixel_sets(cal: dict, truth: dict[str, Any]) -> dict[str, np.ndarray]:
 
 def test_realistic_linearity_read_level_vs_classic(runs: dict[str, Any], cal: dict,
                                                    truth: dict[str, Any]) -> None:
-    """romancal's read-level correction vs our classic one, refpix skipped in both."""
+    """romancal's read-level correction and ours (the same since issue 10), refpix skipped.
+
+    Before, ours was the classic per-resultant polynomial, lower by the Jensen term
+    (up to LINEARITY_SATURATING_REL for pixels saturating during the ramp); the
+    linearity steps are now bit-identical, so only the other steps' small differences
+    remain (measured: 3e-7 for bright pixels; 2.5e-5 at most, median 7e-8, for
+    saturating ones, where saturation and jump flags can differ).
+    """
     _realistic(runs, "realistic_refpix_skipped")
     sets = _pixel_sets(cal, truth)
     ratio = {k: cal["ours"]["data"][m].astype(np.float64) / cal["romancal"]["data"][m]
@@ -371,11 +384,10 @@ def test_realistic_linearity_read_level_vs_classic(runs: dict[str, Any], cal: di
           f"{sets['saturating'].sum()} pixels, median {np.median(ratio['saturating']) - 1:.2e}"
           f", min {ratio['saturating'].min() - 1:.2e}, max {ratio['saturating'].max() - 1:.2e}")
     assert sets["bright"].sum() > 100 and sets["saturating"].sum() > 100
-    assert np.abs(ratio["bright"] - 1).max() < LINEARITY_UNSATURATED_REL
-    # the classic correction is always the lower one (L convex), by up to 1.7e-3
-    assert np.median(ratio["saturating"]) < 1.0
-    assert np.all(ratio["saturating"] - 1 < LINEARITY_UNSATURATED_REL)
-    assert np.all(ratio["saturating"] - 1 > -LINEARITY_SATURATING_REL)
+    assert np.abs(ratio["bright"] - 1).max() < 2e-6
+    # no Jensen offset left: the classic correction was low by up to 1.7e-3
+    assert abs(np.median(ratio["saturating"]) - 1) < 1e-6
+    assert np.all(np.abs(ratio["saturating"] - 1) < 1e-4)
 
 
 def test_realistic_same_linearity_convention(runs: dict[str, Any], cal: dict,
