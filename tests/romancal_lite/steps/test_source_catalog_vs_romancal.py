@@ -566,6 +566,15 @@ def test_psf_photometry_agrees(runs):
           f"{np.unique(flags_rc[flags_ours != flags_rc]).tolist()}, ours: "
           f"{np.unique(flags_ours[flags_ours != flags_rc]).tolist()}")
     assert same_flags >= 0.95  # measured 96.4 % (photutils' fit reports non-convergence)
+    # photutils' fit in romancal can also stop, unflagged, far from the minimum on a
+    # bright blend (reduced chi2 ~5e3, a flux 1000x too small) where ours converges:
+    # such fits (romancal's chi2 > 100 x ours) are not compared; they must stay rare
+    gof_ours, gof_rc = _col(ours, "psf_gof"), _col(rc, "psf_gof")
+    stalled = both & (gof_rc > 100.0 * np.maximum(gof_ours, 1.0))
+    print(f"romancal fits stalled unflagged: {int(stalled.sum())}, our gof there "
+          f"{gof_ours[stalled].tolist()}")
+    assert stalled.sum() <= 0.01 * len(ours)
+    both &= ~stalled
     assert both.sum() >= 0.85 * len(ours)
     for name, (kind, limit) in PSF_TOLERANCES.items():
         a, b = _col(ours, name)[both], _col(rc, name)[both]
