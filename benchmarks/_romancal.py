@@ -105,8 +105,9 @@ STEP_REFTYPES: dict[str, tuple[str, ...]] = {
 }
 
 #: Optional reference types (romancal treats them as such): the file when the
-#: references include one, else overridden with "N/A".
-NOT_APPLICABLE: tuple[str, ...] = ("integralnonlinearity",)
+#: references include one, else overridden with "N/A". DARKDECAYSIGNAL: a built-in
+#: cache matched to a simulator's constants has none (no decay was injected).
+NOT_APPLICABLE: tuple[str, ...] = ("integralnonlinearity", "darkdecaysignal")
 
 #: Steps of romancal's ExposurePipeline that are skipped, and why.
 SKIPPED_STEPS: dict[str, str] = {
