@@ -54,6 +54,22 @@ def _tables_for(pattern: tuple[tuple[int, ...], ...], frame_time: float) -> FitT
     return tables
 
 
+def _checked_tables(read_noise: np.ndarray, read_pattern: Sequence[Sequence[int]],
+                    frame_time: float, n: int, threshold_intercept: float,
+                    threshold_constant: float) -> FitTables:
+    """Check the fit's arguments shared by both entry points; return the pattern's tables."""
+    if np.any(read_noise < 0):
+        raise ValueError("read_noise must be >= 0 (or NaN for unknown)")
+    tables = _tables_for(_pattern_key(read_pattern), float(frame_time))
+    if len(tables.t_bar32) != n:
+        raise ValueError(f"read_pattern has {len(tables.t_bar32)} resultants but data has {n}")
+    for name, value in (("threshold_intercept", threshold_intercept),
+                        ("threshold_constant", threshold_constant)):
+        if not np.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value!r}")
+    return tables
+
+
 def fit_ramps(
     resultants: np.ndarray,
     groupdq: np.ndarray,
@@ -140,15 +156,8 @@ def fit_ramps(
         read_noise = np.full((ny, nx), read_noise, dtype=np.float32)
     read_noise = np.ascontiguousarray(read_noise, dtype=np.float32)
     check_array(read_noise, "read_noise", np.float32, 2, (ny, nx))
-    if np.any(read_noise < 0):
-        raise ValueError("read_noise must be >= 0 (or NaN for unknown)")
-    tables = _tables_for(_pattern_key(read_pattern), float(frame_time))
-    if len(tables.t_bar32) != n:
-        raise ValueError(f"read_pattern has {len(tables.t_bar32)} resultants but data has {n}")
-    for name, value in (("threshold_intercept", threshold_intercept),
-                        ("threshold_constant", threshold_constant)):
-        if not np.isfinite(value):
-            raise ValueError(f"{name} must be finite, got {value!r}")
+    tables = _checked_tables(read_noise, read_pattern, frame_time, n,
+                             threshold_intercept, threshold_constant)
     slope = np.empty((ny, nx), dtype=np.float32)
     var_read = np.empty((ny, nx), dtype=np.float32)
     var_poisson = np.empty((ny, nx), dtype=np.float32)
@@ -259,15 +268,8 @@ def fit_rate_images(
     for name, arr in (("gain", gain), ("read_noise", read_noise)):
         if arr.shape != (ny, nx):
             raise ValueError(f"{name} has shape {arr.shape}, expected {(ny, nx)}")
-    if np.any(read_noise < 0):
-        raise ValueError("read_noise must be >= 0 (or NaN for unknown)")
-    tables = _tables_for(_pattern_key(read_pattern), float(frame_time))
-    if len(tables.t_bar32) != n:
-        raise ValueError(f"read_pattern has {len(tables.t_bar32)} resultants but data has {n}")
-    for name, value in (("threshold_intercept", threshold_intercept),
-                        ("threshold_constant", threshold_constant)):
-        if not np.isfinite(value):
-            raise ValueError(f"{name} must be finite, got {value!r}")
+    tables = _checked_tables(read_noise, read_pattern, frame_time, n,
+                             threshold_intercept, threshold_constant)
     weights = np.ascontiguousarray(uniform_weights, dtype=np.float64)
     if weights.shape != (n,):
         raise ValueError(f"uniform_weights must have {n} values")
