@@ -35,10 +35,16 @@ def subtract_periodic(float[:, ::1] frame, const double[:, ::1] period,
             _subtract_row(&frame[y, 0], &period[y, 0], col0, col1)
 
 
-cdef float _kth_float(float* a, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
-    """k-th smallest of a[0:n] by Hoare's selection (a is reordered)."""
+ctypedef fused real:
+    float
+    double
+
+
+cdef real _kth(real* a, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """k-th smallest of a[0:n] by Wirth's (Hoare's) selection; a is reordered, as
+    astropy's is, so that a following selection on a[0:k] sees the same order."""
     cdef Py_ssize_t lo = 0, hi = n - 1, i, j
-    cdef float pivot, tmp
+    cdef real pivot, tmp
     while lo < hi:
         pivot = a[k]
         i = lo
@@ -82,43 +88,15 @@ def row_medians(const float[:, ::1] a, const float[:, ::1] b, Py_ssize_t row0,
                 out[y - row0] = NAN  # numpy.median propagates NaN
                 continue
             h = n // 2
-            hi = _kth_float(buf, n, h)
+            hi = _kth(buf, n, h)
             if n % 2 == 1:
                 out[y - row0] = hi
             else:
                 # numpy: the float32 mean of the two middle values
-                lo = _kth_float(buf, h, h - 1)
+                lo = _kth(buf, h, h - 1)
                 s = lo + hi
                 out[y - row0] = s / <float>2.0
         free(buf)
-
-
-cdef double _kth(double* a, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
-    """k-th smallest of a[0:n] by Wirth's selection (a is reordered as astropy's is)."""
-    cdef Py_ssize_t lo = 0, hi = n - 1, i, j
-    cdef double pivot, tmp
-    while lo < hi:
-        pivot = a[k]
-        i = lo
-        j = hi
-        while True:
-            while a[i] < pivot:
-                i += 1
-            while pivot < a[j]:
-                j -= 1
-            if i <= j:
-                tmp = a[i]
-                a[i] = a[j]
-                a[j] = tmp
-                i += 1
-                j -= 1
-            if i > j:
-                break
-        if j < k:
-            lo = i
-        if k < i:
-            hi = j
-    return a[k]
 
 
 cdef void _clip_bounds(double* v, Py_ssize_t n, double sigma, int maxiters,
