@@ -276,6 +276,67 @@ cdef void _fit_row(const Tables* tb, const float* r0, uint8_t* g0, const float* 
                             (slope[x] if slope[x] > 0 else 0.0))
 
 
+cdef struct Scratch:
+    # per-thread row buffers of `_fit_row`
+    uint8_t* flagged
+    int32_t* pidx
+    double* slope
+    float* best
+    float* work       # 3 * nx: statistic scratch
+    int32_t* stack    # 2 * (n + 2): the segment queue
+
+
+cdef Scratch _scratch_alloc(Py_ssize_t nx, Py_ssize_t n) noexcept nogil:
+    """One thread's row buffers (returned by value: assigned inside a parallel block,
+    the struct is private to the thread); check them with `_scratch_ok`."""
+    cdef Scratch s
+    s.flagged = <uint8_t*>malloc(nx * sizeof(uint8_t))
+    s.pidx = <int32_t*>malloc(nx * sizeof(int32_t))
+    s.slope = <double*>malloc(nx * sizeof(double))
+    s.best = <float*>malloc(nx * sizeof(float))
+    s.work = <float*>malloc(3 * nx * sizeof(float))
+    s.stack = <int32_t*>malloc(2 * (n + 2) * sizeof(int32_t))
+    return s
+
+
+cdef bint _scratch_ok(const Scratch* s) noexcept nogil:
+    return not (s.flagged == NULL or s.pidx == NULL or s.slope == NULL or s.best == NULL
+                or s.work == NULL or s.stack == NULL)
+
+
+cdef void _scratch_free(Scratch* s) noexcept nogil:
+    free(s.flagged)
+    free(s.pidx)
+    free(s.slope)
+    free(s.best)
+    free(s.work)
+    free(s.stack)
+
+
+cdef Tables _tables(Py_ssize_t n, Py_ssize_t plane, const double[::1] k,
+                    const int64_t[::1] k_offset, const double[::1] var_read,
+                    const double[::1] var_poisson, const float[:, ::1] jump,
+                    const float[::1] t_bar, bint use_jump, float intercept,
+                    float constant):
+    """The fit's tables for resultants ``plane`` values apart."""
+    cdef Tables tb
+    tb.n = n
+    tb.plane = plane
+    tb.k = &k[0]
+    tb.k_offset = &k_offset[0]
+    tb.var_read = &var_read[0]
+    tb.var_poisson = &var_poisson[0]
+    tb.jump = &jump[0, 0] if jump.shape[1] > 0 else NULL
+    tb.t_bar = &t_bar[0]
+    tb.use_jump = use_jump and n >= 2
+    tb.intercept = intercept
+    tb.constant = constant
+    # min over slopes of the threshold: a cheap pre-test
+    tb.lowest_threshold = intercept if intercept < intercept - 4 * constant else (
+        intercept - 4 * constant)
+    return tb
+
+
 def fit(const float[:, :, ::1] resultants, uint8_t[:, :, ::1] groupdq,
         const float[:, ::1] read_noise,
         const double[::1] k, const int64_t[::1] k_offset,
@@ -286,49 +347,21 @@ def fit(const float[:, :, ::1] resultants, uint8_t[:, :, ::1] groupdq,
     """Fit every pixel; outputs and ``groupdq`` (JUMP_DET) are written in place."""
     cdef Py_ssize_t n = resultants.shape[0], ny = resultants.shape[1]
     cdef Py_ssize_t nx = resultants.shape[2], y
-    cdef Tables tb
-    cdef uint8_t* flagged
-    cdef int32_t* pidx
-    cdef double* slope
-    cdef float* best
-    cdef float* work
-    cdef int32_t* stack
-    cdef float lo = intercept if intercept < intercept - 4 * constant else intercept - 4 * constant
-
-    tb.n = n
-    tb.plane = ny * nx
-    tb.k = &k[0]
-    tb.k_offset = &k_offset[0]
-    tb.var_read = &var_read[0]
-    tb.var_poisson = &var_poisson[0]
-    tb.jump = &jump[0, 0] if jump.shape[1] > 0 else NULL
-    tb.t_bar = &t_bar[0]
-    tb.use_jump = use_jump and n >= 2
-    tb.intercept = intercept
-    tb.constant = constant
-    tb.lowest_threshold = lo
+    cdef Tables tb = _tables(n, ny * nx, k, k_offset, var_read, var_poisson, jump, t_bar,
+                             use_jump, intercept, constant)
+    cdef Scratch sc
 
     with nogil, parallel(num_threads=n_threads):
-        flagged = <uint8_t*>malloc(nx * sizeof(uint8_t))
-        pidx = <int32_t*>malloc(nx * sizeof(int32_t))
-        slope = <double*>malloc(nx * sizeof(double))
-        best = <float*>malloc(nx * sizeof(float))
-        work = <float*>malloc(3 * nx * sizeof(float))
-        stack = <int32_t*>malloc(2 * (n + 2) * sizeof(int32_t))
-        if (flagged == NULL or pidx == NULL or slope == NULL or best == NULL
-                or work == NULL or stack == NULL):
+        sc = _scratch_alloc(nx, n)
+        if not _scratch_ok(&sc):
             with gil:
                 raise MemoryError("romancore.fit_ramps: out of memory for scratch rows")
         for y in prange(ny, schedule="dynamic", chunksize=4):
             _fit_row(&tb, &resultants[0, y, 0], &groupdq[0, y, 0], &read_noise[y, 0], nx,
                      &out_slope[y, 0], &out_vr[y, 0], &out_vp[y, 0],
-                     flagged, pidx, slope, best, work, work + nx, work + 2 * nx, stack)
-        free(flagged)
-        free(pidx)
-        free(slope)
-        free(best)
-        free(work)
-        free(stack)
+                     sc.flagged, sc.pidx, sc.slope, sc.best, sc.work, sc.work + nx,
+                     sc.work + 2 * nx, sc.stack)
+        _scratch_free(&sc)
 
 
 def fit_rates(const float[:, :, :] data, uint8_t[:, :, :] groupdq,
@@ -351,45 +384,21 @@ def fit_rates(const float[:, :, :] data, uint8_t[:, :, :] groupdq,
     """
     cdef Py_ssize_t n = data.shape[0], ny = data.shape[1], nx = data.shape[2], y, x, i
     cdef Py_ssize_t dstride = data.strides[0] // sizeof(float)
-    cdef Tables tb
-    cdef uint8_t* flagged
-    cdef int32_t* pidx
-    cdef double* slope
-    cdef float* best
-    cdef float* work
-    cdef int32_t* stack
+    # the row buffers hold one row of every resultant: resultants nx values apart
+    cdef Tables tb = _tables(n, nx, k, k_offset, var_read, var_poisson, jump, t_bar,
+                             use_jump, intercept, constant)
+    cdef Scratch sc
     cdef float* rbuf
     cdef uint8_t* gbuf
     cdef float* rowf      # gain used, read noise in e-, slope, var_read, var_poisson
     cdef float g
-    cdef float lo = intercept if intercept < intercept - 4 * constant else intercept - 4 * constant
-
-    tb.n = n
-    tb.plane = nx  # the row buffers hold one row of every resultant
-    tb.k = &k[0]
-    tb.k_offset = &k_offset[0]
-    tb.var_read = &var_read[0]
-    tb.var_poisson = &var_poisson[0]
-    tb.jump = &jump[0, 0] if jump.shape[1] > 0 else NULL
-    tb.t_bar = &t_bar[0]
-    tb.use_jump = use_jump and n >= 2
-    tb.intercept = intercept
-    tb.constant = constant
-    tb.lowest_threshold = lo
 
     with nogil, parallel(num_threads=n_threads):
-        flagged = <uint8_t*>malloc(nx * sizeof(uint8_t))
-        pidx = <int32_t*>malloc(nx * sizeof(int32_t))
-        slope = <double*>malloc(nx * sizeof(double))
-        best = <float*>malloc(nx * sizeof(float))
-        work = <float*>malloc(3 * nx * sizeof(float))
-        stack = <int32_t*>malloc(2 * (n + 2) * sizeof(int32_t))
         rbuf = <float*>malloc(n * nx * sizeof(float))
         gbuf = <uint8_t*>malloc(n * nx * sizeof(uint8_t))
         rowf = <float*>malloc(5 * nx * sizeof(float))
-        if (flagged == NULL or pidx == NULL or slope == NULL or best == NULL
-                or work == NULL or stack == NULL or rbuf == NULL or gbuf == NULL
-                or rowf == NULL):
+        sc = _scratch_alloc(nx, n)
+        if not _scratch_ok(&sc) or rbuf == NULL or gbuf == NULL or rowf == NULL:
             with gil:
                 raise MemoryError("romancore.fit_rate_images: out of memory for scratch rows")
         for y in prange(ny, schedule="dynamic", chunksize=4):
@@ -405,7 +414,8 @@ def fit_rates(const float[:, :, :] data, uint8_t[:, :, :] groupdq,
                     gbuf[i * nx + x] = groupdq[i, y, x]
             _fit_row(&tb, rbuf, gbuf, rowf + nx, nx,
                      rowf + 2 * nx, rowf + 3 * nx, rowf + 4 * nx,
-                     flagged, pidx, slope, best, work, work + nx, work + 2 * nx, stack)
+                     sc.flagged, sc.pidx, sc.slope, sc.best, sc.work, sc.work + nx,
+                     sc.work + 2 * nx, sc.stack)
             if write_groupdq:
                 for i in range(n):
                     for x in range(nx):
@@ -415,12 +425,7 @@ def fit_rates(const float[:, :, :] data, uint8_t[:, :, :] groupdq,
                              gain[y, x], gbuf + x, nx, pixeldq[y, x], &data[0, y, x],
                              dstride, &weights[0], n, &out_slope[y, x], &out_dq[y, x],
                              &out_vp[y, x], &out_vr[y, x], &out_err[y, x], &out_dumo[y, x])
-        free(flagged)
-        free(pidx)
-        free(slope)
-        free(best)
-        free(work)
-        free(stack)
+        _scratch_free(&sc)
         free(rbuf)
         free(gbuf)
         free(rowf)
