@@ -25,7 +25,8 @@ large enough to see:
 * SATURATION 50 000..58 000 DN (raw, per amplifier and per pixel);
 * MASK: the reference border ``REFERENCE_PIXEL`` and about 0.05 % of the science
   pixels ``DEAD | DO_NOT_USE`` (``BAD_MASK``);
-* PHOTOM, DISTORTION, REFPIX: the built-in content (REFPIX all zero; PHOTOM and
+* PHOTOM, DISTORTION, REFPIX: the built-in content (REFPIX: non-zero amp33
+  coefficients, the Wiener filter of the simulator's correlated row noise; PHOTOM and
   DISTORTION are metadata-only conversions, their realism does not matter here).
 
 ``write_realistic_references(directory, shape, detector, optical_element)`` returns

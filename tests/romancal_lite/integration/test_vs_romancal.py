@@ -15,13 +15,14 @@ Three cases.  ``refpix_skipped``: the built-in generated references (near identi
 everything else must agree to float32 rounding and float16 storage.  Then the realistic
 references of ``tests/romancal_lite/realistic_refs.py`` (a cubic LINEARITY of 4 % at
 50 000 DN and its fitted INVERSELINEARITY, a flat with +-5 % structure, a 0.5-2 DN/s
-dark, per-pixel gain, read noise and saturation, a bad-pixel mask) on a 64 x 4096
-exposure simulated from them: ``realistic_refpix_skipped`` (the same bounds: romancal
-linearises each read from the INVERSELINEARITY and the read pattern, ours each
-resultant with the classic polynomial, which differ by at most 1.2e-5 of the rate on
-unsaturated pixels and by up to 2e-3 on pixels that saturate during the ramp, measured
-against the simulator's truth) and ``realistic`` (the complete pipelines: the two
-reference-pixel algorithms differ by design, so the bounds are wider).
+dark, per-pixel gain, read noise and saturation, a bad-pixel mask, the REFPIX
+coefficients of the simulator's correlated row noise) on a 64 x 4096 exposure
+simulated from them: ``realistic_refpix_skipped`` (the read-level linearity against
+the simulator's truth) and ``realistic`` (the complete pipelines, REFPIX algorithm
+included, plus an INTEGRALNONLINEARITY table): since issue 10 both are held to the
+same bounds as ``refpix_skipped``, because every step computes what romancal's does.
+dark_decay and wfi18_transient are skipped in both (romancal 1.1's run only on 4096-row
+frames; ``benchmarks/decay_steps.py`` compares them on full frames).
 
 Slow (about 40 s) and skipped unless romancal 1.1 and roman_datamodels are installed
 (the ``test`` extra installs both).  ``-s`` prints the comparison statistics.
@@ -53,6 +54,9 @@ CASES = {
     "realistic_refpix_skipped": ("realistic", ("refpix",)),
     "realistic": ("realistic", ()),
 }
+#: Cases whose references include the INTEGRALNONLINEARITY table (not in the truth:
+#: the simulator injects none, so the truth comparisons use the other cases).
+WITH_INL = ("realistic",)
 
 _MISSING = [m for m in ("romancal", "roman_datamodels") if importlib.util.find_spec(m) is None]
 
@@ -114,6 +118,18 @@ def realistic_refs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
+def realistic_refs_inl(realistic_refs: dict[str, str],
+                       tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    from romancal_lite.references import build_reference, write_reference
+
+    _, pipeline = _benchmarks()
+    path = tmp_path_factory.mktemp("realistic_inl") / "realistic_integralnonlinearity.asdf"
+    write_reference(path, build_reference("integralnonlinearity", pipeline.DETECTOR,
+                                          REALISTIC_SHAPE, "2020-01-01T00:00:00", None))
+    return {**realistic_refs, "integralnonlinearity": str(path)}
+
+
+@pytest.fixture(scope="module")
 def realistic_uncal(realistic_refs: dict[str, str],
                     tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     _, pipeline = _benchmarks()
@@ -132,7 +148,8 @@ def runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     _romancal, pipeline = _benchmarks()
     kind, skip = CASES[request.param]
     prefix = "realistic_" if kind == "realistic" else ""
-    refs = request.getfixturevalue(f"{prefix}refs")
+    refs = request.getfixturevalue(
+        f"{prefix}refs_inl" if request.param in WITH_INL else f"{prefix}refs")
     path, source = request.getfixturevalue(f"{prefix}uncal")
     tmp = tmp_path_factory.mktemp(request.param)
     rc = _romancal.run_romancal_subprocess(path, tmp / "romancal", refs, timeout=900, skip=skip)
@@ -228,17 +245,22 @@ def stats(cal: dict[str, dict[str, np.ndarray]], runs: dict[str, Any]) -> dict[s
 
 
 #: Tolerances per case (docs/romancal-comparison.md, "Tolerances of the test").
-#: refpix_skipped: the same arithmetic up to float32 rounding and float16 storage.
-#: realistic_refpix_skipped: the same bounds: on the clean pixels (never saturated) the
-#: read-level and classic linearity corrections differ by at most 1.2e-5 of the rate.
-#: realistic: plus the two reference-pixel algorithms, which remove different signals
-#: and add different noise.
+#: The same arithmetic up to float32 rounding and float16 storage in every case.  With
+#: the REFPIX algorithm ("realistic", also the INL table), whose output is within 1 ulp
+#: of romancal's, one more effect: Casertano's optimal weights take their exponent from
+#: a table of signal-to-noise bins, so a ramp whose S/N lies on a bin edge can change
+#: weighting with a 1-ulp change of one resultant (measured: 1 pixel of 228 928, its
+#: first resultant 6021.0425 vs 6021.0430 DN moves its rate from 1.9617 to 1.9527 DN/s,
+#: 0.09 err; stcal's own fit of either ramp gives the same two values).  The maximum is
+#: bounded by the difference of two weightings of one ramp (< 0.5 err; its err moves
+#: by 2.8 %, bound 10 %); the 99th percentiles stay at rounding level (measured: data
+#: 1.0e-4 of err, median 4.5e-6 of the rate; err 8.6e-4).
 TOLERANCES = {
     "refpix_skipped": {"data_max_over_err": 0.01, "data_median_rel": 2e-5,
                        "err_median_rel": 5e-4, "err_max_rel": 2e-3},
-    "realistic": {"data_max_over_err": 1.5, "data_p99_over_err": 0.6,
-                  "data_median_rel": 0.02, "err_median_rel": 0.01, "err_p99_rel": 0.06,
-                  "err_max_rel": 0.15},
+    "realistic": {"data_max_over_err": 0.5, "data_p99_over_err": 1e-3,
+                  "data_median_rel": 2e-5, "err_median_rel": 5e-4, "err_p99_rel": 2e-3,
+                  "err_max_rel": 0.1},
 }
 TOLERANCES["realistic_refpix_skipped"] = TOLERANCES["refpix_skipped"]
 
