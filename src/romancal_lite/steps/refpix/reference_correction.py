@@ -58,6 +58,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import fft
 
+import romancore.refpix
 from romancal_lite.references._spec import BORDER
 from romancore import effective_n_threads
 from romancore.dqflags import pixel
@@ -384,6 +385,9 @@ def _mean_over_resultants(cube: np.ndarray) -> np.ndarray:
     Non-finite values are left out (romancal's would be NaN); a pixel with none
     finite gets 0.
     """
+    if cube.dtype == np.float32 and cube.flags.c_contiguous:
+        return romancore.refpix.mean_over_resultants(cube)
+    # other types (amp33 is uint16): the same sums with NumPy
     total = np.zeros(cube.shape[1:], dtype=np.float32)
     missing = None
     floating = np.issubdtype(cube.dtype, np.floating)
@@ -452,6 +456,16 @@ def _remove_trends(
     missing = int((n == 0).sum())
     if missing == nch:
         return missing
+    if plane.dtype == np.float32 and plane.flags.c_contiguous and (
+        offset is None or (offset.dtype == np.float32 and offset.flags.c_contiguous)
+    ):
+        romancore.refpix.subtract_channel_trends(
+            plane, offset, read_pos, np.ascontiguousarray(slope, dtype=np.float64),
+            np.ascontiguousarray(intercept, dtype=np.float64),
+            np.ascontiguousarray(row_time, dtype=np.float64),
+        )
+        return missing
+    # float64 data: the same arithmetic with NumPy, by blocks of rows
     col_slope = np.repeat(slope, width)
     col_const = col_slope * read_pos + np.repeat(intercept, width)
     for start in range(0, plane.shape[0], _BLOCK_ROWS):
@@ -576,6 +590,13 @@ def _subtract_corrections(
                         np.multiply(spectra[name][:, f0:f1], weights, out=tmp)
                         acc += tmp
                 sums[i, :, f0:f1] = acc
+        if data.dtype == np.float32 and data.flags.c_contiguous:
+            # the group's series at once (float32, as large as the weighted sums)
+            corr = fft.irfft(sums[: len(chans)], n_samples, axis=-1, workers=workers)
+            romancore.refpix.subtract_channel_correction(
+                data, corr, None if shared else chans[0])
+            continue
+        # float64 data: the same with NumPy
         for i, c in enumerate(chans):
             corr = fft.irfft(sums[i], n_samples, axis=-1, workers=workers)
             corr = corr.reshape(n_res, ny, ROW_SAMPLES)
