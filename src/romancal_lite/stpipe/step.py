@@ -686,12 +686,20 @@ class Step:
         from romancal_lite import datamodels
         from romancal_lite.references import check_reference
 
-        check_reference(path, reftype, model, expected_shape=expected_shape)
         try:
             # references are only read: map their (uncompressed) arrays, no copy
             ref = datamodels.open(path, memmap=True)
         except InputFileError as exc:
+            # the file-level checks say precisely what is wrong (missing, not ASDF,
+            # another reference type...)
+            check_reference(path, reftype, model, expected_shape=expected_shape)
             raise ReferenceFileError(str(exc)) from exc
+        try:
+            # the same checks on the opened model: the file is parsed once
+            check_reference(ref, reftype, model, expected_shape=expected_shape)
+        except BaseException:
+            ref.close()
+            raise
         try:
             pedigree = ref.meta.pedigree
         except (AttributeError, KeyError):
