@@ -685,10 +685,22 @@ class Step:
             return None
         from romancal_lite import datamodels
         from romancal_lite.references import check_reference
+        from romancal_lite.references.uncompressed import (
+            reference_cache_dir,
+            uncompressed_reference,
+        )
 
+        readable = path
+        if reference_cache_dir() is not None:
+            # an uncompressed copy (romancal_lite.references.uncompressed): decompressed
+            # once per file, then mapped by every run
+            try:
+                readable = os.fspath(uncompressed_reference(path))
+            except (InputFileError, OSError) as exc:
+                self.log.warning("reference cache not used for %s: %s", path, exc)
         try:
             # references are only read: map their (uncompressed) arrays, no copy
-            ref = datamodels.open(path, memmap=True)
+            ref = datamodels.open(readable, memmap=True)
         except InputFileError as exc:
             # the file-level checks say precisely what is wrong (missing, not ASDF,
             # another reference type...)

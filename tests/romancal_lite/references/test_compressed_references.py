@@ -81,3 +81,61 @@ def test_pipeline_reads_compressed_official_files(setup, compression):
     result = _calibrate(work / "out", raw, overrides)
     for name, array in reference.items():
         np.testing.assert_array_equal(result[name], array, err_msg=name)
+
+
+def _official_copies(setup, compression):
+    tmp, _, uncal, paths = setup
+    work = tmp / f"{compression}_copies"
+    if not work.exists():
+        work.mkdir()
+        for reftype, path in paths.items():
+            with rdm.open(path) as model:
+                model.save(work / f"{reftype}.asdf", all_array_compression=compression)
+    return {reftype: work / f"{reftype}.asdf" for reftype in paths}
+
+
+def test_reference_cache_gives_the_same_result(setup, monkeypatch):
+    """With ROMANCAL_LITE_REFERENCE_CACHE the steps read uncompressed copies, written once."""
+    from romancal_lite.references import uncompressed
+
+    tmp, _, uncal, paths = setup
+    reference = _calibrate(tmp / "plain_for_cache", uncal, paths)
+    overrides = _official_copies(setup, "lz4")
+    cache = tmp / "refcache"
+    monkeypatch.setenv(uncompressed.CACHE_ENV, str(cache))
+    writes = []
+    real_write = uncompressed._write_copy
+    monkeypatch.setattr(uncompressed, "_write_copy",
+                        lambda source, target: (writes.append(source.name),
+                                                real_write(source, target)))
+    for run in ("first", "second"):
+        result = _calibrate(tmp / f"cached_{run}", uncal, overrides)
+        for name, array in reference.items():
+            np.testing.assert_array_equal(result[name], array, err_msg=name)
+    copies = sorted(p.name.split("_", 1)[1] for p in cache.iterdir())
+    compressed = sorted(p.name for p in overrides.values()
+                        if uncompressed.has_compressed_arrays(p))
+    # the image references of every step (EPSF, APCORR and the INL table are small
+    # trees read by other means; refpix here uses its reference-free algorithm)
+    images = {f"{t}.asdf" for t in ("mask", "saturation", "linearity", "inverselinearity",
+                                      "dark", "gain", "readnoise", "flat")}
+    assert images <= set(copies) <= set(compressed)
+    assert sorted(writes) == copies  # written by the first run only
+    for copy in cache.iterdir():
+        assert not uncompressed.has_compressed_arrays(copy)
+    # a changed original is not served from its old copy
+    original = overrides["gain"]
+    before = uncompressed.uncompressed_reference(original)
+    original.touch()
+    import os
+    os.utime(original, ns=(0, os.stat(original).st_mtime_ns + 10**9))
+    assert uncompressed.uncompressed_reference(original) != before
+
+
+def test_reference_cache_off_by_default(setup, monkeypatch):
+    from romancal_lite.references import uncompressed
+
+    monkeypatch.delenv(uncompressed.CACHE_ENV, raising=False)
+    path = _official_copies(setup, "lz4")["gain"]
+    assert uncompressed.reference_cache_dir() is None
+    assert uncompressed.uncompressed_reference(path) == path
