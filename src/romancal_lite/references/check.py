@@ -97,6 +97,11 @@ def _get(node: Any, key: str) -> Any:
         return None
     if isinstance(node, Mapping):
         return node.get(key)
+    # an opened romancal_lite model: its raw items, so that an array not read yet is
+    # looked at (shape) without being read
+    raw = getattr(getattr(node, "_node", None), "_data", None)
+    if isinstance(raw, Mapping):
+        return raw.get(key)
     try:
         return node[key]
     except (KeyError, TypeError, IndexError, AttributeError):
