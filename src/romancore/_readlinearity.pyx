@@ -514,8 +514,10 @@ def read_level_linearity(float[:, :, ::1] data, uint8_t[:, :, ::1] gdq, uint32_t
                          const Py_ssize_t[::1] rs_off, const double[::1] dreads,
                          const double[::1] inl_x, const double[:, :, ::1] inl_ys,
                          double inl_h, Py_ssize_t channel_width, bint has_inl,
-                         bint clip, double clip_value, int n_threads):
-    """Correct ``data`` in place, rows in parallel (stcal 1.20's arithmetic)."""
+                         bint clip, double clip_value, Py_ssize_t row0, Py_ssize_t row1,
+                         int n_threads):
+    """Correct rows ``row0:row1`` of ``data`` in place, in parallel (stcal 1.20's
+    arithmetic)."""
     cdef rc_rl_params p
     cdef Py_ssize_t y, ny = data.shape[1], nread_max = 1, i
     cdef rc_rl_scratch* s
@@ -546,7 +548,7 @@ def read_level_linearity(float[:, :, ::1] data, uint8_t[:, :, ::1] gdq, uint32_t
         if s == NULL:
             with gil:
                 raise MemoryError("romancore.apply_read_level_linearity: out of memory")
-        for y in prange(ny, schedule="static"):
+        for y in prange(row0, row1, schedule="static"):
             rc_read_level_row(&data[0, 0, 0], &gdq[0, 0, 0], &pdq[0, 0], &lin[0, 0, 0],
                               &lin_dq[0, 0], &ilin[0, 0, 0], &p, y, s)
         rc_scratch_delete(s)

@@ -168,6 +168,7 @@ def apply_read_level_linearity(
     inl_corrections: np.ndarray | None = None,
     channel_width: int = INL_CHANNEL_WIDTH,
     clip: float | None = None,
+    rows: tuple[int, int] | None = None,
     n_threads: int | None = None,
 ) -> None:
     """Linearise every read of every resultant and re-average them, in place.
@@ -228,6 +229,9 @@ def apply_read_level_linearity(
     clip : float, optional
         If given, values beyond ``+-clip`` after the correction are clipped and
         flagged DO_NOT_USE in ``groupdq`` (romancal 1.1 uses 1e6).
+    rows : tuple of int, optional
+        ``(start, stop)``: correct only these rows (default all); each pixel's result
+        does not depend on the others, so a cube corrected by row blocks is the same.
     n_threads : int or None, optional
         Threads to use (see :func:`romancore.effective_n_threads`).
 
@@ -236,7 +240,7 @@ def apply_read_level_linearity(
     ValueError
         For arrays of the wrong dtype, shape or layout, a read pattern that does not
         match the resultants, fewer than 2 resultants, an unsupported number of
-        coefficients or an invalid INL table.
+        coefficients, an invalid INL table or rows outside the data.
     """
     check_array(data, "data", np.float32, 3)
     n, ny, nx = data.shape
@@ -270,6 +274,9 @@ def apply_read_level_linearity(
     rs_off[1:] = np.cumsum([len(reads) for reads in pattern])
     dreads = np.ascontiguousarray(mean_read - mean_read[0])
     xp, table, step, has_inl = _inl_tables(inl_values, inl_corrections, nx, channel_width)
+    row0, row1 = (0, ny) if rows is None else (int(rows[0]), int(rows[1]))
+    if not 0 <= row0 <= row1 <= ny:
+        raise ValueError(f"rows {row0}:{row1} are outside 0:{ny}")
     _readlinearity.read_level_linearity(
         data,
         groupdq,
@@ -287,5 +294,7 @@ def apply_read_level_linearity(
         has_inl,
         clip is not None,
         clip if clip is not None else 0.0,
+        row0,
+        row1,
         effective_n_threads(n_threads),
     )

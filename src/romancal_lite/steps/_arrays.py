@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["empty_releasable", "release_rows", "writable_contiguous"]
+__all__ = ["empty_releasable", "is_memory_mapped", "release_rows", "writable_contiguous"]
 
 
 def writable_contiguous(model: Any, *names: str) -> None:
@@ -67,16 +67,36 @@ def _mapping(array: np.ndarray) -> mmap.mmap | None:
     return base
 
 
-def release_rows(array: np.ndarray, r0: int, r1: int) -> int:
-    """Give rows ``r0:r1`` of every plane of an `empty_releasable` cube back to the OS.
-
-    Only the pages lying entirely inside those rows are released; they read as zeros
-    afterwards. For any other array nothing happens.
+def is_memory_mapped(array: np.ndarray) -> bool:
+    """Return whether an array's memory is an `mmap.mmap` (`release_rows` can act on it).
 
     Parameters
     ----------
-    array : numpy.ndarray, shape (n, ny, nx)
-        A cube from `empty_releasable` (or any array: then a no-op).
+    array : numpy.ndarray
+        Any array.
+
+    Returns
+    -------
+    bool
+        True for `empty_releasable` arrays and memory-mapped file arrays.
+    """
+    return _mapping(array) is not None
+
+
+def release_rows(array: np.ndarray, r0: int, r1: int) -> int:
+    """Give rows ``r0:r1`` of a memory-mapped array back to the OS.
+
+    For a cube ``(n, ny, nx)`` the rows of every plane, for an image ``(ny, nx)`` its
+    rows. Only the pages lying entirely inside those rows are released. An
+    `empty_releasable` array reads as zeros there afterwards; a read-only map of a file
+    (a reference array read through the uncompressed cache) reads the file's values
+    again when touched. For any other array nothing happens.
+
+    Parameters
+    ----------
+    array : numpy.ndarray, shape (n, ny, nx) or (ny, nx)
+        A C-contiguous array whose memory is an `mmap.mmap` (or any array: then a
+        no-op).
     r0, r1 : int
         Row range, ``0 <= r0 <= r1 <= ny``.
 
@@ -86,16 +106,21 @@ def release_rows(array: np.ndarray, r0: int, r1: int) -> int:
         Bytes released.
     """
     buffer = _mapping(array)
-    if buffer is None or array.ndim != 3 or not array.flags.c_contiguous or r1 <= r0:
+    if buffer is None or array.ndim not in (2, 3) or not array.flags.c_contiguous or r1 <= r0:
         return 0
-    n, ny, nx = array.shape
+    if array.size == 0:
+        return 0
+    # where the array starts inside the mapping (a file map holds the whole file)
+    offset = array.ctypes.data - np.frombuffer(buffer, dtype=np.uint8).ctypes.data
+    ny, nx = array.shape[-2:]
+    n = array.shape[0] if array.ndim == 3 else 1
     row_bytes = nx * array.itemsize
     plane = ny * row_bytes
     page = mmap.PAGESIZE
     released = 0
     for k in range(n):
-        start = k * plane + r0 * row_bytes
-        stop = k * plane + r1 * row_bytes
+        start = offset + k * plane + r0 * row_bytes
+        stop = offset + k * plane + r1 * row_bytes
         first = -(-start // page) * page
         last = stop // page * page
         if last > first:

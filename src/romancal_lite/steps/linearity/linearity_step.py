@@ -11,9 +11,13 @@ import romancore
 from romancal_lite import datamodels
 from romancal_lite.errors import ReferenceFileError
 from romancal_lite.references import NOT_APPLICABLE
-from romancal_lite.steps._arrays import writable_contiguous
+from romancal_lite.steps._arrays import is_memory_mapped, release_rows, writable_contiguous
 from romancal_lite.stpipe import Step
 from romancore.linearity import INL_CHANNEL_WIDTH, RESULTANT_CLIP
+
+#: Rows corrected at once when the coefficients are memory maps (their pages are handed
+#: back block by block).
+LINEARITY_BLOCK_ROWS = 256
 
 __all__ = ["LinearityStep", "read_inl_tables"]
 
@@ -133,19 +137,33 @@ class LinearityStep(Step):
                 read_pattern = datamodels.read_pattern(model)
                 writable_contiguous(model, "data", "groupdq", "pixeldq")
                 values, corrections = inl if inl else (None, None)
+                coeffs = np.ascontiguousarray(ref.coeffs, dtype=np.float32)
+                coeffs_dq = np.ascontiguousarray(ref.dq, dtype=np.uint32)
+                inverse_coeffs = np.ascontiguousarray(inverse.coeffs, dtype=np.float32)
+                # references mapped from the uncompressed cache: by row blocks, each
+                # block's coefficient pages handed back once used (they stay in the
+                # page cache), so the coefficients never all count in this process
+                mapped = [a for a in (coeffs, coeffs_dq, inverse_coeffs) if is_memory_mapped(a)]
+                ny = model.data.shape[1]
+                step = LINEARITY_BLOCK_ROWS if mapped else ny
                 try:
-                    romancore.apply_read_level_linearity(
-                        model.data,
-                        model.groupdq,
-                        model.pixeldq,
-                        np.ascontiguousarray(ref.coeffs, dtype=np.float32),
-                        np.ascontiguousarray(ref.dq, dtype=np.uint32),
-                        np.ascontiguousarray(inverse.coeffs, dtype=np.float32),
-                        read_pattern,
-                        inl_values=values,
-                        inl_corrections=corrections,
-                        clip=RESULTANT_CLIP,
-                    )
+                    for r0 in range(0, ny, step):
+                        r1 = min(r0 + step, ny)
+                        romancore.apply_read_level_linearity(
+                            model.data,
+                            model.groupdq,
+                            model.pixeldq,
+                            coeffs,
+                            coeffs_dq,
+                            inverse_coeffs,
+                            read_pattern,
+                            inl_values=values,
+                            inl_corrections=corrections,
+                            clip=RESULTANT_CLIP,
+                            rows=(r0, r1),
+                        )
+                        for array in mapped:
+                            release_rows(array, r0, r1)
                 except ValueError as exc:
                     raise ReferenceFileError(f"linearity references: {exc}") from None
         return model

@@ -60,6 +60,7 @@ from scipy import fft
 
 import romancore.refpix
 from romancal_lite.references._spec import BORDER
+from romancal_lite.steps._arrays import release_rows
 from romancore import effective_n_threads
 from romancore.dqflags import pixel
 
@@ -210,6 +211,10 @@ def correct_with_refpix_reference(
     sample is that sample's value (slope 0).
     """
     nch = _check_inputs(data, pixeldq, amp33, gamma, zeta, alpha)
+    # which coefficient sets act on the channels present (an all-zero set adds
+    # nothing); non-finite coefficients are refused before anything is changed
+    coeffs = {"gamma": gamma, "zeta": zeta, "alpha": alpha}
+    used, shared = _scan_coefficients(coeffs, nch)
     n_res, ny, nx = data.shape
     n_samples = ny * ROW_SAMPLES
     n_coeff = gamma.shape[1]
@@ -240,14 +245,6 @@ def correct_with_refpix_reference(
     else:
         offset = np.zeros((ny, nx), dtype=np.float32)
         offset33 = None
-
-    # which coefficient sets act on the channels present (an all-zero set adds nothing)
-    used = tuple(
-        name for name, c in (("gamma", gamma), ("zeta", zeta), ("alpha", alpha))
-        if np.any(np.asarray(c[:nch]))
-    )
-    coeffs = {"gamma": gamma, "zeta": zeta, "alpha": alpha}
-    shared = bool(used) and _same_rows(coeffs, used, nch)
 
     # geometry of the time series: read position j of every column (odd channels are
     # read right to left), the pause samples, the centred sample time of a row start
@@ -372,8 +369,6 @@ def _check_inputs(
             )
         if not (np.issubdtype(c.dtype, np.complexfloating) or np.issubdtype(c.dtype, np.floating)):
             raise CoefficientError(f"REFPIX '{name}' must hold (complex) numbers, got {c.dtype}")
-        if not np.isfinite(c[:nch]).all():
-            raise CoefficientError(f"REFPIX '{name}' holds non-finite coefficients")
     return nch
 
 
@@ -531,14 +526,34 @@ def _spectrum(series: np.ndarray, scale: float) -> np.ndarray:
     return spec
 
 
-def _same_rows(coeffs: dict[str, np.ndarray], names: tuple[str, ...], nch: int) -> bool:
-    """Return whether every channel has the same coefficients as channel 0."""
-    for name in names:
-        c = coeffs[name]
-        first = np.asarray(c[0])
-        if not all(np.array_equal(np.asarray(c[i]), first) for i in range(1, nch)):
-            return False
-    return True
+def _scan_coefficients(
+    coeffs: dict[str, np.ndarray], nch: int
+) -> tuple[tuple[str, ...], bool]:
+    """Check the channels' coefficients; return the sets in use and whether all are shared.
+
+    One pass, channel by channel: every coefficient must be finite; a set whose rows
+    are all zero adds nothing and is left out; the sets in use are "shared" when every
+    channel has channel 0's coefficients (the built-in file: one transform serves all).
+    Rows mapped from a file (the uncompressed cache) are handed back as soon as they
+    are scanned; each is read again when its channel is corrected.
+    """
+    used = []
+    same = {}
+    for name, c in coeffs.items():
+        first = np.array(c[0])
+        nonzero = False
+        same[name] = True
+        for i in range(nch):
+            row = c[i]
+            if not np.isfinite(row).all():
+                raise CoefficientError(f"REFPIX '{name}' holds non-finite coefficients")
+            nonzero = nonzero or bool(np.any(row))
+            if i and same[name] and not np.array_equal(row, first):
+                same[name] = False
+            release_rows(c, i, i + 1)
+        if nonzero:
+            used.append(name)
+    return tuple(used), bool(used) and all(same[name] for name in used)
 
 
 def _store_amp33(out: np.ndarray, r: int, values: np.ndarray) -> None:
@@ -590,6 +605,8 @@ def _subtract_corrections(
                         np.multiply(spectra[name][:, f0:f1], weights, out=tmp)
                         acc += tmp
                 sums[i, :, f0:f1] = acc
+        for name in names:  # this group's coefficient rows are done with (if mapped)
+            release_rows(coeffs[name], chans[0], chans[-1] + 1)
         if data.dtype == np.float32 and data.flags.c_contiguous:
             # the group's series at once (float32, as large as the weighted sums)
             corr = fft.irfft(sums[: len(chans)], n_samples, axis=-1, workers=workers)
