@@ -68,3 +68,27 @@ def test_releasable_rows_go_back_and_read_as_zeros():
     # an ordinary array is never touched
     plain = np.full((3, 64, 1024), 7.0, np.float32)
     assert release_rows(plain, 10, 20) == 0 and (plain == 7).all()
+
+
+def test_released_rows_of_a_file_map_read_the_file_again(tmp_path):
+    """A read-only map of a file (a reference through the uncompressed cache)."""
+    import mmap
+
+    from romancal_lite.steps._arrays import is_memory_mapped, release_rows
+
+    values = np.arange(3 * 64 * 1024, dtype=np.float32).reshape(3, 64, 1024)
+    path = tmp_path / "arrays.bin"
+    header = 3 * mmap.PAGESIZE + 100  # the array does not start at the map's start
+    path.write_bytes(b"\0" * header + values.tobytes())
+    with open(path, "rb") as fh:
+        mapped_file = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    cube = np.frombuffer(mapped_file, dtype=np.float32, offset=header).reshape(values.shape)
+    assert is_memory_mapped(cube) and not is_memory_mapped(values)
+    assert float(cube[:, 10:20].sum()) == float(values[:, 10:20].sum())  # touched
+    released = release_rows(cube, 10, 20)
+    # the rows are 4 KiB but not page-aligned here: 9 whole pages per plane
+    assert released == 3 * 9 * mmap.PAGESIZE
+    np.testing.assert_array_equal(cube, values)  # read again from the file
+    image = cube[0]
+    assert release_rows(image, 0, 64) > 0
+    np.testing.assert_array_equal(image, values[0])

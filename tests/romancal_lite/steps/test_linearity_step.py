@@ -254,3 +254,25 @@ def test_matches_romancal_step(builtin_refs):
     np.testing.assert_array_equal(ramp.groupdq, theirs.groupdq)
     np.testing.assert_array_equal(ramp.pixeldq, theirs.pixeldq)
     assert ramp.groupdq[1, 20, 100] & group.DO_NOT_USE
+
+
+def test_mapped_references_by_row_blocks_same_result(builtin_refs, monkeypatch):
+    """Memory-mapped references (the built-in files are uncompressed): the correction runs
+    by row blocks and hands each block's coefficient pages back, with the same result."""
+    from romancal_lite.steps.linearity import linearity_step
+
+    ramp = make_ramp()
+    data, gdq, pdq = _read_level(ramp)
+    released = []
+    real = linearity_step.release_rows
+    monkeypatch.setattr(linearity_step, "LINEARITY_BLOCK_ROWS", 7)
+    monkeypatch.setattr(linearity_step, "release_rows",
+                        lambda a, r0, r1: released.append((a.shape, r0, r1)) or real(a, r0, r1))
+    result = LinearityStep.call(ramp)
+    np.testing.assert_array_equal(result.data, data)
+    np.testing.assert_array_equal(result.groupdq, gdq)
+    np.testing.assert_array_equal(result.pixeldq, pdq)
+    ny = ramp.data.shape[1]
+    blocks = sorted({(r0, r1) for _, r0, r1 in released})
+    assert blocks == [(r0, min(r0 + 7, ny)) for r0 in range(0, ny, 7)]
+    assert len(released) == 3 * len(blocks)  # coefficients, their dq, inverse coefficients
