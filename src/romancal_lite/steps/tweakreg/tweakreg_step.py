@@ -94,6 +94,14 @@ class TweakRegStep(Step):
     abs_fitgeometry = Param(str, "general", "Fit geometry", choices=_FIT_GEOMETRIES)
     abs_nclip = Param(int, 3, "Number of clipping iterations of the fit", minimum=0)
     abs_sigma = Param(float, 3.0, "Clipping limit in units of the fit RMSE", minimum=0)
+    align_method = Param(
+        str,
+        "direct",
+        "How tweakwcs is called for the absolute fit: 'direct' (its matching, fitting and"
+        " WCS correction called directly, no footprint polygons or WCS copies) or"
+        " 'align_wcs' (tweakwcs.align_wcs as romancal; same result, slower)",
+        choices=("direct", "align_wcs"),
+    )
     find_fwhm = Param(float, 2.0, "Fallback finder: detection kernel FWHM (pixels)", minimum=0.5)
     find_snr = Param(float, 10.0, "Fallback finder: threshold in background sigmas", minimum=0)
 
@@ -197,7 +205,7 @@ class TweakRegStep(Step):
             refcat_name,
             len(refcat),
         )
-        result = align_images(items, refcat, absolute, relative)
+        result = align_images(items, refcat, absolute, relative, method=self.align_method)
         if result.relative != "not needed":
             self.log.info("Relative alignment: %s", result.relative)
         for image, wcs, info in zip(fitted, result.wcs, result.fit_info, strict=True):
