@@ -291,6 +291,110 @@ def _degrees(column: Any) -> np.ndarray:
     return np.asarray(column, dtype=float)
 
 
+#: Columns of a reference catalog `read_reference_catalog` looks for (lower case).
+_REFCAT_COLUMNS = (
+    "ra", "dec", "sky_centroid", "pmra", "pm_ra", "pmdec", "pm_dec", "parallax",
+    "ref_epoch", "epoch",
+)
+
+#: ECSV datatypes the fast reader converts to float64 (every other goes to astropy).
+_ECSV_NUMERIC = {
+    "float16", "float32", "float64", "int8", "int16", "int32", "int64",
+    "uint8", "uint16", "uint32", "uint64",
+}
+
+
+def _read_ecsv_columns(path: Path, wanted: tuple[str, ...]) -> Table | None:
+    """Read the ``wanted`` numeric columns of a plain ECSV table fast, else return None.
+
+    astropy's ECSV reader parses every value of every column in Python (~0.1 s for
+    a few thousand rows of ten columns, a reference catalog). An ECSV file is a YAML
+    header (``# `` lines: column names, units, datatypes, table meta) followed by
+    the values, one row per line separated by the header's ``delimiter`` (a space by
+    default), strings quoted, masked values empty (the ECSV 1.0 standard). Here the
+    header is parsed with PyYAML's C loader and only the columns needed are parsed,
+    by pyarrow's CSV reader, as float64 (both parsers round decimal strings
+    correctly, so the values are those astropy reads). Units come from the header.
+    None (the caller then uses astropy) whenever the file is not that simple: a
+    header the safe loader cannot read (astropy-specific tags), a wanted column
+    that is not a plain numeric one (subtype, string, SkyCoord parts...), a header
+    line of names that differs from the datatype list, a masked or unparsable
+    value.
+    """
+    import io
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import yaml
+
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    header: list[str] = []
+    offset = 0
+    while raw.startswith(b"#", offset):
+        end = raw.find(b"\n", offset)
+        if end < 0:
+            return None
+        line = raw[offset:end].decode("utf-8", "replace").rstrip("\r")
+        header.append(line[2:] if line.startswith("# ") else line[1:])
+        offset = end + 1
+    if not header or not header[0].startswith("%ECSV"):
+        return None
+    try:
+        meta_yaml = yaml.load("\n".join(header[1:]), Loader=yaml.CSafeLoader)
+        columns = meta_yaml["datatype"]
+        names = [str(c["name"]) for c in columns]
+    except Exception:  # not the plain header this reader knows
+        return None
+    delimiter = meta_yaml.get("delimiter", " ")
+    lower = {name.lower(): i for i, name in enumerate(names)}
+    picked = [names[lower[w]] for w in wanted if w in lower]
+    for name in picked:
+        info = columns[names.index(name)]
+        if info.get("datatype") not in _ECSV_NUMERIC or "subtype" in info:
+            return None
+    try:
+        body = pacsv.read_csv(
+            io.BytesIO(raw[offset:]),
+            read_options=pacsv.ReadOptions(use_threads=False),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char='"'),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=picked, column_types={n: pa.float64() for n in picked}
+            ),
+        )
+    except Exception:  # pyarrow raises its own types for a malformed row
+        return None
+    if body.column_names != picked or list(body.schema.names) != picked:
+        return None
+    names_line = raw[offset:raw.find(b"\n", offset)].decode("utf-8", "replace").split()
+    if [n.strip('"') for n in names_line] != names:
+        return None
+    out = Table()
+    for name in picked:
+        column = body.column(name)
+        if column.null_count:
+            return None
+        unit = columns[names.index(name)].get("unit")
+        try:
+            out[name] = column.to_numpy()
+            if unit is not None:
+                out[name].unit = u.Unit(unit)
+        except ValueError:  # a unit astropy does not know
+            return None
+    meta = meta_yaml.get("meta") or {}
+    if isinstance(meta, list):  # !!omap: a list of (key, value) pairs
+        try:
+            meta = dict(meta)
+        except (TypeError, ValueError):
+            return None
+    if not isinstance(meta, dict):
+        return None
+    out.meta.update(meta)
+    return out
+
+
 def read_reference_catalog(path: str | os.PathLike[str]) -> Table:
     """Read a local absolute reference catalog.
 
@@ -315,7 +419,13 @@ def read_reference_catalog(path: str | os.PathLike[str]) -> Table:
         If the file is missing or unreadable, or has no RA/DEC.
     """
     path = Path(path)
-    table = _as_table(path, None)
+    table = None
+    if path.name.lower().endswith(".ecsv"):
+        table = _read_ecsv_columns(path, _REFCAT_COLUMNS)
+        if table is not None and (_column(table, "ra") is None or _column(table, "dec") is None):
+            table = None  # no RA/DEC among the plain columns: astropy, and its message
+    if table is None:
+        table = _as_table(path, None)
     ra_col, dec_col = _column(table, "ra"), _column(table, "dec")
     sky_col = _column(table, "sky_centroid")
     if ra_col is not None and dec_col is not None:
@@ -430,15 +540,26 @@ def reference_mask(
     ny, nx = shape
     (xmin, xmax), (ymin, ymax) = wcs.bounding_box or ((-0.5, nx - 0.5), (-0.5, ny - 0.5))
     xc, yc = 0.5 * (xmin + xmax), 0.5 * (ymin + ymax)
-    ra_c, dec_c = wcs(xc, yc, with_bounding_box=False)
-    ra_e, dec_e = wcs(xc + 1.0, yc, with_bounding_box=False)
-    scale = _separation_deg(ra_c, dec_c, ra_e, dec_e) * 3600.0  # arcsec per pixel
-    corners = np.array(wcs.footprint(((xmin, xmax), (ymin, ymax)), center=False))
-    radius = np.max(_separation_deg(ra_c, dec_c, corners[:, 0], corners[:, 1]))
+    # the WCS's forward transform, built once (each call of the gwcs builds it again):
+    # the centre, one pixel to the right of it and the four outer corners
+    forward = wcs.forward_transform
+    ra_p, dec_p = forward(
+        np.array([xc, xc + 1.0, xmin, xmin, xmax, xmax]),
+        np.array([yc, yc, ymin, ymax, ymax, ymin]),
+        with_bounding_box=False,
+    )
+    ra_c, dec_c = ra_p[0], dec_p[0]
+    scale = _separation_deg(ra_c, dec_c, ra_p[1], dec_p[1]) * 3600.0  # arcsec per pixel
+    radius = np.max(_separation_deg(ra_c, dec_c, ra_p[2:], dec_p[2:]))
     ra, dec = np.asarray(refcat["RA"]), np.asarray(refcat["DEC"])
     near = _separation_deg(ra_c, dec_c, ra, dec) < radius * 1.5 + 2 * margin_arcsec / 3600.0
     if near.any():
-        x, y = wcs.invert(ra[near], dec[near], with_bounding_box=False)
+        try:
+            # what wcs.invert(..., with_bounding_box=False) evaluates (gwcs'
+            # backward_transform is this inverse), without building it twice more
+            x, y = forward.inverse(ra[near], dec[near], with_bounding_box=False)
+        except NotImplementedError:  # no analytic inverse: gwcs' numerical one
+            x, y = wcs.invert(ra[near], dec[near], with_bounding_box=False)
         pad = margin_arcsec / scale if scale > 0 else 0.0
         inside = (
             np.isfinite(x)
@@ -715,14 +836,16 @@ class _PlaneView:
 
     units = "arcsec"
 
-    def __init__(self, wcs: WCS, v23name: str, partial_tpcorr: Any):
+    def __init__(self, wcs: WCS, forward: Any, v23name: str, partial_tpcorr: Any):
         self.wcs = wcs
         self.meta: dict[str, Any] = {}
+        self._forward = forward
         self._world_to_v23 = wcs.get_transform(wcs.pipeline[-1].frame.name, v23name)
         self._partial_tpcorr = partial_tpcorr
 
     def det_to_world(self, x: Any, y: Any) -> tuple[Any, Any]:
-        return self.wcs(x, y)
+        # gwcs' WCS.__call__ (bounding box on, NaN outside) on a built transform
+        return self._forward(x, y, with_bounding_box=True, fill_value=np.nan)
 
     def world_to_tanp(self, ra: Any, dec: Any) -> tuple[Any, Any]:
         v2, v3 = self._world_to_v23(ra, dec)
@@ -829,10 +952,15 @@ def _align_direct(items: list[_FitInput], refcat: Table,
     if not ref_valid.any():
         raise ValueError("Reference catalog must contain at least one valid source.")
     # 1. the group catalog (WCSGroupCatalog.create_group_catalog)
-    ras, decs, valids = [], [], []
+    ras, decs, valids, forwards = [], [], [], []
     for item in items:
+        # the WCS's forward transform, built once per image (a gwcs call builds it
+        # each time); called as WCS.__call__ calls it: bounding box on, NaN outside
+        forward = item.wcs.forward_transform
+        forwards.append(forward)
         ra, dec, valid = _valid_apply(
-            item.wcs, item.x, item.y, np.isfinite(item.x) & np.isfinite(item.y)
+            lambda x, y, f=forward: f(x, y, with_bounding_box=True, fill_value=np.nan),
+            item.x, item.y, np.isfinite(item.x) & np.isfinite(item.y),
         )
         ras.append(ra)
         decs.append(dec)
@@ -925,8 +1053,8 @@ def _align_direct(items: list[_FitInput], refcat: Table,
                     )
                 )
             frames = item.wcs.available_frames
-            view = _PlaneView(item.wcs, "v2v3vacorr" if "v2v3vacorr" in frames else "v2v3",
-                              partial)
+            view = _PlaneView(item.wcs, forwards[index],
+                              "v2v3vacorr" if "v2v3vacorr" in frames else "v2v3", partial)
         corrected.append(
             _corrected_wcs(item.wcs, item.wcsinfo, fit["matrix"], fit["shift"], plane, view)
         )

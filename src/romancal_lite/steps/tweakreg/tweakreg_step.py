@@ -19,6 +19,7 @@ from romancal_lite.stpipe.step import COMPLETE, FAILED, SKIPPED
 
 from ..assign_wcs import compute_footprint, s_region_polygon
 from .tweakreg import (
+    SOURCE_COLUMNS,
     AlignImage,
     align_images,
     find_sources,
@@ -389,7 +390,12 @@ class TweakRegStep(Step):
         in_memory = source_catalog.get("tweakreg_catalog") if source_catalog else None
         if in_memory is not None:
             del model.meta["source_catalog"]["tweakreg_catalog"]
-            return image_catalog(Table(in_memory), bbox)
+            # only the columns the fit reads (the catalog has ~100); all of them when
+            # they are not there, for the error message
+            names = list(getattr(in_memory, "colnames", None) or in_memory.keys())
+            used = [c for c in names if c in SOURCE_COLUMNS]
+            table = Table({c: in_memory[c] for c in used}) if used else Table(in_memory)
+            return image_catalog(table, bbox)
         name = self.tweakreg_catalog_name
         if not name and source_catalog:
             name = source_catalog.get("tweakreg_catalog_name")
