@@ -869,8 +869,9 @@ def _corrected_wcs(wcs: WCS, wcsinfo: Mapping[str, float], matrix: np.ndarray,
     ``(v2_ref, v3_ref)`` rolled by ``roll_ref``, the affine map, back to V2V3;
     ``_tpcorr_combine_affines``, shift in radians) put between the ``v2v3`` (or
     ``v2v3vacorr``) frame and a new ``v2v3corr`` frame. Unlike ``set_correction``,
-    the model is not copied again (it is new) and no corrector is rebuilt around
-    the new WCS (only the WCS is used). The other steps are a copy of ``wcs``'s.
+    the model is not copied again (it is new), the other frames and transforms are
+    those of ``wcs`` (not copies) and no corrector is rebuilt around the new WCS
+    (only the WCS is used).
     """
     from tweakwcs import RomanWCSCorrector
     from tweakwcs.correctors import ST_V2V3_WCSCorrector, _tp2tp
@@ -889,8 +890,12 @@ def _corrected_wcs(wcs: WCS, wcsinfo: Mapping[str, float], matrix: np.ndarray,
     frames = wcs.available_frames
     v23name = "v2v3vacorr" if "v2v3vacorr" in frames else "v2v3"
     index = frames.index(v23name)
-    pipeline = copy.deepcopy(wcs.pipeline)
-    frame, transform = pipeline[index].frame, pipeline[index].transform
+    # set_correction deep-copies the whole pipeline (~20-70 ms with the distortion
+    # models); here the new WCS shares the frames and transforms of ``wcs``, which the
+    # step replaces by it, and none is changed in place afterwards (WfiWcsModel copies
+    # the WCS before it moves the bounding box). Only the new frame is a copy.
+    pipeline = [(step.frame, step.transform) for step in wcs.pipeline]
+    frame, transform = pipeline[index]
     pipeline[index] = (frame, tpcorr)
     corr_frame = copy.deepcopy(frame)
     corr_frame.name = "v2v3corr"
