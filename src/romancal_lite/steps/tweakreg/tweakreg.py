@@ -858,7 +858,7 @@ _RAD2ARCSEC = 3600.0 * np.rad2deg(1.0)
 
 
 def _corrected_wcs(wcs: WCS, wcsinfo: Mapping[str, float], matrix: np.ndarray,
-                   shift: np.ndarray, plane: Any, view: Any) -> WCS:
+                   shift: np.ndarray, plane: Any, view: Any, tpcorr: Any = None) -> WCS:
     """Return ``wcs`` with the fitted correction as a new ``v2v3corr`` frame.
 
     The result of tweakwcs' ``ST_V2V3_WCSCorrector.set_correction(matrix, shift,
@@ -871,7 +871,9 @@ def _corrected_wcs(wcs: WCS, wcsinfo: Mapping[str, float], matrix: np.ndarray,
     ``v2v3vacorr``) frame and a new ``v2v3corr`` frame. Unlike ``set_correction``,
     the model is not copied again (it is new), the other frames and transforms are
     those of ``wcs`` (not copies) and no corrector is rebuilt around the new WCS
-    (only the WCS is used).
+    (only the WCS is used). ``tpcorr``: a correction model of ``_tpcorr_init`` for
+    this image's ``wcsinfo``, not used elsewhere any more, to use (and change)
+    instead of a new one.
     """
     from tweakwcs import RomanWCSCorrector
     from tweakwcs.correctors import ST_V2V3_WCSCorrector, _tp2tp
@@ -880,12 +882,13 @@ def _corrected_wcs(wcs: WCS, wcsinfo: Mapping[str, float], matrix: np.ndarray,
     r, t = _tp2tp(plane, view)
     matrix = np.linalg.multi_dot([r, matrix, inv(r)]).astype(np.double)
     shift = (np.dot(r, shift) - np.dot(matrix, t) + t).astype(np.double)
-    tpcorr = ST_V2V3_WCSCorrector._tpcorr_init(
-        v2_ref=float(wcsinfo["v2_ref"]) / 3600.0,
-        v3_ref=float(wcsinfo["v3_ref"]) / 3600.0,
-        roll_ref=float(wcsinfo["roll_ref"]),
-        corrector_name=RomanWCSCorrector.corrector_name,
-    )
+    if tpcorr is None:
+        tpcorr = ST_V2V3_WCSCorrector._tpcorr_init(
+            v2_ref=float(wcsinfo["v2_ref"]) / 3600.0,
+            v3_ref=float(wcsinfo["v3_ref"]) / 3600.0,
+            roll_ref=float(wcsinfo["roll_ref"]),
+            corrector_name=RomanWCSCorrector.corrector_name,
+        )
     ST_V2V3_WCSCorrector._tpcorr_combine_affines(tpcorr, matrix, np.asarray(shift) / _RAD2ARCSEC)
     frames = wcs.available_frames
     v23name = "v2v3vacorr" if "v2v3vacorr" in frames else "v2v3"
@@ -1036,16 +1039,23 @@ def _align_direct(items: list[_FitInput], refcat: Table,
     }
     # 5. the correction of every image (apply_affine_to_wcs), then its fit_info
     # ("status" first, as tweakwcs' WCSImageCatalog.fit_info updated with the fit)
-    corrected = []
-    for index, item in enumerate(items):
+    corrected: list[WCS | None] = [None] * len(items)
+    # the first image last: its correction model is then the plane's own (the plane's
+    # tangent-plane projection shares its affine map, which the correction changes)
+    for index in [*range(1, len(items)), 0]:
+        item = items[index]
         if "v2v3corr" in item.wcs.available_frames:
             # an earlier correction (a relative fit): tweakwcs combines the two
             corrector = _shared_corrector_class()(item.wcs, item.wcsinfo, item.meta)
             corrector.set_correction(fit["matrix"], fit["shift"], ref_tpwcs=plane)
-            corrected.append(corrector.wcs)
+            corrected[index] = corrector.wcs
             continue
         if index == 0:
-            view = plane  # the first image's corrector is the plane until corrected
+            # the first image's corrector is the plane until corrected; the plane's
+            # correction model (_tpcorr_init of the same wcsinfo) is free by now
+            corrected[0] = _corrected_wcs(item.wcs, item.wcsinfo, fit["matrix"], fit["shift"],
+                                          plane, plane, tpcorr=plane._default_tpcorr)
+            continue
         else:
             same = all(float(item.wcsinfo[k]) == plane.ref_angles[k]
                        for k in ("v2_ref", "v3_ref", "roll_ref"))
@@ -1060,9 +1070,8 @@ def _align_direct(items: list[_FitInput], refcat: Table,
             frames = item.wcs.available_frames
             view = _PlaneView(item.wcs, forwards[index],
                               "v2v3vacorr" if "v2v3vacorr" in frames else "v2v3", partial)
-        corrected.append(
-            _corrected_wcs(item.wcs, item.wcsinfo, fit["matrix"], fit["shift"], plane, view)
-        )
+        corrected[index] = _corrected_wcs(item.wcs, item.wcsinfo, fit["matrix"], fit["shift"],
+                                          plane, view)
     for item in items:
         item.meta["fit_info"] = {"status": "SUCCESS", **copy.deepcopy(fit_info)}
     return corrected
