@@ -19,6 +19,7 @@ from romancal_lite.stpipe.step import COMPLETE, FAILED, SKIPPED
 
 from ..assign_wcs import compute_footprint, s_region_polygon
 from .tweakreg import (
+    SOURCE_COLUMNS,
     AlignImage,
     align_images,
     find_sources,
@@ -94,6 +95,14 @@ class TweakRegStep(Step):
     abs_fitgeometry = Param(str, "general", "Fit geometry", choices=_FIT_GEOMETRIES)
     abs_nclip = Param(int, 3, "Number of clipping iterations of the fit", minimum=0)
     abs_sigma = Param(float, 3.0, "Clipping limit in units of the fit RMSE", minimum=0)
+    align_method = Param(
+        str,
+        "direct",
+        "How tweakwcs is called for the absolute fit: 'direct' (its matching, fitting and"
+        " WCS correction called directly, no footprint polygons or WCS copies) or"
+        " 'align_wcs' (tweakwcs.align_wcs as romancal; same result, slower)",
+        choices=("direct", "align_wcs"),
+    )
     find_fwhm = Param(float, 2.0, "Fallback finder: detection kernel FWHM (pixels)", minimum=0.5)
     find_snr = Param(float, 10.0, "Fallback finder: threshold in background sigmas", minimum=0)
 
@@ -197,7 +206,7 @@ class TweakRegStep(Step):
             refcat_name,
             len(refcat),
         )
-        result = align_images(items, refcat, absolute, relative)
+        result = align_images(items, refcat, absolute, relative, method=self.align_method)
         if result.relative != "not needed":
             self.log.info("Relative alignment: %s", result.relative)
         for image, wcs, info in zip(fitted, result.wcs, result.fit_info, strict=True):
@@ -381,7 +390,12 @@ class TweakRegStep(Step):
         in_memory = source_catalog.get("tweakreg_catalog") if source_catalog else None
         if in_memory is not None:
             del model.meta["source_catalog"]["tweakreg_catalog"]
-            return image_catalog(Table(in_memory), bbox)
+            # only the columns the fit reads (the catalog has ~100); all of them when
+            # they are not there, for the error message
+            names = list(getattr(in_memory, "colnames", None) or in_memory.keys())
+            used = [c for c in names if c in SOURCE_COLUMNS]
+            table = Table({c: in_memory[c] for c in used}) if used else Table(in_memory)
+            return image_catalog(table, bbox)
         name = self.tweakreg_catalog_name
         if not name and source_catalog:
             name = source_catalog.get("tweakreg_catalog_name")
