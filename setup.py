@@ -96,6 +96,7 @@ EXTENSIONS = [
     _ext("romancore._srcmeasure"),
     _ext("romancore._convolve"),
     _ext("romancore._sigmaclip"),
+    _ext("romancore._skystats"),
 ]
 
 setup(
