@@ -43,6 +43,8 @@ SKY_STATISTICS = ("mode", "median", "mean", "midpt")
 _F32 = np.float32
 #: imagestats: a bin width or data range below this means "one bin".
 _MIN_FLOAT = 10.0 * float(np.finfo(np.float32).eps)
+#: Images smaller than this many pixels per thread use fewer threads.
+_PIXELS_PER_THREAD = 1 << 20
 
 
 class SkyStatistic(NamedTuple):
@@ -118,6 +120,8 @@ def sky_statistic(
     data = check_array(data, "data", np.float32, 2)
     mask = check_array(mask, "mask", np.bool_, 2, data.shape)
     threads = effective_n_threads(n_threads)
+    # a parallel region costs more than a pass over a small image
+    threads = max(1, min(threads, data.size // _PIXELS_PER_THREAD))
     if lsigma <= 0 or usigma <= 0 or binwidth <= 0:
         return _NONE  # ImageStats raises ValueError
     m8 = mask.view(np.uint8)
