@@ -97,10 +97,44 @@ class _Members:
         if self.library is not None:
             self.library.shelve(model, index, modify=changed)
 
+    def meta_and_shape(self, index: int) -> tuple[Any, tuple[int, int]]:
+        """Return an image's metadata (with its WCS) and ``(ny, nx)``.
 
-def _name(model: Any, index: int) -> str:
+        A library's member is not opened when its WCS has a bounding box (the image's
+        pixel edges, as assign_wcs sets it): the shape is read from the box.
+        """
+        if self.library is not None and hasattr(self.library, "read_meta"):
+            meta = self.library.read_meta(index)
+            box = _box_shape(meta.get("wcs"))
+            if box is not None:
+                return meta, box
+        with self:
+            model = self.borrow(index)
+            try:
+                shape = np.shape(model.data)
+                meta = model.meta
+            finally:
+                self.shelve(model, index, changed=False)
+        if len(shape) != 2:
+            raise InputFileError(f"{_name(meta, index)}: data is not a 2-D image")
+        return meta, (int(shape[0]), int(shape[1]))
+
+
+def _box_shape(wcs: Any) -> tuple[int, int] | None:
+    """``(ny, nx)`` of a WCS bounding box ``((-0.5, nx - 0.5), (-0.5, ny - 0.5))``."""
     try:
-        name = model.meta.get("filename")
+        box = wcs.bounding_box
+        (x0, x1), (y0, y1) = (tuple(map(float, b)) for b in box.bounding_box(order="F"))
+    except Exception:  # noqa: BLE001 - no (usable) box: open the image instead
+        return None
+    if x0 != -0.5 or y0 != -0.5 or x1 % 1 != 0.5 or y1 % 1 != 0.5:
+        return None
+    return int(y1 + 0.5), int(x1 + 0.5)
+
+
+def _name(meta: Any, index: int) -> str:
+    try:
+        name = meta.get("filename")
     except AttributeError:
         name = None
     return str(name or f"image {index}")
@@ -246,19 +280,19 @@ class SkyMatchStep(Step):
         do_match = "match" in self.skymethod
         need_whole = self.skymethod != "match"
 
-        # pass 1: footprints, starting levels and romancal's consistency checks
+        # pass 1 (match methods): footprints from the metadata, and romancal's checks
         footprints: list[tuple[np.ndarray, np.ndarray]] = []
-        initial: list[float] = []
-        with members:
+        initial: list[float] = [0.0] * n
+        if do_match:
             for index in range(n):
-                image = members.borrow(index)
-                try:
-                    initial.append(self._check_background(image, index))
-                    if do_match:
-                        wcs, shape = self._wcs_and_shape(image, index)
-                        footprints.append(footprint_radec(wcs, shape, self.stepsize))
-                finally:
-                    members.shelve(image, index, changed=False)
+                meta, shape = members.meta_and_shape(index)
+                initial[index] = self._check_background(meta, index)
+                wcs = meta.get("wcs")
+                if wcs is None:
+                    raise InputFileError(
+                        f"{_name(meta, index)}: no WCS (meta.wcs); run assign_wcs first"
+                    )
+                footprints.append(footprint_radec(wcs, shape, self.stepsize))
         overlaps = {}
         if do_match and n > 1:
             try:
@@ -276,6 +310,8 @@ class SkyMatchStep(Step):
             for index in range(n):
                 image = members.borrow(index)
                 try:
+                    if not do_match:
+                        initial[index] = self._check_background(image.meta, index)
                     mine = {}
                     for (i, j), (ra, dec, _area) in overlaps.items():
                         if index in (i, j):
@@ -320,33 +356,22 @@ class SkyMatchStep(Step):
             self.log.warning("Step %s: no sky value could be computed", self.name)
         return model
 
-    def _check_background(self, image: Any, index: int) -> float:
+    def _check_background(self, meta: Any, index: int) -> float:
         """Romancal's checks of ``meta.background``; return the starting sky."""
-        background = image.meta.get("background") or {}
+        background = meta.get("background") or {}
         level = background.get("level")
         subtracted = background.get("subtracted")
         if subtracted and level is None:
             raise InputFileError(
-                f"{_name(image, index)}: meta.background.subtracted is set but"
+                f"{_name(meta, index)}: meta.background.subtracted is set but"
                 " meta.background.level is undefined"
             )
         if subtracted and self.subtract:
             raise InputFileError(
-                f"{_name(image, index)}: its sky was already subtracted"
+                f"{_name(meta, index)}: its sky was already subtracted"
                 " (meta.background.subtracted); run skymatch with subtract=False"
             )
         return float(level) if (self.subtract and level is not None) else 0.0
-
-    def _wcs_and_shape(self, image: Any, index: int) -> tuple[Any, tuple[int, int]]:
-        wcs = image.meta.get("wcs")
-        if wcs is None:
-            raise InputFileError(
-                f"{_name(image, index)}: no WCS (meta.wcs); run assign_wcs first"
-            )
-        shape = np.shape(image.data)
-        if len(shape) != 2:
-            raise InputFileError(f"{_name(image, index)}: data is not a 2-D image")
-        return wcs, (int(shape[0]), int(shape[1]))
 
     def _record(self, image: Any, index: int, solution: SkySolution) -> None:
         valid = solution.valid[index]
@@ -363,7 +388,7 @@ class SkyMatchStep(Step):
             # romancal changes the data in place (the SkyImage holds model.data)
             image.data[...] = image.data - np.float32(amount)
         self.log.info(
-            "%s: sky %s%s", _name(image, index),
+            "%s: sky %s%s", _name(image.meta, index),
             f"{solution.level[index]:.6g}",
             "" if valid else " (not computed: SKIPPED)",
         )
