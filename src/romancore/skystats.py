@@ -228,7 +228,9 @@ def _histogram_statistic(
     cum = np.cumsum(bins).astype(np.float32)
     cum = cum / cum[-1]
     lo = int(np.nonzero(cum >= 0.5)[0][0])
-    h1 = vmin + lo * hwidth
+    # ImageStats' index is a NumPy integer: h1 is float64 and the sum below stays
+    # float64 (a Python float would let the float32 terms round it to float32)
+    h1 = np.float64(vmin + lo * hwidth)
     hdiff = cum[lo] if lo == 0 else cum[lo] - cum[lo - 1]
     if hdiff == 0:
         return h1
