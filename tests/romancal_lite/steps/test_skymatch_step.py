@@ -318,3 +318,35 @@ def test_library_one_image_at_a_time(tmp_path):
     # a list of file names is opened as a library
     again = SkyMatchStep(skystat="median").run(paths)
     assert isinstance(again, ModelLibrary)
+
+
+def test_association_and_single_image(tmp_path):
+    import json
+
+    from romancal_lite.datamodels import ModelLibrary
+
+    names = []
+    for model in dither_set()[:2]:
+        model.save(str(tmp_path / model.meta.filename))
+        names.append(model.meta.filename)
+    asn = tmp_path / "mosaic_asn.json"
+    asn.write_text(json.dumps({
+        "asn_id": "a3001", "asn_pool": "none",
+        "products": [{"name": "mosaic", "members": [
+            {"expname": name, "exptype": "science"} for name in names]}],
+    }))
+    result = SkyMatchStep(skystat="median").run(str(asn))
+    assert isinstance(result, ModelLibrary) and len(result) == 2
+    with result:
+        got = []
+        for index in range(2):
+            model = result.borrow(index)
+            got.append(model.meta.background.level)
+            result.shelve(model, index)
+    np.testing.assert_allclose(got, [0.0, 2.5], atol=0.01)
+    # one image: local works, match has nothing to match (SKIPPED, level 0, as romancal)
+    one = make_image(0.0, 0.0, 5.0, 1)
+    assert SkyMatchStep(skymethod="local", skystat="median").run(one) is one
+    assert one.meta.background.level == pytest.approx(5.0, abs=0.01)
+    SkyMatchStep().run(one)
+    assert one.meta.cal_step.skymatch == "SKIPPED" and one.meta.background.level == 0.0
