@@ -352,8 +352,10 @@ class SkyMatchStep(Step):
                     super().finalize_result(image)
                 members.shelve(image, index, changed=True)
         if all(s == SKIPPED for s in self._statuses.values()):
-            self._skipped_reason = "no sky value could be computed"
-            self.log.warning("Step %s: no sky value could be computed", self.name)
+            self.mark_skipped(
+                "no sky value could be computed"
+                + (" (no two images overlap)" if do_match and not overlaps else "")
+            )
         return model
 
     def _check_background(self, meta: Any, index: int) -> float:
@@ -377,8 +379,7 @@ class SkyMatchStep(Step):
         valid = solution.valid[index]
         status = COMPLETE if valid else SKIPPED
         self._statuses[index] = status
-        background = image.meta.get("background")
-        if not isinstance(background, dict) and background is None:
+        if image.meta.get("background") is None:
             image.meta["background"] = {}
         image.meta.background["method"] = str(self.skymethod)
         image.meta.background["subtracted"] = bool(self.subtract)
