@@ -468,7 +468,15 @@ def image_sky_statistics(
         x, y = world_to_pixel(ra, dec, with_bounding_box=False)
         region = polygon_mask(x, y, data.shape)
         region &= good
-        pairs[other] = params(data, region) if region.any() else SkyStatistic(None, 0)
+        if not region.any():
+            pairs[other] = SkyStatistic(None, 0)
+            continue
+        # the statistic's passes read only the region's bounding box (the order of the
+        # pixels, which the statistic depends on, is unchanged)
+        rows = np.flatnonzero(region.any(axis=1))
+        cols = np.flatnonzero(region.any(axis=0))
+        box = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        pairs[other] = params(np.ascontiguousarray(data[box]), np.ascontiguousarray(region[box]))
     return full, pairs
 
 
