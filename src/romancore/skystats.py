@@ -130,8 +130,10 @@ def sky_statistic(
         return _NONE  # no pixel: ImageStats raises ValueError
     v0 = _F32(data.flat[first])
     big = _F32(np.inf)
-    n, _, dmin, dmax = _skystats.masked_moments(data, m8, -big, big, threads)
-    dmin, dmax = float(dmin), float(dmax)
+    everything = _skystats.masked_moments(data, m8, -big, big, threads)
+    # with no limits the first clipping pass keeps every value: this pass is it
+    unlimited = lower is None and upper is None
+    dmin, dmax = float(everything[2]), float(everything[3])
     # the user's limits as ImageStats checks them
     if lower is None:
         lower = dmin
@@ -146,9 +148,18 @@ def sky_statistic(
     clipmin, clipmax = float(lower), float(upper)
     npix = 0
     mean = std = vmin = vmax = 0.0
+    previous = None
     for iteration in range(int(nclip) + 1):
         lo32, hi32 = _F32(clipmin), _F32(clipmax)
-        npix, total, kmin, kmax = _skystats.masked_moments(data, m8, lo32, hi32, threads)
+        if previous == (lo32, hi32):
+            # the same float32 bounds keep the same pixels: every further pass would
+            # repeat the last one exactly, so stop (a saving, not an approximation)
+            break
+        previous = (lo32, hi32)
+        if iteration == 0 and unlimited:
+            npix, total, kmin, kmax = everything
+        else:
+            npix, total, kmin, kmax = _skystats.masked_moments(data, m8, lo32, hi32, threads)
         if npix <= 0:
             return _NONE
         # computeMean's running extremes start at max(clipmin, v0) / min(clipmax, v0)
