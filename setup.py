@@ -97,6 +97,7 @@ EXTENSIONS = [
     _ext("romancore._convolve"),
     _ext("romancore._sigmaclip"),
     _ext("romancore._refpix"),
+    _ext("romancore._skystats"),
 ]
 
 setup(

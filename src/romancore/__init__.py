@@ -9,6 +9,7 @@ Pure functions on NumPy arrays (no file I/O, no logging):
   integral non-linearity correction;
 * :func:`convolve_separable_masked`: masked convolution (source detection image);
 * :func:`sigma_clip_bounds`: astropy's median / mad_std sigma-clip bounds (background);
+* :func:`sky_statistic`: stcal's clipped sky statistics (mode, median, mean, midpt);
 * :func:`finish_ramp_fit`: a fit in electrons to DN/s images, DQ collapse, ``dumo``;
 * :func:`fit_rate_images`: the fit and its finishing fused, from DN ramps;
 * :func:`fit_ramps`: Casertano (2022) fit of uneven ramps with queue-based jump
@@ -34,6 +35,7 @@ from romancore.ramp import (
 from romancore.readpattern import ReadPatternMetadata, read_pattern_metadata
 from romancore.saturation import ATOD_LIMIT, flag_saturation
 from romancore.sigmaclip import sigma_clip_bounds, sigma_clip_bounds_rows
+from romancore.skystats import SkyStatistic, sky_statistic
 
 __version__ = "0.1.0"
 
@@ -42,6 +44,7 @@ __all__ = [
     "RampFitResult",
     "RateImages",
     "ReadPatternMetadata",
+    "SkyStatistic",
     "apply_linearity",
     "apply_read_level_linearity",
     "convolve_separable_masked",
@@ -55,4 +58,5 @@ __all__ = [
     "read_pattern_metadata",
     "sigma_clip_bounds",
     "sigma_clip_bounds_rows",
+    "sky_statistic",
 ]

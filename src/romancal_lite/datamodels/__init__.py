@@ -71,6 +71,12 @@ Untrusted files and safe outputs
     file. Saves are atomic; inside ``with deferred_outputs():`` every output appears
     at the end of the block, or none does.
 
+Libraries of exposures
+    ``ModelLibrary(init, *, on_disk=True, temp_directory=None)`` (`library`): the
+                                        members of an association (or a list of files
+                                        or models), borrowed one at a time inside
+                                        ``with library:`` and shelved again.
+
 File names
     ``filenames.replace_suffix(name, suffix)`` / ``filenames.split_suffix(name)``
     implement the suffix conventions of seeds/000:4987-5037 (``_uncal`` -> ``_cal``).
@@ -111,9 +117,12 @@ from ._models import (
 )
 from ._node import ListNode, Node, TaggedListNode, TaggedNode, TaggedStr, TaggedTime
 from ._validate import validate_exposure
+from .library import BorrowError, ModelLibrary
 
 __all__ = [
     "MODEL_REGISTRY",
+    "BorrowError",
+    "ModelLibrary",
     "DarkRefModel",
     "DataModel",
     "DistortionRefModel",
