@@ -93,6 +93,7 @@ EXTENSIONS = [
     _ext("romancore._decay"),
     _ext("romancore.ramp._fit"),
     _ext("romancore.ramp._finish"),
+    _ext("romancore.ramp._likely"),
     _ext("romancore._srcmeasure"),
     _ext("romancore._convolve"),
     _ext("romancore._sigmaclip"),
