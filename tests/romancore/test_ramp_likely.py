@@ -213,3 +213,32 @@ def test_bad_input(kwargs, match):
         "threshold_one_omit", "rejection_threshold")}
     with pytest.raises(ValueError, match=match):
         romancore.fit_ramps_likely(*args.values(), **extra)
+
+
+def test_block_fast_path_equals_per_pixel_path():
+    # the vectorised block path (clean pixels below the omission thresholds) gives the
+    # per-pixel path's results bit for bit
+    from romancore.ramp import _likely
+    from romancore.ramp.likely import likely_tables
+
+    rng = np.random.default_rng(11)
+    pattern = [[1], [2], [3, 4], [5, 6, 7, 8], [9, 10], [11, 12, 13], [14], [15, 16]]
+    t, _, _ = _times(pattern, FT)
+    ny, nx = 9, 150  # not a multiple of the block width
+    flux = np.exp(rng.uniform(np.log(0.1), np.log(1e4), (ny, nx)))
+    r = (flux[None] * t[:, None, None] + rng.normal(0, 8, (len(t), ny, nx))).astype(np.float32)
+    r[4:, rng.random((ny, nx)) < 0.2] += 300
+    r[2, 3, 4] = np.nan
+    g0 = np.zeros(r.shape, np.uint8)
+    g0[5:, rng.random((ny, nx)) < 0.05] = group.SATURATED
+    rn = rng.uniform(3, 20, (ny, nx)).astype(np.float32)
+    rn[5, 5] = np.nan
+    results = []
+    for use_block in (True, False):
+        outs = [np.empty((ny, nx), np.float32) for _ in range(4)]
+        g = g0.copy()
+        _likely.fit(r, g, rn, *likely_tables(pattern, FT), *outs, True,
+                    *romancore.likely_thresholds(), 1, use_block)
+        results.append((*outs, g))
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -436,22 +436,299 @@ cdef Work _work_make(double* buf, uint8_t* ubuf, Py_ssize_t m) noexcept nogil:
     return v
 
 
+
+# --------------------------------------------------------------------------------------
+# Fast path: blocks of BW pixels of a row, structure-of-arrays ([difference][pixel]) so
+# that the loops over pixels vectorise.  It handles the common pixel (no group flag,
+# finite data and read noise) whose first fit's chi^2 is below the omission thresholds
+# (then nothing can be dropped), with the same arithmetic as `_fit` on all-used
+# differences: the results are those of `_pixel`.  Every other pixel goes to `_pixel`.
+# --------------------------------------------------------------------------------------
+cdef enum:
+    BW = 64
+
+
+cdef struct Block:
+    double* d       # (m, BW) differences per unit time
+    double* al      # (m, BW)
+    double* be      # (m, BW)
+    double* th      # (m + 1, BW)
+    double* ph      # (m + 1, BW)
+    double* Ph      # (m, BW)
+    double* PhD     # (m, BW)
+    double* Th      # (m, BW)
+    double* ThD     # (m + 1, BW)
+    double* dC      # (m, BW)
+    double* srt     # (m, BW) median network
+    double* rate    # (BW,) covariance rate, then slope
+    double* rn2     # (BW,)
+    double* A       # (BW,)
+    double* Asum    # (BW,)
+    double* B       # (BW,)
+    double* C       # (BW,)
+    double* inv_tn  # (BW,)
+    double* scale   # (BW,) inverse scale
+    double* chisq   # (BW,)
+    double* vp      # (BW,)
+    double* vr      # (BW,)
+    double* crate   # (BW,) the covariance rate of the final fit
+    uint8_t* slow   # (BW,) pixel needs the per-pixel path
+
+
+cdef Py_ssize_t _block_doubles(Py_ssize_t m) noexcept nogil:
+    return (11 * (m + 1) + 13) * BW
+
+
+cdef Block _block_make(double* buf, uint8_t* ubuf, Py_ssize_t m) noexcept nogil:
+    cdef Block b
+    cdef Py_ssize_t s = (m + 1) * BW
+    b.d = buf
+    b.al = buf + s
+    b.be = buf + 2 * s
+    b.th = buf + 3 * s
+    b.ph = buf + 4 * s
+    b.Ph = buf + 5 * s
+    b.PhD = buf + 6 * s
+    b.Th = buf + 7 * s
+    b.ThD = buf + 8 * s
+    b.dC = buf + 9 * s
+    b.srt = buf + 10 * s
+    buf = buf + 11 * s
+    b.rate = buf
+    b.rn2 = buf + BW
+    b.A = buf + 2 * BW
+    b.Asum = buf + 3 * BW
+    b.B = buf + 4 * BW
+    b.C = buf + 5 * BW
+    b.inv_tn = buf + 6 * BW
+    b.scale = buf + 7 * BW
+    b.chisq = buf + 8 * BW
+    b.vp = buf + 9 * BW
+    b.vr = buf + 10 * BW
+    b.crate = buf + 11 * BW
+    b.slow = ubuf
+    return b
+
+
+cdef void _vfit(const Tab* tb, Block* b, Py_ssize_t nb, bint variances) noexcept nogil:
+    """`_fit` of ``nb`` pixels with every difference used, covariance at ``b.rate``."""
+    cdef Py_ssize_t m = tb.m, i, x
+    cdef double s, aph, arn, bph, brn, q, bext
+    cdef int e
+    cdef double* al = b.al
+    cdef double* be = b.be
+    cdef double* th = b.th
+    cdef double* ph = b.ph
+    cdef double* d = b.d
+    cdef double* Ph = b.Ph
+    cdef double* PhD = b.PhD
+    cdef double* Th = b.Th
+    cdef double* ThD = b.ThD
+    cdef double* dC = b.dC
+    cdef double* rate = b.rate
+    cdef double* rn2 = b.rn2
+    cdef double* isc = b.scale
+    cdef double* A = b.A
+    cdef double* Asum = b.Asum
+    cdef double* B = b.B
+    cdef double* C = b.C
+    cdef double* itn = b.inv_tn
+    cdef double dci
+
+    # power-of-two scale of the covariance (as `_fit`)
+    aph = tb.a_ph[m // 2]
+    arn = tb.a_rn[m // 2]
+    for x in range(nb):
+        isc[x] = 1.0
+        q = rate[x] * aph + rn2[x] * arn
+        if q > 0 and isfinite(q):
+            frexp(q, &e)
+            isc[x] = ldexp(1.0, -e)
+    for i in range(m):
+        aph = tb.a_ph[i]
+        arn = tb.a_rn[i]
+        for x in range(nb):
+            al[i * BW + x] = (rate[x] * aph + rn2[x] * arn) * isc[x]
+    for i in range(m - 1):
+        bph = tb.b_ph[i]
+        brn = tb.b_rn[i]
+        for x in range(nb):
+            be[i * BW + x] = (rate[x] * bph + rn2[x] * brn) * isc[x]
+    for x in range(nb):
+        th[x] = 1.0
+        th[BW + x] = al[x]
+        Th[x] = -1.0
+        ThD[x] = 0.0
+        ThD[BW + x] = -d[x]
+    s = -1.0
+    for i in range(1, m):
+        s = -s
+        for x in range(nb):
+            th[(i + 1) * BW + x] = (al[i * BW + x] * th[i * BW + x]
+                                    - be[(i - 1) * BW + x] * be[(i - 1) * BW + x]
+                                    * th[(i - 1) * BW + x])
+            Th[i * BW + x] = Th[(i - 1) * BW + x] * be[(i - 1) * BW + x] + s * th[i * BW + x]
+            ThD[(i + 1) * BW + x] = (be[(i - 1) * BW + x] * ThD[i * BW + x]
+                                     + s * d[i * BW + x] * th[i * BW + x])
+    for x in range(nb):
+        ph[m * BW + x] = 1.0
+        ph[(m - 1) * BW + x] = al[(m - 1) * BW + x]
+        Ph[(m - 1) * BW + x] = 0.0
+        PhD[(m - 1) * BW + x] = 0.0
+    s = 1.0 if (m % 2) == 0 else -1.0
+    for i in range(m - 2, -1, -1):
+        for x in range(nb):
+            ph[i * BW + x] = (al[i * BW + x] * ph[(i + 1) * BW + x]
+                              - be[i * BW + x] * be[i * BW + x] * ph[(i + 2) * BW + x])
+            Ph[i * BW + x] = (Ph[(i + 1) * BW + x] + s * ph[(i + 2) * BW + x]) * be[i * BW + x]
+            PhD[i * BW + x] = ((PhD[(i + 1) * BW + x]
+                                + s * d[(i + 1) * BW + x] * ph[(i + 2) * BW + x])
+                               * be[i * BW + x])
+        s = -s
+    for x in range(nb):
+        itn[x] = 1.0 / th[m * BW + x]
+        A[x] = 0.0
+        Asum[x] = 0.0
+        B[x] = 0.0
+        C[x] = 0.0
+    s = 1.0
+    for i in range(m):
+        s = -s
+        for x in range(nb):
+            dci = s * itn[x] * (ph[(i + 1) * BW + x] * Th[i * BW + x]
+                                + th[i * BW + x] * Ph[i * BW + x])
+            dC[i * BW + x] = dci
+            bext = 1.0 if i == 0 else be[(i - 1) * BW + x]
+            A[x] = A[x] + d[i * BW + x] * s * bext * ph[(i + 1) * BW + x] * ThD[i * BW + x]
+            Asum[x] = Asum[x] + (d[i * BW + x] * d[i * BW + x] * th[i * BW + x]
+                                 * ph[(i + 1) * BW + x])
+            B[x] = B[x] + d[i * BW + x] * dci
+            C[x] = C[x] + dci
+    for x in range(nb):
+        A[x] = (2.0 * A[x] + Asum[x]) * itn[x]
+        b.chisq[x] = (A[x] - B[x] * B[x] / C[x]) * isc[x]
+        A[x] = A[x] * isc[x]     # now the unscaled A, for the omission pre-test
+        rate[x] = B[x] / C[x]
+    if not variances:
+        return
+    # the same sums as `_fit` (weights w_i = C'_i / C); b.rate now holds the slope, the
+    # covariance rate is b.crate
+    for x in range(nb):
+        b.vp[x] = 0.0
+        b.vr[x] = 0.0
+        A[x] = 0.0
+        B[x] = 0.0
+    for i in range(m):
+        aph = tb.a_ph[i]
+        arn = tb.a_rn[i]
+        for x in range(nb):
+            dci = dC[i * BW + x] / C[x]
+            b.vp[x] = b.vp[x] + dci * dci * (b.crate[x] * aph)
+            b.vr[x] = b.vr[x] + dci * dci * (rn2[x] * arn)
+    for i in range(m - 1):
+        bph = tb.b_ph[i]
+        brn = tb.b_rn[i]
+        for x in range(nb):
+            dci = dC[i * BW + x] / C[x]
+            q = dC[(i + 1) * BW + x] / C[x]
+            A[x] = A[x] + q * dci * (b.crate[x] * bph)
+            B[x] = B[x] + q * dci * (rn2[x] * brn)
+    for x in range(nb):
+        b.vp[x] = b.vp[x] + 2.0 * A[x]
+        b.vr[x] = b.vr[x] + 2.0 * B[x]
+
+
+cdef void _block(const Tab* tb, Block* b, Work* w, const float* r0, uint8_t* g0,
+                 const float* rn, Py_ssize_t nb, float* o_slope, float* o_vr, float* o_vp,
+                 float* o_chi) noexcept nogil:
+    """Fit ``nb`` <= BW adjacent pixels of a row; ``r0``/``g0`` at resultant 0."""
+    cdef Py_ssize_t n = tb.n, m = tb.m, plane = tb.plane, i, x, p, k
+    cdef const float* ra
+    cdef const float* rb
+    cdef const uint8_t* g
+    cdef double inv_dt, lo, hi, margin
+    cdef float diff
+    cdef double* srt = b.srt
+
+    for x in range(nb):
+        b.slow[x] = isnan(rn[x])
+        b.rn2[x] = <double>rn[x] * <double>rn[x]
+    for i in range(n):
+        g = g0 + i * plane
+        for x in range(nb):
+            b.slow[x] = b.slow[x] | (g[x] != 0)
+    for i in range(m):
+        ra = r0 + i * plane
+        rb = ra + plane
+        inv_dt = tb.dt[i]
+        for x in range(nb):
+            diff = rb[x] - ra[x]
+            b.d[i * BW + x] = <double>diff / inv_dt
+            srt[i * BW + x] = b.d[i * BW + x]
+        for x in range(nb):
+            b.slow[x] = b.slow[x] | (not isfinite(b.d[i * BW + x]))
+    # median of the differences: odd-even transposition sort (m rounds sort m values)
+    for p in range(m):
+        for i in range(p % 2, m - 1, 2):
+            for x in range(nb):
+                lo = srt[i * BW + x]
+                hi = srt[(i + 1) * BW + x]
+                srt[i * BW + x] = lo if lo < hi else hi
+                srt[(i + 1) * BW + x] = hi if lo < hi else lo
+    k = m // 2
+    for x in range(nb):
+        if m % 2 == 1:
+            lo = srt[k * BW + x]
+        else:
+            lo = (srt[(k - 1) * BW + x] + srt[k * BW + x]) / 2.0
+        b.rate[x] = lo if lo > 0 else 0.0
+    _vfit(tb, b, nb, False)
+    if tb.use_jump and m > 2:
+        for x in range(nb):
+            # as `_pixel`: below the thresholds no omission can pass
+            margin = 1e-9 * (fabs(b.A[x]) + 1.0)
+            if not (b.chisq[x] < tb.tmin - margin):
+                b.slow[x] = 1
+    for x in range(nb):
+        lo = b.rate[x]
+        if lo < 0 or lo == 0:
+            lo = 0.0
+        b.rate[x] = lo
+        b.crate[x] = lo   # the covariance rate, for the variances
+    _vfit(tb, b, nb, True)
+    for x in range(nb):
+        if b.slow[x]:
+            _pixel(tb, w, r0 + x, g0 + x, rn[x], o_slope + x, o_vr + x, o_vp + x,
+                   o_chi + x)
+        else:
+            o_slope[x] = <float>b.rate[x]
+            o_chi[x] = <float>b.chisq[x]
+            o_vp[x] = <float>b.vp[x]
+            o_vr[x] = <float>b.vr[x]
+
 def fit(const float[:, :, ::1] resultants, uint8_t[:, :, ::1] groupdq,
         const float[:, ::1] read_noise, const double[::1] dt,
         const double[::1] a_ph, const double[::1] a_rn,
         const double[::1] b_ph, const double[::1] b_rn, const double[::1] ok2,
         float[:, ::1] out_slope, float[:, ::1] out_vr, float[:, ::1] out_vp,
-        float[:, ::1] out_chi, bint use_jump, double t1, double t2, int n_threads):
+        float[:, ::1] out_chi, bint use_jump, double t1, double t2, int n_threads,
+        bint use_block=True):
     """Fit every pixel; the outputs and ``groupdq`` (JUMP_DET) are written in place.
 
     The tables ``b_ph``, ``b_rn`` and ``ok2`` have ``max(n - 2, 1)`` entries.
+    ``use_block=False`` sends every pixel through the per-pixel path (for tests: the
+    results are the same).
     """
     cdef Py_ssize_t n = resultants.shape[0], ny = resultants.shape[1]
     cdef Py_ssize_t nx = resultants.shape[2], y, x
     cdef Tab tb
     cdef Work w
+    cdef Block blk
     cdef double* buf
     cdef uint8_t* ubuf
+    cdef double* bbuf
+    cdef uint8_t* bubuf
+    cdef Py_ssize_t x0, nb
     tb.n = n
     tb.m = n - 1
     tb.plane = ny * nx
@@ -469,13 +746,28 @@ def fit(const float[:, :, ::1] resultants, uint8_t[:, :, ::1] groupdq,
     with nogil, parallel(num_threads=n_threads):
         buf = <double*>malloc(_work_doubles(n - 1) * sizeof(double))
         ubuf = <uint8_t*>malloc(2 * n * sizeof(uint8_t))
-        if buf == NULL or ubuf == NULL:
+        bbuf = <double*>malloc(_block_doubles(n - 1) * sizeof(double))
+        bubuf = <uint8_t*>malloc(BW * sizeof(uint8_t))
+        if buf == NULL or ubuf == NULL or bbuf == NULL or bubuf == NULL:
             with gil:
                 raise MemoryError("romancore.fit_ramps_likely: out of memory for scratch")
         w = _work_make(buf, ubuf, n - 1)
+        blk = _block_make(bbuf, bubuf, n - 1)
         for y in prange(ny, schedule="dynamic", chunksize=4):
-            for x in range(nx):
-                _pixel(&tb, &w, &resultants[0, y, x], &groupdq[0, y, x], read_noise[y, x],
-                       &out_slope[y, x], &out_vr[y, x], &out_vp[y, x], &out_chi[y, x])
+            x0 = 0
+            while x0 < nx:
+                nb = nx - x0 if nx - x0 < BW else BW
+                if use_block:
+                    _block(&tb, &blk, &w, &resultants[0, y, x0], &groupdq[0, y, x0],
+                           &read_noise[y, x0], nb, &out_slope[y, x0], &out_vr[y, x0],
+                           &out_vp[y, x0], &out_chi[y, x0])
+                else:
+                    for x in range(x0, x0 + nb):
+                        _pixel(&tb, &w, &resultants[0, y, x], &groupdq[0, y, x],
+                               read_noise[y, x], &out_slope[y, x], &out_vr[y, x],
+                               &out_vp[y, x], &out_chi[y, x])
+                x0 = x0 + nb
         free(buf)
         free(ubuf)
+        free(bbuf)
+        free(bubuf)
