@@ -25,7 +25,7 @@ and their data-weighted versions (paper II Eq. 4), giving C' and B' (Eqs. 71, 75
 the scalars A, B, C (Eqs. 61-63): slope B / C, chi^2 A - B^2 / C.
 """
 from cython.parallel cimport parallel, prange
-from libc.math cimport NAN, fabs, frexp, isfinite, isnan, ldexp
+from libc.math cimport NAN, erf, fabs, frexp, isfinite, isnan, ldexp, sqrt
 from libc.stdint cimport uint8_t
 from libc.stdlib cimport free, malloc
 
@@ -46,6 +46,7 @@ cdef struct Tab:
     double t2               # chi^2 improvement to omit an adjacent pair
     double tmin             # min(t1, t2)
     bint use_jump
+    bint debias             # apply the first-order bias correction
 
 
 cdef struct Work:
@@ -403,6 +404,47 @@ cdef void _pixel(const Tab* tb, Work* w, const float* r, uint8_t* g, float rn,
     o_chi[0] = <float>fit.chisq
     o_vp[0] = <float>fit.var_p
     o_vr[0] = <float>fit.var_r
+    if tb.debias and isfinite(fit.rate):
+        o_slope[0] = <float>(fit.rate - _bias(tb, w, rate, guess, rn2, fit.C))
+
+
+cdef double _bias(const Tab* tb, Work* w, double rate, double guess, double rn2,
+                  double C) noexcept nogil:
+    """First-order bias of the slope from estimating the covariance (paper I Sect. 5).
+
+    The final weights ``w(a)`` depend on the covariance rate ``a = c . d``, itself a
+    linear estimate with weights ``c`` (the fit at the median rate on the same
+    differences).  To first order ``E[slope] - true = c^T Cov (dw/da)`` (Brandt's
+    ``calc_bias``), damped by the probability ``(1 + erf(a / sigma_c / sqrt 2)) / 2``
+    that the estimate was not clipped at 0.  ``dw/da`` by a finite difference with
+    ``da = 1e-7 (a + RN^2)``; ``w.dC`` holds the final fit (``C`` its sum) on entry.
+    """
+    cdef Py_ssize_t m = tb.m, i
+    cdef double* w0 = w.rate1
+    cdef double* c = w.chi1
+    cdef double* w1 = w.rate2
+    cdef double da = 1e-7 * (rate + rn2), bias = 0.0, var_c = 0.0, cov_c, fac
+    cdef Fit f
+    for i in range(m):
+        w0[i] = w.dC[i] / C
+    f = _fit(tb, w, rate + da, rn2, False)
+    for i in range(m):
+        w1[i] = w.dC[i] / f.C
+    f = _fit(tb, w, guess, rn2, False)
+    for i in range(m):
+        c[i] = w.dC[i] / f.C
+    # c^T Cov(a) (w1 - w0) / da and c^T Cov(a) c with the unscaled tridiagonal Cov(a)
+    for i in range(m):
+        cov_c = (rate * tb.a_ph[i] + rn2 * tb.a_rn[i]) * c[i]
+        if i > 0:
+            cov_c = cov_c + (rate * tb.b_ph[i - 1] + rn2 * tb.b_rn[i - 1]) * c[i - 1]
+        if i < m - 1:
+            cov_c = cov_c + (rate * tb.b_ph[i] + rn2 * tb.b_rn[i]) * c[i + 1]
+        bias = bias + cov_c * (w1[i] - w0[i])
+        var_c = var_c + cov_c * c[i]
+    bias = bias / da
+    fac = 0.5 * (1.0 + erf(rate / sqrt(var_c) / sqrt(2.0))) if var_c > 0 else 1.0
+    return bias * fac
 
 
 cdef Py_ssize_t _work_doubles(Py_ssize_t m) noexcept nogil:
@@ -712,12 +754,12 @@ def fit(const float[:, :, ::1] resultants, uint8_t[:, :, ::1] groupdq,
         const double[::1] b_ph, const double[::1] b_rn, const double[::1] ok2,
         float[:, ::1] out_slope, float[:, ::1] out_vr, float[:, ::1] out_vp,
         float[:, ::1] out_chi, bint use_jump, double t1, double t2, int n_threads,
-        bint use_block=True):
+        bint use_block=True, bint debias=False):
     """Fit every pixel; the outputs and ``groupdq`` (JUMP_DET) are written in place.
 
     The tables ``b_ph``, ``b_rn`` and ``ok2`` have ``max(n - 2, 1)`` entries.
     ``use_block=False`` sends every pixel through the per-pixel path (for tests: the
-    results are the same).
+    results are the same); ``debias`` applies the bias correction (per-pixel path).
     """
     cdef Py_ssize_t n = resultants.shape[0], ny = resultants.shape[1]
     cdef Py_ssize_t nx = resultants.shape[2], y, x
@@ -742,6 +784,8 @@ def fit(const float[:, :, ::1] resultants, uint8_t[:, :, ::1] groupdq,
     tb.t2 = t2
     tb.tmin = t1 if t1 < t2 else t2
     tb.use_jump = use_jump and n >= 3
+    tb.debias = debias
+    use_block = use_block and not debias
 
     with nogil, parallel(num_threads=n_threads):
         buf = <double*>malloc(_work_doubles(n - 1) * sizeof(double))

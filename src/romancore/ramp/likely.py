@@ -182,6 +182,7 @@ def fit_ramps_likely(
     rejection_threshold: float = REJECTION_THRESHOLD,
     threshold_one_omit: float | None = None,
     threshold_two_omit: float | None = None,
+    bias_correction: bool = False,
     n_threads: int | None = None,
 ) -> LikelyFitResult:
     """Fit count rates by maximum likelihood (Brandt 2024), with chi^2 jump detection.
@@ -207,7 +208,13 @@ def fit_ramps_likely(
        last pass (negative: 0): slope, chi^2, and the variances ``w^T Cov w`` of
        the weights with the read and Poisson parts of the covariance.
 
-    Without ``use_jump`` step 2 only provides that rate (no omission).  Special
+    Without ``use_jump`` step 2 only provides that rate (no omission).  With
+    ``bias_correction`` (off by default, as in stcal, which has none) the slope is
+    corrected for the first-order bias of estimating the covariance from the data
+    (paper I Sect. 5, Brandt's ``calc_bias``): ``c^T Cov (dw/da)``, with ``c`` the
+    weights of the estimate ``a`` the covariance was evaluated at and ``w(a)`` the final
+    weights, times the probability ``(1 + erf(a / sigma_a / sqrt 2)) / 2`` that ``a``
+    was not clipped at 0; the variances are unchanged.  Special
     cases: a NaN or infinite resultant is flagged DO_NOT_USE (and its differences
     skipped, also in the median); a pixel with no usable difference or NaN read noise
     gets NaN outputs.  Differences from stcal are listed in ``docs/romancore.md``.
@@ -231,6 +238,8 @@ def fit_ramps_likely(
         (:func:`likely_thresholds`; default 4.5).
     threshold_one_omit, threshold_two_omit : float or None, optional
         Override the derived chi^2 thresholds.
+    bias_correction : bool, optional
+        Subtract the first-order bias of the slope (default False, as stcal).
     n_threads : int or None, optional
         Threads (see :func:`romancore.effective_n_threads`); results do not depend on it.
 
@@ -272,5 +281,6 @@ def fit_ramps_likely(
     var_poisson = np.empty((ny, nx), dtype=np.float32)
     chi2 = np.empty((ny, nx), dtype=np.float32)
     _likely.fit(resultants, groupdq, read_noise, *tables, slope, var_read, var_poisson,
-                chi2, bool(use_jump), t1, t2, effective_n_threads(n_threads))
+                chi2, bool(use_jump), t1, t2, effective_n_threads(n_threads),
+                debias=bool(bias_correction))
     return LikelyFitResult(slope, var_read, var_poisson, chi2, groupdq)
