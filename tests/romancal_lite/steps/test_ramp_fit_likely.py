@@ -154,3 +154,18 @@ def test_step_likely(builtin_refs, monkeypatch):
 def test_step_rejects_unknown_algorithm(builtin_refs):
     with pytest.raises(Exception, match="algorithm"):
         RampFitStep.call(make_ramp(), algorithm="ols")
+
+
+def test_cli_algorithm_likely(builtin_refs, run_cli):
+    from romancal_lite import datamodels
+
+    ramp = make_ramp(rate=7.0)
+    ramp.data[3:, 10, 20] += 500.0
+    run = run_cli("ramp_fit", ramp, "--algorithm", "likely")
+    assert run.status == 0, run.err
+    (path,) = run.out.glob("*_rampfit.asdf")
+    with datamodels.open(str(path)) as image:
+        assert image.dq[6, 16] & pixel.JUMP_DET
+        np.testing.assert_allclose(image.data, 7.0, rtol=1e-4)
+    bad = run_cli("ramp_fit", make_ramp(), "--algorithm", "likelihood")
+    assert bad.status == 1 and len(bad.errors) == 1 and "algorithm" in bad.errors[0]
