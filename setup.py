@@ -93,6 +93,8 @@ EXTENSIONS = [
     _ext("romancore._decay"),
     _ext("romancore.ramp._fit"),
     _ext("romancore.ramp._finish"),
+    # as _readlinearity: the branch-free min/max of the median network vectorise
+    _ext("romancore.ramp._likely", ("-fno-trapping-math",)),
     _ext("romancore._srcmeasure"),
     _ext("romancore._convolve"),
     _ext("romancore._sigmaclip"),

@@ -13,6 +13,8 @@ Pure functions on NumPy arrays (no file I/O, no logging):
 * :func:`finish_ramp_fit`: a fit in electrons to DN/s images, DQ collapse, ``dumo``;
 * :func:`fit_rate_images`: the fit and its finishing fused, from DN ramps;
 * :func:`fit_ramps`: Casertano (2022) fit of uneven ramps with queue-based jump
+  detection;
+* :func:`fit_ramps_likely`: the likelihood fit of Brandt (2024) with chi^2 jump
   detection.
 
 Cubes are C-contiguous ``[n_resultants, ny, nx]``: float32 data, uint8 group DQ,
@@ -26,11 +28,14 @@ from romancore._threads import effective_n_threads
 from romancore.convolve import convolve_separable_masked
 from romancore.linearity import apply_linearity, apply_read_level_linearity
 from romancore.ramp import (
+    LikelyFitResult,
     RampFitResult,
     RateImages,
     finish_ramp_fit,
     fit_ramps,
+    fit_ramps_likely,
     fit_rate_images,
+    likely_thresholds,
 )
 from romancore.readpattern import ReadPatternMetadata, read_pattern_metadata
 from romancore.saturation import ATOD_LIMIT, flag_saturation
@@ -41,6 +46,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ATOD_LIMIT",
+    "LikelyFitResult",
     "RampFitResult",
     "RateImages",
     "ReadPatternMetadata",
@@ -52,8 +58,10 @@ __all__ = [
     "effective_n_threads",
     "finish_ramp_fit",
     "fit_ramps",
+    "fit_ramps_likely",
     "fit_rate_images",
     "flag_saturation",
+    "likely_thresholds",
     "openmp_enabled",
     "read_pattern_metadata",
     "sigma_clip_bounds",

@@ -1,6 +1,20 @@
-"""Casertano (2022) fitting of unevenly sampled ramps with queue-based jump splitting."""
+"""Ramp fits of unevenly sampled ramps.
+
+Casertano (2022) with queue-based jump splitting, and the likelihood fit of Brandt
+(2024) with chi^2 jump detection.
+"""
 
 from romancore.ramp.finish import RateImages, finish_ramp_fit
 from romancore.ramp.fit import RampFitResult, fit_ramps, fit_rate_images
+from romancore.ramp.likely import LikelyFitResult, fit_ramps_likely, likely_thresholds
 
-__all__ = ["RampFitResult", "RateImages", "finish_ramp_fit", "fit_ramps", "fit_rate_images"]
+__all__ = [
+    "LikelyFitResult",
+    "RampFitResult",
+    "RateImages",
+    "finish_ramp_fit",
+    "fit_ramps",
+    "fit_ramps_likely",
+    "fit_rate_images",
+    "likely_thresholds",
+]

@@ -17,7 +17,7 @@ import romancore
 from romancal_lite.references._spec import BORDER
 from romancal_lite.steps._arrays import release_rows
 
-__all__ = ["BORDER", "RampFitArrays", "fit_exposure", "uniform_weights"]
+__all__ = ["BORDER", "RampFitArrays", "fit_exposure", "fit_exposure_likely", "uniform_weights"]
 
 
 
@@ -182,3 +182,101 @@ def fit_exposure(
             release_rows(data, lo, hi)
             release_rows(groupdq, lo, hi)
     return RampFitArrays(slope, dq, var_p, var_r, err, dumo)
+
+
+def fit_exposure_likely(
+    data: np.ndarray,
+    groupdq: np.ndarray,
+    pixeldq: np.ndarray,
+    gain: np.ndarray,
+    read_noise: np.ndarray,
+    read_pattern: Sequence[Sequence[int]],
+    frame_time: float,
+    *,
+    use_jump: bool = True,
+    rejection_threshold: float = 4.5,
+    block_rows: int = 256,
+    n_threads: int | None = None,
+    release_input: bool = False,
+) -> dict[str, np.ndarray]:
+    """Fit every science pixel with the likelihood fit (Brandt 2024), in DN/s.
+
+    romancal 1.1's ``algorithm='likely'`` (stcal 1.20 ``likely_ramp_fit``), per block
+    of rows: ``R_e = R_DN * gain`` and ``RN_e = RN_DN * gain`` (gain 1 where it is
+    not finite or ``<= 0``) in a block-sized temporary, `romancore.fit_ramps_likely`
+    (JUMP_DET OR-ed into ``groupdq``), then `romancore.finish_ramp_fit` for the DN/s
+    images, the DQ collapse and ``dumo`` (as :func:`fit_exposure`), plus ``chisq``.
+
+    Parameters
+    ----------
+    data, groupdq, pixeldq, gain, read_noise, read_pattern, frame_time
+        As :func:`fit_exposure`.
+    use_jump : bool, optional
+        Omit differences with jumps (default True).
+    rejection_threshold : float, optional
+        Jump threshold in sigma (default 4.5, romancal's).
+    block_rows : int, optional
+        Rows fitted at a time (bounds the temporary memory).
+    n_threads : int or None, optional
+        Threads for romancore (default: all available).
+    release_input : bool, optional
+        As :func:`fit_exposure`.
+
+    Returns
+    -------
+    dict
+        The trimmed images of `RampFitArrays` by name and ``chisq``.
+
+    Raises
+    ------
+    ValueError
+        For inconsistent shapes or a frame smaller than the border.
+    """
+    if data.ndim != 3:
+        raise ValueError(f"data must be 3-D (resultants, rows, columns), got {data.shape}")
+    n, ny, nx = data.shape
+    b = BORDER
+    if ny <= 2 * b or nx <= 2 * b:
+        raise ValueError(f"a {ny} x {nx} frame has no pixels inside the {b}-pixel border")
+    for name, arr, shape in (
+        ("groupdq", groupdq, data.shape),
+        ("pixeldq", pixeldq, (ny, nx)),
+        ("gain", gain, (ny, nx)),
+        ("read_noise", read_noise, (ny, nx)),
+    ):
+        if arr.shape != shape:
+            raise ValueError(f"{name} has shape {arr.shape}, expected {shape}")
+    if block_rows < 1:
+        raise ValueError("block_rows must be >= 1")
+    sy, sx = ny - 2 * b, nx - 2 * b
+    images = RampFitArrays(*(np.empty((sy, sx), np.uint32 if name == "dq" else np.float32)
+                             for name in RampFitArrays._fields))
+    chisq = np.empty((sy, sx), np.float32)
+    weights = uniform_weights(read_pattern, frame_time)
+    cols = slice(b, nx - b)
+
+    for r0 in range(b, ny - b, block_rows):
+        r1 = min(r0 + block_rows, ny - b)
+        o = slice(r0 - b, r1 - b)
+        g = np.asarray(gain[r0:r1, cols], dtype=np.float32)
+        g = np.where(np.isfinite(g) & (g > 0), g, np.float32(1.0))
+        dn = np.asarray(data[:, r0:r1, cols], dtype=np.float32)
+        electrons = dn * g  # float32, as romancal's data * gain
+        gdq = np.ascontiguousarray(groupdq[:, r0:r1, cols], dtype=np.uint8)
+        rn = np.asarray(read_noise[r0:r1, cols], dtype=np.float32) * g
+        fit = romancore.fit_ramps_likely(
+            electrons, gdq, rn, read_pattern, frame_time, use_jump=use_jump,
+            rejection_threshold=rejection_threshold, n_threads=n_threads)
+        del electrons
+        romancore.finish_ramp_fit(
+            fit.slope, fit.var_read, fit.var_poisson, gdq,
+            np.asarray(pixeldq[r0:r1, cols], dtype=np.uint32), gain[r0:r1, cols], dn,
+            weights, out=RampFitArrays(*(a[o] for a in images)), n_threads=n_threads)
+        chisq[o] = fit.chi2
+        if release_input:
+            lo, hi = (0 if r0 == b else r0), (ny if r1 == ny - b else r1)
+            release_rows(data, lo, hi)
+            release_rows(groupdq, lo, hi)
+        else:
+            groupdq[:, r0:r1, cols] = gdq
+    return {**images._asdict(), "chisq": chisq}

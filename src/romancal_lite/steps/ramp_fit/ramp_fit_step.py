@@ -6,12 +6,13 @@ from typing import Any
 
 import numpy as np
 
+import romancore
 from romancal_lite import datamodels
 from romancal_lite.errors import ReferenceFileError
 from romancal_lite.steps._arrays import writable_contiguous
 from romancal_lite.stpipe import Param, Step
 
-from .fitting import fit_exposure
+from .fitting import fit_exposure, fit_exposure_likely
 
 __all__ = ["RampFitStep", "image_from_ramp"]
 
@@ -25,6 +26,11 @@ class RampFitStep(Step):
     converted back to DN/s. The image is the science array (4-pixel reference border
     trimmed, 4088 x 4088 for a full detector); ``err = sqrt(var_poisson + var_rnoise)``;
     see `fit_exposure` for the DQ. The reference border and ``amp33`` are carried over.
+
+    With ``algorithm='likely'`` the fit is romancal 1.1's default, the likelihood fit of
+    Brandt (2024) with its chi^2 jump detection (`romancore.fit_ramps_likely`, threshold
+    ``rejection_threshold`` sigma; `fit_exposure_likely`); the image then also carries
+    ``chisq``. The Casertano fit stays our default for now.
     """
 
     class_alias = "ramp_fit"
@@ -32,7 +38,12 @@ class RampFitStep(Step):
     model_type = datamodels.RampModel
     suffix = Param(str, "rampfit", "Suffix of the output file name")
     algorithm = Param(
-        str, "ols_cas22", "Ramp-fitting algorithm (only the Casertano fit)", choices=("ols_cas22",)
+        str, "ols_cas22",
+        "Ramp-fitting algorithm: 'ols_cas22' (Casertano 2022) or 'likely' (Brandt 2024)",
+        choices=("ols_cas22", "likely"),
+    )
+    rejection_threshold = Param(
+        float, 4.5, "Jump threshold in sigma of the likelihood fit ('likely' only)", minimum=0
     )
     use_ramp_jump_detection = Param(bool, True, "Detect jumps inside the ramp fit")
     threshold_intercept = Param(
@@ -72,6 +83,8 @@ class RampFitStep(Step):
             raise ReferenceFileError(f"ramp_fit needs a {' and '.join(missing)} reference")
         with refs["readnoise"] as rn_ref, refs["gain"] as gain_ref:
             writable_contiguous(model, "groupdq")
+            if self.algorithm == "likely":
+                return self._fit_likely(model, rn_ref, gain_ref)
             intercept = 5.5 if self.threshold_intercept is None else self.threshold_intercept
             constant = 1.0 / 3.0 if self.threshold_constant is None else self.threshold_constant
             self.log.info(
@@ -95,6 +108,29 @@ class RampFitStep(Step):
                 release_input=self.release_input,
             )
         return image_from_ramp(model, arrays._asdict())
+
+    def _fit_likely(self, model: Any, rn_ref: Any, gain_ref: Any) -> Any:
+        """Fit with the likelihood algorithm (romancal 1.1's ``algorithm='likely'``)."""
+        one, two = romancore.likely_thresholds(self.rejection_threshold)
+        self.log.info(
+            "Likelihood ramp fit (Brandt 2024), jump detection %s "
+            "(chi^2 thresholds %.4g for one difference, %.4g for two)",
+            "on" if self.use_ramp_jump_detection else "off", one, two,
+        )
+        arrays = fit_exposure_likely(
+            model.data,
+            model.groupdq,
+            model.pixeldq,
+            gain_ref.data,
+            rn_ref.data,
+            datamodels.read_pattern(model),
+            datamodels.frame_time(model),
+            use_jump=self.use_ramp_jump_detection,
+            rejection_threshold=self.rejection_threshold,
+            block_rows=self.block_rows,
+            release_input=self.release_input,
+        )
+        return image_from_ramp(model, arrays)
 
 
 def image_from_ramp(ramp: Any, arrays: dict[str, np.ndarray]) -> Any:

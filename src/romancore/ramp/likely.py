@@ -1,0 +1,286 @@
+"""Public wrapper of the likelihood ramp fit (Brandt 2024) with chi^2 jump detection."""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from romancore._threads import effective_n_threads
+from romancore._validation import check_array, check_writeable
+from romancore.ramp import _likely
+from romancore.readpattern import validate_read_pattern
+
+__all__ = ["LikelyFitResult", "LikelyTables", "fit_ramps_likely", "likely_tables",
+           "likely_thresholds"]
+
+#: stcal 1.20 / romancal 1.1's default rejection threshold (sigma) of the likelihood fit.
+REJECTION_THRESHOLD = 4.5
+
+
+class LikelyFitResult(NamedTuple):
+    """Outputs of :func:`fit_ramps_likely`.
+
+    Attributes
+    ----------
+    slope : numpy.ndarray of float32, shape (ny, nx)
+        Count rate in the units of the resultants per second.
+    var_read : numpy.ndarray of float32, shape (ny, nx)
+        Read-noise variance of the slope.
+    var_poisson : numpy.ndarray of float32, shape (ny, nx)
+        Poisson variance of the slope, evaluated at the rate the covariance was built
+        with (the jump search's rate, clipped at 0), as stcal does.
+    chi2 : numpy.ndarray of float32, shape (ny, nx)
+        chi^2 of the final fit.
+    groupdq : numpy.ndarray of uint8, shape (n_resultants, ny, nx)
+        The caller's group DQ array (the same object), with JUMP_DET set on the later
+        resultant of every omitted difference.
+    """
+
+    slope: np.ndarray
+    var_read: np.ndarray
+    var_poisson: np.ndarray
+    chi2: np.ndarray
+    groupdq: np.ndarray
+
+
+class LikelyTables(NamedTuple):
+    """Covariance tables of the resultant differences of one read pattern (float64).
+
+    With ``n`` resultants and ``m = n - 1`` differences (Brandt 2024, paper I,
+    Eqs. 4, 11, 28 and 29; ``t_i`` the mean read time of resultant ``i``, ``tau_i``
+    its variance-weighted time, ``N_i`` its number of reads, ``dt_i = t_{i+1} - t_i``):
+
+    Attributes
+    ----------
+    dt : shape (m,)
+        ``dt_i``.
+    alpha_poisson : shape (m,)
+        ``(tau_i + tau_{i+1} - 2 t_i) / dt_i^2``: variance of difference ``i`` per unit
+        rate.
+    alpha_read : shape (m,)
+        ``(1 / N_i + 1 / N_{i+1}) / dt_i^2``: its variance per unit read variance.
+    beta_poisson : shape (max(m - 1, 1),)
+        ``(t_{i+1} - tau_{i+1}) / (dt_i dt_{i+1})``: covariance of differences ``i``
+        and ``i + 1`` per unit rate.
+    beta_read : shape (max(m - 1, 1),)
+        ``-1 / (N_{i+1} dt_i dt_{i+1})``.
+    two_omit_ok : shape (max(m - 1, 1),)
+        1.0 where the pair ``(i, i + 1)`` may be omitted together (resultant ``i + 1``
+        has more than one read, as in stcal), else 0.0.
+    """
+
+    dt: np.ndarray
+    alpha_poisson: np.ndarray
+    alpha_read: np.ndarray
+    beta_poisson: np.ndarray
+    beta_read: np.ndarray
+    two_omit_ok: np.ndarray
+
+
+@functools.lru_cache(maxsize=16)
+def _tables(pattern: tuple[tuple[int, ...], ...], frame_time: float) -> LikelyTables:
+    # read times as stcal builds them (read number * frame time), then paper I Eq. 4
+    # (mean time) and Eq. 11 (tau = sum_k (2 N + 1 - 2 k) t_k / N^2, k = 1..N)
+    mean_t, tau, n_reads = [], [], []
+    for reads in pattern:
+        times = np.array(reads, dtype=np.float64) * frame_time
+        nr = len(times)
+        k = np.arange(1, nr + 1)
+        mean_t.append(np.mean(times))
+        tau.append(np.sum((2 * nr + 1 - 2 * k) * times) / nr**2)
+        n_reads.append(nr)
+    t, ta, nr = np.array(mean_t), np.array(tau), np.array(n_reads, dtype=np.float64)
+    dt = t[1:] - t[:-1]
+    if np.any(dt <= 0):
+        raise ValueError("read_pattern: resultant mean times must increase")
+    # paper I Eqs. 28 (diagonal) and 29 (off-diagonal) of the difference covariance
+    a_rn = (1 / nr[:-1] + 1 / nr[1:]) / dt**2
+    a_ph = (ta[:-1] + ta[1:] - 2 * t[:-1]) / dt**2
+    b_rn = -1 / (nr[1:-1] * dt[1:] * dt[:-1])
+    b_ph = (t[1:-1] - ta[1:-1]) / (dt[1:] * dt[:-1])
+    ok2 = (nr[1:-1] > 1).astype(np.float64)
+    if len(dt) == 1:  # one difference: no pairs; keep one dummy entry for the kernel
+        b_rn, b_ph, ok2 = np.zeros(1), np.zeros(1), np.zeros(1)
+    tables = LikelyTables(*(np.ascontiguousarray(a, dtype=np.float64)
+                            for a in (dt, a_ph, a_rn, b_ph, b_rn, ok2)))
+    for array in tables:
+        array.setflags(write=False)
+    return tables
+
+
+def likely_tables(read_pattern: Sequence[Sequence[int]], frame_time: float) -> LikelyTables:
+    """Return the covariance tables of a read pattern (built once per pattern, cached).
+
+    Parameters
+    ----------
+    read_pattern : sequence of sequences of int
+        1-based read numbers of each resultant.
+    frame_time : float
+        Seconds between reads.
+
+    Returns
+    -------
+    LikelyTables
+
+    Raises
+    ------
+    ValueError
+        For an invalid read pattern or frame time.
+    """
+    pattern = tuple(tuple(r) for r in validate_read_pattern(read_pattern))
+    try:
+        frame_time = float(frame_time)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"frame_time must be a number, got {frame_time!r}") from err
+    if not math.isfinite(frame_time) or frame_time <= 0:
+        raise ValueError(f"frame_time must be positive and finite, got {frame_time!r}")
+    return _tables(pattern, frame_time)
+
+
+def likely_thresholds(rejection_threshold: float = REJECTION_THRESHOLD) -> tuple[float, float]:
+    """chi^2 thresholds of the one- and two-difference omissions for a sigma threshold.
+
+    As stcal 1.20's ``likely_ramp_fit``: one omission needs ``Delta chi^2 > s^2``; two
+    need the chi^2 (2 degrees of freedom) value with the same two-sided Gaussian tail
+    probability ``p = erfc(s / sqrt 2)``, i.e. ``-2 ln p`` (closed form of
+    ``scipy.stats.chi2.isf(p, 2)``), or ``s^2 + 10`` where ``p`` underflows.
+
+    Parameters
+    ----------
+    rejection_threshold : float
+        ``s``, in sigma (default 4.5: 20.25 and 23.78).
+
+    Returns
+    -------
+    tuple of float
+        ``(threshold_one_omit, threshold_two_omit)``.
+    """
+    s = float(rejection_threshold)
+    if not math.isfinite(s) or s < 0:
+        raise ValueError(
+            f"rejection_threshold must be finite and >= 0, got {rejection_threshold!r}")
+    one = s * s
+    p = math.erfc(s / math.sqrt(2.0))
+    two = -2.0 * math.log(p) if p > 0 else math.inf
+    if math.isinf(two):
+        two = one + 10
+    return one, two
+
+
+def fit_ramps_likely(
+    resultants: np.ndarray,
+    groupdq: np.ndarray,
+    read_noise: np.ndarray | float,
+    read_pattern: Sequence[Sequence[int]],
+    frame_time: float,
+    *,
+    use_jump: bool = True,
+    rejection_threshold: float = REJECTION_THRESHOLD,
+    threshold_one_omit: float | None = None,
+    threshold_two_omit: float | None = None,
+    bias_correction: bool = False,
+    n_threads: int | None = None,
+) -> LikelyFitResult:
+    """Fit count rates by maximum likelihood (Brandt 2024), with chi^2 jump detection.
+
+    Implements stcal 1.20's ``likely_ramp_fit`` (romancal 1.1's default ramp fit,
+    ``algorithm='likely'``) for data in electrons (gain 1):
+
+    1. The differences ``d_i = (R_{i+1} - R_i) / dt_i`` of the resultants are fitted
+       with a constant rate by generalised least squares, using their exact tridiagonal
+       covariance (read noise and photon noise, paper I Eqs. 28-29) evaluated at an
+       assumed rate; the solution costs O(n) per pixel (paper I Sect. 4).  A difference
+       is used only if neither of its resultants has a group DQ flag (any flag).
+    2. With ``use_jump``, the covariance is evaluated at the median of all differences
+       (negative: 0), and the chi^2 of every fit omitting one difference, or two
+       adjacent differences whose shared resultant has more than one read, is
+       computed (paper II Sects. 3.1-3.2).  While the best improvement exceeds
+       ``threshold_one_omit`` (one) or ``threshold_two_omit`` (two; the better of
+       the two after subtracting each threshold), those differences are dropped and
+       the fit repeated, up to ``n - 1`` passes, and only while more than three
+       differences are left.  The later resultant of each dropped difference gets
+       JUMP_DET.
+    3. The final fit uses the kept differences with the covariance at the rate of the
+       last pass (negative: 0): slope, chi^2, and the variances ``w^T Cov w`` of
+       the weights with the read and Poisson parts of the covariance.
+
+    Without ``use_jump`` step 2 only provides that rate (no omission).  With
+    ``bias_correction`` (off by default, as in stcal, which has none) the slope is
+    corrected for the first-order bias of estimating the covariance from the data
+    (paper I Sect. 5, Brandt's ``calc_bias``): ``c^T Cov (dw/da)``, with ``c`` the
+    weights of the estimate ``a`` the covariance was evaluated at and ``w(a)`` the final
+    weights, times the probability ``(1 + erf(a / sigma_a / sqrt 2)) / 2`` that ``a``
+    was not clipped at 0; the variances are unchanged.  Special
+    cases: a NaN or infinite resultant is flagged DO_NOT_USE (and its differences
+    skipped, also in the median); a pixel with no usable difference or NaN read noise
+    gets NaN outputs.  Differences from stcal are listed in ``docs/romancore.md``.
+
+    Parameters
+    ----------
+    resultants : numpy.ndarray of float32, shape (n_resultants, ny, nx)
+        Resultants in electrons, C-contiguous, ``n_resultants >= 2``.  Not modified.
+    groupdq : numpy.ndarray of uint8, shape (n_resultants, ny, nx)
+        Group DQ; JUMP_DET (and DO_NOT_USE on non-finite resultants) is OR-ed in place.
+    read_noise : float or numpy.ndarray of shape (ny, nx)
+        Read noise per read in electrons (>= 0 or NaN).
+    read_pattern : sequence of sequences of int
+        1-based read numbers of each resultant.
+    frame_time : float
+        Seconds between reads.
+    use_jump : bool, optional
+        Omit differences with jumps (default True).
+    rejection_threshold : float, optional
+        Jump threshold in sigma giving both chi^2 thresholds as stcal derives them
+        (:func:`likely_thresholds`; default 4.5).
+    threshold_one_omit, threshold_two_omit : float or None, optional
+        Override the derived chi^2 thresholds.
+    bias_correction : bool, optional
+        Subtract the first-order bias of the slope (default False, as stcal).
+    n_threads : int or None, optional
+        Threads (see :func:`romancore.effective_n_threads`); results do not depend on it.
+
+    Returns
+    -------
+    LikelyFitResult
+        ``slope``, ``var_read``, ``var_poisson``, ``chi2`` and the updated ``groupdq``.
+
+    Raises
+    ------
+    ValueError
+        For arrays of the wrong dtype, shape or layout, fewer than two resultants,
+        negative read noise, invalid thresholds, or a read pattern that is invalid or
+        does not match the number of resultants.
+    """
+    check_array(resultants, "resultants", np.float32, 3)
+    n, ny, nx = resultants.shape
+    check_array(groupdq, "groupdq", np.uint8, 3, resultants.shape)
+    check_writeable(groupdq, "groupdq")
+    if n < 2:
+        raise ValueError(f"the likelihood fit needs at least 2 resultants, got {n}")
+    if np.ndim(read_noise) == 0:
+        read_noise = np.full((ny, nx), read_noise, dtype=np.float32)
+    read_noise = np.ascontiguousarray(read_noise, dtype=np.float32)
+    check_array(read_noise, "read_noise", np.float32, 2, (ny, nx))
+    if np.any(read_noise < 0):
+        raise ValueError("read_noise must be >= 0 (or NaN for unknown)")
+    tables = likely_tables(read_pattern, frame_time)
+    if len(tables.dt) != n - 1:
+        raise ValueError(f"read_pattern has {len(tables.dt) + 1} resultants but data has {n}")
+    t1, t2 = likely_thresholds(rejection_threshold)
+    t1 = t1 if threshold_one_omit is None else float(threshold_one_omit)
+    t2 = t2 if threshold_two_omit is None else float(threshold_two_omit)
+    for name, value in (("threshold_one_omit", t1), ("threshold_two_omit", t2)):
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{name} must be positive and finite, got {value!r}")
+    slope = np.empty((ny, nx), dtype=np.float32)
+    var_read = np.empty((ny, nx), dtype=np.float32)
+    var_poisson = np.empty((ny, nx), dtype=np.float32)
+    chi2 = np.empty((ny, nx), dtype=np.float32)
+    _likely.fit(resultants, groupdq, read_noise, *tables, slope, var_read, var_poisson,
+                chi2, bool(use_jump), t1, t2, effective_n_threads(n_threads),
+                debias=bool(bias_correction))
+    return LikelyFitResult(slope, var_read, var_poisson, chi2, groupdq)
