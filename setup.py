@@ -96,6 +96,8 @@ EXTENSIONS = [
     _ext("romancore._srcmeasure"),
     _ext("romancore._convolve"),
     _ext("romancore._sigmaclip"),
+    # branch-free selects of the INL look-up and the Poisson table count vectorise
+    _ext("romancore._simramps", ("-fno-trapping-math",)),
 ]
 
 setup(

@@ -17,7 +17,8 @@ from ..datamodels import ScienceRawModel, get_extension, write_asdf_atomic
 from ..errors import InputFileError, OutputError
 from ..references._spec import BORDER, DETECTORS, EXPOSURE_TYPES, FULL_SHAPE, OPTICAL_ELEMENTS
 from . import astrometry, scene
-from ._decay import add_decay_signals
+from ._decay import decay_signal_periods
+from ._decay import decay_signals as decay_signals_of
 from ._patterns import DEFAULT_READ_PATTERN, FRAME_TIME, resolve_read_pattern
 from ._refs import load_references
 from .ramps import (
@@ -447,6 +448,11 @@ def simulate_exposure(
     )
     cosmic = CosmicRayModel(rate=cr_rate, median_charge=cr_charge) if cr_rate > 0 else None
 
+    decays = None
+    periods = None
+    if decay_signals:
+        values, decays = decay_signals_of(model, references)
+        periods = decay_signal_periods(detector, (ny, nx), pattern, frame_time, values)
     with load_references(model, (ny, nx), references) as refs:
         result = simulate_ramps(
             rate_e,
@@ -461,6 +467,7 @@ def simulate_exposure(
             nonlinearity=nonlinearity,
             full_well_margin=full_well_margin,
             saturate_all=bool(saturate_all),
+            decay=periods,
         )
         ix = np.clip(np.rint(catalog["x"]).astype(int), 0, science_shape[1] - 1) + BORDER
         iy = np.clip(np.rint(catalog["y"]).astype(int), 0, science_shape[0] - 1) + BORDER
@@ -469,9 +476,7 @@ def simulate_exposure(
     del rate_e
     model.data = result.data
     model.amp33 = result.amp33
-    decays = (
-        add_decay_signals(model, pattern, frame_time, references) if decay_signals else None
-    )
+    del periods
 
     wcsinfo_true = {
         "ra_ref": float(ra) % 360.0,
