@@ -170,7 +170,7 @@ def _run_set(args: argparse.Namespace) -> str:
     result = simulate_set(
         out,
         detectors=args.detectors if args.detectors else ["WFI01"],
-        dithers=args.dithers or 1,
+        dithers=1 if args.dithers is None else args.dithers,
         dither_step=args.dither_step,
         dither_pattern=args.dither_pattern,
         sky=args.sky,

@@ -366,3 +366,35 @@ def test_threads_do_not_change_the_exposure(monkeypatch):
     assert len(t1["cosmic_rays"]["x"]) > 10
     for key, values in t1["cosmic_rays"].items():
         assert np.array_equal(values, t3["cosmic_rays"][key]), key
+
+
+@pytest.mark.parametrize("poisson", [True, False])
+def test_resultant_difference_variance_is_poisson_plus_read_noise(poisson):
+    """Var(r_{i+1} - r_i) of single-read resultants = R dt / g^2 + 2 rn^2 (+ rounding).
+
+    Linear response and no cosmic rays, so in DN the difference of two consecutive reads
+    is (Poisson(R dt) / g) plus two independent read noises; the electronic offsets
+    (known from the truth) are removed.  Without Poisson draws only the read noise
+    remains: the test tells the two apart (the Poisson part is ~45 % of the variance).
+    """
+    pattern = [[k] for k in range(1, 9)]
+    model, truth = simulate_exposure(
+        shape=(72, 256), read_pattern=pattern, n_stars=0, sky=50.0, sky_gradient=0.0,
+        cr_rate=0.0, nonlinearity="none", poisson=poisson, seed=21,
+    )
+    ref = refs(shape=(72, 256))
+    data = model.data.astype(np.float64) - offsets(truth, (72, 256))
+    diff = np.diff(data, axis=0)[:, 4:-4, 4:-4]
+    gain = ref["gain"][4:-4, 4:-4]
+    rn = ref["readnoise"][4:-4, 4:-4]
+    rate_e = truth["rate"] * gain * ref["flat"] + ref["dark"][4:-4, 4:-4] * gain  # e/s
+    mean = rate_e * FRAME / gain
+    poisson_var = rate_e * FRAME / gain**2 if poisson else 0.0
+    var = poisson_var + 2.0 * rn**2 + 2.0 / 12.0  # rounding of each resultant
+    z = (diff - mean) / np.sqrt(var)
+    assert abs(z.mean()) < 5.0 / np.sqrt(z.size)
+    assert z.var() == pytest.approx(1.0, abs=0.03)
+    # the Poisson part alone: measured variance minus the read noise
+    measured = np.mean((diff - mean) ** 2) - np.mean(2.0 * rn**2 + 2.0 / 12.0)
+    expected = np.mean(poisson_var)
+    assert measured == pytest.approx(expected, abs=0.06 * np.mean(2.0 * rn**2) + 0.05 * expected)
