@@ -103,7 +103,7 @@ cdef extern from *:
     /* ---- Poisson deviates ------------------------------------------------------ */
     #define SR_SMALL_MEAN 10.0
     #define SR_KMAX 128
-    #define SR_KT 48          /* longest per-pixel CDF table */
+    #define SR_KT 64          /* per-pixel CDF table stride (a power of two) */
     static double sr_inv_k[SR_KMAX + 1];
     static double sr_log_fact[16];
 
@@ -175,15 +175,16 @@ cdef extern from *:
 
     /* Tabulated inversion for a mean m <= SR_SMALL_MEAN used read after read: the
        cumulative distribution F(j) = sum_{i<=j} P(i), P(0) = exp(-m),
-       P(j) = P(j-1) m / j, for j < K = ceil(m + 2 sqrt(m) + 2) (at most SR_KT), is
-       built once; a draw X = min{j : F(j) >= u} is the number of entries below u, a
-       branch-free count; u > F(K-1) (about 1 % of the draws) continues the sequential
+       P(j) = P(j-1) m / j, for j < K = ceil(m + 2 sqrt(m) + 2), is built once and
+       padded with 2.0 up to the power of two n2 > K; a draw X = min{j : F(j) >= u} is
+       the number of entries below u, found by a branch-free binary search
+       (log2(n2) steps); u > F(K-1) (about 1 % of the draws) continues the sequential
        search from the last entry, so the draw is exactly that of sr_poisson_small
-       for the same u.  ``last`` receives P(K-1). */
-    static inline int32_t sr_table_build(double m, double *f, double *last)
+       for the same u.  ``last`` receives P(K-1); returns K, ``n2`` receives n2. */
+    static inline int32_t sr_table_build(double m, double *f, double *last, int32_t *n2)
     {
-        int32_t k = (int32_t)ceil(m + 2.0 * sqrt(m) + 2.0);
-        k = k > SR_KT ? SR_KT : k;
+        int32_t k = (int32_t)ceil(m + 2.0 * sqrt(m) + 2.0), p2 = 2;
+        k = k > SR_KT / 2 ? SR_KT / 2 : k;
         double p = exp(-m), c = p;
         f[0] = c;
         for (int32_t j = 1; j < k; j++) {
@@ -191,17 +192,22 @@ cdef extern from *:
             c += p;
             f[j] = c;
         }
+        while (p2 <= k)
+            p2 *= 2;
+        for (int32_t j = k; j < p2; j++)
+            f[j] = 2.0;
         *last = p;
+        *n2 = p2;
         return k;
     }
 
     static inline double sr_table_draw(sr_rng *r, const double *restrict f, int32_t k,
-                                       double m, double last)
+                                       int32_t n2, double m, double last)
     {
         double u = sr_uniform(r);
         ptrdiff_t c = 0;
-        for (int32_t j = 0; j < k; j++)
-            c += (u > f[j]);
+        for (ptrdiff_t step = n2 >> 1; step > 0; step >>= 1)
+            c += (f[c + step - 1] < u) ? step : 0;
         if (c < k)
             return (double)c;
         /* the tail: continue the sequential search after F(k-1) */
@@ -254,6 +260,8 @@ cdef extern from *:
         double *charge, *acc, *mean, *em, *level, *crcum;
         double *cdf;           /* per-pixel tables F(0..K-1), SR_KT apart */
         int32_t *kx;           /* table length of each pixel (0: not tabulated) */
+        int32_t *n2;           /* padded table length (a power of two > kx) */
+        ptrdiff_t *off;        /* start of each pixel's table in cdf */
         int16_t *first_sat;
     } sr_scratch;
 
@@ -264,11 +272,14 @@ cdef extern from *:
         s->charge = (double *)malloc(6 * (size_t)(nx + 1) * sizeof(double));
         s->first_sat = (int16_t *)malloc((size_t)(nx + 1) * sizeof(int16_t));
         s->cdf = (double *)malloc((size_t)(nx + 1) * SR_KT * sizeof(double));
-        s->kx = (int32_t *)malloc((size_t)(nx + 1) * sizeof(int32_t));
-        if (!s->charge || !s->first_sat || !s->cdf || !s->kx) {
-            free(s->charge); free(s->first_sat); free(s->cdf); free(s->kx); free(s);
+        s->off = (ptrdiff_t *)malloc((size_t)(nx + 1) * sizeof(ptrdiff_t));
+        s->kx = (int32_t *)malloc(2 * (size_t)(nx + 1) * sizeof(int32_t));
+        if (!s->charge || !s->first_sat || !s->cdf || !s->kx || !s->off) {
+            free(s->charge); free(s->first_sat); free(s->cdf); free(s->kx); free(s->off);
+            free(s);
             return NULL;
         }
+        s->n2 = s->kx + (nx + 1);
         s->acc = s->charge + (nx + 1);
         s->mean = s->acc + (nx + 1);
         s->em = s->mean + (nx + 1);
@@ -279,7 +290,10 @@ cdef extern from *:
 
     static void sr_scratch_delete(sr_scratch *s)
     {
-        if (s) { free(s->charge); free(s->first_sat); free(s->cdf); free(s->kx); free(s); }
+        if (s) {
+            free(s->charge); free(s->first_sat); free(s->cdf); free(s->kx); free(s->off);
+            free(s);
+        }
     }
 
     static inline double sr_horner(const double *c, ptrdiff_t n, ptrdiff_t stride, double x)
@@ -448,19 +462,26 @@ cdef extern from *:
                         /* charge S_k = S_k' + Poisson(R (t_k - t_k')) (ramps.py, step 1) */
                         if (p->read_mean[k] != cur_gap) {
                             cur_gap = p->read_mean[k];
+                            ptrdiff_t used = 0;  /* tables packed one after another */
                             for (x = 0; x < nsx; x++) {
                                 double m = det[x] * cur_gap;
                                 s->mean[x] = m;
-                                s->kx[x] = (m > 0.0 && m <= SR_SMALL_MEAN)
-                                    ? sr_table_build(m, s->cdf + x * SR_KT, s->em + x)
-                                    : 0;
+                                s->off[x] = used;
+                                s->kx[x] = 0;
+                                s->n2[x] = 0;
+                                if (m > 0.0 && m <= SR_SMALL_MEAN) {
+                                    s->kx[x] = sr_table_build(m, s->cdf + used, s->em + x,
+                                                              s->n2 + x);
+                                    used += s->n2[x];
+                                }
                             }
                         }
                         for (x = 0; x < nsx; x++) {
                             double m = s->mean[x];
                             if (s->kx[x] > 0)
-                                charge[x] += sr_table_draw(&rng, s->cdf + x * SR_KT,
-                                                           s->kx[x], m, s->em[x]);
+                                charge[x] += sr_table_draw(&rng, s->cdf + s->off[x],
+                                                           s->kx[x], s->n2[x], m,
+                                                           s->em[x]);
                             else if (m > SR_SMALL_MEAN)
                                 charge[x] += sr_poisson_ptrs(&rng, m);
                         }
