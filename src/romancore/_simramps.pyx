@@ -258,6 +258,8 @@ cdef extern from *:
 
     typedef struct {
         double *charge, *acc, *mean, *em, *level, *crcum;
+        double *inl_xj, *inl_y0, *inl_sl;  /* each pixel's last INL bin (uniform table) */
+        int32_t *inl_j;        /* its index, -1: none yet */
         double *cdf;           /* per-pixel tables F(0..K-1), SR_KT apart */
         int32_t *kx;           /* table length of each pixel (0: not tabulated) */
         int32_t *n2;           /* padded table length (a power of two > kx) */
@@ -269,22 +271,26 @@ cdef extern from *:
     {
         sr_scratch *s = (sr_scratch *)calloc(1, sizeof(sr_scratch));
         if (!s) return NULL;
-        s->charge = (double *)malloc(6 * (size_t)(nx + 1) * sizeof(double));
+        s->charge = (double *)malloc(9 * (size_t)(nx + 1) * sizeof(double));
         s->first_sat = (int16_t *)malloc((size_t)(nx + 1) * sizeof(int16_t));
         s->cdf = (double *)malloc((size_t)(nx + 1) * SR_KT * sizeof(double));
         s->off = (ptrdiff_t *)malloc((size_t)(nx + 1) * sizeof(ptrdiff_t));
-        s->kx = (int32_t *)malloc(2 * (size_t)(nx + 1) * sizeof(int32_t));
+        s->kx = (int32_t *)malloc(3 * (size_t)(nx + 1) * sizeof(int32_t));
         if (!s->charge || !s->first_sat || !s->cdf || !s->kx || !s->off) {
             free(s->charge); free(s->first_sat); free(s->cdf); free(s->kx); free(s->off);
             free(s);
             return NULL;
         }
         s->n2 = s->kx + (nx + 1);
+        s->inl_j = s->n2 + (nx + 1);
         s->acc = s->charge + (nx + 1);
         s->mean = s->acc + (nx + 1);
         s->em = s->mean + (nx + 1);
         s->level = s->em + (nx + 1);
         s->crcum = s->level + (nx + 1);
+        s->inl_xj = s->crcum + (nx + 1);
+        s->inl_y0 = s->inl_xj + (nx + 1);
+        s->inl_sl = s->inl_y0 + (nx + 1);
         return s;
     }
 
@@ -447,6 +453,8 @@ cdef extern from *:
                 s->charge[x] = 0.0;
                 s->crcum[x] = 0.0;
                 s->first_sat[x] = -1;
+                s->inl_j[x] = -1;
+                s->inl_xj[x] = 0.0;
             }
         }
         for (i = 0; i < p->n_res; i++) {
@@ -543,9 +551,39 @@ cdef extern from *:
                                     const double xl = p->inl_x[p->nt - 1];
                                     const double h = p->inl_h, sc = p->inl_scale;
                                     const ptrdiff_t last = p->nt - 2;
-                                    for (x = xa; x < xb; x++)
-                                        lev[x] = sr_raw_uniform(ys, x0, xl, h, sc, last,
-                                                                lev[x]);
+                                    for (x = xa; x < xb; x++) {
+                                        /* the pixel's bin of the previous read, reused
+                                           while its level stays in it (the same values
+                                           as the look-up, sr_raw_uniform) */
+                                        const double d = lev[x];
+                                        double c = d < x0 ? x0 : d;
+                                        c = c > xl ? xl : c;
+                                        const double xj = s->inl_xj[x];
+                                        if (s->inl_j[x] >= 0 && c >= xj && c < xj + h) {
+                                            const double y0 = s->inl_y0[x];
+                                            const double sl = s->inl_sl[x];
+                                            const double r1 = d - (y0 + sl * (c - xj));
+                                            double c2 = r1 < x0 ? x0 : r1;
+                                            c2 = c2 > xl ? xl : c2;
+                                            if (c2 >= xj && c2 < xj + h)
+                                                lev[x] = d - (y0 + sl * (c2 - xj));
+                                            else
+                                                lev[x] = d - sr_inl_uniform(ys, x0, xl, h, sc,
+                                                                            last, r1);
+                                        } else {
+                                            int j = (int)((c - x0) * sc);
+                                            j = j > (int)last ? (int)last : j;
+                                            j = j < 0 ? 0 : j;
+                                            j -= (c < x0 + (double)j * h) & (j > 0);
+                                            j += (c >= x0 + (double)(j + 1) * h)
+                                                 & (j < (int)last);
+                                            s->inl_j[x] = j;
+                                            s->inl_xj[x] = x0 + (double)j * h;
+                                            s->inl_y0[x] = ys[2 * j];
+                                            s->inl_sl[x] = ys[2 * j + 1];
+                                            lev[x] = sr_raw_uniform(ys, x0, xl, h, sc, last, d);
+                                        }
+                                    }
                                 } else {
                                     for (x = xa; x < xb; x++) {
                                         double d = lev[x];
