@@ -100,6 +100,8 @@ EXTENSIONS = [
     _ext("romancore._sigmaclip"),
     _ext("romancore._refpix"),
     _ext("romancore._skystats"),
+    # branch-free selects of the INL look-up and the Poisson table count vectorise
+    _ext("romancore._simramps", ("-fno-trapping-math",)),
 ]
 
 setup(

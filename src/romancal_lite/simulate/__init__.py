@@ -18,6 +18,11 @@ read_truth(path) -> dict
 PointingError, refcat_path_for
     A pointing error (``pointing_error=``); where the reference catalog of an
     exposure file is written (``<base>_refcat.ecsv``).
+simulate_set(output_dir, **options) -> SetResult
+    A set: the detectors of a pointing (all 18 by default) in dithered exposures,
+    one sky scene, independent noise and cosmic rays, truth tables beside the files
+    (`romancal_lite.simulate.sets`); ``simulate_set_member`` writes one member from
+    plain arguments (for process pools / Dask).
 READ_PATTERNS
     Named MA tables (``"ma4"``: 9 resultants, ``"ma6"``: 15, ``"ma109"``: 10).
 
@@ -36,6 +41,7 @@ from ._exposure import (
 )
 from ._patterns import DEFAULT_READ_PATTERN, FRAME_TIME, READ_PATTERNS, MATable
 from .astrometry import GAIA_MAG_LIMIT, GAIA_REF_EPOCH, PointingError, refcat_path_for
+from .sets import SetResult, read_set_stars, simulate_set, simulate_set_member
 
 __all__ = [
     "DEFAULT_READ_PATTERN",
@@ -48,8 +54,12 @@ __all__ = [
     "TRUTH_UNITS",
     "MATable",
     "PointingError",
+    "SetResult",
+    "read_set_stars",
     "read_truth",
     "refcat_path_for",
     "simulate_exposure",
+    "simulate_set",
+    "simulate_set_member",
     "write_exposure",
 ]

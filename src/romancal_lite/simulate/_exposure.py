@@ -17,7 +17,8 @@ from ..datamodels import ScienceRawModel, get_extension, write_asdf_atomic
 from ..errors import InputFileError, OutputError
 from ..references._spec import BORDER, DETECTORS, EXPOSURE_TYPES, FULL_SHAPE, OPTICAL_ELEMENTS
 from . import astrometry, scene
-from ._decay import add_decay_signals
+from ._decay import decay_signal_periods
+from ._decay import decay_signals as decay_signals_of
 from ._patterns import DEFAULT_READ_PATTERN, FRAME_TIME, resolve_read_pattern
 from ._refs import load_references
 from .ramps import (
@@ -259,6 +260,7 @@ def simulate_exposure(
     refcat_ref_epoch: float = astrometry.GAIA_REF_EPOCH,
     refcat_error_scale: float = 1.0,
     decay_signals: bool = True,
+    sky_stars: Mapping[str, Any] | None = None,
 ) -> tuple[ScienceRawModel, dict[str, Any]]:
     """Simulate a Level 1 (``_uncal``) WFI exposure and return it with its truth.
 
@@ -343,6 +345,14 @@ def simulate_exposure(
         Add the dark decay of the DARKDECAYSIGNAL reference and, on WFI18, the
         first-read transient (`romancal_lite.simulate._decay`); truth under
         ``decay_signals`` (None when off).
+    sky_stars : mapping, optional
+        A fixed sky scene instead of randomly drawn stars: ``ra``, ``dec`` (deg) and
+        ``flux`` (e/s) arrays, optionally ``id``.  The stars are placed through the true
+        WCS of this detector and pointing (the DISTORTION reference and ``ra``, ``dec``,
+        ``roll``); those whose PSF touches the science array are rendered, and the
+        truth's ``stars`` lists them with their ``id`` (default: the index in
+        ``sky_stars``).  ``n_stars`` is then ignored (`romancal_lite.simulate.sets`
+        uses this for multi-detector and dithered sets).
 
     Returns
     -------
@@ -436,17 +446,36 @@ def simulate_exposure(
     )
     model = ScienceRawModel.create_minimal({"meta": meta})
 
+    wcsinfo_true = {
+        "ra_ref": float(ra) % 360.0,
+        "dec_ref": float(dec),
+        "roll_ref": float(roll),
+        "v2_ref": WFI_CEN_V2V3[0],
+        "v3_ref": WFI_CEN_V2V3[1],
+    }
     dark_scene = exposure_type in _DARK_TYPES or optical_element == "DARK"
     rng = np.random.default_rng([seed, STREAM_SCENE])
     rate_e = scene.make_sky(science_shape, 0.0 if dark_scene else sky, sky_gradient, rng)
-    catalog = scene.make_star_catalog(0 if dark_scene else int(n_stars), science_shape,
-                                      (flux_lo, flux_hi), rng)
+    star_ids = None
+    if sky_stars is not None:
+        catalog, star_ids = _place_sky_stars(
+            model, sky_stars, (ny, nx), distortion_override or references, wcsinfo_true,
+            math.ceil(6.0 * psf_sigma) + 1, empty=dark_scene,
+        )
+    else:
+        catalog = scene.make_star_catalog(0 if dark_scene else int(n_stars), science_shape,
+                                          (flux_lo, flux_hi), rng)
     scene.render_stars(rate_e, catalog, psf_sigma)
     electronics = make_electronics(
         (ny, nx), pattern, frame_time, seed, pedestal_level=pedestal, drift_scale=ref_drift_scale
     )
     cosmic = CosmicRayModel(rate=cr_rate, median_charge=cr_charge) if cr_rate > 0 else None
 
+    decays = None
+    periods = None
+    if decay_signals:
+        values, decays = decay_signals_of(model, references)
+        periods = decay_signal_periods(detector, (ny, nx), pattern, frame_time, values)
     with load_references(model, (ny, nx), references) as refs:
         result = simulate_ramps(
             rate_e,
@@ -461,6 +490,7 @@ def simulate_exposure(
             nonlinearity=nonlinearity,
             full_well_margin=full_well_margin,
             saturate_all=bool(saturate_all),
+            decay=periods,
         )
         ix = np.clip(np.rint(catalog["x"]).astype(int), 0, science_shape[1] - 1) + BORDER
         iy = np.clip(np.rint(catalog["y"]).astype(int), 0, science_shape[0] - 1) + BORDER
@@ -469,17 +499,8 @@ def simulate_exposure(
     del rate_e
     model.data = result.data
     model.amp33 = result.amp33
-    decays = (
-        add_decay_signals(model, pattern, frame_time, references) if decay_signals else None
-    )
+    del periods
 
-    wcsinfo_true = {
-        "ra_ref": float(ra) % 360.0,
-        "dec_ref": float(dec),
-        "roll_ref": float(roll),
-        "v2_ref": WFI_CEN_V2V3[0],
-        "v3_ref": WFI_CEN_V2V3[1],
-    }
     stars, refcat = _sky_truth(
         model,
         catalog,
@@ -507,6 +528,7 @@ def simulate_exposure(
             "flux": catalog["flux"],
             "flux_dn": catalog["flux"] / star_gain if len(star_gain) else catalog["flux"],
             **stars,
+            **({} if star_ids is None else {"id": star_ids}),
         },
         "cosmic_rays": result.cosmic_rays,
         "decay_signals": decays,
@@ -562,6 +584,60 @@ def simulate_exposure(
         "units": dict(TRUTH_UNITS),
     }
     return model, truth
+
+
+def _place_sky_stars(
+    model: ScienceRawModel,
+    sky_stars: Mapping[str, Any],
+    full_shape: tuple[int, int],
+    references: str | Mapping[str, Any],
+    wcsinfo_true: Mapping[str, float],
+    margin: int,
+    *,
+    empty: bool = False,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Return the pixel catalog of the sky stars that fall on (or near) this detector."""
+    try:
+        ra = np.asarray(sky_stars["ra"], dtype=np.float64)
+        dec = np.asarray(sky_stars["dec"], dtype=np.float64)
+        flux = np.asarray(sky_stars["flux"], dtype=np.float64)
+        ids = np.asarray(sky_stars.get("id", np.arange(ra.size)), dtype=np.int64)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise ValueError(
+            "sky_stars must be a mapping of equal-length arrays 'ra', 'dec', 'flux' "
+            "(and optionally 'id')"
+        ) from None
+    if not (ra.ndim == dec.ndim == flux.ndim == ids.ndim == 1) or not (
+        ra.size == dec.size == flux.size == ids.size
+    ):
+        raise ValueError("sky_stars 'ra', 'dec', 'flux' (and 'id') must be 1-D, equal length")
+    if not (np.all(np.isfinite(ra)) and np.all(np.isfinite(dec)) and np.all(flux > 0)
+            and np.all(np.isfinite(flux))):
+        raise ValueError("sky_stars need finite positions and positive finite fluxes")
+    science_shape = (full_shape[0] - 2 * BORDER, full_shape[1] - 2 * BORDER)
+    none = {"x": np.zeros(0), "y": np.zeros(0), "flux": np.zeros(0)}
+    if empty or ra.size == 0:
+        return none, np.zeros(0, dtype=np.int64)
+    distortion, _ = astrometry.load_distortion(model, full_shape, references)
+    wcs = astrometry.sky_wcs(distortion, wcsinfo_true, science_shape)
+    # only stars within a generous radius of the detector centre are inverted
+    cx, cy = (science_shape[1] - 1) / 2.0, (science_shape[0] - 1) / 2.0
+    ra0, dec0 = (float(v) for v in wcs(cx, cy, with_bounding_box=False))
+    cosd = np.cos(np.deg2rad(dec0))
+    dist = np.hypot(((ra - ra0 + 180.0) % 360.0 - 180.0) * cosd, dec - dec0)
+    radius = 0.11 / 3600.0 * (math.hypot(*science_shape) / 2.0 + margin) * 1.5
+    near = np.flatnonzero(dist < radius)
+    if near.size == 0:
+        return none, np.zeros(0, dtype=np.int64)
+    x, y = wcs.invert(ra[near], dec[near], with_bounding_box=False)
+    x, y = np.atleast_1d(np.asarray(x, float)), np.atleast_1d(np.asarray(y, float))
+    inside = (
+        np.isfinite(x) & np.isfinite(y)
+        & (x >= -0.5 - margin) & (x <= science_shape[1] - 0.5 + margin)
+        & (y >= -0.5 - margin) & (y <= science_shape[0] - 0.5 + margin)
+    )
+    keep = near[inside]
+    return {"x": x[inside], "y": y[inside], "flux": flux[keep]}, ids[keep]
 
 
 def _sky_truth(

@@ -29,8 +29,12 @@ dark current) and each read ``k`` of the read pattern, at ``t_k = k * frame_time
 Reference pixels (the 4-pixel border and amp33) see no charge: only their
 pedestal, the same electronic offsets and read noise.
 
-The frame is processed in blocks of :data:`BLOCK_ROWS` rows, each with its own
-random streams, so memory stays bounded and results are reproducible.
+The sampling itself is compiled (`romancore.simramps.simulate_ramp_block`, OpenMP over
+rows): each row of the read-out draws its Poisson charges and read noise from its own
+random stream, a function of the seed and the row only, so the exposure is the same
+for any number of threads.  The per-pixel constants are prepared in blocks of
+:data:`BLOCK_ROWS` rows (each block also draws its own cosmic rays), so memory
+stays bounded: no array of the size of a cube besides the outputs.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from romancore.dqflags import group
+from romancore.simramps import simulate_ramp_block
 
 from ..references._content import ROW_DRIFT_RMS
 from ..references._spec import BORDER
@@ -54,7 +59,6 @@ __all__ = [
     "CHANNEL_WIDTH",
     "CosmicRayModel",
     "Electronics",
-    "PoissonSampler",
     "RampResult",
     "amplifier_channel",
     "make_electronics",
@@ -62,7 +66,7 @@ __all__ = [
 ]
 
 #: Rows per processing block.
-BLOCK_ROWS = 16
+BLOCK_ROWS = 128
 #: Columns read by one amplifier (output channel); the WFI has 32 of them.
 CHANNEL_WIDTH = 128
 #: Width of the amp33 reference-column array.
@@ -393,99 +397,6 @@ class _Response:
         return x
 
 
-#: Pixels with a mean count per read up to this use the table sampler.
-TABLE_MAX_MEAN = 10.0
-
-
-class PoissonSampler:
-    """Exact Poisson draws for fixed per-pixel means, repeated read after read.
-
-    A pixel's charge increments between two reads a given time apart all have the
-    same mean, so the cumulative distribution ``F(j) = P(X <= j)`` of each pixel
-    is tabulated once for ``j < K`` (``P(X = j) = P(X = j - 1) mean / j``) and each
-    draw is an inversion: ``X = min{j : F(j) >= u}`` with ``u`` uniform on [0, 1),
-    i.e. the number of table entries below ``u``.  Draws beyond the table
-    (``u > F(K - 1)``) continue the same recurrence for those pixels only.  Pixels
-    with a mean above :data:`TABLE_MAX_MEAN` use NumPy's Poisson sampler.  The
-    results follow the Poisson distribution to floating-point accuracy, as any
-    sampler does, several times faster than ``Generator.poisson`` for the typical
-    sky pixel (a mean of 2-6 electrons per read).
-
-    Parameters
-    ----------
-    mean : numpy.ndarray of float64
-        Mean count of each pixel (any shape).
-    """
-
-    def __init__(self, mean: np.ndarray) -> None:
-        self.shape = mean.shape
-        flat = mean.reshape(-1)
-        small = flat <= TABLE_MAX_MEAN
-        self.large = np.flatnonzero(~small)
-        self.mean_large = flat[self.large]
-        # pixels left to NumPy get a zero mean here: F(j) = 1, so the table adds 0
-        self.mean_table = np.where(small, flat, 0.0)
-        typical = float(np.percentile(flat[small], 90)) if small.any() else 0.0
-        k = math.ceil(typical + 4.0 * math.sqrt(typical) + 3.0)
-        self.table = np.empty((k, flat.size), dtype=np.float64)
-        pmf = np.exp(-self.mean_table)
-        self.table[0] = pmf
-        for j in range(1, k):
-            pmf *= self.mean_table
-            pmf /= j
-            np.add(self.table[j - 1], pmf, out=self.table[j])
-        self.last_pmf = pmf
-        self.count = np.empty(flat.size, dtype=np.uint8 if k < 255 else np.int32)
-        self.above = np.empty(flat.size, dtype=bool)
-
-    def add_to(self, total: np.ndarray, rng: np.random.Generator) -> None:
-        """Add one Poisson draw per pixel to ``total`` (float64, the shape of ``mean``)."""
-        flat = total.reshape(-1)
-        u = rng.random(flat.size)
-        count, above = self.count, self.above
-        count[...] = 0
-        for cdf in self.table:
-            np.greater(u, cdf, out=above)
-            count += above
-        flat += count
-        tail = np.flatnonzero(above)  # u > F(K - 1): beyond the table
-        if tail.size:
-            flat[tail] += _inversion_tail(
-                u[tail], self.mean_table[tail], self.table[-1][tail], self.last_pmf[tail],
-                len(self.table),
-            ) - len(self.table)
-        if self.large.size:
-            flat[self.large] += rng.poisson(self.mean_large)
-
-    def draw(self, rng: np.random.Generator) -> np.ndarray:
-        """Return one Poisson draw per pixel (float64, the shape of ``mean``)."""
-        out = np.zeros(self.shape, dtype=np.float64)
-        self.add_to(out, rng)
-        return out
-
-
-def _inversion_tail(
-    u: np.ndarray, mean: np.ndarray, cdf: np.ndarray, pmf: np.ndarray, start: int
-) -> np.ndarray:
-    """Continue the inversion past the table: smallest ``j >= start`` with ``F(j) >= u``.
-
-    ``cdf`` and ``pmf`` are ``F(start - 1)`` and ``P(X = start - 1)`` of each pixel.
-    """
-    result = np.full(u.shape, float(start))
-    active = np.arange(u.size)
-    cdf, pmf = cdf.copy(), pmf.copy()
-    j = start
-    limit = start + 100 + int(20.0 * math.sqrt(float(mean.max())))
-    while active.size and j < limit:
-        pmf *= mean[active] / j
-        cdf += pmf
-        above = u[active] > cdf
-        result[active[above]] = j + 1
-        active, cdf, pmf = active[above], cdf[above], pmf[above]
-        j += 1
-    return result
-
-
 def _sampled_reads(read_pattern: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     reads = np.array([r for res in read_pattern for r in res], dtype=np.int64)
     owner = np.array([i for i, res in enumerate(read_pattern) for _ in res], dtype=np.int64)
@@ -515,11 +426,6 @@ def default_threads() -> int:
     return max(1, min(cpus, 4))
 
 
-def _worker_count(threads: int | None, n_blocks: int) -> int:
-    wanted = default_threads() if threads is None else int(threads)
-    return max(1, min(wanted, n_blocks))
-
-
 def simulate_ramps(
     rate_e: np.ndarray,
     refs: DetectorReferences,
@@ -535,6 +441,7 @@ def simulate_ramps(
     full_well_margin: float = 0.02,
     saturate_all: bool = False,
     threads: int | None = None,
+    decay: np.ndarray | None = None,
 ) -> RampResult:
     """Sample the ramps of every pixel and return the resultants and their truth.
 
@@ -566,8 +473,10 @@ def simulate_ramps(
     saturate_all : bool, optional
         Give every science pixel twice its full well by the first read.
     threads : int, optional
-        Blocks simulated at once (default: `default_threads`); the result is the same
-        for any number.
+        Threads (default: `default_threads`); the result is the same for any number.
+    decay : numpy.ndarray, optional
+        Decaying signals added to the rounded science resultants, ``(n_resultants, ny,
+        256)`` DN (`romancal_lite.simulate._decay.decay_signal_periods`).
 
     Returns
     -------
@@ -577,135 +486,112 @@ def simulate_ramps(
     ny, nx = refs.full_shape
     b = BORDER
     n_res = len(read_pattern)
-    reads, owner = _sampled_reads(read_pattern)
+    reads, _ = _sampled_reads(read_pattern)
     times = reads.astype(np.float64) * frame_time
-    gaps = np.diff(reads, prepend=0)  # in frames: equal gaps share one sampler
     n_per = np.array([len(r) for r in read_pattern], dtype=np.float64)
+    threads = default_threads() if threads is None else max(1, int(threads))
 
     data = np.empty((n_res, ny, nx), dtype=np.uint16)
     amp33 = np.empty((n_res, ny, AMP33_WIDTH), dtype=np.uint16)
     truth_rate = np.zeros((ny - 2 * b, nx - 2 * b), dtype=np.float32)
     sat_res = np.full((ny - 2 * b, nx - 2 * b), -1, dtype=np.int16)
     dq = np.zeros((n_res, ny, nx), dtype=np.uint8)
+    channel_offsets = electronics.channel_offsets.astype(np.float64)
+    row_drift = electronics.row_drift.astype(np.float64)
     crs: dict[str, list[np.ndarray]] = {k: [] for k in ("y", "x", "time", "read", "charge")}
     cr_owner: list[np.ndarray] = []
+    _, owner = _sampled_reads(read_pattern)
 
-    def run_block(block: int, r0: int) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
-        """Simulate rows ``r0:r0 + BLOCK_ROWS`` (disjoint slices of the outputs)."""
+    def prepare(block: int, r0: int) -> dict:
+        """Return the per-pixel constants of rows ``r0:r0 + BLOCK_ROWS`` (float64, NumPy)."""
         r1 = min(r0 + BLOCK_ROWS, ny)
-        rng = np.random.default_rng([seed, STREAM_BLOCK, block])
         const = refs.block(r0, r1)
         ped = electronics.pedestal[r0:r1].astype(np.float64)
         s0, s1 = max(r0, b), min(r1, ny - b)
-        sci = s1 > s0
-        found = None
-        if sci:
-            rows = slice(s0 - r0, s1 - r0)
-            cols = slice(b, nx - b)
-            lin = const["linearity"][:, rows, cols] if const["linearity"] is not None else None
-            quadratic = lin is not None and (lin.shape[0] <= 3 or not np.any(lin[3:]))
-            inv = None
-            if nonlinearity == "inverselinearity" or (lin is not None and not quadratic):
-                inv = refs.inverse_block(r0, r1)  # the response's seed, or the response
-                inv = None if inv is None else inv[:, rows, cols]
-            response = _Response(nonlinearity, lin, inv)
-            inl = (None if refs.inl is None or nonlinearity == "none"
-                   else _IntegralNonlinearity(refs.inl, b, nx - b))
-            gain = const["gain"][rows, cols]
-            # the official convention: L acts on the pixel's own level, pedestal included
-            q0 = response.forward(ped[rows, cols])
-            threshold = const["saturation"][rows, cols]
-            s_full = np.maximum(
-                (response.forward(threshold * (1.0 + full_well_margin)) - q0) * gain, 0.0
-            )
-            incident = rate_e[s0 - b : s1 - b].astype(np.float64)
-            if saturate_all:
-                incident = 2.0 * s_full / times[0] + incident
-            flat = 1.0 if refs.flat is None else refs.flat[s0 - b : s1 - b].astype(np.float64)
-            detected = incident * flat + const["dark_slope"][rows, cols] * gain
-            truth_rate[s0 - b : s1 - b] = incident / gain
-            ginv = 1.0 / gain
-            charge = np.zeros_like(detected)
-            hits = _cosmic_rays(cosmic_rays, seed, block, (s1 - s0, nx - 2 * b), times)
-            if hits is not None:
-                hy, hx = np.unravel_index(hits[0], charge.shape)
-                found = (
-                    {"y": hy + s0, "x": hx + b, "time": hits[1], "read": reads[hits[2]],
-                     "charge": hits[3]},
-                    owner[hits[2]],
-                )
-                dq_block = dq[:, s0:s1, b : nx - b]
-                dq_block[owner[hits[2]], *np.unravel_index(hits[0], charge.shape)] |= JUMP_DET
-            block_sat = np.full(detected.shape, -1, dtype=np.int16)
-            samplers: dict[int, PoissonSampler] = {}
+        args: dict = {
+            "rows": (r0, r1),
+            "pedestal": ped,
+            "amp33_pedestal": electronics.amp33_pedestal[r0:r1],
+            "read_noise_dn": const["read_noise"],
+            # amp33 has no read-noise reference: the median of the block's pixels
+            "amp33_read_noise_dn": float(np.median(const["read_noise"])),
+            "science_rows": (s0, max(s1, s0)),
+            "cosmic_rays": None,
+            "hits": None,
+        }
+        if s1 <= s0:
+            args.update(detected=None, inverse_gain=None, zero_level=None, full_well=None,
+                        threshold=None, response="none", linearity=None, inverse=None)
+            return args
+        rows = slice(s0 - r0, s1 - r0)
+        cols = slice(b, nx - b)
+        lin = const["linearity"][:, rows, cols] if const["linearity"] is not None else None
+        quadratic = lin is not None and (lin.shape[0] <= 3 or not np.any(lin[3:]))
+        inv = None
+        if nonlinearity == "inverselinearity" or (lin is not None and not quadratic):
+            inv = refs.inverse_block(r0, r1)  # the response's seed, or the response
+            inv = None if inv is None else inv[:, rows, cols]
+        response = _Response(nonlinearity, lin, inv)
+        gain = const["gain"][rows, cols]
+        # the official convention: L acts on the pixel's own level, pedestal included
+        q0 = response.forward(ped[rows, cols])
+        threshold = const["saturation"][rows, cols]
+        s_full = np.maximum(
+            (response.forward(threshold * (1.0 + full_well_margin)) - q0) * gain, 0.0
+        )
+        incident = rate_e[s0 - b : s1 - b].astype(np.float64)
+        if saturate_all:
+            incident = 2.0 * s_full / times[0] + incident
+        flat = 1.0 if refs.flat is None else refs.flat[s0 - b : s1 - b].astype(np.float64)
+        detected = incident * flat + const["dark_slope"][rows, cols] * gain
+        truth_rate[s0 - b : s1 - b] = incident / gain
+        if nonlinearity == "none" or lin is None and nonlinearity == "linearity":
+            mode = "none"
+        elif nonlinearity == "inverselinearity":
+            mode = "inverselinearity"
         else:
-            hits = None
-        k = 0
-        for i in range(n_res):
-            level = ped.copy()
-            if sci:
-                acc = np.zeros_like(detected)
-                for _ in read_pattern[i]:
-                    if poisson:
-                        gap = gaps[k]
-                        if gap not in samplers:
-                            samplers[gap] = PoissonSampler(detected * (gap * frame_time))
-                        samplers[gap].add_to(charge, rng)
-                    else:
-                        charge[...] = detected * times[k]
-                        if hits is not None:
-                            early = hits[2] < k
-                            np.add.at(charge.reshape(-1), hits[0][early], hits[3][early])
-                    if hits is not None:
-                        now = hits[2] == k
-                        if now.any():
-                            np.add.at(charge.reshape(-1), hits[0][now], hits[3][now])
-                    y = np.minimum(charge, s_full)
-                    y *= ginv
-                    y += q0
-                    d_k = response.inverse(y)
-                    acc += d_k if inl is None else inl.raw(d_k)
-                    k += 1
-                acc /= n_per[i]
-                newly = (block_sat < 0) & (acc >= threshold)
-                block_sat[newly] = i
-                level[rows, cols] = acc
-            else:
-                k += len(read_pattern[i])
-            level += electronics.offsets(i, r0, r1)
-            if read_noise:
-                noise = rng.standard_normal(level.shape, dtype=np.float32)
-                noise *= (const["read_noise"] / math.sqrt(n_per[i])).astype(np.float32)
-                level += noise
-            data[i, r0:r1] = _to_uint16(level)
-            level33 = electronics.amp33_pedestal[r0:r1].astype(np.float64)
-            level33 += electronics.offsets(i, r0, r1, amp33=True)
-            if read_noise:
-                rn33 = float(np.median(const["read_noise"])) / math.sqrt(n_per[i])
-                level33 += rn33 * rng.standard_normal(level33.shape, dtype=np.float32)
-            amp33[i, r0:r1] = _to_uint16(level33)
-        if sci:
-            sat_res[s0 - b : s1 - b] = block_sat
-            saturated = (block_sat[None] >= 0) & (
-                np.arange(n_res)[:, None, None] >= block_sat[None]
+            mode = "quadratic" if quadratic else "newton"
+        if mode == "quadratic":
+            lin = lin[:3]
+        hits = _cosmic_rays(cosmic_rays, seed, block, (s1 - s0, nx - 2 * b), times)
+        if hits is not None:
+            hy, hx = np.unravel_index(hits[0], detected.shape)
+            args["hits"] = (
+                {"y": hy + s0, "x": hx + b, "time": hits[1], "read": reads[hits[2]],
+                 "charge": hits[3]},
+                owner[hits[2]],
             )
-            dq[:, s0:s1, b : nx - b][saturated] |= SATURATED
-        return found
+            args["cosmic_rays"] = (hy + s0 - b, hx, hits[2], hits[3])
+        args.update(detected=detected, inverse_gain=1.0 / gain, zero_level=q0,
+                    full_well=s_full, threshold=threshold, response=mode,
+                    linearity=lin if mode in ("quadratic", "newton") else None,
+                    inverse=inv if mode in ("inverselinearity", "newton") else None)
+        return args
 
     starts = list(range(0, ny, BLOCK_ROWS))
-    workers = _worker_count(threads, len(starts))
-    if workers > 1:
-        # blocks have their own generators and write disjoint rows: the result does
-        # not depend on the number of threads (NumPy releases the GIL in the loops)
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            parts = list(pool.map(run_block, range(len(starts)), starts))
-    else:
-        parts = [run_block(block, r0) for block, r0 in enumerate(starts)]
-    for part in parts:
-        if part is not None:
-            for name in crs:
-                crs[name].append(part[0][name])
-            cr_owner.append(part[1])
+    inl = None if refs.inl is None or nonlinearity == "none" else refs.inl
+    # the constants of the next block are prepared (NumPy, mostly without the GIL)
+    # while the compiled kernel simulates the current one on every thread
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(prepare, 0, starts[0])
+        for block in range(len(starts)):
+            args = pending.result()
+            if block + 1 < len(starts):
+                pending = pool.submit(prepare, block + 1, starts[block + 1])
+            found = args.pop("hits")
+            simulate_ramp_block(
+                data, dq, amp33, sat_res, border=b, inl=inl, read_pattern=read_pattern,
+                frame_time=frame_time, poisson=poisson, read_noise=read_noise,
+                channel_offsets=channel_offsets, row_drift=row_drift, seed=seed,
+                stream=STREAM_BLOCK, decay=decay, channel_width=CHANNEL_WIDTH,
+                n_threads=threads,
+                **args,
+            )
+            if found is not None:
+                for name in crs:
+                    crs[name].append(found[0][name])
+                cr_owner.append(found[1])
+    del n_per
 
     cat = {
         name: (np.concatenate(v) if v else np.zeros(0))
