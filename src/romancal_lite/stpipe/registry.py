@@ -55,6 +55,7 @@ STEPS: dict[str, str] = {
     "flatfield": "romancal_lite.steps.flatfield:FlatFieldStep",
     "source_catalog": "romancal_lite.steps.source_catalog:SourceCatalogStep",
     "tweakreg": "romancal_lite.steps.tweakreg:TweakRegStep",
+    "flux": "romancal_lite.steps.flux:FluxStep",
 }
 
 
