@@ -56,6 +56,7 @@ STEPS: dict[str, str] = {
     "source_catalog": "romancal_lite.steps.source_catalog:SourceCatalogStep",
     "tweakreg": "romancal_lite.steps.tweakreg:TweakRegStep",
     "flux": "romancal_lite.steps.flux:FluxStep",
+    "resample": "romancal_lite.steps.resample:ResampleStep",
 }
 
 
