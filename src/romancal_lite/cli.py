@@ -163,7 +163,49 @@ def _dispatch(args: list[str]) -> int:
             return _run(args[1:])
     if args[0] == "demo":
         return _demo(args[1:])
-    raise ConfigError(f"unknown command {args[0]!r} (commands: run, demo; see {PROG} --help)")
+    if args[0] == "asn":
+        return _asn(args[1:])
+    raise ConfigError(
+        f"unknown command {args[0]!r} (commands: run, demo, asn; see {PROG} --help)"
+    )
+
+
+def _asn(args: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} asn",
+        description="Write an association (romancal's asn_from_list format) of calibrated "
+        "images, e.g. the input of roman_mos.",
+    )
+    parser.add_argument("-o", "--output-file", required=True, help="the *_asn.json to write")
+    parser.add_argument("--product-name", required=True, help="name of the combined product")
+    parser.add_argument(
+        "-t", "--target", default="None", help="target (skycell) name (default: None)"
+    )
+    parser.add_argument("--data-release-id", default="p", help="data release id (default: p)")
+    parser.add_argument(
+        "--tweakreg-catalogs", "--_tweakreg-catalogs", action="store_true",
+        dest="tweakreg_catalogs",
+        help="name each member's <name>_cat.parquet catalog even if it does not exist "
+        "(default: only those that exist)",
+    )
+    parser.add_argument("filelist", nargs="+", help="the member files")
+    ns = parser.parse_args(args)
+    from romancal_lite.associations import asn_from_list, write_asn
+
+    out = Path(ns.output_file)
+    tree = asn_from_list(
+        ns.filelist,
+        ns.product_name,
+        target=ns.target,
+        data_release_id=ns.data_release_id,
+        tweakreg_catalogs=True if ns.tweakreg_catalogs else None,
+        relative_to=out.parent if str(out.parent) else ".",
+    )
+    write_asn(tree, out)
+    print(f"{out}: {len(tree['products'][0]['members'])} members")
+    return 0
 
 
 def _demo(args: list[str]) -> int:
@@ -212,6 +254,8 @@ def _top_help() -> str:
         "commands:",
         "  run    run a pipeline or a step on an input file and save the result",
         "  demo   simulate an exposure, calibrate it, write the _cal file and a PNG preview",
+        "  asn    write an association of _cal files: asn -o x_asn.json --product-name NAME"
+        " [-t TARGET] files...",
         "",
         _RUN_OPTIONS,
         "parameters of every pipeline and step (see 'run <name> --help' for all):",

@@ -17,7 +17,9 @@ Model classes (all subclasses of ``DataModel``)
     ``ScienceRawModel`` (``wfi_science_raw``), ``RampModel`` (``ramp``),
     ``ImageModel`` (``wfi_image``), ``SegmentationMapModel`` (``segmentation_map``,
     the ``_segm`` product of ``source_catalog``), ``WfiWcsModel`` (``wfi_wcs``, the
-    ``_wcs`` product of ``roman_elp``) and the reference models ``MaskRefModel``,
+    ``_wcs`` product of ``roman_elp``), ``MosaicModel`` (``wfi_mosaic``, the ``_coadd``
+    product of ``resample``), ``MosaicSegmentationMapModel``
+    (``mosaic_segmentation_map``, its ``_segm``) and the reference models ``MaskRefModel``,
     ``SaturationRefModel``, ``LinearityRefModel``, ``InverselinearityRefModel``,
     ``DarkRefModel``, ``GainRefModel``, ``ReadnoiseRefModel``, ``FlatRefModel``,
     ``PhotomRefModel`` (``wfi_img_photom``), ``DistortionRefModel``,
@@ -104,6 +106,8 @@ from ._models import (
     IpcRefModel,
     LinearityRefModel,
     MaskRefModel,
+    MosaicModel,
+    MosaicSegmentationMapModel,
     PhotomRefModel,
     PixelareaRefModel,
     RampModel,
@@ -134,6 +138,8 @@ __all__ = [
     "LinearityRefModel",
     "ListNode",
     "MaskRefModel",
+    "MosaicModel",
+    "MosaicSegmentationMapModel",
     "Node",
     "PhotomRefModel",
     "PixelareaRefModel",

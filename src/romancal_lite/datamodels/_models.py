@@ -31,6 +31,8 @@ __all__ = [
     "IpcRefModel",
     "LinearityRefModel",
     "MaskRefModel",
+    "MosaicModel",
+    "MosaicSegmentationMapModel",
     "PhotomRefModel",
     "PixelareaRefModel",
     "DarkdecaysignalRefModel",
@@ -210,6 +212,178 @@ class SegmentationMapModel(DataModel):
         for key in list(meta):
             if key not in L2_CATALOG_META_KEYS:
                 del meta[key]
+        meta["image"] = {
+            "filename": str(meta.get("filename", "?")),
+            "file_date": meta.get("file_date", self._default_meta()["file_date"]),
+        }
+        for key, value in self._default_meta().items():
+            meta.setdefault(key, value)
+
+
+def default_mosaic_meta() -> dict[str, Any]:
+    """Return default metadata of a level 3 mosaic (RAD ``wfi_mosaic-2.1.0``).
+
+    The keys and placeholders are those of roman_datamodels 1.1's
+    ``MosaicModel.create_minimal`` (``meta/l3_common-2.1.0`` plus ``association``,
+    ``cal_step`` (``l3_cal_step-2.0.0``), ``resample``, ``wcs`` and ``wcsinfo``).
+
+    Returns
+    -------
+    dict
+        A new metadata tree; ``wcs`` is None until resample sets it.
+    """
+    from ._meta import _EPOCH, _NA_FLOAT, _NA_INT, _time
+
+    common = default_common_meta("MosaicModel")
+    return {
+        "calibration_software_name": "RomanCAL",
+        "calibration_software_version": common["calibration_software_version"],
+        "filename": "?",
+        "file_date": _time(),
+        "model_type": "MosaicModel",
+        "origin": "STSCI/SOC",
+        "product_type": "?",
+        "telescope": "ROMAN",
+        "cal_logs": [],
+        "coordinates": {"reference_frame": "ICRS"},
+        "coadd_info": {
+            "time_first": _time(_EPOCH),
+            "time_last": _time(_EPOCH),
+            "time_mean": _time(_EPOCH),
+            "exposure_time": _NA_FLOAT,
+        },
+        "individual_image_meta": {},
+        "instrument": {"name": "WFI", "optical_element": "F062"},
+        "observation": {
+            "execution_plan": _NA_INT,
+            "exposure": _NA_INT,
+            "exposure_grouping": "?",
+            "observation": _NA_INT,
+            "pass": _NA_INT,
+            "program": _NA_INT,
+            "segment": _NA_INT,
+            "visit": _NA_INT,
+        },
+        "program": {
+            "title": "?",
+            "investigator_name": "?",
+            "category": "?",
+            "subcategory": "?",
+            "science_category": "?",
+        },
+        "statistics": {
+            "image_median": _NA_FLOAT,
+            "image_rms": _NA_FLOAT,
+            "good_pixel_fraction": _NA_FLOAT,
+        },
+        "association": {"name": "?"},
+        "cal_step": {
+            "flux": "INCOMPLETE",
+            "outlier_detection": "INCOMPLETE",
+            "skymatch": "INCOMPLETE",
+            "resample": "INCOMPLETE",
+        },
+        "resample": {
+            "good_bits": "?",
+            "pixel_scale_ratio": _NA_FLOAT,
+            "pixfrac": _NA_FLOAT,
+            "pointings": _NA_INT,
+            "members": [],
+            "weight_type": "?",
+        },
+        "wcs": None,
+        "wcsinfo": {
+            "ra_ref": _NA_FLOAT,
+            "dec_ref": _NA_FLOAT,
+            "x_ref": _NA_FLOAT,
+            "y_ref": _NA_FLOAT,
+            "pixel_scale_ref": _NA_FLOAT,
+            "pixel_scale": _NA_FLOAT,
+            "projection": "TAN",
+            "s_region": "?",
+            "image_shape": [_NA_INT, _NA_INT],
+            "ra": _NA_FLOAT,
+            "dec": _NA_FLOAT,
+            "orientation": _NA_FLOAT,
+            "orientation_ref": _NA_FLOAT,
+            "rotation_matrix": [],
+            "skycell_name": "?",
+        },
+    }
+
+
+class MosaicModel(DataModel):
+    """Level 3 mosaic (``wfi_mosaic``), the ``_coadd`` product of ``resample``.
+
+    ``data`` and ``err`` float32 (MJy/sr); ``context`` uint32 [ceil(N/32), y, x]
+    (bit ``i % 32`` of plane ``i // 32``: input ``i`` contributes); ``weight``
+    float32; ``var_poisson``, ``var_rnoise`` and the optional ``var_flat`` float32
+    (MJy^2/sr^2), as RAD ``wfi_mosaic-2.1.0``.
+    """
+
+    _tag_name = "wfi_mosaic"
+    _array_specs: ClassVar[dict[str, tuple[str, int]]] = {
+        "data": ("float32", 2),
+        "context": ("uint32", 3),
+        "err": ("float32", 2),
+        "weight": ("float32", 2),
+        "var_poisson": ("float32", 2),
+        "var_rnoise": ("float32", 2),
+        "var_flat": ("float32", 2),
+        "var_sky": ("float32", 2),
+    }
+    _required_arrays = ("data", "context", "err", "weight", "var_poisson", "var_rnoise")
+
+    @classmethod
+    def _default_meta(cls) -> dict[str, Any]:
+        return default_mosaic_meta()
+
+    def get_crds_parameters(self) -> dict[str, str | int | float | complex | bool]:
+        """Return the CRDS parameters, with a detector and a start time for selection.
+
+        A mosaic has neither; as romancal 1.1's ``RomanStep._get_crds_parameters``,
+        ``roman.meta.instrument.detector`` is ``"WFI02"`` and
+        ``roman.meta.exposure.start_time`` is ``coadd_info.time_first``.
+
+        Returns
+        -------
+        dict
+            ``{"roman.meta.a.b": value}``.
+        """
+        params = super().get_crds_parameters()
+        params.setdefault("roman.meta.instrument.detector", "WFI02")
+        first = params.get("roman.meta.coadd_info.time_first")
+        if first is not None:
+            params.setdefault("roman.meta.exposure.start_time", first)
+        return params
+
+
+class MosaicSegmentationMapModel(DataModel):
+    """Segmentation map of a mosaic (``mosaic_segmentation_map``), its ``_segm`` product.
+
+    ``data`` uint32 [y, x] as `SegmentationMapModel`; ``meta`` is the mosaic's
+    metadata without its WCS object (RAD ``l3_catalog_common`` plus ``association``,
+    ``cal_step``, ``resample``) and ``meta.image`` (the mosaic's file name and date).
+    """
+
+    _tag_name = "mosaic_segmentation_map"
+    _array_specs: ClassVar[dict[str, tuple[str, int]]] = {"data": ("uint32", 2)}
+    _required_arrays = ("data",)
+
+    @classmethod
+    def _default_meta(cls) -> dict[str, Any]:
+        meta = default_mosaic_meta()
+        for key in ("wcs", "individual_image_meta", "statistics", "cal_logs"):
+            meta.pop(key, None)
+        meta["model_type"] = cls.__name__
+        meta["image"] = {"filename": "?", "file_date": meta["file_date"]}
+        return meta
+
+    def _prepare_meta_from(self, other: DataModel) -> None:
+        super()._prepare_meta_from(other)
+        meta = self._node._data["meta"]
+        for key in ("wcs", "individual_image_meta", "statistics", "cal_logs"):
+            meta.pop(key, None)
         meta["image"] = {
             "filename": str(meta.get("filename", "?")),
             "file_date": meta.get("file_date", self._default_meta()["file_date"]),

@@ -181,6 +181,7 @@ class ModelLibrary:
         self._temp_dir: str | None = None
         self._finalizer: weakref.finalize | None = None
         self._modified: dict[int, str] = {}
+        self._meta_cache: dict[int, dict] = {}
         self._borrowed: dict[int, DataModel] = {}
         self._depth = 0
         self._groups: list[str] | None = None
@@ -273,22 +274,36 @@ class ModelLibrary:
         index = self._check_index(index)
         model = self._models[index]
         if model is not None:
-            meta = copy.deepcopy(_plain(model._node._data.get("meta", {})))
+            source = _plain(model._node._data.get("meta", {}))
+        elif index in self._meta_cache:
+            source = self._meta_cache[index]
         else:
-            path = self._source(index)
-            af = open_asdf_file(path)
-            try:
-                root = af.tree.get("roman")
-                data = getattr(root, "_data", None)
-                if not isinstance(data, dict) or not isinstance(data.get("meta"), dict):
-                    raise InputFileError(f"{path}: not a Roman data file (no 'roman.meta')")
-                meta = dict(data["meta"])
-            finally:
-                af.close()
-        if not wcs:
-            meta.pop("wcs", None)
+            source = self._meta_cache[index] = self._read_meta_file(self._source(index))
+        # a copy (the WCS object is shared: it is not changed by reading it)
+        meta = {key: value for key, value in source.items() if key != "wcs"}
+        meta = copy.deepcopy(meta)
+        if wcs and "wcs" in source:
+            meta["wcs"] = source["wcs"]
         self._apply_member(meta, index)
         return Node(meta)
+
+    @staticmethod
+    def _read_meta_file(path: str) -> dict:
+        import asdf
+
+        # the arrays are not read; the schema validation (~0.5 s a file) is left to
+        # borrow, which opens the file for use
+        with asdf.config_context() as config:
+            config.validate_on_read = False
+            af = open_asdf_file(path)
+        try:
+            root = af.tree.get("roman")
+            data = getattr(root, "_data", None)
+            if not isinstance(data, dict) or not isinstance(data.get("meta"), dict):
+                raise InputFileError(f"{path}: not a Roman data file (no 'roman.meta')")
+            return dict(data["meta"])
+        finally:
+            af.close()
 
     def _apply_member(self, meta: dict, index: int) -> None:
         """Give a member's metadata what the association says about it (as romancal)."""
@@ -405,6 +420,7 @@ class ModelLibrary:
         borrowed = self._borrowed[index]
         if modify:
             self._groups = None
+            self._meta_cache.pop(index, None)
             if self._on_disk:
                 path = self._temp_path(index)
                 model.save(path, defer=False)
@@ -476,6 +492,7 @@ class ModelLibrary:
         for index in list(self._borrowed):
             self._release(index)
         self._modified.clear()
+        self._meta_cache.clear()
         self._groups = None
         if self._finalizer is not None:
             self._finalizer()

@@ -38,6 +38,8 @@ _FOREIGN_PACKAGES = {"romancal", "stpipe", "roman_datamodels", "jwst"}
 #: Pipeline alias -> ``"module:Class"``.
 PIPELINES: dict[str, str] = {
     "roman_elp": "romancal_lite.pipeline:ExposurePipeline",
+    "roman_mos": "romancal_lite.pipeline:MosaicPipeline",
+    "roman_hlp": "romancal_lite.pipeline:HighLevelPipeline",
 }
 
 #: Step alias -> ``"module:Class"``.
@@ -56,6 +58,8 @@ STEPS: dict[str, str] = {
     "source_catalog": "romancal_lite.steps.source_catalog:SourceCatalogStep",
     "tweakreg": "romancal_lite.steps.tweakreg:TweakRegStep",
     "skymatch": "romancal_lite.steps.skymatch:SkyMatchStep",
+    "flux": "romancal_lite.steps.flux:FluxStep",
+    "resample": "romancal_lite.steps.resample:ResampleStep",
 }
 
 

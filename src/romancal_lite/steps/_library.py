@@ -1,0 +1,88 @@
+"""Inputs of the steps that work on many exposures (flux, resample, ...): a `ModelLibrary`."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from romancal_lite.errors import InputFileError
+
+__all__ = ["as_library", "is_many", "product_name"]
+
+
+def is_many(input: Any) -> bool:  # noqa: A002
+    """Return whether ``input`` is several exposures (a library, list or association).
+
+    Parameters
+    ----------
+    input : object
+        A step's input.
+
+    Returns
+    -------
+    bool
+        True for a `ModelLibrary`, a list/tuple or an ``*.json`` association path.
+    """
+    from romancal_lite.associations import Association, is_association
+    from romancal_lite.datamodels import ModelLibrary
+
+    return isinstance(input, ModelLibrary | Association | list | tuple) or is_association(input)
+
+
+def as_library(input: Any, *, on_disk: bool = True) -> Any:  # noqa: A002
+    """Return ``input`` as a `ModelLibrary` (a library is returned as is).
+
+    Parameters
+    ----------
+    input : ModelLibrary, Association, list, path or model
+        An association file, a list of files or models, or one file or model.
+    on_disk : bool, optional
+        For files: only borrowed models are in memory.
+
+    Returns
+    -------
+    ModelLibrary
+        The library.
+
+    Raises
+    ------
+    InputFileError
+        If the input cannot be made a library (see `ModelLibrary`).
+    """
+    from romancal_lite.datamodels import DataModel, ModelLibrary
+
+    if isinstance(input, ModelLibrary):
+        return input
+    if isinstance(input, DataModel):
+        return ModelLibrary([input])
+    if isinstance(input, str | os.PathLike) and not is_many(input):
+        if not os.path.isfile(input):
+            raise InputFileError(f"input file not found: {os.fspath(input)}")
+        return ModelLibrary([input], on_disk=on_disk)
+    return ModelLibrary(input, on_disk=on_disk)
+
+
+def product_name(library: Any, default: str = "mosaic") -> str:
+    """Return the name of a library's combined product (the association's product name).
+
+    Parameters
+    ----------
+    library : ModelLibrary
+        The library.
+    default : str, optional
+        Name when there is no association: the first member's name (without its
+        suffix) if there is one, else this.
+
+    Returns
+    -------
+    str
+        The product name.
+    """
+    from romancal_lite.datamodels.filenames import split_suffix
+
+    if library.asn is not None and library.asn.name:
+        return library.asn.name
+    if len(library):
+        root, _ = split_suffix(library.members[0].path.name)
+        return os.path.basename(root) or default
+    return default

@@ -1,0 +1,278 @@
+"""resample: drizzle onto the footprint union; hand cases, flux conservation, romancal 1.1."""
+
+import json
+import math
+import os
+
+import mosaic_data as md
+import numpy as np
+import pytest
+
+from romancal_lite.associations import asn_from_list, write_asn
+from romancal_lite.datamodels import ImageModel, ModelLibrary, MosaicModel
+from romancal_lite.errors import ConfigError, InputFileError
+from romancal_lite.steps.resample import (
+    ResampleStep,
+    calc_pixmap,
+    fiducial_from_footprints,
+    parse_fillval,
+)
+from romancal_lite.steps.resample import resample as resample_module
+
+SHAPE = (96, 96)
+
+
+def _bright_stars():
+    return [(a, b, 20 * f) for a, b, f in md.stars_in(SHAPE, 10, 3)]
+
+
+def _write(directory, *, var_rnoise=True, stars=None, levels=None, **kwargs):
+    stars = _bright_stars() if stars is None else stars
+    paths = []
+    for e, dither in enumerate([(0.0, 0.0), (3.0, 2.0)], start=1):
+        for det in (1, 2):
+            level = None if levels is None else levels[e - 1]
+            model = md.make_image(e, det, dither=dither, stars=stars, level=level, shape=SHAPE,
+                                  **kwargs)
+            if not var_rnoise:
+                del model.var_rnoise
+            paths.append(model.save(directory / model.meta.filename))
+    asn = directory / "mos_asn.json"
+    write_asn(asn_from_list(paths, "mos", relative_to=directory), asn)
+    return paths, asn
+
+
+def _star_positions(mosaic, stars, paths):
+    """Mosaic pixel of each star that lies >= 10 pixels inside every input it touches."""
+    field = md.build_wcs(md.distortion(1, SHAPE), md.Pointing(md.RA0, md.DEC0, md.ROLL, 0, 0),
+                         SHAPE)  # fmt: skip
+    wcss = []
+    for p in paths:
+        with ImageModel(p) as model:
+            wcss.append(model.meta.wcs)
+    found = []
+    for dx, dy, flux in stars:
+        ra, dec = field((SHAPE[1] - 1) / 2 + dx / md.SCALE, (SHAPE[0] - 1) / 2 + dy / md.SCALE)
+        clean = True
+        for wcs in wcss:
+            x, y = wcs.invert(ra, dec, with_bounding_box=False)
+            inside = -12 < x < SHAPE[1] + 12 and -12 < y < SHAPE[0] + 12
+            deep = 10 < x < SHAPE[1] - 11 and 10 < y < SHAPE[0] - 11
+            clean &= deep or not inside
+        x, y = mosaic.meta.wcs.invert(ra, dec, with_bounding_box=False)
+        if clean and 10 < x < mosaic.data.shape[1] - 10 and 10 < y < mosaic.data.shape[0] - 10:
+            found.append((int(round(x)), int(round(y)), flux))
+    return found
+
+
+def _aperture(data, x, y, sky=0.5, half=8):
+    return float(np.sum(np.asarray(data[y - half : y + half + 1, x - half : x + half + 1],
+                                   float) - sky))  # fmt: skip
+
+
+# ---------------------------------------------------------------- hand cases
+def test_parse_fillval():
+    assert math.isnan(parse_fillval("NAN")) and parse_fillval("INDEF") == 0.0
+    assert parse_fillval("-1") == -1.0
+    with pytest.raises(ConfigError, match="fillval"):
+        parse_fillval("blue")
+
+
+def test_fiducial_is_the_centre_of_the_corners():
+    ra, dec = fiducial_from_footprints([np.array([[10.0, -1.0], [10.2, -1.0]]),
+                                        np.array([[10.2, 1.0], [10.0, 1.0]])])  # fmt: skip
+    assert ra == pytest.approx(10.1) and dec == pytest.approx(0.0, abs=1e-12)
+
+
+def test_pixmap_interpolation_matches_the_exact_map():
+    wcs = md.make_image(1, 1, shape=(100, 120)).meta.wcs
+    other = md.make_image(2, 1, shape=(100, 120), dither=(3.0, 1.0)).meta.wcs
+    exact = calc_pixmap(wcs, other, (100, 120), stepsize=1)
+    spline = calc_pixmap(wcs, other, (100, 120), stepsize=10, order=3)
+    assert np.nanmax(np.abs(exact - spline)) < 1e-6
+    # a pure shift of (3.0", 1.0") is ~(27, 9) pixels in the rotated frame: a shift
+    assert np.ptp(exact[..., 0] - np.arange(120)[None, :]) < 0.2
+
+
+def test_single_image_with_unit_ratio_is_copied(tmp_path):
+    """One image with a central star on a zero sky: the drizzled sum is its flux."""
+    model = md.make_image(1, 1, stars=[(0.0, 0.0, 1000.0), (1.0, -0.8, 300.0)], sky=0.0)
+    mosaic = ResampleStep.call(model)
+    assert isinstance(mosaic, MosaicModel)
+    good = np.isfinite(mosaic.data)
+    assert np.nansum(mosaic.data) == pytest.approx(float(np.sum(model.data, dtype=float)),
+                                                   rel=1e-5)  # fmt: skip
+    assert float(np.sum(model.data, dtype=float)) == pytest.approx(1300.0, rel=1e-4)
+    assert mosaic.context.shape == (1, *mosaic.data.shape)
+    assert np.all(mosaic.context[0][good] == 1)
+    assert mosaic.meta.cal_step.resample == "COMPLETE"
+    assert mosaic.meta.coadd_info.max_exposure_time == pytest.approx(95.0)
+    # fillval where nothing lands
+    assert np.all(np.isnan(mosaic.data[~good])) and np.all(mosaic.weight[~good] == 0)
+
+
+def test_sky_level_subtracted_when_not_subtracted(tmp_path):
+    paths, asn = _write(tmp_path, levels=(0.3, 0.1), stars=[])
+    mosaic = ResampleStep.call(asn)
+    assert np.nanmedian(mosaic.data) == pytest.approx(0.5, abs=1e-5)
+    off = ResampleStep.call(paths[:1])
+    assert np.nanmedian(off.data) == pytest.approx(0.5, abs=1e-5)
+
+
+# ---------------------------------------------------------------- flux conservation
+@pytest.mark.parametrize("with_var_rnoise", [True, False])
+def test_flux_of_stars_and_sky_conserved(tmp_path, with_var_rnoise):
+    """Isolated stars within 0.2 %, the sky within 1e-5, with or without var_rnoise."""
+    stars = _bright_stars()
+    paths, asn = _write(tmp_path, var_rnoise=with_var_rnoise, stars=stars)
+    mosaic = ResampleStep.call(asn)
+    found = _star_positions(mosaic, stars, paths)
+    assert len(found) >= 3
+    for x, y, flux in found:
+        assert _aperture(mosaic.data, x, y) == pytest.approx(flux, rel=2e-3)
+    assert np.nanmedian(mosaic.data) == pytest.approx(0.5, abs=1e-5)
+
+
+def test_flux_lost_without_the_robust_read_noise(tmp_path, monkeypatch):
+    """With romancal's per-pixel err^2 - var_poisson weights the star fluxes are wrong."""
+    stars = _bright_stars()
+    paths, asn = _write(tmp_path, var_rnoise=False, stars=stars)
+
+    def per_pixel(model, good):
+        rest = np.square(np.asarray(model.err, np.float16)) - np.asarray(model.var_poisson)
+        return rest.astype(np.float32), "per pixel"
+
+    monkeypatch.setattr(resample_module, "read_noise_variance", per_pixel)
+    mosaic = ResampleStep.call(asn)
+    ratios = [_aperture(mosaic.data, x, y) / f for x, y, f in _star_positions(mosaic, stars,
+                                                                               paths)]  # fmt: skip
+    assert ratios and any(not abs(r - 1) <= 0.05 for r in ratios)  # (NaN: flux lost too)
+
+
+# ---------------------------------------------------------------- against romancal
+def _romancal(asn, **kwargs):
+    rc_library = pytest.importorskip("romancal.datamodels")
+    from romancal.resample.resample import ResampleData
+
+    library = rc_library.ModelLibrary(str(asn), on_disk=False)
+    wcs_kwargs = {"pscale_ratio": 1.0, "pscale": None, "rotation": None, "shape": None,
+                  "crpix": None, "crval": None, **kwargs.pop("wcs_kwargs", {})}  # fmt: skip
+    resampler = ResampleData(
+        library, None, kwargs.get("pixfrac", 1.0), kwargs.get("kernel", "square"), "NAN",
+        kwargs.get("weight_type", "ivm"), "~DO_NOT_USE", True, True, "from_var", True, True,
+        False, wcs_kwargs=wcs_kwargs, variance_array_names=["var_rnoise", "var_poisson"],
+        pixmap_stepsize=10, pixmap_order=3,
+    )  # fmt: skip
+    return resampler.resample_group(range(len(library)))
+
+
+@pytest.mark.parametrize(
+    ("ours_kwargs", "their_kwargs"),
+    [
+        ({}, {}),
+        ({"weight_type": "exptime", "pixfrac": 0.8}, {"weight_type": "exptime", "pixfrac": 0.8}),
+        ({"pixel_scale_ratio": 0.7, "rotation": 12.0},
+         {"wcs_kwargs": {"pscale_ratio": 0.7, "rotation": 12.0}}),
+    ],
+)  # fmt: skip
+def test_same_mosaic_as_romancal(tmp_path, ours_kwargs, their_kwargs):
+    _, asn = _write(tmp_path)
+    ours = ResampleStep.call(asn, **ours_kwargs)
+    theirs = _romancal(asn, **their_kwargs)
+    assert ours.data.shape == theirs.data.shape
+    ys, xs = np.mgrid[0 : ours.data.shape[0] : 13, 0 : ours.data.shape[1] : 13]
+    np.testing.assert_allclose(np.array(ours.meta.wcs(xs, ys)), np.array(theirs.meta.wcs(xs, ys)),
+                               rtol=0, atol=1e-9)  # fmt: skip
+    np.testing.assert_array_equal(ours.context, theirs.context)
+    # romancal inverts the float16 var_rnoise in float16 (~1e-3): weights and
+    # variances agree to that; the data (a weighted mean of equal weights) closely
+    for name, rtol in (("data", 1e-5), ("weight", 1e-3), ("var_rnoise", 2e-3),
+                       ("var_poisson", 2e-3), ("err", 2e-3)):  # fmt: skip
+        a, b = np.asarray(ours[name], float), np.asarray(theirs[name], float)
+        np.testing.assert_array_equal(np.isfinite(a), np.isfinite(b), err_msg=name)
+        ok = np.isfinite(a)
+        np.testing.assert_allclose(a[ok], b[ok], rtol=rtol, atol=1e-7, err_msg=name)
+    info, their_info = ours.meta.coadd_info, theirs.meta.coadd_info
+    assert info.exposure_time == pytest.approx(their_info.exposure_time, rel=1e-6)
+    assert info.max_exposure_time == pytest.approx(their_info.max_exposure_time, rel=1e-6)
+    for key in ("ra_ref", "dec_ref", "x_ref", "y_ref", "pixel_scale", "orientation"):
+        assert ours.meta.wcsinfo[key] == pytest.approx(theirs.meta.wcsinfo[key], rel=1e-9)
+    assert ours.meta.resample.pointings == theirs.meta.resample.pointings == 2
+
+
+def test_saved_mosaic_is_read_by_roman_datamodels(tmp_path):
+    rdm = pytest.importorskip("roman_datamodels.datamodels")
+    _, asn = _write(tmp_path)
+    os.chdir(tmp_path)
+    mosaic = ResampleStep.call(str(asn), save_results=True)
+    path = tmp_path / "mos_resample.asdf"
+    assert path.exists() and mosaic.meta.filename.startswith("mos")
+    with rdm.open(path) as theirs:
+        theirs.validate()
+        assert theirs.meta.resample.members == [f"e{e}_wfi0{d}_cal.asdf" for e in (1, 2)
+                                                 for d in (1, 2)]  # fmt: skip
+
+
+def test_streams_one_input_at_a_time(tmp_path, monkeypatch):
+    _, asn = _write(tmp_path)
+    peak = [0]
+    real_add = resample_module.Resampler.add
+    library = ModelLibrary(asn)
+
+    def spy(self, model, index, **kwargs):
+        peak[0] = max(peak[0], len(library._borrowed))
+        return real_add(self, model, index, **kwargs)
+
+    monkeypatch.setattr(resample_module.Resampler, "add", spy)
+    ResampleStep.call(library)
+    assert peak[0] == 1 and not library._borrowed
+
+
+# ---------------------------------------------------------------- errors
+def test_grid_too_large_is_refused_before_allocating(tmp_path, monkeypatch):
+    _, asn = _write(tmp_path)
+    monkeypatch.setattr(resample_module, "_available_memory", lambda: 10_000)
+    calls = []
+    monkeypatch.setattr(resample_module._Accumulator, "__post_init__",
+                        lambda self: calls.append(1))  # fmt: skip
+    with pytest.raises(ConfigError, match="GiB available"):
+        ResampleStep.call(asn)
+    assert calls == []
+
+
+def test_bad_inputs(tmp_path):
+    paths, asn = _write(tmp_path)
+    other = md.make_image(3, 1)
+    other.meta.instrument.optical_element = "F062"
+    with pytest.raises(InputFileError, match="optical elements"):
+        ResampleStep.call([md.make_image(1, 1), other])
+    dn = md.make_image(3, 1)
+    dn.meta.cal_step.flux = "INCOMPLETE"
+    with pytest.raises(InputFileError, match="different units"):
+        ResampleStep.call([md.make_image(1, 1), dn])
+    nowcs = md.make_image(1, 1)
+    nowcs.meta.wcs = None
+    with pytest.raises(InputFileError, match="no WCS"):
+        ResampleStep.call(nowcs)
+    with pytest.raises(ConfigError, match="output_shape"):
+        ResampleStep.call(asn, output_shape="10")
+    with pytest.raises(ConfigError, match="propagate_dq"):
+        ResampleStep.call(asn, propagate_dq=True)
+    tree = json.loads(asn.read_text())
+    tree["products"][0]["members"].append({"expname": "gone_cal.asdf", "exptype": "science"})
+    asn.write_text(json.dumps(tree))
+    with pytest.raises(InputFileError, match="gone_cal.asdf"):
+        ResampleStep.call(asn)
+
+
+def test_output_wcs_and_shape(tmp_path):
+    import asdf
+
+    _, asn = _write(tmp_path)
+    first = ResampleStep.call(asn)
+    path = tmp_path / "grid.asdf"
+    asdf.AsdfFile({"wcs": first.meta.wcs}).write_to(path)
+    again = ResampleStep.call(asn, output_wcs=str(path))
+    np.testing.assert_allclose(again.data, first.data, rtol=1e-6, equal_nan=True)
+    small = ResampleStep.call(asn, output_shape=[50, 40], crpix=[25, 20])
+    assert small.data.shape == (40, 50)
