@@ -57,6 +57,7 @@ STEPS: dict[str, str] = {
     "tweakreg": "romancal_lite.steps.tweakreg:TweakRegStep",
     "flux": "romancal_lite.steps.flux:FluxStep",
     "resample": "romancal_lite.steps.resample:ResampleStep",
+    "outlier_detection": "romancal_lite.steps.outlier_detection:OutlierDetectionStep",
 }
 
 
