@@ -18,7 +18,8 @@ Model classes (all subclasses of ``DataModel``)
     ``ImageModel`` (``wfi_image``), ``SegmentationMapModel`` (``segmentation_map``,
     the ``_segm`` product of ``source_catalog``), ``WfiWcsModel`` (``wfi_wcs``, the
     ``_wcs`` product of ``roman_elp``), ``MosaicModel`` (``wfi_mosaic``, the ``_coadd``
-    product of ``resample``) and the reference models ``MaskRefModel``,
+    product of ``resample``), ``MosaicSegmentationMapModel``
+    (``mosaic_segmentation_map``, its ``_segm``) and the reference models ``MaskRefModel``,
     ``SaturationRefModel``, ``LinearityRefModel``, ``InverselinearityRefModel``,
     ``DarkRefModel``, ``GainRefModel``, ``ReadnoiseRefModel``, ``FlatRefModel``,
     ``PhotomRefModel`` (``wfi_img_photom``), ``DistortionRefModel``,
@@ -106,6 +107,7 @@ from ._models import (
     LinearityRefModel,
     MaskRefModel,
     MosaicModel,
+    MosaicSegmentationMapModel,
     PhotomRefModel,
     PixelareaRefModel,
     RampModel,
@@ -137,6 +139,7 @@ __all__ = [
     "ListNode",
     "MaskRefModel",
     "MosaicModel",
+    "MosaicSegmentationMapModel",
     "Node",
     "PhotomRefModel",
     "PixelareaRefModel",

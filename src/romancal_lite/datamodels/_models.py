@@ -32,6 +32,7 @@ __all__ = [
     "LinearityRefModel",
     "MaskRefModel",
     "MosaicModel",
+    "MosaicSegmentationMapModel",
     "PhotomRefModel",
     "PixelareaRefModel",
     "DarkdecaysignalRefModel",
@@ -336,6 +337,59 @@ class MosaicModel(DataModel):
     @classmethod
     def _default_meta(cls) -> dict[str, Any]:
         return default_mosaic_meta()
+
+    def get_crds_parameters(self) -> dict[str, str | int | float | complex | bool]:
+        """Return the CRDS parameters, with a detector and a start time for selection.
+
+        A mosaic has neither; as romancal 1.1's ``RomanStep._get_crds_parameters``,
+        ``roman.meta.instrument.detector`` is ``"WFI02"`` and
+        ``roman.meta.exposure.start_time`` is ``coadd_info.time_first``.
+
+        Returns
+        -------
+        dict
+            ``{"roman.meta.a.b": value}``.
+        """
+        params = super().get_crds_parameters()
+        params.setdefault("roman.meta.instrument.detector", "WFI02")
+        first = params.get("roman.meta.coadd_info.time_first")
+        if first is not None:
+            params.setdefault("roman.meta.exposure.start_time", first)
+        return params
+
+
+class MosaicSegmentationMapModel(DataModel):
+    """Segmentation map of a mosaic (``mosaic_segmentation_map``), its ``_segm`` product.
+
+    ``data`` uint32 [y, x] as `SegmentationMapModel`; ``meta`` is the mosaic's
+    metadata without its WCS object (RAD ``l3_catalog_common`` plus ``association``,
+    ``cal_step``, ``resample``) and ``meta.image`` (the mosaic's file name and date).
+    """
+
+    _tag_name = "mosaic_segmentation_map"
+    _array_specs: ClassVar[dict[str, tuple[str, int]]] = {"data": ("uint32", 2)}
+    _required_arrays = ("data",)
+
+    @classmethod
+    def _default_meta(cls) -> dict[str, Any]:
+        meta = default_mosaic_meta()
+        for key in ("wcs", "individual_image_meta", "statistics", "cal_logs"):
+            meta.pop(key, None)
+        meta["model_type"] = cls.__name__
+        meta["image"] = {"filename": "?", "file_date": meta["file_date"]}
+        return meta
+
+    def _prepare_meta_from(self, other: DataModel) -> None:
+        super()._prepare_meta_from(other)
+        meta = self._node._data["meta"]
+        for key in ("wcs", "individual_image_meta", "statistics", "cal_logs"):
+            meta.pop(key, None)
+        meta["image"] = {
+            "filename": str(meta.get("filename", "?")),
+            "file_date": meta.get("file_date", self._default_meta()["file_date"]),
+        }
+        for key, value in self._default_meta().items():
+            meta.setdefault(key, value)
 
 
 #: ``meta`` keys of the ``_wcs`` product (RAD ``wfi_wcs-2.1.0``): the basic keys plus

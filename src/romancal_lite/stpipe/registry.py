@@ -38,6 +38,8 @@ _FOREIGN_PACKAGES = {"romancal", "stpipe", "roman_datamodels", "jwst"}
 #: Pipeline alias -> ``"module:Class"``.
 PIPELINES: dict[str, str] = {
     "roman_elp": "romancal_lite.pipeline:ExposurePipeline",
+    "roman_mos": "romancal_lite.pipeline:MosaicPipeline",
+    "roman_hlp": "romancal_lite.pipeline:HighLevelPipeline",
 }
 
 #: Step alias -> ``"module:Class"``.

@@ -26,14 +26,25 @@ V3YANGLE, VPARITY = -60.0, -1
 
 
 def distortion(detector: int, shape: tuple[int, int]) -> models.Model:
-    """Detector (x, y) -> (V2, V3) arcsec: a detector offset along V2 and a tiny skew."""
+    """Detector (x, y) -> (V2, V3) arcsec.
+
+    The detector axes are the ideal frame's (as on the WFI): ideal -> V2V3 is the
+    rotation by ``v3yangle`` with parity ``vparity`` (``v2 = vparity xi cos a + yi sin a``,
+    ``v3 = -vparity xi sin a + yi cos a``), so the mosaic grid (oriented by the same
+    angles) is aligned with the detectors; detectors side by side along the ideal x
+    with a 20-pixel gap, and a tiny skew.
+    """
     ny, nx = shape
-    v2_0 = (detector - 1) * (nx + 20) * SCALE  # detectors side by side, 20-pixel gap
-    matrix = np.array([[SCALE, 0.0003], [-0.0002, SCALE]])
-    model = (models.Shift(-(nx - 1) / 2) & models.Shift(-(ny - 1) / 2)) | (
-        models.AffineTransformation2D(matrix=matrix, translation=[v2_0, 0.0])
+    xi_0 = (detector - 1) * (nx + 20) * SCALE
+    a = math.radians(V3YANGLE)
+    rotation = np.array([[VPARITY * math.cos(a), math.sin(a)],
+                         [-VPARITY * math.sin(a), math.cos(a)]])  # fmt: skip
+    ideal = np.array([[SCALE, 0.0003], [-0.0002, SCALE]])
+    matrix = rotation @ ideal
+    translation = rotation @ np.array([xi_0, 0.0])
+    return (models.Shift(-(nx - 1) / 2) & models.Shift(-(ny - 1) / 2)) | (
+        models.AffineTransformation2D(matrix=matrix, translation=translation)
     )
-    return model
 
 
 def stars_in(shape: tuple[int, int], n: int, seed: int) -> list[tuple[float, float, float]]:

@@ -19,20 +19,21 @@ from romancal_lite.steps.resample import (
 )
 from romancal_lite.steps.resample import resample as resample_module
 
-SHAPE = (64, 64)
+SHAPE = (96, 96)
 
 
 def _bright_stars():
-    return [(a, b, 20 * f) for a, b, f in md.stars_in(SHAPE, 8, 3)]
+    return [(a, b, 20 * f) for a, b, f in md.stars_in(SHAPE, 10, 3)]
 
 
 def _write(directory, *, var_rnoise=True, stars=None, levels=None, **kwargs):
     stars = _bright_stars() if stars is None else stars
     paths = []
-    for e, dither in enumerate([(0.0, 0.0), (5.3, 3.1)], start=1):
+    for e, dither in enumerate([(0.0, 0.0), (3.0, 2.0)], start=1):
         for det in (1, 2):
             level = None if levels is None else levels[e - 1]
-            model = md.make_image(e, det, dither=dither, stars=stars, level=level, **kwargs)
+            model = md.make_image(e, det, dither=dither, stars=stars, level=level, shape=SHAPE,
+                                  **kwargs)
             if not var_rnoise:
                 del model.var_rnoise
             paths.append(model.save(directory / model.meta.filename))

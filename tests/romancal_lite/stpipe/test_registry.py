@@ -87,10 +87,10 @@ def test_every_step_package_and_the_pipeline_are_registered():
     import pkgutil
 
     import romancal_lite.steps
-    from romancal_lite.pipeline import ExposurePipeline
+    from romancal_lite.pipeline import ExposurePipeline, HighLevelPipeline, MosaicPipeline
     from romancal_lite.stpipe import Step
 
-    classes = [ExposurePipeline]
+    classes = [ExposurePipeline, MosaicPipeline, HighLevelPipeline]
     for info in pkgutil.iter_modules(romancal_lite.steps.__path__):
         if not info.ispkg:
             continue

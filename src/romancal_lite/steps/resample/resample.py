@@ -147,15 +147,31 @@ def read_noise_variance(model: Any, good: np.ndarray) -> tuple[np.ndarray | floa
         value = np.asarray(model.var_rnoise)
         if value.shape == good.shape:
             return value, "var_rnoise"
-    err = np.asarray(model.err, dtype=np.float32)
-    rest = np.square(err)
+    # every 3rd pixel of every 3rd row: ~2e6 pixels of a detector, plenty for a median
+    step = (slice(None, None, 3), slice(None, None, 3)) if good.size > 1 << 20 else ...
+    rest = np.square(np.asarray(model.err[step], dtype=np.float32))
     for name in ("var_poisson", "var_flat"):
-        if name in model and np.shape(model[name]) == rest.shape:
-            rest -= np.asarray(model[name], dtype=np.float32)
-    sample = rest[good & np.isfinite(rest) & (rest > 0)]
+        if name in model and np.shape(model[name]) == good.shape:
+            rest -= np.asarray(model[name][step], dtype=np.float32)
+    sample = rest[good[step] & np.isfinite(rest) & (rest > 0)]
     # romancal basic_utils.compute_var_rnoise: err^2 minus the other variances
     level = float(np.median(sample)) if sample.size else math.nan
     return level, "median of err^2 - var_poisson - var_flat"
+
+
+def _constant_value(values: Any) -> float | None:
+    """Return the value of a scalar or of an array with one value, else None."""
+    if np.ndim(values) == 0:
+        value = float(values)
+        return value if math.isfinite(value) else None
+    array = np.asarray(values)
+    first = array.flat[0]
+    if not np.isfinite(first):
+        return None
+    # cheap rejection on a row first, then the whole array
+    if np.any(array[0] != first) or np.any(array != first):
+        return None
+    return float(first)
 
 
 def output_bytes(shape: tuple[int, int], n_inputs: int, n_variances: int) -> int:
@@ -456,8 +472,15 @@ class Resampler:
                 values = model[name]
             else:
                 continue
+            constant = _constant_value(values)
+            if constant is not None:
+                # the weighted mean of a constant is that constant wherever something
+                # lands (the same pixels as the data): no drizzle needed
+                value = np.float32(constant) if constant >= 0 else np.float32(np.nan)
+                resampled[name] = np.where(covered, value, np.float32(np.nan))
+                continue
             with np.errstate(invalid="ignore"):  # a negative variance: NaN, as stcal
-                root = np.sqrt(np.broadcast_to(np.asarray(values, dtype=np.float32), data.shape))
+                root = np.sqrt(np.asarray(values, dtype=np.float32))
             dv = Drizzle(kernel=self.kernel, fillval=math.nan, out_shape=cut, disable_ctx=True)
             dv.add_image(np.ascontiguousarray(root), **common)
             resampled[name] = np.square(dv.out_img)
@@ -473,11 +496,14 @@ class Resampler:
         else:
             var_weight = np.full(cut, np.float32(exposure_time), np.float32)
         for name, r in resampled.items():
-            ok = (r >= 0) & np.isfinite(r) & (var_weight > 0)
+            with np.errstate(invalid="ignore"):
+                ok = (r >= 0) & np.isfinite(r) & (var_weight > 0)
+                contribution = r * var_weight * var_weight
             s = acc.var_sum[name][window]
-            contribution = r[ok] * var_weight[ok] * var_weight[ok]
-            s[ok] = np.where(np.isnan(s[ok]), contribution, s[ok] + contribution)
-            acc.var_weight[name][window][ok] += var_weight[ok]
+            # S = nansum(S, r w^2) where ok (stcal resample_variance_arrays)
+            s[...] = np.where(ok, np.where(np.isnan(s), contribution, s + contribution), s)
+            w = acc.var_weight[name][window]
+            w += np.where(ok, var_weight, np.float32(0))
         self.n_added += 1
         return {"overlap": True, "rnoise_source": source}
 

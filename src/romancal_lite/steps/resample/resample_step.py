@@ -466,6 +466,8 @@ def build_mosaic_meta(
         if isinstance(status, str):
             meta["cal_step"][key] = status
     meta["cal_step"]["resample"] = "COMPLETE"
+    # provenance of the steps run on the mosaic (source_catalog's EPSF, APCORR)
+    meta["ref_file"] = {"crds": {}}
     # wcs and wcsinfo (romancal resample/_l3_wcs.py assign_l3_wcs)
     meta["wcs"] = wcs
     ny, nx = (int(v) for v in wcs.array_shape)

@@ -35,6 +35,17 @@ def _get(node: Any, key: str, default: Any) -> Any:
     return default if value is None else value
 
 
+def _is_mosaic(model: Any) -> bool:
+    return isinstance(model, datamodels.MosaicModel)
+
+
+def _segmentation_class(model: Any) -> type:
+    """Return the ``_segm`` model class of an image (``segmentation_map``) or a mosaic."""
+    if _is_mosaic(model):
+        return datamodels.MosaicSegmentationMapModel
+    return datamodels.SegmentationMapModel
+
+
 def _meta_value(model: Any, dotted: str) -> Any:
     node = model.meta
     for part in dotted.split("."):
@@ -109,7 +120,10 @@ class SourceCatalogStep(Step):
                 model.err,
                 getattr(model, "dq", None),
                 wcs=wcs if callable(wcs) else None,
-                conversion_megajanskys=_meta_value(model, "photometry.conversion_megajanskys"),
+                # a mosaic is already in MJy/sr (romancal: no conversion for L3)
+                conversion_megajanskys=1.0 if _is_mosaic(model) else _meta_value(
+                    model, "photometry.conversion_megajanskys"
+                ),
                 pixel_area=_meta_value(model, "photometry.pixel_area"),
                 bkg_boxsize=self.bkg_boxsize,
                 kernel_fwhm=self.kernel_fwhm,
@@ -132,7 +146,7 @@ class SourceCatalogStep(Step):
                 self.log.info("PSF fit: %d sources, %d with psf_flags != 0",
                               len(flags), int((flags != 0).sum()))
         self.catalog = result
-        self.segmentation_model = datamodels.SegmentationMapModel.from_model(
+        self.segmentation_model = _segmentation_class(model).from_model(
             model, data=result.segmentation
         )
         return model
@@ -249,10 +263,12 @@ class SourceCatalogStep(Step):
             raise OutputError(f"{self.name}: nothing to save (the step has not run)")
         cat_path, segm_path = self._output_paths()
         # the image's metadata as it is now (references used, an aligned WCS's S_REGION)
-        self.segmentation_model = datamodels.SegmentationMapModel.from_model(
+        self.segmentation_model = _segmentation_class(model).from_model(
             model, data=self.segmentation_model.data
         )
         flat = catalog_file_meta(self.segmentation_model, cat_path.name)
+        if _is_mosaic(model):
+            flat["roman.meta.model_type"] = "MosaicSourceCatalogModel"
         try:
             write_parquet(self.catalog.table, cat_path, flat)
             # lz4 (as roman_datamodels writes its files): the map is mostly zeros,

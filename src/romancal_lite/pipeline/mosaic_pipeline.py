@@ -1,0 +1,175 @@
+"""The mosaic pipeline ``roman_mos`` (alias ``roman_hlp``): calibrated images to a mosaic.
+
+romancal 1.1 ``MosaicPipeline`` (downstream.md 2.1): flux -> skymatch ->
+outlier_detection -> resample -> source_catalog on the coadd; the products are
+``<product>_coadd.asdf``, ``<product>_cat.parquet`` and ``<product>_segm.asdf``, named
+after the association's product.
+
+The inputs stay in a `ModelLibrary` on disk: each step borrows one image at a time.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from romancal_lite import datamodels
+from romancal_lite.steps._library import as_library, product_name
+from romancal_lite.steps.flux import FluxStep
+from romancal_lite.steps.resample import ResampleStep
+from romancal_lite.steps.source_catalog import SourceCatalogStep
+from romancal_lite.stpipe import Param, Pipeline, Step
+from romancal_lite.stpipe.naming import make_output_name
+
+__all__ = ["HighLevelPipeline", "MosaicPipeline", "OPTIONAL_STEPS"]
+
+#: Steps of romancal's mosaic pipeline that are built separately: (alias, module,
+#: class). A slot is filled when its package is present at import time; otherwise
+#: the pipeline skips it with one log line.
+OPTIONAL_STEPS: tuple[tuple[str, str, str], ...] = (
+    ("skymatch", "romancal_lite.steps.skymatch", "SkyMatchStep"),
+    ("outlier_detection", "romancal_lite.steps.outlier_detection", "OutlierDetectionStep"),
+)
+
+
+def _optional(module: str, name: str) -> type[Step] | None:
+    try:
+        found = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and module.startswith(exc.name):
+            return None  # the step package is not part of this build
+        raise
+    cls = getattr(found, name, None)
+    return cls if isinstance(cls, type) and issubclass(cls, Step) else None
+
+
+def _step_defs() -> dict[str, type[Step]]:
+    optional = {alias: _optional(module, name) for alias, module, name in OPTIONAL_STEPS}
+    defs: dict[str, type[Step]] = {"flux": FluxStep}
+    for alias, cls in optional.items():  # ---- slot: skymatch, outlier_detection ----
+        if cls is not None:
+            defs[alias] = cls
+    defs["resample"] = ResampleStep
+    defs["source_catalog"] = SourceCatalogStep
+    return defs
+
+
+class MosaicPipeline(Pipeline):
+    """Combine calibrated images into a mosaic and catalog it (romancal 1.1 ``roman_mos``).
+
+    Input: an association (``*_asn.json``, see ``romancal-lite asn``), a list of
+    ``_cal`` files, or a `ModelLibrary`. Steps: ``flux`` (DN/s -> MJy/sr),
+    ``skymatch`` and ``outlier_detection`` (when built, else skipped with a log line),
+    ``resample`` (the ``_coadd`` mosaic) and ``source_catalog`` on the mosaic. Saved
+    (``save_results``, default on the command line): ``<product>_coadd.asdf``,
+    ``<product>_cat.parquet`` and ``<product>_segm.asdf``. Every step takes its
+    parameters with ``--steps.<step>.<param>``; ``--steps.<step>.skip``.
+    """
+
+    class_alias = "roman_mos"
+    suffix = Param(str, "coadd", "Suffix of the mosaic file name")
+    step_defs = _step_defs()
+    accepts_many = True
+
+    def open_input(self, input: Any) -> Any:  # noqa: A002
+        """Return the input as a `ModelLibrary` (on disk), named after its product.
+
+        Parameters
+        ----------
+        input : path, association, list, model or ModelLibrary
+            The calibrated images.
+
+        Returns
+        -------
+        ModelLibrary
+            The library.
+        """
+        library = as_library(input)
+        if self.parent is None:
+            self._input_name = product_name(library)
+        return library
+
+    def process(self, model: Any) -> Any:
+        """Run flux, [skymatch, outlier_detection,] resample and source_catalog.
+
+        Parameters
+        ----------
+        model : ModelLibrary
+            The images.
+
+        Returns
+        -------
+        MosaicModel
+            The mosaic (its catalog is ``self.source_catalog.catalog``).
+        """
+        library = model
+        self.log.info("Mosaic of %d images: product %s", len(library), self._input_name)
+        library = self.flux.run(library)
+        for alias, module, _ in OPTIONAL_STEPS:
+            step = self.steps.get(alias)
+            if step is None:
+                self.log.info("Step %s skipped: not part of this build (%s)", alias, module)
+                continue
+            library = step.run(library)
+        mosaic = self.resample.run(library)
+        mosaic.meta.filename = make_output_name(self._input_name or "mosaic", self.suffix)
+        if not self.source_catalog.skip:
+            self.source_catalog.run(mosaic)
+        return mosaic
+
+    def record_status(self, model: Any, status: str) -> None:  # noqa: D102
+        if isinstance(model, datamodels.ModelLibrary):
+            return
+        super().record_status(model, status)
+
+    def _catalog_paths(self) -> tuple[Path, Path]:
+        coadd = self.output_path()
+        base = self._input_name or coadd.name
+        return (
+            coadd.with_name(make_output_name(base, "cat", ext=".parquet")),
+            coadd.with_name(make_output_name(base, "segm")),
+        )
+
+    def planned_outputs(self) -> list[Path]:
+        """Return ``_coadd.asdf`` and (unless source_catalog is skipped) ``_cat``/``_segm``.
+
+        Returns
+        -------
+        list of pathlib.Path
+            The paths written when saving (steps' own outputs first).
+        """
+        paths = super().planned_outputs()
+        if self.saves_result() and not self.source_catalog.skip:
+            paths.extend(self._catalog_paths())
+        return paths
+
+    def save(self, model: Any, path: Path) -> None:
+        """Write the mosaic and its catalog and segmentation map.
+
+        Parameters
+        ----------
+        model : MosaicModel
+            The mosaic.
+        path : pathlib.Path
+            ``<product>_coadd.asdf``.
+        """
+        if isinstance(model, datamodels.ModelLibrary):  # skipped: nothing combined
+            return
+        super().save(model, path)
+        step = self.source_catalog
+        if step.skip or step.catalog is None:
+            return
+        cat_path, segm_path = self._catalog_paths()
+        original = step._output_paths
+        step._output_paths = lambda: (cat_path, segm_path)  # type: ignore[method-assign]
+        try:
+            step.save(model, cat_path)
+        finally:
+            step._output_paths = original  # type: ignore[method-assign]
+
+
+class HighLevelPipeline(MosaicPipeline):
+    """`MosaicPipeline` under the seeds' name ``roman_hlp``."""
+
+    class_alias = "roman_hlp"

@@ -1,0 +1,100 @@
+"""roman_mos / roman_hlp: association in, _coadd, _cat.parquet, _segm out."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from romancal_lite import datamodels
+from romancal_lite.associations import asn_from_list, write_asn
+from romancal_lite.cli import main
+from romancal_lite.pipeline import HighLevelPipeline, MosaicPipeline
+from romancal_lite.references import builtin_cache, generate_cache
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "steps"))
+import mosaic_data as md  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def mosaic_set(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("mos")
+    cache = generate_cache(tmp / "crds", full_shape=(72, 72), reftypes=("epsf", "apcorr"))
+    stars = [(a, b, 20 * f) for a, b, f in md.stars_in((64, 64), 8, 3)]
+    paths = []
+    for e, dither in enumerate([(0.0, 0.0), (5.3, 3.1)], start=1):
+        for det in (1, 2):
+            model = md.make_image(e, det, dither=dither, stars=stars, sigma=2.0)
+            # in DN/s, as roman_elp writes it: flux converts (x 0.5)
+            model.data = model.data / np.float32(0.5)
+            model.meta.photometry.conversion_megajanskys = 0.5
+            model.meta.cal_step.flux = "INCOMPLETE"
+            paths.append(model.save(tmp / model.meta.filename))
+    asn = tmp / "field_asn.json"
+    write_asn(asn_from_list(paths, "field", relative_to=tmp), asn)
+    return {"dir": tmp, "asn": asn, "paths": paths, "cache": cache}
+
+
+def test_products_and_steps(mosaic_set, tmp_path, caplog):
+    originals = [p.read_bytes() for p in mosaic_set["paths"]]
+    with builtin_cache(mosaic_set["cache"], hide_user_crds=True), caplog.at_level("INFO"):
+        mosaic = MosaicPipeline.call(mosaic_set["asn"], save_results=True,
+                                     output_dir=str(tmp_path))  # fmt: skip
+    assert isinstance(mosaic, datamodels.MosaicModel)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["field_cat.parquet", "field_coadd.asdf", "field_segm.asdf"]
+    # flux ran (x 0.5 back to the 0.5 MJy/sr sky), resample ran
+    assert np.nanmedian(mosaic.data) == pytest.approx(0.5, abs=1e-4)
+    assert mosaic.meta.cal_step.flux == "COMPLETE"
+    assert mosaic.meta.cal_step.resample == "COMPLETE"
+    skipped = [r.getMessage() for r in caplog.records if "not part of this build" in r.getMessage()]
+    assert len(skipped) == len(set(MosaicPipeline.step_defs) ^ {"flux", "resample",
+                                                                "source_catalog", "skymatch",
+                                                                "outlier_detection"})  # fmt: skip
+    # the inputs are untouched (flux worked on the library's copies)
+    assert [p.read_bytes() for p in mosaic_set["paths"]] == originals
+    with datamodels.open(tmp_path / "field_segm.asdf") as segm:
+        assert isinstance(segm, datamodels.MosaicSegmentationMapModel)
+        assert segm.data.shape == mosaic.data.shape and segm.data.max() >= 1
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "field_cat.parquet")
+    assert table.num_rows >= 1
+    assert table.schema.metadata[b"roman.meta.model_type"] == b"MosaicSourceCatalogModel"
+
+
+def test_roman_datamodels_reads_the_products(mosaic_set, tmp_path):
+    rdm = pytest.importorskip("roman_datamodels.datamodels")
+    with builtin_cache(mosaic_set["cache"], hide_user_crds=True):
+        HighLevelPipeline.call(mosaic_set["asn"], save_results=True, output_dir=str(tmp_path))
+    for name, kind in (("field_coadd.asdf", "MosaicModel"),
+                       ("field_segm.asdf", "MosaicSegmentationMapModel")):  # fmt: skip
+        with rdm.open(tmp_path / name) as model:
+            assert type(model).__name__ == kind
+            model.validate()
+
+
+def test_cli_and_skipping(mosaic_set, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with builtin_cache(mosaic_set["cache"], hide_user_crds=True):
+        status = main(["run", "roman_mos", str(mosaic_set["asn"]), "--output-dir", "out",
+                       "--steps.source_catalog.skip", "true",
+                       "--steps.resample.pixel_scale_ratio", "0.8"])  # fmt: skip
+    assert status == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["field_coadd.asdf"]
+    with datamodels.open(tmp_path / "out" / "field_coadd.asdf") as mosaic:
+        assert mosaic.meta.resample.pixel_scale_ratio == pytest.approx(0.8)
+
+
+def test_missing_member_is_one_clear_error(mosaic_set, tmp_path, capsys):
+    import json
+
+    tree = json.loads(mosaic_set["asn"].read_text())
+    tree["products"][0]["members"].append({"expname": "lost_cal.asdf", "exptype": "science"})
+    bad = mosaic_set["dir"] / "bad_asn.json"
+    bad.write_text(json.dumps(tree))
+    status = main(["run", "roman_mos", str(bad), "--output-dir", str(tmp_path / "out")])
+    assert status == 1
+    err = capsys.readouterr().err
+    assert "lost_cal.asdf" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
