@@ -60,6 +60,7 @@ STEPS: dict[str, str] = {
     "skymatch": "romancal_lite.steps.skymatch:SkyMatchStep",
     "flux": "romancal_lite.steps.flux:FluxStep",
     "resample": "romancal_lite.steps.resample:ResampleStep",
+    "outlier_detection": "romancal_lite.steps.outlier_detection:OutlierDetectionStep",
 }
 
 

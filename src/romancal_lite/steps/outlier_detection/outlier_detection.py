@@ -1,0 +1,364 @@
+"""Outlier (cosmic-ray) detection against the median of several exposures.
+
+The statistics are romancal 1.1 ``outlier_detection/outlier_detection.py`` and stcal
+1.20 ``outlier_detection/utils.py`` / ``median.py`` (downstream.md 2.4):
+
+* weight threshold: ``maskpt`` times the mean of the finite non-zero weights after a
+  3-sigma clip (5 iterations) (stcal ``compute_weight_threshold``); pixels whose weight
+  is below it do not enter the median;
+* the median over exposure groups ignores NaN, and is NaN where every value is NaN
+  (stcal ``nanmedian3D`` / ``_OnDiskMedian``);
+* blot: drizzle's ``blot_image`` with linear interpolation, ``iscale = 1``, the pixel
+  map of the input onto the median grid, pixels outside the input's bounding box mapped
+  to -1 (stcal ``gwcs_blot``);
+* with resampling (stcal ``flag_resampled_crs``): ``d = |sci - blot - backg|``,
+  ``D`` = the largest absolute difference of the blot with its 4 neighbours,
+  ``e`` = the error (NaN -> 0); a pixel is an outlier where
+  ``d > scale1 D + snr1 e`` holds for it or one of its 8 neighbours (a 3x3 box), and
+  ``d > scale2 D + snr2 e`` for itself;
+* without resampling (stcal ``flag_crs``): ``|sci - median| > snr1 e``.
+
+The median is never held as a cube of all groups: each group's image goes to a
+float32 temporary file and the median is taken over blocks of rows read back from
+them (`OnDiskMedian`), so memory does not grow with the number of exposures.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+import warnings
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "OnDiskMedian",
+    "abs_derivative",
+    "blot_median",
+    "flag_crs",
+    "flag_resampled_crs",
+    "mask_low_weight",
+    "nanmedian_axis0",
+    "weight_threshold",
+]
+
+
+def weight_threshold(weight: np.ndarray, maskpt: float) -> float:
+    """Return the weight below which a pixel does not enter the median.
+
+    Parameters
+    ----------
+    weight : numpy.ndarray
+        Weights of one image (drizzled weight or input weight map).
+    maskpt : float
+        Fraction of the (clipped) mean weight.
+
+    Returns
+    -------
+    float
+        ``maskpt`` x the 3-sigma-clipped (5 iterations) mean of the finite, non-zero
+        weights (stcal ``compute_weight_threshold``); NaN if there is none.
+    """
+    from astropy.stats import sigma_clip
+
+    values = weight[np.isfinite(weight) & (weight != 0)]
+    if values.size == 0:
+        return math.nan
+    clipped = sigma_clip(values, sigma=3, maxiters=5, masked=False, copy=False)
+    if clipped.size == 0:
+        return math.nan
+    return float(np.mean(clipped, dtype="f8")) * float(maskpt)
+
+
+def mask_low_weight(data: np.ndarray, weight: np.ndarray, maskpt: float) -> np.ndarray:
+    """Return a float32 copy of ``data`` with NaN where ``weight`` < the threshold.
+
+    Parameters
+    ----------
+    data, weight : numpy.ndarray
+        An image and its weights.
+    maskpt : float
+        See `weight_threshold`.
+
+    Returns
+    -------
+    numpy.ndarray
+        The masked copy.
+    """
+    out = np.array(data, dtype=np.float32, copy=True)
+    threshold = weight_threshold(weight, maskpt)
+    if math.isfinite(threshold):
+        out[weight < threshold] = np.nan
+    # no usable weight at all: every comparison with NaN is False in stcal, so
+    # nothing is masked there either
+    return out
+
+
+def nanmedian_axis0(block: np.ndarray) -> np.ndarray:
+    """Return the median along axis 0 ignoring NaN (NaN where all are NaN).
+
+    Same values as ``numpy.nanmedian(block, axis=0)``: the middle value of the sorted
+    finite values, or the mean of the two middle ones. NaN sorts last, so after one
+    sort along the axis the ``n`` finite values come first.
+
+    Parameters
+    ----------
+    block : numpy.ndarray
+        ``(n_images, ...)``; sorted in place.
+
+    Returns
+    -------
+    numpy.ndarray
+        The median, shape ``block.shape[1:]``.
+    """
+    block.sort(axis=0)
+    count = block.shape[0] - np.isnan(block).sum(axis=0, dtype=np.int32)
+    low = np.maximum((count - 1) // 2, 0)
+    high = np.maximum(count // 2, 0)
+    a = np.take_along_axis(block, low[None], axis=0)[0]
+    b = np.take_along_axis(block, high[None], axis=0)[0]
+    median = (a + b) / block.dtype.type(2)
+    median[count == 0] = np.nan
+    return median
+
+
+class OnDiskMedian:
+    """Median of equal-shape images, each written to a float32 temporary file.
+
+    Images are added one at a time (`add`); `median` reads them back by blocks of
+    rows (at most ``buffer_bytes`` of input at once, at least one row) through
+    memory maps. The files live in a private temporary directory removed by `close`
+    (also when used as a context manager and on error).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(ny, nx)`` of every image.
+    n_images : int
+        How many images will be added (sizes the blocks).
+    buffer_bytes : int, optional
+        Input bytes per block; default (0) one image's size (stcal's default).
+    directory : str, optional
+        Parent of the temporary directory (default: the system's).
+    """
+
+    def __init__(self, shape: tuple[int, int], n_images: int, *, buffer_bytes: int = 0,
+                 directory: str | None = None) -> None:  # fmt: skip
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.n_images = int(n_images)
+        if self.n_images < 1:
+            raise ValueError("the median needs at least one image")
+        row_bytes = self.shape[1] * 4
+        buffer = int(buffer_bytes) or self.shape[0] * row_bytes
+        self.rows_per_block = max(1, min(self.shape[0], buffer // (self.n_images * row_bytes)))
+        self.directory = tempfile.mkdtemp(prefix="outlier_median_", dir=directory)
+        self.paths: list[str] = []
+
+    def __enter__(self) -> OnDiskMedian:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def add(self, image: np.ndarray) -> None:
+        """Write one image (converted to float32) to its temporary file.
+
+        Parameters
+        ----------
+        image : numpy.ndarray
+            ``shape`` array.
+
+        Raises
+        ------
+        ValueError
+            If its shape differs or more than ``n_images`` are added.
+        """
+        if image.shape != self.shape:
+            raise ValueError(f"image shape {image.shape} is not the median's {self.shape}")
+        if len(self.paths) >= self.n_images:
+            raise ValueError(f"more than the {self.n_images} images announced")
+        path = os.path.join(self.directory, f"{len(self.paths)}.f32")
+        np.ascontiguousarray(image, dtype=np.float32).tofile(path)
+        self.paths.append(path)
+
+    def median(self) -> np.ndarray:
+        """Return the NaN-ignoring median of the images added.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 ``shape`` array.
+        """
+        n = len(self.paths)
+        if n == 0:
+            raise ValueError("no image added")
+        maps = [np.memmap(p, dtype=np.float32, mode="r", shape=self.shape) for p in self.paths]
+        out = np.empty(self.shape, dtype=np.float32)
+        step = max(1, min(self.shape[0], self.rows_per_block * self.n_images // n))
+        block = np.empty((n, step, self.shape[1]), dtype=np.float32)
+        for start in range(0, self.shape[0], step):
+            stop = min(start + step, self.shape[0])
+            part = block[:, : stop - start]
+            for k, mm in enumerate(maps):
+                part[k] = mm[start:stop]
+            out[start:stop] = nanmedian_axis0(part)
+        del maps
+        return out
+
+    def close(self) -> None:
+        """Delete the temporary files and their directory (idempotent)."""
+        shutil.rmtree(self.directory, ignore_errors=True)
+        self.paths = []
+
+
+def abs_derivative(image: np.ndarray) -> np.ndarray:
+    """Return, per pixel, the largest absolute difference with its 4 neighbours.
+
+    As stcal ``_abs_deriv``: differences with a NaN neighbour are ignored (0 if all
+    are), and a NaN pixel stays NaN.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        2-D image (the blotted median).
+
+    Returns
+    -------
+    numpy.ndarray
+        Same shape and dtype.
+    """
+    out = np.zeros_like(image)
+    with np.errstate(invalid="ignore"):
+        rows = np.abs(np.diff(image, axis=0))
+        rows[np.isnan(rows)] = 0
+        np.maximum(out[1:], rows, out=out[1:])
+        np.maximum(out[:-1], rows, out=out[:-1])
+        del rows
+        cols = np.abs(np.diff(image, axis=1))
+        cols[np.isnan(cols)] = 0
+        np.maximum(out[:, 1:], cols, out=out[:, 1:])
+        np.maximum(out[:, :-1], cols, out=out[:, :-1])
+        del cols
+    out[np.isnan(image)] = np.nan
+    return out
+
+
+def flag_resampled_crs(
+    sci: np.ndarray,
+    err: np.ndarray,
+    blot: np.ndarray,
+    snr1: float,
+    snr2: float,
+    scale1: float,
+    scale2: float,
+    backg: float,
+) -> np.ndarray:
+    """Return the outlier mask of an image against the blotted median.
+
+    Parameters
+    ----------
+    sci, err : numpy.ndarray
+        The image and its error (NaN error counts as 0).
+    blot : numpy.ndarray
+        The median blotted onto the image's pixels (NaN: no comparison).
+    snr1, snr2 : float
+        Signal-to-noise thresholds of the first (3x3-grown) and second test.
+    scale1, scale2 : float
+        Multipliers of the blot's derivative in the two tests.
+    backg : float
+        Background still in ``sci`` but not in the blot.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask, True for outliers.
+
+    Notes
+    -----
+    stcal 1.20 ``flag_resampled_crs``: with ``d = |sci - blot - backg|`` and ``D`` the
+    blot's `abs_derivative`, a pixel is flagged where ``d > scale2 D + snr2 e`` and
+    ``d > scale1 D + snr1 e`` holds somewhere in its 3x3 box (scipy
+    ``ndimage.convolve`` of the boolean mask with a 3x3 box, ``mode="nearest"``, which
+    is a binary dilation).
+    """
+    from scipy import ndimage
+
+    error = np.nan_to_num(np.asarray(err, dtype=np.float32), nan=0.0)
+    deriv = abs_derivative(np.asarray(blot, dtype=np.float32))
+    with np.errstate(invalid="ignore"):
+        diff = np.abs(np.asarray(sci, dtype=np.float32) - blot - np.float32(backg))
+        first = diff > np.float32(scale1) * deriv + np.float32(snr1) * error
+        grown = ndimage.binary_dilation(first, structure=np.ones((3, 3), bool))
+        del first
+        second = diff > np.float32(scale2) * deriv + np.float32(snr2) * error
+    return grown & second
+
+
+def flag_crs(sci: np.ndarray, err: np.ndarray, median: np.ndarray, snr: float) -> np.ndarray:
+    """Return the outlier mask ``|sci - median| > snr * err`` (stcal ``flag_crs``).
+
+    Parameters
+    ----------
+    sci, err, median : numpy.ndarray
+        The image, its error (NaN -> 0) and the median of the inputs.
+    snr : float
+        Signal-to-noise threshold.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask.
+    """
+    error = np.nan_to_num(np.asarray(err, dtype=np.float32), nan=0.0)
+    with np.errstate(invalid="ignore"):
+        return np.abs(np.asarray(sci, dtype=np.float32) - median) > np.float32(snr) * error
+
+
+def blot_median(
+    median: np.ndarray,
+    median_wcs: Any,
+    shape: tuple[int, int],
+    wcs: Any,
+    *,
+    fillval: float = math.nan,
+    stepsize: int = 10,
+    order: int = 3,
+) -> np.ndarray:
+    """Return the median interpolated back onto an input's pixels (drizzle's blot).
+
+    Parameters
+    ----------
+    median : numpy.ndarray
+        The median on the grid of ``median_wcs``.
+    median_wcs : gwcs.WCS
+        Its WCS.
+    shape : tuple of int
+        The input's ``(ny, nx)``.
+    wcs : gwcs.WCS
+        The input's WCS.
+    fillval : float, optional
+        Value where nothing is interpolated.
+    stepsize, order : int, optional
+        Pixel-map interpolation (`romancal_lite.steps.resample.calc_pixmap`).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``shape`` array.
+    """
+    from drizzle.resample import blot_image
+
+    from ..resample import calc_pixmap
+
+    pixmap = calc_pixmap(wcs, median_wcs, shape, stepsize=stepsize, order=order)
+    # stcal gwcs_blot: blot cannot take NaN coordinates; it maps them to -1
+    pixmap[np.isnan(pixmap)] = -1
+    out = np.full(shape, fillval, dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        blot_image(np.ascontiguousarray(median, dtype=np.float32), pixmap, out_img=out,
+                   fillval=fillval, iscale=1.0, interp="linear")  # fmt: skip
+    return out

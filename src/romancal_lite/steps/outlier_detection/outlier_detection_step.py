@@ -1,0 +1,348 @@
+"""The ``outlier_detection`` step: flag pixels that disagree with the median of the exposures."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from romancal_lite import datamodels
+from romancal_lite.errors import ConfigError, InputFileError
+from romancal_lite.stpipe import Param, Step
+
+from .._library import as_library, product_name
+from ..resample import KERNELS, Resampler, good_pixel_mask, parse_fillval
+from ..resample.resample_step import ResampleStep, _number
+from .outlier_detection import (
+    OnDiskMedian,
+    blot_median,
+    flag_crs,
+    flag_resampled_crs,
+    mask_low_weight,
+)
+
+__all__ = ["OutlierDetectionStep", "parse_two"]
+
+
+def parse_two(value: str, name: str) -> tuple[float, float]:
+    """Parse ``"5.0 4.0"`` (spaces or commas) into two floats.
+
+    Parameters
+    ----------
+    value : str
+        The parameter value.
+    name : str
+        Its name (messages).
+
+    Returns
+    -------
+    tuple of float
+        The two numbers.
+
+    Raises
+    ------
+    ConfigError
+        If it is not two finite numbers.
+    """
+    parts = [p for p in str(value).replace(",", " ").split() if p]
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        first, second = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise ConfigError(f"{name} must be two numbers, e.g. '5.0 4.0', not {value!r}") from None
+    if not (math.isfinite(first) and math.isfinite(second)):
+        raise ConfigError(f"{name} must be finite, not {value!r}")
+    return first, second
+
+
+def _sky_level(meta: Any) -> float | None:
+    """Return the measured sky level still in the data (romancal: not ``subtracted``)."""
+    background = meta.get("background") or {}
+    if not background or background.get("subtracted", False):
+        return None
+    return _number(background, "level")
+
+
+class OutlierDetectionStep(Step):
+    """Flag outliers (cosmic rays, bad pixels) of each exposure (romancal 1.1).
+
+    With ``resample_data`` (default) every exposure group of the library
+    (``group_indices``: the exposures of one pointing) is drizzled onto the grid the
+    ``resample`` step would make (footprint union, pixel scale ratio 1), pixels whose
+    weight is below ``maskpt`` x the clipped mean weight are set NaN, and the median
+    over groups is blotted back onto each exposure; pixels differing from it by more
+    than the two derivative-and-noise thresholds (``snr``, ``scale``) get
+    ``DO_NOT_USE | OUTLIER`` in their ``dq``. A measured sky level not yet subtracted
+    (``meta.background``) is taken out before drizzling and added to the blot, as
+    romancal. Without ``resample_data`` the median of the exposures themselves is used
+    and ``|sci - median| > snr1 * err`` is flagged. The median is computed from
+    temporary files by blocks of rows (`OnDiskMedian`), so memory does not grow with the
+    number of exposures. Fewer than two exposures: SKIPPED. The exposures are shelved
+    modified; the result is the library.
+
+    ``weight_type`` is honoured here; romancal 1.1 always drizzles with ``ivm``
+    weights (the default). ``in_memory`` only decides whether a library opened from
+    files keeps its members in memory.
+    """
+
+    class_alias = "outlier_detection"
+    model_type = datamodels.ImageModel
+    accepts_many = True
+
+    weight_type = Param(str, "ivm", "Drizzle weights of the median images",
+                        choices=("ivm", "exptime"))  # fmt: skip
+    pixfrac = Param(float, 1.0, "Drizzle pixfrac of the median images", minimum=0.0)
+    kernel = Param(str, "square", "Drizzle kernel of the median images", choices=KERNELS)
+    fillval = Param(str, "NaN", "Value of pixels without data ('INDEF': 0)")
+    maskpt = Param(float, 0.7, "Pixels below this fraction of the mean weight are not in "
+                   "the median", minimum=0.0)  # fmt: skip
+    snr = Param(str, "5.0 4.0", "Signal-to-noise thresholds of the two tests")
+    scale = Param(str, "1.2 0.7", "Derivative multipliers of the two tests")
+    backg = Param(float, 0.0, "Background to subtract from the data in the comparison")
+    save_intermediate_results = Param(bool, False, "Write the drizzled group images and "
+                                      "the median")  # fmt: skip
+    resample_data = Param(bool, True, "Drizzle the exposures before the median")
+    resample_on_skycell = Param(bool, True, "Use the association's skycell grid "
+                                "(needs the skymap: falls back to the footprints)")  # fmt: skip
+    good_bits = Param(str, "~DO_NOT_USE", "DQ bits that do not exclude a pixel")
+    in_memory = Param(bool, True, "Keep a library opened from files in memory")
+    pixmap_stepsize = Param(int, 10, "Evaluate the WCSs every this many pixels", minimum=1)
+    pixmap_order = Param(int, 3, "Pixel-map spline order", choices=(1, 3))
+
+    # ------------------------------------------------------------------ input
+    def open_input(self, input: Any) -> Any:  # noqa: A002
+        """Return the input as a `ModelLibrary`.
+
+        Parameters
+        ----------
+        input : path, association, list, model or ModelLibrary
+            The exposures.
+
+        Returns
+        -------
+        ModelLibrary
+            The library.
+        """
+        library = as_library(input, on_disk=not self.in_memory)
+        if self.parent is None and not self._input_name:
+            self._input_name = product_name(library)
+        return library
+
+    def record_status(self, model: Any, status: str) -> None:  # noqa: D102
+        if isinstance(model, datamodels.ModelLibrary):
+            if status != "COMPLETE":  # COMPLETE is written by process, member by member
+                _set_status(model, status)
+            return
+        super().record_status(model, status)
+
+    # ------------------------------------------------------------------ run
+    def process(self, model: Any) -> Any:
+        """Flag the outliers of every exposure of the library.
+
+        Parameters
+        ----------
+        model : ModelLibrary
+            The exposures.
+
+        Returns
+        -------
+        ModelLibrary
+            The same library, members' ``dq`` updated.
+
+        Raises
+        ------
+        ConfigError
+            Bad ``snr``, ``scale`` or ``fillval``.
+        InputFileError
+            Exposures without WCS, of different units or filters, or shapes.
+        """
+        library = model
+        snr1, snr2 = parse_two(self.snr, "snr")
+        scale1, scale2 = parse_two(self.scale, "scale")
+        fillval = parse_fillval(self.fillval)
+        if len(library) < 2:
+            self.mark_skipped("at least two exposures are needed")
+            return library
+        start = time.perf_counter()
+        if self.resample_data:
+            median, median_wcs = self._median_resampled(library, fillval)
+        else:
+            median, median_wcs = self._median_direct(library), None
+        self.log.info("Median of %d %s in %.2f s", len(library.group_indices) if
+                      self.resample_data else len(library),
+                      "exposure groups" if self.resample_data else "exposures",
+                      time.perf_counter() - start)  # fmt: skip
+        if self.save_intermediate_results:
+            self._save(median, median_wcs, "median", product_name(library))
+        with library:
+            for index in range(len(library)):
+                image = library.borrow(index)
+                try:
+                    mask = self._flag(image, median, median_wcs, fillval,
+                                      snr1, snr2, scale1, scale2)  # fmt: skip
+                except BaseException:
+                    library.shelve(image, index, modify=False)
+                    raise
+                flags = np.uint32(_dq_flags())
+                image.dq = np.asarray(image.dq, dtype=np.uint32) | (mask.astype(np.uint32) * flags)
+                image.meta.cal_step["outlier_detection"] = "COMPLETE"
+                name = library.members[index].path.name
+                self.log.info("%s: %d pixels flagged as outliers", name, np.count_nonzero(mask))
+                library.shelve(image, index, modify=True)
+        return library
+
+    def _flag(self, image: Any, median: np.ndarray, median_wcs: Any, fillval: float,
+              snr1: float, snr2: float, scale1: float, scale2: float) -> np.ndarray:  # fmt: skip
+        data = np.asarray(image.data, dtype=np.float32)
+        err = np.asarray(image.err, dtype=np.float32)
+        if median_wcs is None:
+            return flag_crs(data, err, median, snr1)
+        blot = blot_median(median, median_wcs, data.shape, image.meta.wcs, fillval=fillval,
+                           stepsize=self.pixmap_stepsize, order=self.pixmap_order)  # fmt: skip
+        # romancal _flag_resampled_model_crs: an unsubtracted sky level replaces backg
+        # (the median was made from sky-subtracted images)
+        level = _sky_level(image.meta)
+        backg = self.backg if level is None else level
+        return flag_resampled_crs(data, err, blot, snr1, snr2, scale1, scale2, backg)
+
+    def _median_resampled(self, library: Any, fillval: float) -> tuple[np.ndarray, Any]:
+        """Drizzle each exposure group, mask low weights, median on disk."""
+        metas = [library.read_meta(i) for i in range(len(library))]
+        grid_step = ResampleStep(
+            parent=self, kernel=self.kernel, pixfrac=self.pixfrac,
+            resample_on_skycell=self.resample_on_skycell, good_bits=self.good_bits,
+            pixmap_stepsize=self.pixmap_stepsize, pixmap_order=self.pixmap_order,
+        )  # fmt: skip
+        grid_step._check_inputs(library, metas)  # noqa: SLF001 (the resample step's checks)
+        wcs, _, ratio = grid_step._grid(library, metas)  # noqa: SLF001 (and its grid)
+        shape = tuple(int(v) for v in wcs.array_shape)
+        groups = list(library.group_indices.items())
+        self.log.info("Median grid %d x %d (ratio %.4g) for %d groups", shape[1], shape[0],
+                      ratio, len(groups))  # fmt: skip
+        with OnDiskMedian(shape, len(groups)) as computer:
+            for name, indices in groups:
+                resampler = Resampler(
+                    wcs, len(indices), pixel_scale_ratio=ratio, kernel=self.kernel,
+                    pixfrac=self.pixfrac, fillval=fillval, weight_type=self.weight_type,
+                    good_bits=self.good_bits, variances=(),
+                    pixmap_stepsize=self.pixmap_stepsize, pixmap_order=self.pixmap_order,
+                )  # fmt: skip
+                with library:
+                    for k, index in enumerate(indices):
+                        image = library.borrow(index)
+                        try:
+                            meta = image.meta
+                            exptime = _number(meta, "exposure", "exposure_time", default=1.0)
+                            level = _sky_level(meta)
+                            resampler.add(image, k, exposure_time=exptime,
+                                          effective_time=exptime, level=level)  # fmt: skip
+                        finally:
+                            library.shelve(image, index, modify=False)
+                arrays = resampler.finalize()
+                del resampler
+                if self.save_intermediate_results:
+                    self._save(arrays["data"], wcs, "outlier_coadd",
+                               library.members[indices[0]].path.name)  # fmt: skip
+                masked = mask_low_weight(arrays["data"], arrays["weight"], self.maskpt)
+                del arrays
+                computer.add(masked)
+                del masked
+                self.log.debug("group %s drizzled", name)
+            median = computer.median()
+        return median, wcs
+
+    def _median_direct(self, library: Any) -> np.ndarray:
+        """Median of the exposures themselves (romancal ``_median_without_resampling``)."""
+        computer = None
+        try:
+            with library:
+                for index in range(len(library)):
+                    image = library.borrow(index)
+                    try:
+                        data = np.asarray(image.data, dtype=np.float32)
+                        if computer is None:
+                            computer = OnDiskMedian(data.shape, len(library))
+                        elif data.shape != computer.shape:
+                            raise InputFileError(
+                                f"{library.members[index].path.name}: shape {data.shape} differs"
+                                f" from the first exposure's {computer.shape}; without "
+                                "resample_data all exposures must have one shape"
+                            )
+                        dq = np.asarray(image.dq) if "dq" in image else None
+                        good = good_pixel_mask(dq, self.good_bits, data.shape)
+                        # stcal build_driz_weight "ivm" (romancal always uses it here):
+                        # 1 / var_rnoise on good pixels, 1 without var_rnoise
+                        if "var_rnoise" in image:
+                            with np.errstate(divide="ignore"):
+                                weight = np.reciprocal(np.asarray(image.var_rnoise, np.float32))
+                            weight[~np.isfinite(weight)] = 0
+                        else:
+                            weight = np.ones(data.shape, np.float32)
+                        weight *= good
+                        computer.add(mask_low_weight(data, weight, self.maskpt))
+                        del weight, good
+                    finally:
+                        library.shelve(image, index, modify=False)
+            return computer.median()
+        finally:
+            if computer is not None:
+                computer.close()
+
+    def _save(self, data: np.ndarray, wcs: Any, suffix: str, base: str) -> None:
+        """Write an intermediate product ``{"data", "wcs"}`` (romancal ``_fileio``)."""
+        import asdf
+
+        from romancal_lite.stpipe.naming import make_output_name
+
+        directory = self._search("output_dir") or "."
+        path = f"{directory}/{make_output_name(base, suffix)}"
+        tree = {"data": np.asarray(data, np.float32)}
+        if wcs is not None:
+            tree["wcs"] = wcs
+        asdf.AsdfFile(tree).write_to(path)
+        self.log.info("Saved intermediate product %s", path)
+
+    def save(self, model: Any, path: Any) -> None:
+        """Save each exposure of the library as ``<member>_<suffix>.asdf``.
+
+        Parameters
+        ----------
+        model : ModelLibrary or ImageModel
+            The result.
+        path : pathlib.Path
+            Output of a single image (a library's members are named after themselves).
+        """
+        if not isinstance(model, datamodels.ModelLibrary):
+            super().save(model, path)
+            return
+        from romancal_lite.stpipe.naming import make_output_name
+
+        suffix = self.suffix or self.class_alias
+        with model:
+            for index in range(len(model)):
+                image = model.borrow(index)
+                out = path.parent / make_output_name(model.members[index].path.name, suffix)
+                try:
+                    super().save(image, out)
+                finally:
+                    model.shelve(image, index, modify=False)
+
+
+def _dq_flags() -> int:
+    from romancore.dqflags import pixel
+
+    return int(pixel.DO_NOT_USE) | int(pixel.OUTLIER)
+
+
+def _set_status(library: Any, status: str) -> None:
+    """Write ``meta.cal_step.outlier_detection`` on every member not already COMPLETE."""
+    with library:
+        for index in range(len(library)):
+            image = library.borrow(index)
+            changed = image.meta.cal_step.get("outlier_detection") != status
+            if changed:
+                image.meta.cal_step["outlier_detection"] = status
+            library.shelve(image, index, modify=changed)

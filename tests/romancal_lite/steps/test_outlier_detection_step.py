@@ -1,0 +1,370 @@
+"""outlier_detection: hand cases, a dithered set with cosmic rays, romancal 1.1, memory."""
+
+import glob
+import logging
+import os
+import tempfile
+import tracemalloc
+
+import mosaic_data as md
+import numpy as np
+import pytest
+
+from romancal_lite.associations import asn_from_list, write_asn
+from romancal_lite.datamodels import ImageModel, ModelLibrary
+from romancal_lite.errors import ConfigError, InputFileError
+from romancal_lite.steps.outlier_detection import (
+    OnDiskMedian,
+    OutlierDetectionStep,
+    abs_derivative,
+    flag_crs,
+    flag_resampled_crs,
+    nanmedian_axis0,
+    weight_threshold,
+)
+
+SHAPE = (64, 64)
+OUTLIER = 1 << 7
+DO_NOT_USE = 1
+#: small dithers (arcsec; 0.11"/pixel): the exposures overlap almost entirely
+DITHERS = [(0.0, 0.0), (0.53, 0.31), (0.22, 0.64), (0.71, 0.13)]
+CR = 5.0  # MJy/sr added by a cosmic ray: ~70 sigma on the sky
+
+
+def _stars():
+    return [(a, b, 20 * f) for a, b, f in md.stars_in(SHAPE, 8, 3)]
+
+
+def _cr_positions(model, rng, level, n=8):
+    """Sky pixels (no star within 6 pixels) away from the edges."""
+    clean = model.data - (level or 0.0) < 0.6  # sky 0.5
+    ny, nx = model.data.shape
+    found = []
+    while len(found) < n:
+        y, x = (int(v) for v in rng.integers(6, ny - 6, 2))
+        if clean[y - 6 : y + 7, x - 6 : x + 7].all() and (y, x) not in found:
+            found.append((y, x))
+    return tuple(np.array(v) for v in zip(*found, strict=True))
+
+
+def _write(directory, dithers=DITHERS, *, crs=True, levels=None, seed=1, shape=SHAPE):
+    """One exposure per dither (detector 1), cosmic rays on the sky of each."""
+    rng = np.random.default_rng(seed)
+    stars = _stars()
+    paths, hits = [], []
+    for e, dither in enumerate(dithers, start=1):
+        level = None if levels is None else levels[e - 1]
+        model = md.make_image(e, 1, dither=dither, stars=stars, level=level, shape=shape)
+        if crs:
+            y, x = _cr_positions(model, rng, level)
+            model.data[y, x] += CR
+            hits.append((y, x))
+        paths.append(model.save(directory / model.meta.filename))
+    asn = directory / "mos_asn.json"
+    write_asn(asn_from_list(paths, "mos", relative_to=directory), asn)
+    return paths, asn, hits
+
+
+def _dq(library):
+    out = []
+    with library:
+        for i in range(len(library)):
+            model = library.borrow(i)
+            out.append(np.array(model.dq))
+            library.shelve(model, i)
+    return out
+
+
+# ---------------------------------------------------------------- hand cases
+def test_abs_derivative_by_hand():
+    image = np.array([[0, 1, 3], [4, np.nan, 2], [4, 4, 4]], np.float32)
+    # (0,0): |0-1|, |0-4| -> 4;  (0,1): |1-0|, |1-3| (NaN below ignored) -> 2
+    # (0,2): |3-1|, |3-2| -> 2;  (1,0): |4-0|, |4-4| (NaN right ignored) -> 4
+    # (1,2): |2-3|, |2-4| -> 2;  (2,1): |4-4|, |4-4| (NaN above ignored) -> 0
+    expected = np.array([[4, 2, 2], [4, np.nan, 2], [0, 0, 2]], np.float32)
+    np.testing.assert_array_equal(abs_derivative(image), expected)
+
+
+def test_flag_resampled_crs_by_hand():
+    blot = np.zeros((5, 5), np.float32)
+    err = np.ones((5, 5), np.float32)
+    sci = np.zeros((5, 5), np.float32)
+    sci[2, 2] = 10.0  # > 5 sigma: first test; > 4 sigma: second
+    sci[2, 3] = 4.5  # only the second test, next to a first-test pixel: flagged
+    sci[0, 0] = 4.5  # only the second test, isolated: not flagged
+    sci[4, 4] = 5.5  # both tests
+    mask = flag_resampled_crs(sci, err, blot, 5.0, 4.0, 1.2, 0.7, 0.0)
+    assert set(zip(*np.nonzero(mask), strict=True)) == {(2, 2), (2, 3), (4, 4)}
+    # the derivative raises the threshold: a step of 10 in the blot next to the pixel
+    blot2 = blot.copy()
+    blot2[4, 3] = 10.0  # |deriv| at (4,4) = 10: 5.5 < 1.2*10 + 5 and < 0.7*10 + 4
+    sci2 = sci.copy()
+    sci2[4, 3] = 10.0
+    assert not flag_resampled_crs(sci2, err, blot2, 5.0, 4.0, 1.2, 0.7, 0.0)[4, 4]
+    # backg comes off the difference; a NaN error counts as 0; a NaN blot never flags
+    assert flag_resampled_crs(sci + 3, err, blot, 5.0, 4.0, 1.2, 0.7, 3.0).sum() == 3
+    err_nan = err.copy()
+    err_nan[0, 0] = np.nan
+    assert flag_resampled_crs(sci, err_nan, blot, 5.0, 4.0, 1.2, 0.7, 0.0)[0, 0]  # 4.5 > 0
+    nan_blot = blot.copy()
+    nan_blot[2, 2] = np.nan
+    assert not flag_resampled_crs(sci, err, nan_blot, 5.0, 4.0, 1.2, 0.7, 0.0)[2, 2]
+
+
+def test_flag_crs_by_hand():
+    sci = np.array([[1.0, 7.0, 2.0]], np.float32)
+    err = np.array([[1.0, 1.0, np.nan]], np.float32)
+    median = np.array([[0.0, 1.0, 1.9]], np.float32)
+    np.testing.assert_array_equal(flag_crs(sci, err, median, 5.0), [[False, True, True]])
+
+
+def test_weight_threshold_by_hand():
+    weight = np.array([[2.0, 2.0, 2.0, 2.0, 0.0, np.nan]])
+    assert weight_threshold(weight, 0.7) == pytest.approx(1.4)
+    # a single wild value is clipped away (3 sigma)
+    weight = np.concatenate([np.full(50, 2.0), [1000.0]])
+    assert weight_threshold(weight, 0.5) == pytest.approx(1.0)
+    assert np.isnan(weight_threshold(np.zeros(4), 0.7))
+
+
+def test_nanmedian_matches_numpy():
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 3, 4, 7):
+        cube = rng.normal(size=(n, 9, 11)).astype(np.float32)
+        cube[rng.random(cube.shape) < 0.3] = np.nan
+        cube[:, 0, 0] = np.nan
+        with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
+            expected = np.nanmedian(cube, axis=0)
+        np.testing.assert_array_equal(nanmedian_axis0(cube.copy()), expected)
+
+
+def test_on_disk_median_blocks_and_cleanup(tmp_path):
+    rng = np.random.default_rng(1)
+    images = rng.normal(size=(5, 37, 13)).astype(np.float32)
+    images[rng.random(images.shape) < 0.2] = np.nan
+    # a buffer of 3 rows of the 5 images: 1 row per block
+    with OnDiskMedian((37, 13), 5, buffer_bytes=3 * 13 * 4 * 5 // 3, directory=tmp_path) as m:
+        assert m.rows_per_block == 1
+        for image in images:
+            m.add(image)
+        assert len(os.listdir(m.directory)) == 5
+        got = m.median()
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(got, np.nanmedian(images, axis=0))
+    assert os.listdir(tmp_path) == []
+    with pytest.raises(RuntimeError), OnDiskMedian((4, 4), 2, directory=tmp_path) as m:
+        m.add(np.zeros((4, 4)))
+        raise RuntimeError("boom")
+    assert os.listdir(tmp_path) == []
+
+
+# ---------------------------------------------------------------- against stcal
+def test_flagging_functions_match_stcal():
+    utils = pytest.importorskip("stcal.outlier_detection.utils")
+    rng = np.random.default_rng(5)
+    blot = rng.normal(10, 3, size=(40, 50)).astype(np.float32)
+    blot[rng.random(blot.shape) < 0.05] = np.nan
+    sci = (blot + rng.normal(0, 1, size=blot.shape)).astype(np.float32)
+    sci[rng.random(blot.shape) < 0.05] += 30
+    err = np.abs(rng.normal(1, 0.3, size=blot.shape)).astype(np.float32)
+    err[rng.random(blot.shape) < 0.02] = np.nan
+    np.testing.assert_array_equal(abs_derivative(blot), utils._abs_deriv(blot))
+    for args in ((5.0, 4.0, 1.2, 0.7, 0.0), (3.0, 2.0, 0.5, 0.3, 0.4)):
+        np.testing.assert_array_equal(
+            flag_resampled_crs(sci, err, blot, *args),
+            utils.flag_resampled_crs(sci, err, blot, *args),
+        )
+    np.testing.assert_array_equal(
+        flag_crs(sci, err, blot, 4.0), utils.flag_crs(sci, err, blot, 4.0)
+    )
+    weight = rng.normal(5, 1, size=(30, 30))
+    assert weight_threshold(weight, 0.7) == pytest.approx(
+        utils.compute_weight_threshold(weight, 0.7), rel=1e-12
+    )
+
+
+# ---------------------------------------------------------------- a dithered set
+def test_cosmic_rays_flagged_and_stars_not(tmp_path):
+    paths, asn, hits = _write(tmp_path)
+    result = OutlierDetectionStep.call(asn)
+    dqs = _dq(result)
+    for path, dq, (y, x) in zip(paths, dqs, hits, strict=True):
+        flagged = (dq & OUTLIER) != 0
+        assert flagged[y, x].all(), "every cosmic ray is flagged"
+        assert ((dq[flagged] & DO_NOT_USE) != 0).all()
+        with ImageModel(path) as original:
+            star = original.data > 1.0  # star cores (the sky is 0.5)
+            star[y, x] = False
+            assert star.sum() > 30
+            assert not flagged[star].any(), "no star pixel is flagged"
+        # a cosmic ray and at most its 8 neighbours (the grown first test)
+        assert flagged.sum() <= 9 * len(y)
+    with result:
+        for i in range(len(result)):
+            model = result.borrow(i)
+            assert model.meta.cal_step.outlier_detection == "COMPLETE"
+            result.shelve(model, i)
+
+
+def test_switched_off_flags_nothing(tmp_path):
+    _, asn, _ = _write(tmp_path)
+    result = OutlierDetectionStep.call(asn, skip=True)
+    assert not any(((dq & OUTLIER) != 0).any() for dq in _dq(result))
+
+
+def test_sky_level_added_to_the_blot(tmp_path):
+    """Unsubtracted sky levels differ by exposure: compared as romancal (blot + level)."""
+    paths, asn, hits = _write(tmp_path, levels=(0.3, 1.1, 0.0, 2.0))
+    dqs = _dq(OutlierDetectionStep.call(asn))
+    for dq, (y, x) in zip(dqs, hits, strict=True):
+        flagged = (dq & OUTLIER) != 0
+        assert flagged[y, x].all() and flagged.sum() <= 9 * len(y)
+
+
+def test_without_resampling(tmp_path):
+    _, asn, hits = _write(tmp_path, [(0.0, 0.0)] * 4)
+    dqs = _dq(OutlierDetectionStep.call(asn, resample_data=False))
+    for dq, (y, x) in zip(dqs, hits, strict=True):
+        flagged = (dq & OUTLIER) != 0
+        assert flagged[y, x].all() and flagged.sum() == len(y)
+
+
+def test_single_exposure_skipped(tmp_path, caplog):
+    paths, _, _ = _write(tmp_path, DITHERS[:1])
+    with caplog.at_level(logging.INFO):
+        result = OutlierDetectionStep.call(ModelLibrary(paths))
+    lines = [r for r in caplog.records if "skipped" in r.getMessage().lower()]
+    assert len(lines) == 1 and lines[0].levelno == logging.WARNING
+    with result:
+        model = result.borrow(0)
+        assert model.meta.cal_step.outlier_detection == "SKIPPED"
+        assert not (np.asarray(model.dq) & OUTLIER).any()
+        result.shelve(model, 0)
+
+
+def test_temporary_files_removed_also_on_error(tmp_path, monkeypatch):
+    _, asn, _ = _write(tmp_path)
+    made = []
+    real_init = OnDiskMedian.__init__
+
+    def spy(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        made.append(self.directory)
+
+    monkeypatch.setattr(OnDiskMedian, "__init__", spy)
+    OutlierDetectionStep.call(asn)
+    assert made and not any(os.path.exists(d) for d in made)
+
+    def boom(self, image):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(OnDiskMedian, "add", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        OutlierDetectionStep.call(asn)
+    assert len(made) == 2 and not any(os.path.exists(d) for d in made)
+    assert not glob.glob(os.path.join(tempfile.gettempdir(), "outlier_median_*"))
+
+
+def test_bad_parameters_and_inputs(tmp_path):
+    paths, asn, _ = _write(tmp_path, DITHERS[:2], crs=False)
+    with pytest.raises(ConfigError, match="snr"):
+        OutlierDetectionStep.call(asn, snr="5")
+    with pytest.raises(ConfigError, match="scale"):
+        OutlierDetectionStep.call(asn, scale="a b")
+    with pytest.raises(ConfigError):
+        OutlierDetectionStep.call(asn, kernel="box")
+    model = ImageModel(paths[1])
+    model.meta.wcs = None
+    with pytest.raises(InputFileError, match="no WCS"):
+        OutlierDetectionStep.call([ImageModel(paths[0]), model])
+
+
+# ---------------------------------------------------------------- memory
+def _median_memory(directory, dithers, monkeypatch):
+    """Traced bytes kept across the group drizzles, and the median's own peak.
+
+    ``kept``: traced memory when the median starts minus when its computer was made
+    (what the drizzled groups leave behind); ``peak``: the median's peak above its start.
+    """
+    _, asn, _ = _write(directory, dithers, seed=2, shape=(256, 256))
+    library = ModelLibrary(asn, on_disk=True)
+    marks = {}
+    real_init, real_median = OnDiskMedian.__init__, OnDiskMedian.median
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        marks["made"] = tracemalloc.get_traced_memory()[0]
+
+    def median(self):
+        marks["kept"] = tracemalloc.get_traced_memory()[0] - marks["made"]
+        tracemalloc.reset_peak()
+        begin = tracemalloc.get_traced_memory()[0]
+        out = real_median(self)
+        marks["peak"] = tracemalloc.get_traced_memory()[1] - begin
+        return out
+
+    monkeypatch.setattr(OnDiskMedian, "__init__", init)
+    monkeypatch.setattr(OnDiskMedian, "median", median)
+    tracemalloc.start()
+    try:
+        OutlierDetectionStep.call(library, in_memory=False)
+    finally:
+        tracemalloc.stop()
+    return marks["kept"], marks["peak"]
+
+
+def test_memory_does_not_grow_with_the_number_of_exposures(tmp_path, monkeypatch):
+    """8 exposures between the 2 extreme dithers (same grid) need no more memory than 2."""
+    ends = np.array([(0.0, 0.0), (0.77, 0.55)])
+    eight = [tuple(ends[0] + t * (ends[1] - ends[0])) for t in np.linspace(0, 1, 8)]
+    for name in ("warm", "two", "eight"):
+        (tmp_path / name).mkdir()
+    _median_memory(tmp_path / "warm", [tuple(v) for v in ends], monkeypatch)  # imports, caches
+    kept2, peak2 = _median_memory(tmp_path / "two", [tuple(v) for v in ends], monkeypatch)
+    kept8, peak8 = _median_memory(tmp_path / "eight", eight, monkeypatch)
+    image = 4 * 262 * 262  # bytes of one drizzled float32 image (~262 x 262 grid)
+    # the median reads blocks of rows of at most one image's bytes in all: an
+    # in-memory cube would be 8 images here. (``kept`` grows by ~0.3 MB a member on
+    # these small images: the borrowed members' ASDF caches in the library, not the
+    # drizzled images, which go to disk; it is not asserted.)
+    assert min(kept2, kept8) >= 0
+    assert peak8 < peak2 * 1.1 + image / 4, (peak2, peak8)
+
+
+# ---------------------------------------------------------------- against romancal
+def _romancal(asn, resample_data=True):
+    rc = pytest.importorskip("romancal.outlier_detection.outlier_detection")
+    from romancal.datamodels import ModelLibrary as RomancalLibrary
+
+    library = RomancalLibrary(str(asn), on_disk=False)
+    rc.detect_outliers(library, "ivm", 1.0, "square", "NaN", 0.7, 5.0, 4.0, 1.2, 0.7, 0.0,
+                       False, resample_data, "~DO_NOT_USE", False, None,
+                       pixmap_stepsize=10, pixmap_order=3)  # fmt: skip
+    return _dq(library)
+
+
+@pytest.mark.parametrize(
+    ("levels", "resample_data", "dithers"),
+    [
+        (None, True, DITHERS),
+        ((0.3, 1.1, 0.0, 2.0), True, DITHERS),
+        (None, True, [(0.0, 0.0), (2.3, 1.1), (0.9, 3.0)]),
+        (None, False, [(0.0, 0.0)] * 3),
+    ],
+)
+def test_same_outliers_as_romancal(tmp_path, levels, resample_data, dithers):
+    _, asn, _ = _write(tmp_path, dithers, levels=levels)
+    # more, fainter outliers too: 200 random pixels of 0.3-3 MJy/sr in each exposure
+    rng = np.random.default_rng(9)
+    for path in sorted(tmp_path.glob("*_cal.asdf")):
+        with ImageModel(path) as model:
+            y, x = rng.integers(0, 64, 200), rng.integers(0, 64, 200)
+            model.data[y, x] += rng.uniform(0.3, 3.0, 200).astype(np.float32)
+            model.save(path)
+    ours = _dq(OutlierDetectionStep.call(asn, resample_data=resample_data))
+    theirs = _romancal(asn, resample_data)
+    a = np.array([(d & OUTLIER) != 0 for d in ours])
+    b = np.array([(d & OUTLIER) != 0 for d in theirs])
+    union = (a | b).sum()
+    assert union > 100
+    assert (a & b).sum() >= 0.99 * union, ((a & b).sum(), a.sum(), b.sum())
