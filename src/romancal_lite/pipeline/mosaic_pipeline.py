@@ -10,49 +10,20 @@ The inputs stay in a `ModelLibrary` on disk: each step borrows one image at a ti
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
 from romancal_lite import datamodels
 from romancal_lite.steps._library import as_library, product_name
 from romancal_lite.steps.flux import FluxStep
+from romancal_lite.steps.outlier_detection import OutlierDetectionStep
 from romancal_lite.steps.resample import ResampleStep
+from romancal_lite.steps.skymatch import SkyMatchStep
 from romancal_lite.steps.source_catalog import SourceCatalogStep
-from romancal_lite.stpipe import Param, Pipeline, Step
+from romancal_lite.stpipe import Param, Pipeline
 from romancal_lite.stpipe.naming import make_output_name
 
-__all__ = ["HighLevelPipeline", "MosaicPipeline", "OPTIONAL_STEPS"]
-
-#: Steps of romancal's mosaic pipeline that are built separately: (alias, module,
-#: class). A slot is filled when its package is present at import time; otherwise
-#: the pipeline skips it with one log line.
-OPTIONAL_STEPS: tuple[tuple[str, str, str], ...] = (
-    ("skymatch", "romancal_lite.steps.skymatch", "SkyMatchStep"),
-    ("outlier_detection", "romancal_lite.steps.outlier_detection", "OutlierDetectionStep"),
-)
-
-
-def _optional(module: str, name: str) -> type[Step] | None:
-    try:
-        found = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name and module.startswith(exc.name):
-            return None  # the step package is not part of this build
-        raise
-    cls = getattr(found, name, None)
-    return cls if isinstance(cls, type) and issubclass(cls, Step) else None
-
-
-def _step_defs() -> dict[str, type[Step]]:
-    optional = {alias: _optional(module, name) for alias, module, name in OPTIONAL_STEPS}
-    defs: dict[str, type[Step]] = {"flux": FluxStep}
-    for alias, cls in optional.items():  # ---- slot: skymatch, outlier_detection ----
-        if cls is not None:
-            defs[alias] = cls
-    defs["resample"] = ResampleStep
-    defs["source_catalog"] = SourceCatalogStep
-    return defs
+__all__ = ["HighLevelPipeline", "MosaicPipeline"]
 
 
 class MosaicPipeline(Pipeline):
@@ -60,8 +31,9 @@ class MosaicPipeline(Pipeline):
 
     Input: an association (``*_asn.json``, see ``romancal-lite asn``), a list of
     ``_cal`` files, or a `ModelLibrary`. Steps: ``flux`` (DN/s -> MJy/sr),
-    ``skymatch`` and ``outlier_detection`` (when built, else skipped with a log line),
-    ``resample`` (the ``_coadd`` mosaic) and ``source_catalog`` on the mosaic. Saved
+    ``skymatch`` (sky levels, recorded), ``outlier_detection`` (cosmic rays and other
+    outliers flagged in the inputs), ``resample`` (the ``_coadd`` mosaic) and
+    ``source_catalog`` on the mosaic. Saved
     (``save_results``, default on the command line): ``<product>_coadd.asdf``,
     ``<product>_cat.parquet`` and ``<product>_segm.asdf``. Every step takes its
     parameters with ``--steps.<step>.<param>``; ``--steps.<step>.skip``.
@@ -69,7 +41,13 @@ class MosaicPipeline(Pipeline):
 
     class_alias = "roman_mos"
     suffix = Param(str, "coadd", "Suffix of the mosaic file name")
-    step_defs = _step_defs()
+    step_defs = {
+        "flux": FluxStep,
+        "skymatch": SkyMatchStep,
+        "outlier_detection": OutlierDetectionStep,
+        "resample": ResampleStep,
+        "source_catalog": SourceCatalogStep,
+    }
     accepts_many = True
 
     def open_input(self, input: Any) -> Any:  # noqa: A002
@@ -91,7 +69,7 @@ class MosaicPipeline(Pipeline):
         return library
 
     def process(self, model: Any) -> Any:
-        """Run flux, [skymatch, outlier_detection,] resample and source_catalog.
+        """Run flux, skymatch, outlier_detection, resample and source_catalog.
 
         Parameters
         ----------
@@ -106,12 +84,8 @@ class MosaicPipeline(Pipeline):
         library = model
         self.log.info("Mosaic of %d images: product %s", len(library), self._input_name)
         library = self.flux.run(library)
-        for alias, module, _ in OPTIONAL_STEPS:
-            step = self.steps.get(alias)
-            if step is None:
-                self.log.info("Step %s skipped: not part of this build (%s)", alias, module)
-                continue
-            library = step.run(library)
+        library = self.skymatch.run(library)
+        library = self.outlier_detection.run(library)
         mosaic = self.resample.run(library)
         mosaic.meta.filename = make_output_name(self._input_name or "mosaic", self.suffix)
         if not self.source_catalog.skip:
