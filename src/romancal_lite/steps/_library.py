@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from romancal_lite.errors import InputFileError
 
-__all__ = ["as_library", "is_many", "product_name"]
+__all__ = ["as_library", "is_many", "product_name", "save_members"]
 
 
 def is_many(input: Any) -> bool:  # noqa: A002
@@ -86,3 +88,32 @@ def product_name(library: Any, default: str = "mosaic") -> str:
         root, _ = split_suffix(library.members[0].path.name)
         return os.path.basename(root) or default
     return default
+
+
+def save_members(save: Callable[[Any, Path], None], library: Any, directory: Path,
+                 suffix: str) -> None:
+    """Save each member of a library as ``<directory>/<member>_<suffix>.asdf``.
+
+    Members are borrowed one at a time and shelved unchanged.
+
+    Parameters
+    ----------
+    save : callable
+        ``save(image, path)``, the step's writer of one image.
+    library : ModelLibrary
+        The images.
+    directory : pathlib.Path
+        Output directory.
+    suffix : str
+        Suffix of the names (``make_output_name``).
+    """
+    from romancal_lite.stpipe.naming import make_output_name
+
+    with library:
+        for index in range(len(library)):
+            image = library.borrow(index)
+            out = Path(directory) / make_output_name(library.members[index].path.name, suffix)
+            try:
+                save(image, out)
+            finally:
+                library.shelve(image, index, modify=False)

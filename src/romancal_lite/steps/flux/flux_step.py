@@ -7,7 +7,7 @@ from typing import Any
 from romancal_lite import datamodels
 from romancal_lite.stpipe import Step
 
-from .._library import as_library, is_many, product_name
+from .._library import as_library, is_many, product_name, save_members
 from .flux import apply_flux_correction
 
 __all__ = ["FluxStep"]
@@ -96,14 +96,4 @@ class FluxStep(Step):
         if not isinstance(model, datamodels.ModelLibrary):
             super().save(model, path)
             return
-        from romancal_lite.stpipe.naming import make_output_name
-
-        suffix = self.suffix or self.class_alias
-        with model:
-            for index in range(len(model)):
-                image = model.borrow(index)
-                out = path.parent / make_output_name(model.members[index].path.name, suffix)
-                try:
-                    super().save(image, out)
-                finally:
-                    model.shelve(image, index, modify=False)
+        save_members(super().save, model, path.parent, self.suffix or self.class_alias)

@@ -12,7 +12,7 @@ from romancal_lite import datamodels
 from romancal_lite.errors import ConfigError, InputFileError
 from romancal_lite.stpipe import Param, Step
 
-from .._library import as_library, product_name
+from .._library import as_library, product_name, save_members
 from ..resample import KERNELS, Resampler, good_pixel_mask, parse_fillval
 from ..resample.resample_step import ResampleStep, _number
 from .outlier_detection import (
@@ -318,17 +318,7 @@ class OutlierDetectionStep(Step):
         if not isinstance(model, datamodels.ModelLibrary):
             super().save(model, path)
             return
-        from romancal_lite.stpipe.naming import make_output_name
-
-        suffix = self.suffix or self.class_alias
-        with model:
-            for index in range(len(model)):
-                image = model.borrow(index)
-                out = path.parent / make_output_name(model.members[index].path.name, suffix)
-                try:
-                    super().save(image, out)
-                finally:
-                    model.shelve(image, index, modify=False)
+        save_members(super().save, model, path.parent, self.suffix or self.class_alias)
 
 
 def _dq_flags() -> int:
