@@ -39,7 +39,7 @@ from romancore.ramp import (
 )
 from romancore.readpattern import ReadPatternMetadata, read_pattern_metadata
 from romancore.saturation import ATOD_LIMIT, flag_saturation
-from romancore.sigmaclip import sigma_clip_bounds, sigma_clip_bounds_rows
+from romancore.sigmaclip import clipped_stats_rows, sigma_clip_bounds, sigma_clip_bounds_rows
 from romancore.skystats import SkyStatistic, sky_statistic
 
 __version__ = "0.1.0"
@@ -53,6 +53,7 @@ __all__ = [
     "SkyStatistic",
     "apply_linearity",
     "apply_read_level_linearity",
+    "clipped_stats_rows",
     "convolve_separable_masked",
     "dqflags",
     "effective_n_threads",

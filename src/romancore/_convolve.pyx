@@ -19,12 +19,12 @@ from libc.stdlib cimport free, malloc
 
 def convolve_separable(const double[:, ::1] data, const uint8_t[:, ::1] bad,
                        const double[::1] ky, const double[::1] kx,
-                       double[:, ::1] out, int n_threads):
+                       double[:, ::1] out, int n_threads, double empty=NAN):
     """Write the normalized masked convolution of ``data`` into ``out``.
 
     ``ky``/``kx`` are the correlation weights (the kernel already flipped); ``bad``
-    pixels and non-finite data are excluded from both sums; NaN where the good
-    weight is ``<= 1e-12`` of the kernel sum.
+    pixels and non-finite data are excluded from both sums; ``empty`` (NaN) where the
+    good weight is ``<= 1e-12`` of the kernel sum.
     """
     cdef Py_ssize_t ny = data.shape[0], nx = data.shape[1]
     cdef Py_ssize_t ly = ky.shape[0], lx = kx.shape[0]
@@ -73,6 +73,6 @@ def convolve_separable(const double[:, ::1] data, const uint8_t[:, ::1] bad,
                 if w > floor_w:
                     out[y, x] = s / w
                 else:
-                    out[y, x] = NAN
+                    out[y, x] = empty
         free(vnum)
         free(vw)

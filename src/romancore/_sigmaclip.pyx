@@ -110,3 +110,42 @@ def clip_bounds_sorted(const real[::1] values, double sigma_lower, double sigma_
             if maxiters >= 0 and it >= maxiters:
                 break
     return lower, upper
+
+
+def clipped_stats_sorted(const real[::1] values, double sigma_lower, double sigma_upper,
+                         int maxiters):
+    """Clip sorted finite ``values`` as ``clip_bounds_sorted`` and describe what is kept.
+
+    Kept: ``lower <= v <= upper`` with the final bounds, a contiguous run of the
+    sorted values.  Returns ``(lower, upper, median, std, count)`` of the kept run:
+    the median as numpy's (the mean of the two middle values computed in the values'
+    own precision), the population standard deviation (two passes in double), the
+    number kept; NaN statistics and a zero count when nothing is kept.
+    """
+    cdef Py_ssize_t n = values.shape[0], lo, hi, cnt, i
+    cdef double lower, upper, med = NAN, std = NAN, mean, acc, d
+    cdef real pair
+    lower, upper = clip_bounds_sorted(values, sigma_lower, sigma_upper, maxiters)
+    if n == 0 or not (lower <= upper):
+        return lower, upper, NAN, NAN, 0
+    with nogil:
+        lo = _first_at_least(&values[0], 0, n, lower)
+        hi = _first_above(&values[0], lo, n, upper)
+        cnt = hi - lo
+        if cnt > 0:
+            if cnt % 2 == 0:
+                # numpy: mean of the two middle values in their own precision
+                pair = values[lo + cnt // 2 - 1] + values[lo + cnt // 2]
+                med = <double> pair * 0.5
+            else:
+                med = <double> values[lo + (cnt - 1) // 2]
+            acc = 0.0
+            for i in range(lo, hi):
+                acc += <double> values[i]
+            mean = acc / cnt
+            acc = 0.0
+            for i in range(lo, hi):
+                d = <double> values[i] - mean
+                acc += d * d
+            std = (acc / cnt) ** 0.5
+    return lower, upper, med, std, cnt

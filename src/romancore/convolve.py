@@ -17,6 +17,7 @@ def convolve_separable_masked(
     kernel_y: np.ndarray,
     kernel_x: np.ndarray,
     *,
+    empty_value: float = np.nan,
     n_threads: int | None = None,
 ) -> np.ndarray:
     """Convolve ``data`` with ``outer(kernel_y, kernel_x)``, ignoring bad pixels.
@@ -38,14 +39,16 @@ def convolve_separable_masked(
     kernel_y, kernel_x : numpy.ndarray
         The 1-D factors of the kernel (odd lengths), as convolution kernels: they are
         flipped here, as a convolution flips its kernel.
+    empty_value : float, optional
+        The value of pixels with no good pixel under the kernel (NaN, as astropy).
     n_threads : int or None, optional
         Threads to use (see :func:`romancore.effective_n_threads`).
 
     Returns
     -------
     numpy.ndarray of float64, shape (ny, nx)
-        The convolved image; NaN where no good pixel lies under the kernel (good
-        weight ``<= 1e-12`` of the kernel's sum).
+        The convolved image; ``empty_value`` where no good pixel lies under the
+        kernel (good weight ``<= 1e-12`` of the kernel's sum).
 
     Raises
     ------
@@ -69,6 +72,7 @@ def convolve_separable_masked(
         raise ValueError("the kernel sums to zero: it cannot be normalized")
     out = np.empty(data.shape, dtype=np.float64)
     _convolve.convolve_separable(
-        data, bad, factors[0], factors[1], out, effective_n_threads(n_threads)
+        data, bad, factors[0], factors[1], out, effective_n_threads(n_threads),
+        float(empty_value),
     )
     return out

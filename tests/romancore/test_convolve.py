@@ -51,6 +51,9 @@ def test_matches_astropy_convolve(seed):
     assert np.array_equal(np.isnan(out), np.isnan(expected))
     assert np.isnan(out).any()
     np.testing.assert_allclose(out, expected, rtol=0, atol=1e-13, equal_nan=True)
+    # empty_value replaces exactly those NaN
+    zero = convolve_separable_masked(data, bad, ky, kx, empty_value=0.0)
+    assert np.array_equal(zero, np.where(np.isnan(out), 0.0, out))
 
 
 def test_same_result_for_any_thread_count():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from astropy.stats import SigmaClip
 
-from romancore import sigma_clip_bounds, sigma_clip_bounds_rows
+from romancore import clipped_stats_rows, sigma_clip_bounds, sigma_clip_bounds_rows
 
 
 def _astropy_bounds(values, maxiters, lower=3.0, upper=3.0):
@@ -75,3 +75,39 @@ def test_bad_arguments(kwargs, message):
         sigma_clip_bounds(np.arange(5.0), **kwargs)
     with pytest.raises(ValueError, match="2-D"):
         sigma_clip_bounds_rows(np.arange(5.0))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_clipped_stats_equal_numpy_on_the_clipped_rows(dtype):
+    """Median exactly numpy's nanmedian of the clipped row; std to float rounding."""
+    rng = np.random.default_rng(5)
+    data = rng.normal(10.0, 2.0, size=(12, 3001)).astype(dtype)
+    data[:, :60] += rng.uniform(10, 200, (12, 60)).astype(dtype)  # outliers to clip
+    data[rng.random(data.shape) < 0.05] = np.nan
+    data[3, :] = np.round(data[3, :])  # ties
+    data[4, 1:] = np.nan  # one value: kept alone
+    data[5, :] = np.nan  # nothing
+    data[6, 1::2] = np.nan  # even and odd counts across rows
+    data[7, 2:] = np.nan
+    median, std, count = clipped_stats_rows(data, 3.0, 3.0, 5)
+    lower, upper = sigma_clip_bounds_rows(data, 3.0, 3.0, 5)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        clipped = np.where((data >= lower[:, None]) & (data <= upper[:, None]), data, np.nan)
+        want_median = np.nanmedian(clipped, axis=-1)
+        want_std = np.nanstd(clipped.astype(np.float64), axis=-1)
+    assert median.dtype == dtype and std.dtype == dtype
+    np.testing.assert_array_equal(median, want_median.astype(dtype))
+    np.testing.assert_array_equal(count, np.count_nonzero(~np.isnan(clipped), axis=-1))
+    np.testing.assert_allclose(std, want_std.astype(dtype), rtol=1e-6 if dtype == np.float32
+                               else 1e-12, equal_nan=True)
+    assert np.isnan(median[5]) and np.isnan(std[5]) and count[5] == 0
+    assert count[4] == 1 and std[4] == 0.0
+    # hand case: 1..5 and an outlier at 1000 (clipped); median 3, population std sqrt(2)
+    m, s, c = clipped_stats_rows(np.array([[1.0, 2, 3, 4, 5, 1000]]), 3.0, 3.0, None)
+    assert (m[0], c[0]) == (3.0, 5) and s[0] == pytest.approx(np.sqrt(2.0), rel=1e-15)
+    # thread count does not matter
+    for n in (1, 3):
+        again = clipped_stats_rows(data, 3.0, 3.0, 5, n_threads=n)
+        for a, b in zip(again, (median, std, count), strict=True):
+            np.testing.assert_array_equal(a, b)

@@ -44,8 +44,9 @@ from romancal_lite.steps.ramp_fit.ramp_fit_step import image_from_ramp
 from romancal_lite.steps.refpix import RefPixStep
 from romancal_lite.steps.saturation import SaturationStep
 from romancal_lite.steps.source_catalog import SourceCatalogStep
-from romancal_lite.steps.source_catalog.catalog import import_dependencies
+from romancal_lite.steps.source_catalog import catalog as _catalog
 from romancal_lite.steps.tweakreg import TweakRegStep, update_sky_columns
+from romancal_lite.steps.tweakreg import tweakreg as _tweakreg
 from romancal_lite.steps.wfi18_transient import WFI18TransientStep
 from romancal_lite.stpipe import Param, Pipeline
 from romancal_lite.stpipe.naming import make_output_name
@@ -424,7 +425,7 @@ _preload_started = threading.Event()
 
 
 def _preload_catalog_imports() -> None:
-    """Import source_catalog's libraries in a background thread, once per process.
+    """Import source_catalog's and tweakreg's libraries in a background thread, once.
 
     The imports (~2 s, pure Python) then overlap the detector steps, which spend
     their time in compiled code and I/O.
@@ -432,8 +433,9 @@ def _preload_catalog_imports() -> None:
     if _preload_started.is_set():
         return
     _preload_started.set()
-    threading.Thread(target=import_dependencies, name="romancal_lite-catalog-imports",
-                     daemon=True).start()
+    names = (*_catalog.DEPENDENCIES, *_tweakreg.DEPENDENCIES)
+    threading.Thread(target=_catalog.import_dependencies, args=(names,),
+                     name="romancal_lite-catalog-imports", daemon=True).start()
 
 
 def applied_ramp_steps(model: Any) -> frozenset[str]:

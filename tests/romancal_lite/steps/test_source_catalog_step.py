@@ -559,6 +559,46 @@ def test_row_sigma_clip_gives_photutils_background_exactly(monkeypatch):
                                       np.asarray(getattr(theirs, name)))
 
 
+def test_sorted_box_background_equals_photutils(monkeypatch):
+    """The background class romancal's configuration uses: photutils' meshes.
+
+    The median mesh is identical, the RMS mesh equal to float32 rounding, and the
+    compiled statistics are what ran (without them the spy sees no call).
+    """
+    from photutils.background import Background2D, MedianBackground
+
+    import romancore
+    from romancal_lite.steps.source_catalog import catalog
+
+    rng = np.random.default_rng(13)
+    image = (rng.normal(size=(530, 470)) * 3 + 100).astype(np.float32)
+    image[rng.random(image.shape) < 0.01] += 400.0  # sources
+    mask = rng.random(image.shape) < 0.02
+    mask[:120, :200] = True  # boxes that fail the percentile test
+    image[mask] = np.nan
+    calls = []
+    real = romancore.clipped_stats_rows
+
+    def spy(*args, **kwargs):
+        calls.append(args[0].shape)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(catalog.romancore, "clipped_stats_rows", spy)
+    options = {"filter_size": (3, 3), "coverage_mask": mask,
+               "bkg_estimator": MedianBackground(),
+               "sigma_clip": catalog.RowSigmaClip(sigma=3.0, stdfunc="mad_std")}
+    ours = catalog._background2d_class()(image, (100, 100), **options)
+    theirs = Background2D(image, (100, 100), **options)
+    # core boxes, the extra row and column of boxes, and the corner box
+    assert calls == [(20, 10000), (4, 3000), (5, 7000), (1, 2100)]
+    np.testing.assert_array_equal(np.asarray(ours.background_mesh),
+                                  np.asarray(theirs.background_mesh))
+    np.testing.assert_allclose(np.asarray(ours.background_rms_mesh),
+                               np.asarray(theirs.background_rms_mesh), rtol=2e-6)
+    bkg, rms = catalog.estimate_background(image, mask, 100)
+    assert len(calls) == 8  # estimate_background goes through it too
+
+
 def _numpy_isophotal_errors(conv, segm, mask, err, kernel, labels, slices, xc, yc):
     """The per-source NumPy form of the isophotal error propagation (reference)."""
     half = kernel.shape[0] // 2

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -175,30 +175,39 @@ def _column_units(flux_unit: u.UnitBase, fit_psf: bool = False) -> dict[str, u.U
 
 
 #: The modules the catalog imports when it first runs (photutils' segmentation alone
-#: pulls in scipy.signal and scipy.stats: ~2 s).
+#: pulls in scipy.signal and scipy.stats: ~2 s), and its parquet writer's.
 DEPENDENCIES = (
     "photutils.background",
     "photutils.segmentation",
     "photutils.utils.exceptions",
     "scipy.sparse.csgraph",
     "scipy.spatial",
+    "pyarrow.parquet",
+    # pyarrow imports pandas, when installed, at its first array conversion (~0.3-1 s)
+    "pandas",
 )
 
 
-def import_dependencies() -> None:
-    """Import the modules `make_source_catalog` needs (at most once per process).
+def import_dependencies(names: Iterable[str] = DEPENDENCIES) -> None:
+    """Import modules a step will need (those of `make_source_catalog` by default).
 
     A pipeline calls it in a background thread while the detector steps run, so
-    that the catalog does not wait ~2 s for its imports. A module that fails to
-    import is left for the catalog itself to report.
+    that the catalog and tweakreg do not wait seconds for their imports. A module
+    that fails to import (or is not installed) is skipped: the step that needs it
+    reports it.
+
+    Parameters
+    ----------
+    names : iterable of str, optional
+        Module names, imported in order.
     """
     import importlib
 
-    for name in DEPENDENCIES:
+    for name in names:
         try:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - reported by the real import, in the step
-            return
+            continue
 
 
 # ---------------------------------------------------------------------- pieces
@@ -303,6 +312,56 @@ class RowSigmaClip(SigmaClip):
         return result
 
 
+def _background2d_class() -> type:
+    """Return photutils' ``Background2D`` with box statistics from sorted values.
+
+    For romancal's configuration (a `RowSigmaClip`, `MedianBackground`,
+    `StdBackgroundRMS`) each box's clipped median, standard deviation and count of
+    kept pixels come from `romancore.clipped_stats_rows` (each box sorted once for
+    the clip; the statistics then need no second selection, copy or NaN-filled
+    array): the median is photutils' bit for bit, the RMS equal to its float32
+    NumPy reduction to a few units in the last place. Any other configuration (or
+    call) is photutils' own. Everything around the box statistics (boxes, masks,
+    the exclusion of boxes with too few pixels, interpolation, filtering) is
+    photutils'.
+    """
+    global _BACKGROUND2D
+    if _BACKGROUND2D is not None:
+        return _BACKGROUND2D
+    from photutils.background import Background2D, MedianBackground, StdBackgroundRMS
+
+    class SortedBoxBackground2D(Background2D):
+        def _compute_box_statistics(self, data: Any, *, axis: Any = None) -> Any:
+            clip = self.sigma_clip
+            fast = (
+                type(clip) is RowSigmaClip and clip.cenfunc == "median"
+                and clip.stdfunc == "mad_std" and not clip.grow
+                and type(self.bkg_estimator) is MedianBackground
+                and type(self.bkg_rms_estimator) is StdBackgroundRMS
+                and type(data) is np.ndarray and data.dtype.kind == "f"
+                and (axis is None or axis in (-1, data.ndim - 1))
+            )
+            if not fast:
+                return super()._compute_box_statistics(data, axis=axis)
+            rows = data.reshape(1, -1) if axis is None else data.reshape(-1, data.shape[-1])
+            maxiters = None if np.isinf(clip.maxiters) else int(clip.maxiters)
+            median, std, count = romancore.clipped_stats_rows(
+                rows, float(clip.sigma_lower), float(clip.sigma_upper), maxiters)
+            box_mask = count <= self._good_npixels_threshold
+            median[box_mask] = np.nan
+            std[box_mask] = np.nan
+            if axis is None:  # the corner box: scalars, as photutils
+                return median[0], std[0], count[0]
+            shape = data.shape[:-1]
+            return median.reshape(shape), std.reshape(shape), count.reshape(shape)
+
+    _BACKGROUND2D = SortedBoxBackground2D
+    return _BACKGROUND2D
+
+
+_BACKGROUND2D: type | None = None
+
+
 def estimate_background(
     data: np.ndarray, mask: np.ndarray, box_size: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -322,8 +381,9 @@ def estimate_background(
     background, background_rms : numpy.ndarray
         Same shape as ``data`` (zero where masked).
     """
-    from photutils.background import Background2D, MedianBackground
+    from photutils.background import MedianBackground
 
+    Background2D = _background2d_class()
     box = (min(int(box_size), data.shape[0]), min(int(box_size), data.shape[1]))
     options: dict[str, Any] = {
         "filter_size": (3, 3),
@@ -368,7 +428,8 @@ def detection_kernel(kernel_fwhm: float) -> np.ndarray:
     return np.asarray(make_2dgaussian_kernel(kernel_fwhm, size=size).array)
 
 
-def convolve_masked(data: np.ndarray, kernel: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def convolve_masked(data: np.ndarray, kernel: np.ndarray, mask: np.ndarray, *,
+                    empty_value: float = np.nan) -> np.ndarray:
     """Convolve ``data`` with a normalized kernel, interpolating masked pixels.
 
     The result equals ``astropy.convolution.convolve(data, kernel, mask=mask)``
@@ -386,18 +447,21 @@ def convolve_masked(data: np.ndarray, kernel: np.ndarray, mask: np.ndarray) -> n
         Kernel (odd shape), summing to 1.
     mask : numpy.ndarray of bool
         Pixels to ignore.
+    empty_value : float, optional
+        The value where no unmasked pixel is within the kernel (astropy: NaN).
 
     Returns
     -------
     numpy.ndarray
-        float64 convolved image; NaN only where no unmasked pixel is within the kernel.
+        float64 convolved image; ``empty_value`` only where no unmasked pixel is
+        within the kernel.
     """
     kern = np.asarray(kernel, dtype=np.float64)
     col, row = _separate(kern)
     if col is not None:
         return romancore.convolve_separable_masked(
             np.ascontiguousarray(data, dtype=np.float64),
-            np.ascontiguousarray(mask, dtype=bool), col, row)
+            np.ascontiguousarray(mask, dtype=bool), col, row, empty_value=empty_value)
     good = ~mask & np.isfinite(data)
     values = np.where(good, data, 0.0).astype(np.float64)
     flipped = kern[::-1, ::-1]
@@ -406,7 +470,7 @@ def convolve_masked(data: np.ndarray, kernel: np.ndarray, mask: np.ndarray) -> n
     weight = ndimage.correlate(good.astype(np.float64), flipped, mode="constant", cval=1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = num / weight
-    out[weight <= 1e-12 * kern.sum()] = np.nan
+    out[weight <= 1e-12 * kern.sum()] = empty_value
     return out
 
 
@@ -978,7 +1042,9 @@ def make_source_catalog(
     work -= background
     del background  # (memory: the full-size maps are not needed past their use)
     kernel = detection_kernel(kernel_fwhm)
-    conv = convolve_masked(work, kernel, mask)
+    # zero (astropy: NaN) only where no good pixel is under the kernel: such pixels
+    # are masked, and the finder and the catalog both want them zero
+    conv = convolve_masked(work, kernel, mask, empty_value=0.0)
 
     from photutils.segmentation import SourceCatalog, SourceFinder
     from photutils.utils.exceptions import NoDetectionsWarning
@@ -989,16 +1055,13 @@ def make_source_catalog(
         threshold = rms
         threshold *= snr_threshold  # in place: rms is not used again
         del rms
-        # NaN only where no good pixel is under the kernel: such pixels are masked, so
-        # zero them in place (no full-size copy) for the finder and the catalog alike
-        np.nan_to_num(conv, copy=False, nan=0.0)
         segm = finder(conv, threshold, mask=mask)
         del threshold
     if segm is None or segm.n_labels == 0:
         return CatalogResult(_empty_table(flux_unit, fit_psf), empty, n_masked,
                              "no sources detected", notes)
 
-    err64 = np.where(mask, np.nan, err).astype(np.float64)
+    err64 = np.where(mask, np.nan, err).astype(np.float64, copy=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         warnings.simplefilter("ignore", AstropyUserWarning)

@@ -41,6 +41,7 @@ from romancal_lite.errors import InputFileError
 
 __all__ = [
     "ABSOLUTE_GROUP_ID",
+    "DEPENDENCIES",
     "FIT_RESULT_DROPPED_KEYS",
     "AlignImage",
     "Alignment",
@@ -296,6 +297,10 @@ _REFCAT_COLUMNS = (
     "ra", "dec", "sky_centroid", "pmra", "pm_ra", "pmdec", "pm_dec", "parallax",
     "ref_epoch", "epoch",
 )
+
+#: The modules reading a reference catalog or a parquet catalog imports when it first
+#: runs (a pipeline imports them in the background beforehand).
+DEPENDENCIES = ("pyarrow.csv", "pyarrow.parquet", "yaml")
 
 #: ECSV datatypes the fast reader converts to float64 (every other goes to astropy).
 _ECSV_NUMERIC = {
