@@ -1,6 +1,5 @@
 """outlier_detection: hand cases, a dithered set with cosmic rays, romancal 1.1, memory."""
 
-import glob
 import logging
 import os
 import tempfile
@@ -244,6 +243,10 @@ def test_single_exposure_skipped(tmp_path, caplog):
 
 def test_temporary_files_removed_also_on_error(tmp_path, monkeypatch):
     _, asn, _ = _write(tmp_path)
+    # a temporary directory of this test's own (other processes use the system's)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     made = []
     real_init = OnDiskMedian.__init__
 
@@ -262,7 +265,7 @@ def test_temporary_files_removed_also_on_error(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="disk full"):
         OutlierDetectionStep.call(asn)
     assert len(made) == 2 and not any(os.path.exists(d) for d in made)
-    assert not glob.glob(os.path.join(tempfile.gettempdir(), "outlier_median_*"))
+    assert made[0].startswith(str(scratch)) and not list(scratch.iterdir())
 
 
 def test_bad_parameters_and_inputs(tmp_path):
