@@ -524,28 +524,39 @@ def test_command_line_writes_both_products(run, tmp_path):
         run["step"].catalog.table)
 
 
-def test_row_sigma_clip_gives_photutils_background_exactly(monkeypatch):
-    """Background2D with RowSigmaClip: the same meshes as with astropy's SigmaClip."""
-    from astropy.stats import SigmaClip
-    from photutils.background import Background2D, MedianBackground
-
-    import romancore
-    from romancal_lite.steps.source_catalog import catalog
-
-    rng = np.random.default_rng(12)
+def _background_image(seed):
+    """A float32 sky with sources, NaN-masked pixels and boxes mostly masked."""
+    rng = np.random.default_rng(seed)
     image = (rng.normal(size=(530, 470)) * 3 + 100).astype(np.float32)
     image[rng.random(image.shape) < 0.01] += 400.0  # sources
     mask = rng.random(image.shape) < 0.02
     mask[:120, :200] = True  # boxes that fail the percentile test
     image[mask] = np.nan
+    return image, mask
+
+
+def _spy_on(monkeypatch, module, name):
+    """Replace ``module.name`` by a wrapper recording its first argument's shape."""
     calls = []
-    real = romancore.sigma_clip_bounds_rows
+    real = getattr(module, name)
 
     def spy(*args, **kwargs):
         calls.append(args[0].shape)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(catalog.romancore, "sigma_clip_bounds_rows", spy)
+    monkeypatch.setattr(module, name, spy)
+    return calls
+
+
+def test_row_sigma_clip_gives_photutils_background_exactly(monkeypatch):
+    """Background2D with RowSigmaClip: the same meshes as with astropy's SigmaClip."""
+    from astropy.stats import SigmaClip
+    from photutils.background import Background2D, MedianBackground
+
+    from romancal_lite.steps.source_catalog import catalog
+
+    image, mask = _background_image(12)
+    calls = _spy_on(monkeypatch, catalog.romancore, "sigma_clip_bounds_rows")
     options = {"filter_size": (3, 3), "coverage_mask": mask,
                "bkg_estimator": MedianBackground()}
     ours = Background2D(image, (100, 100),
@@ -567,23 +578,10 @@ def test_sorted_box_background_equals_photutils(monkeypatch):
     """
     from photutils.background import Background2D, MedianBackground
 
-    import romancore
     from romancal_lite.steps.source_catalog import catalog
 
-    rng = np.random.default_rng(13)
-    image = (rng.normal(size=(530, 470)) * 3 + 100).astype(np.float32)
-    image[rng.random(image.shape) < 0.01] += 400.0  # sources
-    mask = rng.random(image.shape) < 0.02
-    mask[:120, :200] = True  # boxes that fail the percentile test
-    image[mask] = np.nan
-    calls = []
-    real = romancore.clipped_stats_rows
-
-    def spy(*args, **kwargs):
-        calls.append(args[0].shape)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(catalog.romancore, "clipped_stats_rows", spy)
+    image, mask = _background_image(13)
+    calls = _spy_on(monkeypatch, catalog.romancore, "clipped_stats_rows")
     options = {"filter_size": (3, 3), "coverage_mask": mask,
                "bkg_estimator": MedianBackground(),
                "sigma_clip": catalog.RowSigmaClip(sigma=3.0, stdfunc="mad_std")}
