@@ -8,9 +8,9 @@ The statistics are romancal 1.1 ``outlier_detection/outlier_detection.py`` and s
   is below it do not enter the median;
 * the median over exposure groups ignores NaN, and is NaN where every value is NaN
   (stcal ``nanmedian3D`` / ``_OnDiskMedian``);
-* blot: drizzle's ``blot_image`` with linear interpolation, ``iscale = 1``, the pixel
-  map of the input onto the median grid, pixels outside the input's bounding box mapped
-  to -1 (stcal ``gwcs_blot``);
+* blot: drizzle's ``blot_image`` with linear interpolation (computed by
+  `romancore.drizzle.blot`), ``iscale = 1``, the pixel map of the input onto the median
+  grid, pixels outside the input's bounding box mapped to -1 (stcal ``gwcs_blot``);
 * with resampling (stcal ``flag_resampled_crs``): ``d = |sci - blot - backg|``,
   ``D`` = the largest absolute difference of the blot with its 4 neighbours,
   ``e`` = the error (NaN -> 0); a pixel is an outlier where
@@ -29,7 +29,6 @@ import math
 import os
 import shutil
 import tempfile
-import warnings
 from typing import Any
 
 import numpy as np
@@ -349,16 +348,13 @@ def blot_median(
     numpy.ndarray
         float32 ``shape`` array.
     """
-    from drizzle.resample import blot_image
+    from romancore.drizzle import blot
 
     from ..resample import calc_pixmap
 
     pixmap = calc_pixmap(wcs, median_wcs, shape, stepsize=stepsize, order=order)
-    # stcal gwcs_blot: blot cannot take NaN coordinates; it maps them to -1
-    pixmap[np.isnan(pixmap)] = -1
-    out = np.full(shape, fillval, dtype=np.float32)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        blot_image(np.ascontiguousarray(median, dtype=np.float32), pixmap, out_img=out,
-                   fillval=fillval, iscale=1.0, interp="linear")  # fmt: skip
+    # stcal gwcs_blot maps NaN coordinates to -1 (outside); romancore's blot treats a
+    # NaN position as outside itself
+    out = np.empty(shape, dtype=np.float32)
+    blot(np.ascontiguousarray(median, dtype=np.float32), pixmap, out, fillval=fillval, iscale=1.0)
     return out
