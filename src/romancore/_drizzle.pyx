@@ -1179,3 +1179,18 @@ def blot_linear(const float[:, ::1] data, const double[:, :, ::1] pixmap, float[
                 v = (tx * ty * f00 + sx * ty * data[ny_, nx_ + 1]
                      + sy * tx * data[ny_ + 1, nx_] + sx * sy * data[ny_ + 1, nx_ + 1])
             out[j, i] = v * scale
+
+
+# ----------------------------------------------------------------------- B-spline grids
+def combine_rows(const double[:, ::1] m, const cnp.int64_t[::1] start, const double[:, ::1] w,
+                 double[:, :, ::1] out, int component, Py_ssize_t row0, Py_ssize_t col0,
+                 int n_threads):
+    """``out[row0 + i, col0 + c, component] = sum_q w[i, q] m[start[i] + q, c]``."""
+    cdef Py_ssize_t n = start.shape[0], ncol = m.shape[1], nq = w.shape[1], i, c, q
+    cdef double v
+    for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
+        for c in range(ncol):
+            v = 0.0
+            for q in range(nq):
+                v = v + w[i, q] * m[start[i] + q, c]
+            out[row0 + i, col0 + c, component] = v

@@ -50,7 +50,7 @@ from romancore import _drizzle
 from romancore._threads import effective_n_threads
 from romancore._validation import check_array, check_writeable
 
-__all__ = ["KERNELS", "add_image", "blot"]
+__all__ = ["KERNELS", "add_image", "blot", "spline_grid"]
 
 #: Kernels computed here (drizzle's others: use the ``drizzle`` package).
 KERNELS = ("square", "point", "turbo")
@@ -294,3 +294,67 @@ def blot(
     _drizzle.blot_linear(data, pixmap, out, np.float32(fillval), np.float32(iscale),
                          effective_n_threads(n_threads))  # fmt: skip
     return out
+
+
+def spline_grid(
+    tck: tuple[np.ndarray, np.ndarray, np.ndarray],
+    degrees: tuple[int, int],
+    rows: np.ndarray,
+    cols: np.ndarray,
+    out: np.ndarray,
+    component: int,
+    *,
+    row0: int = 0,
+    col0: int = 0,
+    n_threads: int | None = None,
+) -> None:
+    """Evaluate a tensor-product B-spline on a grid into one component of ``out``.
+
+    The values of ``scipy.interpolate.RectBivariateSpline(...)(rows, cols)`` (to
+    rounding): ``z[i, j] = sum_a sum_b c[a, b] B_a(rows[i]) B_b(cols[j])``, computed as
+    ``B_rows (C B_cols^T)`` with each output row a combination of ``k + 1`` rows of
+    the small product, in parallel over rows.
+
+    Parameters
+    ----------
+    tck : tuple
+        ``(t_rows, t_cols, c)``: knots and coefficients (``RectBivariateSpline.tck``).
+    degrees : tuple of int
+        ``(k_rows, k_cols)``.
+    rows, cols : numpy.ndarray of float64
+        Evaluation points (inside the knots' base interval).
+    out : numpy.ndarray of float64, shape (Ny, Nx, 2), C-contiguous
+        Receives ``z`` at ``out[row0 + i, col0 + j, component]``.
+    component : int
+        0 or 1.
+    row0, col0 : int, optional
+        Offset of the grid in ``out``.
+    n_threads : int or None, optional
+        Threads.
+    """
+    from scipy.interpolate import BSpline
+
+    t_rows, t_cols, coefs = tck
+    k_rows, k_cols = degrees
+    coefs = np.asarray(coefs, dtype=np.float64).reshape(
+        len(t_rows) - k_rows - 1, len(t_cols) - k_cols - 1
+    )
+    b_rows = BSpline.design_matrix(np.asarray(rows, np.float64), t_rows, k_rows)
+    b_cols = BSpline.design_matrix(np.asarray(cols, np.float64), t_cols, k_cols)
+    small = np.ascontiguousarray((b_cols @ coefs.T).T)  # (n_coef_rows, len(cols))
+    b_rows = b_rows.tocsr()
+    b_rows.sort_indices()
+    counts = np.diff(b_rows.indptr)
+    if not np.all(counts == k_rows + 1):
+        raise ValueError("unexpected B-spline design matrix")
+    start = np.ascontiguousarray(b_rows.indices[b_rows.indptr[:-1]], dtype=np.int64)
+    weights = np.ascontiguousarray(b_rows.data.reshape(-1, k_rows + 1), dtype=np.float64)
+    indices = b_rows.indices.reshape(-1, k_rows + 1)
+    if not np.all(indices == start[:, None] + np.arange(k_rows + 1)):
+        raise ValueError("unexpected B-spline design matrix")
+    out = check_array(out, "out", np.float64, 3)
+    if (row0 + len(rows) > out.shape[0] or col0 + len(cols) > out.shape[1]
+            or component not in (0, 1) or out.shape[2] != 2):  # fmt: skip
+        raise ValueError("the grid does not fit in out")
+    _drizzle.combine_rows(small, start, weights, out, int(component), int(row0), int(col0),
+                          effective_n_threads(n_threads))  # fmt: skip
