@@ -61,15 +61,31 @@ def weight_threshold(weight: np.ndarray, maskpt: float) -> float:
         ``maskpt`` x the 3-sigma-clipped (5 iterations) mean of the finite, non-zero
         weights (stcal ``compute_weight_threshold``); NaN if there is none.
     """
-    from astropy.stats import sigma_clip
-
     values = weight[np.isfinite(weight) & (weight != 0)]
     if values.size == 0:
         return math.nan
-    clipped = sigma_clip(values, sigma=3, maxiters=5, masked=False, copy=False)
-    if clipped.size == 0:
+    # astropy's sigma_clip(values, sigma=3, maxiters=5) with its defaults (centre:
+    # median, spread: std) on a 1-D array: each pass keeps the values inside
+    # [median - 3 std, median + 3 std] (float32 bounds) of the values kept so far,
+    # until a pass keeps them all or 5 passes; then the mean (float64).  The kept
+    # values always form one interval of the original values.  Differences from
+    # astropy: the std is accumulated in float64 (astropy: float32), so a bound may
+    # differ in its last bit; and nothing is re-copied for the spread.
+    kept = values
+    ftype = values.dtype.type if values.dtype.kind == "f" else np.float64
+    three = ftype(3.0)
+    for _ in range(5):
+        size = kept.size
+        std = ftype(np.std(kept, dtype=np.float64))
+        centre = np.median(kept, overwrite_input=kept is not values)
+        low, high = centre - std * three, centre + std * three
+        kept = values[(values >= low) & (values <= high)] if kept is values else (
+            kept[(kept >= low) & (kept <= high)])  # fmt: skip
+        if kept.size == size or kept.size == 0:
+            break
+    if kept.size == 0:
         return math.nan
-    return float(np.mean(clipped, dtype="f8")) * float(maskpt)
+    return float(np.mean(kept, dtype="f8")) * float(maskpt)
 
 
 def mask_low_weight(data: np.ndarray, weight: np.ndarray, maskpt: float) -> np.ndarray:
