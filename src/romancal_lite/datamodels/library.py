@@ -423,7 +423,8 @@ class ModelLibrary:
             self._meta_cache.pop(index, None)
             if self._on_disk:
                 path = self._temp_path(index)
-                model.save(path, defer=False)
+                # a scratch copy only the library reads back: no block checksums
+                model.save(path, defer=False, checksums=False)
                 self._modified[index] = os.fspath(path)
             else:
                 self._models[index] = model
