@@ -107,7 +107,7 @@ def _add_star(data: np.ndarray, x: float, y: float, flux: float, sigma: float) -
 
 def write_inputs(directory: Path, n_inputs: int, shape: tuple[int, int], *, var_rnoise: bool,
                  n_stars: int, n_crs: int, seed: int = 3) -> list[Path]:  # fmt: skip
-    """Write the ``_cal`` files (cached: reused when all exist).
+    """Write the ``_cal`` files that do not exist yet (each from its own random stream).
 
     Parameters
     ----------
@@ -136,7 +136,6 @@ def write_inputs(directory: Path, n_inputs: int, shape: tuple[int, int], *, var_
     paths = [directory / n for n in names[:n_inputs]]
     if all(p.is_file() for p in paths):
         return paths
-    rng = np.random.default_rng(seed)
     stars = md.stars_in(shape, n_stars, seed)
     ny, nx = shape
     field_wcs = md.build_wcs(md.distortion(1, shape), md.Pointing(md.RA0, md.DEC0, md.ROLL,
@@ -145,6 +144,9 @@ def write_inputs(directory: Path, n_inputs: int, shape: tuple[int, int], *, var_
                 for dx, dy, _ in stars]  # fmt: skip
     rnoise, gain, sky, sigma = 0.02, 0.01, 0.5, 1.3
     for index, path in enumerate(paths):
+        if path.is_file():  # each file has its own random stream: written once
+            continue
+        rng = np.random.default_rng([seed, index])
         exposure, detector = index // 2 + 1, index % 2 + 1
         model = md.make_image(exposure, detector, shape=shape, dither=_dither(exposure),
                               stars=None, sky=sky, rnoise=rnoise)  # fmt: skip
@@ -232,9 +234,8 @@ def run_romancal(asn: Path, output_dir: Path, refs: Mapping[str, str]
     _romancal._apply_environment(_romancal.offline_crds_environment(output_dir / "crds"))
     import stpipe
     from romancal.pipeline import MosaicPipeline
-    from romancal.source_catalog import SourceCatalogStep
-
     from romancal.skycell import skymap
+    from romancal.source_catalog import SourceCatalogStep
 
     types = list(SourceCatalogStep.reference_file_types)
     if "epsf" not in types:
