@@ -33,7 +33,8 @@ defaults (flux, skymatch, outlier_detection, resample, source_catalog; products
   ``"None"``), as ours.
 
 Reported: the wall time of each step's ``Step.run``, the pipeline call (reading,
-steps, writing), the whole process (interpreter start and imports included), the
+steps, writing), the whole process (interpreter start and imports included), its CPU
+time (user + system, all threads; what other jobs on the machine change least), the
 peak resident memory of the process (Linux ``VmHWM``) and the ratios; below the
 table, the mosaic shapes and how the two coadds agree where both have data.  With
 more than 4 inputs only ours runs unless ``--only romancal`` or ``--romancal-too``.
@@ -46,6 +47,7 @@ import json
 import math
 import os
 import platform
+import resource
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -293,6 +295,10 @@ def _worker(argv: Sequence[str]) -> int:
 
         runner = run_romancal
     result = _romancal.run_worker(args.which, args.asn, args.output_dir, refs, runner)
+    # CPU seconds of the process (all threads): less sensitive than wall time to other
+    # jobs sharing the machine
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result["cpu"] = usage.ru_utime + usage.ru_stime
     if args.which == "ours":
         import romancore
 
@@ -344,6 +350,7 @@ def format_table(ours: Mapping[str, Any] | None, romancal: Mapping[str, Any] | N
                      (romancal or {}).get("steps", {}).get(step)))  # fmt: skip
     rows.append(("pipeline call", (ours or {}).get("total"), (romancal or {}).get("total")))
     rows.append(("whole process", (ours or {}).get("wall"), (romancal or {}).get("wall")))
+    rows.append(("process CPU", (ours or {}).get("cpu"), (romancal or {}).get("cpu")))
     gb = 2.0**30
     peak = [(r or {}).get("peak_rss") for r in (ours, romancal)]
     peak_gb = [None if p is None else p / gb for p in peak]
