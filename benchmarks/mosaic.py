@@ -163,6 +163,7 @@ def write_inputs(directory: Path, n_inputs: int, shape: tuple[int, int], *, var_
         data += noise
         hits = (rng.integers(0, ny, n_crs), rng.integers(0, nx, n_crs))
         data[hits] += rng.uniform(5.0, 200.0, n_crs)
+        _reference_pixel_arrays(model)
         c = CONVERSION
         model.data = (data / c).astype(np.float32)
         model.var_poisson = (var_poisson / c**2).astype(np.float16)
@@ -177,6 +178,21 @@ def write_inputs(directory: Path, n_inputs: int, shape: tuple[int, int], *, var_
         model.save(path)
         del model, data, var_poisson, noise
     return paths
+
+
+def _reference_pixel_arrays(model: Any) -> None:
+    """Give the reference-pixel arrays the shapes of a real ``_cal`` file.
+
+    ``create_fake_data`` makes every array the science shape; a WFI ``_cal`` file has
+    ``amp33`` (n, 4096, 128), ``border_ref_pix_left/right`` (n, 4096, 4),
+    ``top/bottom`` (n, 4, 4096) and their DQ without the first axis.
+    """
+    n = int(np.shape(model.amp33)[0]) if "amp33" in model else 2
+    model.amp33 = np.zeros((n, 4096, 128), np.uint16)
+    for side, shape in (("left", (4096, 4)), ("right", (4096, 4)), ("top", (4, 4096)),
+                        ("bottom", (4, 4096))):  # fmt: skip
+        model[f"border_ref_pix_{side}"] = np.zeros((n, *shape), np.float32)
+        model[f"dq_border_ref_pix_{side}"] = np.zeros(shape, np.uint32)
 
 
 def write_association(directory: Path, paths: Sequence[Path]) -> Path:
@@ -412,8 +428,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     base = Path(os.environ.get("ROMANCAL_LITE_BENCH_DIR", "")
                 or Path.home() / ".cache" / "romancal_lite" / "bench")  # fmt: skip
     workdir = args.workdir or base / "mosaic"
-    kind = "novar" if args.no_var_rnoise else "var"
-    inputs_dir = workdir / f"inputs_{shape[0]}x{shape[1]}_{kind}"
+    kind = "novar" if args.no_var_rnoise else "var"  # (real reference-pixel shapes)
+    inputs_dir = workdir / f"inputs_{shape[0]}x{shape[1]}_{kind}_refpix"
     t0 = time.perf_counter()
     paths = write_inputs(inputs_dir, args.inputs, shape, var_rnoise=not args.no_var_rnoise,
                          n_stars=args.stars, n_crs=args.crs)  # fmt: skip
@@ -427,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, Any] = {}
     script = Path(__file__).resolve()
     for w in which:
-        out = workdir / f"out_{w}_{args.inputs}_{kind}"
+        out = workdir / f"out_{w}_{args.inputs}_{kind}_refpix"
         for old in out.glob(f"{PRODUCT}_*"):
             old.unlink()
         print(f"running {w} (load {_load()}) ...", file=sys.stderr)
