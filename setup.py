@@ -100,6 +100,7 @@ EXTENSIONS = [
     _ext("romancore._sigmaclip"),
     _ext("romancore._refpix"),
     _ext("romancore._skystats"),
+    _ext("romancore._drizzle"),
     # branch-free selects of the INL look-up and the Poisson table count vectorise
     _ext("romancore._simramps", ("-fno-trapping-math",)),
 ]

@@ -15,14 +15,17 @@ Pure functions on NumPy arrays (no file I/O, no logging):
 * :func:`fit_ramps`: Casertano (2022) fit of uneven ramps with queue-based jump
   detection;
 * :func:`fit_ramps_likely`: the likelihood fit of Brandt (2024) with chi^2 jump
-  detection.
+  detection;
+* :mod:`romancore.drizzle`: drizzle's ``square``/``point``/``turbo`` kernels fused
+  with the resample step's variances and coverage (``add_image``), drizzle's linear
+  ``blot``, and the pixel maps' spline on a grid (``spline_grid``).
 
 Cubes are C-contiguous ``[n_resultants, ny, nx]``: float32 data, uint8 group DQ,
 uint32 pixel DQ.  Every kernel takes ``n_threads`` (default: all usable cores) and
 gives the same result for any thread count.
 """
 
-from romancore import dqflags
+from romancore import dqflags, drizzle
 from romancore._parallel import openmp_enabled
 from romancore._threads import effective_n_threads
 from romancore.convolve import convolve_separable_masked
@@ -56,6 +59,7 @@ __all__ = [
     "clipped_stats_rows",
     "convolve_separable_masked",
     "dqflags",
+    "drizzle",
     "effective_n_threads",
     "finish_ramp_fit",
     "fit_ramps",

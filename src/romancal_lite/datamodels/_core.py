@@ -531,6 +531,7 @@ class DataModel:
         *,
         all_array_compression: str | None = None,
         defer: bool = True,
+        checksums: bool = True,
     ) -> Path:
         """Write the model to an ASDF file, atomically.
 
@@ -551,6 +552,9 @@ class DataModel:
         defer : bool, optional
             False for a file needed at once (a scratch file): in place now even inside
             `deferred_outputs`.
+        checksums : bool, optional
+            Write the blocks' MD5 checksums (False: a scratch file only this process
+            reads back; hashing a full-frame model costs ~0.5 s).
 
         Returns
         -------
@@ -572,7 +576,8 @@ class DataModel:
         self.load_arrays_if_closed()
         tree = self._tree_for_writing(out.name)
         write_asdf_atomic(
-            out, {"roman": tree}, all_array_compression=all_array_compression, defer=defer
+            out, {"roman": tree}, all_array_compression=all_array_compression, defer=defer,
+            checksums=checksums,
         )
         return out
 
@@ -671,6 +676,7 @@ def write_asdf_atomic(
     all_array_compression: str | None = None,
     compressed: Sequence[np.ndarray] = (),
     defer: bool = True,
+    checksums: bool = True,
 ) -> Path:
     """Write an ASDF tree (with the romancal_lite extension) to ``path`` atomically.
 
@@ -691,6 +697,8 @@ def write_asdf_atomic(
     defer : bool, optional
         False for a file needed at once (a cached reference file): renamed into place
         now even inside `deferred_outputs` (see `atomic_write`).
+    checksums : bool, optional
+        Write the blocks' MD5 checksums.
 
     Returns
     -------
@@ -711,7 +719,8 @@ def write_asdf_atomic(
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=asdf.exceptions.AsdfWarning)
             # an open file, never the name: asdf would read "#" and "%" in it as URI syntax
-            af.write_to(fh, all_array_compression=all_array_compression)
+            af.write_to(fh, all_array_compression=all_array_compression,
+                        write_checksums=checksums)
 
     return atomic_write(path, write, defer=defer)
 

@@ -96,6 +96,17 @@ def _plain(meta: Any) -> Any:
     return meta._data if isinstance(meta, Node) else meta
 
 
+def _copy_meta(meta: Any) -> dict:
+    """Return a deep copy of a ``meta`` tree; the WCS object is shared (never modified)."""
+    import copy
+
+    meta = _plain(meta)
+    out = copy.deepcopy({key: value for key, value in meta.items() if key != "wcs"})
+    if "wcs" in meta:
+        out["wcs"] = meta["wcs"]
+    return out
+
+
 class ModelLibrary:
     """Exposures borrowed one at a time (romancal's ``ModelLibrary``).
 
@@ -181,6 +192,8 @@ class ModelLibrary:
         self._temp_dir: str | None = None
         self._finalizer: weakref.finalize | None = None
         self._modified: dict[int, str] = {}
+        # metadata shelved with modify="meta": applied to the member when read
+        self._meta_patches: dict[int, dict] = {}
         self._meta_cache: dict[int, dict] = {}
         self._borrowed: dict[int, DataModel] = {}
         self._depth = 0
@@ -275,6 +288,8 @@ class ModelLibrary:
         model = self._models[index]
         if model is not None:
             source = _plain(model._node._data.get("meta", {}))
+        elif index in self._meta_patches:
+            source = self._meta_patches[index]
         elif index in self._meta_cache:
             source = self._meta_cache[index]
         else:
@@ -379,6 +394,8 @@ class ModelLibrary:
             meta = model._node._data.get("meta")
             if isinstance(meta, dict) and index in self._modified and "filename" in meta:
                 meta["filename"] = name
+            if index in self._meta_patches:
+                model._node._data["meta"] = _copy_meta(self._meta_patches[index])
             if not self._on_disk:
                 self._models[index] = model
         meta = model._node._data.setdefault("meta", {})
@@ -387,7 +404,8 @@ class ModelLibrary:
         self._borrowed[index] = model
         return model
 
-    def shelve(self, model: DataModel, index: int | None = None, modify: bool = False) -> None:
+    def shelve(self, model: DataModel, index: int | None = None,
+               modify: bool | str = False) -> None:  # fmt: skip
         """Return a borrowed model to the library.
 
         Parameters
@@ -399,8 +417,10 @@ class ModelLibrary:
         modify : bool, optional
             Keep the changes: later borrows see them (on disk the model is written,
             uncompressed, to the library's temporary directory; the input file is
-            never written). Otherwise changes are dropped (on disk) and the model is
-            closed.
+            never written). ``"meta"``: only the metadata changed (the arrays did
+            not): on disk the metadata is kept in memory and applied when the member
+            is read again, and nothing is written. Otherwise changes are dropped (on
+            disk) and the model is closed.
 
         Raises
         ------
@@ -418,12 +438,18 @@ class ModelLibrary:
         if index not in self._borrowed:
             raise BorrowError(f"model library: member {index} is not borrowed")
         borrowed = self._borrowed[index]
-        if modify:
+        if modify == "meta" and self._on_disk:
             self._groups = None
             self._meta_cache.pop(index, None)
+            self._meta_patches[index] = _copy_meta(model._node._data.get("meta", {}))
+        elif modify:
+            self._groups = None
+            self._meta_cache.pop(index, None)
+            self._meta_patches.pop(index, None)  # the file written has it
             if self._on_disk:
                 path = self._temp_path(index)
-                model.save(path, defer=False)
+                # a scratch copy only the library reads back: no block checksums
+                model.save(path, defer=False, checksums=False)
                 self._modified[index] = os.fspath(path)
             else:
                 self._models[index] = model
@@ -492,6 +518,7 @@ class ModelLibrary:
         for index in list(self._borrowed):
             self._release(index)
         self._modified.clear()
+        self._meta_patches.clear()
         self._meta_cache.clear()
         self._groups = None
         if self._finalizer is not None:

@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 
+import numpy as np
 import pytest
 
 from romancal_lite import datamodels
@@ -148,6 +149,40 @@ def test_modify_is_seen_later_and_originals_untouched(four_files, tmp_path):
     lib.close()
     assert not os.path.exists(temp)
     assert list(temp_parent.iterdir()) == []
+
+
+def test_meta_only_shelve_writes_nothing_and_is_seen_later(four_files, tmp_path):
+    before = [_digest(p) for p in four_files]
+    temp_parent = tmp_path / "scratch"
+    temp_parent.mkdir()
+    lib = ModelLibrary(four_files, temp_directory=temp_parent)
+    with lib:
+        model = lib.borrow(1)
+        data = model.data.copy()
+        model.meta["background"] = {"level": 2.5, "subtracted": False, "method": "match"}
+        model.meta.cal_step["skymatch"] = "COMPLETE"
+        lib.shelve(model, 1, modify="meta")
+    assert list(temp_parent.rglob("*.asdf")) == []  # no member rewritten
+    assert lib.read_meta(1).background.level == 2.5
+    with lib:
+        model = lib.borrow(1)
+        assert model.meta.background.level == 2.5
+        assert model.meta.cal_step["skymatch"] == "COMPLETE"
+        np.testing.assert_array_equal(model.data, data)
+        # a later change not kept does not leak into the kept metadata
+        model.meta.background["level"] = -7.0
+        lib.shelve(model, 1, modify=False)
+        model = lib.borrow(1)
+        assert model.meta.background.level == 2.5
+        # a full modification afterwards carries it into the written copy
+        model.data += 1.0
+        lib.shelve(model, 1, modify=True)
+        model = lib.borrow(1)
+        assert model.meta.background.level == 2.5
+        np.testing.assert_array_equal(model.data, data + 1.0)
+        lib.shelve(model, 1)
+    assert [_digest(p) for p in four_files] == before
+    lib.close()
 
 
 def test_temp_directory_removed_when_the_library_is_collected(four_files, tmp_path):

@@ -8,9 +8,9 @@ The statistics are romancal 1.1 ``outlier_detection/outlier_detection.py`` and s
   is below it do not enter the median;
 * the median over exposure groups ignores NaN, and is NaN where every value is NaN
   (stcal ``nanmedian3D`` / ``_OnDiskMedian``);
-* blot: drizzle's ``blot_image`` with linear interpolation, ``iscale = 1``, the pixel
-  map of the input onto the median grid, pixels outside the input's bounding box mapped
-  to -1 (stcal ``gwcs_blot``);
+* blot: drizzle's ``blot_image`` with linear interpolation (computed by
+  `romancore.drizzle.blot`), ``iscale = 1``, the pixel map of the input onto the median
+  grid, pixels outside the input's bounding box mapped to -1 (stcal ``gwcs_blot``);
 * with resampling (stcal ``flag_resampled_crs``): ``d = |sci - blot - backg|``,
   ``D`` = the largest absolute difference of the blot with its 4 neighbours,
   ``e`` = the error (NaN -> 0); a pixel is an outlier where
@@ -29,7 +29,6 @@ import math
 import os
 import shutil
 import tempfile
-import warnings
 from typing import Any
 
 import numpy as np
@@ -62,15 +61,31 @@ def weight_threshold(weight: np.ndarray, maskpt: float) -> float:
         ``maskpt`` x the 3-sigma-clipped (5 iterations) mean of the finite, non-zero
         weights (stcal ``compute_weight_threshold``); NaN if there is none.
     """
-    from astropy.stats import sigma_clip
-
     values = weight[np.isfinite(weight) & (weight != 0)]
     if values.size == 0:
         return math.nan
-    clipped = sigma_clip(values, sigma=3, maxiters=5, masked=False, copy=False)
-    if clipped.size == 0:
+    # astropy's sigma_clip(values, sigma=3, maxiters=5) with its defaults (centre:
+    # median, spread: std) on a 1-D array: each pass keeps the values inside
+    # [median - 3 std, median + 3 std] (float32 bounds) of the values kept so far,
+    # until a pass keeps them all or 5 passes; then the mean (float64).  The kept
+    # values always form one interval of the original values.  Differences from
+    # astropy: the std is accumulated in float64 (astropy: float32), so a bound may
+    # differ in its last bit; and nothing is re-copied for the spread.
+    kept = values
+    ftype = values.dtype.type if values.dtype.kind == "f" else np.float64
+    three = ftype(3.0)
+    for _ in range(5):
+        size = kept.size
+        std = ftype(np.std(kept, dtype=np.float64))
+        centre = np.median(kept, overwrite_input=kept is not values)
+        low, high = centre - std * three, centre + std * three
+        kept = values[(values >= low) & (values <= high)] if kept is values else (
+            kept[(kept >= low) & (kept <= high)])  # fmt: skip
+        if kept.size == size or kept.size == 0:
+            break
+    if kept.size == 0:
         return math.nan
-    return float(np.mean(clipped, dtype="f8")) * float(maskpt)
+    return float(np.mean(kept, dtype="f8")) * float(maskpt)
 
 
 def mask_low_weight(data: np.ndarray, weight: np.ndarray, maskpt: float) -> np.ndarray:
@@ -349,16 +364,13 @@ def blot_median(
     numpy.ndarray
         float32 ``shape`` array.
     """
-    from drizzle.resample import blot_image
+    from romancore.drizzle import blot
 
     from ..resample import calc_pixmap
 
     pixmap = calc_pixmap(wcs, median_wcs, shape, stepsize=stepsize, order=order)
-    # stcal gwcs_blot: blot cannot take NaN coordinates; it maps them to -1
-    pixmap[np.isnan(pixmap)] = -1
-    out = np.full(shape, fillval, dtype=np.float32)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        blot_image(np.ascontiguousarray(median, dtype=np.float32), pixmap, out_img=out,
-                   fillval=fillval, iscale=1.0, interp="linear")  # fmt: skip
+    # stcal gwcs_blot maps NaN coordinates to -1 (outside); romancore's blot treats a
+    # NaN position as outside itself
+    out = np.empty(shape, dtype=np.float32)
+    blot(np.ascontiguousarray(median, dtype=np.float32), pixmap, out, fillval=fillval, iscale=1.0)
     return out

@@ -116,20 +116,25 @@ def calc_pixmap(
             gx, gy = np.meshgrid(xc, yc)
             cx, cy = wcs_to.world_to_pixel_values(*wcs_from.pixel_to_world_values(gx, gy))
             if np.all(np.isfinite(cx)) and np.all(np.isfinite(cy)):
+                # the spline through the coarse grid, evaluated at every pixel of the
+                # box straight into the map (romancore: the values of
+                # RectBivariateSpline(...)(ys, xs), in parallel)
+                from romancore.drizzle import spline_grid
+
                 k = order
                 xs = np.arange(xmin, xmax + 1, dtype=np.float64)
                 ys = np.arange(ymin, ymax + 1, dtype=np.float64)
-                x_in = RectBivariateSpline(yc, xc, cx, kx=k, ky=k)(ys, xs)
-                y_in = RectBivariateSpline(yc, xc, cy, kx=k, ky=k)(ys, xs)
-                if (xmin, ymin, xmax, ymax) == (0, 0, shape[1] - 1, shape[0] - 1):
-                    x, y = x_in, y_in
-                else:
-                    x = np.full(shape, np.nan)
-                    y = np.full(shape, np.nan)
-                    x[ymin : ymax + 1, xmin : xmax + 1] = x_in
-                    y[ymin : ymax + 1, xmin : xmax + 1] = y_in
-            else:  # the coarse grid leaves the WCS's domain: every pixel exactly
-                x, y = _full(wcs_from, wcs_to, shape)
+                full = (xmin, ymin, xmax, ymax) == (0, 0, shape[1] - 1, shape[0] - 1)
+                pixmap = np.empty((*shape, 2), dtype=np.float64)
+                if not full:
+                    pixmap.fill(np.nan)
+                for component, values in enumerate((cx, cy)):
+                    spline = RectBivariateSpline(yc, xc, values, kx=k, ky=k)
+                    spline_grid(spline.tck, spline.degrees, ys, xs, pixmap, component,
+                                row0=ymin, col0=xmin)  # fmt: skip
+                return pixmap
+            # the coarse grid leaves the WCS's domain: every pixel exactly
+            x, y = _full(wcs_from, wcs_to, shape)
     finally:
         wcs_to.bounding_box = bbox_to
     pixmap = np.empty((*shape, 2), dtype=np.float64)

@@ -55,6 +55,9 @@ __all__ = [
 #: The drizzle kernels (drizzle 2.x).
 KERNELS = ("square", "point", "turbo", "gaussian", "lanczos2", "lanczos3")
 
+#: Kernels drizzled by romancore's fused kernel (the others by the drizzle package).
+FUSED_KERNELS = ("square", "point", "turbo")
+
 #: Variances resampled (romancal: ``variance_array_names``; ``var_flat`` optional).
 VARIANCES = ("var_rnoise", "var_poisson")
 
@@ -362,8 +365,6 @@ class Resampler:
         InputFileError
             If the image has no WCS or its arrays do not match.
         """
-        from drizzle.resample import Drizzle
-
         name = model.meta.get("filename") or f"input {index}"
         wcs = model.meta.get("wcs")
         if wcs is None:
@@ -395,6 +396,12 @@ class Resampler:
             wcs, self.wcs, data.shape, stepsize=self.pixmap_stepsize, order=self.pixmap_order
         )
         xmin, xmax, ymin, ymax = resample_range(data.shape, wcs)
+        if self.kernel in FUSED_KERNELS:
+            box = (xmin, xmax, ymin, ymax)
+            return self._add_fused(model, index, data, weight, good, rnoise, source, pixmap,
+                                   box, exposure_time, effective_time)  # fmt: skip
+        from drizzle.resample import Drizzle
+
         used = pixmap[ymin : ymax + 1, xmin : xmax + 1]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -504,6 +511,58 @@ class Resampler:
             s[...] = np.where(ok, np.where(np.isnan(s), contribution, s + contribution), s)
             w = acc.var_weight[name][window]
             w += np.where(ok, var_weight, np.float32(0))
+        self.n_added += 1
+        return {"overlap": True, "rnoise_source": source}
+
+    def _add_fused(self, model: Any, index: int, data: np.ndarray, weight: np.ndarray,
+                   good: np.ndarray, rnoise: np.ndarray | float, source: str,
+                   pixmap: np.ndarray, box: tuple[int, int, int, int], exposure_time: float,
+                   effective_time: float) -> dict[str, Any]:  # fmt: skip
+        """One pass of `romancore.drizzle.add_image` straight into the full-size arrays."""
+        from romancore.drizzle import add_image
+
+        acc = self._acc
+        names, values = [], []
+        for name in self.variances:
+            if name == "var_rnoise":
+                value = rnoise
+            elif name in model and np.shape(model[name]) == data.shape:
+                value = model[name]
+            else:
+                continue
+            constant = _constant_value(value)
+            if constant is not None:
+                # the weighted mean of a constant is that constant wherever the input
+                # lands: no square roots to resample
+                values.append(constant)
+            elif np.ndim(value) == 0:
+                values.append(math.nan)
+            else:
+                values.append(np.ascontiguousarray(value, dtype=np.float32))
+            names.append(name)
+        # exposure-time map (romancal _exptime_resampler: unit weights on the good
+        # pixels, pixfrac 1): where the input lands, unless the weights or pixfrac
+        # make that differ from where its good pixels land
+        same_landing = self.pixfrac == 1.0 and np.array_equal(weight > 0, good)
+        plane, bit = divmod(index, 32)
+        xmin, xmax, ymin, ymax = box
+        covered = add_image(
+            np.ascontiguousarray(data, dtype=np.float32), pixmap, acc.data, acc.weight,
+            weight=np.ascontiguousarray(weight, dtype=np.float32), kernel=self.kernel,
+            pixfrac=self.pixfrac, pixel_scale_ratio=self.pixel_scale_ratio,
+            xmin=xmin, xmax=xmax, ymin=ymin, ymax=ymax,
+            out_ctx=acc.context[plane], ctx_bit=bit,
+            exptime_map=acc.exptime, exptime=float(effective_time),
+            coverage_mask=None if same_landing else np.ascontiguousarray(good),
+            variances=values,
+            var_sum=[acc.var_sum[n] for n in names],
+            var_weight=[acc.var_weight[n] for n in names],
+            var_weight_type=self.weight_type,
+            rnoise_index=names.index("var_rnoise") if "var_rnoise" in names else None,
+            var_exptime=float(exposure_time),
+        )
+        if not covered:
+            return {"overlap": False, "rnoise_source": source}
         self.n_added += 1
         return {"overlap": True, "rnoise_source": source}
 

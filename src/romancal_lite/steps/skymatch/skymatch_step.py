@@ -93,7 +93,7 @@ class _Members:
             return self.models[index]
         return self.library.borrow(index)
 
-    def shelve(self, model: Any, index: int, changed: bool) -> None:
+    def shelve(self, model: Any, index: int, changed: bool | str) -> None:
         if self.library is not None:
             self.library.shelve(model, index, modify=changed)
 
@@ -350,7 +350,9 @@ class SkyMatchStep(Step):
                 if members.library is not None:
                     super().record_status(image, self._statuses[index])
                     super().finalize_result(image)
-                members.shelve(image, index, changed=True)
+                # only the metadata changes unless the sky is subtracted: a library
+                # keeps it without rewriting the exposure
+                members.shelve(image, index, changed=True if self.subtract else "meta")
         if all(s == SKIPPED for s in self._statuses.values()):
             self.mark_skipped(
                 "no sky value could be computed"

@@ -1,0 +1,360 @@
+"""Fused, multi-threaded drizzle (``square``, ``point``, ``turbo``) and linear blot.
+
+`add_image` adds one input image to an output grid in one pass: the weighted mean of
+the data and its weight (drizzle's ``Drizzle.add_image``), the context bit, the
+exposure-time coverage, and resampled variances combined as romancal 1.1's resample
+step does (stcal 1.20 ``resample_variance_arrays``). `blot` is drizzle's
+``blot_image`` with ``interp="linear"``.
+
+The geometry is drizzle 2.2's (``cdrizzlemap.c``, ``cdrizzlebox.c``):
+
+* the input box (``xmin..xmax, ymin..ymax``, shrunk to the finite pixel-map values)
+  is mapped to the output through its four corners, clipped to the output image, mapped
+  back by inverting the pixel map, and scanned row by row; only pixels whose whole
+  footprint is inside that polygon are drizzled;
+* ``square``: the pixel shrunk by ``pixfrac`` has corners interpolated bilinearly from
+  the pixel map; each output pixel receives ``overlap / jacobian x weight`` of it
+  (the exact area of the quadrilateral inside the output pixel);
+* ``point``: all of it lands in the output pixel nearest the mapped centre, weight
+  ``weight``;
+* ``turbo``: an output-aligned square of side ``pixfrac / pixel_scale_ratio`` around
+  the mapped centre, weight ``overlap x pixel_scale_ratio^2 / pixfrac^2 x weight``;
+* each output pixel keeps the weighted mean of what lands on it (``D = (D W + d w) /
+  (W + w)``, ``W += w``); a pixel with ``w == 0`` is ignored (a NaN datum with weight
+  0 does not propagate); the context bit is set where ``w > 0``.
+
+Variances (the resample step's weighting): for each variance ``v`` the weighted mean
+of ``sqrt(v)`` (same weights as the data) is squared into ``r``; with
+``w_v = 1 / r_rnoise`` (``ivm``) or the exposure time (``exptime``),
+``S += r w_v^2`` and ``W_v += w_v`` where ``r`` is finite and non-negative and
+``w_v > 0``; ``S`` starts as NaN.  A variance given as a number is that number
+wherever the input lands.
+
+Exposure-time coverage: ``exptime`` is added where the input lands (its weight is
+non-zero) or, with ``coverage_mask``, where the pixels of the mask drizzled with
+``pixfrac = 1`` and unit weight land (romancal's exposure-time resampler).
+
+Threads own bands of ``band_rows`` output rows; inside a band the input pixels are
+visited in row order and summed in float64, then merged into the float32 outputs, so
+the result does not depend on the number of threads.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from romancore import _drizzle
+from romancore._threads import effective_n_threads
+from romancore._validation import check_array, check_writeable
+
+__all__ = ["KERNELS", "add_image", "blot", "spline_grid"]
+
+#: Kernels computed here (drizzle's others: use the ``drizzle`` package).
+KERNELS = ("square", "point", "turbo")
+_KERNEL_CODE = {"square": 0, "point": 1, "turbo": 2}
+#: Output rows per band (one thread's unit of work).
+BAND_ROWS = 64
+
+
+def add_image(
+    data: np.ndarray,
+    pixmap: np.ndarray,
+    out_data: np.ndarray,
+    out_wht: np.ndarray,
+    *,
+    weight: np.ndarray | None = None,
+    kernel: str = "square",
+    pixfrac: float = 1.0,
+    pixel_scale_ratio: float = 1.0,
+    iscale: float = 1.0,
+    weight_scale: float = 1.0,
+    xmin: int | None = None,
+    xmax: int | None = None,
+    ymin: int | None = None,
+    ymax: int | None = None,
+    out_ctx: np.ndarray | None = None,
+    ctx_bit: int = 0,
+    exptime_map: np.ndarray | None = None,
+    exptime: float = 0.0,
+    coverage_mask: np.ndarray | None = None,
+    variances: Sequence[np.ndarray | float] = (),
+    var_sum: Sequence[np.ndarray] = (),
+    var_weight: Sequence[np.ndarray] = (),
+    var_weight_type: str = "ivm",
+    rnoise_index: int | None = 0,
+    var_exptime: float = 1.0,
+    band_rows: int = BAND_ROWS,
+    n_threads: int | None = None,
+) -> bool:
+    """Drizzle one image onto the output arrays (updated in place).
+
+    Parameters
+    ----------
+    data : numpy.ndarray of float32, shape (ny, nx), C-contiguous
+        The input image.
+    pixmap : numpy.ndarray of float64, shape (ny, nx, 2), C-contiguous
+        Output ``(x, y)`` of each input pixel centre (NaN: not mapped).
+    out_data, out_wht : numpy.ndarray of float32, shape (Ny, Nx), C-contiguous
+        Weighted mean and total weight, updated.
+    weight : numpy.ndarray of float32, optional
+        Input weights (None: 1).
+    kernel : {'square', 'point', 'turbo'}, optional
+        Drizzle kernel.  ``pixfrac <= 0.001`` uses ``point`` (as drizzle).
+    pixfrac : float, optional
+        Linear fraction of the pixel the flux is spread over.
+    pixel_scale_ratio : float, optional
+        Output over input pixel size (``turbo``'s kernel size; rounded to float32
+        as drizzle does).
+    iscale : float, optional
+        Multiplies the data and the square roots of the variances.
+    weight_scale : float, optional
+        Multiplies the weights.
+    xmin, xmax, ymin, ymax : int, optional
+        Input box drizzled (inclusive; default the whole image; ``xmax``/``ymax``
+        of 0 mean the whole image, as drizzle).
+    out_ctx : numpy.ndarray of uint32, shape (Ny, Nx), optional
+        Context plane: ``ctx_bit`` is set where a contribution has weight > 0.
+    ctx_bit : int, optional
+        Bit number (0-31).
+    exptime_map : numpy.ndarray of float32, optional
+        Exposure-time map: ``exptime`` is added where the input lands.
+    exptime : float, optional
+        The value added to ``exptime_map``.
+    coverage_mask : numpy.ndarray of bool, optional
+        If given, "lands" means: where these pixels, drizzled with ``pixfrac = 1``
+        and unit weight, give weight > 0.
+    variances : sequence of arrays (float32, input shape) or numbers, optional
+        Variances resampled (at most 4).
+    var_sum, var_weight : sequences of numpy.ndarray of float32, optional
+        Their accumulators ``S`` (start NaN) and ``W_v`` (start 0).
+    var_weight_type : {'ivm', 'exptime'}, optional
+        ``w_v = 1 / r[rnoise_index]`` or ``var_exptime``.
+    rnoise_index : int or None, optional
+        Which variance is the read noise (None: ``ivm`` weights are 0).
+    var_exptime : float, optional
+        ``w_v`` for ``exptime``.
+    band_rows : int, optional
+        Output rows per band (does not change the result).
+    n_threads : int or None, optional
+        Threads (see :func:`romancore.effective_n_threads`); the result does not
+        depend on it.
+
+    Returns
+    -------
+    bool
+        True if some output pixel received weight.
+
+    Raises
+    ------
+    ValueError
+        For an unknown kernel, bad parameters, or arrays of the wrong dtype, shape
+        or layout.
+    """
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+    pixfrac = float(pixfrac)
+    if not pixfrac > 0 or not math.isfinite(pixfrac):
+        raise ValueError(f"pixfrac must be positive, got {pixfrac}")
+    if pixfrac <= 0.001:
+        kernel = "point"
+    ratio = np.float32(pixel_scale_ratio)
+    if not (ratio > 0 and np.isfinite(ratio)):
+        raise ValueError(f"pixel_scale_ratio must be positive, got {pixel_scale_ratio}")
+    if not (iscale > 0 and math.isfinite(iscale)):
+        raise ValueError(f"iscale must be positive, got {iscale}")
+    if not (weight_scale > 0 and math.isfinite(weight_scale)):
+        raise ValueError(f"weight_scale must be positive, got {weight_scale}")
+    if var_weight_type not in ("ivm", "exptime"):
+        raise ValueError(f"var_weight_type must be 'ivm' or 'exptime', got {var_weight_type!r}")
+    if not 0 <= int(ctx_bit) < 32:
+        raise ValueError(f"ctx_bit must be in 0..31, got {ctx_bit}")
+    if int(band_rows) < 1:
+        raise ValueError(f"band_rows must be positive, got {band_rows}")
+    data = check_array(data, "data", np.float32, 2)
+    shape = data.shape
+    pixmap = check_array(pixmap, "pixmap", np.float64, 3, (*shape, 2))
+    out_data = check_array(out_data, "out_data", np.float32, 2)
+    out_shape = out_data.shape
+    out_wht = check_array(out_wht, "out_wht", np.float32, 2, out_shape)
+    check_writeable(out_data, "out_data")
+    check_writeable(out_wht, "out_wht")
+    if weight is not None:
+        weight = check_array(weight, "weight", np.float32, 2, shape)
+    if out_ctx is not None:
+        out_ctx = check_array(out_ctx, "out_ctx", np.uint32, 2, out_shape)
+        check_writeable(out_ctx, "out_ctx")
+    if exptime_map is not None:
+        exptime_map = check_array(exptime_map, "exptime_map", np.float32, 2, out_shape)
+        check_writeable(exptime_map, "exptime_map")
+    good = None
+    if coverage_mask is not None:
+        good = check_array(coverage_mask, "coverage_mask", np.bool_, 2, shape).view(np.uint8)
+    n_var = len(variances)
+    if n_var > 4:
+        raise ValueError(f"at most 4 variances, got {n_var}")
+    if len(var_sum) != n_var or len(var_weight) != n_var:
+        raise ValueError("var_sum and var_weight need one array per variance")
+    arrays: list[np.ndarray | None] = []
+    constants: list[float] = []
+    for k, values in enumerate(variances):
+        if np.ndim(values) == 0:
+            value = float(values)
+            arrays.append(None)
+            constants.append(value if value >= 0 else math.nan)
+        else:
+            arrays.append(check_array(values, f"variances[{k}]", np.float32, 2, shape))
+            constants.append(math.nan)
+        check_array(var_sum[k], f"var_sum[{k}]", np.float32, 2, out_shape)
+        check_array(var_weight[k], f"var_weight[{k}]", np.float32, 2, out_shape)
+        check_writeable(var_sum[k], f"var_sum[{k}]")
+        check_writeable(var_weight[k], f"var_weight[{k}]")
+    if rnoise_index is not None and not 0 <= rnoise_index < max(n_var, 1):
+        raise ValueError(f"rnoise_index {rnoise_index} is not a variance index")
+
+    # the input box (drizzle's add_image and tdriz), shrunk to valid pixel-map values
+    ny, nx = shape
+    x0 = 0 if xmin is None or xmin < 0 else int(xmin)
+    y0 = 0 if ymin is None or ymin < 0 else int(ymin)
+    x1 = nx - 1 if xmax is None or xmax == 0 or xmax > nx - 1 else int(xmax)
+    y1 = ny - 1 if ymax is None or ymax == 0 or ymax > ny - 1 else int(ymax)
+    if x1 <= x0 or y1 <= y0:
+        return False
+    x0, x1, y0, y1, ok = _drizzle.shrink_box(pixmap, x0, x1, y0, y1)
+    if not ok:
+        return False
+    row_x1, row_x2 = _drizzle.scan_limits(pixmap, x0, x1, y0, y1, out_shape[0], out_shape[1])
+    threads = effective_n_threads(n_threads)
+    return bool(
+        _drizzle.add_image(
+            data, weight, pixmap, row_x1, row_x2, 0, ny - 1,
+            _KERNEL_CODE[kernel], pixfrac, float(ratio), float(iscale), float(weight_scale),
+            out_data, out_wht, out_ctx, np.uint32(1 << int(ctx_bit)),
+            exptime_map, float(exptime), good,
+            arrays, constants, list(var_sum), list(var_weight),
+            -1 if rnoise_index is None or n_var == 0 else int(rnoise_index),
+            0 if var_weight_type == "ivm" else 1, float(var_exptime),
+            int(band_rows), threads,
+        )  # fmt: skip
+    )
+
+
+def blot(
+    data: np.ndarray,
+    pixmap: np.ndarray,
+    out: np.ndarray | None = None,
+    *,
+    fillval: float = math.nan,
+    iscale: float = 1.0,
+    n_threads: int | None = None,
+) -> np.ndarray:
+    """Interpolate ``data`` bilinearly at the positions of ``pixmap`` (drizzle's blot).
+
+    Parameters
+    ----------
+    data : numpy.ndarray of float32, shape (Ny, Nx), C-contiguous
+        The image sampled (e.g. a median mosaic).
+    pixmap : numpy.ndarray of float64, shape (ny, nx, 2), C-contiguous
+        For each output pixel, its ``(x, y)`` on ``data``.
+    out : numpy.ndarray of float32, shape (ny, nx), optional
+        Output (allocated if None).
+    fillval : float, optional
+        Value where the position is outside ``data`` or NaN (stcal maps NaN
+        positions outside before calling drizzle).
+    iscale : float, optional
+        Multiplies the result.
+    n_threads : int or None, optional
+        Threads.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``out``: drizzle's ``interp="linear"``: ``x = (int) x_out`` etc., bilinear in
+        float32, one-dimensional on the last row/column, positions ``>= 0`` and
+        ``< size``.
+
+    Raises
+    ------
+    ValueError
+        For arrays of the wrong dtype, shape or layout.
+    """
+    data = check_array(data, "data", np.float32, 2)
+    pixmap = check_array(pixmap, "pixmap", np.float64, 3)
+    if pixmap.shape[2] != 2:
+        raise ValueError(f"pixmap must have shape (ny, nx, 2), got {pixmap.shape}")
+    if out is None:
+        out = np.empty(pixmap.shape[:2], dtype=np.float32)
+    else:
+        out = check_array(out, "out", np.float32, 2, pixmap.shape[:2])
+        check_writeable(out, "out")
+    if not (iscale > 0 and math.isfinite(iscale)):
+        raise ValueError(f"iscale must be positive, got {iscale}")
+    _drizzle.blot_linear(data, pixmap, out, np.float32(fillval), np.float32(iscale),
+                         effective_n_threads(n_threads))  # fmt: skip
+    return out
+
+
+def spline_grid(
+    tck: tuple[np.ndarray, np.ndarray, np.ndarray],
+    degrees: tuple[int, int],
+    rows: np.ndarray,
+    cols: np.ndarray,
+    out: np.ndarray,
+    component: int,
+    *,
+    row0: int = 0,
+    col0: int = 0,
+    n_threads: int | None = None,
+) -> None:
+    """Evaluate a tensor-product B-spline on a grid into one component of ``out``.
+
+    The values of ``scipy.interpolate.RectBivariateSpline(...)(rows, cols)`` (to
+    rounding): ``z[i, j] = sum_a sum_b c[a, b] B_a(rows[i]) B_b(cols[j])``, computed as
+    ``B_rows (C B_cols^T)`` with each output row a combination of ``k + 1`` rows of
+    the small product, in parallel over rows.
+
+    Parameters
+    ----------
+    tck : tuple
+        ``(t_rows, t_cols, c)``: knots and coefficients (``RectBivariateSpline.tck``).
+    degrees : tuple of int
+        ``(k_rows, k_cols)``.
+    rows, cols : numpy.ndarray of float64
+        Evaluation points (inside the knots' base interval).
+    out : numpy.ndarray of float64, shape (Ny, Nx, 2), C-contiguous
+        Receives ``z`` at ``out[row0 + i, col0 + j, component]``.
+    component : int
+        0 or 1.
+    row0, col0 : int, optional
+        Offset of the grid in ``out``.
+    n_threads : int or None, optional
+        Threads.
+    """
+    from scipy.interpolate import BSpline
+
+    t_rows, t_cols, coefs = tck
+    k_rows, k_cols = degrees
+    coefs = np.asarray(coefs, dtype=np.float64).reshape(
+        len(t_rows) - k_rows - 1, len(t_cols) - k_cols - 1
+    )
+    b_rows = BSpline.design_matrix(np.asarray(rows, np.float64), t_rows, k_rows)
+    b_cols = BSpline.design_matrix(np.asarray(cols, np.float64), t_cols, k_cols)
+    small = np.ascontiguousarray((b_cols @ coefs.T).T)  # (n_coef_rows, len(cols))
+    b_rows = b_rows.tocsr()
+    b_rows.sort_indices()
+    counts = np.diff(b_rows.indptr)
+    if not np.all(counts == k_rows + 1):
+        raise ValueError("unexpected B-spline design matrix")
+    start = np.ascontiguousarray(b_rows.indices[b_rows.indptr[:-1]], dtype=np.int64)
+    weights = np.ascontiguousarray(b_rows.data.reshape(-1, k_rows + 1), dtype=np.float64)
+    indices = b_rows.indices.reshape(-1, k_rows + 1)
+    if not np.all(indices == start[:, None] + np.arange(k_rows + 1)):
+        raise ValueError("unexpected B-spline design matrix")
+    out = check_array(out, "out", np.float64, 3)
+    if (row0 + len(rows) > out.shape[0] or col0 + len(cols) > out.shape[1]
+            or component not in (0, 1) or out.shape[2] != 2):  # fmt: skip
+        raise ValueError("the grid does not fit in out")
+    _drizzle.combine_rows(small, start, weights, out, int(component), int(row0), int(col0),
+                          effective_n_threads(n_threads))  # fmt: skip

@@ -1,0 +1,263 @@
+"""romancore.drizzle: hand cases, the drizzle package (2.2) on random pixel maps, threads."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from romancore import drizzle as rd
+
+drizzle_resample = pytest.importorskip("drizzle.resample")
+
+
+def _pixmap(shape, angle=0.0, scale=1.0, shift=(0.0, 0.0), warp=0.0, nan_box=None):
+    """Rotation + scale + shift (+ a small quadratic warp) of pixel centres."""
+    ny, nx = shape
+    y, x = np.indices(shape, dtype=np.float64)
+    a = math.radians(angle)
+    xc, yc = x - nx / 2, y - ny / 2
+    px = scale * (math.cos(a) * xc - math.sin(a) * yc) + nx / 2 + shift[0] + warp * xc * yc
+    py = scale * (math.sin(a) * xc + math.cos(a) * yc) + ny / 2 + shift[1] + warp * xc * xc
+    pixmap = np.ascontiguousarray(np.dstack([px, py]))
+    if nan_box is not None:
+        pixmap[nan_box] = np.nan
+    return pixmap
+
+
+def _inputs(rng, shape, *, nan_fraction=0.02, zero_fraction=0.1):
+    data = rng.normal(10.0, 3.0, shape).astype(np.float32)
+    weight = rng.uniform(0.5, 2.0, shape).astype(np.float32)
+    weight[rng.random(shape) < zero_fraction] = 0
+    nan = rng.random(shape) < nan_fraction
+    data[nan] = np.nan
+    weight[nan] = 0  # as the resample step's weights: a NaN datum is never used
+    return data, weight
+
+
+def _reference(images, out_shape, kernel, pixfrac, ratio, fillval=0.0):
+    """The drizzle package: several add_image calls on one Drizzle."""
+    driz = drizzle_resample.Drizzle(kernel=kernel, out_shape=out_shape, fillval=fillval)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for data, weight, pixmap in images:
+            driz.add_image(data, exptime=1.0, pixmap=pixmap, weight_map=weight, pixfrac=pixfrac,
+                           pixel_scale_ratio=ratio, iscale=1.0, in_units="cps")  # fmt: skip
+    return driz
+
+
+def _ours(images, out_shape, kernel, pixfrac, ratio, *, n_threads=None, band_rows=8):
+    out = np.zeros(out_shape, np.float32)
+    wht = np.zeros(out_shape, np.float32)
+    ctx = np.zeros(out_shape, np.uint32)
+    for bit, (data, weight, pixmap) in enumerate(images):
+        rd.add_image(data, pixmap, out, wht, weight=weight, kernel=kernel, pixfrac=pixfrac,
+                     pixel_scale_ratio=ratio, out_ctx=ctx, ctx_bit=bit, band_rows=band_rows,
+                     n_threads=n_threads)  # fmt: skip
+    return out, wht, ctx
+
+
+CASES = [
+    # angle, scale, shift, warp, out_shape: covering, partial, rotated + scaled, warped
+    (0.0, 1.0, (0.3, -0.2), 0.0, (48, 52)),
+    (7.0, 1.1, (3.3, -2.2), 1e-4, (64, 66)),
+    (33.0, 0.8, (-9.0, 14.0), 0.0, (40, 45)),  # much of the input falls off the output
+    (-20.0, 1.4, (25.0, -6.0), 3e-4, (70, 90)),
+]
+
+
+@pytest.mark.parametrize("kernel", rd.KERNELS)
+@pytest.mark.parametrize("pixfrac", [1.0, 0.6, 1.5])
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_equals_drizzle_package(kernel, pixfrac, case):
+    rng = np.random.default_rng(100 + case)
+    angle, scale, shift, warp, out_shape = CASES[case]
+    shape = (44, 50)
+    images = []
+    for k in range(3):  # three inputs onto one output: the running weighted mean
+        data, weight = _inputs(rng, shape)
+        nan_box = (slice(0, 6), slice(10, 20)) if k == 1 else None
+        pixmap = _pixmap(shape, angle + 2 * k, scale, (shift[0] + 1.7 * k, shift[1] - 0.9 * k),
+                         warp, nan_box)  # fmt: skip
+        images.append((data, weight, pixmap))
+    ref = _reference(images, out_shape, kernel, pixfrac, 1.0 / scale)
+    out, wht, ctx = _ours(images, out_shape, kernel, pixfrac, 1.0 / scale)
+    assert np.array_equal(wht != 0, ref.out_wht != 0)
+    assert (ref.out_wht != 0).sum() > 100
+    np.testing.assert_allclose(wht, ref.out_wht, rtol=2e-6, atol=1e-6)
+    # the data: float32 rounding of a weighted mean of values ~10
+    assert np.array_equal(np.isnan(out), np.isnan(ref.out_img))
+    np.testing.assert_allclose(out, ref.out_img, rtol=0, atol=2e-5, equal_nan=True)
+    assert np.array_equal(ctx, ref.out_ctx[0])
+
+
+def test_box_limits_and_empty_overlap():
+    rng = np.random.default_rng(5)
+    shape = (30, 40)
+    data, weight = _inputs(rng, shape)
+    pixmap = _pixmap(shape, 12.0, 1.0, (4.0, 2.0))
+    out_shape = (36, 46)
+    driz = drizzle_resample.Drizzle(kernel="square", out_shape=out_shape, fillval=0.0)
+    driz.add_image(data, exptime=1.0, pixmap=pixmap, weight_map=weight, xmin=5, xmax=30,
+                   ymin=3, ymax=20)  # fmt: skip
+    out = np.zeros(out_shape, np.float32)
+    wht = np.zeros(out_shape, np.float32)
+    assert rd.add_image(data, pixmap, out, wht, weight=weight, xmin=5, xmax=30, ymin=3, ymax=20)
+    np.testing.assert_allclose(wht, driz.out_wht, rtol=2e-6, atol=1e-6)
+    np.testing.assert_allclose(out, driz.out_img, atol=2e-5)
+    # entirely off the output: nothing lands, nothing changes
+    far = _pixmap(shape, 0.0, 1.0, (500.0, 500.0))
+    out2 = np.zeros(out_shape, np.float32)
+    wht2 = np.zeros(out_shape, np.float32)
+    assert not rd.add_image(data, far, out2, wht2, weight=weight)
+    assert not wht2.any() and not out2.any()
+
+
+def test_by_hand_shift_by_half_a_pixel():
+    # a 4x4 image shifted by +0.5 in x onto a 4x5 grid: every output pixel of a row
+    # gets half of two neighbours (the two ends half of one)
+    data = np.arange(16, dtype=np.float32).reshape(4, 4)
+    y, x = np.indices((4, 4), dtype=np.float64)
+    pixmap = np.ascontiguousarray(np.dstack([x + 0.5, y]))
+    out = np.zeros((4, 5), np.float32)
+    wht = np.zeros((4, 5), np.float32)
+    rd.add_image(data, pixmap, out, wht)
+    np.testing.assert_allclose(wht[1], [0.5, 1, 1, 1, 0.5])
+    np.testing.assert_allclose(out[1], [4, 4.5, 5.5, 6.5, 7])
+
+
+def _numpy_variances(images, out_shape, pixfrac, weight_type, exptime):
+    """The resample step's recipe with the drizzle package: sqrt(v) drizzled, squared,
+    S += r w^2, W += w (ivm: w = 1/r_rnoise)."""
+    s = [np.full(out_shape, np.nan, np.float32) for _ in range(2)]
+    w_sum = [np.zeros(out_shape, np.float32) for _ in range(2)]
+    for data, weight, pixmap, variances in images:
+        rs = []
+        for v in variances:
+            with np.errstate(invalid="ignore"):
+                root = np.sqrt(np.broadcast_to(np.float32(v), data.shape).astype(np.float32))
+            driz = _reference([(np.ascontiguousarray(root), weight, pixmap)], out_shape,
+                              "square", pixfrac, 1.0, fillval=np.nan)  # fmt: skip
+            rs.append(np.square(driz.out_img))
+        if weight_type == "ivm":
+            vw = np.zeros(out_shape, np.float32)
+            ok = (rs[0] > 0) & np.isfinite(rs[0])
+            vw[ok] = np.reciprocal(rs[0][ok])
+        else:
+            vw = np.full(out_shape, np.float32(exptime))
+        for k, r in enumerate(rs):
+            with np.errstate(invalid="ignore"):
+                ok = (r >= 0) & np.isfinite(r) & (vw > 0)
+                c = r * vw * vw
+            s[k] = np.where(ok, np.where(np.isnan(s[k]), c, s[k] + c), s[k])
+            w_sum[k] += np.where(ok, vw, np.float32(0))
+    return s, w_sum
+
+
+@pytest.mark.parametrize("weight_type", ["ivm", "exptime"])
+def test_variances_as_the_resample_step(weight_type):
+    rng = np.random.default_rng(11)
+    shape, out_shape = (40, 42), (50, 52)
+    images = []
+    for k in range(2):
+        data, weight = _inputs(rng, shape, nan_fraction=0.0)
+        rnoise = rng.uniform(0.5, 1.5, shape).astype(np.float32)
+        poisson = rng.uniform(0.0, 4.0, shape).astype(np.float32)
+        poisson[rng.random(shape) < 0.01] = -1.0  # a negative variance: NaN, skipped
+        pixmap = _pixmap(shape, 5.0 * k, 1.0, (3.0 + 2.2 * k, 4.0 - 1.3 * k))
+        images.append((data, weight, pixmap, [rnoise, poisson] if k == 0 else [0.8, poisson]))
+    s_ref, w_ref = _numpy_variances(images, out_shape, 0.8, weight_type, 50.0)
+    out = np.zeros(out_shape, np.float32)
+    wht = np.zeros(out_shape, np.float32)
+    s = [np.full(out_shape, np.nan, np.float32) for _ in range(2)]
+    w_sum = [np.zeros(out_shape, np.float32) for _ in range(2)]
+    for data, weight, pixmap, variances in images:
+        rd.add_image(data, pixmap, out, wht, weight=weight, pixfrac=0.8, variances=variances,
+                     var_sum=s, var_weight=w_sum, var_weight_type=weight_type,
+                     var_exptime=50.0, band_rows=7)  # fmt: skip
+    for k in range(2):
+        assert np.array_equal(np.isnan(s[k]), np.isnan(s_ref[k]))
+        np.testing.assert_allclose(s[k], s_ref[k], rtol=3e-5, equal_nan=True)
+        np.testing.assert_allclose(w_sum[k], w_ref[k], rtol=3e-5)
+    assert np.isfinite(s[1]).sum() > 1000
+
+
+@pytest.mark.parametrize("pixfrac", [1.0, 0.5])
+def test_exposure_time_coverage(pixfrac):
+    # romancal's exposure-time resampler: unit weights on the good pixels, pixfrac 1
+    rng = np.random.default_rng(3)
+    shape, out_shape = (30, 34), (40, 40)
+    data, weight = _inputs(rng, shape, nan_fraction=0.0, zero_fraction=0.0)
+    good = rng.random(shape) > 0.3
+    pixmap = _pixmap(shape, 9.0, 1.0, (4.0, 3.0))
+    unit = _reference([(np.ones(shape, np.float32), good.astype(np.float32), pixmap)],
+                      out_shape, "square", 1.0, 1.0)  # fmt: skip
+    exptime = np.zeros(out_shape, np.float32)
+    rd.add_image(data, pixmap, np.zeros(out_shape, np.float32), np.zeros(out_shape, np.float32),
+                 weight=weight * good, pixfrac=pixfrac, exptime_map=exptime, exptime=95.0,
+                 coverage_mask=good)  # fmt: skip
+    assert np.array_equal(exptime > 0, unit.out_wht > 0)
+    assert set(np.unique(exptime)) == {0.0, 95.0}
+    # without a mask: where the input's own weight lands
+    exptime2 = np.zeros(out_shape, np.float32)
+    wht = np.zeros(out_shape, np.float32)
+    rd.add_image(data, pixmap, np.zeros(out_shape, np.float32), wht, weight=weight * good,
+                 pixfrac=pixfrac, exptime_map=exptime2, exptime=95.0)  # fmt: skip
+    assert np.array_equal(exptime2 > 0, wht != 0)
+    if pixfrac < 1:
+        assert not np.array_equal(exptime2 > 0, exptime > 0)
+
+
+@pytest.mark.parametrize("kernel", rd.KERNELS)
+def test_thread_and_band_invariance(kernel):
+    rng = np.random.default_rng(8)
+    shape, out_shape = (120, 110), (140, 150)
+    images = []
+    for k in range(2):
+        data, weight = _inputs(rng, shape)
+        images.append((data, weight, _pixmap(shape, 11.0 + 3 * k, 1.05, (9.0, 12.0 + k))))
+    base = _ours(images, out_shape, kernel, 0.8, 1 / 1.05, n_threads=1, band_rows=64)
+    for threads, rows in [(2, 64), (3, 5), (4, 1)]:
+        other = _ours(images, out_shape, kernel, 0.8, 1 / 1.05, n_threads=threads,
+                      band_rows=rows)  # fmt: skip
+        for a, b in zip(base, other, strict=True):
+            assert np.array_equal(a, b, equal_nan=True)
+
+
+def test_blot_equals_drizzle_package():
+    rng = np.random.default_rng(4)
+    median = rng.normal(5.0, 2.0, (70, 80)).astype(np.float32)
+    shape = (50, 60)
+    pixmap = _pixmap(shape, 17.0, 1.2, (8.0, 10.0), 2e-4)
+    pixmap[:5, :7] = -1.0  # outside (stcal maps NaN positions to -1)
+    pixmap[-1, -1] = (79.0, 69.0)  # the last pixel: no interpolation
+    pixmap[-2, -1] = (79.0, 30.25)  # last column: along y only
+    pixmap[-3, -1] = (12.5, 69.0)  # last row: along x only
+    ref = np.full(shape, np.nan, np.float32)
+    drizzle_resample.blot_image(median, pixmap, out_img=ref, fillval=np.nan, iscale=1.0,
+                                interp="linear")  # fmt: skip
+    ours = rd.blot(median, pixmap, fillval=np.nan)
+    assert np.isfinite(ref).sum() > 1000
+    assert np.array_equal(ours, ref, equal_nan=True)  # bit for bit
+    # NaN positions are outside
+    pixmap[10, 10] = np.nan
+    assert np.isnan(rd.blot(median, pixmap)[10, 10])
+    for threads in (1, 3):
+        assert np.array_equal(rd.blot(median, pixmap, n_threads=threads),
+                              rd.blot(median, pixmap, n_threads=2), equal_nan=True)  # fmt: skip
+
+
+def test_bad_arguments():
+    data = np.zeros((5, 5), np.float32)
+    pixmap = _pixmap((5, 5))
+    out = np.zeros((5, 5), np.float32)
+    with pytest.raises(ValueError, match="kernel"):
+        rd.add_image(data, pixmap, out, out.copy(), kernel="gaussian")
+    with pytest.raises(ValueError, match="pixmap"):
+        rd.add_image(data, pixmap[:, :4], out, out.copy())
+    with pytest.raises(ValueError, match="out_wht"):
+        rd.add_image(data, pixmap, out, out.astype(np.float64))
+    with pytest.raises(ValueError, match="var_sum"):
+        rd.add_image(data, pixmap, out, out.copy(), variances=[data])
