@@ -14,11 +14,19 @@ from romancore._validation import check_array, check_writeable
 from romancore.ramp import _likely
 from romancore.readpattern import validate_read_pattern
 
-__all__ = ["LikelyFitResult", "LikelyTables", "fit_ramps_likely", "likely_tables",
-           "likely_thresholds"]
+__all__ = ["JUMP_TESTS", "LikelyFitResult", "LikelyTables", "StepTemplates",
+           "fit_ramps_likely", "likely_tables", "likely_thresholds", "step_templates"]
 
 #: stcal 1.20 / romancal 1.1's default rejection threshold (sigma) of the likelihood fit.
 REJECTION_THRESHOLD = 4.5
+
+#: Default threshold (sigma, one-sided) of the step test (``jump_test='step'``), set
+#: for about 1e-6 false detections per clean pixel on Roman read patterns
+#: (``benchmarks/jump_quality.py``, ``docs/romancore.md``).
+STEP_THRESHOLD = 5.6
+
+#: Jump tests of :func:`fit_ramps_likely`: stcal's omission chi^2 test, or the step test.
+JUMP_TESTS = ("omission", "step")
 
 
 class LikelyFitResult(NamedTuple):
@@ -141,6 +149,77 @@ def likely_tables(read_pattern: Sequence[Sequence[int]], frame_time: float) -> L
     return _tables(pattern, frame_time)
 
 
+class StepTemplates(NamedTuple):
+    """Step templates of a read pattern: a jump just before each read, on the differences.
+
+    A jump of 1 e- just before read ``k`` (reads ``>= k`` see it) raises resultant
+    ``j`` by the fraction ``f_j`` of its reads at or after ``k``, so the difference
+    per unit time ``i`` changes by ``(f_{i+1} - f_i) / dt_i``: nonzero on at most two
+    adjacent differences.  Templates are listed once each (reads that give the same
+    template, e.g. the first read of a resultant and the skipped reads before it, are
+    merged), in read order; a jump before the first resultant's last read changes no
+    difference only if it is before its first read and is left out.
+
+    Attributes
+    ----------
+    index : numpy.ndarray of int64, shape (nt,)
+        First difference ``i`` of each template.
+    u : numpy.ndarray of float64, shape (nt,)
+        Its value on difference ``i``.
+    v : numpy.ndarray of float64, shape (nt,)
+        Its value on difference ``i + 1`` (0 where the template has one difference).
+    """
+
+    index: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+
+
+@functools.lru_cache(maxsize=16)
+def _steps(pattern: tuple[tuple[int, ...], ...], frame_time: float) -> StepTemplates:
+    dt = _tables(pattern, frame_time).dt
+    m = len(dt)
+    seen: dict[tuple[int, float, float], None] = {}
+    for k in range(1, pattern[-1][-1] + 1):
+        frac = np.array([np.mean(np.array(reads) >= k) for reads in pattern])
+        t = (frac[1:] - frac[:-1]) / dt
+        nz = np.flatnonzero(t)
+        if nz.size == 0:
+            continue
+        i = int(nz[0])
+        if nz.size > 2 or (nz.size == 2 and nz[1] != i + 1):
+            raise ValueError("read_pattern: a step touches non-adjacent differences")
+        v = float(t[i + 1]) if i + 1 < m else 0.0
+        seen.setdefault((i, float(t[i]), v), None)
+    keys = list(seen)
+    out = StepTemplates(np.array([k[0] for k in keys], dtype=np.int64),
+                        np.array([k[1] for k in keys], dtype=np.float64),
+                        np.array([k[2] for k in keys], dtype=np.float64))
+    for array in out:
+        array.setflags(write=False)
+    return out
+
+
+def step_templates(read_pattern: Sequence[Sequence[int]], frame_time: float) -> StepTemplates:
+    """Return the step templates of a read pattern (built once per pattern, cached).
+
+    Parameters
+    ----------
+    read_pattern : sequence of sequences of int
+        1-based read numbers of each resultant.
+    frame_time : float
+        Seconds between reads.
+
+    Returns
+    -------
+    StepTemplates
+    """
+    tables = likely_tables(read_pattern, frame_time)  # validates both arguments
+    del tables
+    pattern = tuple(tuple(r) for r in validate_read_pattern(read_pattern))
+    return _steps(pattern, float(frame_time))
+
+
 def likely_thresholds(rejection_threshold: float = REJECTION_THRESHOLD) -> tuple[float, float]:
     """chi^2 thresholds of the one- and two-difference omissions for a sigma threshold.
 
@@ -183,6 +262,8 @@ def fit_ramps_likely(
     threshold_one_omit: float | None = None,
     threshold_two_omit: float | None = None,
     bias_correction: bool = False,
+    jump_test: str = "omission",
+    step_threshold: float = STEP_THRESHOLD,
     n_threads: int | None = None,
 ) -> LikelyFitResult:
     """Fit count rates by maximum likelihood (Brandt 2024), with chi^2 jump detection.
@@ -207,6 +288,17 @@ def fit_ramps_likely(
     3. The final fit uses the kept differences with the covariance at the rate of the
        last pass (negative: 0): slope, chi^2, and the variances ``w^T Cov w`` of
        the weights with the read and Poisson parts of the covariance.
+
+    With ``jump_test='step'`` (our detector, not in stcal) step 2 searches instead
+    for the most significant *positive step*: for every read ``k``, the generalised
+    least-squares amplitude of a jump just before read ``k`` (its template on the
+    differences, :func:`step_templates`), with the slope profiled out, divided by its
+    standard error, ``z_k``; if ``max z_k > step_threshold`` (one-sided: cosmic rays
+    add charge), the one or two differences the template touches are dropped and the
+    search repeats on the rest (same covariance rate, same stopping rules, same
+    JUMP_DET flags).  ``z_k^2`` is the chi^2 drop of fitting that one step, so it is a
+    one-degree-of-freedom test matched to a hit at any read, where the omissions test
+    single differences (1 dof) and pairs (2 dof, a higher threshold) two-sided.
 
     Without ``use_jump`` step 2 only provides that rate (no omission).  With
     ``bias_correction`` (off by default, as in stcal, which has none) the slope is
@@ -240,6 +332,10 @@ def fit_ramps_likely(
         Override the derived chi^2 thresholds.
     bias_correction : bool, optional
         Subtract the first-order bias of the slope (default False, as stcal).
+    jump_test : {'omission', 'step'}, optional
+        stcal's chi^2 omission test (default) or the step test.
+    step_threshold : float, optional
+        Threshold of the step test in sigma, one-sided (default 5.6).
     n_threads : int or None, optional
         Threads (see :func:`romancore.effective_n_threads`); results do not depend on it.
 
@@ -252,7 +348,7 @@ def fit_ramps_likely(
     ------
     ValueError
         For arrays of the wrong dtype, shape or layout, fewer than two resultants,
-        negative read noise, invalid thresholds, or a read pattern that is invalid or
+        negative read noise, invalid thresholds, an unknown ``jump_test``, or a read pattern that is invalid or
         does not match the number of resultants.
     """
     check_array(resultants, "resultants", np.float32, 3)
@@ -276,11 +372,20 @@ def fit_ramps_likely(
     for name, value in (("threshold_one_omit", t1), ("threshold_two_omit", t2)):
         if not math.isfinite(value) or value <= 0:
             raise ValueError(f"{name} must be positive and finite, got {value!r}")
+    if jump_test not in JUMP_TESTS:
+        raise ValueError(f"jump_test must be one of {JUMP_TESTS}, got {jump_test!r}")
+    step: dict[str, object] = {}
+    if jump_test == "step":
+        z = float(step_threshold)
+        if not math.isfinite(z) or z <= 0:
+            raise ValueError(f"step_threshold must be positive and finite, got {step_threshold!r}")
+        st = step_templates(read_pattern, frame_time)
+        step = {"step_i": st.index, "step_u": st.u, "step_v": st.v, "step_sigma": z}
     slope = np.empty((ny, nx), dtype=np.float32)
     var_read = np.empty((ny, nx), dtype=np.float32)
     var_poisson = np.empty((ny, nx), dtype=np.float32)
     chi2 = np.empty((ny, nx), dtype=np.float32)
     _likely.fit(resultants, groupdq, read_noise, *tables, slope, var_read, var_poisson,
                 chi2, bool(use_jump), t1, t2, effective_n_threads(n_threads),
-                debias=bool(bias_correction))
+                debias=bool(bias_correction), **step)
     return LikelyFitResult(slope, var_read, var_poisson, chi2, groupdq)
