@@ -117,7 +117,7 @@ def _fit(det: str, res: np.ndarray, pattern, n_threads: int):
         out = romancore.fit_ramps_likely(res, gdq, READ_NOISE, pattern, FRAME_TIME,
                                          n_threads=n_threads)
     else:
-        z = float(det.split("@")[1]) if "@" in det else romancore.ramp.likely.STEP_THRESHOLD
+        z = float(det.split("@")[1]) if "@" in det else None
         out = romancore.fit_ramps_likely(res, gdq, READ_NOISE, pattern, FRAME_TIME,
                                          jump_test="step", step_threshold=z,
                                          n_threads=n_threads)

@@ -409,7 +409,7 @@ cdef void _pixel(const Tab* tb, Work* w, const float* r, uint8_t* g, float rn,
                  float* o_slope, float* o_vr, float* o_vp, float* o_chi) noexcept nogil:
     """Fit one pixel; ``r`` / ``g`` point at its resultant 0 and step by ``tb.plane``."""
     cdef Py_ssize_t m = tb.m, plane = tb.plane, i, k, it, nuse
-    cdef double rn2 = <double>rn * <double>rn, guess, rate
+    cdef double rn2 = <double>rn * <double>rn, guess, rate, crate
     cdef Fit fit
     cdef float diff
 
@@ -446,13 +446,19 @@ cdef void _pixel(const Tab* tb, Work* w, const float* r, uint8_t* g, float rn,
     # the good one (the one-omit chi^2 are 0 for both; stcal then decides on rounding
     # noise): no search, as for the three-or-fewer rule of later passes.
     if tb.use_jump and tb.step and nuse > 2:
+        # The step test evaluates the covariance at the fitted rate (clipped at 0), a
+        # far better estimate than the median at sky level, refitted after each drop.
+        crate = rate if rate > 0 else 0.0
+        fit = _fit(tb, w, crate, rn2, False)
         for it in range(m):
             if fit.chisq < tb.z2 - 1e-9 * (fabs(fit.A * fit.inv_scale) + 1.0):
                 break   # a step lowers chi^2 by at most chi^2
             if not _step_pass(tb, w, &fit, nuse):
                 break
-            fit = _fit(tb, w, guess, rn2, False)
+            fit = _fit(tb, w, crate, rn2, False)
             rate = fit.rate
+            crate = rate if rate > 0 else 0.0
+            fit = _fit(tb, w, crate, rn2, False)
             nuse = 0
             for i in range(m):
                 nuse += w.use[i]
@@ -761,7 +767,8 @@ cdef extern from *:
             rate[x] = B[x] / C[x];
         }
         if (!variances) return;
-        for (x = 0; x < nb; x++) { vp[x] = 0.0; vr[x] = 0.0; A[x] = 0.0; B[x] = 0.0; }
+        /* Asum and B are free now: the accumulators (A is kept for the step test's margin) */
+        for (x = 0; x < nb; x++) { vp[x] = 0.0; vr[x] = 0.0; Asum[x] = 0.0; B[x] = 0.0; }
         for (i = 0; i < m; i++) {
             double aph = aph_t[i], arn = arn_t[i];
             const double *ci = dC + i * W;
@@ -776,11 +783,11 @@ cdef extern from *:
             const double *ci = dC + i * W, *cn = dC + (i + 1) * W;
             for (x = 0; x < nb; x++) {
                 double wi = ci[x] / C[x], wk = cn[x] / C[x];
-                A[x] = A[x] + wk * wi * (crate[x] * bph);
+                Asum[x] = Asum[x] + wk * wi * (crate[x] * bph);
                 B[x] = B[x] + wk * wi * (rn2[x] * brn);
             }
         }
-        for (x = 0; x < nb; x++) { vp[x] = vp[x] + 2.0 * A[x]; vr[x] = vr[x] + 2.0 * B[x]; }
+        for (x = 0; x < nb; x++) { vp[x] = vp[x] + 2.0 * Asum[x]; vr[x] = vr[x] + 2.0 * B[x]; }
     }
     """
     void rc_minmax(double* a, double* b, Py_ssize_t n) noexcept nogil
@@ -840,7 +847,7 @@ cdef void _block(const Tab* tb, Block* b, Work* w, const float* r0, uint8_t* g0,
             lo = (srt[(k - 1) * BW + x] + srt[k * BW + x]) / 2.0
         b.rate[x] = lo if lo > 0 else 0.0
     _vfit(tb, b, nb, False)
-    if tb.use_jump and m > 2:
+    if tb.use_jump and m > 2 and not tb.step:
         for x in range(nb):
             # as `_pixel`: below the thresholds no omission can pass
             margin = 1e-9 * (fabs(b.A[x]) + 1.0)
@@ -853,6 +860,12 @@ cdef void _block(const Tab* tb, Block* b, Work* w, const float* r0, uint8_t* g0,
         b.rate[x] = lo
         b.crate[x] = lo   # the covariance rate, for the variances
     _vfit(tb, b, nb, True)
+    if tb.use_jump and m > 2 and tb.step:
+        for x in range(nb):
+            # the step test starts from this fit (covariance at the clipped slope)
+            margin = 1e-9 * (fabs(b.A[x]) + 1.0)
+            if not (b.chisq[x] < tb.tmin - margin):
+                b.slow[x] = 1
     for x in range(nb):
         if b.slow[x]:
             _pixel(tb, w, r0 + x, g0 + x, rn[x], o_slope + x, o_vr + x, o_vp + x,
