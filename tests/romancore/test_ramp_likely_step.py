@@ -18,7 +18,7 @@ import pytest
 import romancore
 from romancore.dqflags import group
 from romancore.ramp import _likely
-from romancore.ramp.likely import likely_tables, step_templates
+from romancore.ramp.likely import STEP_SAFETY, likely_tables, step_templates
 
 FT = 3.0
 JUMP = group.JUMP_DET
@@ -246,7 +246,7 @@ def test_threshold_for_a_target_rate():
     z = romancore.step_threshold_for(MA6, FT)
     assert 5.0 < z < 6.0
     bound = romancore.step_false_positive_bound(MA6, FT, z)
-    assert bound == pytest.approx(0.5e-6, rel=1e-4)
+    assert bound == pytest.approx(1e-6 / STEP_SAFETY, rel=1e-4)
     assert romancore.step_threshold_for(MA6, FT, 1e-4) < z
     # the bound is at least the one-template tail and at most the union (Bonferroni)
     from scipy.special import ndtr
