@@ -46,7 +46,7 @@ cdef struct Tab:
     double t2               # chi^2 improvement to omit an adjacent pair
     double tmin             # min(t1, t2); the step test's threshold^2 in step mode
     bint use_jump
-    bint step               # the step test (one-sided matched filter) instead of omissions
+    bint step               # the step test (one-sided, matched) instead of omissions
     Py_ssize_t nt           # step templates
     const int64_t* t_i      # (nt,) first difference of each template
     const double* t_u       # (nt,) its weight on difference t_i
@@ -343,7 +343,8 @@ cdef bint _jump_pass(const Tab* tb, Work* w, double chisq, Py_ssize_t nuse,
     return dropped
 
 
-cdef bint _step_pass(const Tab* tb, Work* w, const Fit* fit, Py_ssize_t nuse) noexcept nogil:
+cdef bint _step_pass(const Tab* tb, Work* w, const Fit* fit,
+                     Py_ssize_t nuse) noexcept nogil:
     """Drop the differences of the most significant positive step, if above threshold.
 
     The step test: a jump of ``J`` electrons just before read ``k`` adds ``J t_k`` to
@@ -408,7 +409,7 @@ cdef bint _step_pass(const Tab* tb, Work* w, const Fit* fit, Py_ssize_t nuse) no
 cdef void _pixel(const Tab* tb, Work* w, const float* r, uint8_t* g, float rn,
                  float* o_slope, float* o_vr, float* o_vp, float* o_chi) noexcept nogil:
     """Fit one pixel; ``r`` / ``g`` point at its resultant 0 and step by ``tb.plane``."""
-    cdef Py_ssize_t m = tb.m, plane = tb.plane, i, k, it, nuse
+    cdef Py_ssize_t m = tb.m, plane = tb.plane, i, k, it, _it, nuse
     cdef double rn2 = <double>rn * <double>rn, guess, rate, crate
     cdef Fit fit
     cdef float diff
@@ -450,7 +451,7 @@ cdef void _pixel(const Tab* tb, Work* w, const float* r, uint8_t* g, float rn,
         # far better estimate than the median at sky level, refitted after each drop.
         crate = rate if rate > 0 else 0.0
         fit = _fit(tb, w, crate, rn2, False)
-        for it in range(m):
+        for _it in range(m):
             if fit.chisq < tb.z2 - 1e-9 * (fabs(fit.A * fit.inv_scale) + 1.0):
                 break   # a step lowers chi^2 by at most chi^2
             if not _step_pass(tb, w, &fit, nuse):

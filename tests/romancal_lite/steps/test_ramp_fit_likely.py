@@ -205,3 +205,9 @@ def test_cli_jump_test_step(builtin_refs, run_cli):
     assert run.status == 0, run.err
     bad = run_cli("ramp_fit", make_ramp(), "--algorithm", "likely", "--jump_test", "chi2")
     assert bad.status == 1 and len(bad.errors) == 1 and "jump_test" in bad.errors[0]
+
+
+def test_cli_step_threshold_must_be_positive(builtin_refs, run_cli):
+    bad = run_cli("ramp_fit", make_ramp(), "--algorithm", "likely", "--jump_test", "step",
+                  "--step_threshold", "0")
+    assert bad.status == 1 and len(bad.errors) == 1 and "step_threshold" in bad.errors[0]

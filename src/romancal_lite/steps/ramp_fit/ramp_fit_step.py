@@ -56,7 +56,7 @@ class RampFitStep(Step):
     )
     step_threshold = Param(
         float, None, "Threshold in sigma of the step test (None: from the read pattern)",
-        minimum=0,
+        minimum=0.1,
     )
     use_ramp_jump_detection = Param(bool, True, "Detect jumps inside the ramp fit")
     threshold_intercept = Param(
