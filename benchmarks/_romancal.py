@@ -205,6 +205,7 @@ def step_parameters(
     *,
     abs_refcat: str | os.PathLike[str] | None = None,
     use_crds: bool = False,
+    ramp_fit: str = "ols_cas22",
 ) -> dict[str, dict[str, Any]]:
     """Return the ``steps`` argument of ``ExposurePipeline.call`` for an offline run.
 
@@ -219,6 +220,9 @@ def step_parameters(
     use_crds : bool, optional
         The references come from a CRDS cache (:func:`crds_cache_environment`): only the
         N/A overrides are given.
+    ramp_fit : {"ols_cas22", "likely"}, optional
+        romancal's ramp-fit algorithm (default ``ols_cas22``, as romancal-lite's
+        default; ``likely`` is romancal 1.1's own default).
 
     Returns
     -------
@@ -248,7 +252,7 @@ def step_parameters(
             elif not use_crds:
                 pars[f"override_{reftype}"] = paths[reftype]
         steps[step] = pars
-    steps["rampfit"].update(RAMP_FIT_PARAMETERS)
+    steps["rampfit"].update({**RAMP_FIT_PARAMETERS, "algorithm": ramp_fit})
     for step, pars in PRODUCT_PARAMETERS.items():
         steps[step].update(pars)
     for step in SKIPPED_STEPS:
@@ -271,6 +275,7 @@ def strun_command(
     *,
     abs_refcat: str | os.PathLike[str] | None = None,
     use_crds: bool = False,
+    ramp_fit: str = "ols_cas22",
 ) -> list[str]:
     """Return the equivalent ``strun roman_elp`` command line (run it in the environment
     of :func:`offline_crds_environment` or :func:`crds_cache_environment`).
@@ -286,7 +291,7 @@ def strun_command(
         Where the products are written.
     refs : mapping
         Reference type -> file.
-    abs_refcat, use_crds :
+    abs_refcat, use_crds, ramp_fit :
         See :func:`step_parameters`.
 
     Returns
@@ -296,7 +301,8 @@ def strun_command(
     """
     argv = ["strun", "roman_elp", str(uncal_path), f"--output_dir={output_dir}",
             "--save_results=True"]
-    for step, pars in step_parameters(refs, abs_refcat=abs_refcat, use_crds=use_crds).items():
+    for step, pars in step_parameters(refs, abs_refcat=abs_refcat, use_crds=use_crds,
+                                      ramp_fit=ramp_fit).items():
         for name, value in pars.items():
             argv.append(f"--steps.{step}.{name}={value}")
     return argv
@@ -533,6 +539,7 @@ def run_romancal(
     skip: tuple[str, ...] = (),
     abs_refcat: str | os.PathLike[str] | None = None,
     crds_cache: tuple[str, str] | None = None,
+    ramp_fit: str = "ols_cas22",
 ) -> tuple[Path | list[Path], dict[str, float]]:
     """Run romancal's ExposurePipeline offline, through flatfield or through tweakreg.
 
@@ -560,6 +567,8 @@ def run_romancal(
         A local reference catalog: source_catalog (PSF fitting on) and tweakreg run.
     crds_cache : (root, context), optional
         Select the references from this CRDS cache instead of overrides.
+    ramp_fit : {"ols_cas22", "likely"}, optional
+        The ramp-fit algorithm (:func:`step_parameters`).
 
     Returns
     -------
@@ -578,7 +587,8 @@ def run_romancal(
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    steps = step_parameters(refs, abs_refcat=abs_refcat, use_crds=crds_cache is not None)
+    steps = step_parameters(refs, abs_refcat=abs_refcat, use_crds=crds_cache is not None,
+                            ramp_fit=ramp_fit)
     for name in skip:
         if name not in STEP_REFTYPES:
             raise ValueError(f"unknown romancal step {name!r}")
@@ -753,6 +763,7 @@ def run_romancal_subprocess(
     skip: tuple[str, ...] = (),
     abs_refcat: str | os.PathLike[str] | None = None,
     crds_cache: tuple[str, str] | None = None,
+    ramp_fit: str = "ols_cas22",
 ) -> dict[str, Any]:
     """Run :func:`run_romancal` in a fresh interpreter (its own peak memory).
 
@@ -766,7 +777,7 @@ def run_romancal_subprocess(
         Reference type -> file.
     timeout : float, optional
         Seconds before the run is killed.
-    skip, abs_refcat, crds_cache :
+    skip, abs_refcat, crds_cache, ramp_fit :
         See :func:`run_romancal`.
 
     Returns
@@ -774,7 +785,8 @@ def run_romancal_subprocess(
     dict
         See :func:`run_script_subprocess`.
     """
-    args = [str(uncal_path), str(output_dir), *(f"--skip={name}" for name in skip)]
+    args = [str(uncal_path), str(output_dir), *(f"--skip={name}" for name in skip),
+            f"--ramp-fit={ramp_fit}"]
     if abs_refcat is not None:
         args.append(f"--abs-refcat={abs_refcat}")
     if crds_cache is not None:
@@ -800,6 +812,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crds-cache", type=Path, default=None,
                         help="select references from this CRDS cache (no overrides)")
     parser.add_argument("--crds-context", default=None, help="the cache's context (.pmap)")
+    parser.add_argument("--ramp-fit", choices=["ols_cas22", "likely"], default="ols_cas22",
+                        help="ramp-fit algorithm")
     parser.add_argument("--print-strun", action="store_true",
                         help="print the equivalent strun command and exit")
     args = parser.parse_args(argv)
@@ -812,7 +826,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_strun:
         print(" ".join(strun_command(args.uncal, args.output_dir, refs,
                                      abs_refcat=args.abs_refcat,
-                                     use_crds=crds_cache is not None)))
+                                     use_crds=crds_cache is not None,
+                                     ramp_fit=args.ramp_fit)))
         return 0
     # Import romancal (after pointing crds at the offline cache: crds reads its server
     # URL at import) so that ``rss_before`` includes the imports.
@@ -823,7 +838,8 @@ def main(argv: list[str] | None = None) -> int:
     import romancal.pipeline  # noqa: F401
 
     runner = functools.partial(run_romancal, skip=tuple(args.skip),
-                               abs_refcat=args.abs_refcat, crds_cache=crds_cache)
+                               abs_refcat=args.abs_refcat, crds_cache=crds_cache,
+                               ramp_fit=args.ramp_fit)
     result = run_worker("romancal", args.uncal, args.output_dir, refs, runner)
     result["romancal"] = romancal_version()
     text = json.dumps(result)

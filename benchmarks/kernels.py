@@ -14,7 +14,8 @@ pixel, 10 e read noise) and times, wall clock:
 * ``apply_linearity`` (cubic coefficients) on the raw cube with the saturation DQ;
 * ``fit_ramps`` without and with jump detection on the linearized cube;
 * ``fit_ramps_likely`` (with its jump detection) on the same cube, beside stcal's
-  ``likely_ramp_fit`` (``--likely-only``: only this fit is compared with stcal).
+  ``likely_ramp_fit`` (``--likely-only``: only this fit is compared with stcal), and
+  with our step test (``jump_test='step'``, ours only).
 
 Ours runs on 1 thread and on all usable cores (best of ``--repeat``, inputs restored
 between runs outside the timing); stcal (single-threaded) runs once on the same arrays,
@@ -315,6 +316,28 @@ def run(n_res, ny, nx, repeat, with_stcal, n_all, notes, likely_only=False):
             f"{jumps_differ} of {n_pix} pixels (documented: omissions leaving one difference)"
         )
         del ramp, s_slope, res, ok, close
+    ours.clear()
+    rows.append(row)
+
+    # -- the same fit with our step test (no stcal counterpart) -----------------------
+    row = Row("fit_ramps_likely (step test)", n_res, n_pix)
+    for threads in (1, n_all):
+
+        def fit_step(threads=threads, ours=ours):
+            ours["r"] = romancore.fit_ramps_likely(linearized, gdq_fit, rn, rp, FRAME_TIME,
+                                                   jump_test="step", n_threads=threads)
+
+        def reset_step(ours=ours):
+            ours.clear()
+            np.copyto(gdq_fit, gdq_sat)
+
+        t, mem = _timed(fit_step, reset_step, repeat)
+        if threads == 1:
+            row.t1 = t
+        else:
+            row.tn, row.mem_ours = t, mem
+    if n_all == 1:
+        row.tn = row.t1
     ours.clear()
     rows.append(row)
     return rows

@@ -8,6 +8,7 @@ Run as a script::
                                   [--only ours|romancal] [--repeat 1] [--markdown]
                                   [--input auto|simulate|synthetic] [--workdir DIR]
                                   [--json FILE] [--from-json FILE]
+                                  [--ramp-fit ols_cas22|likely]
 
 For each number of resultants it writes the official-format reference files
 romancal-lite generates for detector WFI02 at that shape and one Level 1 exposure
@@ -30,6 +31,8 @@ input and the SAME reference files given as overrides:
 Both give tweakreg the reference catalog file as ``abs_refcat`` (romancal: stcal
 1.20 reads an existing path, no Gaia query; sockets are refused during its run).
 ``--through flatfield`` stops both after flatfield, as this benchmark did before.
+``--ramp-fit likely`` runs both with the likelihood ramp fit (``algorithm='likely'``,
+romancal 1.1's own default; ours: ``--steps.ramp_fit.algorithm likely``).
 
 Then (unless ``--asn-detectors 0``) the association case: :data:`ASN_DETECTORS`
 (WFI01-WFI04) of one simulated exposure, ``--asn-size`` each (default 512 x 4096:
@@ -680,6 +683,7 @@ def run_ours(
     *,
     skip: tuple[str, ...] = (),
     abs_refcat: str | os.PathLike[str] | None = None,
+    ramp_fit: str = "ols_cas22",
 ) -> tuple[Path | list[Path], dict[str, float]]:
     """Run romancal-lite's ExposurePipeline on one exposure with reference overrides.
 
@@ -698,6 +702,8 @@ def run_ours(
     abs_refcat : path, optional
         A local reference catalog for tweakreg: source_catalog and tweakreg run.
         None: both are skipped (through flatfield, as ``_romancal.run_romancal``).
+    ramp_fit : {"ols_cas22", "likely"}, optional
+        ``ramp_fit``'s algorithm (default ``ols_cas22``).
 
     Returns
     -------
@@ -722,6 +728,8 @@ def run_ours(
             if reftype in ExposurePipeline.reference_file_types and reftype not in refs:
                 overrides[f"override_{reftype}"] = "N/A"
     steps: dict[str, dict[str, Any]] = {name: {"skip": True} for name in skip}
+    if ramp_fit != "ols_cas22":
+        steps.setdefault("ramp_fit", {})["algorithm"] = ramp_fit
     if abs_refcat is None:
         steps.update({name: {"skip": True} for name in CATALOG_STEPS})
     else:
@@ -753,6 +761,7 @@ def run_ours_subprocess(
     abs_refcat: str | os.PathLike[str] | None = None,
     crds_cache: tuple[str, str] | None = None,
     reference_cache: str | os.PathLike[str] | None = None,
+    ramp_fit: str = "ols_cas22",
 ) -> dict[str, Any]:
     """Run :func:`run_ours` in a fresh interpreter (its own peak memory).
 
@@ -775,13 +784,15 @@ def run_ours_subprocess(
     reference_cache : path, optional
         Run with ``ROMANCAL_LITE_REFERENCE_CACHE`` set to this directory (uncompressed
         copies of compressed references; see :func:`prime_reference_cache`).
+    ramp_fit : {"ols_cas22", "likely"}, optional
+        See :func:`run_ours`.
 
     Returns
     -------
     dict
         See ``_romancal.run_script_subprocess``.
     """
-    args = ["--worker", str(uncal_path), str(output_dir)]
+    args = ["--worker", str(uncal_path), str(output_dir), f"--ramp-fit={ramp_fit}"]
     if abs_refcat is not None:
         args.append(f"--abs-refcat={abs_refcat}")
     env = dict(_romancal.crds_cache_environment(*crds_cache)) if crds_cache is not None else {}
@@ -802,11 +813,12 @@ def _worker(argv: Sequence[str]) -> int:
     parser.add_argument("--refs", type=Path, required=True)
     parser.add_argument("--result", type=Path)
     parser.add_argument("--abs-refcat", type=Path, default=None)
+    parser.add_argument("--ramp-fit", choices=["ols_cas22", "likely"], default="ols_cas22")
     args = parser.parse_args(argv)
     refs = json.loads(args.refs.read_text())
     import romancal_lite.pipeline  # noqa: F401  (imports before the "before" RSS)
 
-    runner = functools.partial(run_ours, abs_refcat=args.abs_refcat)
+    runner = functools.partial(run_ours, abs_refcat=args.abs_refcat, ramp_fit=args.ramp_fit)
     result = _romancal.run_worker("ours", args.uncal, args.output_dir, refs, runner)
     import romancore
 
@@ -1105,7 +1117,8 @@ def prime_reference_cache(refs: Mapping[str, str | os.PathLike[str]],
 
 def run_case(case: Case, which: Sequence[str], *, repeat: int = 1, through: str = "tweakreg",
              timeout: float | None = None, keep_outputs: bool = False, tag: str = "",
-             reference_cache: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+             reference_cache: str | os.PathLike[str] | None = None,
+             ramp_fit: str = "ols_cas22") -> dict[str, Any]:
     """Run the pipelines on one case; return their results and the product checks.
 
     Parameters
@@ -1127,6 +1140,8 @@ def run_case(case: Case, which: Sequence[str], *, repeat: int = 1, through: str 
     reference_cache : path, optional
         Ours reads uncompressed copies of the references from this directory (primed
         before the timed runs, the priming reported but not timed).
+    ramp_fit : {"ols_cas22", "likely"}, optional
+        The ramp-fit algorithm of both pipelines.
 
     Returns
     -------
@@ -1149,7 +1164,8 @@ def run_case(case: Case, which: Sequence[str], *, repeat: int = 1, through: str 
             runs.append(run_ours_subprocess(case.uncal, out, case.refs, timeout=timeout,
                                             abs_refcat=abs_refcat,
                                             crds_cache=case.crds_cache,
-                                            reference_cache=reference_cache))
+                                            reference_cache=reference_cache,
+                                            ramp_fit=ramp_fit))
             if i == 0:
                 results["checks"]["ours"] = describe_products(case.uncal, out, case.truth)
             if not keep_outputs:
@@ -1160,7 +1176,7 @@ def run_case(case: Case, which: Sequence[str], *, repeat: int = 1, through: str 
         shutil.rmtree(out, ignore_errors=True)
         results["romancal"] = _romancal.run_romancal_subprocess(
             case.uncal, out, case.refs, timeout=timeout, abs_refcat=abs_refcat,
-            crds_cache=case.crds_cache,
+            crds_cache=case.crds_cache, ramp_fit=ramp_fit,
         )
         results["checks"]["romancal"] = describe_products(case.uncal, out, case.truth)
         if not keep_outputs:
@@ -1230,6 +1246,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reference-cache", type=Path, default=None, metavar="DIR",
                         help="ours reads uncompressed copies of the (compressed) references "
                              "from DIR (ROMANCAL_LITE_REFERENCE_CACHE), primed before timing")
+    parser.add_argument("--ramp-fit", choices=["ols_cas22", "likely"], default="ols_cas22",
+                        help="ramp-fit algorithm of both pipelines (likely: the likelihood "
+                             "fit, romancal 1.1's own default)")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--json", type=Path, help="write all results to this file")
     parser.add_argument("--from-json", type=Path,
@@ -1285,9 +1304,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"{case.pointing_error}")
         results = run_case(case, which, repeat=args.repeat, through=args.through,
                            timeout=args.timeout, keep_outputs=args.keep_outputs,
-                           reference_cache=args.reference_cache)
+                           reference_cache=args.reference_cache, ramp_fit=args.ramp_fit)
         print()
         record({"case": "exposure", "shape": list(shape), "n_resultants": n,
+                "ramp_fit": args.ramp_fit,
                 "input": case.source, "n_stars": case.n_stars,
                 "pointing_error": case.pointing_error, **results})
     if catalog and args.asn_detectors > 0:
@@ -1304,7 +1324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"the CRDS cache {case.crds_cache[0]} ({case.crds_cache[1]}); prepared: "
               f"{done} (not timed)")
         results = run_case(case, asn_which, repeat=args.repeat, through=args.through,
-                           timeout=args.timeout, keep_outputs=args.keep_outputs)
+                           timeout=args.timeout, keep_outputs=args.keep_outputs,
+                           ramp_fit=args.ramp_fit)
         print()
         record({"case": "association", "shape": list(asn_shape), "n_resultants": n,
                 "input": case.source, "detectors": list(detectors), "n_stars": case.n_stars,

@@ -15,7 +15,8 @@ Pure functions on NumPy arrays (no file I/O, no logging):
 * :func:`fit_ramps`: Casertano (2022) fit of uneven ramps with queue-based jump
   detection;
 * :func:`fit_ramps_likely`: the likelihood fit of Brandt (2024) with chi^2 jump
-  detection;
+  detection, or our step test (``jump_test='step'``, threshold from
+  :func:`step_threshold_for`);
 * :mod:`romancore.drizzle`: drizzle's ``square``/``point``/``turbo`` kernels fused
   with the resample step's variances and coverage (``add_image``), drizzle's linear
   ``blot``, and the pixel maps' spline on a grid (``spline_grid``).
@@ -39,6 +40,8 @@ from romancore.ramp import (
     fit_ramps_likely,
     fit_rate_images,
     likely_thresholds,
+    step_false_positive_bound,
+    step_threshold_for,
 )
 from romancore.readpattern import ReadPatternMetadata, read_pattern_metadata
 from romancore.saturation import ATOD_LIMIT, flag_saturation
@@ -72,4 +75,6 @@ __all__ = [
     "sigma_clip_bounds",
     "sigma_clip_bounds_rows",
     "sky_statistic",
+    "step_false_positive_bound",
+    "step_threshold_for",
 ]

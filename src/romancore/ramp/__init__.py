@@ -6,7 +6,13 @@ Casertano (2022) with queue-based jump splitting, and the likelihood fit of Bran
 
 from romancore.ramp.finish import RateImages, finish_ramp_fit
 from romancore.ramp.fit import RampFitResult, fit_ramps, fit_rate_images
-from romancore.ramp.likely import LikelyFitResult, fit_ramps_likely, likely_thresholds
+from romancore.ramp.likely import (
+    LikelyFitResult,
+    fit_ramps_likely,
+    likely_thresholds,
+    step_false_positive_bound,
+    step_threshold_for,
+)
 
 __all__ = [
     "LikelyFitResult",
@@ -17,4 +23,6 @@ __all__ = [
     "fit_ramps_likely",
     "fit_rate_images",
     "likely_thresholds",
+    "step_false_positive_bound",
+    "step_threshold_for",
 ]

@@ -26,7 +26,7 @@ the scalars A, B, C (Eqs. 61-63): slope B / C, chi^2 A - B^2 / C.
 """
 from cython.parallel cimport parallel, prange
 from libc.math cimport NAN, erf, fabs, frexp, isfinite, isnan, ldexp, sqrt
-from libc.stdint cimport uint8_t
+from libc.stdint cimport int64_t, uint8_t
 from libc.stdlib cimport free, malloc
 
 from romancore._dqflags cimport DQ_DO_NOT_USE, DQ_JUMP_DET
@@ -44,8 +44,14 @@ cdef struct Tab:
     const double* ok2       # (m - 1,) 1 where a two-difference omission is allowed
     double t1               # chi^2 improvement to omit one difference
     double t2               # chi^2 improvement to omit an adjacent pair
-    double tmin             # min(t1, t2)
+    double tmin             # min(t1, t2); the step test's threshold^2 in step mode
     bint use_jump
+    bint step               # the step test (one-sided, matched) instead of omissions
+    Py_ssize_t nt           # step templates
+    const int64_t* t_i      # (nt,) first difference of each template
+    const double* t_u       # (nt,) its weight on difference t_i
+    const double* t_v       # (nt,) its weight on difference t_i + 1 (0: none)
+    double z2               # the step test's threshold, squared sigma
     bint debias             # apply the first-order bias correction
 
 
@@ -337,11 +343,74 @@ cdef bint _jump_pass(const Tab* tb, Work* w, double chisq, Py_ssize_t nuse,
     return dropped
 
 
+cdef bint _step_pass(const Tab* tb, Work* w, const Fit* fit,
+                     Py_ssize_t nuse) noexcept nogil:
+    """Drop the differences of the most significant positive step, if above threshold.
+
+    The step test: a jump of ``J`` electrons just before read ``k`` adds ``J t_k`` to
+    the differences, with ``t_k`` nonzero on at most two adjacent differences (the
+    fraction ``f`` of the hit resultant's reads that see it over the first, ``1 - f``
+    over the second, each divided by its ``dt``).  With the slope profiled out, the
+    generalised least-squares estimate of ``J`` has the significance
+    ``z = t^T P d / sqrt(t^T P t)``, ``P = C^-1 - C^-1 1 1^T C^-1 / (1^T C^-1 1)``:
+    ``t^T C^-1 d`` from ``B'``, ``t^T C^-1 1`` from ``C'`` and ``t^T C^-1 t`` from the
+    diagonal and off-diagonal of ``C^-1`` (the minors).  ``z^2`` is the chi^2 drop of
+    fitting that step (one degree of freedom, at most chi^2 itself).  The template with
+    the largest ``z^2`` among ``z > 0`` (cosmic rays add charge) wins if ``z^2`` exceeds
+    ``tb.z2``; its differences are dropped (the first such template on ties).  A drop
+    must leave at least two used differences.  Returns whether something was dropped.
+    """
+    cdef Py_ssize_t m = tb.m, k, i, best_k = -1, left
+    cdef double B = fit.B, C = fit.C, inv_tn = fit.inv_tn, inv_scale = fit.inv_scale
+    cdef double u, v, tB, tC, tT, cdi, cdk, co, num, den, q, best = tb.z2
+    cdef double* th = w.th
+    cdef double* ph = w.ph
+    cdef double* be = w.be
+    cdef const uint8_t* use = w.use
+    for k in range(tb.nt):
+        i = tb.t_i[k]
+        u = tb.t_u[k] if use[i] else 0.0
+        v = 0.0
+        if i + 1 < m and use[i + 1]:
+            v = tb.t_v[k]
+        if u == 0.0 and v == 0.0:
+            continue
+        left = nuse - (u != 0.0) - (v != 0.0)
+        if left < 2:
+            continue
+        cdi = th[i] * ph[i + 1] * inv_tn
+        tB = u * w.dB[i]
+        tC = u * w.dC[i]
+        tT = u * u * cdi
+        if v != 0.0:
+            cdk = th[i + 1] * ph[i + 2] * inv_tn
+            co = -be[i] * th[i] * ph[i + 2] * inv_tn
+            tB = tB + v * w.dB[i + 1]
+            tC = tC + v * w.dC[i + 1]
+            tT = tT + 2.0 * u * v * co + v * v * cdk
+        num = tB - tC * B / C
+        den = tT - tC * tC / C
+        if not (num > 0 and den > 0):
+            continue
+        q = num * num / den * inv_scale
+        if q > best:
+            best = q
+            best_k = k
+    if best_k < 0:
+        return False
+    i = tb.t_i[best_k]
+    if tb.t_u[best_k] != 0.0:
+        w.use[i] = 0
+    if i + 1 < m and tb.t_v[best_k] != 0.0:
+        w.use[i + 1] = 0
+    return True
+
+
 cdef void _pixel(const Tab* tb, Work* w, const float* r, uint8_t* g, float rn,
                  float* o_slope, float* o_vr, float* o_vp, float* o_chi) noexcept nogil:
     """Fit one pixel; ``r`` / ``g`` point at its resultant 0 and step by ``tb.plane``."""
-    cdef Py_ssize_t m = tb.m, plane = tb.plane, i, k, it, nuse
-    cdef double rn2 = <double>rn * <double>rn, guess, rate
+    cdef Py_ssize_t m = tb.m, plane = tb.plane, i, k, it, _it, nuse
+    cdef double rn2 = <double>rn * <double>rn, guess, rate, crate
     cdef Fit fit
     cdef float diff
 
@@ -377,7 +446,29 @@ cdef void _pixel(const Tab* tb, Work* w, const float* r, uint8_t* g, float rn,
     # With two usable differences or fewer an omission cannot tell the bad one from
     # the good one (the one-omit chi^2 are 0 for both; stcal then decides on rounding
     # noise): no search, as for the three-or-fewer rule of later passes.
-    if tb.use_jump and nuse > 2:
+    if tb.use_jump and tb.step and nuse > 2:
+        # The step test evaluates the covariance at the fitted rate (clipped at 0), a
+        # far better estimate than the median at sky level, refitted after each drop.
+        crate = rate if rate > 0 else 0.0
+        fit = _fit(tb, w, crate, rn2, False)
+        for _it in range(m):
+            if fit.chisq < tb.z2 - 1e-9 * (fabs(fit.A * fit.inv_scale) + 1.0):
+                break   # a step lowers chi^2 by at most chi^2
+            if not _step_pass(tb, w, &fit, nuse):
+                break
+            fit = _fit(tb, w, crate, rn2, False)
+            rate = fit.rate
+            crate = rate if rate > 0 else 0.0
+            fit = _fit(tb, w, crate, rn2, False)
+            nuse = 0
+            for i in range(m):
+                nuse += w.use[i]
+            if nuse <= 3:
+                break
+        for i in range(m):
+            if w.use0[i] and not w.use[i]:
+                g[(i + 1) * plane] |= DQ_JUMP_DET
+    elif tb.use_jump and nuse > 2:
         for it in range(m):
             if it > 0:
                 fit = _fit(tb, w, guess, rn2, False)
@@ -677,7 +768,8 @@ cdef extern from *:
             rate[x] = B[x] / C[x];
         }
         if (!variances) return;
-        for (x = 0; x < nb; x++) { vp[x] = 0.0; vr[x] = 0.0; A[x] = 0.0; B[x] = 0.0; }
+        /* Asum and B are free now: the accumulators (A is kept for the step test's margin) */
+        for (x = 0; x < nb; x++) { vp[x] = 0.0; vr[x] = 0.0; Asum[x] = 0.0; B[x] = 0.0; }
         for (i = 0; i < m; i++) {
             double aph = aph_t[i], arn = arn_t[i];
             const double *ci = dC + i * W;
@@ -692,11 +784,11 @@ cdef extern from *:
             const double *ci = dC + i * W, *cn = dC + (i + 1) * W;
             for (x = 0; x < nb; x++) {
                 double wi = ci[x] / C[x], wk = cn[x] / C[x];
-                A[x] = A[x] + wk * wi * (crate[x] * bph);
+                Asum[x] = Asum[x] + wk * wi * (crate[x] * bph);
                 B[x] = B[x] + wk * wi * (rn2[x] * brn);
             }
         }
-        for (x = 0; x < nb; x++) { vp[x] = vp[x] + 2.0 * A[x]; vr[x] = vr[x] + 2.0 * B[x]; }
+        for (x = 0; x < nb; x++) { vp[x] = vp[x] + 2.0 * Asum[x]; vr[x] = vr[x] + 2.0 * B[x]; }
     }
     """
     void rc_minmax(double* a, double* b, Py_ssize_t n) noexcept nogil
@@ -756,7 +848,7 @@ cdef void _block(const Tab* tb, Block* b, Work* w, const float* r0, uint8_t* g0,
             lo = (srt[(k - 1) * BW + x] + srt[k * BW + x]) / 2.0
         b.rate[x] = lo if lo > 0 else 0.0
     _vfit(tb, b, nb, False)
-    if tb.use_jump and m > 2:
+    if tb.use_jump and m > 2 and not tb.step:
         for x in range(nb):
             # as `_pixel`: below the thresholds no omission can pass
             margin = 1e-9 * (fabs(b.A[x]) + 1.0)
@@ -769,6 +861,12 @@ cdef void _block(const Tab* tb, Block* b, Work* w, const float* r0, uint8_t* g0,
         b.rate[x] = lo
         b.crate[x] = lo   # the covariance rate, for the variances
     _vfit(tb, b, nb, True)
+    if tb.use_jump and m > 2 and tb.step:
+        for x in range(nb):
+            # the step test starts from this fit (covariance at the clipped slope)
+            margin = 1e-9 * (fabs(b.A[x]) + 1.0)
+            if not (b.chisq[x] < tb.tmin - margin):
+                b.slow[x] = 1
     for x in range(nb):
         if b.slow[x]:
             _pixel(tb, w, r0 + x, g0 + x, rn[x], o_slope + x, o_vr + x, o_vp + x,
@@ -785,12 +883,16 @@ def fit(const float[:, :, ::1] resultants, uint8_t[:, :, ::1] groupdq,
         const double[::1] b_ph, const double[::1] b_rn, const double[::1] ok2,
         float[:, ::1] out_slope, float[:, ::1] out_vr, float[:, ::1] out_vp,
         float[:, ::1] out_chi, bint use_jump, double t1, double t2, int n_threads,
-        bint use_block=True, bint debias=False):
+        bint use_block=True, bint debias=False, const int64_t[::1] step_i=None,
+        const double[::1] step_u=None, const double[::1] step_v=None,
+        double step_sigma=0.0):
     """Fit every pixel; the outputs and ``groupdq`` (JUMP_DET) are written in place.
 
     The tables ``b_ph``, ``b_rn`` and ``ok2`` have ``max(n - 2, 1)`` entries.
     ``use_block=False`` sends every pixel through the per-pixel path (for tests: the
     results are the same); ``debias`` applies the bias correction (per-pixel path).
+    With the step templates ``step_i/u/v`` (see `romancore.ramp.likely.step_templates`)
+    jumps are searched by the step test at ``step_sigma`` instead of the omissions.
     """
     cdef Py_ssize_t n = resultants.shape[0], ny = resultants.shape[1]
     cdef Py_ssize_t nx = resultants.shape[2], y, x
@@ -814,6 +916,22 @@ def fit(const float[:, :, ::1] resultants, uint8_t[:, :, ::1] groupdq,
     tb.t1 = t1
     tb.t2 = t2
     tb.tmin = t1 if t1 < t2 else t2
+    tb.step = step_i is not None
+    tb.nt = 0
+    tb.z2 = step_sigma * step_sigma
+    if tb.step:
+        if step_u is None or step_v is None or step_u.shape[0] != step_i.shape[0] \
+                or step_v.shape[0] != step_i.shape[0]:
+            raise ValueError("step_i, step_u and step_v must have the same length")
+        for x in range(step_i.shape[0]):
+            if not 0 <= step_i[x] < n - 1:
+                raise ValueError("step template difference index out of range")
+        tb.nt = step_i.shape[0]
+        if tb.nt > 0:
+            tb.t_i = &step_i[0]
+            tb.t_u = &step_u[0]
+            tb.t_v = &step_v[0]
+        tb.tmin = tb.z2
     tb.use_jump = use_jump and n >= 3
     tb.debias = debias
     use_block = use_block and not debias

@@ -14,11 +14,24 @@ from romancore._validation import check_array, check_writeable
 from romancore.ramp import _likely
 from romancore.readpattern import validate_read_pattern
 
-__all__ = ["LikelyFitResult", "LikelyTables", "fit_ramps_likely", "likely_tables",
-           "likely_thresholds"]
+__all__ = ["JUMP_TESTS", "LikelyFitResult", "LikelyTables", "StepTemplates",
+           "fit_ramps_likely", "likely_tables", "likely_thresholds", "step_false_positive_bound",
+           "step_templates", "step_threshold_for"]
 
 #: stcal 1.20 / romancal 1.1's default rejection threshold (sigma) of the likelihood fit.
 REJECTION_THRESHOLD = 4.5
+
+#: Default target of the step test (``jump_test='step'``): false detections per clean
+#: pixel, from which :func:`step_threshold_for` sets the threshold of a read pattern.
+STEP_FALSE_POSITIVE_RATE = 1e-6
+
+#: Safety factor of :func:`step_threshold_for`: the Gaussian bound is set to the target over
+#: this (measured false-positive rates on simulated sky ramps exceed the Gaussian
+#: prediction by up to ~2.8x: Poisson skew and the estimated covariance rate).
+STEP_SAFETY = 3.0
+
+#: Jump tests of :func:`fit_ramps_likely`: stcal's omission chi^2 test, or the step test.
+JUMP_TESTS = ("omission", "step")
 
 
 class LikelyFitResult(NamedTuple):
@@ -141,6 +154,203 @@ def likely_tables(read_pattern: Sequence[Sequence[int]], frame_time: float) -> L
     return _tables(pattern, frame_time)
 
 
+class StepTemplates(NamedTuple):
+    """Step templates of a read pattern: a jump just before each read, on the differences.
+
+    A jump of 1 e- just before read ``k`` (reads ``>= k`` see it) raises resultant
+    ``j`` by the fraction ``f_j`` of its reads at or after ``k``, so the difference
+    per unit time ``i`` changes by ``(f_{i+1} - f_i) / dt_i``: nonzero on at most two
+    adjacent differences.  Templates are listed once each (reads that give the same
+    template, e.g. the first read of a resultant and the skipped reads before it, are
+    merged), in read order; a jump before the first read changes no difference and is
+    left out.
+
+    Attributes
+    ----------
+    index : numpy.ndarray of int64, shape (nt,)
+        First difference ``i`` of each template.
+    u : numpy.ndarray of float64, shape (nt,)
+        Its value on difference ``i``.
+    v : numpy.ndarray of float64, shape (nt,)
+        Its value on difference ``i + 1`` (0 where the template has one difference).
+    """
+
+    index: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+
+
+@functools.lru_cache(maxsize=16)
+def _steps(pattern: tuple[tuple[int, ...], ...], frame_time: float) -> StepTemplates:
+    dt = _tables(pattern, frame_time).dt
+    m = len(dt)
+    seen: dict[tuple[int, float, float], None] = {}
+    for k in range(1, pattern[-1][-1] + 1):
+        frac = np.array([np.mean(np.array(reads) >= k) for reads in pattern])
+        t = (frac[1:] - frac[:-1]) / dt
+        nz = np.flatnonzero(t)
+        if nz.size == 0:
+            continue
+        i = int(nz[0])
+        if nz.size > 2 or (nz.size == 2 and nz[1] != i + 1):
+            raise ValueError("read_pattern: a step touches non-adjacent differences")
+        v = float(t[i + 1]) if i + 1 < m else 0.0
+        seen.setdefault((i, float(t[i]), v), None)
+    keys = list(seen)
+    out = StepTemplates(np.array([k[0] for k in keys], dtype=np.int64),
+                        np.array([k[1] for k in keys], dtype=np.float64),
+                        np.array([k[2] for k in keys], dtype=np.float64))
+    for array in out:
+        array.setflags(write=False)
+    return out
+
+
+def step_templates(read_pattern: Sequence[Sequence[int]], frame_time: float) -> StepTemplates:
+    """Return the step templates of a read pattern (built once per pattern, cached).
+
+    Parameters
+    ----------
+    read_pattern : sequence of sequences of int
+        1-based read numbers of each resultant.
+    frame_time : float
+        Seconds between reads.
+
+    Returns
+    -------
+    StepTemplates
+    """
+    tables = likely_tables(read_pattern, frame_time)  # validates both arguments
+    del tables
+    pattern = tuple(tuple(r) for r in validate_read_pattern(read_pattern))
+    return _steps(pattern, float(frame_time))
+
+
+def _dense_covariance(tables: LikelyTables, rate: float, read_noise: float) -> np.ndarray:
+    m = len(tables.dt)
+    cov = np.diag(rate * tables.alpha_poisson + read_noise**2 * tables.alpha_read)
+    if m > 1:
+        off = rate * tables.beta_poisson + read_noise**2 * tables.beta_read
+        cov += np.diag(off, 1) + np.diag(off, -1)
+    return cov
+
+
+def _step_correlations(pattern: tuple[tuple[int, ...], ...], frame_time: float,
+                       rate: float, read_noise: float) -> np.ndarray:
+    """Correlation matrix of the step statistics ``z_k`` of clean ramps (Gaussian)."""
+    tables = _tables(pattern, frame_time)
+    steps = _steps(pattern, frame_time)
+    m = len(tables.dt)
+    cinv = np.linalg.inv(_dense_covariance(tables, rate, read_noise))
+    one = cinv.sum(axis=1)
+    proj = cinv - np.outer(one, one) / one.sum()
+    tmpl = np.zeros((len(steps.index), m))
+    for k, (i, u, v) in enumerate(zip(steps.index, steps.u, steps.v, strict=True)):
+        tmpl[k, i] = u
+        if i + 1 < m:
+            tmpl[k, i + 1] = v
+    gram = tmpl @ proj @ tmpl.T
+    norm = np.sqrt(np.diag(gram))
+    return gram / np.outer(norm, norm)
+
+
+#: Ratios ``rate / read_noise^2`` (1/s per e^2) over which :func:`step_threshold_for`
+#: takes the worst case: read-noise dominated to photon-noise dominated.
+_RATIOS = (0.0, 1e-2, 1.0, 1e2)
+
+
+@functools.lru_cache(maxsize=64)
+def _bound_edges(pattern: tuple[tuple[int, ...], ...], frame_time: float,
+                 ratio: float) -> np.ndarray:
+    from scipy.sparse.csgraph import minimum_spanning_tree
+
+    corr = _step_correlations(pattern, frame_time, ratio, 1.0)
+    # the spanning tree of the strongest correlations (the tightest such bound)
+    tree = minimum_spanning_tree(np.where(np.eye(len(corr)) > 0, 0.0, 2.0 - corr)).tocoo()
+    rho = np.clip(2.0 - tree.data, -1 + 1e-12, 1 - 1e-12)
+    return np.sqrt((1 - rho) / (1 + rho))
+
+
+def step_false_positive_bound(read_pattern: Sequence[Sequence[int]], frame_time: float,
+                              threshold: float) -> float:
+    """Gaussian upper bound of the step test's false positives per clean pixel.
+
+    Under the null hypothesis (no jump, Gaussian noise with the model covariance) the
+    statistics ``z_k`` of the templates are standard normal with a known correlation
+    matrix; the probability that any exceeds ``h`` is at most (Hunter-Worsley)
+    ``Q(h) + 2 sum_e T(h, sqrt((1 - rho_e) / (1 + rho_e)))``, the sum over the edges
+    of the spanning tree of strongest correlations, with ``Q`` the normal tail and
+    ``T`` Owen's function (``Q(h) - 2 T(...)`` is the joint tail of a correlated pair).
+    The worst case over rate-to-read-noise ratios from read-noise to photon-noise
+    dominated ramps is returned.  This counts only the first pass (a clean ramp).
+
+    Parameters
+    ----------
+    read_pattern : sequence of sequences of int
+        1-based read numbers of each resultant.
+    frame_time : float
+        Seconds between reads.
+    threshold : float
+        ``h``, in sigma.
+
+    Returns
+    -------
+    float
+        The bound on the false-positive probability per pixel.
+    """
+    from scipy.special import ndtr, owens_t
+
+    likely_tables(read_pattern, frame_time)  # validates
+    pattern = tuple(tuple(r) for r in validate_read_pattern(read_pattern))
+    h = float(threshold)
+    worst = 0.0
+    for ratio in _RATIOS:
+        a = _bound_edges(pattern, float(frame_time), ratio)
+        worst = max(worst, float(ndtr(-h) + 2.0 * np.sum(owens_t(h, a))))
+    return worst
+
+
+@functools.lru_cache(maxsize=64)
+def _threshold(pattern: tuple[tuple[int, ...], ...], frame_time: float,
+               rate: float) -> float:
+    from scipy.optimize import brentq
+
+    target = rate / STEP_SAFETY
+    return float(brentq(
+        lambda h: math.log(step_false_positive_bound(pattern, frame_time, h) / target),
+        1.0, 12.0, xtol=1e-6))
+
+
+def step_threshold_for(read_pattern: Sequence[Sequence[int]], frame_time: float,
+                   false_positive_rate: float = STEP_FALSE_POSITIVE_RATE) -> float:
+    """Threshold (sigma) of the step test for a target false-positive rate per pixel.
+
+    The ``h`` at which :func:`step_false_positive_bound` equals
+    ``false_positive_rate / STEP_SAFETY`` (cached per pattern).  For 1e-6 and the WFI
+    frame time: 5.56 for MA table 4 (9 resultants, 44 reads), 5.68 for MA table 6
+    (15, 93) and 5.58 for MA table 109 (10, 44).
+
+    Parameters
+    ----------
+    read_pattern : sequence of sequences of int
+        1-based read numbers of each resultant.
+    frame_time : float
+        Seconds between reads.
+    false_positive_rate : float, optional
+        Target false detections per clean pixel (default 1e-6), in (0, 0.1].
+
+    Returns
+    -------
+    float
+        The threshold in sigma.
+    """
+    rate = float(false_positive_rate)
+    if not 0 < rate <= 0.1:
+        raise ValueError(f"false_positive_rate must be in (0, 0.1], got {false_positive_rate!r}")
+    likely_tables(read_pattern, frame_time)  # validates
+    pattern = tuple(tuple(r) for r in validate_read_pattern(read_pattern))
+    return _threshold(pattern, float(frame_time), rate)
+
+
 def likely_thresholds(rejection_threshold: float = REJECTION_THRESHOLD) -> tuple[float, float]:
     """chi^2 thresholds of the one- and two-difference omissions for a sigma threshold.
 
@@ -183,6 +393,9 @@ def fit_ramps_likely(
     threshold_one_omit: float | None = None,
     threshold_two_omit: float | None = None,
     bias_correction: bool = False,
+    jump_test: str = "omission",
+    step_threshold: float | None = None,
+    step_false_positive_rate: float = STEP_FALSE_POSITIVE_RATE,
     n_threads: int | None = None,
 ) -> LikelyFitResult:
     """Fit count rates by maximum likelihood (Brandt 2024), with chi^2 jump detection.
@@ -207,6 +420,17 @@ def fit_ramps_likely(
     3. The final fit uses the kept differences with the covariance at the rate of the
        last pass (negative: 0): slope, chi^2, and the variances ``w^T Cov w`` of
        the weights with the read and Poisson parts of the covariance.
+
+    With ``jump_test='step'`` (our detector, not in stcal) step 2 searches instead
+    for the most significant *positive step*: for every read ``k``, the generalised
+    least-squares amplitude of a jump just before read ``k`` (its template on the
+    differences, :func:`step_templates`), with the slope profiled out, divided by its
+    standard error, ``z_k``; if ``max z_k > step_threshold`` (one-sided: cosmic rays
+    add charge), the one or two differences the template touches are dropped and the
+    search repeats on the rest (same covariance rate, same stopping rules, same
+    JUMP_DET flags).  ``z_k^2`` is the chi^2 drop of fitting that one step, so it is a
+    one-degree-of-freedom test matched to a hit at any read, where the omissions test
+    single differences (1 dof) and pairs (2 dof, a higher threshold) two-sided.
 
     Without ``use_jump`` step 2 only provides that rate (no omission).  With
     ``bias_correction`` (off by default, as in stcal, which has none) the slope is
@@ -240,6 +464,13 @@ def fit_ramps_likely(
         Override the derived chi^2 thresholds.
     bias_correction : bool, optional
         Subtract the first-order bias of the slope (default False, as stcal).
+    jump_test : {'omission', 'step'}, optional
+        stcal's chi^2 omission test (default) or the step test.
+    step_threshold : float or None, optional
+        Threshold of the step test in sigma, one-sided; None (default): set by
+        :func:`step_threshold_for` for ``step_false_positive_rate``.
+    step_false_positive_rate : float, optional
+        Target false detections per clean pixel of the step test (default 1e-6).
     n_threads : int or None, optional
         Threads (see :func:`romancore.effective_n_threads`); results do not depend on it.
 
@@ -252,8 +483,8 @@ def fit_ramps_likely(
     ------
     ValueError
         For arrays of the wrong dtype, shape or layout, fewer than two resultants,
-        negative read noise, invalid thresholds, or a read pattern that is invalid or
-        does not match the number of resultants.
+        negative read noise, invalid thresholds, an unknown ``jump_test``, or a read
+        pattern that is invalid or does not match the number of resultants.
     """
     check_array(resultants, "resultants", np.float32, 3)
     n, ny, nx = resultants.shape
@@ -276,11 +507,23 @@ def fit_ramps_likely(
     for name, value in (("threshold_one_omit", t1), ("threshold_two_omit", t2)):
         if not math.isfinite(value) or value <= 0:
             raise ValueError(f"{name} must be positive and finite, got {value!r}")
+    if jump_test not in JUMP_TESTS:
+        raise ValueError(f"jump_test must be one of {JUMP_TESTS}, got {jump_test!r}")
+    step: dict[str, object] = {}
+    if jump_test == "step":
+        if step_threshold is None:
+            step_threshold = step_threshold_for(read_pattern, frame_time,
+                                                step_false_positive_rate)
+        z = float(step_threshold)
+        if not math.isfinite(z) or z <= 0:
+            raise ValueError(f"step_threshold must be positive and finite, got {step_threshold!r}")
+        st = step_templates(read_pattern, frame_time)
+        step = {"step_i": st.index, "step_u": st.u, "step_v": st.v, "step_sigma": z}
     slope = np.empty((ny, nx), dtype=np.float32)
     var_read = np.empty((ny, nx), dtype=np.float32)
     var_poisson = np.empty((ny, nx), dtype=np.float32)
     chi2 = np.empty((ny, nx), dtype=np.float32)
     _likely.fit(resultants, groupdq, read_noise, *tables, slope, var_read, var_poisson,
                 chi2, bool(use_jump), t1, t2, effective_n_threads(n_threads),
-                debias=bool(bias_correction))
+                debias=bool(bias_correction), **step)
     return LikelyFitResult(slope, var_read, var_poisson, chi2, groupdq)

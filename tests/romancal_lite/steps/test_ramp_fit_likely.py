@@ -169,3 +169,45 @@ def test_cli_algorithm_likely(builtin_refs, run_cli):
         np.testing.assert_allclose(image.data, 7.0, rtol=1e-4)
     bad = run_cli("ramp_fit", make_ramp(), "--algorithm", "likelihood")
     assert bad.status == 1 and len(bad.errors) == 1 and "algorithm" in bad.errors[0]
+
+
+def test_step_jump_test_step(builtin_refs, monkeypatch):
+    calls = []
+    original = romancore.fit_ramps_likely
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(romancore, "fit_ramps_likely", spy)
+    ramp = make_ramp(rate=7.0)
+    ramp.data[3:, 10, 20] += 500.0
+    image = RampFitStep.call(ramp, algorithm="likely", jump_test="step")
+    expected = romancore.step_threshold_for(READ_PATTERN, FRAME_TIME)
+    assert calls and all(c["jump_test"] == "step" for c in calls)
+    assert all(c["step_threshold"] == expected for c in calls)
+    assert image.dq[6, 16] & pixel.JUMP_DET
+    assert np.count_nonzero(image.dq & pixel.JUMP_DET) == 1
+    np.testing.assert_allclose(image.data, 7.0, rtol=1e-4)
+    calls.clear()
+    RampFitStep.call(make_ramp(rate=7.0), algorithm="likely", jump_test="step",
+                     step_threshold=7.5)
+    assert calls[-1]["step_threshold"] == 7.5
+    calls.clear()
+    RampFitStep.call(make_ramp(rate=7.0), algorithm="likely")
+    assert calls[-1]["jump_test"] == "omission"
+
+
+def test_cli_jump_test_step(builtin_refs, run_cli):
+    ramp = make_ramp(rate=7.0)
+    ramp.data[3:, 10, 20] += 500.0
+    run = run_cli("ramp_fit", ramp, "--algorithm", "likely", "--jump_test", "step")
+    assert run.status == 0, run.err
+    bad = run_cli("ramp_fit", make_ramp(), "--algorithm", "likely", "--jump_test", "chi2")
+    assert bad.status == 1 and len(bad.errors) == 1 and "jump_test" in bad.errors[0]
+
+
+def test_cli_step_threshold_must_be_positive(builtin_refs, run_cli):
+    bad = run_cli("ramp_fit", make_ramp(), "--algorithm", "likely", "--jump_test", "step",
+                  "--step_threshold", "0")
+    assert bad.status == 1 and len(bad.errors) == 1 and "step_threshold" in bad.errors[0]

@@ -195,6 +195,8 @@ def fit_exposure_likely(
     *,
     use_jump: bool = True,
     rejection_threshold: float = 4.5,
+    jump_test: str = "omission",
+    step_threshold: float | None = None,
     block_rows: int = 256,
     n_threads: int | None = None,
     release_input: bool = False,
@@ -215,6 +217,12 @@ def fit_exposure_likely(
         Omit differences with jumps (default True).
     rejection_threshold : float, optional
         Jump threshold in sigma (default 4.5, romancal's).
+    jump_test : {'omission', 'step'}, optional
+        romancal's chi^2 omission test (default) or our step test
+        (`romancore.fit_ramps_likely`).
+    step_threshold : float or None, optional
+        Threshold of the step test in sigma (None: set for 1e-6 false positives per
+        pixel, `romancore.step_threshold_for`).
     block_rows : int, optional
         Rows fitted at a time (bounds the temporary memory).
     n_threads : int or None, optional
@@ -266,7 +274,8 @@ def fit_exposure_likely(
         rn = np.asarray(read_noise[r0:r1, cols], dtype=np.float32) * g
         fit = romancore.fit_ramps_likely(
             electrons, gdq, rn, read_pattern, frame_time, use_jump=use_jump,
-            rejection_threshold=rejection_threshold, n_threads=n_threads)
+            rejection_threshold=rejection_threshold, jump_test=jump_test,
+            step_threshold=step_threshold, n_threads=n_threads)
         del electrons
         romancore.finish_ramp_fit(
             fit.slope, fit.var_read, fit.var_poisson, gdq,

@@ -30,7 +30,10 @@ class RampFitStep(Step):
     With ``algorithm='likely'`` the fit is romancal 1.1's default, the likelihood fit of
     Brandt (2024) with its chi^2 jump detection (`romancore.fit_ramps_likely`, threshold
     ``rejection_threshold`` sigma; `fit_exposure_likely`); the image then also carries
-    ``chisq``. The Casertano fit stays our default for now.
+    ``chisq``. The Casertano fit stays our default for now. ``jump_test='step'``
+    replaces romancal's omission test by our step test (`romancore.fit_ramps_likely`,
+    ``docs/romancore.md``: fewer false jumps, a threshold set per read pattern for
+    1e-6 false positives per pixel).
     """
 
     class_alias = "ramp_fit"
@@ -44,6 +47,16 @@ class RampFitStep(Step):
     )
     rejection_threshold = Param(
         float, 4.5, "Jump threshold in sigma of the likelihood fit ('likely' only)", minimum=0
+    )
+    jump_test = Param(
+        str, "omission",
+        "Jump test of the likelihood fit: 'omission' (romancal's chi^2 test) or 'step' "
+        "(one-sided step test per read, set for 1e-6 false positives per pixel)",
+        choices=("omission", "step"),
+    )
+    step_threshold = Param(
+        float, None, "Threshold in sigma of the step test (None: from the read pattern)",
+        minimum=0.1,
     )
     use_ramp_jump_detection = Param(bool, True, "Detect jumps inside the ramp fit")
     threshold_intercept = Param(
@@ -111,22 +124,36 @@ class RampFitStep(Step):
 
     def _fit_likely(self, model: Any, rn_ref: Any, gain_ref: Any) -> Any:
         """Fit with the likelihood algorithm (romancal 1.1's ``algorithm='likely'``)."""
-        one, two = romancore.likely_thresholds(self.rejection_threshold)
-        self.log.info(
-            "Likelihood ramp fit (Brandt 2024), jump detection %s "
-            "(chi^2 thresholds %.4g for one difference, %.4g for two)",
-            "on" if self.use_ramp_jump_detection else "off", one, two,
-        )
+        on = "on" if self.use_ramp_jump_detection else "off"
+        pattern = datamodels.read_pattern(model)
+        step_threshold = None
+        if self.jump_test == "step":
+            step_threshold = self.step_threshold
+            if step_threshold is None:
+                step_threshold = romancore.step_threshold_for(
+                    pattern, datamodels.frame_time(model))
+            self.log.info(
+                "Likelihood ramp fit (Brandt 2024), jump detection %s "
+                "(step test, threshold %.4g sigma)", on, step_threshold,
+            )
+        else:
+            one, two = romancore.likely_thresholds(self.rejection_threshold)
+            self.log.info(
+                "Likelihood ramp fit (Brandt 2024), jump detection %s "
+                "(chi^2 thresholds %.4g for one difference, %.4g for two)", on, one, two,
+            )
         arrays = fit_exposure_likely(
             model.data,
             model.groupdq,
             model.pixeldq,
             gain_ref.data,
             rn_ref.data,
-            datamodels.read_pattern(model),
+            pattern,
             datamodels.frame_time(model),
             use_jump=self.use_ramp_jump_detection,
             rejection_threshold=self.rejection_threshold,
+            jump_test=self.jump_test,
+            step_threshold=step_threshold,
             block_rows=self.block_rows,
             release_input=self.release_input,
         )
