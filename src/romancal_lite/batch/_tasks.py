@@ -197,6 +197,9 @@ def _measured(spec: Mapping[str, Any], work: Callable[[], dict[str, Any]]) -> di
     result: dict[str, Any] = {"status": "done", "error": None, "outputs": [], "metrics": {}}
     try:
         with _environment(spec), _task_log(spec.get("log")):
+            logging.getLogger("romancal_lite.batch").info(
+                "Task attempt on %s", ", ".join(map(str, spec.get("inputs", [])))
+            )
             _inject_fault([str(p) for p in spec.get("inputs", [])])
             with allow_builtin_references(bool(spec.get("builtin_references"))):
                 result.update(work())

@@ -452,15 +452,17 @@ def _close(client: Any, cluster: Any) -> None:
 
 
 def _record(ledger: Ledger, task_id: str, future: Any) -> str:
+    from ._ledger import _now
+
     if future.status == "finished":
         result = future.result()
-        ledger.set(task_id, **result)
+        ledger.set(task_id, **result, finished=_now())
         return str(result.get("status"))
     try:
         exc = future.exception()
     except Exception as other:  # noqa: BLE001 - a cancelled future raises here
         exc = other
-    ledger.set(task_id, status="failed", error=_one_line(exc), outputs=[])
+    ledger.set(task_id, status="failed", error=_one_line(exc), outputs=[], finished=_now())
     return "failed"
 
 
