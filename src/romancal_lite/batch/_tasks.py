@@ -384,7 +384,7 @@ def calibrate_task(spec: dict[str, Any]) -> dict[str, Any]:
         products = pipe.calibrate_member(
             spec["inputs"][0], spec.get("group_id"), scratch=scratch
         )
-        blob = write_products(products, stage / "products.pkl")
+        write_products(products, stage / "products.pkl")
         metrics: dict[str, Any] = {}
         from romancal_lite import datamodels
 

@@ -373,6 +373,12 @@ def run_batch(
         "reference_cache": _reference_cache(options),
     }
     start = time.monotonic()
+    planned: dict[Any, str] = {}
+    _submit(None, groups, ledger, base_spec, options, work, planned, [])
+    if not planned:
+        print("romancal-lite batch: nothing to do (the ledger records every task finished, "
+              "its outputs unchanged)", file=sys.stderr)
+        return _finish(ledger, options, output_dir, work, time.monotonic() - start)
     client, cluster, threads = _start_cluster(options)
     base_spec["omp_threads"] = threads
     futures: dict[Any, str] = {}
@@ -426,7 +432,12 @@ def run_batch(
     finally:
         if client is not None:
             _close(client, cluster)
-    wall = time.monotonic() - start
+    return _finish(ledger, options, output_dir, work, time.monotonic() - start)
+
+
+def _finish(ledger: Ledger, options: BatchOptions, output_dir: Path, work: Path,
+            wall: float) -> int:
+    """Record the run's end, print the summary, write the report; return the exit status."""
     ledger.data["runs"][-1]["wall_s"] = wall
     ledger.save()
     print(summary_table(ledger, wall))
@@ -479,6 +490,9 @@ def _submit(
         return options.resume and ledger.complete(task_id)
 
     def submit(func: Any, task_id: str, spec: dict[str, Any], *deps: Any) -> Any:
+        if client is None:  # planning only
+            futures[task_id] = task_id
+            return {}
         future = client.submit(func, spec, *deps, key=f"{task_id}-{run_id}", retries=retries,
                                pure=False)
         futures[future] = task_id

@@ -1,0 +1,194 @@
+"""Many exposure-detectors through ``roman_elp``: the batch runner beside serial loops.
+
+Run as a script::
+
+    python benchmarks/batch.py [--size 4096x4096] [--detectors 8] [--workers 1,2]
+                               [--romancal-detectors N] [--skip-romancal]
+                               [--workdir DIR] [--json FILE]
+
+Input: ``--detectors`` detectors (WFI01...) of one simulated exposure, each ``--size``
+(default the full 4096 x 4096 frame; ``--size 256`` for a smoke test), 9 resultants,
+written in the official format with their references in an official (lz4) CRDS cache
+and a reference catalog of the stars (``benchmarks/pipeline.py``'s
+``prepare_asn_case``, cached in ``--workdir``). Every run selects the references from
+that cache, offline, and runs through tweakreg (abs_refcat: the catalog).
+
+Rows (wall time of the whole command, interpreter start-up included):
+
+* ``run`` loop: ``python -m romancal_lite run roman_elp <file>`` once per detector, one
+  after the other, each a fresh process (what a user's shell loop does);
+* ``batch, N workers``: ``python -m romancal_lite batch <files> --workers N`` (a
+  LocalCluster; the detectors of the exposure are aligned together, one tweakreg
+  fit, as romancal does for an association);
+* ``strun`` loop: romancal 1.1's ExposurePipeline once per detector, each a fresh
+  process (``benchmarks/_romancal.py``); with ``--romancal-detectors K`` only K are
+  run and the loop's time is extrapolated (marked).
+
+Both romancal-lite rows use the same decompressed-reference cache, primed before the
+timed runs. Reported: exposure-detectors per hour, the speed-up of 2 workers over 1,
+peak memory per process / per worker (the largest task's, Linux ``VmHWM``), and the
+start-up cost a warm worker saves (a ``run`` process's wall time minus the mean time
+of a batch task). Then a projection for a day of Roman data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import _romancal  # noqa: E402
+from benchmarks.pipeline import (  # noqa: E402
+    ASN_POINTING_ERROR,
+    default_workdir,
+    parse_size,
+    prepare_asn_case,
+)
+
+#: Roman's WFI: detectors per exposure, and a rough exposure cadence for the projection
+#: (the High Latitude Wide Area Survey takes ~140 s exposures plus slews: ~500 per day).
+DETECTORS_PER_EXPOSURE = 18
+EXPOSURES_PER_DAY = 500
+
+
+def _run_timed(cmd: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:
+    """Run a command; return its wall time, exit status and peak memory (its own)."""
+    start = time.perf_counter()
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT,
+                                env={**os.environ, **env})
+        _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    return {"wall": wall, "status": os.waitstatus_to_exitcode(status),
+            "peak_mb": usage.ru_maxrss / 1024.0}
+
+
+def _members(asn: Path) -> list[Path]:
+    data = json.loads(asn.read_text())
+    return [asn.parent / m["expname"] for m in data["products"][0]["members"]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="4096x4096")
+    parser.add_argument("--detectors", type=int, default=8)
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--romancal-detectors", type=int, default=None)
+    parser.add_argument("--skip-romancal", action="store_true")
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None)
+    ns = parser.parse_args(argv)
+    shape = parse_size(ns.size)
+    workdir = (ns.workdir or default_workdir()).resolve()
+    detectors = [f"WFI{i:02d}" for i in range(1, ns.detectors + 1)]
+    print(f"# preparing {len(detectors)} detectors of {shape[0]} x {shape[1]} in {workdir}",
+          flush=True)
+    case = prepare_asn_case(workdir, shape, 9, detectors, pointing_error=ASN_POINTING_ERROR)
+    members = _members(case.uncal)
+    env = dict(_romancal.crds_cache_environment(*case.crds_cache))
+    refcache = workdir / "uncompressed_refs"
+    env["ROMANCAL_LITE_REFERENCE_CACHE"] = str(refcache)
+    bench = workdir / f"batch_{shape[0]}x{shape[1]}_{len(detectors)}"
+    shutil.rmtree(bench, ignore_errors=True)
+    bench.mkdir(parents=True)
+    elp = [sys.executable, "-m", "romancal_lite"]
+    refcat = ["--steps.tweakreg.abs_refcat", str(case.refcat)]
+    # prime the decompressed-reference cache (not timed): one run of the first detector
+    _run_timed([*elp, "run", "roman_elp", str(members[0]), *refcat, "--output-dir",
+                str(bench / "prime")], env, bench / "prime.log")
+    results: dict[str, Any] = {"shape": shape, "detectors": len(detectors), "rows": []}
+
+    # the serial loop of run
+    runs = []
+    start = time.perf_counter()
+    for member in members:
+        r = _run_timed([*elp, "run", "roman_elp", str(member), *refcat, "--output-dir",
+                        str(bench / "serial")], env, bench / f"serial_{member.stem}.log")
+        if r["status"] != 0:
+            raise RuntimeError(f"run failed on {member}: see {bench}")
+        runs.append(r)
+    serial_wall = time.perf_counter() - start
+    results["rows"].append({"name": "run loop (1 process at a time)", "wall": serial_wall,
+                            "peak_mb": max(r["peak_mb"] for r in runs), "n": len(members)})
+    per_run = serial_wall / len(members)
+
+    task_means = {}
+    for workers in [int(w) for w in ns.workers.split(",")]:
+        out = bench / f"batch_{workers}"
+        r = _run_timed([*elp, "batch", *map(str, members), *refcat, "--output-dir", str(out),
+                        "--workers", str(workers), "--dashboard-address", "none",
+                        "--reference-cache", str(refcache)], env, bench / f"batch_{workers}.log")
+        if r["status"] != 0:
+            raise RuntimeError(f"batch failed: see {bench / f'batch_{workers}.log'}")
+        ledger = json.loads((out / "batch_ledger.json").read_text())["tasks"]
+        tasks = [t for t in ledger.values() if t.get("kind") in {"calibrate", "elp"}]
+        task_means[workers] = sum(t["time_s"] for t in tasks) / len(tasks)
+        results["rows"].append({
+            "name": f"batch, {workers} worker{'s' if workers > 1 else ''}", "wall": r["wall"],
+            "peak_mb": max(t["peak_memory_mb"] or 0 for t in ledger.values()),
+            "n": len(members), "workers": workers,
+        })
+
+    if not ns.skip_romancal:
+        k = min(ns.romancal_detectors or len(members), len(members))
+        walls = []
+        for member in members[:k]:
+            r = _romancal.run_romancal_subprocess(
+                member, bench / f"romancal_{member.stem}", {}, abs_refcat=case.refcat,
+                crds_cache=case.crds_cache)
+            walls.append(r)
+        wall = sum(r["wall"] for r in walls) * len(members) / k
+        results["rows"].append({
+            "name": "romancal 1.1 strun loop" + (f" (extrapolated from {k})" if k < len(
+                members) else ""),
+            "wall": wall, "peak_mb": max(r["peak_rss"] for r in walls) / 2**20,
+            "n": len(members)})
+
+    load = os.getloadavg()
+    print(f"\n{len(members)} exposure-detectors of {shape[0]} x {shape[1]}, 9 resultants, "
+          f"through tweakreg; machine: {os.cpu_count()} cores, load {load[0]:.1f} "
+          f"{load[1]:.1f} {load[2]:.1f}\n")
+    print("| runner | wall (s) | exposure-detectors / hour | peak memory per process/worker "
+          "(MB) |")
+    print("|---|---:|---:|---:|")
+    for row in results["rows"]:
+        row["per_hour"] = 3600.0 * row["n"] / row["wall"]
+        print(f"| {row['name']} | {row['wall']:.1f} | {row['per_hour']:.0f} | "
+              f"{row['peak_mb']:.0f} |")
+    walls = {row.get("workers"): row["wall"] for row in results["rows"] if row.get("workers")}
+    if 1 in walls and 2 in walls:
+        results["scaling_2_over_1"] = walls[1] / walls[2]
+        print(f"\nscaling 1 -> 2 workers: {results['scaling_2_over_1']:.2f}x")
+    if task_means:
+        mean_task = min(task_means.values())
+        results["warm_saving_s"] = per_run - mean_task
+        print(f"start-up a warm worker saves: {per_run:.1f} s per run process vs "
+              f"{mean_task:.1f} s per batch task = {per_run - mean_task:.1f} s per "
+              "exposure-detector")
+    best = max((r for r in results["rows"] if r.get("workers")), key=lambda r: r["per_hour"],
+               default=None)
+    if best is not None:
+        cores = os.cpu_count() or 1
+        per_core_hour = best["per_hour"] / min(best["workers"], cores)
+        per_day = EXPOSURES_PER_DAY * DETECTORS_PER_EXPOSURE
+        need = per_day / (24.0 * per_core_hour)
+        results["projection"] = {"per_core_hour": per_core_hour, "cores_for_a_day": need}
+        print(f"\nprojection: {per_day} exposure-detectors a day ({EXPOSURES_PER_DAY} "
+              f"exposures x {DETECTORS_PER_EXPOSURE}); at {per_core_hour:.0f} per core-hour "
+              f"(best batch row, {shape[0]} x {shape[1]}) a day of data needs {need:.1f} "
+              "cores running all day")
+    if ns.json:
+        ns.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
