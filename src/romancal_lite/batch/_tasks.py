@@ -478,8 +478,8 @@ def mosaic_task(spec: dict[str, Any], upstream: list[dict[str, Any]]) -> dict[st
         asn = Path(spec["asn"])
         tree = asn_from_list(cals, spec["product"], relative_to=asn.parent)
         pipe = _pipeline(spec, "roman_mos")
+        write_asn(tree, asn)  # in place first: the pipeline reads it
         with deferred_outputs():
-            write_asn(tree, asn)
             pipe.run(str(asn))
         out = Path(spec["output_dir"])
         coadd = out / make_output_name(spec["product"], "coadd")
@@ -490,8 +490,9 @@ def mosaic_task(spec: dict[str, Any], upstream: list[dict[str, Any]]) -> dict[st
         from romancal_lite import datamodels
 
         with datamodels.open(coadd) as image:
-            metrics["thumbnail"] = _thumbnail(image, spec.get("thumbnail")) if (
-                "data" in image and "dq" in image) else None
+            metrics["thumbnail"] = (
+                _thumbnail(image, spec.get("thumbnail")) if "data" in image else None
+            )
         metrics["sources"] = _parquet_rows(cat)
         return {"outputs": [file_record(p) for p in outputs], "metrics": metrics}
 

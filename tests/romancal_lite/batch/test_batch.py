@@ -58,7 +58,10 @@ def env(tmp_path_factory):
 
 
 def _elp_args(env, out):
-    return ["--steps.tweakreg.abs_refcat", env["refcat"], "--output-dir", str(out)]
+    # --builtin-references: roman_mos does not recognise _cal files of simulations as
+    # such (roman_elp does, and its products are the same with or without the option)
+    return ["--steps.tweakreg.abs_refcat", env["refcat"], "--output-dir", str(out),
+            "--builtin-references"]
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +73,7 @@ def batch_run(env):
     os.environ["ROMANCAL_LITE_BATCH_FAULTS_FILE"] = str(counter)
     try:
         status = cli.main(["batch", str(env["inputs"]), *_elp_args(env, out), "--workers", "2",
-                           "--dashboard-address", "none", "--retries", "2"])
+                           "--dashboard-address", "none", "--retries", "2", "--mosaic"])
     finally:
         del os.environ["ROMANCAL_LITE_BATCH_FAULTS"]
     return {"out": out, "status": status, "counter": counter}
@@ -100,7 +103,7 @@ def test_outputs_equal_serial_run_and_bad_input_is_isolated(env, batch_run, seri
     bad = tasks[f"elp:{VISIT}_0003_wfi01"]
     assert bad["status"] == "failed" and "0003_wfi01" in bad["error"]
     assert "Traceback" not in bad["error"] and "\n" not in bad["error"]
-    assert not list(out.glob("*_0003_*"))  # nothing written for it
+    assert not list(out.glob("*_0003_wfi*"))  # nothing written for it
     for task_id in ("align:" + VISIT + "_0001", "align:" + VISIT + "_0002"):
         assert tasks[task_id]["status"] == "done"
         assert len(tasks[task_id]["outputs"]) == 8
@@ -113,6 +116,15 @@ def test_outputs_equal_serial_run_and_bad_input_is_isolated(env, batch_run, seri
     logs = out / ".romancal_lite-batch" / "logs"
     assert (logs / f"{VISIT}_0002_wfi02.log").read_text().count("Task attempt") == 2
     assert (logs / f"{VISIT}_0003_wfi01.log").read_text().count("Task attempt") == 1
+    # --mosaic: roman_mos on each association's _cal files, as run would make it
+    assert tasks[f"mosaic:{VISIT}_0001"]["status"] == "done"
+    assert tasks[f"mosaic:{VISIT}_0003"]["status"] == "skipped"  # no _cal to combine
+    asn = out / f"{VISIT}_0001_mosaic_asn.json"
+    mosaic = env["tmp"] / "serial_mosaic"
+    assert cli.main(["run", "roman_mos", str(asn), "--output-dir", str(mosaic),
+                     "--builtin-references"]) == 0
+    for name in (f"{VISIT}_0001_coadd.asdf", f"{VISIT}_0001_cat.parquet"):
+        assert differences(mosaic / name, out / name) == [], name
     for record in tasks.values():
         if record["kind"] == "calibrate":
             assert record["peak_memory_mb"] > 0 and record["time_s"] > 0
@@ -138,9 +150,9 @@ def _chromium():
 def test_report_in_headless_chromium(env, batch_run, tmp_path):
     report = batch_run["out"] / "report.html"
     text = report.read_text()
-    assert text.count("<tr class=") == 5  # 5 exposure-detectors
+    assert text.count("<tr class=") == 5 + 3  # 5 exposure-detectors, 3 mosaics
     thumbs = sorted((batch_run["out"] / "report_files").glob("*.png"))
-    assert len(thumbs) == 4
+    assert len(thumbs) == 4 + 2  # and the two mosaics made
     browser = _chromium()
     if browser is None:
         pytest.skip("no Chromium found (chromium, chromium-browser, google-chrome): the "
@@ -155,7 +167,7 @@ def test_report_in_headless_chromium(env, batch_run, tmp_path):
     dom = subprocess.run([*flags, "--dump-dom", url], check=True, capture_output=True,
                          text=True, timeout=120).stdout
     assert f"{VISIT}_0001_wfi01" in dom and "failed" in dom and "done" in dom
-    assert dom.count("<img") == 4
+    assert dom.count("<img") == 6 and "Mosaics" in dom
     # the screenshot shows the thumbnails (decoded by the browser: not blank)
     import numpy as np
 
