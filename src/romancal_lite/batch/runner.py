@@ -419,7 +419,10 @@ def run_batch(
         for future, task_id in futures.items():
             if not future.done():
                 ledger.set(task_id, status="interrupted")
-        client.cancel(list(futures), force=True)
+        try:
+            client.cancel(list(futures), force=True)
+        except Exception:  # noqa: BLE001 - the scheduler may be gone already
+            pass
         if cluster is not None:
             _close(client, cluster)
             client = cluster = None

@@ -309,3 +309,23 @@ def test_ledger_completeness_follows_the_outputs(tmp_path):
     assert not again.complete("elp:x")
     again.set("elp:x", status="failed")
     assert not again.complete("elp:x")
+
+
+def test_transient_and_data_errors_are_told_apart():
+    import errno
+
+    from romancal_lite.batch._tasks import _is_transient
+    from romancal_lite.errors import InputFileError
+
+    assert _is_transient(OSError(errno.EIO, "I/O error"))
+    assert _is_transient(OSError(errno.ESTALE, "stale file handle"))
+    assert not _is_transient(OSError(errno.ENOENT, "no such file"))
+    assert not _is_transient(InputFileError("x.asdf: truncated file"))
+    assert not _is_transient(ValueError("a bug"))
+    try:
+        try:
+            raise OSError(errno.EIO, "I/O error")
+        except OSError as exc:
+            raise InputFileError("x.asdf: cannot read") from exc
+    except InputFileError as wrapped:
+        assert _is_transient(wrapped)  # an expected error caused by a flaky read
