@@ -6,20 +6,24 @@ Run as a script::
                                [--romancal-detectors N] [--skip-romancal]
                                [--workdir DIR] [--json FILE]
 
-Input: ``--detectors`` detectors (WFI01...) of one simulated exposure, each ``--size``
-(default the full 4096 x 4096 frame; ``--size 256`` for a smoke test), 9 resultants,
-written in the official format with their references in an official (lz4) CRDS cache
-and a reference catalog of the stars (``benchmarks/pipeline.py``'s
-``prepare_asn_case``, cached in ``--workdir``). Every run selects the references from
-that cache, offline, and runs through tweakreg (abs_refcat: the catalog).
+Input: ``--detectors`` exposure-detectors of ``--size`` (default the full 4096 x 4096
+frame; ``--size 256`` for a smoke test), 9 resultants: ``benchmarks/pipeline.py``'s
+single-exposure case (detector WFI02, simulated, written in the official format, with
+official-format reference files and the reference catalog of its stars; cached in
+``--workdir``), hard-linked under N exposure numbers (``r..._000k_wfi02_uncal.asdf``:
+N exposures of the same data, so every row does the same work, and no disk is spent
+on copies; the shared machine's disk does not hold 8 distinct full-frame detectors
+with their references). Every run is given the same reference files
+(``--override-<reftype>``) and runs through tweakreg (``abs_refcat``: the catalog).
+Each file is its own exposure, so the batch runs each through the whole ``roman_elp``
+(the same work as ``run``).
 
 Rows (wall time of the whole command, interpreter start-up included):
 
 * ``run`` loop: ``python -m romancal_lite run roman_elp <file>`` once per detector, one
   after the other, each a fresh process (what a user's shell loop does);
 * ``batch, N workers``: ``python -m romancal_lite batch <files> --workers N`` (a
-  LocalCluster; the detectors of the exposure are aligned together, one tweakreg
-  fit, as romancal does for an association);
+  LocalCluster of N workers; one task per file);
 * ``strun`` loop: romancal 1.1's ExposurePipeline once per detector, each a fresh
   process (``benchmarks/_romancal.py``); with ``--romancal-detectors K`` only K are
   run and the loop's time is extrapolated (marked).
@@ -47,10 +51,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import _romancal  # noqa: E402
 from benchmarks.pipeline import (  # noqa: E402
-    ASN_POINTING_ERROR,
+    POINTING_ERROR,
+    STARS_PER_FULL_FRAME,
+    _stars_for,
     default_workdir,
     parse_size,
-    prepare_asn_case,
+    prepare_case,
     prime_reference_cache,
 )
 
@@ -86,28 +92,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-romancal", action="store_true")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="directory of the runs (default: in --workdir)")
     ns = parser.parse_args(argv)
     shape = parse_size(ns.size)
     workdir = (ns.workdir or default_workdir()).resolve()
-    detectors = [f"WFI{i:02d}" for i in range(1, ns.detectors + 1)]
-    print(f"# preparing {len(detectors)} detectors of {shape[0]} x {shape[1]} in {workdir}",
-          flush=True)
-    case = prepare_asn_case(workdir, shape, 9, detectors, pointing_error=ASN_POINTING_ERROR)
-    members = _members(case.uncal)
-    env = dict(_romancal.crds_cache_environment(*case.crds_cache))
-    refcache = workdir / "uncompressed_refs"
-    env["ROMANCAL_LITE_REFERENCE_CACHE"] = str(refcache)
-    bench = workdir / f"batch_{shape[0]}x{shape[1]}_{len(detectors)}"
+    print(f"# preparing a {shape[0]} x {shape[1]} exposure in {workdir}", flush=True)
+    case = prepare_case(workdir, shape, 9, n_stars=_stars_for(shape, STARS_PER_FULL_FRAME),
+                        pointing_error=POINTING_ERROR)
+    bench = (ns.out or workdir / f"batch_{shape[0]}x{shape[1]}").resolve()
     shutil.rmtree(bench, ignore_errors=True)
-    bench.mkdir(parents=True)
+    (bench / "inputs").mkdir(parents=True)
+    members = []
+    for k in range(1, ns.detectors + 1):
+        member = bench / "inputs" / f"r0000101001001001001_{k:04d}_wfi02_uncal.asdf"
+        os.link(case.uncal, member)
+        members.append(member)
+    env: dict[str, str] = {}
+    refcache = bench / "uncompressed_refs"
     elp = [sys.executable, "-m", "romancal_lite"]
     refcat = ["--steps.tweakreg.abs_refcat", str(case.refcat)]
-    # prime the decompressed-reference cache (not timed): every reference of the cache
-    # (what the first exposure of each detector pays once per machine)
-    references = sorted(Path(case.crds_cache[0]).rglob("*.asdf"))
-    seconds = prime_reference_cache({str(p): p for p in references}, refcache)
-    print(f"# reference cache primed in {seconds:.1f} s ({len(references)} files, not timed)",
-          flush=True)
+    from romancal_lite.pipeline import ExposurePipeline
+
+    for reftype in ExposurePipeline.reference_file_types:
+        if reftype in case.refs:
+            refcat += [f"--override-{reftype}", str(case.refs[reftype])]
+        elif reftype in _romancal.NOT_APPLICABLE:
+            refcat += [f"--override-{reftype}", "N/A"]
+    # prime the decompressed-reference cache (not timed): what the first exposure of a
+    # detector pays once per machine
+    seconds = prime_reference_cache(case.refs, refcache)
+    print(f"# reference cache primed in {seconds:.1f} s (not timed)", flush=True)
+    env["ROMANCAL_LITE_REFERENCE_CACHE"] = str(refcache)
+    detectors = members
     results: dict[str, Any] = {"shape": shape, "detectors": len(detectors), "rows": []}
 
     # the serial loop of run
@@ -149,8 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         walls = []
         for member in members[:k]:
             r = _romancal.run_romancal_subprocess(
-                member, bench / f"romancal_{member.stem}", {}, abs_refcat=case.refcat,
-                crds_cache=case.crds_cache)
+                member, bench / f"romancal_{member.stem}", case.refs, abs_refcat=case.refcat)
             walls.append(r)
             for product in (bench / f"romancal_{member.stem}").glob("*.asdf"):
                 product.unlink()
