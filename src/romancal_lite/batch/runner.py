@@ -49,7 +49,8 @@ batch options:
   --scheduler ADDRESS        run on an existing Dask cluster (tcp://host:8786 or a
                              scheduler file) instead of a local one
   --omp-threads N            OpenMP threads of each task (default: local cluster,
-                             the cores / workers; --scheduler, the worker's setting)
+                             the cores / workers; --scheduler, the worker process's
+                             setting: 1 under Dask's nanny)
   --retries N                retries of a task after a transient I/O error (default 2)
   --resume                   skip what the ledger records as finished (outputs
                              present and unchanged); do the rest
