@@ -413,7 +413,7 @@ def run_batch(
                     failed_n += 1
             if finished:
                 ledger.save()
-            running = sum(len(v) for v in client.processing().values()) if pending else 0
+            running = _running(client) if pending else 0
             progress.draw(done_n, failed_n, running, final=not pending)
     except BaseException:
         # Ctrl-C, SIGTERM or a lost scheduler: stop the work, keep a ledger that resumes
@@ -452,6 +452,13 @@ def _finish(ledger: Ledger, options: BatchOptions, output_dir: Path, work: Path,
     if not failed and work.is_dir():
         shutil.rmtree(work / "stage", ignore_errors=True)
     return 1 if failed else 0
+
+
+def _running(client: Any) -> int:
+    """Return how many tasks execute now (a worker may also hold its next one queued)."""
+    threads = client.nthreads()
+    return sum(min(len(keys), threads.get(worker, 1))
+               for worker, keys in client.processing().items())
 
 
 def _close(client: Any, cluster: Any) -> None:
