@@ -165,9 +165,53 @@ def _dispatch(args: list[str]) -> int:
         return _demo(args[1:])
     if args[0] == "asn":
         return _asn(args[1:])
+    if args[0] == "batch":
+        return _batch(args[1:])
     raise ConfigError(
-        f"unknown command {args[0]!r} (commands: run, demo, asn; see {PROG} --help)"
+        f"unknown command {args[0]!r} (commands: run, batch, demo, asn; see {PROG} --help)"
     )
+
+
+def _batch(args: list[str]) -> int:
+    from romancal_lite.batch.runner import BATCH_OPTIONS, parse_batch_args, run_batch
+    from romancal_lite.stpipe import registry
+    from romancal_lite.stpipe.log import log_to_stderr
+
+    options, rest = parse_batch_args(list(args))
+    cls = registry.resolve("roman_elp")
+    parsed = _parse_run_options(cls, rest)
+    if parsed["help"] or not args:
+        print(_BATCH_USAGE + "\n" + BATCH_OPTIONS + "\n" + _RUN_OPTIONS + "\n" + _BATCH_STATUS)
+        return 0
+    if not parsed["positionals"]:
+        raise ConfigError(f"missing input (usage: {PROG} batch <inputs>... [options])")
+    if parsed["save_parameters"]:
+        raise ConfigError("--save-parameters is for 'run'; a batch records its parameters "
+                          "in batch_ledger.json")
+    with log_to_stderr(verbose=parsed["verbose"]):
+        return run_batch(
+            parsed["positionals"], options, config_files=parsed["config"],
+            parameters=parsed["parameters"], builtin_references=parsed["builtin_references"],
+            command=[PROG, "batch", *args],
+        )
+
+
+_BATCH_USAGE = f"""\
+usage: {PROG} batch <input>... [batch options] [run options]
+
+Run roman_elp on every exposure-detector of the inputs (files, globs, directories of
+*_uncal.asdf, association files) on a Dask cluster, align each association (the
+detectors of one exposure, or an association file's members) with one tweakreg run,
+and optionally make each association's mosaic (roman_mos). Pipeline and step
+parameters are given as to 'run'. The output directory gets every product,
+batch_ledger.json (the state of every task) and report.html.
+"""
+
+_BATCH_STATUS = """\
+exit status:
+  0 every task succeeded, 1 any failed (see the summary, the ledger and the report),
+  130 interrupted (SIGINT, Ctrl-C), 143 terminated (SIGTERM): --resume finishes the run
+"""
 
 
 def _asn(args: list[str]) -> int:
@@ -253,6 +297,8 @@ def _top_help() -> str:
         "",
         "commands:",
         "  run    run a pipeline or a step on an input file and save the result",
+        "  batch  run roman_elp (and roman_mos) on many exposures on a Dask cluster"
+        " (see 'batch --help')",
         "  demo   simulate an exposure, calibrate it, write the _cal file and a PNG preview",
         "  asn    write an association of _cal files: asn -o x_asn.json --product-name NAME"
         " [-t TARGET] files...",

@@ -59,6 +59,8 @@ __all__ = [
     "applied_ramp_steps",
     "detach_from_file",
     "fully_saturated",
+    "read_products",
+    "write_products",
     "zeroed_image",
 ]
 
@@ -299,29 +301,79 @@ class ExposurePipeline(Pipeline):
                 zip(members, names, strict=True)
             ):
                 self.log.info("Exposure %d of %d: %s", index + 1, len(members), name)
-                result = super().run(member)
-                products = self._products
-                products.name = name
-                if group_id is not None and isinstance(result, datamodels.ImageModel):
-                    result.meta["group_id"] = group_id
-                if scratch is not None:
-                    products.scratch = scratch / f"{index:05d}.asdf"
-                    result.save(products.scratch, defer=False)
-                    products.image = _meta_only(result)
-                    del result
-                done.append(products)
-            self._align(done)
-            results = []
-            for products in done:
-                if scratch is not None:
-                    self._input_name = products.name
-                    self._finish_saved(products)
-                results.append(products.image)
-            return results
+                done.append(self.calibrate_member(
+                    member, group_id,
+                    scratch=None if scratch is None else scratch / f"{index:05d}.asdf",
+                ))
+            return self.finish_members(done)
         finally:
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
             self._joint = False
+
+    def calibrate_member(
+        self, member: Any, group_id: str | None = None, *, scratch: Path | None = None
+    ) -> _Products:
+        """Calibrate one exposure of a joint run and make its catalog, without aligning it.
+
+        The first half of a run on several exposures, exposure by exposure (the batch
+        runner does it in separate processes, then `finish_members` on all of them).
+
+        Parameters
+        ----------
+        member : str, path-like or model
+            The exposure.
+        group_id : str, optional
+            Its association ``group_id`` (recorded in ``meta.group_id``).
+        scratch : pathlib.Path, optional
+            Where to write the calibrated image until it is aligned; the products then
+            keep only its metadata. Without it, the whole image stays in memory.
+
+        Returns
+        -------
+        _Products
+            The image (or its metadata), catalog and segmentation map, for
+            `finish_members`; picklable.
+        """
+        self._joint = True
+        try:
+            result = super().run(member)
+        finally:
+            self._joint = False
+        products = self._products
+        self._products = None
+        products.name = _name_for(member)
+        if group_id is not None and isinstance(result, datamodels.ImageModel):
+            result.meta["group_id"] = group_id
+        if scratch is not None:
+            products.scratch = Path(scratch)
+            result.save(products.scratch, defer=False)
+            products.image = _meta_only(result)
+        return products
+
+    def finish_members(self, done: list[_Products]) -> list[Any]:
+        """Align calibrated exposures together (one tweakreg run) and write their outputs.
+
+        The second half of a run on several exposures (see `calibrate_member`).
+
+        Parameters
+        ----------
+        done : list of _Products
+            What `calibrate_member` returned for each exposure, in order.
+
+        Returns
+        -------
+        list of ImageModel
+            The aligned images (metadata only for those written from a scratch file).
+        """
+        self._align(done)
+        results = []
+        for products in done:
+            if products.scratch is not None:
+                self._input_name = products.name
+                self._finish_saved(products)
+            results.append(products.image)
+        return results
 
     def _finish_saved(self, products: _Products) -> None:
         """Write an exposure's outputs from its scratch file and its aligned metadata."""
@@ -559,6 +611,71 @@ class _Products:
     aligned: bool = True
     name: str | None = None
     scratch: Path | None = None
+
+
+def write_products(products: _Products, path: str | os.PathLike[str]) -> Path:
+    """Write what `ExposurePipeline.calibrate_member` returned, for another process.
+
+    The image must be in its scratch file already (``scratch`` given to
+    `calibrate_member`); the catalog, segmentation map and state are pickled (written
+    atomically). `read_products` gives them back as they were.
+
+    Parameters
+    ----------
+    products : _Products
+        A member's products.
+    path : str or path-like
+        The file to write.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    import pickle
+
+    from romancal_lite.datamodels._files import atomic_write
+
+    if products.scratch is None:
+        raise ValueError("write_products needs products whose image is in a scratch file")
+    state = dict(vars(products), image=None)
+    if products.segmentation is not None:
+        segm = Path(path).with_name(Path(path).stem + "_segm.asdf")
+        products.segmentation.save(segm, defer=False)
+        state["segmentation"] = segm
+    return atomic_write(path, lambda fh: pickle.dump(state, fh, protocol=5), defer=False)
+
+
+def read_products(path: str | os.PathLike[str], tweakreg_catalog: bool = True) -> _Products:
+    """Read products written by `write_products`, ready for `ExposurePipeline.finish_members`.
+
+    The image's metadata is read from its scratch file; the catalog handed to tweakreg
+    is the pickled table itself (not its copy in the file), as in one process.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file `write_products` wrote.
+    tweakreg_catalog : bool, optional
+        Give the catalog to tweakreg (false when tweakreg is skipped).
+
+    Returns
+    -------
+    _Products
+        The products.
+    """
+    import pickle
+
+    with open(path, "rb") as fh:
+        state = pickle.load(fh)
+    products = _Products(**state)
+    if isinstance(products.segmentation, Path):
+        products.segmentation = datamodels.open(products.segmentation)
+    with datamodels.open(products.scratch) as image:
+        products.image = _meta_only(image)
+    if tweakreg_catalog and products.catalog is not None and not products.zeroed:
+        products.image.meta["source_catalog"] = {"tweakreg_catalog": products.catalog.table}
+    return products
 
 
 def _forget_catalog(image: Any) -> None:

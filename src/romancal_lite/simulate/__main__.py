@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from ..errors import RomancalLiteError
+from ..errors import OutputError, RomancalLiteError
 from ._exposure import DEFAULT_SEED, simulate_exposure, write_model_with_truth
 from ._patterns import DEFAULT_READ_PATTERN, READ_PATTERNS
 from .astrometry import GAIA_MAG_LIMIT, refcat_path_for
@@ -117,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sky added to --sky in each exposure, e/s/pixel (one per exposure)")
     g.add_argument("--workers", type=int, default=1,
                    help="processes simulating members at once (default 1)")
+    g.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="simulate the members on this Dask cluster (tcp://host:8786 or a "
+                   "scheduler file; see docs/batch.md) instead of local processes")
     g.add_argument("--visit-id", default=DEFAULT_VISIT_ID,
                    help=f"19 digits of the file names (default {DEFAULT_VISIT_ID})")
     return p
@@ -167,8 +172,29 @@ def _run_set(args: argparse.Namespace) -> str:
         if not (out.parent if str(out.parent) else Path(".")).is_dir():
             raise ValueError(f"{out}: directory {out.parent} does not exist")
         out.mkdir()
-    result = simulate_set(
+    client = None
+    if args.scheduler:
+        from distributed import Client
+
+        target = args.scheduler
+        kwargs = {"scheduler_file": target} if os.path.isfile(target) else {"address": target}
+        try:
+            client = Client(**kwargs, timeout="20s")
+        except (OSError, TimeoutError) as exc:
+            raise OutputError(f"--scheduler {target}: cannot connect ({exc})") from None
+    try:
+        result = _simulate_set_with(out, args, client)
+    finally:
+        if client is not None:
+            client.close()
+    return (f"wrote {len(result.files)} exposures to {out} with {result.stars.name} and "
+            f"{result.exposures.name}")
+
+
+def _simulate_set_with(out: Any, args: argparse.Namespace, client: Any) -> Any:
+    return simulate_set(
         out,
+        executor=client,
         detectors=args.detectors if args.detectors else ["WFI01"],
         dithers=1 if args.dithers is None else args.dithers,
         dither_step=args.dither_step,
@@ -192,8 +218,6 @@ def _run_set(args: argparse.Namespace) -> str:
         refcat_mag_limit=args.refcat_mag_limit,
         refcat_error_scale=args.refcat_error_scale,
     )
-    return (f"wrote {len(result.files)} exposures to {out} with {result.stars.name} and "
-            f"{result.exposures.name}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

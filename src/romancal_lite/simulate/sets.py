@@ -421,6 +421,7 @@ def simulate_set(
     seed: int = DEFAULT_SEED,
     visit_id: str = DEFAULT_VISIT_ID,
     workers: int = 1,
+    executor: Any = None,
     **options: Any,
 ) -> SetResult:
     """Simulate a set: every detector of every exposure of a dithered pointing.
@@ -455,6 +456,10 @@ def simulate_set(
         19 digits of the file names.
     workers : int, optional
         Processes simulating members at once (1: in this process).
+    executor : object, optional
+        Run the members there instead: anything with ``submit(fn, **kwargs)``
+        returning futures with ``result()``, e.g. a ``distributed.Client`` (the members
+        then run on that Dask cluster; ``workers`` is ignored).
     **options
         Further `simulate_exposure` arguments shared by all members (``read_pattern``,
         ``references``, ``optical_element``, ``cr_rate``, ``start_time`` ...).
@@ -560,7 +565,10 @@ def simulate_set(
          "ddec_arcsec": "arcsec", "sky": "electron / (s pix)",
          "sky_offset": "electron / (s pix)"},
     )
-    if workers > 1 and len(jobs) > 1:
+    if executor is not None:
+        futures = [executor.submit(simulate_set_member, **job) for job in jobs]
+        files = [Path(f.result()) for f in futures]
+    elif workers > 1 and len(jobs) > 1:
         from .ramps import default_threads
 
         threads = max(1, default_threads() // int(workers))

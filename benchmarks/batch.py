@@ -1,0 +1,219 @@
+"""Many exposure-detectors through ``roman_elp``: the batch runner beside serial loops.
+
+Run as a script::
+
+    python benchmarks/batch.py [--size 4096x4096] [--detectors 8] [--workers 1,2]
+                               [--romancal-detectors N] [--skip-romancal]
+                               [--workdir DIR] [--json FILE]
+
+Input: ``--detectors`` exposure-detectors of ``--size`` (default the full 4096 x 4096
+frame; ``--size 256`` for a smoke test), 9 resultants: ``benchmarks/pipeline.py``'s
+single-exposure case (detector WFI02, simulated, written in the official format, with
+official-format reference files and the reference catalog of its stars; cached in
+``--workdir``), hard-linked under N exposure numbers (``r..._000k_wfi02_uncal.asdf``:
+N exposures of the same data, so every row does the same work, and no disk is spent
+on copies; the shared machine's disk does not hold 8 distinct full-frame detectors
+with their references). Every run is given the same reference files
+(``--override-<reftype>``) and runs through tweakreg (``abs_refcat``: the catalog).
+Each file is its own exposure, so the batch runs each through the whole ``roman_elp``
+(the same work as ``run``).
+
+Rows (wall time of the whole command, interpreter start-up included):
+
+* ``run`` loop: ``python -m romancal_lite run roman_elp <file>`` once per detector, one
+  after the other, each a fresh process (what a user's shell loop does);
+* ``batch, N workers``: ``python -m romancal_lite batch <files> --workers N`` (a
+  LocalCluster of N workers; one task per file);
+* ``strun`` loop: romancal 1.1's ExposurePipeline once per detector, each a fresh
+  process (``benchmarks/_romancal.py``); with ``--romancal-detectors K`` only K are
+  run and the loop's time is extrapolated (marked).
+
+Both romancal-lite rows use the same decompressed-reference cache, primed before the
+timed runs. Reported: exposure-detectors per hour, the speed-up of 2 workers over 1,
+peak memory per process / per worker (the largest task's, Linux ``VmHWM``), and the
+start-up cost a warm worker saves (a ``run`` process's wall time minus the mean time
+of a batch task). Then a projection for a day of Roman data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import _romancal  # noqa: E402
+from benchmarks.pipeline import (  # noqa: E402
+    POINTING_ERROR,
+    STARS_PER_FULL_FRAME,
+    _stars_for,
+    default_workdir,
+    parse_size,
+    prepare_case,
+    prime_reference_cache,
+)
+
+#: Roman's WFI: detectors per exposure, and a rough exposure cadence for the projection
+#: (the High Latitude Wide Area Survey takes ~140 s exposures plus slews: ~500 per day).
+DETECTORS_PER_EXPOSURE = 18
+EXPOSURES_PER_DAY = 500
+
+
+def _run_timed(cmd: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:
+    """Run a command; return its wall time, exit status and peak memory (its own)."""
+    start = time.perf_counter()
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT,
+                                env={**os.environ, **env})
+        _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    return {"wall": wall, "status": os.waitstatus_to_exitcode(status),
+            "peak_mb": usage.ru_maxrss / 1024.0}
+
+
+def _members(asn: Path) -> list[Path]:
+    data = json.loads(asn.read_text())
+    return [asn.parent / m["expname"] for m in data["products"][0]["members"]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="4096x4096")
+    parser.add_argument("--detectors", type=int, default=8)
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--romancal-detectors", type=int, default=None)
+    parser.add_argument("--skip-romancal", action="store_true")
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="directory of the runs (default: in --workdir)")
+    ns = parser.parse_args(argv)
+    shape = parse_size(ns.size)
+    workdir = (ns.workdir or default_workdir()).resolve()
+    print(f"# preparing a {shape[0]} x {shape[1]} exposure in {workdir}", flush=True)
+    case = prepare_case(workdir, shape, 9, n_stars=_stars_for(shape, STARS_PER_FULL_FRAME),
+                        pointing_error=POINTING_ERROR)
+    bench = (ns.out or workdir / f"batch_{shape[0]}x{shape[1]}").resolve()
+    shutil.rmtree(bench, ignore_errors=True)
+    (bench / "inputs").mkdir(parents=True)
+    members = []
+    for k in range(1, ns.detectors + 1):
+        member = bench / "inputs" / f"r0000101001001001001_{k:04d}_wfi02_uncal.asdf"
+        os.link(case.uncal, member)
+        members.append(member)
+    env: dict[str, str] = {}
+    refcache = bench / "uncompressed_refs"
+    elp = [sys.executable, "-m", "romancal_lite"]
+    refcat = ["--steps.tweakreg.abs_refcat", str(case.refcat)]
+    from romancal_lite.pipeline import ExposurePipeline
+
+    for reftype in ExposurePipeline.reference_file_types:
+        if reftype in case.refs:
+            refcat += [f"--override-{reftype}", str(case.refs[reftype])]
+        elif reftype in _romancal.NOT_APPLICABLE:
+            refcat += [f"--override-{reftype}", "N/A"]
+    # prime the decompressed-reference cache (not timed): what the first exposure of a
+    # detector pays once per machine
+    seconds = prime_reference_cache(case.refs, refcache)
+    print(f"# reference cache primed in {seconds:.1f} s (not timed)", flush=True)
+    env["ROMANCAL_LITE_REFERENCE_CACHE"] = str(refcache)
+    detectors = members
+    results: dict[str, Any] = {"shape": shape, "detectors": len(detectors), "rows": []}
+
+    # the serial loop of run
+    runs = []
+    start = time.perf_counter()
+    for member in members:
+        r = _run_timed([*elp, "run", "roman_elp", str(member), *refcat, "--output-dir",
+                        str(bench / "serial")], env, bench / f"serial_{member.stem}.log")
+        if r["status"] != 0:
+            raise RuntimeError(f"run failed on {member}: see {bench}")
+        runs.append(r)
+    serial_wall = time.perf_counter() - start
+    shutil.rmtree(bench / "serial", ignore_errors=True)  # ~0.5 GB per full frame
+    results["rows"].append({"name": "run loop (1 process at a time)", "wall": serial_wall,
+                            "peak_mb": max(r["peak_mb"] for r in runs), "n": len(members)})
+    per_run = serial_wall / len(members)
+
+    task_means = {}
+    for workers in [int(w) for w in ns.workers.split(",")]:
+        out = bench / f"batch_{workers}"
+        r = _run_timed([*elp, "batch", *map(str, members), *refcat, "--output-dir", str(out),
+                        "--workers", str(workers), "--dashboard-address", "none",
+                        "--reference-cache", str(refcache)], env, bench / f"batch_{workers}.log")
+        if r["status"] != 0:
+            raise RuntimeError(f"batch failed: see {bench / f'batch_{workers}.log'}")
+        ledger = json.loads((out / "batch_ledger.json").read_text())["tasks"]
+        tasks = [t for t in ledger.values() if t.get("kind") in {"calibrate", "elp"}]
+        task_means[workers] = sum(t["time_s"] for t in tasks) / len(tasks)
+        for product in out.glob("r*_*.asdf"):  # keep the ledger, report and thumbnails
+            product.unlink()
+        results["rows"].append({
+            "name": f"batch, {workers} worker{'s' if workers > 1 else ''}", "wall": r["wall"],
+            "peak_mb": max(t["peak_memory_mb"] or 0 for t in ledger.values()),
+            "n": len(members), "workers": workers,
+        })
+
+    if not ns.skip_romancal:
+        k = min(ns.romancal_detectors or len(members), len(members))
+        walls = []
+        for member in members[:k]:
+            r = _romancal.run_romancal_subprocess(
+                member, bench / f"romancal_{member.stem}", case.refs, abs_refcat=case.refcat)
+            walls.append(r)
+            for product in (bench / f"romancal_{member.stem}").glob("*.asdf"):
+                product.unlink()
+        wall = sum(r["wall"] for r in walls) * len(members) / k
+        results["rows"].append({
+            "name": "romancal 1.1 strun loop" + (f" (extrapolated from {k})" if k < len(
+                members) else ""),
+            "wall": wall, "peak_mb": max(r["peak_rss"] for r in walls) / 2**20,
+            "n": len(members)})
+
+    load = os.getloadavg()
+    print(f"\n{len(members)} exposure-detectors of {shape[0]} x {shape[1]}, 9 resultants, "
+          f"through tweakreg; machine: {os.cpu_count()} cores, load {load[0]:.1f} "
+          f"{load[1]:.1f} {load[2]:.1f}\n")
+    print("| runner | wall (s) | exposure-detectors / hour | peak memory per process/worker "
+          "(MB) |")
+    print("|---|---:|---:|---:|")
+    for row in results["rows"]:
+        row["per_hour"] = 3600.0 * row["n"] / row["wall"]
+        print(f"| {row['name']} | {row['wall']:.1f} | {row['per_hour']:.0f} | "
+              f"{row['peak_mb']:.0f} |")
+    walls = {row.get("workers"): row["wall"] for row in results["rows"] if row.get("workers")}
+    if 1 in walls and 2 in walls:
+        results["scaling_2_over_1"] = walls[1] / walls[2]
+        print(f"\nscaling 1 -> 2 workers: {results['scaling_2_over_1']:.2f}x")
+    if task_means:
+        mean_task = min(task_means.values())
+        results["warm_saving_s"] = per_run - mean_task
+        print(f"start-up a warm worker saves: {per_run:.1f} s per run process vs "
+              f"{mean_task:.1f} s per batch task = {per_run - mean_task:.1f} s per "
+              "exposure-detector")
+    best = max((r for r in results["rows"] if r.get("workers")), key=lambda r: r["per_hour"],
+               default=None)
+    if best is not None:
+        cores = os.cpu_count() or 1
+        per_core_hour = best["per_hour"] / min(best["workers"], cores)
+        per_day = EXPOSURES_PER_DAY * DETECTORS_PER_EXPOSURE
+        need = per_day / (24.0 * per_core_hour)
+        results["projection"] = {"per_core_hour": per_core_hour, "cores_for_a_day": need}
+        print(f"\nprojection: {per_day} exposure-detectors a day ({EXPOSURES_PER_DAY} "
+              f"exposures x {DETECTORS_PER_EXPOSURE}); at {per_core_hour:.0f} per core-hour "
+              f"(best batch row, {shape[0]} x {shape[1]}) a day of data needs {need:.1f} "
+              "cores running all day")
+    if ns.json:
+        ns.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

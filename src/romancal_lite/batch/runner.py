@@ -1,0 +1,572 @@
+"""``romancal-lite batch``: many exposures through ``roman_elp`` on a Dask cluster.
+
+The graph: for each association (`romancal_lite.batch._plan`), one task per
+exposure-detector (``roman_elp`` up to the source catalog), one alignment task that
+waits for them (the joint tweakreg, then the products are written), and with
+``--mosaic`` one ``roman_mos`` task after it. An association of one exposure is one
+task, exactly ``romancal-lite run roman_elp <file>``. Tasks get file paths and
+return small dicts; Dask schedules them, retries them (transient I/O errors only:
+`romancal_lite.batch._tasks`), limits the workers' memory and reports progress. The
+client keeps the ledger (`romancal_lite.batch._ledger`) and writes the report.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from romancal_lite.errors import ConfigError
+
+from . import _tasks
+from ._ledger import Ledger
+from ._plan import Group, expand_inputs
+from ._report import REPORT_NAME, summary_table, write_report
+
+__all__ = ["BATCH_OPTIONS", "BatchOptions", "default_workers", "parse_batch_args", "run_batch"]
+
+#: Work directory of a batch inside its output directory (stage files, task logs).
+WORK_DIR = ".romancal_lite-batch"
+#: Thumbnails of the report, beside it.
+THUMBNAIL_DIR = "report_files"
+#: Memory a worker needs for one full-frame exposure-detector (roman_elp's peak with
+#: margin; sizes the default number of workers).
+WORKER_MEMORY = 4 * 1024**3
+
+BATCH_OPTIONS = """\
+batch options:
+  --workers N                local cluster: worker processes (default: the cores,
+                             at most one per 4 GB of memory)
+  --memory-limit SIZE        local cluster: memory limit per worker, e.g. 6GB
+                             (default: the machine's memory / workers)
+  --dashboard-address ADDR   local cluster: Dask dashboard (default :8787; 'none')
+  --scheduler ADDRESS        run on an existing Dask cluster (tcp://host:8786 or a
+                             scheduler file) instead of a local one
+  --omp-threads N            OpenMP threads of each task (default: local cluster,
+                             the cores / workers; --scheduler, the worker process's
+                             setting: 1 under Dask's nanny)
+  --retries N                retries of a task after a transient I/O error (default 2)
+  --resume                   skip what the ledger records as finished (outputs
+                             present and unchanged); do the rest
+  --force                    redo everything, even with a ledger in the output dir
+  --mosaic                   also run roman_mos on each association's _cal files
+  --mosaic-config FILE       parameter file of roman_mos (repeatable)
+  --reference-cache DIR      decompressed copies of compressed reference files
+                             (default $ROMANCAL_LITE_REFERENCE_CACHE, else
+                             ~/.cache/romancal_lite/uncompressed)
+  --no-reference-cache       read compressed references in every task
+  --no-report                no report.html
+"""
+
+_VALUED = {
+    "workers", "memory_limit", "dashboard_address", "scheduler", "omp_threads",
+    "retries", "mosaic_config", "reference_cache",
+}  # fmt: skip
+_FLAGS = {"resume", "force", "mosaic", "no_reference_cache", "no_report"}
+
+
+@dataclass
+class BatchOptions:
+    """The batch's own options (the pipeline's are `run`'s)."""
+
+    workers: int | None = None
+    memory_limit: str | None = None
+    dashboard_address: str | None = ":8787"
+    scheduler: str | None = None
+    omp_threads: int | None = None
+    retries: int = 2
+    resume: bool = False
+    force: bool = False
+    mosaic: bool = False
+    mosaic_config: list[str] = field(default_factory=list)
+    reference_cache: str | None = None
+    no_reference_cache: bool = False
+    no_report: bool = False
+
+
+def _int(name: str, value: str, low: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = low - 1
+    if number < low:
+        raise ConfigError(f"--{name.replace('_', '-')} needs an integer >= {low}, got {value!r}")
+    return number
+
+
+def parse_batch_args(tokens: list[str]) -> tuple[BatchOptions, list[str]]:
+    """Take the batch's own options out of the command line; return them and the rest.
+
+    Parameters
+    ----------
+    tokens : list of str
+        The arguments after ``batch``.
+
+    Returns
+    -------
+    BatchOptions, list of str
+        The batch options and the remaining tokens (inputs and ``run`` options).
+
+    Raises
+    ------
+    ConfigError
+        For a missing or bad value, or ``--resume`` with ``--force``.
+    """
+    options = BatchOptions()
+    rest: list[str] = []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        i += 1
+        key, has_value, value = token[2:].partition("=") if token.startswith("--") else (
+            "", False, "")
+        key = key.replace("-", "_")
+        if key in _FLAGS and not has_value:
+            setattr(options, key, True)
+        elif key in _VALUED:
+            if not has_value:
+                if i >= len(tokens):
+                    raise ConfigError(f"--{key.replace('_', '-')} needs a value")
+                value, i = tokens[i], i + 1
+            if key in {"workers", "omp_threads"}:
+                setattr(options, key, _int(key, value, 1))
+            elif key == "retries":
+                options.retries = _int(key, value, 0)
+            elif key == "mosaic_config":
+                options.mosaic_config.append(value)
+            elif key == "dashboard_address":
+                options.dashboard_address = None if value.lower() == "none" else value
+            else:
+                setattr(options, key, value)
+        else:
+            rest.append(token)
+    if options.resume and options.force:
+        raise ConfigError("--resume and --force exclude each other")
+    if options.scheduler and (options.workers or options.memory_limit):
+        raise ConfigError("--workers and --memory-limit are for the local cluster, not "
+                          "with --scheduler")
+    return options, rest
+
+
+def default_workers() -> int:
+    """Return the default number of local workers: the cores, at most one per 4 GB.
+
+    Returns
+    -------
+    int
+        At least 1.
+    """
+    import psutil
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    memory = psutil.virtual_memory().total
+    return max(1, min(cores, int(memory // WORKER_MEMORY)))
+
+
+def _reference_cache(options: BatchOptions) -> str | None:
+    from romancal_lite.references.uncompressed import reference_cache_dir
+
+    if options.no_reference_cache:
+        return None
+    if options.reference_cache:
+        return str(Path(os.path.expanduser(options.reference_cache)).resolve())
+    configured = reference_cache_dir()
+    if configured is not None:
+        return str(configured.resolve())
+    return str(Path("~/.cache/romancal_lite/uncompressed").expanduser())
+
+
+# ---------------------------------------------------------------------- cluster
+
+
+def _start_cluster(options: BatchOptions) -> tuple[Any, Any, int | None]:
+    """Return (client, local cluster or None, OpenMP threads per task)."""
+    from distributed import Client, LocalCluster
+
+    if options.scheduler:
+        target = options.scheduler
+        kwargs = {"scheduler_file": target} if os.path.isfile(target) else {"address": target}
+        try:
+            client = Client(**kwargs, timeout="20s")
+        except (OSError, TimeoutError) as exc:
+            raise ConfigError(f"--scheduler {target}: cannot connect ({exc})") from None
+        return client, None, options.omp_threads
+    workers = options.workers or default_workers()
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    threads = options.omp_threads or max(1, cores // workers)
+    import dask
+
+    env = {"OMP_NUM_THREADS": str(threads)}
+    with dask.config.set({"distributed.worker.daemon": False}):
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True,
+            memory_limit=options.memory_limit or "auto",
+            dashboard_address=options.dashboard_address or None,
+            silence_logs=logging.ERROR, env=env,
+        )  # fmt: skip
+    return Client(cluster), cluster, threads
+
+
+# ---------------------------------------------------------------------- the run
+
+
+def _abs(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(path))
+
+
+class _Progress:
+    """One status line: done / failed / running of all, elapsed, estimated remaining."""
+
+    def __init__(self, total: int, stream: Any = None):
+        self.total = total
+        self.start = time.monotonic()
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.last = ""
+
+    def draw(self, done: int, failed: int, running: int, final: bool = False) -> None:
+        elapsed = time.monotonic() - self.start
+        finished = done + failed
+        if finished and finished < self.total:
+            eta = f", ~{_clock(elapsed / finished * (self.total - finished))} left"
+        else:
+            eta = ""
+        frac = finished / self.total if self.total else 1.0
+        bar = "#" * int(30 * frac)
+        line = (f"[{bar:<30}] {finished}/{self.total} tasks: {done} done, {failed} failed, "
+                f"{running} running | {_clock(elapsed)}{eta}")
+        if self.tty:
+            self.stream.write("\r\033[2K" + line + ("\n" if final else ""))
+            self.stream.flush()
+        elif line != self.last and (final or finished != self._finished_last()):
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        self.last = line
+
+    def _finished_last(self) -> int:
+        try:
+            return int(self.last.split("] ")[1].split("/")[0])
+        except (IndexError, ValueError):
+            return -1
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _one_line(exc: BaseException) -> str:
+    from distributed.client import FutureCancelledError
+
+    name = type(exc).__name__
+    if name == "KilledWorker":
+        return ("the worker running it died repeatedly (memory limit exceeded or crash); "
+                "see the worker logs")
+    if isinstance(exc, FutureCancelledError):
+        return "cancelled"
+    if isinstance(exc, _tasks.TransientIOError):
+        return f"I/O error, retries exhausted: {exc.strerror or exc}"
+    return " ".join(f"{name}: {exc}".split())
+
+
+def _sweep_partials(output_dir: Path, stages: list[Path]) -> None:
+    """Remove the temporary files a killed worker may leave (atomic writes' temporaries)."""
+    for directory in [output_dir, output_dir / THUMBNAIL_DIR]:
+        if not directory.is_dir():
+            continue
+        for entry in directory.iterdir():
+            name = entry.name
+            if name.startswith(".") and name.endswith(".tmp") and entry.is_file():
+                entry.unlink(missing_ok=True)
+            elif name.startswith(".romancal_lite-elp-") and entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+    for stage in stages:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def run_batch(
+    inputs: list[str],
+    options: BatchOptions,
+    *,
+    config_files: list[str],
+    parameters: dict[str, Any],
+    builtin_references: bool = False,
+    command: list[str] | None = None,
+) -> int:
+    """Run a batch and return the exit status (0 all succeeded, 1 any failed).
+
+    Parameters
+    ----------
+    inputs : list of str
+        Files, globs, directories, association files.
+    options : BatchOptions
+        The batch's options.
+    config_files : list of str
+        ``roman_elp`` parameter files (as ``run --config``).
+    parameters : dict
+        ``roman_elp`` parameters (as ``run``), ``output_dir`` among them.
+    builtin_references : bool, optional
+        As ``run --builtin-references``.
+    command : list of str, optional
+        The command line (recorded in the ledger).
+
+    Returns
+    -------
+    int
+        0 or 1.
+
+    Raises
+    ------
+    ConfigError
+        Bad inputs or options, or a ledger in the way.
+    """
+    from distributed import wait
+
+    from romancal_lite.stpipe import registry
+
+    output_dir = Path(_abs(str(parameters.get("output_dir") or ".")))
+    parameters = {**parameters, "output_dir": str(output_dir)}
+    config_files = [_abs(f) for f in config_files]
+    mosaic_files = [_abs(f) for f in options.mosaic_config]
+    # the parameters are checked here, before any cluster starts
+    registry.resolve("roman_elp").build_config(
+        config_files, base={"parameters": {"save_results": True}}, **parameters
+    )
+    if options.mosaic:
+        registry.resolve("roman_mos").build_config(mosaic_files)
+    groups = expand_inputs(inputs)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(output_dir)
+    if ledger.exists() and not (options.resume or options.force):
+        raise ConfigError(
+            f"{ledger.path} exists (an earlier batch in this output directory): --resume to "
+            "finish it, --force to redo everything"
+        )
+    if ledger.exists() and options.resume:
+        ledger.load()
+    settings = {
+        "config_files": config_files,
+        "parameters": {k: v for k, v in parameters.items() if k != "output_dir"},
+        "builtin_references": builtin_references,
+        "mosaic": options.mosaic,
+        "mosaic_config_files": mosaic_files,
+    }
+    ledger.start_run(command or [], settings, options.resume)
+    work = output_dir / WORK_DIR
+    base_spec = {
+        "output_dir": str(output_dir),
+        "config_files": config_files,
+        "parameters": parameters,
+        "mosaic_config_files": mosaic_files,
+        "builtin_references": builtin_references,
+        "reference_cache": _reference_cache(options),
+    }
+    start = time.monotonic()
+    planned: dict[Any, str] = {}
+    _submit(None, groups, ledger, base_spec, options, work, planned, [])
+    if not planned:
+        print("romancal-lite batch: nothing to do (the ledger records every task finished, "
+              "its outputs unchanged)", file=sys.stderr)
+        return _finish(ledger, options, output_dir, work, time.monotonic() - start)
+    client, cluster, threads = _start_cluster(options)
+    base_spec["omp_threads"] = threads
+    futures: dict[Any, str] = {}
+    stages: list[Path] = []
+    try:
+        dashboard = getattr(client, "dashboard_link", None)
+        nworkers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+        where = options.scheduler or f"local cluster, {nworkers} workers"
+        print(f"romancal-lite batch: {sum(len(g.members) for g in groups)} exposure-detectors "
+              f"in {len(groups)} associations on {where}"
+              + (f"; dashboard {dashboard}" if dashboard and options.dashboard_address else ""),
+              file=sys.stderr)
+        _submit(client, groups, ledger, base_spec, options, work, futures, stages)
+        ledger.save()
+        progress = _Progress(len(futures))
+        done_n = failed_n = 0
+        pending = set(futures)
+        progress.draw(0, 0, 0)
+        while pending:
+            try:
+                finished, pending_set = wait(list(pending), timeout=0.5,
+                                             return_when="FIRST_COMPLETED")
+            except TimeoutError:  # nothing finished within the timeout
+                finished, pending_set = set(), pending
+            pending = set(pending_set)
+            for future in finished:
+                status = _record(ledger, futures[future], future)
+                if status in {"done", "partial"}:
+                    done_n += 1
+                else:
+                    failed_n += 1
+            if finished:
+                ledger.save()
+            running = _running(client) if pending else 0
+            progress.draw(done_n, failed_n, running, final=not pending)
+    except BaseException:
+        # Ctrl-C, SIGTERM or a lost scheduler: stop the work, keep a ledger that resumes
+        for future, task_id in futures.items():
+            if not future.done():
+                ledger.set(task_id, status="interrupted")
+        try:
+            client.cancel(list(futures), force=True)
+        except Exception:  # noqa: BLE001 - the scheduler may be gone already
+            pass
+        if cluster is not None:
+            _close(client, cluster)
+            client = cluster = None
+            _sweep_partials(output_dir, [
+                Path(ledger.tasks[t]["stage"]) for t in ledger.tasks
+                if ledger.tasks[t].get("status") == "interrupted" and ledger.tasks[t].get("stage")
+            ])  # fmt: skip
+        ledger.save()
+        raise
+    finally:
+        if client is not None:
+            _close(client, cluster)
+    return _finish(ledger, options, output_dir, work, time.monotonic() - start)
+
+
+def _finish(ledger: Ledger, options: BatchOptions, output_dir: Path, work: Path,
+            wall: float) -> int:
+    """Record the run's end, print the summary, write the report; return the exit status."""
+    ledger.data["runs"][-1]["wall_s"] = wall
+    ledger.save()
+    print(summary_table(ledger, wall))
+    if not options.no_report:
+        report = write_report(ledger, output_dir / REPORT_NAME)
+        print(f"report: {report}")
+    failed = [t for t, r in ledger.tasks.items() if r.get("status") not in {"done"}]
+    if not failed and work.is_dir():
+        shutil.rmtree(work / "stage", ignore_errors=True)
+    return 1 if failed else 0
+
+
+def _running(client: Any) -> int:
+    """Return how many tasks execute now (a worker may also hold its next one queued)."""
+    threads = client.nthreads()
+    return sum(min(len(keys), threads.get(worker, 1))
+               for worker, keys in client.processing().items())
+
+
+def _close(client: Any, cluster: Any) -> None:
+    try:
+        client.close(timeout=10)
+    except Exception:  # noqa: BLE001 - closing after an interruption: best effort
+        pass
+    if cluster is not None:
+        try:
+            cluster.close(timeout=10)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _record(ledger: Ledger, task_id: str, future: Any) -> str:
+    from ._ledger import _now
+
+    if future.status == "finished":
+        result = future.result()
+        ledger.set(task_id, **result, finished=_now())
+        return str(result.get("status"))
+    try:
+        exc = future.exception()
+    except Exception as other:  # noqa: BLE001 - a cancelled future raises here
+        exc = other
+    ledger.set(task_id, status="failed", error=_one_line(exc), outputs=[], finished=_now())
+    return "failed"
+
+
+def _submit(
+    client: Any, groups: list[Group], ledger: Ledger, base: dict[str, Any],
+    options: BatchOptions, work: Path, futures: dict[Any, str], stages: list[Path],
+) -> None:
+    """Put every task not already finished on the cluster (dependencies as futures)."""
+    run_id = uuid.uuid4().hex[:8]
+    thumbs = Path(base["output_dir"]) / THUMBNAIL_DIR
+    retries = options.retries
+
+    def reuse(task_id: str) -> bool:
+        return options.resume and ledger.complete(task_id)
+
+    def submit(func: Any, task_id: str, spec: dict[str, Any], *deps: Any) -> Any:
+        if client is None:  # planning only
+            futures[task_id] = task_id
+            return {}
+        future = client.submit(func, spec, *deps, key=f"{task_id}-{run_id}", retries=retries,
+                               pure=False)
+        futures[future] = task_id
+        return future
+
+    for group in groups:
+        upstream: list[Any] = []
+        if len(group.members) == 1:
+            member = group.members[0]
+            task_id = f"elp:{member.name}"
+            ledger.set(task_id, kind="elp", name=member.name, inputs=[_abs(member.path)],
+                       group=group.name)
+            if reuse(task_id):
+                upstream.append(ledger.tasks[task_id])
+            else:
+                ledger.set(task_id, status="pending", error=None)
+                upstream.append(submit(_tasks.elp_task, task_id, {
+                    **base, "inputs": [_abs(member.path)],
+                    "thumbnail": str(thumbs / f"{member.name}.png"),
+                    "log": str(work / "logs" / f"{member.name}.log"),
+                }))
+        else:
+            align_id = f"align:{group.name}"
+            aligned = reuse(align_id)
+            results: list[Any] = []
+            member_stages = []
+            for index, member in enumerate(group.members):
+                task_id = f"calibrate:{member.name}"
+                stage = work / "stage" / member.name
+                member_stages.append(str(stage))
+                ledger.set(task_id, kind="calibrate", name=member.name, align=align_id,
+                           inputs=[_abs(member.path)], group=group.name, stage=str(stage))
+                if aligned or reuse(task_id):
+                    results.append(ledger.tasks[task_id])
+                    continue
+                ledger.set(task_id, status="pending", error=None)
+                stages.append(stage)
+                results.append(submit(_tasks.calibrate_task, task_id, {
+                    **base, "inputs": [_abs(member.path)], "group_id": member.group_id,
+                    "index": index,
+                    "stage": str(stage), "thumbnail": str(thumbs / f"{member.name}.png"),
+                    "log": str(work / "logs" / f"{member.name}.log"),
+                }))
+            ledger.set(align_id, kind="align", name=group.name,
+                       inputs=[_abs(m.path) for m in group.members])
+            if aligned:
+                upstream.append(ledger.tasks[align_id])
+            else:
+                ledger.set(align_id, status="pending", error=None)
+                upstream.append(submit(_tasks.align_task, align_id, {
+                    **base, "stages": member_stages, "names": [m.name for m in group.members],
+                    "inputs": [_abs(m.path) for m in group.members],
+                    "log": str(work / "logs" / f"align_{group.name}.log"),
+                }, results))
+        if options.mosaic:
+            mosaic_id = f"mosaic:{group.name}"
+            ledger.set(mosaic_id, kind="mosaic", name=group.name)
+            if reuse(mosaic_id):
+                continue
+            ledger.set(mosaic_id, status="pending", error=None)
+            submit(_tasks.mosaic_task, mosaic_id, {
+                **base, "product": group.name,
+                "asn": str(Path(base["output_dir"]) / f"{group.name}_mosaic_asn.json"),
+                "thumbnail": str(thumbs / f"{group.name}_coadd.png"),
+                "log": str(work / "logs" / f"mosaic_{group.name}.log"),
+            }, upstream)
