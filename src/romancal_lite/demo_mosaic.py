@@ -403,7 +403,7 @@ def score_mosaic_sky(mosaic: Any, expected: float, *, n_sigma: float = 3.0) -> d
     median = float(np.median(values))
     sigma = 1.4826 * float(np.median(np.abs(values - median)))
     for _ in range(3):
-        kept = values[np.abs(values - median) < n_sigma * sigma]
+        kept = values[np.abs(values - median) <= n_sigma * sigma]
         median = float(np.median(kept))
         sigma = 1.4826 * float(np.median(np.abs(kept - median)))
     return {"sky": median, "expected": float(expected), "error": median - float(expected),

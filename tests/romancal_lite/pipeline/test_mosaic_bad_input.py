@@ -32,7 +32,7 @@ def cache(tmp_path_factory):
     return generate_cache(root, full_shape=(72, 72), reftypes=("epsf", "apcorr"))
 
 
-def _image(directory, exposure, detector=1, dither=(0.0, 0.0)):
+def _image(exposure, detector=1, dither=(0.0, 0.0)):
     stars = [(a, b, 20 * f) for a, b, f in md.stars_in((64, 64), 8, 3)]
     return md.make_image(exposure, detector, dither=dither, stars=stars, sigma=2.0)
 
@@ -73,7 +73,7 @@ def _previous_product(out):
 
 
 def test_missing_member_file_in_the_association(cache, tmp_path, capsys):
-    asn = _asn(tmp_path, [_image(tmp_path, 1), _image(tmp_path, 2, dither=(5.3, 3.1))])
+    asn = _asn(tmp_path, [_image(1), _image(2, dither=(5.3, 3.1))])
     tree = json.loads(asn.read_text())
     tree["products"][0]["members"].append({"expname": "lost_cal.asdf", "exptype": "science"})
     asn.write_text(json.dumps(tree))
@@ -85,7 +85,7 @@ def test_missing_member_file_in_the_association(cache, tmp_path, capsys):
 
 
 def test_missing_file_given_on_the_command_line(cache, tmp_path, capsys):
-    path = _image(tmp_path, 1).save(tmp_path / "e1_wfi01_cal.asdf")
+    path = _image(1).save(tmp_path / "e1_wfi01_cal.asdf")
     with builtin_cache(cache, hide_user_crds=True):
         status = main(["run", "roman_mos", str(path), str(tmp_path / "nothere_cal.asdf"),
                        "--output-dir", str(tmp_path / "out")])
@@ -100,7 +100,7 @@ def test_missing_file_given_on_the_command_line(cache, tmp_path, capsys):
 
 def test_inputs_far_apart_are_refused(cache, tmp_path, capsys):
     """2 degrees apart: the footprint union would be a ~65000-pixel, empty grid."""
-    asn = _asn(tmp_path, [_image(tmp_path, 1), _image(tmp_path, 2, dither=(7200.0, 0.0))])
+    asn = _asn(tmp_path, [_image(1), _image(2, dither=(7200.0, 0.0))])
     out = tmp_path / "out"
     before = _previous_product(out)
     assert _run(cache, asn, out, *SKIP_CATALOG) == 1
@@ -115,7 +115,7 @@ def test_inputs_far_apart_are_refused(cache, tmp_path, capsys):
 
 def test_inputs_side_by_side_without_overlap_are_combined(cache, tmp_path, caplog):
     """Adjacent detectors do not overlap either: a valid mosaic, skymatch skipped."""
-    asn = _asn(tmp_path, [_image(tmp_path, 1, 1), _image(tmp_path, 1, 2)])
+    asn = _asn(tmp_path, [_image(1, 1), _image(1, 2)])
     with ModelLibrary(asn) as library:
         coverage, _, _ = footprint_coverage(library)
     assert 0.2 < coverage <= 1.0  # two 64-pixel squares in a box tilted 30 deg
@@ -132,7 +132,7 @@ def test_inputs_side_by_side_without_overlap_are_combined(cache, tmp_path, caplo
 
 def test_single_input_skips_the_comparisons(cache, tmp_path, caplog):
     """One image: skymatch and outlier_detection are skipped (documented), the mosaic made."""
-    asn = _asn(tmp_path, [_image(tmp_path, 1)])
+    asn = _asn(tmp_path, [_image(1)])
     out = tmp_path / "out"
     with caplog.at_level("WARNING"):
         assert _run(cache, asn, out) == 0
@@ -147,9 +147,9 @@ def test_single_input_skips_the_comparisons(cache, tmp_path, caplog):
 
 
 def test_inputs_in_different_filters_are_refused(cache, tmp_path, capsys):
-    other = _image(tmp_path, 2, dither=(5.3, 3.1))
+    other = _image(2, dither=(5.3, 3.1))
     other.meta.instrument.optical_element = "F129"
-    asn = _asn(tmp_path, [_image(tmp_path, 1), other])
+    asn = _asn(tmp_path, [_image(1), other])
     out = tmp_path / "out"
     before = _previous_product(out)
     assert _run(cache, asn, out, *SKIP_CATALOG) == 1
@@ -159,11 +159,11 @@ def test_inputs_in_different_filters_are_refused(cache, tmp_path, capsys):
 
 def test_inputs_in_different_units_are_brought_to_one(cache, tmp_path):
     """One input still in DN/s (flux not applied), one already in MJy/sr: one mosaic."""
-    dn = _image(tmp_path, 2, dither=(5.3, 3.1))
+    dn = _image(2, dither=(5.3, 3.1))
     dn.data = dn.data / np.float32(0.5)  # DN/s with 0.5 MJy/sr per DN/s
     dn.meta.photometry.conversion_megajanskys = 0.5
     dn.meta.cal_step.flux = "INCOMPLETE"
-    asn = _asn(tmp_path, [_image(tmp_path, 1), dn])
+    asn = _asn(tmp_path, [_image(1), dn])
     out = tmp_path / "out"
     assert _run(cache, asn, out, *SKIP_CATALOG, "--steps.skymatch.skip", "true") == 0
     with datamodels.open(out / "field_coadd.asdf") as mosaic:
@@ -173,10 +173,10 @@ def test_inputs_in_different_units_are_brought_to_one(cache, tmp_path):
 
 def test_input_without_a_unit_conversion_is_refused(cache, tmp_path, capsys):
     """DN/s without meta.photometry's conversion: it cannot be put in MJy/sr."""
-    dn = _image(tmp_path, 2, dither=(5.3, 3.1))
+    dn = _image(2, dither=(5.3, 3.1))
     dn.meta.photometry.conversion_megajanskys = -999999.0
     dn.meta.cal_step.flux = "INCOMPLETE"
-    asn = _asn(tmp_path, [_image(tmp_path, 1), dn])
+    asn = _asn(tmp_path, [_image(1), dn])
     out = tmp_path / "out"
     before = _previous_product(out)
     assert _run(cache, asn, out, *SKIP_CATALOG) == 1

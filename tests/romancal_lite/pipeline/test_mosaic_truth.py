@@ -156,3 +156,58 @@ def test_mosaic_wcs_puts_sources_at_their_true_positions(run):
     assert result["median_mas"] < 5.0, result  # the pointing error was 1.2" (1220 mas)
     assert result["max_mas"] < 50.0, result
     assert math.hypot(result["mean_dra_mas"], result["mean_ddec_mas"]) < 3.0, result
+
+
+# ---------------------------------------------------------------- the scores by hand
+
+
+def _stars_table(ra, dec, flux):
+    n = len(ra)
+    return {"id": np.arange(n), "ra": np.asarray(ra, float), "dec": np.asarray(dec, float),
+            "flux_mjy": np.asarray(flux, float), "saturated": np.zeros(n, bool),
+            "n_members": np.full(n, DITHERS)}
+
+
+def test_scores_by_hand(run):
+    """A Gaussian star and a spike added to a flat copy of the mosaic, scored."""
+    with datamodels.open(run["out"] / f"{MOSAIC_NAME}_coadd.asdf") as mosaic:
+        ny, nx = mosaic.data.shape
+        sky, flux_mjy = 0.3, 2.0e-6
+        area = math.radians(float(mosaic.meta.wcsinfo["pixel_scale"])) ** 2
+        x0, y0 = nx / 2 + 0.3, ny / 2 - 0.2
+        yy, xx = np.mgrid[0:ny, 0:nx]
+        star = np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / (2 * 0.9**2)) / (2 * math.pi * 0.81)
+        mosaic.data = (sky + star * flux_mjy / area).astype(np.float32)
+        mosaic.err = np.full((ny, nx), 0.01, np.float32)
+        mosaic.data[40, 50] += 1.0  # a cosmic ray left in
+        ra, dec = mosaic.meta.wcs([x0, 50.0, 80.0], [y0, 40.0, 60.0])
+        photometry = score_mosaic_photometry(mosaic, _stars_table(ra[:1], dec[:1], [flux_mjy]))
+        assert photometry["n_stars"] == 1
+        assert photometry["ratio_median"] == pytest.approx(1.0, abs=1e-4)
+        # a second star 1" away: neither is isolated any more
+        both = _stars_table([ra[0], ra[0]], [dec[0], dec[0] + 1 / 3600], [flux_mjy] * 2)
+        assert score_mosaic_photometry(mosaic, both)["n_stars"] == 0
+        assert score_mosaic_sky(mosaic, 0.25)["error"] == pytest.approx(0.05, abs=1e-6)
+        crs = score_mosaic_crs(mosaic, ra[1:], dec[1:], sky)
+        assert crs == {"n_tested": 2, "n_visible": 1}
+    table = Table({"ra_centroid": [ra[0] + 1e-6 / math.cos(math.radians(dec[0]))],
+                   "dec_centroid": [dec[0]]})
+    astrometry = score_mosaic_astrometry(table, _stars_table(ra[:1], dec[:1], [1.0]))
+    assert astrometry["n_matched"] == 1
+    assert astrometry["median_mas"] == pytest.approx(3.6, rel=1e-3)
+    assert astrometry["mean_dra_mas"] == pytest.approx(3.6, rel=1e-3)
+    skymatch = score_skymatch([0.2, 0.3, 0.1], [1.0, 1.1, 0.95])
+    assert skymatch["levels"] == pytest.approx([0.0, 0.1, -0.1])
+    assert skymatch["max_error"] == pytest.approx(0.05)
+
+
+def test_mosaic_demo_bad_options(capsys):
+    for argv, words in (
+        (["--shape", "256", "200"], "multiple of 128"),
+        (["--dithers", "1"], "dithers must be an integer from 2 to 8"),
+    ):
+        assert cli.main(["demo", "--mosaic", *argv]) == 1
+        err = capsys.readouterr().err
+        assert words in err and "Traceback" not in err and len(err.splitlines()) == 1
+    assert cli.main(["demo", "--dithers", "3"]) == 1
+    assert "options of demo --mosaic" in capsys.readouterr().err
