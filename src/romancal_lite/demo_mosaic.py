@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from romancal_lite.demo import _demo_n_stars, _separation_mas
+from romancore.dqflags import pixel
 
 __all__ = [
     "MOSAIC_DITHERS",
@@ -81,10 +82,9 @@ MOSAIC_SKY = 1.0
 MOSAIC_SKY_OFFSETS = (0.0, 0.2, 0.5, 0.3)
 #: Recorded-minus-true pointing of every exposure: 1" east, 0.7" south, roll +1'.
 MOSAIC_POINTING_ERROR = (1.0, -0.7, 1.0)
-#: DQ flags (romancal's ``pixel`` values).
-_JUMP_DET = 4
-_OUTLIER = 128
-_DO_NOT_USE = 1
+_JUMP_DET = int(pixel.JUMP_DET)
+_OUTLIER = int(pixel.OUTLIER)
+_DO_NOT_USE = int(pixel.DO_NOT_USE)
 _STEP_OUTLIER = "outlier_detection"
 
 
