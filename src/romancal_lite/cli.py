@@ -258,28 +258,85 @@ def _demo(args: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog=f"{PROG} demo",
         description="Simulate a Roman WFI exposure (once), calibrate it with roman_elp, "
-        "write the _cal file and a PNG preview, and compare with the simulated truth.",
+        "write the _cal file and a PNG preview, and compare with the simulated truth. "
+        "With --mosaic: simulate a dithered set of exposures, calibrate and align them, "
+        "combine them with roman_mos, preview the mosaic and compare it with the truth.",
     )
-    parser.add_argument("--output-dir", default="romancal_lite_demo", help="output directory")
     parser.add_argument(
-        "--shape", nargs=2, type=int, default=(4096, 4096), metavar=("NY", "NX"),
-        help="full read-out shape (default 4096 4096)",
+        "--mosaic", action="store_true",
+        help="the mosaic demo: a dithered set through roman_elp and roman_mos",
+    )
+    parser.add_argument(
+        "--output-dir", default=None,
+        help="output directory (default romancal_lite_demo, with --mosaic "
+        "romancal_lite_mosaic_demo)",
+    )
+    parser.add_argument(
+        "--shape", nargs=2, type=int, default=None, metavar=("NY", "NX"),
+        help="full read-out shape of each exposure (default 4096 4096, with --mosaic "
+        "2048 2048)",
     )
     parser.add_argument(
         "--read-pattern", default=None, help="named read pattern (ma4: 9 resultants, default;"
         " ma6: 15; ma109: 10)"
     )
     parser.add_argument("--seed", type=int, default=42, help="simulation seed")
+    parser.add_argument(
+        "--dithers", type=int, default=None,
+        help="with --mosaic: number of dithered exposures, 2 to 8 (default 4)",
+    )
+    parser.add_argument(
+        "--ramp-jumps", action="store_true",
+        help="with --mosaic: keep roman_elp's in-ramp jump detection (default off, so that "
+        "the cosmic rays reach the _cal images and outlier_detection removes them)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="show DEBUG log messages")
     ns = parser.parse_args(args)
-    from romancal_lite.demo import run_demo
     from romancal_lite.stpipe.log import log_to_stderr
 
-    with log_to_stderr(verbose=ns.verbose):
-        result = run_demo(
-            ns.output_dir, shape=tuple(ns.shape), read_pattern=ns.read_pattern, seed=ns.seed
+    if not ns.mosaic:
+        if ns.dithers is not None or ns.ramp_jumps:
+            raise ConfigError("--dithers and --ramp-jumps are options of demo --mosaic")
+        from romancal_lite.demo import run_demo
+
+        with log_to_stderr(verbose=ns.verbose):
+            result = run_demo(
+                ns.output_dir or "romancal_lite_demo",
+                shape=tuple(ns.shape or (4096, 4096)),
+                read_pattern=ns.read_pattern,
+                seed=ns.seed,
+            )
+        print(
+            f"simulated in {result['simulate_s']:.1f} s, calibrated in"
+            f" {result['calibrate_s']:.1f} s"
         )
-    print(f"simulated in {result['simulate_s']:.1f} s, calibrated in {result['calibrate_s']:.1f} s")
+        return 0
+    from romancal_lite.demo_mosaic import (
+        MOSAIC_DITHERS,
+        MOSAIC_SHAPE,
+        check_mosaic_options,
+        run_mosaic_demo,
+    )
+
+    dithers = MOSAIC_DITHERS if ns.dithers is None else ns.dithers
+    try:
+        shape = check_mosaic_options(ns.shape or MOSAIC_SHAPE, dithers)
+    except ValueError as exc:
+        raise ConfigError(f"demo --mosaic: {exc}") from None
+    with log_to_stderr(verbose=ns.verbose):
+        result = run_mosaic_demo(
+            ns.output_dir or "romancal_lite_mosaic_demo",
+            shape=shape,
+            dithers=dithers,
+            seed=ns.seed,
+            ramp_jumps=ns.ramp_jumps,
+            read_pattern=ns.read_pattern,
+        )
+    print(
+        f"simulated in {result['simulate_s']:.1f} s, calibrated in"
+        f" {result['calibrate_s']:.1f} s, combined in {result['mosaic_s']:.1f} s, scored in"
+        f" {result['score_s']:.1f} s"
+    )
     return 0
 
 
@@ -300,6 +357,7 @@ def _top_help() -> str:
         "  batch  run roman_elp (and roman_mos) on many exposures on a Dask cluster"
         " (see 'batch --help')",
         "  demo   simulate an exposure, calibrate it, write the _cal file and a PNG preview",
+        "         (demo --mosaic: a dithered set through roman_elp and roman_mos)",
         "  asn    write an association of _cal files: asn -o x_asn.json --product-name NAME"
         " [-t TARGET] files...",
         "",

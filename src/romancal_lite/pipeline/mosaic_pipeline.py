@@ -10,10 +10,14 @@ The inputs stay in a `ModelLibrary` on disk: each step borrows one image at a ti
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from romancal_lite import datamodels
+from romancal_lite.errors import InputFileError
 from romancal_lite.steps._library import as_library, product_name
 from romancal_lite.steps.flux import FluxStep
 from romancal_lite.steps.outlier_detection import OutlierDetectionStep
@@ -23,7 +27,66 @@ from romancal_lite.steps.source_catalog import SourceCatalogStep
 from romancal_lite.stpipe import Param, Pipeline
 from romancal_lite.stpipe.naming import make_output_name
 
-__all__ = ["HighLevelPipeline", "MosaicPipeline"]
+__all__ = ["HighLevelPipeline", "MosaicPipeline", "footprint_coverage"]
+
+
+def footprint_coverage(library: Any) -> tuple[float, float, list[str]]:
+    """Return how much of the sky region the inputs span they actually cover.
+
+    The footprints (pixel-edge corners through each WCS, read from the metadata) are
+    projected onto the plane tangent at their mean direction; the coverage is the sum
+    of their areas over the area of the box (east/north) that holds them all. One
+    pointing's 18 detectors cover about half of their box; exposures that overlap, more.
+
+    Parameters
+    ----------
+    library : ModelLibrary
+        The inputs.
+
+    Returns
+    -------
+    coverage : float
+        Summed footprint area over the box's area (can exceed 1 where they overlap).
+    extent : float
+        The box's larger side (deg).
+    names : list of str
+        The members' file names.
+    """
+    from romancal_lite.steps.skymatch.skymatch import TangentPlane, footprint_radec
+    from romancal_lite.steps.skymatch.skymatch_step import _box_shape
+
+    polygons, names = [], []
+    for index in range(len(library)):
+        meta = library.read_meta(index)
+        wcs = meta.get("wcs")
+        names.append(str(meta.get("filename") or library.members[index].path.name))
+        if wcs is None:
+            raise InputFileError(f"{names[-1]}: no WCS (meta.wcs): it cannot be placed on a mosaic")
+        shape = _box_shape(wcs)
+        if shape is None:
+            with library:
+                model = library.borrow(index)
+                try:
+                    shape = tuple(np.shape(model.data))
+                finally:
+                    library.shelve(model, index)
+        polygons.append(footprint_radec(wcs, shape))
+    ra = np.concatenate([p[0] for p in polygons])
+    dec = np.concatenate([p[1] for p in polygons])
+    try:
+        plane = TangentPlane.about(ra, dec)
+        points = [plane.project(r, d) for r, d in polygons]
+    except ValueError:
+        return 0.0, 180.0, names
+    area = 0.0
+    for xy in points:
+        x, y = xy[:, 0], xy[:, 1]
+        area += 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+    every = np.concatenate(points)
+    if not np.isfinite(every).all():  # a footprint beyond the plane's hemisphere
+        return 0.0, 180.0, names
+    width, height = np.ptp(every[:, 0]), np.ptp(every[:, 1])
+    return area / max(width * height, 1e-300), math.degrees(max(width, height)), names
 
 
 class MosaicPipeline(Pipeline):
@@ -41,6 +104,10 @@ class MosaicPipeline(Pipeline):
 
     class_alias = "roman_mos"
     suffix = Param(str, "coadd", "Suffix of the mosaic file name")
+    min_coverage = Param(
+        float, 0.01, "Refuse inputs whose footprints cover less than this fraction of the "
+        "sky box they span (far-apart inputs: a huge, empty grid); 0: never", minimum=0.0,
+    )
     step_defs = {
         "flux": FluxStep,
         "skymatch": SkyMatchStep,
@@ -83,6 +150,8 @@ class MosaicPipeline(Pipeline):
         """
         library = model
         self.log.info("Mosaic of %d images: product %s", len(library), self._input_name)
+        if self.min_coverage > 0 and len(library) > 1:
+            self._check_coverage(library)
         library = self.flux.run(library)
         library = self.skymatch.run(library)
         library = self.outlier_detection.run(library)
@@ -91,6 +160,19 @@ class MosaicPipeline(Pipeline):
         if not self.source_catalog.skip:
             self.source_catalog.run(mosaic)
         return mosaic
+
+    def _check_coverage(self, library: Any) -> None:
+        """Refuse inputs spread so far apart that the mosaic grid would be nearly empty."""
+        coverage, extent, names = footprint_coverage(library)
+        if coverage >= self.min_coverage:
+            return
+        shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        raise InputFileError(
+            f"the inputs ({shown}) do not overlap and lie far apart: they span"
+            f" {extent:.3g} deg but cover {coverage:.2e} of that region, so the mosaic grid"
+            f" would be almost empty; combine them separately (or lower min_coverage,"
+            f" now {self.min_coverage:g})"
+        )
 
     def record_status(self, model: Any, status: str) -> None:  # noqa: D102
         if isinstance(model, datamodels.ModelLibrary):
