@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from romancal_lite.errors import InputFileError
 
-__all__ = ["as_library", "is_many", "product_name", "save_members"]
+__all__ = ["SavesMembers", "as_library", "is_many", "product_name"]
 
 
 def is_many(input: Any) -> bool:  # noqa: A002
@@ -90,30 +89,37 @@ def product_name(library: Any, default: str = "mosaic") -> str:
     return default
 
 
-def save_members(save: Callable[[Any, Path], None], library: Any, directory: Path,
-                 suffix: str) -> None:
-    """Save each member of a library as ``<directory>/<member>_<suffix>.asdf``.
+class SavesMembers:
+    """Step mix-in: a `ModelLibrary` result is saved member by member.
 
-    Members are borrowed one at a time and shelved unchanged.
-
-    Parameters
-    ----------
-    save : callable
-        ``save(image, path)``, the step's writer of one image.
-    library : ModelLibrary
-        The images.
-    directory : pathlib.Path
-        Output directory.
-    suffix : str
-        Suffix of the names (``make_output_name``).
+    Each member is written as ``<output dir>/<member>_<suffix>.asdf`` by the step's own
+    single-image ``save`` (borrowed one at a time, shelved unchanged); any other result
+    is saved as usual. Put it before `Step` in the bases.
     """
-    from romancal_lite.stpipe.naming import make_output_name
 
-    with library:
-        for index in range(len(library)):
-            image = library.borrow(index)
-            out = Path(directory) / make_output_name(library.members[index].path.name, suffix)
-            try:
-                save(image, out)
-            finally:
-                library.shelve(image, index, modify=False)
+    def save(self, model: Any, path: Any) -> None:
+        """Save the image, or each image of a library as ``<member>_<suffix>.asdf``.
+
+        Parameters
+        ----------
+        model : ImageModel or ModelLibrary
+            The result.
+        path : pathlib.Path
+            Output of a single image (a library's members are named after themselves).
+        """
+        from romancal_lite.datamodels import ModelLibrary
+        from romancal_lite.stpipe.naming import make_output_name
+
+        save_one = super().save  # type: ignore[misc]
+        if not isinstance(model, ModelLibrary):
+            save_one(model, path)
+            return
+        suffix = self.suffix or self.class_alias  # type: ignore[attr-defined]
+        with model:
+            for index in range(len(model)):
+                image = model.borrow(index)
+                name = make_output_name(model.members[index].path.name, suffix)
+                try:
+                    save_one(image, Path(path).parent / name)
+                finally:
+                    model.shelve(image, index, modify=False)

@@ -7,13 +7,13 @@ from typing import Any
 from romancal_lite import datamodels
 from romancal_lite.stpipe import Step
 
-from .._library import as_library, is_many, product_name, save_members
+from .._library import SavesMembers, as_library, is_many, product_name
 from .flux import apply_flux_correction
 
 __all__ = ["FluxStep"]
 
 
-class FluxStep(Step):
+class FluxStep(SavesMembers, Step):
     """Convert images from DN/s to MJy/sr (``data``, ``err`` and the variances).
 
     One image gives one image; an association, a list or a `ModelLibrary` gives the
@@ -82,18 +82,3 @@ class FluxStep(Step):
             return True
         self.log.info("%s: already in MJy/sr (cal_step.flux COMPLETE); unchanged", name)
         return False
-
-    def save(self, model: Any, path: Any) -> None:
-        """Save the image, or each image of a library as ``<member>_<suffix>.asdf``.
-
-        Parameters
-        ----------
-        model : ImageModel or ModelLibrary
-            The result.
-        path : pathlib.Path
-            Output of a single image (a library's members are named after themselves).
-        """
-        if not isinstance(model, datamodels.ModelLibrary):
-            super().save(model, path)
-            return
-        save_members(super().save, model, path.parent, self.suffix or self.class_alias)

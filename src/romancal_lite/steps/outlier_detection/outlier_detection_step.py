@@ -12,7 +12,7 @@ from romancal_lite import datamodels
 from romancal_lite.errors import ConfigError, InputFileError
 from romancal_lite.stpipe import Param, Step
 
-from .._library import as_library, product_name, save_members
+from .._library import SavesMembers, as_library, product_name
 from ..resample import KERNELS, Resampler, good_pixel_mask, parse_fillval
 from ..resample.resample_step import ResampleStep, _number
 from .outlier_detection import (
@@ -66,7 +66,7 @@ def _sky_level(meta: Any) -> float | None:
     return _number(background, "level")
 
 
-class OutlierDetectionStep(Step):
+class OutlierDetectionStep(SavesMembers, Step):
     """Flag outliers (cosmic rays, bad pixels) of each exposure (romancal 1.1).
 
     With ``resample_data`` (default) every exposure group of the library
@@ -304,21 +304,6 @@ class OutlierDetectionStep(Step):
             tree["wcs"] = wcs
         asdf.AsdfFile(tree).write_to(path)
         self.log.info("Saved intermediate product %s", path)
-
-    def save(self, model: Any, path: Any) -> None:
-        """Save each exposure of the library as ``<member>_<suffix>.asdf``.
-
-        Parameters
-        ----------
-        model : ModelLibrary or ImageModel
-            The result.
-        path : pathlib.Path
-            Output of a single image (a library's members are named after themselves).
-        """
-        if not isinstance(model, datamodels.ModelLibrary):
-            super().save(model, path)
-            return
-        save_members(super().save, model, path.parent, self.suffix or self.class_alias)
 
 
 def _dq_flags() -> int:

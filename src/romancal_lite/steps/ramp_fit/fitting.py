@@ -58,6 +58,29 @@ def uniform_weights(read_pattern: Sequence[Sequence[int]], frame_time: float) ->
     return (n * n_i * t_i - s_t * n_i) / denom
 
 
+def _check_exposure(data: np.ndarray, groupdq: np.ndarray, pixeldq: np.ndarray,
+                    gain: np.ndarray, read_noise: np.ndarray, block_rows: int
+                    ) -> tuple[int, int, int, int, int]:
+    """Check a fit's arrays; return ``(n, ny, nx)`` and the trimmed ``(sy, sx)``."""
+    if data.ndim != 3:
+        raise ValueError(f"data must be 3-D (resultants, rows, columns), got {data.shape}")
+    n, ny, nx = data.shape
+    b = BORDER
+    if ny <= 2 * b or nx <= 2 * b:
+        raise ValueError(f"a {ny} x {nx} frame has no pixels inside the {b}-pixel border")
+    for name, arr, shape in (
+        ("groupdq", groupdq, data.shape),
+        ("pixeldq", pixeldq, (ny, nx)),
+        ("gain", gain, (ny, nx)),
+        ("read_noise", read_noise, (ny, nx)),
+    ):
+        if arr.shape != shape:
+            raise ValueError(f"{name} has shape {arr.shape}, expected {shape}")
+    if block_rows < 1:
+        raise ValueError("block_rows must be >= 1")
+    return n, ny, nx, ny - 2 * b, nx - 2 * b
+
+
 def fit_exposure(
     data: np.ndarray,
     groupdq: np.ndarray,
@@ -129,23 +152,8 @@ def fit_exposure(
     ValueError
         For inconsistent shapes or a frame smaller than the border.
     """
-    if data.ndim != 3:
-        raise ValueError(f"data must be 3-D (resultants, rows, columns), got {data.shape}")
-    n, ny, nx = data.shape
+    n, ny, nx, sy, sx = _check_exposure(data, groupdq, pixeldq, gain, read_noise, block_rows)
     b = BORDER
-    if ny <= 2 * b or nx <= 2 * b:
-        raise ValueError(f"a {ny} x {nx} frame has no pixels inside the {b}-pixel border")
-    for name, arr, shape in (
-        ("groupdq", groupdq, data.shape),
-        ("pixeldq", pixeldq, (ny, nx)),
-        ("gain", gain, (ny, nx)),
-        ("read_noise", read_noise, (ny, nx)),
-    ):
-        if arr.shape != shape:
-            raise ValueError(f"{name} has shape {arr.shape}, expected {shape}")
-    if block_rows < 1:
-        raise ValueError("block_rows must be >= 1")
-    sy, sx = ny - 2 * b, nx - 2 * b
     slope = np.empty((sy, sx), np.float32)
     var_p = np.empty((sy, sx), np.float32)
     var_r = np.empty((sy, sx), np.float32)
@@ -240,23 +248,8 @@ def fit_exposure_likely(
     ValueError
         For inconsistent shapes or a frame smaller than the border.
     """
-    if data.ndim != 3:
-        raise ValueError(f"data must be 3-D (resultants, rows, columns), got {data.shape}")
-    n, ny, nx = data.shape
+    n, ny, nx, sy, sx = _check_exposure(data, groupdq, pixeldq, gain, read_noise, block_rows)
     b = BORDER
-    if ny <= 2 * b or nx <= 2 * b:
-        raise ValueError(f"a {ny} x {nx} frame has no pixels inside the {b}-pixel border")
-    for name, arr, shape in (
-        ("groupdq", groupdq, data.shape),
-        ("pixeldq", pixeldq, (ny, nx)),
-        ("gain", gain, (ny, nx)),
-        ("read_noise", read_noise, (ny, nx)),
-    ):
-        if arr.shape != shape:
-            raise ValueError(f"{name} has shape {arr.shape}, expected {shape}")
-    if block_rows < 1:
-        raise ValueError("block_rows must be >= 1")
-    sy, sx = ny - 2 * b, nx - 2 * b
     images = RampFitArrays(*(np.empty((sy, sx), np.uint32 if name == "dq" else np.float32)
                              for name in RampFitArrays._fields))
     chisq = np.empty((sy, sx), np.float32)
