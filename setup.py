@@ -96,6 +96,7 @@ EXTENSIONS = [
     # as _readlinearity: the branch-free min/max of the median network vectorise
     _ext("romancore.ramp._likely", ("-fno-trapping-math",)),
     _ext("romancore._srcmeasure"),
+    _ext("romancore._segmentation"),
     _ext("romancore._convolve"),
     _ext("romancore._sigmaclip"),
     _ext("romancore._refpix"),

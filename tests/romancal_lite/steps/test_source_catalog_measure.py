@@ -244,3 +244,74 @@ def test_empty_and_invalid_inputs():
         measure.flux_radius(data, None, segm, [1], [1.0], [1.0], [1.0], [1.0], 0.0)
     with pytest.raises(ValueError, match="radii"):
         measure.circular_photometry(data, None, None, [1.0], [1.0], [0.0])
+
+
+def test_segment_properties(scene):
+    """Centroids, shape, area and segment fluxes equal SourceCatalog's (deblended maps)."""
+    data, err, mask, cat, segm, s = scene
+    from photutils.segmentation import make_2dgaussian_kernel
+    from scipy import ndimage
+
+    conv = ndimage.convolve(np.where(mask, 0.0, data),
+                            make_2dgaussian_kernel(2.0, size=7).array, mode="constant")
+    bbox = np.array([(sl[0].start, sl[0].stop - 1, sl[1].start, sl[1].stop - 1)
+                     for sl in segm.slices])
+    labels = np.asarray(segm.labels, dtype=np.int32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = measure.segment_properties(conv, data, err, mask,
+                                          np.ascontiguousarray(segm.data, np.int32),
+                                          labels, bbox)
+        for name, value in ours.items():
+            ref = np.asarray(u.Quantity(getattr(cat, name)).value, dtype=float)
+            if name == "area":
+                np.testing.assert_array_equal(value, ref, err_msg=name)
+            elif name in ("segment_flux", "segment_flux_err"):
+                # the same values summed in raster order (NumPy's reduceat may pair them)
+                _close(value, ref, rtol=1e-13)
+            else:
+                # moments by loops instead of matrix products: rounding only
+                # (near-zero off-diagonal terms carry the absolute error)
+                _close(value, ref, rtol=1e-9, atol=1e-12)
+    assert np.isfinite(ours["semimajor_axis"]).all()
+
+
+def test_segment_properties_thin_sources():
+    """A one-pixel-wide line and a single pixel: SourceExtractor's 1/12 increments."""
+    from photutils.segmentation import SegmentationImage, SourceCatalog
+
+    data = np.zeros((7, 9))
+    segm = np.zeros((7, 9), dtype=np.int32)
+    data[2, 1:7] = [1.0, 2.0, 4.0, 3.0, 1.0, 0.5]
+    segm[2, 1:7] = 1
+    data[5, 7] = 2.0
+    segm[5, 7] = 2
+    mask = np.zeros(data.shape, dtype=bool)
+    ours = measure.segment_properties(data, data, np.ones_like(data), mask, segm,
+                                      np.array([1, 2], np.int32),
+                                      np.array([[2, 2, 1, 6], [5, 5, 7, 7]]))
+    cat = SourceCatalog(data, SegmentationImage(segm), convolved_data=data,
+                        error=np.ones_like(data), mask=mask)
+    assert ours["covariance"][1, 0, 0] == pytest.approx(1 / 12)  # one increment
+    assert ours["covariance"][0, 1, 1] == pytest.approx(1 / 12)
+    for name, value in ours.items():
+        _close(value, np.asarray(u.Quantity(getattr(cat, name)).value, dtype=float),
+               rtol=1e-12, atol=1e-14)
+
+
+def test_segment_properties_all_masked_segment():
+    """A segment whose pixels are all masked: NaN centroid, area and fluxes."""
+    segm = np.zeros((6, 6), dtype=np.int32)
+    segm[1:3, 1:3] = 1
+    segm[3:5, 3:6] = 2
+    data = np.arange(36, dtype=float).reshape(6, 6)
+    mask = np.zeros((6, 6), dtype=bool)
+    mask[1:3, 1:3] = True
+    props = measure.segment_properties(data, data, np.ones((6, 6)), mask, segm,
+                                       np.array([1, 2], np.int32),
+                                       np.array([[1, 2, 1, 2], [3, 4, 3, 5]]))
+    for name in ("x_centroid", "area", "segment_flux", "segment_flux_err", "semimajor_axis"):
+        assert np.isnan(props[name][0]), name
+    assert props["area"][1] == 6
+    assert props["segment_flux"][1] == data[3:5, 3:6].sum()
+    np.testing.assert_allclose(props["segment_flux_err"][1], np.sqrt(6))

@@ -10,11 +10,14 @@ Follows romancal 1.1's ``source_catalog`` (``_background.py``, ``_detection.py``
 3. detection image = background-subtracted data convolved with a normalized Gaussian
    of ``kernel_fwhm`` (kernel size the odd integer >= 3 x FWHM), masked pixels
    interpolated from their neighbours as ``astropy.convolution.convolve`` does;
-4. segmentation: `photutils.segmentation.SourceFinder` above ``snr_threshold`` x
-   background RMS with ``npixels`` connected pixels (8-connectivity), deblended
-   (``contrast=1e-4``) on request;
-5. `photutils.segmentation.SourceCatalog` properties (``aperture_mask_method="mask"``),
-   circular apertures of 0.1/0.2/0.4/0.8/1.6" and a 2.4-2.8" annulus background;
+4. segmentation above ``snr_threshold`` x background RMS with ``npixels`` connected
+   pixels (8-connectivity): photutils' ``detect_sources`` computed by
+   `romancore.segmentation.label_above_threshold` (the same map), deblended by
+   `photutils.segmentation.SourceFinder` (``contrast=1e-4``) on request;
+5. `photutils.segmentation.SourceCatalog`'s properties (``aperture_mask_method=
+   "mask"``), computed for all sources at once by `.measure` (segment moments and
+   sums, Kron, windowed centroids: the same numbers to rounding), circular apertures
+   of 0.1/0.2/0.4/0.8/1.6" and a 2.4-2.8" annulus background;
 6. DAOFind ``sharpness``/``roundness1`` (`daofind_measures`), ``is_extended`` from the
    APCORR encircled energy (`ee_spline`), ``dust_ebv`` (NaN: no dust map);
 7. with an ePSF, PSF photometry of every source (`.psf.fit_psf_photometry`).
@@ -914,22 +917,20 @@ def _nearest_neighbours(
     return nn_label, nn_dist
 
 
-def _kron_and_window(cat: Any, data: np.ndarray, err: np.ndarray, mask: np.ndarray,
-                     segm: np.ndarray, labels: np.ndarray, xc: np.ndarray, yc: np.ndarray
-                     ) -> dict[str, np.ndarray]:
+def _kron_and_window(props: dict[str, np.ndarray], data: np.ndarray, err: np.ndarray,
+                     mask: np.ndarray, segm: np.ndarray, labels: np.ndarray, xc: np.ndarray,
+                     yc: np.ndarray) -> dict[str, np.ndarray]:
     """Return SourceCatalog's Kron, half-light radius and windowed-centroid columns.
 
     ``kron_radius``, ``kron_flux(_err)``, ``flux_radius(0.5)`` and ``centroid_win``
-    from the catalog's moment shape, by `.measure` (all sources at once).
+    from the moment shape of `.measure.segment_properties` (``props``), by `.measure`
+    (all sources at once).
     """
     from . import measure
 
-    shape = {name: np.asarray(u.Quantity(getattr(cat, name)).value, dtype=np.float64)
-             for name in ("semimajor_axis", "semiminor_axis", "ellipse_cxx",
-                          "ellipse_cxy", "ellipse_cyy")}
-    theta = np.asarray(u.Quantity(cat.orientation, u.deg).value, dtype=np.float64)
-    a, b = shape["semimajor_axis"], shape["semiminor_axis"]
-    cxx, cxy, cyy = shape["ellipse_cxx"], shape["ellipse_cxy"], shape["ellipse_cyy"]
+    a, b = props["semimajor_axis"], props["semiminor_axis"]
+    cxx, cxy, cyy = props["ellipse_cxx"], props["ellipse_cxy"], props["ellipse_cyy"]
+    theta = props["orientation"]
     image = measure.prepare_image(data, mask, segm, err)
     all_masked = measure.all_masked(image, labels)
     kron_radius = measure.kron_radius(image, None, None, labels, xc, yc, a, b, theta, cxx,
@@ -944,6 +945,45 @@ def _kron_and_window(cat: Any, data: np.ndarray, err: np.ndarray, mask: np.ndarr
                                               cxy, cyy)
     return {"kron_radius": kron_radius, "kron_flux": flux, "kron_flux_err": flux_err,
             "flux_radius": rhl, "x_win": x_win, "y_win": y_win}
+
+
+def detect_segments(conv: np.ndarray, threshold: np.ndarray, mask: np.ndarray, npixels: int,
+                    deblend: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the segmentation map, its labels and their boxes (romancal's detection).
+
+    photutils' ``SourceFinder(npixels, deblend=deblend, contrast=1e-4)`` on ``conv``
+    above ``threshold`` outside ``mask``: without deblending its ``detect_sources``
+    map, computed by `romancore.segmentation.label_above_threshold`; with it,
+    photutils' finder itself.
+
+    Returns
+    -------
+    segm : numpy.ndarray of int32
+        The map (0: no source).
+    labels : numpy.ndarray of int32
+        The labels in it, increasing (empty when nothing is detected).
+    bbox : numpy.ndarray of int32, shape (n, 4)
+        ``(ymin, ymax, xmin, xmax)`` of each, inclusive.
+    """
+    if not deblend:
+        from romancore.segmentation import label_above_threshold
+
+        found = label_above_threshold(conv, threshold, mask, npixels)
+        return found.data, np.arange(1, found.n_labels + 1, dtype=np.int32), found.bbox
+    from photutils.segmentation import SourceFinder
+    from photutils.utils.exceptions import NoDetectionsWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoDetectionsWarning)
+        finder = SourceFinder(npixels, deblend=True, contrast=1e-4, progress_bar=False)
+        found = finder(conv, threshold, mask=mask)
+    if found is None or found.n_labels == 0:
+        return (np.zeros(conv.shape, dtype=np.int32), np.zeros(0, dtype=np.int32),
+                np.zeros((0, 4), dtype=np.int32))
+    bbox = np.array([(s[0].start, s[0].stop - 1, s[1].start, s[1].stop - 1)
+                     for s in found.slices], dtype=np.int32).reshape(-1, 4)
+    return (np.ascontiguousarray(found.data, dtype=np.int32),
+            np.asarray(found.labels, dtype=np.int32), bbox)
 
 
 def make_source_catalog(
@@ -1046,42 +1086,35 @@ def make_source_catalog(
     # are masked, and the finder and the catalog both want them zero
     conv = convolve_masked(work, kernel, mask, empty_value=0.0)
 
-    from photutils.segmentation import SourceCatalog, SourceFinder
-    from photutils.utils.exceptions import NoDetectionsWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NoDetectionsWarning)
-        finder = SourceFinder(npixels, deblend=deblend, contrast=1e-4, progress_bar=False)
-        threshold = rms
-        threshold *= snr_threshold  # in place: rms is not used again
-        del rms
-        segm = finder(conv, threshold, mask=mask)
-        del threshold
-    if segm is None or segm.n_labels == 0:
+    threshold = rms
+    threshold *= snr_threshold  # in place: rms is not used again
+    del rms
+    segm, labels, bbox = detect_segments(conv, threshold, mask, npixels, deblend)
+    del threshold
+    if len(labels) == 0:
         return CatalogResult(_empty_table(flux_unit, fit_psf), empty, n_masked,
                              "no sources detected", notes)
+
+    from .measure import segment_properties
 
     err64 = np.where(mask, np.nan, err).astype(np.float64, copy=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         warnings.simplefilter("ignore", AstropyUserWarning)
-        cat = SourceCatalog(work, segm, convolved_data=conv, error=err64, mask=mask,
-                            aperture_mask_method="mask", kron_params=KRON_PARAMS,
-                            progress_bar=False)
-        labels = np.asarray(cat.labels)
-        xc, yc = np.asarray(cat.x_centroid, float), np.asarray(cat.y_centroid, float)
+        # SourceCatalog's segment properties (centroids, shape, area, segment flux)
+        props = segment_properties(conv, work, err64, mask, segm, labels, bbox)
+        xc, yc = props["x_centroid"], props["y_centroid"]
         # SourceCatalog's Kron radius/photometry, flux_radius and windowed centroids,
         # computed for all sources at once (.measure; the same numbers to ~1e-15)
-        kron = _kron_and_window(cat, work, err64, mask, segm.data, labels, xc, yc)
+        kron = _kron_and_window(props, work, err64, mask, segm, labels, xc, yc)
         xw, yw, rhl = kron["x_win"], kron["y_win"], kron["flux_radius"]
         cols: dict[str, Any] = {"label": labels.astype(np.int32)}
         cols["flagged_spatial_id"] = np.zeros(len(labels), dtype=np.int64)
-        # segm.labels is sorted and segm.slices follows it
-        all_slices = segm.slices
-        slices = [all_slices[i] for i in np.searchsorted(segm.labels, labels)]
-        x_err, y_err = isophotal_centroid_errors(conv, segm.data, mask, err64, kernel,
+        slices = [(slice(int(y0), int(y1) + 1), slice(int(x0), int(x1) + 1))
+                  for y0, y1, x0, x1 in bbox]
+        x_err, y_err = isophotal_centroid_errors(conv, segm, mask, err64, kernel,
                                                  labels, slices, xc, yc)
-        xw_err, yw_err = windowed_centroid_errors(work, segm.data, mask, err64, labels,
+        xw_err, yw_err = windowed_centroid_errors(work, segm, mask, err64, labels,
                                                   xw, yw, rhl)
         # photutils falls back to the isophotal centroid: so does its error
         reset = (xw == xc) & (yw == yc)
@@ -1102,21 +1135,21 @@ def make_source_catalog(
                     ra_centroid_err=ra_ce, dec_centroid_err=dec_ce,
                     ra_centroid_win=ra_w, dec_centroid_win=dec_w,
                     ra_centroid_win_err=ra_we, dec_centroid_win_err=dec_we)
-        for side in ("xmin", "xmax", "ymin", "ymax"):
-            cols[f"bbox_{side}"] = np.asarray(getattr(cat, f"bbox_{side}"), dtype=np.int32)
+        for i, side in enumerate(("ymin", "ymax", "xmin", "xmax")):
+            cols[f"bbox_{side}"] = bbox[:, i].astype(np.int32)
         scale2 = pixel_scale**2
-        cols["segment_area"] = u.Quantity(cat.area).value * scale2
-        cols["semimajor"] = u.Quantity(cat.semimajor_axis).value * pixel_scale
-        cols["semiminor"] = u.Quantity(cat.semiminor_axis).value * pixel_scale
-        cols["fwhm"] = u.Quantity(cat.fwhm).value * pixel_scale
-        cols["ellipticity"] = u.Quantity(cat.ellipticity).value
-        orient = u.Quantity(cat.orientation, u.deg).value
+        cols["segment_area"] = props["area"] * scale2
+        cols["semimajor"] = props["semimajor_axis"] * pixel_scale
+        cols["semiminor"] = props["semiminor_axis"] * pixel_scale
+        cols["fwhm"] = props["fwhm"] * pixel_scale
+        cols["ellipticity"] = props["ellipticity"]
+        orient = props["orientation"]
         cols["orientation_pix"] = orient
         wcs_angle = geometry[1] if geometry is not None else np.nan
         cols["orientation_sky"] = (180.0 - wcs_angle + orient) % 360.0
-        cols["cxx"] = u.Quantity(cat.ellipse_cxx).value / scale2
-        cols["cxy"] = u.Quantity(cat.ellipse_cxy).value / scale2
-        cols["cyy"] = u.Quantity(cat.ellipse_cyy).value / scale2
+        cols["cxx"] = props["ellipse_cxx"] / scale2
+        cols["cxy"] = props["ellipse_cxy"] / scale2
+        cols["cyy"] = props["ellipse_cyy"] / scale2
         cols["kron_radius"] = kron["kron_radius"] * pixel_scale
         xy = np.transpose([xc, yc])
         cols["nn_label"], cols["nn_distance"] = _nearest_neighbours(labels, xy, pixel_scale)
@@ -1139,8 +1172,8 @@ def make_source_catalog(
         for i, name in enumerate(aperture_colnames()):
             cols[name] = aper_sums[i] * to_flux
             cols[f"{name}_err"] = aper_errs[i] * to_flux
-        cols["segment_flux"] = np.asarray(cat.segment_flux) * to_flux
-        cols["segment_flux_err"] = np.asarray(cat.segment_flux_err) * to_flux
+        cols["segment_flux"] = props["segment_flux"] * to_flux
+        cols["segment_flux_err"] = props["segment_flux_err"] * to_flux
         kron_flux = kron["kron_flux"] * to_flux
         kron_err = kron["kron_flux_err"] * to_flux
         cols["kron_flux"], cols["kron_flux_err"] = kron_flux, kron_err
@@ -1194,7 +1227,7 @@ def make_source_catalog(
         filled[name] = np.asarray(cols[name]).astype(table[name].dtype)
         filled[name].unit = table[name].unit
     filled.meta.update(_table_meta(pixel_scale, radii, r_in, r_out, ee_fractions))
-    return CatalogResult(filled, segm.data.astype(np.uint32), n_masked, None, notes)
+    return CatalogResult(filled, segm.astype(np.uint32), n_masked, None, notes)
 
 
 def _warning_flags(

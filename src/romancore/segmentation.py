@@ -1,0 +1,178 @@
+"""Threshold segmentation of a detection image (photutils' ``detect_sources``)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from romancore import _segmentation
+from romancore._threads import effective_n_threads
+from romancore._validation import check_array
+
+__all__ = ["MOMENT_COLUMNS", "Segments", "label_above_threshold", "segment_moments"]
+
+#: columns of :func:`segment_moments`
+MOMENT_COLUMNS = ("m00", "x", "y", "sxx", "sxy", "syy", "flux", "error_sq", "area")
+
+
+class Segments(NamedTuple):
+    """Result of :func:`label_above_threshold`.
+
+    Attributes
+    ----------
+    data : numpy.ndarray of int32, shape (ny, nx)
+        Segmentation map: 0 outside segments, 1..n inside.
+    bbox : numpy.ndarray of int32, shape (n, 4)
+        ``(ymin, ymax, xmin, xmax)`` of each segment, inclusive.
+    area : numpy.ndarray of int64, shape (n,)
+        Pixels of each segment.
+    """
+
+    data: np.ndarray
+    bbox: np.ndarray
+    area: np.ndarray
+
+    @property
+    def n_labels(self) -> int:
+        """Number of segments."""
+        return len(self.area)
+
+    @property
+    def slices(self) -> list[tuple[slice, slice]]:
+        """``(slice(ymin, ymax + 1), slice(xmin, xmax + 1))`` per segment."""
+        return [(slice(int(y0), int(y1) + 1), slice(int(x0), int(x1) + 1))
+                for y0, y1, x0, x1 in self.bbox]
+
+
+def label_above_threshold(
+    data: np.ndarray,
+    threshold: np.ndarray,
+    mask: np.ndarray | None = None,
+    npixels: int = 1,
+    *,
+    n_threads: int | None = None,
+) -> Segments:
+    """Label the 8-connected segments of pixels above a per-pixel threshold.
+
+    The segmentation of ``photutils.segmentation.detect_sources(data, threshold,
+    npixels, connectivity=8, mask=mask)``, array for array: source pixels are those
+    with ``data > threshold`` (NaN is never above) that are not masked; pixels
+    touching along an edge or a corner belong to one segment; segments of fewer
+    than ``npixels`` pixels are dropped; the others are numbered 1..n in the raster
+    order of their first pixel. One scan with a union-find of provisional labels,
+    then one parallel pass writing the final labels; no full-size temporary.
+
+    Parameters
+    ----------
+    data : numpy.ndarray of float64, shape (ny, nx)
+        Detection image (C-contiguous).
+    threshold : numpy.ndarray of float32 or float64, shape (ny, nx)
+        Per-pixel threshold (float32 values compare as float64, as in NumPy).
+    mask : numpy.ndarray of bool or uint8, shape (ny, nx), optional
+        Pixels that never belong to a segment (non-zero).
+    npixels : int, optional
+        Smallest segment kept, in pixels (>= 1).
+    n_threads : int or None, optional
+        Threads of the final pass (see :func:`romancore.effective_n_threads`); the
+        result does not depend on it.
+
+    Returns
+    -------
+    Segments
+        The map (int32), each segment's bounding box and area.
+
+    Raises
+    ------
+    ValueError
+        For arrays of the wrong dtype, shape or layout, or ``npixels < 1``.
+    """
+    check_array(data, "data", np.float64, 2)
+    if not isinstance(threshold, np.ndarray) or threshold.dtype != np.float32:
+        check_array(threshold, "threshold", np.float64, 2, data.shape)
+    else:
+        check_array(threshold, "threshold", np.float32, 2, data.shape)
+    if mask is None:
+        mask = np.zeros(data.shape, dtype=np.uint8)
+    elif isinstance(mask, np.ndarray) and mask.dtype == np.bool_:
+        mask = mask.view(np.uint8)
+    check_array(mask, "mask", np.uint8, 2, data.shape)
+    if int(npixels) != npixels or npixels < 1:
+        raise ValueError(f"npixels must be a positive integer, got {npixels!r}")
+    if data.shape[0] * data.shape[1] >= 2**31:
+        raise ValueError(f"data has too many pixels for int32 labels: shape {data.shape}")
+    out = np.empty(data.shape, dtype=np.int32)
+    _, bbox, area = _segmentation.label_above(data, threshold, mask, out, int(npixels),
+                                              effective_n_threads(n_threads))
+    return Segments(out, bbox, area)
+
+
+def segment_moments(
+    conv: np.ndarray,
+    data: np.ndarray,
+    error: np.ndarray,
+    mask: np.ndarray,
+    segm: np.ndarray,
+    labels: np.ndarray,
+    bbox: np.ndarray,
+    *,
+    n_threads: int | None = None,
+) -> np.ndarray:
+    """Return the moments and sums of photutils' ``SourceCatalog`` for every segment.
+
+    For segment ``labels[k]`` inside ``bbox[k]``, over its pixels not in ``mask``:
+    the moment image is ``conv`` set to zero where it is not finite or negative
+    (photutils' moment data when a convolved image is given); its sum ``m00``, its
+    centroid ``x``, ``y`` (image pixels; NaN when ``m00`` is 0) and its central
+    second moments ``sxx = sum (x - x̄)^2 w``, ``sxy``, ``syy`` (not normalised);
+    ``flux``: the sum of the finite ``data`` (``segment_flux``), in raster order;
+    ``error_sq``: the sum of ``error**2`` over the same pixels;
+    ``area``: their count. OpenMP over segments; the same numbers for any thread
+    count.
+
+    Parameters
+    ----------
+    conv, data, error : numpy.ndarray of float64, shape (ny, nx)
+        Detection (convolved) image, background-subtracted image and its error.
+    mask : numpy.ndarray of bool or uint8, shape (ny, nx)
+        Pixels left out (non-zero).
+    segm : numpy.ndarray of int32, shape (ny, nx)
+        Segmentation map.
+    labels : numpy.ndarray of int32, shape (n,)
+        Segments to measure.
+    bbox : numpy.ndarray of int32, shape (n, 4)
+        Their ``(ymin, ymax, xmin, xmax)``, inclusive (:class:`Segments`).
+    n_threads : int or None, optional
+        Threads to use (see :func:`romancore.effective_n_threads`).
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (n, 9)
+        Columns in the order of `MOMENT_COLUMNS`.
+
+    Raises
+    ------
+    ValueError
+        For arrays of the wrong dtype, shape or layout, or boxes outside the image.
+    """
+    check_array(conv, "conv", np.float64, 2)
+    for name, arr in (("data", data), ("error", error)):
+        check_array(arr, name, np.float64, 2, conv.shape)
+    if isinstance(mask, np.ndarray) and mask.dtype == np.bool_:
+        mask = mask.view(np.uint8)
+    check_array(mask, "mask", np.uint8, 2, conv.shape)
+    check_array(segm, "segm", np.int32, 2, conv.shape)
+    labels = np.ascontiguousarray(labels, dtype=np.int32)
+    bbox = np.ascontiguousarray(bbox, dtype=np.int32).reshape(-1, 4)
+    if labels.ndim != 1 or len(bbox) != len(labels):
+        raise ValueError(f"labels ({labels.shape}) and bbox ({bbox.shape}) do not match")
+    ny, nx = conv.shape
+    if len(bbox) and (bbox[:, [0, 2]].min() < 0 or bbox[:, 1].max() >= ny
+                      or bbox[:, 3].max() >= nx or np.any(bbox[:, 1] < bbox[:, 0])
+                      or np.any(bbox[:, 3] < bbox[:, 2])):
+        raise ValueError(f"a bounding box lies outside the {ny} x {nx} image or is empty")
+    out = np.empty((len(labels), len(MOMENT_COLUMNS)), dtype=np.float64)
+    if len(labels):
+        _segmentation.segment_moments(conv, data, error, mask, segm, labels, bbox, out,
+                                      effective_n_threads(n_threads))
+    return out
