@@ -666,8 +666,8 @@ def format_mosaic_scores(figures: Mapping[str, Any]) -> list[str]:
         f"mosaic sky: {sky['sky']:.4f} MJy/sr, expected {sky['expected']:.4f} (the lowest"
         f" input sky), error {sky['error']:+.4f} (pixel noise {sky['noise']:.4f})"
     )
-    for key, label in (("photometry", "ivm weights, the default"),
-                       ("photometry_exptime", "weight_type=exptime")):
+    for key, label in (("photometry", "ivm-median weights, the default"),
+                       ("photometry_ivm", "weight_type=ivm, romancal's default")):
         ph = figures.get(key)
         if not ph:
             continue
@@ -872,19 +872,19 @@ def _run(out: Path, shape: tuple[int, int], dithers: int, seed: int, ramp_jumps:
                                sky["sky"])
         photometry = score_mosaic_photometry(mosaic, stars, min_flux_mjy=bright)
         astrometry = score_mosaic_astrometry(table, stars, min_flux_mjy=bright)
-    # the same inputs (flagged, sky levels measured) resampled with exposure-time
-    # weights: the read-noise variance of a ramp fit grows with the signal, so the
-    # default inverse-variance weights favour the input where a star is faintest
-    log("resampling the flagged inputs again with weight_type=exptime (photometry)")
-    with ResampleStep.call([str(f) for f in flagged], weight_type="exptime") as mosaic:
-        photometry_exptime = score_mosaic_photometry(mosaic, stars, min_flux_mjy=bright)
+    # the same inputs (flagged, sky levels measured) resampled with romancal's
+    # per-pixel inverse-variance weights: the read-noise variance of a ramp fit grows
+    # with the signal, so they favour the input where a star is faintest
+    log("resampling the flagged inputs again with weight_type=ivm (romancal's default)")
+    with ResampleStep.call([str(f) for f in flagged], weight_type="ivm") as mosaic:
+        photometry_ivm = score_mosaic_photometry(mosaic, stars, min_flux_mjy=bright)
     figures: dict[str, Any] = {
         "skymatch": score_skymatch(levels, true_sky, image_sky),
         "outliers": outliers,
         "mosaic_crs": crs,
         "sky": sky,
         "photometry": photometry,
-        "photometry_exptime": photometry_exptime,
+        "photometry_ivm": photometry_ivm,
         "astrometry": astrometry,
         "conversion": conversions[0],
         "sky_offsets": [MOSAIC_SKY_OFFSETS[k % len(MOSAIC_SKY_OFFSETS)]

@@ -143,7 +143,7 @@ def test_flux_lost_without_the_robust_read_noise(tmp_path, monkeypatch):
         return rest.astype(np.float32), "per pixel"
 
     monkeypatch.setattr(resample_module, "read_noise_variance", per_pixel)
-    mosaic = ResampleStep.call(asn)
+    mosaic = ResampleStep.call(asn, weight_type="ivm")
     ratios = [_aperture(mosaic.data, x, y) / f for x, y, f in _star_positions(mosaic, stars,
                                                                                paths)]  # fmt: skip
     assert ratios and any(not abs(r - 1) <= 0.05 for r in ratios)  # (NaN: flux lost too)
@@ -169,7 +169,7 @@ def _romancal(asn, **kwargs):
 @pytest.mark.parametrize(
     ("ours_kwargs", "their_kwargs"),
     [
-        ({}, {}),
+        ({"weight_type": "ivm"}, {}),  # romancal's default
         ({"weight_type": "exptime", "pixfrac": 0.8}, {"weight_type": "exptime", "pixfrac": 0.8}),
         ({"pixel_scale_ratio": 0.7, "rotation": 12.0},
          {"wcs_kwargs": {"pscale_ratio": 0.7, "rotation": 12.0}}),
@@ -276,3 +276,33 @@ def test_output_wcs_and_shape(tmp_path):
     np.testing.assert_allclose(again.data, first.data, rtol=1e-6, equal_nan=True)
     small = ResampleStep.call(asn, output_shape=[50, 40], crpix=[25, 20])
     assert small.data.shape == (40, 50)
+
+
+def _signal_dependent_rnoise(directory, stars):
+    """Inputs whose var_rnoise grows with the signal, as a ramp fit's does."""
+    paths, asn = _write(directory, stars=stars)
+    for path in paths:
+        with ImageModel(path) as model:
+            base = np.nanmedian(np.asarray(model.var_rnoise))
+            data = np.clip(np.asarray(model.data, np.float32), 0, None)
+            model.var_rnoise = (base * (1 + data / 2.0)).astype(np.float32)
+            model.save(path)
+    return paths, asn
+
+
+def test_ivm_median_conserves_flux_where_ivm_loses_it(tmp_path):
+    """The default one-weight-per-input ``ivm-median``: star fluxes right; romancal's
+    per-pixel ``ivm`` on the same inputs: the stars lose flux."""
+    stars = _bright_stars()
+    paths, asn = _signal_dependent_rnoise(tmp_path, stars)
+    default = ResampleStep.call(asn)
+    assert default.meta.resample.weight_type == "ivm-median"
+    found = _star_positions(default, stars, paths)
+    assert len(found) >= 3
+    for x, y, flux in found:
+        assert _aperture(default.data, x, y) == pytest.approx(flux, rel=2e-3)
+    ivm = ResampleStep.call(asn, weight_type="ivm")
+    ratios = [_aperture(ivm.data, x, y) / f for x, y, f in found]
+    assert max(ratios) < 0.98
+    # the variances are still the per-pixel arrays, combined with the input weights
+    assert np.nanmax(default.var_rnoise) > 2 * np.nanmedian(default.var_rnoise)

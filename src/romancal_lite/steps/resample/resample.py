@@ -6,6 +6,8 @@ romancal ``resample/resample.py``, ``_exptime_resampler.py``; downstream.md 2.5)
 
 * input weight (``build_driz_weight``): ``ivm``: ``1 / var_rnoise`` (0 where not
   finite), ``exptime``: the exposure time; times the good-pixel mask (``good_bits``);
+  ours alone: ``ivm-median``, one weight per input, ``1 / median(var_rnoise)`` over its
+  good pixels (the default of our step, see below);
 * ``data - meta.background.level`` when the sky was measured and not subtracted;
 * drizzle (``drizzle.resample.Drizzle.add_image``, ``in_units="cps"``, ``iscale=1``);
 * each variance ``v`` in (``var_rnoise``, ``var_poisson`` [, ``var_flat``]): ``sqrt(v)``
@@ -28,6 +30,15 @@ What differs (on purpose):
   point-source flux is lost (~17 %, see the issue). Here the read-noise variance of such
   an input is the median of that difference over its good sky pixels: one value per
   input, independent of the signal, which keeps ``ivm`` weighting flux-conserving.
+* ``ivm-median``: romancal's per-pixel ``ivm`` weights lose flux on bright sources even
+  with ``var_rnoise`` present: the ramp fit's read-noise variance grows with the signal
+  (the optimal weights flatten, fewer resultants before saturation or after a jump),
+  so each mosaic pixel leans towards the input in which that pixel is fainter (bright
+  stars at 0.70 of their true flux in the mosaic demo, romancal's mosaic the same).
+  One weight per input, the inverse of its median read-noise variance over good
+  pixels, weights inputs by their noise as ``ivm`` does and is independent of the
+  signal, so the weighted mean conserves flux; the variances are still resampled per
+  pixel and combined with these weights (``S += r w^2``, ``W += w``).
 """
 
 from __future__ import annotations
@@ -46,7 +57,9 @@ from .pixmap import calc_pixmap, resample_range
 __all__ = [
     "KERNELS",
     "Resampler",
+    "WEIGHT_TYPES",
     "good_pixel_mask",
+    "median_variance",
     "output_bytes",
     "parse_fillval",
     "read_noise_variance",
@@ -54,6 +67,10 @@ __all__ = [
 
 #: The drizzle kernels (drizzle 2.x).
 KERNELS = ("square", "point", "turbo", "gaussian", "lanczos2", "lanczos3")
+
+#: Input weightings: romancal's per-pixel ``ivm`` and ``exptime``, and ``ivm-median``
+#: (one inverse median read-noise variance per input: flux-conserving).
+WEIGHT_TYPES = ("ivm-median", "ivm", "exptime")
 
 #: Kernels drizzled by romancore's fused kernel (the others by the drizzle package).
 FUSED_KERNELS = ("square", "point", "turbo")
@@ -129,6 +146,14 @@ def good_pixel_mask(dq: np.ndarray | None, good_bits: str | int | None, shape: t
         raise ConfigError(f"good_bits {good_bits!r}: {exc}") from None
 
 
+def _sample(good: np.ndarray) -> Any:
+    """Return the sampling of an image for a median: every 3rd pixel of every 3rd row.
+
+    ~2e6 pixels of a detector, plenty for a median; a small image is used whole.
+    """
+    return (slice(None, None, 3), slice(None, None, 3)) if good.size > 1 << 20 else ...
+
+
 def read_noise_variance(model: Any, good: np.ndarray) -> tuple[np.ndarray | float, str]:
     """Return the read-noise variance of an input, and where it comes from.
 
@@ -150,8 +175,7 @@ def read_noise_variance(model: Any, good: np.ndarray) -> tuple[np.ndarray | floa
         value = np.asarray(model.var_rnoise)
         if value.shape == good.shape:
             return value, "var_rnoise"
-    # every 3rd pixel of every 3rd row: ~2e6 pixels of a detector, plenty for a median
-    step = (slice(None, None, 3), slice(None, None, 3)) if good.size > 1 << 20 else ...
+    step = _sample(good)
     rest = np.square(np.asarray(model.err[step], dtype=np.float32))
     for name in ("var_poisson", "var_flat"):
         if name in model and np.shape(model[name]) == good.shape:
@@ -160,6 +184,30 @@ def read_noise_variance(model: Any, good: np.ndarray) -> tuple[np.ndarray | floa
     # romancal basic_utils.compute_var_rnoise: err^2 minus the other variances
     level = float(np.median(sample)) if sample.size else math.nan
     return level, "median of err^2 - var_poisson - var_flat"
+
+
+def median_variance(values: np.ndarray | float, good: np.ndarray) -> float:
+    """Return the median of a variance over the good pixels (one value per input).
+
+    Parameters
+    ----------
+    values : numpy.ndarray or float
+        The variance image (e.g. ``var_rnoise``) or one value (returned as it is).
+    good : numpy.ndarray of bool
+        The good-pixel mask.
+
+    Returns
+    -------
+    float
+        The median of the finite, positive values on good pixels (every third pixel of
+        every third row of a large image: ~2e6 values of a detector), NaN if none.
+    """
+    if np.ndim(values) == 0:
+        return float(values)
+    step = _sample(good)
+    sample = np.asarray(values[step], dtype=np.float32)
+    sample = sample[good[step] & np.isfinite(sample) & (sample > 0)]
+    return float(np.median(sample)) if sample.size else math.nan
 
 
 def _constant_value(values: Any) -> float | None:
@@ -313,8 +361,9 @@ class Resampler:
     ) -> None:
         if kernel not in KERNELS:
             raise ConfigError(f"kernel must be one of {', '.join(KERNELS)}, not {kernel!r}")
-        if weight_type not in ("ivm", "exptime"):
-            raise ConfigError(f"weight_type must be 'ivm' or 'exptime', not {weight_type!r}")
+        if weight_type not in WEIGHT_TYPES:
+            raise ConfigError(f"weight_type must be one of {', '.join(WEIGHT_TYPES)}, "
+                              f"not {weight_type!r}")
         self.wcs = output_wcs
         self.shape = tuple(int(v) for v in output_wcs.array_shape)
         self.pixel_scale_ratio = float(pixel_scale_ratio)
@@ -377,8 +426,15 @@ class Resampler:
             raise InputFileError(f"{name}: dq shape {dq.shape} does not match data {data.shape}")
         good = good_pixel_mask(dq, self.good_bits, data.shape)
         rnoise, source = read_noise_variance(model, good)
-        # input weights: stcal resample/utils.py build_driz_weight
-        if self.weight_type == "ivm":
+        # input weights: stcal resample/utils.py build_driz_weight; the variances are
+        # combined with the same weights: per pixel 1 / r_rnoise (ivm) or one value per
+        # input (``variance_weight``)
+        variance_weight = float(exposure_time)
+        if self.weight_type == "ivm-median":
+            median = median_variance(rnoise, good)
+            variance_weight = 1.0 / median if math.isfinite(median) and median > 0 else 0.0
+            weight = np.where(good, np.float32(variance_weight), np.float32(0))
+        elif self.weight_type == "ivm":
             with np.errstate(divide="ignore", invalid="ignore"):
                 inv = np.reciprocal(np.asarray(rnoise, dtype=np.float32))
             if np.ndim(inv) == 0:
@@ -399,7 +455,7 @@ class Resampler:
         if self.kernel in FUSED_KERNELS:
             box = (xmin, xmax, ymin, ymax)
             return self._add_fused(model, index, data, weight, good, rnoise, source, pixmap,
-                                   box, exposure_time, effective_time)  # fmt: skip
+                                   box, variance_weight, effective_time)  # fmt: skip
         from drizzle.resample import Drizzle
 
         used = pixmap[ymin : ymax + 1, xmin : xmax + 1]
@@ -455,7 +511,7 @@ class Resampler:
         # exposure time map (romancal _exptime_resampler: unit weights on good pixels,
         # pixfrac 1): where this input's good pixels land
         if (
-            self.weight_type == "ivm"
+            self.weight_type != "exptime"
             and self.kernel == "square"
             and self.pixfrac == 1.0
             and (np.array_equal(weight > 0, good))
@@ -501,7 +557,7 @@ class Resampler:
                 var_weight = np.zeros(cut, np.float32)
                 var_weight[ok] = np.reciprocal(r[ok])
         else:
-            var_weight = np.full(cut, np.float32(exposure_time), np.float32)
+            var_weight = np.full(cut, np.float32(variance_weight), np.float32)
         for name, r in resampled.items():
             with np.errstate(invalid="ignore"):
                 ok = (r >= 0) & np.isfinite(r) & (var_weight > 0)
@@ -516,9 +572,13 @@ class Resampler:
 
     def _add_fused(self, model: Any, index: int, data: np.ndarray, weight: np.ndarray,
                    good: np.ndarray, rnoise: np.ndarray | float, source: str,
-                   pixmap: np.ndarray, box: tuple[int, int, int, int], exposure_time: float,
+                   pixmap: np.ndarray, box: tuple[int, int, int, int], variance_weight: float,
                    effective_time: float) -> dict[str, Any]:  # fmt: skip
-        """One pass of `romancore.drizzle.add_image` straight into the full-size arrays."""
+        """One pass of `romancore.drizzle.add_image` straight into the full-size arrays.
+
+        ``variance_weight``: the weight combining this input's variances when it is one
+        value per input (``exptime``, ``ivm-median``).
+        """
         from romancore.drizzle import add_image
 
         acc = self._acc
@@ -557,9 +617,9 @@ class Resampler:
             variances=values,
             var_sum=[acc.var_sum[n] for n in names],
             var_weight=[acc.var_weight[n] for n in names],
-            var_weight_type=self.weight_type,
+            var_weight_type="ivm" if self.weight_type == "ivm" else "exptime",
             rnoise_index=names.index("var_rnoise") if "var_rnoise" in names else None,
-            var_exptime=float(exposure_time),
+            var_exptime=float(variance_weight),
         )
         if not covered:
             return {"overlap": False, "rnoise_source": source}

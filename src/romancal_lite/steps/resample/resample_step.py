@@ -22,7 +22,7 @@ from .grid import (
     mean_pixel_area,
     wcs_from_footprints,
 )
-from .resample import KERNELS, Resampler, check_memory, parse_fillval
+from .resample import KERNELS, WEIGHT_TYPES, Resampler, check_memory, parse_fillval
 
 __all__ = ["ResampleStep", "build_mosaic_meta", "parse_pair"]
 
@@ -122,8 +122,10 @@ class ResampleStep(Step):
                     minimum=0.0)  # fmt: skip
     kernel = Param(str, "square", "Drizzle kernel", choices=KERNELS)
     fillval = Param(str, "NAN", "Value of output pixels without data ('INDEF': 0)")
-    weight_type = Param(str, "ivm", "Input weighting: inverse read-noise variance or "
-                        "exposure time", choices=("ivm", "exptime"))  # fmt: skip
+    weight_type = Param(str, "ivm-median", "Input weighting: 'ivm-median' (one inverse "
+                        "median read-noise variance per input: flux-conserving), 'ivm' "
+                        "(romancal's per-pixel inverse read-noise variance: bright sources "
+                        "lose flux) or 'exptime'", choices=WEIGHT_TYPES)  # fmt: skip
     output_shape = Param(str, None, "Output shape 'nx, ny' (None: fit the inputs)")
     crpix = Param(str, None, "0-based pixel 'x, y' of the reference point (None: automatic)")
     crval = Param(str, None, "RA, Dec 'ra, dec' of the reference point (None: the centre)")
