@@ -43,33 +43,24 @@ cdef struct Table:
     Py_ssize_t capacity
 
 
+cdef int _resize(void** p, Py_ssize_t nbytes) noexcept nogil:
+    cdef void* q = realloc(p[0], nbytes)
+    if q == NULL:
+        return -1
+    p[0] = q
+    return 0
+
+
 cdef int _grow(Table* t) noexcept nogil:
+    """Double the table's capacity; -1 (table unchanged where it failed) on no memory."""
     cdef Py_ssize_t cap = t.capacity * 2
-    cdef void* p
-    p = realloc(t.parent, cap * sizeof(int32_t))
-    if p == NULL:
+    if (_resize(<void**>&t.parent, cap * sizeof(int32_t))
+            or _resize(<void**>&t.count, cap * sizeof(int64_t))
+            or _resize(<void**>&t.ymin, cap * sizeof(int32_t))
+            or _resize(<void**>&t.ymax, cap * sizeof(int32_t))
+            or _resize(<void**>&t.xmin, cap * sizeof(int32_t))
+            or _resize(<void**>&t.xmax, cap * sizeof(int32_t))):
         return -1
-    t.parent = <int32_t*>p
-    p = realloc(t.count, cap * sizeof(int64_t))
-    if p == NULL:
-        return -1
-    t.count = <int64_t*>p
-    p = realloc(t.ymin, cap * sizeof(int32_t))
-    if p == NULL:
-        return -1
-    t.ymin = <int32_t*>p
-    p = realloc(t.ymax, cap * sizeof(int32_t))
-    if p == NULL:
-        return -1
-    t.ymax = <int32_t*>p
-    p = realloc(t.xmin, cap * sizeof(int32_t))
-    if p == NULL:
-        return -1
-    t.xmin = <int32_t*>p
-    p = realloc(t.xmax, cap * sizeof(int32_t))
-    if p == NULL:
-        return -1
-    t.xmax = <int32_t*>p
     t.capacity = cap
     return 0
 
