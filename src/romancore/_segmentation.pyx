@@ -21,7 +21,9 @@ one pass over the image (OpenMP over rows).
 """
 
 from cython.parallel cimport prange
-from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t
+from libc.math cimport NAN
+from libc.string cimport memcpy
 from libc.stdlib cimport free, malloc, realloc
 
 import numpy as np
@@ -290,3 +292,61 @@ def segment_moments(const double[:, ::1] conv, const double[:, ::1] data,
         for k in prange(n, num_threads=n_threads, schedule="dynamic", chunksize=16):
             _moments_one(conv, data, error, mask, segm, labels[k], bbox[k, 0], bbox[k, 1],
                          bbox[k, 2], bbox[k, 3], &out[k, 0])
+
+
+cdef inline float _half_to_float(uint16_t h) noexcept nogil:
+    """IEEE binary16 -> binary32 (exact: every half value is a float)."""
+    cdef uint32_t sign = (<uint32_t>(h & 0x8000)) << 16
+    cdef uint32_t exponent = (h >> 10) & 0x1F
+    cdef uint32_t mantissa = h & 0x3FF
+    cdef uint32_t bits
+    cdef float out
+    if exponent == 0x1F:  # inf, NaN
+        bits = sign | 0x7F800000 | (mantissa << 13)
+    elif exponent != 0:  # normal
+        bits = sign | ((exponent + 112) << 23) | (mantissa << 13)
+    elif mantissa == 0:  # signed zero
+        bits = sign
+    else:  # subnormal: normalise
+        exponent = 113
+        while not (mantissa & 0x400):
+            mantissa <<= 1
+            exponent -= 1
+        bits = sign | (exponent << 23) | ((mantissa & 0x3FF) << 13)
+    memcpy(&out, &bits, 4)
+    return out
+
+
+ctypedef fused error_t:
+    float
+    uint16_t  # float16 bits
+
+
+def detection_inputs(const float[:, ::1] data, const error_t[:, ::1] error,
+                     const uint32_t[:, ::1] dq, uint32_t exclude, uint8_t[:, ::1] mask,
+                     float[:, ::1] image, double[:, ::1] error64, int n_threads):
+    """Mask, masked float32 image and masked float64 error in one pass (OpenMP rows).
+
+    ``mask`` = data or error not finite, error <= 0, or ``dq & exclude``; ``image`` and
+    ``error64`` are the data and error with NaN where masked.
+    """
+    cdef Py_ssize_t ny = data.shape[0], nx = data.shape[1], y, x
+    cdef float d, e
+    cdef bint bad
+    with nogil:
+        for y in prange(ny, num_threads=n_threads, schedule="static"):
+            for x in range(nx):
+                d = data[y, x]
+                if error_t is float:
+                    e = error[y, x]
+                else:
+                    e = _half_to_float(error[y, x])
+                bad = (not (d - d == 0.0) or not (e - e == 0.0) or not (e > 0.0)
+                       or (dq[y, x] & exclude) != 0)
+                mask[y, x] = bad
+                if bad:
+                    image[y, x] = NAN
+                    error64[y, x] = NAN
+                else:
+                    image[y, x] = d
+                    error64[y, x] = e

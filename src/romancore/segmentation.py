@@ -10,7 +10,13 @@ from romancore import _segmentation
 from romancore._threads import effective_n_threads
 from romancore._validation import check_array
 
-__all__ = ["MOMENT_COLUMNS", "Segments", "label_above_threshold", "segment_moments"]
+__all__ = [
+    "MOMENT_COLUMNS",
+    "Segments",
+    "detection_inputs",
+    "label_above_threshold",
+    "segment_moments",
+]
 
 #: columns of :func:`segment_moments`
 MOMENT_COLUMNS = ("m00", "x", "y", "sxx", "sxy", "syy", "flux", "error_sq", "area")
@@ -43,6 +49,63 @@ class Segments(NamedTuple):
         """``(slice(ymin, ymax + 1), slice(xmin, xmax + 1))`` per segment."""
         return [(slice(int(y0), int(y1) + 1), slice(int(x0), int(x1) + 1))
                 for y0, y1, x0, x1 in self.bbox]
+
+
+def detection_inputs(
+    data: np.ndarray,
+    error: np.ndarray,
+    dq: np.ndarray | None = None,
+    exclude: int = 1,
+    *,
+    n_threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the source mask and the masked image and error, in one pass.
+
+    ``mask`` is True where the data or the error is not finite, the error is not
+    positive, or ``dq & exclude`` is set; ``image`` is the data (float32) and
+    ``error`` the error (float64) with NaN where masked: what
+    ``numpy.where(mask, nan, x)`` gives, without its temporaries (a float16 error is
+    converted exactly, as NumPy converts it).
+
+    Parameters
+    ----------
+    data : numpy.ndarray of float32, shape (ny, nx)
+        Image (C-contiguous).
+    error : numpy.ndarray of float16 or float32, shape (ny, nx)
+        Its error.
+    dq : numpy.ndarray of uint32, shape (ny, nx), optional
+        Pixel DQ (None: not used).
+    exclude : int, optional
+        DQ bits that mask a pixel (``DO_NOT_USE``: 1).
+    n_threads : int or None, optional
+        Threads to use (see :func:`romancore.effective_n_threads`).
+
+    Returns
+    -------
+    mask : numpy.ndarray of bool
+    image : numpy.ndarray of float32
+    error : numpy.ndarray of float64
+
+    Raises
+    ------
+    ValueError
+        For arrays of the wrong dtype, shape or layout.
+    """
+    check_array(data, "data", np.float32, 2)
+    if isinstance(error, np.ndarray) and error.dtype == np.float16:
+        check_array(error, "error", np.float16, 2, data.shape)
+        error_in = error.view(np.uint16)
+    else:
+        error_in = check_array(error, "error", np.float32, 2, data.shape)
+    if dq is None:
+        dq, exclude = np.zeros(data.shape, dtype=np.uint32), 0
+    check_array(dq, "dq", np.uint32, 2, data.shape)
+    mask = np.empty(data.shape, dtype=np.uint8)
+    image = np.empty(data.shape, dtype=np.float32)
+    error64 = np.empty(data.shape, dtype=np.float64)
+    _segmentation.detection_inputs(data, error_in, dq, int(exclude), mask, image, error64,
+                                   effective_n_threads(n_threads))
+    return mask.view(np.bool_), image, error64
 
 
 def label_above_threshold(

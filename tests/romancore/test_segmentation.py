@@ -124,3 +124,33 @@ def test_errors():
     with pytest.raises(ValueError, match="do not match"):
         segment_moments(good, good, good, np.zeros((4, 4), bool), segm, np.array([1, 2]),
                         np.array([[0, 1, 0, 1]]))
+
+
+@pytest.mark.parametrize("error_dtype", [np.float16, np.float32])
+def test_detection_inputs_equal_numpy(error_dtype):
+    from romancore.segmentation import detection_inputs
+
+    rng = np.random.default_rng(9)
+    shape = (70, 90)
+    data = rng.normal(size=shape).astype(np.float32)
+    data[rng.random(shape) < 0.02] = np.nan
+    data[rng.random(shape) < 0.01] = np.inf
+    err = np.abs(rng.normal(size=shape)).astype(error_dtype)
+    err[rng.random(shape) < 0.02] = 0
+    err[rng.random(shape) < 0.02] = -1
+    err[rng.random(shape) < 0.02] = np.nan
+    err[rng.random(shape) < 0.01] = -np.inf
+    err[0, :5] = np.array([6e-8, 1e-5, 65504, 2**-24, 3e-6], dtype=error_dtype)  # subnormals
+    dq = rng.integers(0, 8, shape).astype(np.uint32)
+    mask, image, error = detection_inputs(data, err, dq, 1, n_threads=2)
+    with np.errstate(invalid="ignore"):
+        by_values = ~np.isfinite(data) | ~np.isfinite(err) | ~(err > 0)
+    expected = by_values | ((dq & 1) != 0)
+    np.testing.assert_array_equal(mask, expected)
+    np.testing.assert_array_equal(image, np.where(expected, np.float32(np.nan), data))
+    np.testing.assert_array_equal(error, np.where(expected, np.nan, err.astype(np.float64)))
+    assert error.dtype == np.float64 and image.dtype == np.float32
+    # without DQ: only the values decide
+    mask2, _, _ = detection_inputs(data, err)
+    np.testing.assert_array_equal(mask2, by_values)
+    np.testing.assert_array_equal(detection_inputs(data, err, dq, n_threads=1)[2], error)

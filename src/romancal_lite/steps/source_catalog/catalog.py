@@ -239,6 +239,27 @@ def source_mask(data: np.ndarray, err: np.ndarray, dq: np.ndarray | None) -> np.
     return mask
 
 
+def _masked_inputs(data: np.ndarray, err: np.ndarray, dq: np.ndarray | None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return `source_mask`, the data as float32 and the error as float64, NaN where masked.
+
+    One compiled pass (`romancore.segmentation.detection_inputs`) for the arrays of a
+    ``_cal`` image (float32 data, float16 or float32 error, uint32 DQ); NumPy
+    otherwise. The same arrays either way.
+    """
+    from romancore.segmentation import detection_inputs
+
+    arrays = (data, err) if dq is None else (data, err, dq)
+    if (data.dtype == np.float32 and err.dtype in (np.float16, np.float32)
+            and (dq is None or dq.dtype == np.uint32)
+            and all(arr.flags.c_contiguous for arr in arrays)):
+        return detection_inputs(data, err, dq, int(_DO_NOT_USE))
+    mask = source_mask(data, err, dq)
+    image32 = np.where(mask, np.float32(np.nan), data).astype(np.float32, copy=False)
+    err64 = np.where(mask, np.nan, err).astype(np.float64, copy=False)
+    return mask, image32, err64
+
+
 def zoom_mesh(mesh: np.ndarray, box_size: tuple[int, int], shape: tuple[int, int]
               ) -> np.ndarray:
     """Resize a `Background2D` mesh to the image as photutils does, in two matrix products.
@@ -1053,7 +1074,7 @@ def make_source_catalog(
     flux_unit = u.nJy if calibrated else u.DN / u.s
     if not calibrated:
         notes.append("no photometric conversion: fluxes are in DN/s")
-    mask = source_mask(data, err, dq)
+    mask, image32, err64 = _masked_inputs(data, err, dq)
     n_masked = int(mask.sum())
     empty = np.zeros(data.shape, dtype=np.uint32)
     if mask.all():
@@ -1075,12 +1096,9 @@ def make_source_catalog(
             u.nJy)
 
     # the background from the data's own float32, as romancal (faster than float64)
-    image32 = np.where(mask, np.float32(np.nan), data).astype(np.float32, copy=False)
     background, rms = estimate_background(image32, mask, bkg_boxsize)
-    work = image32.astype(np.float64)
-    del image32
-    work -= background
-    del background  # (memory: the full-size maps are not needed past their use)
+    work = np.subtract(image32, background, dtype=np.float64)
+    del image32, background  # (memory: the full-size maps are not needed past their use)
     kernel = detection_kernel(kernel_fwhm)
     # zero (astropy: NaN) only where no good pixel is under the kernel: such pixels
     # are masked, and the finder and the catalog both want them zero
@@ -1097,7 +1115,6 @@ def make_source_catalog(
 
     from .measure import segment_properties
 
-    err64 = np.where(mask, np.nan, err).astype(np.float64, copy=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         warnings.simplefilter("ignore", AstropyUserWarning)
