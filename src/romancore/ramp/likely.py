@@ -34,9 +34,9 @@ STEP_SAFETY = 3.0
 #: Default target of the neighbour pass: false detections per clean pixel it searches
 #: (a pixel with no jump beside one with a jump), from which
 #: :func:`neighbor_threshold_for` sets its threshold.  The pass searches only the
-#: neighbours of detected jumps (about 1 % of the pixels of a Roman exposure at
+#: neighbours of detected jumps (1.2-2.6 % of the pixels of a Roman exposure at
 #: romanisim's cosmic-ray rate), so its share of the false positives per clean pixel is
-#: about 1e-7.
+#: at most 2.6e-7 (measured: 3-9e-8).
 NEIGHBOR_FALSE_POSITIVE_RATE = 1e-5
 
 #: Jump tests of :func:`fit_ramps_likely`: stcal's omission chi^2 test, or the step test.
@@ -430,7 +430,8 @@ def neighbor_threshold_for(read_pattern: Sequence[Sequence[int]], frame_time: fl
 
     The ``h`` at which :func:`neighbor_false_positive_bound` equals
     ``false_positive_rate / STEP_SAFETY`` (cached per pattern).  For 1e-5 and the WFI
-    frame time: 4.59 for MA table 4, 4.65 for MA table 6 and 4.60 for MA table 109.
+    frame time: 5.01 for MA tables 4 and 6, 4.99 for MA table 109 (the first pass:
+    5.56-5.68 for 1e-6).
 
     Parameters
     ----------
