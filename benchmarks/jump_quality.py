@@ -4,6 +4,8 @@ Run as a script::
 
     python benchmarks/jump_quality.py [--pattern ma4 ma6 ma109] [--clean 16] [--jumps 50000]
                                       [--seed 1] [--threads N] [--markdown]
+    python benchmarks/jump_quality.py --footprints [--footprint-mpix 4] [--control-mpix 2]
+                                      [--cr-boost 10] [--pattern ...] [--seed 1]
 
 Ramps are simulated here, read by read, independently of any fit's conventions: for a
 pixel of rate ``R`` (e/s) the charge grows by ``Poisson(R * frame_time)`` at every read
@@ -31,6 +33,15 @@ false positives per clean pixel (fraction of clean pixels with any flag; with th
 ``mean(slope) / mean(truth) - 1``; and the recall bound of *any* per-pixel test at
 1e-6 false positives (:func:`recall_bound`: the Neyman-Pearson test that knows the
 jump's read, size and the rate; 2000 draws per bin).
+
+With ``--footprints`` the jumps are cosmic rays with realistic footprints instead
+(:func:`cr_events`: romanisim's tracks and energy losses, then its IPC kernel) on
+64 x 1024 tiles, and the table gives the recall per pixel, binned by the charge the
+pixel received, for the official tests and the step test, each with and without the
+neighbour pass (``+nb``), plus the neighbour pass's false positives on clean pixels
+it searches (a control of isolated single-pixel hits with no spread) and, from the
+searched pixels per event at romanisim's cosmic-ray rate, its share of the false
+positives per clean pixel.
 """
 
 from __future__ import annotations
