@@ -1055,7 +1055,8 @@ def neighbors(const float[:, :, ::1] resultants, uint8_t[:, :, ::1] groupdq,
     ``r >= 1`` flagged JUMP_DET in such a neighbour, at ``sigma``; flags and outputs
     change only where it drops something.  Only seed pixels' group DQ is read across
     pixels and they are never written here, so the result does not depend on the
-    order (thread count).
+    order (thread count).  ``out_chi`` must hold the first pass's chi^2: pixels whose
+    chi^2 is below ``sigma^2`` cannot hold a step that large and are not searched.
     """
     cdef Py_ssize_t n = resultants.shape[0], ny = resultants.shape[1]
     cdef Py_ssize_t nx = resultants.shape[2], m = n - 1, nt = step_i.shape[0]
@@ -1067,7 +1068,7 @@ def neighbors(const float[:, :, ::1] resultants, uint8_t[:, :, ::1] groupdq,
     cdef uint8_t* sdiff
     cdef uint8_t* cand
     cdef bint any_seed
-    cdef uint8_t hit
+    cdef float chi_floor = <float>(sigma * sigma * (1.0 - 1e-5))
     if n < 3 or nt == 0:
         return 0
     if step_u.shape[0] != nt or step_v.shape[0] != nt:
@@ -1099,10 +1100,11 @@ def neighbors(const float[:, :, ::1] resultants, uint8_t[:, :, ::1] groupdq,
     with nogil:
         for y in prange(ny, schedule="static", num_threads=n_threads):
             for x in range(nx):
-                hit = 0
-                for i in range(n):
-                    hit = hit | (groupdq[i, y, x] & DQ_JUMP_DET)
-                seed[y, x] = hit != 0
+                seed[y, x] = 0
+            for i in range(n):
+                for x in range(nx):
+                    if groupdq[i, y, x] & DQ_JUMP_DET:
+                        seed[y, x] = 1
 
     with nogil, parallel(num_threads=n_threads):
         buf = <double*>malloc(_work_doubles(m) * sizeof(double))
@@ -1115,7 +1117,11 @@ def neighbors(const float[:, :, ::1] resultants, uint8_t[:, :, ::1] groupdq,
         cand = sdiff + m
         for y in prange(ny, schedule="dynamic", chunksize=16):
             for x in range(nx):
-                if seed[y, x]:
+                # A step lowers chi^2 by at most chi^2, and the first pass's chi^2 of a
+                # pixel without a jump is that of the search's first fit (the same
+                # differences, the covariance at the same clipped slope), to float32
+                # rounding: below the threshold (with a margin) nothing can be found.
+                if seed[y, x] or not (out_chi[y, x] >= chi_floor):
                     continue
                 any_seed = False
                 for yy in range(y - 1, y + 2):
