@@ -273,3 +273,14 @@ def test_step_neighbor_pass(builtin_refs, monkeypatch):
     calls.clear()
     RampFitStep.call(make_ramp(rate=7.0), algorithm="likely")
     assert not calls[-1]["neighbor_pass"]
+
+
+def test_cli_neighbor_pass(builtin_refs, run_cli):
+    ramp = make_ramp(rate=7.0)
+    ramp.data[3:, 10, 20] += 500.0
+    run = run_cli("ramp_fit", ramp, "--algorithm", "likely", "--jump_test", "step",
+                  "--neighbor_pass", "true")
+    assert run.status == 0, run.err
+    bad = run_cli("ramp_fit", make_ramp(), "--algorithm", "likely", "--neighbor_pass",
+                  "true", "--neighbor_threshold", "0")
+    assert bad.status == 1 and len(bad.errors) == 1 and "neighbor_threshold" in bad.errors[0]
