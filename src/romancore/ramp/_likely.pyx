@@ -1051,8 +1051,8 @@ def neighbors(const float[:, :, ::1] resultants, uint8_t[:, :, ::1] groupdq,
 
     ``seed`` (scratch, shape (ny, nx)) gets 1 where the first pass left a JUMP_DET.
     Every pixel with ``seed`` 0 and a neighbour (8-connected) with ``seed`` 1 is
-    searched with the templates that touch a difference ``r - 1`` for every resultant
-    ``r >= 1`` flagged JUMP_DET in such a neighbour, at ``sigma``; flags and outputs
+    searched at ``sigma`` with the templates whose differences all belong to the set
+    ``{r - 1}`` of the resultants ``r >= 1`` flagged JUMP_DET in such neighbours; flags and outputs
     change only where it drops something.  Only seed pixels' group DQ is read across
     pixels and they are never written here, so the result does not depend on the
     order (thread count).  ``out_chi`` must hold the first pass's chi^2: pixels whose
@@ -1140,10 +1140,11 @@ def neighbors(const float[:, :, ::1] resultants, uint8_t[:, :, ::1] groupdq,
                 if not any_seed:
                     continue
                 for k in range(nt):
+                    # templates whose differences were all lost by a seed neighbour
                     i = tb.t_i[k]
                     cand[k] = sdiff[i]
-                    if i + 1 < m and tb.t_v[k] != 0.0 and sdiff[i + 1]:
-                        cand[k] = 1
+                    if i + 1 < m and tb.t_v[k] != 0.0 and not sdiff[i + 1]:
+                        cand[k] = 0
                 if _neighbor_pixel(&tb, &w, &resultants[0, y, x], &groupdq[0, y, x],
                                    read_noise[y, x], cand, &out_slope[y, x],
                                    &out_vr[y, x], &out_vp[y, x], &out_chi[y, x]):

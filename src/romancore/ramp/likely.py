@@ -36,7 +36,7 @@ STEP_SAFETY = 3.0
 #: :func:`neighbor_threshold_for` sets its threshold.  The pass searches only the
 #: neighbours of detected jumps (1.2-2.6 % of the pixels of a Roman exposure at
 #: romanisim's cosmic-ray rate), so its share of the false positives per clean pixel is
-#: at most 2.6e-7 (measured: 3-9e-8).
+#: at most 2.6e-7 (measured: 4e-8 to 1.1e-7).
 NEIGHBOR_FALSE_POSITIVE_RATE = 1e-5
 
 #: Jump tests of :func:`fit_ramps_likely`: stcal's omission chi^2 test, or the step test.
@@ -367,14 +367,16 @@ def _neighbor_subsets(pattern: tuple[tuple[int, ...], ...],
     """Template sets the neighbour pass searches for one neighbouring jump.
 
     A jump dropped difference ``i`` alone or the pair ``(i, i + 1)``; the candidates
-    are the templates touching any of them (as the kernel selects them).
+    are the templates whose differences are all among them (as the kernel selects
+    them).
     """
     steps = _steps(pattern, frame_time)
     m = len(pattern) - 1
     touch = [{int(i)} | ({int(i) + 1} if v != 0.0 and i + 1 < m else set())
              for i, v in zip(steps.index, steps.v, strict=True)]
     seeds = [{i} for i in range(m)] + [{i, i + 1} for i in range(m - 1)]
-    return [tuple(k for k, t in enumerate(touch) if t & s) for s in seeds]
+    subsets = [tuple(k for k, t in enumerate(touch) if t <= s) for s in seeds]
+    return [s for s in subsets if s]
 
 
 def neighbor_false_positive_bound(read_pattern: Sequence[Sequence[int]], frame_time: float,
@@ -382,7 +384,7 @@ def neighbor_false_positive_bound(read_pattern: Sequence[Sequence[int]], frame_t
     """Gaussian bound of the neighbour pass's false positives per searched clean pixel.
 
     As :func:`step_false_positive_bound`, over the templates the neighbour pass tries
-    for one neighbouring jump (those touching the one or two differences it lost),
+    for one neighbouring jump (those made of the one or two differences it lost),
     worst case over the jump's position and the rate-to-read-noise ratios.
 
     Parameters
@@ -430,7 +432,7 @@ def neighbor_threshold_for(read_pattern: Sequence[Sequence[int]], frame_time: fl
 
     The ``h`` at which :func:`neighbor_false_positive_bound` equals
     ``false_positive_rate / STEP_SAFETY`` (cached per pattern).  For 1e-5 and the WFI
-    frame time: 5.01 for MA tables 4 and 6, 4.99 for MA table 109 (the first pass:
+    frame time: 4.83 for MA tables 4 and 6, 4.81 for MA table 109 (the first pass:
     5.56-5.68 for 1e-6).
 
     Parameters
@@ -543,7 +545,7 @@ def fit_ramps_likely(
     With ``neighbor_pass`` (ours, not in stcal; either jump test) a second pass
     follows: every pixel left without a JUMP_DET whose 8 neighbours include one with a
     JUMP_DET (from the first pass, or passed in) is searched again with the step test,
-    restricted to the templates that touch a difference such a neighbour lost (a
+    restricted to the templates made of differences such neighbours lost (a
     JUMP_DET on resultant ``r`` marks difference ``r - 1``: the same time), at the
     lower ``neighbor_threshold`` (default :func:`neighbor_threshold_for`
     ``(neighbor_false_positive_rate)``).  A cosmic ray's charge spreads over several
