@@ -4,6 +4,8 @@ Run as a script::
 
     python benchmarks/jump_quality.py [--pattern ma4 ma6 ma109] [--clean 16] [--jumps 50000]
                                       [--seed 1] [--threads N] [--markdown]
+    python benchmarks/jump_quality.py --footprints [--footprint-mpix 4] [--control-mpix 2]
+                                      [--cr-boost 10] [--pattern ...] [--seed 1]
 
 Ramps are simulated here, read by read, independently of any fit's conventions: for a
 pixel of rate ``R`` (e/s) the charge grows by ``Poisson(R * frame_time)`` at every read
@@ -31,6 +33,15 @@ false positives per clean pixel (fraction of clean pixels with any flag; with th
 ``mean(slope) / mean(truth) - 1``; and the recall bound of *any* per-pixel test at
 1e-6 false positives (:func:`recall_bound`: the Neyman-Pearson test that knows the
 jump's read, size and the rate; 2000 draws per bin).
+
+With ``--footprints`` the jumps are cosmic rays with realistic footprints instead
+(:func:`cr_events`: romanisim's tracks and energy losses, then its IPC kernel) on
+64 x 1024 tiles, and the table gives the recall per pixel, binned by the charge the
+pixel received, for the official tests and the step test, each with and without the
+neighbour pass (``+nb``), plus the neighbour pass's false positives on clean pixels
+it searches (a control of isolated single-pixel hits with no spread) and, from the
+searched pixels per event at romanisim's cosmic-ray rate, its share of the false
+positives per clean pixel.
 """
 
 from __future__ import annotations
@@ -73,11 +84,13 @@ def read_pattern(name: str) -> list[list[int]]:
 
 def simulate(pattern: list[list[int]], rate: np.ndarray, jump_read: np.ndarray,
              jump_e: np.ndarray, rng: np.random.Generator,
-             read_noise: float = READ_NOISE, frame_time: float = FRAME_TIME) -> np.ndarray:
+             read_noise: float = READ_NOISE, frame_time: float = FRAME_TIME,
+             events: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Simulate resultants (float32, electrons, shape ``(n, npix)``), read by read.
 
     ``rate`` in e/s; ``jump_read`` the 1-based read a jump first appears in (0: none)
-    and ``jump_e`` its charge.
+    and ``jump_e`` its charge; ``events``, optional ``(pixel, read, charge)`` arrays,
+    more jumps (any number per pixel).
     """
     npix = rate.size
     owner = {r: j for j, reads in enumerate(pattern) for r in reads}
@@ -89,6 +102,9 @@ def simulate(pattern: list[list[int]], rate: np.ndarray, jump_read: np.ndarray,
         hit = jump_read == k
         if hit.any():
             charge[hit] += jump_e[hit]
+        if events is not None:
+            now = events[1] == k
+            np.add.at(charge, events[0][now], events[2][now])
         if k in owner:
             acc[owner[k]] += charge
     out = np.empty((len(pattern), npix), np.float32)
@@ -109,19 +125,22 @@ def _fit(det: str, res: np.ndarray, pattern, n_threads: int):
     """Run one detector on ``(n, 1, npix)`` resultants; return (slope, any-flag).
 
     ``det`` is ``casertano``, ``likely``, ``step`` or ``step@Z`` (the step test at
-    threshold ``Z`` sigma).
+    threshold ``Z`` sigma); a ``+nb`` suffix adds the neighbour pass.
     """
     gdq = np.zeros(res.shape, np.uint8)
     if det == "casertano":
         out = romancore.fit_ramps(res, gdq, READ_NOISE, pattern, FRAME_TIME,
                                   n_threads=n_threads)
-    elif det == "likely":
+    elif det.startswith("likely"):
         out = romancore.fit_ramps_likely(res, gdq, READ_NOISE, pattern, FRAME_TIME,
+                                         neighbor_pass=det.endswith("+nb"),
                                          n_threads=n_threads)
     else:
-        z = float(det.split("@")[1]) if "@" in det else None
+        base = det.removesuffix("+nb")
+        z = float(base.split("@")[1]) if "@" in base else None
         out = romancore.fit_ramps_likely(res, gdq, READ_NOISE, pattern, FRAME_TIME,
                                          jump_test="step", step_threshold=z,
+                                         neighbor_pass=det.endswith("+nb"),
                                          n_threads=n_threads)
     flagged = ((gdq & JUMP_DET) != 0).any(axis=0)
     return out.slope.ravel(), flagged.ravel()
@@ -217,6 +236,169 @@ def recall_bound(pattern_name: str, kind: str, jump_bin, seed: int, npix: int = 
     return total / npix
 
 
+#: Cosmic-ray footprint tiles: shape, and the bins of per-pixel charge of their table.
+TILE = (64, 1024)
+FOOT_BINS = BINS + ((400.0, math.inf),)
+FOOT_DETECTORS = ("casertano", "likely", "likely+nb", "step", "step+nb")
+
+
+def roman_cr_density(pattern: list[list[int]], frame_time: float = FRAME_TIME) -> float:
+    """Cosmic rays per pixel in one exposure at romanisim's rate (8 /cm^2/s, 16.8 cm^2)."""
+    from romanisim.models import parameters
+
+    cr = parameters.cr
+    return cr["flux"] * cr["area"] * pattern[-1][-1] * frame_time / 4096**2
+
+
+def cr_events(shape: tuple[int, int], n_events: int, nread: int,
+              rng: np.random.Generator, spread: bool = True):
+    """Cosmic-ray jumps on a tile: romanisim's model, then its IPC kernel.
+
+    Tracks as ``romanisim.cr.simulate_crs`` draws them (position, direction, power-law
+    length, Moyal dE/dx, Poisson charge per traversed pixel from its chord through the
+    pixel depth), each at one read drawn uniformly from 2 to ``nread``; then the charge
+    of each event is convolved with romanisim's 3x3 interpixel-capacitance kernel
+    (``romanisim.models.ipc.ipc_kernel``: 1.6-1.9 % to each side neighbour, 0.2 % to
+    each corner), as romanisim applies it to the resultants.  Returns flat arrays
+    ``(pixel, read, charge, event)``, one entry per event and pixel with charge > 0.
+    """
+    from romanisim import cr
+    from romanisim.models import ipc, parameters
+
+    par = parameters.cr
+    ny, nx = shape
+    i0, j0, phi, length, dedx = cr.sample_cr_params(n_events, N_i=ny, N_j=nx, rng=rng)
+    length = length / par["pixel_size"]
+    i1 = np.clip(i0 + length * np.cos(phi), -0.5, ny - 0.5)
+    j1 = np.clip(j0 + length * np.sin(phi), -0.5, nx - 0.5)
+    per_pix = dedx * par["pixel_size"] / par["conversion_factor"]
+    kernel = ipc.ipc_kernel if spread else np.array([[0, 0, 0], [0, 1.0, 0], [0, 0, 0]])
+    reads = rng.integers(2, nread + 1, n_events)
+    pix, rd, ch, ev = [], [], [], []
+    for e in range(n_events):
+        ii, jj, l2 = cr.traverse([i0[e], j0[e]], [i1[e], j1[e]], N_i=ny, N_j=nx)
+        if len(ii) == 0:
+            continue
+        l3 = np.sqrt((par["pixel_depth"] / par["pixel_size"]) ** 2 + l2**2)
+        q = rng.poisson(per_pix[e] * l3).astype(np.float64)
+        acc: dict[int, float] = {}
+        for a, b, c in zip(ii, jj, q, strict=True):
+            for di in (-1, 0, 1):
+                for dj in (-1, 0, 1):
+                    y, x = a + di, b + dj
+                    f = kernel[di + 1, dj + 1]
+                    if f and 0 <= y < ny and 0 <= x < nx:
+                        acc[y * nx + x] = acc.get(y * nx + x, 0.0) + c * f
+        for k, v in acc.items():
+            if v > 0:
+                pix.append(k)
+                rd.append(reads[e])
+                ch.append(v)
+                ev.append(e)
+    return (np.array(pix, np.int64), np.array(rd, np.int64), np.array(ch), np.array(ev))
+
+
+def _searched(flag: np.ndarray) -> np.ndarray:
+    """Pixels the neighbour pass searches: no flag, a flagged 8-neighbour."""
+    from scipy.ndimage import binary_dilation
+
+    return binary_dilation(flag, np.ones((3, 3), bool)) & ~flag
+
+
+def _footprint_chunk(task):
+    """One tile of cosmic-ray footprints, or (``control``) of isolated single-pixel hits."""
+    pattern, kind, seed, boost, detectors, control = task
+    rng = np.random.default_rng(seed)
+    ny, nx = TILE
+    npix = ny * nx
+    nread = pattern[-1][-1]
+    rate = _rates(kind, npix, rng)
+    if control:
+        # a 1000-4000 e hit with no spread on every third pixel of every third row:
+        # each other pixel is clean and has exactly one hit neighbour
+        yy, xx = np.mgrid[1:ny - 1:3, 1:nx - 1:3]
+        pix = (yy * nx + xx).ravel()
+        events = (pix, rng.integers(2, nread + 1, pix.size),
+                  rng.uniform(1000.0, 4000.0, pix.size), np.arange(pix.size))
+    else:
+        n_ev = rng.poisson(boost * roman_cr_density(pattern) * npix)
+        events = cr_events(TILE, n_ev, nread, rng)
+    zero = np.zeros(npix)
+    res = simulate(pattern, rate, zero.astype(np.int64), zero, rng, events=events[:3])
+    res = res.reshape(len(pattern), ny, nx)
+    nev = np.bincount(events[0], minlength=npix)
+    charge = np.bincount(events[0], weights=events[2], minlength=npix)
+    out = {"events": len(np.unique(events[3]))}
+    first = None
+    for det in detectors:
+        _, flagged = _fit(det, res, pattern, 1)
+        flagged = flagged.reshape(ny, nx)
+        if det == "step":
+            first = flagged
+        single = nev.reshape(ny, nx) == 1
+        q = charge.reshape(ny, nx)
+        rec = []
+        for lo, hi in FOOT_BINS:
+            sel = single & (q >= lo) & (q < hi)
+            rec.append((int(flagged[sel].sum()), int(sel.sum())))
+        out[det] = rec
+        out[det + ":flags"] = flagged
+    # clean pixels the pass searched (from the step test's first pass), and their flags
+    clean = (nev.reshape(ny, nx) == 0)
+    searched = _searched(first) & clean if first is not None else np.zeros((ny, nx), bool)
+    out["searched"] = int(_searched(first).sum()) if first is not None else 0
+    out["searched_clean"] = int(searched.sum())
+    for det in detectors:
+        flags = out.pop(det + ":flags")
+        out[det + ":fp"] = int((flags & searched).sum())
+    return out
+
+
+def measure_footprints(pattern_name: str, kind: str, mpix: float, seed: int, workers: int,
+                       boost: float, control: bool, detectors=FOOT_DETECTORS) -> dict:
+    """Totals over tiles: recall per bin, events, searched pixels, their false positives."""
+    pattern = read_pattern(pattern_name)
+    ntile = max(1, int(round(mpix * 1e6 / (TILE[0] * TILE[1]))))
+    ss = np.random.SeedSequence([seed, PATTERNS.index(pattern_name),
+                                 list(CLASSES).index(kind), 7 if control else 8])
+    tasks = [(pattern, kind, sd, boost, detectors, control) for sd in ss.spawn(ntile)]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        parts = list(pool.map(_footprint_chunk, tasks))
+    total: dict = {"pixels": ntile * TILE[0] * TILE[1]}
+    for key in ("events", "searched", "searched_clean"):
+        total[key] = sum(p[key] for p in parts)
+    for det in detectors:
+        total[det] = [tuple(sum(p[det][b][i] for p in parts) for i in (0, 1))
+                      for b in range(len(FOOT_BINS))]
+        total[det + ":fp"] = sum(p[det + ":fp"] for p in parts)
+    return total
+
+
+def footprint_table(names, classes, mpix: float, control_mpix: float, seed: int,
+                    workers: int, boost: float) -> list[str]:
+    """Rows of the cosmic-ray footprint table (markdown)."""
+    rows = []
+    for name in names:
+        pattern = read_pattern(name)
+        density = roman_cr_density(pattern)
+        for kind in classes:
+            t0 = time.perf_counter()
+            cr = measure_footprints(name, kind, mpix, seed, workers, boost, False)
+            ctl = measure_footprints(name, kind, control_mpix, seed, workers, boost, True)
+            # searched pixels per event at `boost`, scaled to romanisim's rate
+            frac = cr["searched"] / max(cr["events"], 1) * density
+            for det in FOOT_DETECTORS:
+                rec = " | ".join(f"{k / n:.3f} ({n})" if n else "-" for k, n in cr[det])
+                fp_s = ctl[det + ":fp"] / max(ctl["searched_clean"], 1)
+                fp_s_txt = (f"{fp_s:.2g} ({ctl[det + ':fp']})" if ctl[det + ":fp"]
+                            else f"0 (< {_upper95(0, ctl['searched_clean']):.1g})")
+                rows.append(f"| {name} | {kind} | {det} | {rec} | {fp_s_txt} | "
+                            f"{ctl['searched_clean']} | {frac:.4f} | {fp_s * frac:.2g} |")
+            print(f"# {name} {kind} footprints: {cr['events']} events, "
+                  f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return rows
+
+
 def _upper95(k: int, n: int) -> float:
     """95 % upper limit of a Poisson rate from ``k`` events in ``n`` trials (k small)."""
     # chi^2 quantile via the Wilson-Hilferty approximation, exact enough for a table
@@ -241,7 +423,31 @@ def main(argv=None) -> None:
     parser.add_argument("--step-thresholds", type=float, nargs="*", default=[],
                         help="also run the step test at these thresholds (sigma)")
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--footprints", action="store_true",
+                        help="cosmic-ray footprints (romanisim's tracks and IPC) instead of "
+                             "single-pixel jumps: recall with and without the neighbour pass")
+    parser.add_argument("--footprint-mpix", type=float, default=4.0,
+                        help="million pixels of cosmic-ray tiles per pattern and class")
+    parser.add_argument("--control-mpix", type=float, default=2.0,
+                        help="million pixels of the neighbour-pass control (isolated hits)")
+    parser.add_argument("--cr-boost", type=float, default=10.0,
+                        help="cosmic-ray density over romanisim's rate, for statistics")
     args = parser.parse_args(argv)
+    if args.footprints:
+        print(f"load average {os.getloadavg()}, {args.threads} worker threads, "
+              f"read noise {READ_NOISE} e/read, frame time {FRAME_TIME} s, "
+              f"cosmic rays x{args.cr_boost:g} romanisim's rate")
+        print("| pattern | class | detector | " + " | ".join(
+            f"recall {int(lo)}-{hi:g} e" if math.isfinite(hi) else f"recall > {int(lo)} e"
+            for lo, hi in FOOT_BINS)
+            + " | FP per searched clean pixel | searched clean pixels | searched fraction "
+              "at romanisim's rate | added FP per clean pixel |")
+        print("|" + "---|" * (len(FOOT_BINS) + 7))
+        for row in footprint_table(args.pattern, args.classes, args.footprint_mpix,
+                                   args.control_mpix, args.seed, args.threads,
+                                   args.cr_boost):
+            print(row, flush=True)
+        return
     detectors = DETECTORS + tuple(f"step@{z:g}" for z in args.step_thresholds)
     print(f"load average {os.getloadavg()}, {args.threads} worker threads, "
           f"read noise {READ_NOISE} e/read, frame time {FRAME_TIME} s")

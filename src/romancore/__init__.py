@@ -16,7 +16,8 @@ Pure functions on NumPy arrays (no file I/O, no logging):
   detection;
 * :func:`fit_ramps_likely`: the likelihood fit of Brandt (2024) with chi^2 jump
   detection, or our step test (``jump_test='step'``, threshold from
-  :func:`step_threshold_for`);
+  :func:`step_threshold_for`), optionally with a second pass on the neighbours of
+  detected jumps (``neighbor_pass``, threshold from :func:`neighbor_threshold_for`);
 * :mod:`romancore.drizzle`: drizzle's ``square``/``point``/``turbo`` kernels fused
   with the resample step's variances and coverage (``add_image``), drizzle's linear
   ``blot``, and the pixel maps' spline on a grid (``spline_grid``).
@@ -40,6 +41,8 @@ from romancore.ramp import (
     fit_ramps_likely,
     fit_rate_images,
     likely_thresholds,
+    neighbor_false_positive_bound,
+    neighbor_threshold_for,
     step_false_positive_bound,
     step_threshold_for,
 )
@@ -70,6 +73,8 @@ __all__ = [
     "fit_rate_images",
     "flag_saturation",
     "likely_thresholds",
+    "neighbor_false_positive_bound",
+    "neighbor_threshold_for",
     "openmp_enabled",
     "read_pattern_metadata",
     "sigma_clip_bounds",

@@ -10,6 +10,8 @@ from romancore.ramp.likely import (
     LikelyFitResult,
     fit_ramps_likely,
     likely_thresholds,
+    neighbor_false_positive_bound,
+    neighbor_threshold_for,
     step_false_positive_bound,
     step_threshold_for,
 )
@@ -23,6 +25,8 @@ __all__ = [
     "fit_ramps_likely",
     "fit_rate_images",
     "likely_thresholds",
+    "neighbor_false_positive_bound",
+    "neighbor_threshold_for",
     "step_false_positive_bound",
     "step_threshold_for",
 ]

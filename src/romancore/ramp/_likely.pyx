@@ -343,8 +343,8 @@ cdef bint _jump_pass(const Tab* tb, Work* w, double chisq, Py_ssize_t nuse,
     return dropped
 
 
-cdef bint _step_pass(const Tab* tb, Work* w, const Fit* fit,
-                     Py_ssize_t nuse) noexcept nogil:
+cdef bint _step_pass(const Tab* tb, Work* w, const Fit* fit, Py_ssize_t nuse,
+                     const uint8_t* cand, double z2) noexcept nogil:
     """Drop the differences of the most significant positive step, if above threshold.
 
     The step test: a jump of ``J`` electrons just before read ``k`` adds ``J t_k`` to
@@ -357,17 +357,21 @@ cdef bint _step_pass(const Tab* tb, Work* w, const Fit* fit,
     diagonal and off-diagonal of ``C^-1`` (the minors).  ``z^2`` is the chi^2 drop of
     fitting that step (one degree of freedom, at most chi^2 itself).  The template with
     the largest ``z^2`` among ``z > 0`` (cosmic rays add charge) wins if ``z^2`` exceeds
-    ``tb.z2``; its differences are dropped (the first such template on ties).  A drop
-    must leave at least two used differences.  Returns whether something was dropped.
+    ``z2``; its differences are dropped (the first such template on ties).  A drop
+    must leave at least two used differences.  With ``cand`` (not NULL) only the
+    templates ``k`` with ``cand[k]`` are tried (the neighbour pass).  Returns whether
+    something was dropped.
     """
     cdef Py_ssize_t m = tb.m, k, i, best_k = -1, left
     cdef double B = fit.B, C = fit.C, inv_tn = fit.inv_tn, inv_scale = fit.inv_scale
-    cdef double u, v, tB, tC, tT, cdi, cdk, co, num, den, q, best = tb.z2
+    cdef double u, v, tB, tC, tT, cdi, cdk, co, num, den, q, best = z2
     cdef double* th = w.th
     cdef double* ph = w.ph
     cdef double* be = w.be
     cdef const uint8_t* use = w.use
     for k in range(tb.nt):
+        if cand != NULL and not cand[k]:
+            continue
         i = tb.t_i[k]
         u = tb.t_u[k] if use[i] else 0.0
         v = 0.0
@@ -406,11 +410,39 @@ cdef bint _step_pass(const Tab* tb, Work* w, const Fit* fit,
     return True
 
 
+cdef double _step_search(const Tab* tb, Work* w, double rate, double rn2, Py_ssize_t nuse,
+                         const uint8_t* cand, double z2) noexcept nogil:
+    """The step test's passes from the fit at ``rate``; returns the last fitted slope.
+
+    The covariance is evaluated at the fitted rate (clipped at 0), a far better estimate
+    than the median at sky level, and refitted after each drop.  Drops are made in
+    ``w.use``; ``cand`` / ``z2`` as in `_step_pass`.
+    """
+    cdef Py_ssize_t m = tb.m, i, _it
+    cdef double crate = rate if rate > 0 else 0.0
+    cdef Fit fit = _fit(tb, w, crate, rn2, False)
+    for _it in range(m):
+        if fit.chisq < z2 - 1e-9 * (fabs(fit.A * fit.inv_scale) + 1.0):
+            break   # a step lowers chi^2 by at most chi^2
+        if not _step_pass(tb, w, &fit, nuse, cand, z2):
+            break
+        fit = _fit(tb, w, crate, rn2, False)
+        rate = fit.rate
+        crate = rate if rate > 0 else 0.0
+        fit = _fit(tb, w, crate, rn2, False)
+        nuse = 0
+        for i in range(m):
+            nuse += w.use[i]
+        if nuse <= 3:
+            break
+    return rate
+
+
 cdef void _pixel(const Tab* tb, Work* w, const float* r, uint8_t* g, float rn,
                  float* o_slope, float* o_vr, float* o_vp, float* o_chi) noexcept nogil:
     """Fit one pixel; ``r`` / ``g`` point at its resultant 0 and step by ``tb.plane``."""
-    cdef Py_ssize_t m = tb.m, plane = tb.plane, i, k, it, _it, nuse
-    cdef double rn2 = <double>rn * <double>rn, guess, rate, crate
+    cdef Py_ssize_t m = tb.m, plane = tb.plane, i, k, it, nuse
+    cdef double rn2 = <double>rn * <double>rn, guess, rate
     cdef Fit fit
     cdef float diff
 
@@ -447,24 +479,7 @@ cdef void _pixel(const Tab* tb, Work* w, const float* r, uint8_t* g, float rn,
     # the good one (the one-omit chi^2 are 0 for both; stcal then decides on rounding
     # noise): no search, as for the three-or-fewer rule of later passes.
     if tb.use_jump and tb.step and nuse > 2:
-        # The step test evaluates the covariance at the fitted rate (clipped at 0), a
-        # far better estimate than the median at sky level, refitted after each drop.
-        crate = rate if rate > 0 else 0.0
-        fit = _fit(tb, w, crate, rn2, False)
-        for _it in range(m):
-            if fit.chisq < tb.z2 - 1e-9 * (fabs(fit.A * fit.inv_scale) + 1.0):
-                break   # a step lowers chi^2 by at most chi^2
-            if not _step_pass(tb, w, &fit, nuse):
-                break
-            fit = _fit(tb, w, crate, rn2, False)
-            rate = fit.rate
-            crate = rate if rate > 0 else 0.0
-            fit = _fit(tb, w, crate, rn2, False)
-            nuse = 0
-            for i in range(m):
-                nuse += w.use[i]
-            if nuse <= 3:
-                break
+        rate = _step_search(tb, w, rate, rn2, nuse, NULL, tb.z2)
         for i in range(m):
             if w.use0[i] and not w.use[i]:
                 g[(i + 1) * plane] |= DQ_JUMP_DET
@@ -964,3 +979,176 @@ def fit(const float[:, :, ::1] resultants, uint8_t[:, :, ::1] groupdq,
         free(ubuf)
         free(bbuf)
         free(bubuf)
+
+
+# --------------------------------------------------------------------------------------
+# Neighbour pass: after the first pass, a pixel with no jump whose 8 neighbours include
+# one with a jump is searched again by the step test, at a lower threshold and only with
+# the templates that touch a difference the neighbour lost (the same time).
+# --------------------------------------------------------------------------------------
+cdef bint _neighbor_pixel(const Tab* tb, Work* w, const float* r, uint8_t* g, float rn,
+                          const uint8_t* cand, float* o_slope, float* o_vr, float* o_vp,
+                          float* o_chi) noexcept nogil:
+    """Search one first-pass-clean pixel for a step among the templates ``cand``.
+
+    Rebuilds the pixel's differences and usable mask as `_pixel` did (its group DQ
+    holds no JUMP_DET, so the mask is the first pass's), fits at the median rate, runs
+    the step search at ``tb.z2`` restricted to ``cand`` and, only if something was
+    dropped, flags the later resultant of each dropped difference and rewrites the
+    outputs with the final fit.  Returns whether something was dropped.
+    """
+    cdef Py_ssize_t m = tb.m, plane = tb.plane, i, k = 0, nuse = 0
+    cdef double rn2 = <double>rn * <double>rn, guess, rate
+    cdef bint dropped = False
+    cdef Fit fit
+    cdef float diff
+    if isnan(rn):
+        return False
+    for i in range(m):
+        diff = r[(i + 1) * plane] - r[i * plane]
+        w.d[i] = <double>diff / tb.dt[i]
+        w.use[i] = (g[i * plane] == 0) and (g[(i + 1) * plane] == 0)
+        w.use0[i] = w.use[i]
+        nuse += w.use[i]
+        if isfinite(w.d[i]):
+            w.sort[k] = w.d[i]
+            k += 1
+    if nuse <= 2:
+        return False
+    guess = _median(w.sort, k) if k > 0 else 0.0
+    if not guess > 0:
+        guess = 0.0
+    fit = _fit(tb, w, guess, rn2, False)
+    rate = _step_search(tb, w, fit.rate, rn2, nuse, cand, tb.z2)
+    for i in range(m):
+        if w.use0[i] and not w.use[i]:
+            g[(i + 1) * plane] |= DQ_JUMP_DET
+            dropped = True
+    if not dropped:
+        return False
+    if rate < 0 or rate == 0:
+        rate = 0.0
+    fit = _fit(tb, w, rate, rn2, True)
+    o_slope[0] = <float>fit.rate
+    o_chi[0] = <float>fit.chisq
+    o_vp[0] = <float>fit.var_p
+    o_vr[0] = <float>fit.var_r
+    if tb.debias and isfinite(fit.rate):
+        o_slope[0] = <float>(fit.rate - _bias(tb, w, rate, guess, rn2, fit.C))
+    return True
+
+
+def neighbors(const float[:, :, ::1] resultants, uint8_t[:, :, ::1] groupdq,
+              const float[:, ::1] read_noise, const double[::1] dt,
+              const double[::1] a_ph, const double[::1] a_rn,
+              const double[::1] b_ph, const double[::1] b_rn,
+              const int64_t[::1] step_i, const double[::1] step_u,
+              const double[::1] step_v, double sigma,
+              float[:, ::1] out_slope, float[:, ::1] out_vr, float[:, ::1] out_vp,
+              float[:, ::1] out_chi, uint8_t[:, ::1] seed, int n_threads,
+              bint debias=False):
+    """The neighbour pass, after `fit`; returns the number of pixels it flagged.
+
+    ``seed`` (scratch, shape (ny, nx)) gets 1 where the first pass left a JUMP_DET.
+    Every pixel with ``seed`` 0 and a neighbour (8-connected) with ``seed`` 1 is
+    searched at ``sigma`` with the templates whose differences all belong to the set
+    ``{r - 1}`` of the resultants ``r >= 1`` flagged JUMP_DET in such neighbours; flags and outputs
+    change only where it drops something.  Only seed pixels' group DQ is read across
+    pixels and they are never written here, so the result does not depend on the
+    order (thread count).  ``out_chi`` must hold the first pass's chi^2: pixels whose
+    chi^2 is below ``sigma^2`` cannot hold a step that large and are not searched.
+    """
+    cdef Py_ssize_t n = resultants.shape[0], ny = resultants.shape[1]
+    cdef Py_ssize_t nx = resultants.shape[2], m = n - 1, nt = step_i.shape[0]
+    cdef Py_ssize_t y, x, i, k, yy, xx, found = 0
+    cdef Tab tb
+    cdef Work w
+    cdef double* buf
+    cdef uint8_t* ubuf
+    cdef uint8_t* sdiff
+    cdef uint8_t* cand
+    cdef bint any_seed
+    cdef float chi_floor = <float>(sigma * sigma * (1.0 - 1e-5))
+    if n < 3 or nt == 0:
+        return 0
+    if step_u.shape[0] != nt or step_v.shape[0] != nt:
+        raise ValueError("step_i, step_u and step_v must have the same length")
+    for k in range(nt):
+        if not 0 <= step_i[k] < m:
+            raise ValueError("step template difference index out of range")
+    tb.n = n
+    tb.m = m
+    tb.plane = ny * nx
+    tb.dt = &dt[0]
+    tb.a_ph = &a_ph[0]
+    tb.a_rn = &a_rn[0]
+    tb.b_ph = &b_ph[0]
+    tb.b_rn = &b_rn[0]
+    tb.ok2 = &b_rn[0]      # not read: no omission here
+    tb.t1 = sigma * sigma
+    tb.t2 = sigma * sigma
+    tb.tmin = sigma * sigma
+    tb.use_jump = True
+    tb.step = True
+    tb.nt = nt
+    tb.t_i = &step_i[0]
+    tb.t_u = &step_u[0]
+    tb.t_v = &step_v[0]
+    tb.z2 = sigma * sigma
+    tb.debias = debias
+
+    with nogil:
+        for y in prange(ny, schedule="static", num_threads=n_threads):
+            for x in range(nx):
+                seed[y, x] = 0
+            for i in range(n):
+                for x in range(nx):
+                    if groupdq[i, y, x] & DQ_JUMP_DET:
+                        seed[y, x] = 1
+
+    with nogil, parallel(num_threads=n_threads):
+        buf = <double*>malloc(_work_doubles(m) * sizeof(double))
+        ubuf = <uint8_t*>malloc((2 * n + m + nt) * sizeof(uint8_t))
+        if buf == NULL or ubuf == NULL:
+            with gil:
+                raise MemoryError("romancore.fit_ramps_likely: out of memory for scratch")
+        w = _work_make(buf, ubuf, m)
+        sdiff = ubuf + 2 * n
+        cand = sdiff + m
+        for y in prange(ny, schedule="dynamic", chunksize=16):
+            for x in range(nx):
+                # A step lowers chi^2 by at most chi^2, and the first pass's chi^2 of a
+                # pixel without a jump is that of the search's first fit (the same
+                # differences, the covariance at the same clipped slope), to float32
+                # rounding: below the threshold (with a margin) nothing can be found.
+                if seed[y, x] or not (out_chi[y, x] >= chi_floor):
+                    continue
+                any_seed = False
+                for yy in range(y - 1, y + 2):
+                    if yy < 0 or yy >= ny:
+                        continue
+                    for xx in range(x - 1, x + 2):
+                        if xx < 0 or xx >= nx or not seed[yy, xx]:
+                            continue
+                        if not any_seed:
+                            for i in range(m):
+                                sdiff[i] = 0
+                            any_seed = True
+                        for i in range(1, n):
+                            if groupdq[i, yy, xx] & DQ_JUMP_DET:
+                                sdiff[i - 1] = 1
+                if not any_seed:
+                    continue
+                for k in range(nt):
+                    # templates whose differences were all lost by a seed neighbour
+                    i = tb.t_i[k]
+                    cand[k] = sdiff[i]
+                    if i + 1 < m and tb.t_v[k] != 0.0 and not sdiff[i + 1]:
+                        cand[k] = 0
+                if _neighbor_pixel(&tb, &w, &resultants[0, y, x], &groupdq[0, y, x],
+                                   read_noise[y, x], cand, &out_slope[y, x],
+                                   &out_vr[y, x], &out_vp[y, x], &out_chi[y, x]):
+                    found += 1
+        free(buf)
+        free(ubuf)
+    return found

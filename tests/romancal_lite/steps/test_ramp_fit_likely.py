@@ -16,6 +16,7 @@ from test_ramp_fit_step import (
     make_ramp,
     noisy_ramp,
     noisy_rate,
+    ramp_of,
     sci,
 )
 
@@ -211,3 +212,75 @@ def test_cli_step_threshold_must_be_positive(builtin_refs, run_cli):
     bad = run_cli("ramp_fit", make_ramp(), "--algorithm", "likely", "--jump_test", "step",
                   "--step_threshold", "0")
     assert bad.status == 1 and len(bad.errors) == 1 and "step_threshold" in bad.errors[0]
+
+
+def _crowded_ramp(seed=8):
+    """Low-rate DN ramps with cosmic rays whose neighbours get 3-15 % of the charge,
+    many of them on rows that straddle blocks of 5 and 7 rows."""
+    rng = np.random.default_rng(seed)
+    rate = rng.uniform(0.5, 2.0, SMALL_SHAPE)
+    data = ramp_of(rate, bias=1000.0) + rng.normal(0.0, 5.0, SHAPE).astype(np.float32)
+    for k in range(400):
+        y, x = 5 + (k % 30), 5 + (k * 37) % 246
+        first = 1 + k % (SHAPE[0] - 1)
+        q = rng.uniform(300.0, 1500.0)
+        frac = rng.uniform(0.03, 0.15, (3, 3))
+        frac[1, 1] = 1.0
+        data[first:, y - 1:y + 2, x - 1:x + 2] += (q * frac).astype(np.float32)
+    return data
+
+
+def test_neighbor_pass_block_rows_and_release_invariance():
+    data = _crowded_ramp()
+    kw = {"gain": 1.0, "jump_test": "step", "neighbor_pass": True}
+    off_gdq = np.zeros(SHAPE, np.uint8)
+    off = fit_likely(data, off_gdq, gain=1.0, jump_test="step")
+    a_gdq = np.zeros(SHAPE, np.uint8)
+    a = fit_likely(data, a_gdq, block_rows=256, **kw)
+    b_gdq = np.zeros(SHAPE, np.uint8)
+    b = fit_likely(data, b_gdq, block_rows=5, **kw)
+    c = fit_likely(data.copy(), np.zeros(SHAPE, np.uint8), block_rows=7,
+                   release_input=True, **kw)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+        np.testing.assert_array_equal(a[name], c[name], err_msg=name)
+    np.testing.assert_array_equal(a_gdq, b_gdq)
+    added = (a["dq"] & pixel.JUMP_DET) & ~(off["dq"] & pixel.JUMP_DET)
+    rows = np.nonzero(added.any(axis=1))[0] + 4   # full-frame rows
+    assert added.any()
+    # some of the pass's flags sit on the first or last row of a 5-row block
+    assert np.isin((rows - 4) % 5, (0, 4)).any()
+
+
+def test_step_neighbor_pass(builtin_refs, monkeypatch):
+    calls = []
+    original = romancore.fit_ramps_likely
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(romancore, "fit_ramps_likely", spy)
+    RampFitStep.call(make_ramp(rate=7.0), algorithm="likely", jump_test="step",
+                     neighbor_pass=True)
+    expected = romancore.neighbor_threshold_for(READ_PATTERN, FRAME_TIME)
+    assert calls and all(c["neighbor_pass"] and c["neighbor_threshold"] == expected
+                         for c in calls)
+    calls.clear()
+    RampFitStep.call(make_ramp(rate=7.0), algorithm="likely", neighbor_pass=True,
+                     neighbor_threshold=4.0)
+    assert calls[-1]["neighbor_threshold"] == 4.0 and calls[-1]["jump_test"] == "omission"
+    calls.clear()
+    RampFitStep.call(make_ramp(rate=7.0), algorithm="likely")
+    assert not calls[-1]["neighbor_pass"]
+
+
+def test_cli_neighbor_pass(builtin_refs, run_cli):
+    ramp = make_ramp(rate=7.0)
+    ramp.data[3:, 10, 20] += 500.0
+    run = run_cli("ramp_fit", ramp, "--algorithm", "likely", "--jump_test", "step",
+                  "--neighbor_pass", "true")
+    assert run.status == 0, run.err
+    bad = run_cli("ramp_fit", make_ramp(), "--algorithm", "likely", "--neighbor_pass",
+                  "true", "--neighbor_threshold", "0")
+    assert bad.status == 1 and len(bad.errors) == 1 and "neighbor_threshold" in bad.errors[0]

@@ -205,6 +205,8 @@ def fit_exposure_likely(
     rejection_threshold: float = 4.5,
     jump_test: str = "omission",
     step_threshold: float | None = None,
+    neighbor_pass: bool = False,
+    neighbor_threshold: float | None = None,
     block_rows: int = 256,
     n_threads: int | None = None,
     release_input: bool = False,
@@ -231,6 +233,11 @@ def fit_exposure_likely(
     step_threshold : float or None, optional
         Threshold of the step test in sigma (None: set for 1e-6 false positives per
         pixel, `romancore.step_threshold_for`).
+    neighbor_pass : bool, optional
+        Search the neighbours of detected jumps again at a lower threshold
+        (`romancore.fit_ramps_likely`; default False).
+    neighbor_threshold : float or None, optional
+        Its threshold in sigma (None: `romancore.neighbor_threshold_for`).
     block_rows : int, optional
         Rows fitted at a time (bounds the temporary memory).
     n_threads : int or None, optional
@@ -256,29 +263,43 @@ def fit_exposure_likely(
     weights = uniform_weights(read_pattern, frame_time)
     cols = slice(b, nx - b)
 
+    # the neighbour pass needs the first-pass flags of the rows either side of a block:
+    # each block is fitted with one more science row on each side (fitted again, kept
+    # from the block that owns it), so the result does not depend on block_rows
+    halo = 1 if neighbor_pass and use_jump else 0
+    released = 0
     for r0 in range(b, ny - b, block_rows):
         r1 = min(r0 + block_rows, ny - b)
+        e0, e1 = max(r0 - halo, b), min(r1 + halo, ny - b)
+        inner = slice(r0 - e0, r1 - e0)
         o = slice(r0 - b, r1 - b)
-        g = np.asarray(gain[r0:r1, cols], dtype=np.float32)
+        g = np.asarray(gain[e0:e1, cols], dtype=np.float32)
         g = np.where(np.isfinite(g) & (g > 0), g, np.float32(1.0))
-        dn = np.asarray(data[:, r0:r1, cols], dtype=np.float32)
+        dn = np.asarray(data[:, e0:e1, cols], dtype=np.float32)
         electrons = dn * g  # float32, as romancal's data * gain
-        gdq = np.ascontiguousarray(groupdq[:, r0:r1, cols], dtype=np.uint8)
-        rn = np.asarray(read_noise[r0:r1, cols], dtype=np.float32) * g
+        gdq = np.ascontiguousarray(groupdq[:, e0:e1, cols], dtype=np.uint8)
+        rn = np.asarray(read_noise[e0:e1, cols], dtype=np.float32) * g
         fit = romancore.fit_ramps_likely(
             electrons, gdq, rn, read_pattern, frame_time, use_jump=use_jump,
             rejection_threshold=rejection_threshold, jump_test=jump_test,
-            step_threshold=step_threshold, n_threads=n_threads)
+            step_threshold=step_threshold, neighbor_pass=neighbor_pass,
+            neighbor_threshold=neighbor_threshold, n_threads=n_threads)
         del electrons
+        if halo:
+            gdq = np.ascontiguousarray(gdq[:, inner])
+            dn = dn[:, inner]
         romancore.finish_ramp_fit(
-            fit.slope, fit.var_read, fit.var_poisson, gdq,
+            *(np.ascontiguousarray(a[inner]) for a in (fit.slope, fit.var_read,
+                                                       fit.var_poisson)), gdq,
             np.asarray(pixeldq[r0:r1, cols], dtype=np.uint32), gain[r0:r1, cols], dn,
             weights, out=RampFitArrays(*(a[o] for a in images)), n_threads=n_threads)
-        chisq[o] = fit.chi2
+        chisq[o] = fit.chi2[inner]
         if release_input:
-            lo, hi = (0 if r0 == b else r0), (ny if r1 == ny - b else r1)
-            release_rows(data, lo, hi)
-            release_rows(groupdq, lo, hi)
+            # keep the last row: the next block reads it again as its halo
+            hi = ny if r1 == ny - b else r1 - halo
+            release_rows(data, released, hi)
+            release_rows(groupdq, released, hi)
+            released = hi
         else:
             groupdq[:, r0:r1, cols] = gdq
     return {**images._asdict(), "chisq": chisq}

@@ -33,7 +33,8 @@ class RampFitStep(Step):
     ``chisq``. The Casertano fit stays our default for now. ``jump_test='step'``
     replaces romancal's omission test by our step test (`romancore.fit_ramps_likely`,
     ``docs/romancore.md``: fewer false jumps, a threshold set per read pattern for
-    1e-6 false positives per pixel).
+    1e-6 false positives per pixel). ``neighbor_pass`` adds a second search of the
+    neighbours of detected jumps at their time and a lower threshold (either test).
     """
 
     class_alias = "ramp_fit"
@@ -56,6 +57,15 @@ class RampFitStep(Step):
     )
     step_threshold = Param(
         float, None, "Threshold in sigma of the step test (None: from the read pattern)",
+        minimum=0.1,
+    )
+    neighbor_pass = Param(
+        bool, False,
+        "Likelihood fit: search the 8 neighbours of every detected jump again, at its "
+        "time and a lower threshold (set for 1e-5 false positives per searched pixel)",
+    )
+    neighbor_threshold = Param(
+        float, None, "Threshold in sigma of the neighbour pass (None: from the read pattern)",
         minimum=0.1,
     )
     use_ramp_jump_detection = Param(bool, True, "Detect jumps inside the ramp fit")
@@ -142,6 +152,13 @@ class RampFitStep(Step):
                 "Likelihood ramp fit (Brandt 2024), jump detection %s "
                 "(chi^2 thresholds %.4g for one difference, %.4g for two)", on, one, two,
             )
+        neighbor_threshold = None
+        if self.neighbor_pass and self.use_ramp_jump_detection:
+            neighbor_threshold = self.neighbor_threshold
+            if neighbor_threshold is None:
+                neighbor_threshold = romancore.neighbor_threshold_for(
+                    pattern, datamodels.frame_time(model))
+            self.log.info("Neighbour pass on, threshold %.4g sigma", neighbor_threshold)
         arrays = fit_exposure_likely(
             model.data,
             model.groupdq,
@@ -154,6 +171,8 @@ class RampFitStep(Step):
             rejection_threshold=self.rejection_threshold,
             jump_test=self.jump_test,
             step_threshold=step_threshold,
+            neighbor_pass=self.neighbor_pass,
+            neighbor_threshold=neighbor_threshold,
             block_rows=self.block_rows,
             release_input=self.release_input,
         )
