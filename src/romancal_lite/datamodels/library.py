@@ -194,6 +194,9 @@ class ModelLibrary:
         self._modified: dict[int, str] = {}
         # metadata shelved with modify="meta": applied to the member when read
         self._meta_patches: dict[int, dict] = {}
+        # arrays of a member to multiply when read (a unit conversion recorded with
+        # shelve(..., modify="meta", scale=...)): name -> factor
+        self._array_scales: dict[int, dict[str, float]] = {}
         self._meta_cache: dict[int, dict] = {}
         self._borrowed: dict[int, DataModel] = {}
         self._depth = 0
@@ -396,6 +399,8 @@ class ModelLibrary:
                 meta["filename"] = name
             if index in self._meta_patches:
                 model._node._data["meta"] = _copy_meta(self._meta_patches[index])
+            if index in self._array_scales:
+                model._set_array_scales(self._array_scales[index])
             if not self._on_disk:
                 self._models[index] = model
         meta = model._node._data.setdefault("meta", {})
@@ -405,7 +410,8 @@ class ModelLibrary:
         return model
 
     def shelve(self, model: DataModel, index: int | None = None,
-               modify: bool | str = False) -> None:  # fmt: skip
+               modify: bool | str = False, *,
+               scale: dict[str, float] | None = None) -> None:  # fmt: skip
         """Return a borrowed model to the library.
 
         Parameters
@@ -421,6 +427,12 @@ class ModelLibrary:
             not): on disk the metadata is kept in memory and applied when the member
             is read again, and nothing is written. Otherwise changes are dropped (on
             disk) and the model is closed.
+        scale : dict, optional
+            With ``modify="meta"``: arrays (name -> factor) that later borrows see
+            multiplied by the factor (in float32, stored in the schema's dtype, as if
+            the scaled model had been written and read back), e.g. a unit conversion
+            recorded in the metadata. Nothing is read or written now; an array is
+            scaled when a borrower first reads it.
 
         Raises
         ------
@@ -438,20 +450,30 @@ class ModelLibrary:
         if index not in self._borrowed:
             raise BorrowError(f"model library: member {index} is not borrowed")
         borrowed = self._borrowed[index]
+        if scale and modify != "meta":
+            raise BorrowError("model library: scale= is for shelve(..., modify='meta')")
         if modify == "meta" and self._on_disk:
             self._groups = None
             self._meta_cache.pop(index, None)
             self._meta_patches[index] = _copy_meta(model._node._data.get("meta", {}))
+            if scale:
+                pending = self._array_scales.setdefault(index, {})
+                for name, factor in scale.items():
+                    pending[name] = float(factor) * pending.get(name, 1.0)
         elif modify:
             self._groups = None
             self._meta_cache.pop(index, None)
             self._meta_patches.pop(index, None)  # the file written has it
             if self._on_disk:
                 path = self._temp_path(index)
-                # a scratch copy only the library reads back: no block checksums
+                # a scratch copy only the library reads back: no block checksums (the
+                # arrays still to be scaled are scaled as they are written)
                 model.save(path, defer=False, checksums=False)
                 self._modified[index] = os.fspath(path)
+                self._array_scales.pop(index, None)
             else:
+                if scale:
+                    model._set_array_scales(scale)
                 self._models[index] = model
         if self._on_disk:
             if model is not borrowed:
@@ -519,6 +541,7 @@ class ModelLibrary:
             self._release(index)
         self._modified.clear()
         self._meta_patches.clear()
+        self._array_scales.clear()
         self._meta_cache.clear()
         self._groups = None
         if self._finalizer is not None:
