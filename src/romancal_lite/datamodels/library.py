@@ -197,6 +197,8 @@ class ModelLibrary:
         # arrays of a member to multiply when read (a unit conversion recorded with
         # shelve(..., modify="meta", scale=...)): name -> factor
         self._array_scales: dict[int, dict[str, float]] = {}
+        # arrays of a member shelved with modify="meta", arrays=(...): name -> .npy
+        self._array_patches: dict[int, dict[str, str]] = {}
         self._meta_cache: dict[int, dict] = {}
         self._borrowed: dict[int, DataModel] = {}
         self._depth = 0
@@ -399,6 +401,12 @@ class ModelLibrary:
                 meta["filename"] = name
             if index in self._meta_patches:
                 model._node._data["meta"] = _copy_meta(self._meta_patches[index])
+            if index in self._array_patches:
+                import numpy as np
+
+                for name, path in self._array_patches[index].items():
+                    # copy-on-write map: a borrower may change it; the file is not
+                    model._node._data[name] = np.load(path, mmap_mode="c").view(np.ndarray)
             if index in self._array_scales:
                 model._set_array_scales(self._array_scales[index])
             if not self._on_disk:
@@ -410,8 +418,8 @@ class ModelLibrary:
         return model
 
     def shelve(self, model: DataModel, index: int | None = None,
-               modify: bool | str = False, *,
-               scale: dict[str, float] | None = None) -> None:  # fmt: skip
+               modify: bool | str = False, *, scale: dict[str, float] | None = None,
+               arrays: Sequence[str] = ()) -> None:  # fmt: skip
         """Return a borrowed model to the library.
 
         Parameters
@@ -433,6 +441,10 @@ class ModelLibrary:
             the scaled model had been written and read back), e.g. a unit conversion
             recorded in the metadata. Nothing is read or written now; an array is
             scaled when a borrower first reads it.
+        arrays : sequence of str, optional
+            With ``modify="meta"``: arrays that changed too (e.g. ``("dq",)``); on disk
+            only they are written (uncompressed ``.npy`` in the temporary directory,
+            read back memory-mapped), not the whole member.
 
         Raises
         ------
@@ -450,8 +462,8 @@ class ModelLibrary:
         if index not in self._borrowed:
             raise BorrowError(f"model library: member {index} is not borrowed")
         borrowed = self._borrowed[index]
-        if scale and modify != "meta":
-            raise BorrowError("model library: scale= is for shelve(..., modify='meta')")
+        if (scale or arrays) and modify != "meta":
+            raise BorrowError("model library: scale= and arrays= are for modify='meta'")
         if modify == "meta" and self._on_disk:
             self._groups = None
             self._meta_cache.pop(index, None)
@@ -460,6 +472,8 @@ class ModelLibrary:
                 pending = self._array_scales.setdefault(index, {})
                 for name, factor in scale.items():
                     pending[name] = float(factor) * pending.get(name, 1.0)
+            if arrays:
+                self._write_arrays(model, index, arrays)
         elif modify:
             self._groups = None
             self._meta_cache.pop(index, None)
@@ -471,9 +485,12 @@ class ModelLibrary:
                 model.save(path, defer=False, checksums=False)
                 self._modified[index] = os.fspath(path)
                 self._array_scales.pop(index, None)
+                for old in self._array_patches.pop(index, {}).values():
+                    Path(old).unlink(missing_ok=True)
             else:
                 if scale:
                     model._set_array_scales(scale)
+                self._array_patches.pop(index, None)
                 self._models[index] = model
         if self._on_disk:
             if model is not borrowed:
@@ -481,6 +498,25 @@ class ModelLibrary:
         elif modify and model is not borrowed:
             borrowed.close()
         self._release(index)
+
+    def _write_arrays(self, model: DataModel, index: int, names: Sequence[str]) -> None:
+        """Write a member's changed arrays (only them) to the temporary directory."""
+        import numpy as np
+
+        folder = self._temp_path(index).parent
+        patches = self._array_patches.setdefault(index, {})
+        pending = self._array_scales.get(index, {})
+        for name in names:
+            if name not in model:
+                raise BorrowError(f"model library: member {index} has no array {name!r}")
+            value = np.asarray(model[name])  # read (and scaled) if it was still lazy
+            path = folder / f"{name}.npy"
+            tmp = folder / f".{name}.npy.partial"
+            with open(tmp, "wb") as fh:  # (np.save would add ".npy" to the name)
+                np.save(fh, np.ascontiguousarray(value))
+            os.replace(tmp, path)
+            patches[name] = os.fspath(path)
+            pending.pop(name, None)  # what was written is already scaled
 
     def _release(self, index: int) -> None:
         model = self._borrowed.pop(index)
@@ -542,6 +578,7 @@ class ModelLibrary:
         self._modified.clear()
         self._meta_patches.clear()
         self._array_scales.clear()
+        self._array_patches.clear()
         self._meta_cache.clear()
         self._groups = None
         if self._finalizer is not None:

@@ -80,8 +80,9 @@ class OutlierDetectionStep(SavesMembers, Step):
     romancal. Without ``resample_data`` the median of the exposures themselves is used
     and ``|sci - median| > snr1 * err`` is flagged. The median is computed from
     temporary files by blocks of rows (`OnDiskMedian`), so memory does not grow with the
-    number of exposures. Fewer than two exposures: SKIPPED. The exposures are shelved
-    modified; the result is the library.
+    number of exposures. Fewer than two exposures: SKIPPED. Each exposure's new ``dq``
+    and metadata are shelved (`ModelLibrary.shelve` ``arrays=("dq",)``: on disk only
+    they are written); the result is the library.
 
     ``weight_type`` is honoured here; romancal 1.1 always drizzles with ``ivm``
     weights (the default). ``in_memory`` only decides whether a library opened from
@@ -191,7 +192,8 @@ class OutlierDetectionStep(SavesMembers, Step):
                 image.meta.cal_step["outlier_detection"] = "COMPLETE"
                 name = library.members[index].path.name
                 self.log.info("%s: %d pixels flagged as outliers", name, np.count_nonzero(mask))
-                library.shelve(image, index, modify=True)
+                # only dq and the metadata changed: the library keeps just them
+                library.shelve(image, index, modify="meta", arrays=("dq",))
         return library
 
     def _flag(self, image: Any, median: np.ndarray, median_wcs: Any, fillval: float,
@@ -320,4 +322,4 @@ def _set_status(library: Any, status: str) -> None:
             changed = image.meta.cal_step.get("outlier_detection") != status
             if changed:
                 image.meta.cal_step["outlier_detection"] = status
-            library.shelve(image, index, modify=changed)
+            library.shelve(image, index, modify="meta" if changed else False)
