@@ -68,24 +68,55 @@ def weight_threshold(weight: np.ndarray, maskpt: float) -> float:
     # median, spread: std) on a 1-D array: each pass keeps the values inside
     # [median - 3 std, median + 3 std] (float32 bounds) of the values kept so far,
     # until a pass keeps them all or 5 passes; then the mean (float64).  The kept
-    # values always form one interval of the original values.  Differences from
-    # astropy: the std is accumulated in float64 (astropy: float32), so a bound may
-    # differ in its last bit; and nothing is re-copied for the spread.
-    kept = values
+    # values always form one interval of the original values, so the values are
+    # sorted once and each pass is a slice of them: its median is its middle, its
+    # bounds two binary searches.  Differences from astropy: the std is accumulated
+    # in float64 (astropy: float32), so a bound may differ in its last bit.
+    ordered = np.sort(values)
     ftype = values.dtype.type if values.dtype.kind == "f" else np.float64
     three = ftype(3.0)
+    lo, hi = 0, ordered.size
     for _ in range(5):
-        size = kept.size
-        std = ftype(np.std(kept, dtype=np.float64))
-        centre = np.median(kept, overwrite_input=kept is not values)
+        size = hi - lo
+        kept = ordered[lo:hi]
+        std = ftype(_std64(kept))
+        middle = lo + size // 2
+        # np.median's value: the middle one, or the mean of the two middle ones
+        centre = np.median(ordered[middle - 1 + size % 2 : middle + 1])
         low, high = centre - std * three, centre + std * three
-        kept = values[(values >= low) & (values <= high)] if kept is values else (
-            kept[(kept >= low) & (kept <= high)])  # fmt: skip
-        if kept.size == size or kept.size == 0:
+        lo = max(lo, int(np.searchsorted(ordered, low, side="left")))
+        hi = min(hi, int(np.searchsorted(ordered, high, side="right")))
+        hi = max(hi, lo)
+        if hi - lo == size or hi == lo:
             break
-    if kept.size == 0:
+    if hi == lo:
         return math.nan
+    # the mean of the kept values in their original order (as astropy sums them)
+    first, last = ordered[lo], ordered[hi - 1]
+    del ordered
+    kept = values[(values >= first) & (values <= last)]
     return float(np.mean(kept, dtype="f8")) * float(maskpt)
+
+
+def _std64(values: np.ndarray, chunk: int = 1 << 20) -> float:
+    """Return the standard deviation of ``values`` accumulated in float64, by chunks.
+
+    The two passes of ``numpy.std(values, dtype=float64)`` without its full-size
+    float64 temporaries.
+    """
+    n = values.size
+    if n == 0:
+        return math.nan
+    total = 0.0
+    for start in range(0, n, chunk):
+        total += float(np.sum(values[start : start + chunk], dtype=np.float64))
+    mean = total / n
+    squares = 0.0
+    for start in range(0, n, chunk):
+        part = values[start : start + chunk].astype(np.float64)
+        part -= mean
+        squares += float(np.dot(part, part))
+    return math.sqrt(squares / n)
 
 
 def mask_low_weight(data: np.ndarray, weight: np.ndarray, maskpt: float) -> np.ndarray:
@@ -129,6 +160,15 @@ def nanmedian_axis0(block: np.ndarray) -> np.ndarray:
     numpy.ndarray
         The median, shape ``block.shape[1:]``.
     """
+    if block.shape[0] == 2:
+        # two images: the mean of the finite ones, as the sorted form below gives it
+        # ((a + b) / 2, or (x + x) / 2 for one, NaN for none) without the sort
+        a, b = block[0], block[1]
+        first = np.where(np.isnan(a), b, a)
+        second = np.where(np.isnan(b), a, b)
+        first += second
+        first /= block.dtype.type(2)
+        return first
     block.sort(axis=0)
     count = block.shape[0] - np.isnan(block).sum(axis=0, dtype=np.int32)
     low = np.maximum((count - 1) // 2, 0)
