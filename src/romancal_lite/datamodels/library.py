@@ -499,6 +499,29 @@ class ModelLibrary:
             borrowed.close()
         self._release(index)
 
+    def scratch_file(self, index: int, name: str) -> Path:
+        """Return a path for a step's scratch data about a member (not created).
+
+        The file lies in the member's folder of the library's temporary directory and
+        goes with it (`close`); e.g. pixel maps reused by later steps.
+
+        Parameters
+        ----------
+        index : int
+            The member.
+        name : str
+            File name (no directory part).
+
+        Returns
+        -------
+        pathlib.Path
+            The path.
+        """
+        index = self._check_index(index)
+        if not name or os.path.basename(name) != name or name.startswith("."):
+            raise ValueError(f"a scratch file name, not {name!r}")
+        return self._temp_path(index).parent / name
+
     def _write_arrays(self, model: DataModel, index: int, names: Sequence[str]) -> None:
         """Write a member's changed arrays (only them) to the temporary directory."""
         import numpy as np

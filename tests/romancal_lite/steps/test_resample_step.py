@@ -276,3 +276,38 @@ def test_output_wcs_and_shape(tmp_path):
     np.testing.assert_allclose(again.data, first.data, rtol=1e-6, equal_nan=True)
     small = ResampleStep.call(asn, output_shape=[50, 40], crpix=[25, 20])
     assert small.data.shape == (40, 50)
+
+
+def test_pixel_maps_computed_once_per_member_and_grid(tmp_path, monkeypatch):
+    """outlier_detection's drizzle and blot and resample share each member's map onto
+    their common grid: computed once, the same values as calc_pixmap, the same
+    mosaic; another grid gets its own map."""
+    from romancal_lite.steps.outlier_detection import OutlierDetectionStep
+    from romancal_lite.steps.resample import pixmap as pixmap_module
+
+    paths, asn = _write(tmp_path)
+    plain = ResampleStep.call(ModelLibrary(paths))  # each map computed where used
+    calls = []
+    real = pixmap_module.calc_pixmap
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pixmap_module, "calc_pixmap", counting)
+    library = ModelLibrary(asn)
+    OutlierDetectionStep.call(library)
+    assert len(calls) == len(paths)  # drizzle and blot: one map per member
+    mosaic = ResampleStep.call(library)
+    assert len(calls) == len(paths)  # resample: the same grid, the same maps
+    np.testing.assert_array_equal(mosaic.data, plain.data)
+    np.testing.assert_array_equal(mosaic.err, plain.err)
+    with library:
+        model = library.borrow(0)
+        grid = mosaic.meta.wcs
+        kept = pixmap_module.member_pixmap(library, 0, model.meta.wcs, grid, model.data.shape)
+        np.testing.assert_array_equal(kept, real(model.meta.wcs, grid, model.data.shape))
+        library.shelve(model, 0)
+    assert len(calls) == len(paths)
+    ResampleStep.call(library, pixel_scale_ratio=0.8)  # another grid: new maps
+    assert len(calls) == 2 * len(paths)

@@ -72,6 +72,8 @@ def weight_threshold(weight: np.ndarray, maskpt: float) -> float:
     # sorted once and each pass is a slice of them: its median is its middle, its
     # bounds two binary searches.  Differences from astropy: the std is accumulated
     # in float64 (astropy: float32), so a bound may differ in its last bit.
+    from romancore.sigmaclip import mean_std
+
     ordered = np.sort(values)
     ftype = values.dtype.type if values.dtype.kind == "f" else np.float64
     three = ftype(3.0)
@@ -79,7 +81,7 @@ def weight_threshold(weight: np.ndarray, maskpt: float) -> float:
     for _ in range(5):
         size = hi - lo
         kept = ordered[lo:hi]
-        std = ftype(_std64(kept))
+        std = ftype(mean_std(kept)[1])
         middle = lo + size // 2
         # np.median's value: the middle one, or the mean of the two middle ones
         centre = np.median(ordered[middle - 1 + size % 2 : middle + 1])
@@ -96,27 +98,6 @@ def weight_threshold(weight: np.ndarray, maskpt: float) -> float:
     del ordered
     kept = values[(values >= first) & (values <= last)]
     return float(np.mean(kept, dtype="f8")) * float(maskpt)
-
-
-def _std64(values: np.ndarray, chunk: int = 1 << 20) -> float:
-    """Return the standard deviation of ``values`` accumulated in float64, by chunks.
-
-    The two passes of ``numpy.std(values, dtype=float64)`` without its full-size
-    float64 temporaries.
-    """
-    n = values.size
-    if n == 0:
-        return math.nan
-    total = 0.0
-    for start in range(0, n, chunk):
-        total += float(np.sum(values[start : start + chunk], dtype=np.float64))
-    mean = total / n
-    squares = 0.0
-    for start in range(0, n, chunk):
-        part = values[start : start + chunk].astype(np.float64)
-        part -= mean
-        squares += float(np.dot(part, part))
-    return math.sqrt(squares / n)
 
 
 def mask_low_weight(data: np.ndarray, weight: np.ndarray, maskpt: float) -> np.ndarray:
@@ -381,6 +362,7 @@ def blot_median(
     fillval: float = math.nan,
     stepsize: int = 10,
     order: int = 3,
+    pixmap: np.ndarray | None = None,
 ) -> np.ndarray:
     """Return the median interpolated back onto an input's pixels (drizzle's blot).
 
@@ -398,6 +380,8 @@ def blot_median(
         Value where nothing is interpolated.
     stepsize, order : int, optional
         Pixel-map interpolation (`romancal_lite.steps.resample.calc_pixmap`).
+    pixmap : numpy.ndarray, optional
+        That pixel map of the input onto the median's grid, if already computed.
 
     Returns
     -------
@@ -408,7 +392,8 @@ def blot_median(
 
     from ..resample import calc_pixmap
 
-    pixmap = calc_pixmap(wcs, median_wcs, shape, stepsize=stepsize, order=order)
+    if pixmap is None:
+        pixmap = calc_pixmap(wcs, median_wcs, shape, stepsize=stepsize, order=order)
     # stcal gwcs_blot maps NaN coordinates to -1 (outside); romancore's blot treats a
     # NaN position as outside itself
     out = np.empty(shape, dtype=np.float32)
