@@ -396,8 +396,10 @@ class Resampler:
                 inv = np.float32(inv if np.isfinite(inv) and inv > 0 else 0.0)
                 weight = np.where(good, inv, np.float32(0)).astype(np.float32)
             else:
-                inv[~np.isfinite(inv)] = 0
-                weight = np.where(good, inv, np.float32(0)).astype(np.float32)
+                # in place: the reciprocal becomes the weight (no full-size copies)
+                inv[~(np.isfinite(inv) & good)] = 0
+                weight = inv
+                del inv
         else:
             weight = np.where(good, np.float32(exposure_time), np.float32(0))
         if level is not None and math.isfinite(level):
