@@ -320,17 +320,10 @@ def flag_resampled_crs(
     ``ndimage.convolve`` of the boolean mask with a 3x3 box, ``mode="nearest"``, which
     is a binary dilation).
     """
-    from scipy import ndimage
+    from romancore.outlier import flag_resampled
 
-    error = np.nan_to_num(np.asarray(err, dtype=np.float32), nan=0.0)
-    deriv = abs_derivative(np.asarray(blot, dtype=np.float32))
-    with np.errstate(invalid="ignore"):
-        diff = np.abs(np.asarray(sci, dtype=np.float32) - blot - np.float32(backg))
-        first = diff > np.float32(scale1) * deriv + np.float32(snr1) * error
-        grown = ndimage.binary_dilation(first, structure=np.ones((3, 3), bool))
-        del first
-        second = diff > np.float32(scale2) * deriv + np.float32(snr2) * error
-    return grown & second
+    # one compiled pass (the numpy form: tests/romancore/test_outlier.py)
+    return flag_resampled(sci, err, blot, snr1, snr2, scale1, scale2, backg)
 
 
 def flag_crs(sci: np.ndarray, err: np.ndarray, median: np.ndarray, snr: float) -> np.ndarray:
