@@ -3,6 +3,7 @@
 import json
 import math
 import os
+from pathlib import Path
 
 import mosaic_data as md
 import numpy as np
@@ -298,16 +299,21 @@ def test_pixel_maps_computed_once_per_member_and_grid(tmp_path, monkeypatch):
     library = ModelLibrary(asn)
     OutlierDetectionStep.call(library)
     assert len(calls) == len(paths)  # drizzle and blot: one map per member
+    assert len(list(Path(library.temp_directory).rglob("pixmap_*.npy"))) == len(paths)
     mosaic = ResampleStep.call(library)
     assert len(calls) == len(paths)  # resample: the same grid, the same maps
+    # resample is their last use: the scratch files are gone
+    assert list(Path(library.temp_directory).rglob("pixmap_*.npy")) == []
     np.testing.assert_array_equal(mosaic.data, plain.data)
     np.testing.assert_array_equal(mosaic.err, plain.err)
     with library:
         model = library.borrow(0)
         grid = mosaic.meta.wcs
-        kept = pixmap_module.member_pixmap(library, 0, model.meta.wcs, grid, model.data.shape)
+        args = (library, 0, model.meta.wcs, grid, model.data.shape)
+        pixmap_module.member_pixmap(*args)
+        kept = pixmap_module.member_pixmap(*args)  # read back from its file
         np.testing.assert_array_equal(kept, real(model.meta.wcs, grid, model.data.shape))
         library.shelve(model, 0)
-    assert len(calls) == len(paths)
+    assert len(calls) == len(paths) + 1
     ResampleStep.call(library, pixel_scale_ratio=0.8)  # another grid: new maps
-    assert len(calls) == 2 * len(paths)
+    assert len(calls) == 2 * len(paths) + 1

@@ -183,7 +183,7 @@ class OutlierDetectionStep(SavesMembers, Step):
                 image = library.borrow(index)
                 try:
                     pixmap = None if median_wcs is None else _member_pixmap(
-                        library, index, image, median_wcs, self)  # fmt: skip
+                        library, index, image, median_wcs, self)  # fmt: skip (kept: resample)
                     mask = self._flag(image, median, median_wcs, fillval,
                                       snr1, snr2, scale1, scale2, pixmap)  # fmt: skip
                     del pixmap

@@ -155,8 +155,8 @@ def _fingerprint(wcs: Any, shape: Sequence[int]) -> bytes:
 
 
 def member_pixmap(library: Any, index: int, wcs_from: Any, wcs_to: Any,
-                  shape: Sequence[int], *, stepsize: int = 10, order: int = 3
-                  ) -> np.ndarray:  # fmt: skip
+                  shape: Sequence[int], *, stepsize: int = 10, order: int = 3,
+                  keep: bool = True) -> np.ndarray:  # fmt: skip
     """Return `calc_pixmap` of a library member, computed once per grid and kept on disk.
 
     outlier_detection drizzles each member onto a grid and blots the median back
@@ -174,6 +174,10 @@ def member_pixmap(library: Any, index: int, wcs_from: Any, wcs_to: Any,
         The member.
     wcs_from, wcs_to, shape, stepsize, order
         As `calc_pixmap`.
+    keep : bool, optional
+        Keep the map on disk for later uses; False (the last user, resample): a
+        kept map is used and its file removed, and a new one is not written (the
+        scratch space does not grow with the inputs past this use).
 
     Returns
     -------
@@ -192,8 +196,13 @@ def member_pixmap(library: Any, index: int, wcs_from: Any, wcs_to: Any,
     ).hexdigest()[:16]  # fmt: skip
     path = library.scratch_file(index, f"pixmap_{key}.npy")
     if path.is_file():
-        return np.load(path, mmap_mode="c")
+        pixmap = np.load(path, mmap_mode="c")
+        if not keep:
+            path.unlink()  # the map stays readable until it is released
+        return pixmap
     pixmap = calc_pixmap(wcs_from, wcs_to, shape, stepsize=stepsize, order=order)
+    if not keep:
+        return pixmap
     partial = path.with_name(f"{path.stem}.partial")
     with open(partial, "wb") as fh:  # (np.save would add ".npy" to the name)
         np.save(fh, pixmap)

@@ -345,7 +345,8 @@ class ResampleStep(Step):
                     level = None
                     if background and not background.get("subtracted", False):
                         level = _number(background, "level")
-                    pixmap = _member_pixmap(library, index, image, wcs, self)
+                    # the last use of the map: its scratch file goes
+                    pixmap = _member_pixmap(library, index, image, wcs, self, keep=False)
                     info = resampler.add(image, index, exposure_time=exptime,
                                          effective_time=effective, level=level,
                                          pixmap=pixmap)  # fmt: skip
@@ -375,8 +376,8 @@ class ResampleStep(Step):
         return mosaic
 
 
-def _member_pixmap(library: Any, index: int, image: Any, grid: Any, step: Any
-                   ) -> np.ndarray | None:  # fmt: skip
+def _member_pixmap(library: Any, index: int, image: Any, grid: Any, step: Any,
+                   keep: bool = True) -> np.ndarray | None:  # fmt: skip
     """Return the member's pixel map onto ``grid`` (`member_pixmap`).
 
     None without a WCS or 2-D data (`Resampler.add` then says what is wrong).
@@ -386,7 +387,7 @@ def _member_pixmap(library: Any, index: int, image: Any, grid: Any, step: Any
     if wcs is None or len(shape) != 2:
         return None
     return member_pixmap(library, index, wcs, grid, shape, stepsize=step.pixmap_stepsize,
-                         order=step.pixmap_order)  # fmt: skip
+                         order=step.pixmap_order, keep=keep)  # fmt: skip
 
 
 def _iso(value: Any) -> Any:
