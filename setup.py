@@ -102,6 +102,7 @@ EXTENSIONS = [
     _ext("romancore._refpix"),
     _ext("romancore._skystats"),
     _ext("romancore._drizzle"),
+    _ext("romancore._outlier"),
     # branch-free selects of the INL look-up and the Poisson table count vectorise
     _ext("romancore._simramps", ("-fno-trapping-math",)),
 ]

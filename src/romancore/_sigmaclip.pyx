@@ -171,3 +171,40 @@ def clipped_stats_sorted(const real[::1] values, double sigma_lower, double sigm
                 acc += d * d
             std = (acc / cnt) ** 0.5
     return lower, upper, med, std, cnt
+
+
+cdef double _block_sum(const real* v, Py_ssize_t n, double shift, int square) noexcept nogil:
+    """Sum of ``v`` (or of ``(v - shift)**2``) in float64, by blocks of 4096 values."""
+    cdef Py_ssize_t i, start, stop
+    cdef double total = 0.0, part, d
+    start = 0
+    while start < n:
+        stop = start + 4096
+        if stop > n:
+            stop = n
+        part = 0.0
+        if square:
+            for i in range(start, stop):
+                d = <double>v[i] - shift
+                part += d * d
+        else:
+            for i in range(start, stop):
+                part += <double>v[i]
+        total += part
+        start = stop
+    return total
+
+
+def mean_std(const real[::1] values):
+    """Return ``(mean, std)`` of ``values`` accumulated in float64 (two passes, ddof 0).
+
+    NaN for no values.
+    """
+    cdef Py_ssize_t n = values.shape[0]
+    cdef double mean, var
+    if n == 0:
+        return NAN, NAN
+    with nogil:
+        mean = _block_sum(&values[0], n, 0.0, 0) / n
+        var = _block_sum(&values[0], n, mean, 1) / n
+    return mean, var ** 0.5

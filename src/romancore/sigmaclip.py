@@ -10,7 +10,7 @@ import numpy as np
 from romancore import _sigmaclip
 from romancore._threads import effective_n_threads
 
-__all__ = ["clipped_stats_rows", "sigma_clip_bounds", "sigma_clip_bounds_rows"]
+__all__ = ["clipped_stats_rows", "mean_std", "sigma_clip_bounds", "sigma_clip_bounds_rows"]
 
 
 def _check(sigma_lower: float, sigma_upper: float, maxiters: int | None) -> int:
@@ -182,3 +182,25 @@ def clipped_stats_rows(
     table = np.array([r[2:4] for r in rows], dtype=np.float64).reshape(len(data), 2)
     count = np.array([r[4] for r in rows], dtype=np.int64)
     return table[:, 0].astype(dtype), table[:, 1].astype(dtype), count
+
+
+def mean_std(values: np.ndarray) -> tuple[float, float]:
+    """Return the mean and standard deviation (ddof 0) of values, in float64.
+
+    Two passes as ``numpy.std(values, dtype=float64)``, summed by blocks of 4096
+    values, without numpy's full-size float64 temporaries.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        float32 or float64 values (flattened; copied only if not contiguous).
+
+    Returns
+    -------
+    tuple of float
+        ``(mean, std)``; NaN for no values.
+    """
+    array = np.asarray(values)
+    if array.dtype not in (np.float32, np.float64):
+        array = array.astype(np.float64)
+    return _sigmaclip.mean_std(np.ascontiguousarray(array.ravel()))

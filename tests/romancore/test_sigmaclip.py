@@ -111,3 +111,17 @@ def test_clipped_stats_equal_numpy_on_the_clipped_rows(dtype):
         again = clipped_stats_rows(data, 3.0, 3.0, 5, n_threads=n)
         for a, b in zip(again, (median, std, count), strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def test_mean_std_matches_numpy_float64():
+    from romancore.sigmaclip import mean_std
+
+    rng = np.random.default_rng(7)
+    for dtype in (np.float32, np.float64):
+        for n in (1, 5, 4096, 4097, 100_003):
+            values = (rng.normal(1e4, 3.0, n)).astype(dtype)
+            mean, std = mean_std(values)
+            assert mean == pytest.approx(np.mean(values, dtype=np.float64), rel=1e-14)
+            assert std == pytest.approx(np.std(values, dtype=np.float64), rel=1e-9, abs=1e-12)
+    assert all(np.isnan(mean_std(np.array([], np.float32))))
+    assert mean_std(np.array([[1.0, 3.0]])) == (2.0, 1.0)

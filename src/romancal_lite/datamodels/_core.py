@@ -37,6 +37,18 @@ def _is_lazy_array(value: Any) -> bool:
     return type(value).__name__ == "NDArrayType"
 
 
+def _scale_array(array: np.ndarray, factor: float, spec: tuple | None) -> np.ndarray:
+    """Return ``array * factor`` computed in float32, in the schema's dtype (``spec``).
+
+    The product is what a model scaled in memory (float32) and then written with the
+    schema's dtypes (e.g. ``err`` as float16) gives when read back.
+    """
+    scaled = np.multiply(array, np.float32(factor), dtype=np.float32)
+    if spec is not None and scaled.dtype != np.dtype(spec[0]):
+        scaled = scaled.astype(spec[0])
+    return scaled
+
+
 def _quiet_open(fh: Any, memmap: bool) -> asdf.AsdfFile:
     with warnings.catch_warnings():
         # unknown (non-Roman) tags and extensions recorded in the file's history
@@ -199,6 +211,8 @@ class DataModel:
                 )
             node = init._node
             object.__setattr__(self, "_iscopy", True)
+            # a shallow copy shares the node, so also the scalings still pending
+            object.__setattr__(self, "_array_scales", getattr(init, "_array_scales", None))
             object.__setattr__(self, "_path", init._path)
         elif isinstance(init, TaggedNode):
             self._check_tag(init.tag, "<node>")
@@ -338,8 +352,40 @@ class DataModel:
             raise InputFileError(
                 f"{self._describe()}: cannot read array {name!r} ({_one_line(exc)})"
             ) from exc
+        scales = getattr(self, "_array_scales", None)
+        if scales and name in scales:
+            array = _scale_array(array, scales.pop(name), self._array_specs.get(name))
         self._node._data[name] = array
         return array
+
+    def _set_array_scales(self, factors: Mapping[str, float]) -> None:
+        """Multiply arrays by ``factors`` (name -> factor) when they are read.
+
+        An array already in memory is scaled now; a lazily loaded one when it is first
+        read (`_scale_array`: in float32, then in the schema's dtype, as if the scaled
+        model had been written and read back). Used by `ModelLibrary` to apply a
+        recorded unit conversion without rewriting the member.
+        """
+        pending = getattr(self, "_array_scales", None)
+        if pending is None:
+            pending = {}
+            object.__setattr__(self, "_array_scales", pending)
+        data = self._node._data
+        for name, factor in factors.items():
+            value = data.get(name)
+            if value is None:
+                continue
+            if _is_lazy_array(value):
+                pending[name] = float(factor) * pending.get(name, 1.0)
+            else:
+                data[name] = _scale_array(np.asarray(value), factor, self._array_specs.get(name))
+
+    def _load_scaled_arrays(self) -> None:
+        """Read now the arrays whose scaling is still pending (before writing)."""
+        for name in list(getattr(self, "_array_scales", None) or ()):
+            value = self._node._data.get(name)
+            if _is_lazy_array(value):
+                self._load_array(name, value)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name.startswith("_") or hasattr(type(self), name):
@@ -574,6 +620,7 @@ class DataModel:
         if out.suffix != ".asdf":
             raise OutputError(f"{out}: only .asdf output files are supported")
         self.load_arrays_if_closed()
+        self._load_scaled_arrays()
         tree = self._tree_for_writing(out.name)
         write_asdf_atomic(
             out, {"roman": tree}, all_array_compression=all_array_compression, defer=defer,

@@ -194,6 +194,11 @@ class ModelLibrary:
         self._modified: dict[int, str] = {}
         # metadata shelved with modify="meta": applied to the member when read
         self._meta_patches: dict[int, dict] = {}
+        # arrays of a member to multiply when read (a unit conversion recorded with
+        # shelve(..., modify="meta", scale=...)): name -> factor
+        self._array_scales: dict[int, dict[str, float]] = {}
+        # arrays of a member shelved with modify="meta", arrays=(...): name -> .npy
+        self._array_patches: dict[int, dict[str, str]] = {}
         self._meta_cache: dict[int, dict] = {}
         self._borrowed: dict[int, DataModel] = {}
         self._depth = 0
@@ -396,6 +401,14 @@ class ModelLibrary:
                 meta["filename"] = name
             if index in self._meta_patches:
                 model._node._data["meta"] = _copy_meta(self._meta_patches[index])
+            if index in self._array_patches:
+                import numpy as np
+
+                for name, path in self._array_patches[index].items():
+                    # copy-on-write map: a borrower may change it; the file is not
+                    model._node._data[name] = np.load(path, mmap_mode="c").view(np.ndarray)
+            if index in self._array_scales:
+                model._set_array_scales(self._array_scales[index])
             if not self._on_disk:
                 self._models[index] = model
         meta = model._node._data.setdefault("meta", {})
@@ -405,7 +418,8 @@ class ModelLibrary:
         return model
 
     def shelve(self, model: DataModel, index: int | None = None,
-               modify: bool | str = False) -> None:  # fmt: skip
+               modify: bool | str = False, *, scale: dict[str, float] | None = None,
+               arrays: Sequence[str] = ()) -> None:  # fmt: skip
         """Return a borrowed model to the library.
 
         Parameters
@@ -421,6 +435,16 @@ class ModelLibrary:
             not): on disk the metadata is kept in memory and applied when the member
             is read again, and nothing is written. Otherwise changes are dropped (on
             disk) and the model is closed.
+        scale : dict, optional
+            With ``modify="meta"``: arrays (name -> factor) that later borrows see
+            multiplied by the factor (in float32, stored in the schema's dtype, as if
+            the scaled model had been written and read back), e.g. a unit conversion
+            recorded in the metadata. Nothing is read or written now; an array is
+            scaled when a borrower first reads it.
+        arrays : sequence of str, optional
+            With ``modify="meta"``: arrays that changed too (e.g. ``("dq",)``); on disk
+            only they are written (uncompressed ``.npy`` in the temporary directory,
+            read back memory-mapped), not the whole member.
 
         Raises
         ------
@@ -438,20 +462,35 @@ class ModelLibrary:
         if index not in self._borrowed:
             raise BorrowError(f"model library: member {index} is not borrowed")
         borrowed = self._borrowed[index]
+        if (scale or arrays) and modify != "meta":
+            raise BorrowError("model library: scale= and arrays= are for modify='meta'")
         if modify == "meta" and self._on_disk:
             self._groups = None
             self._meta_cache.pop(index, None)
             self._meta_patches[index] = _copy_meta(model._node._data.get("meta", {}))
+            if scale:
+                pending = self._array_scales.setdefault(index, {})
+                for name, factor in scale.items():
+                    pending[name] = float(factor) * pending.get(name, 1.0)
+            if arrays:
+                self._write_arrays(model, index, arrays)
         elif modify:
             self._groups = None
             self._meta_cache.pop(index, None)
             self._meta_patches.pop(index, None)  # the file written has it
             if self._on_disk:
                 path = self._temp_path(index)
-                # a scratch copy only the library reads back: no block checksums
+                # a scratch copy only the library reads back: no block checksums (the
+                # arrays still to be scaled are scaled as they are written)
                 model.save(path, defer=False, checksums=False)
                 self._modified[index] = os.fspath(path)
+                self._array_scales.pop(index, None)
+                for old in self._array_patches.pop(index, {}).values():
+                    Path(old).unlink(missing_ok=True)
             else:
+                if scale:
+                    model._set_array_scales(scale)
+                self._array_patches.pop(index, None)
                 self._models[index] = model
         if self._on_disk:
             if model is not borrowed:
@@ -459,6 +498,48 @@ class ModelLibrary:
         elif modify and model is not borrowed:
             borrowed.close()
         self._release(index)
+
+    def scratch_file(self, index: int, name: str) -> Path:
+        """Return a path for a step's scratch data about a member (not created).
+
+        The file lies in the member's folder of the library's temporary directory and
+        goes with it (`close`); e.g. pixel maps reused by later steps.
+
+        Parameters
+        ----------
+        index : int
+            The member.
+        name : str
+            File name (no directory part).
+
+        Returns
+        -------
+        pathlib.Path
+            The path.
+        """
+        index = self._check_index(index)
+        if not name or os.path.basename(name) != name or name.startswith("."):
+            raise ValueError(f"a scratch file name, not {name!r}")
+        return self._temp_path(index).parent / name
+
+    def _write_arrays(self, model: DataModel, index: int, names: Sequence[str]) -> None:
+        """Write a member's changed arrays (only them) to the temporary directory."""
+        import numpy as np
+
+        folder = self._temp_path(index).parent
+        patches = self._array_patches.setdefault(index, {})
+        pending = self._array_scales.get(index, {})
+        for name in names:
+            if name not in model:
+                raise BorrowError(f"model library: member {index} has no array {name!r}")
+            value = np.asarray(model[name])  # read (and scaled) if it was still lazy
+            path = folder / f"{name}.npy"
+            tmp = folder / f".{name}.npy.partial"
+            with open(tmp, "wb") as fh:  # (np.save would add ".npy" to the name)
+                np.save(fh, np.ascontiguousarray(value))
+            os.replace(tmp, path)
+            patches[name] = os.fspath(path)
+            pending.pop(name, None)  # what was written is already scaled
 
     def _release(self, index: int) -> None:
         model = self._borrowed.pop(index)
@@ -519,6 +600,8 @@ class ModelLibrary:
             self._release(index)
         self._modified.clear()
         self._meta_patches.clear()
+        self._array_scales.clear()
+        self._array_patches.clear()
         self._meta_cache.clear()
         self._groups = None
         if self._finalizer is not None:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from romancal_lite import datamodels
-from romancal_lite.errors import InputFileError
+from romancal_lite.errors import InputFileError, ReferenceFileError
 from romancal_lite.steps._library import as_library, product_name
 from romancal_lite.steps.flux import FluxStep
 from romancal_lite.steps.outlier_detection import OutlierDetectionStep
@@ -160,6 +160,45 @@ class MosaicPipeline(Pipeline):
         if not self.source_catalog.skip:
             self.source_catalog.run(mosaic)
         return mosaic
+
+    def resolve_reference_source(self, model: Any) -> Any:
+        """Decide where ``source_catalog``'s references come from: the first input's origin.
+
+        The inputs are ``_cal`` images: their source is that of the first one (the
+        user's CRDS, or the generated references it was calibrated with, see
+        `romancal_lite.references.reference_source`). Only ``source_catalog`` selects
+        references here, so the error says how to do without.
+
+        Parameters
+        ----------
+        model : ModelLibrary or DataModel
+            The inputs.
+
+        Returns
+        -------
+        romancal_lite.references.ReferenceSource
+            The source.
+
+        Raises
+        ------
+        ReferenceFileError
+            If no source applies.
+        """
+        if not isinstance(model, datamodels.ModelLibrary) or len(model) == 0:
+            return super().resolve_reference_source(model)
+        with model:
+            first = model.borrow(0)  # the metadata and the file's records; no arrays
+            try:
+                return super().resolve_reference_source(first)
+            except ReferenceFileError as exc:
+                needed = [r for r in self.source_catalog.needed_reference_types()]
+                raise ReferenceFileError(
+                    f"{exc}; roman_mos needs them only for source_catalog "
+                    f"({', '.join(needed)}): --steps.source_catalog.skip true combines the "
+                    "images without a catalog"
+                ) from None
+            finally:
+                model.shelve(first, 0)
 
     def _check_coverage(self, library: Any) -> None:
         """Refuse inputs spread so far apart that the mosaic grid would be nearly empty."""

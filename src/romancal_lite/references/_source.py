@@ -9,7 +9,11 @@ The rule (``docs/references.md``):
 3. The exposure was written by romanisim with constant detector properties (its
    ``romanisim.simulate_reffiles`` record holds numbers, not files): a cache of
    references generated from exactly those constants (pedigree ``SIMULATION``).
-4. Anything else: refused with one message saying how to point at CRDS or give
+4. An image already calibrated with generated references (its ``meta.ref_file`` paths
+   all lie in one generated cache that still exists, e.g. ``roman_elp``'s ``_cal`` of
+   simulated exposures): that cache (`calibration_source`), so ``roman_mos`` on them
+   needs no option; invented ones stay marked as such.
+5. Anything else: refused with one message saying how to point at CRDS or give
    override files, unless the caller opted in to the built-in, invented references
    (``--builtin-references``, :func:`allow_builtin_references`, or a cache chosen
    with :func:`~romancal_lite.references.builtin_cache`), which is logged as a
@@ -39,6 +43,7 @@ __all__ = [
     "ReferenceSource",
     "allow_builtin_references",
     "builtin_references_allowed",
+    "calibration_source",
     "input_origin",
     "reference_source",
     "romanisim_constants",
@@ -295,19 +300,30 @@ def _simulation_cache(model: Any) -> BuiltinCache | None:
     generated cache that still exists (e.g. a small-detector cache of a test or the
     demo), that cache is the exposure's own, whatever the default cache is.
     """
-    from ._cache import _STAMP, open_builtin_cache
-
     truth = model.file_node(SIMULATOR_KEY)
     refs = truth.get("references") if isinstance(truth, Mapping) else None
     if not isinstance(refs, Mapping):
         return None
+    return _cache_of(refs.values(), strict=True)
+
+
+def _cache_of(paths: Any, *, strict: bool) -> BuiltinCache | None:
+    """Return the one generated cache (still on disk) the reference ``paths`` lie in.
+
+    ``strict``: a path outside every generated cache means None; otherwise such paths
+    (``N/A``, an override file elsewhere) are passed over.
+    """
+    from ._cache import _STAMP, open_builtin_cache
+
     roots = set()
-    for path in refs.values():
+    for path in paths:
         if not isinstance(path, str) or not path:
             continue
         parent = Path(path).parent  # <root>/references/roman/wfi
         if parent.parts[-3:] != ("references", "roman", "wfi"):
-            return None
+            if strict:
+                return None
+            continue
         roots.add(parent.parents[2])
     if len(roots) != 1:
         return None
@@ -315,6 +331,47 @@ def _simulation_cache(model: Any) -> BuiltinCache | None:
     if not (root / _STAMP).is_file():
         return None
     return open_builtin_cache(root)
+
+
+def calibration_source(model: Any) -> ReferenceSource | None:
+    """Return the generated references an already calibrated image was calibrated with.
+
+    A ``_cal`` image records its references in ``meta.ref_file`` (paths) and where they
+    came from in ``meta.ref_file.source``. When the paths all lie in one generated
+    cache that still exists (e.g. the exposures of a simulated set calibrated by
+    ``roman_elp``), the later steps of the same data (``roman_mos``'s
+    ``source_catalog``) select from that cache too. References recorded as invented
+    stay so (``kind`` ``"builtin"``: warned about), but need no new opt-in: the
+    image is already a product of them.
+
+    Parameters
+    ----------
+    model : DataModel
+        The image.
+
+    Returns
+    -------
+    ReferenceSource or None
+        The source, or None (no such record, or the cache is gone).
+    """
+    try:
+        ref_file = model.meta.get("ref_file")
+    except (AttributeError, KeyError, TypeError):
+        return None
+    if not hasattr(ref_file, "items"):
+        return None
+    paths = [value for key, value in ref_file.items() if key not in ("source", "crds")]
+    cache = _cache_of(paths, strict=False)
+    if cache is None:
+        return None
+    invented = "INVENTED" in str(ref_file.get("source", ""))
+    what = "BUILT-IN INVENTED references" if invented else "built-in references"
+    return ReferenceSource(
+        "builtin" if invented else "simulator",
+        cache,
+        f"{what} ({cache.root}) that {_name(model)} was calibrated with"
+        + (" (pedigree DUMMY): not a calibration" if invented else ""),
+    )
 
 
 def reference_source(model: Any) -> ReferenceSource:
@@ -360,6 +417,10 @@ def reference_source(model: Any) -> ReferenceSource:
                 f"(gain {c.gain:g} e/DN, read noise {c.readnoise:g} DN, dark {c.dark:g} e/s, "
                 f"saturation {c.saturation:g} DN, linear, flat 1; {cache.root})",
             )
+    if forced is None and not user_configured():
+        calibrated = calibration_source(model)
+        if calibrated is not None:
+            return calibrated
     if forced is not None or builtin_references_allowed():
         cache = forced if forced is not None else active_cache()
         return ReferenceSource(

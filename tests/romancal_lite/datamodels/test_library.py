@@ -185,6 +185,51 @@ def test_meta_only_shelve_writes_nothing_and_is_seen_later(four_files, tmp_path)
     lib.close()
 
 
+def test_changed_arrays_only_are_written_and_seen_later(four_files, tmp_path):
+    """modify="meta", arrays=("dq",): only dq is written (no member rewritten); later
+    borrows see the new dq and metadata with the member's other arrays, scaled ones
+    still scaled; a full modification afterwards keeps the dq."""
+    before = [_digest(p) for p in four_files]
+    temp_parent = tmp_path / "scratch"
+    temp_parent.mkdir()
+    lib = ModelLibrary(four_files, temp_directory=temp_parent)
+    with lib:
+        model = lib.borrow(2)
+        data = model.data.copy()
+        model.meta.cal_step["flux"] = "COMPLETE"
+        lib.shelve(model, 2, modify="meta", scale={"data": 0.5})
+        model = lib.borrow(2)
+        dq = np.asarray(model.dq) | np.uint32(1 << 4)
+        dq[3, 4] |= np.uint32(1)
+        model.dq = dq
+        model.meta.cal_step["outlier_detection"] = "COMPLETE"
+        lib.shelve(model, 2, modify="meta", arrays=("dq",))
+    assert list(temp_parent.rglob("*.asdf")) == []
+    assert [p.name for p in temp_parent.rglob("*.npy")] == ["dq.npy"]
+    with lib:
+        model = lib.borrow(2)
+        np.testing.assert_array_equal(model.dq, dq)
+        np.testing.assert_array_equal(model.data, data * np.float32(0.5))
+        assert model.meta.cal_step["outlier_detection"] == "COMPLETE"
+        model.dq[0, 0] = 99  # a change not kept leaves the kept dq alone
+        lib.shelve(model, 2)
+        model = lib.borrow(2)
+        np.testing.assert_array_equal(model.dq, dq)
+        model.data += 1.0
+        lib.shelve(model, 2, modify=True)
+        model = lib.borrow(2)
+        np.testing.assert_array_equal(model.dq, dq)
+        np.testing.assert_array_equal(model.data, data * np.float32(0.5) + 1)
+        lib.shelve(model, 2)
+        other = lib.borrow(1)
+        with pytest.raises(BorrowError, match="modify='meta'"):
+            lib.shelve(other, 1, modify=True, arrays=("dq",))
+        lib.shelve(other, 1)
+    assert list(temp_parent.rglob("*.npy")) == []
+    assert [_digest(p) for p in four_files] == before
+    lib.close()
+
+
 def test_temp_directory_removed_when_the_library_is_collected(four_files, tmp_path):
     import gc
 

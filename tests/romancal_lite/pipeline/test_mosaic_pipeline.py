@@ -110,3 +110,57 @@ def test_missing_member_is_one_clear_error(mosaic_set, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "lost_cal.asdf" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def _without_crds(monkeypatch):
+    monkeypatch.delenv("CRDS_PATH", raising=False)
+    monkeypatch.delenv("CRDS_SERVER_URL", raising=False)
+
+
+def test_cal_images_of_generated_references_need_no_option(mosaic_set, tmp_path,
+                                                           monkeypatch, capsys):  # fmt: skip
+    """_cal images calibrated with generated references (their meta.ref_file paths in
+    one generated cache, as roman_elp writes them for simulated exposures): roman_mos
+    selects source_catalog's references from that cache, without --builtin-references."""
+    _without_crds(monkeypatch)
+    cache = mosaic_set["cache"]
+    used = str(cache.ensure_reference(sorted(cache.files)[0]))
+    paths = []
+    for path in mosaic_set["paths"]:
+        with datamodels.open(path) as model:
+            model.load_arrays()
+            model.meta["ref_file"] = {"flat": used, "dark": "N/A",
+                                      "source": f"built-in references ({cache.root})"}
+            paths.append(model.save(tmp_path / path.name))
+    asn = tmp_path / "cal_asn.json"
+    write_asn(asn_from_list(paths, "field", relative_to=tmp_path), asn)
+    status = main(["run", "roman_mos", str(asn), "--output-dir", str(tmp_path / "out")])
+    assert status == 0, capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "field_cat.parquet", "field_coadd.asdf", "field_segm.asdf"]
+    with datamodels.open(tmp_path / "out" / "field_coadd.asdf") as mosaic:
+        source = str(mosaic.meta.ref_file.source)
+        assert str(cache.root) in source and "calibrated with" in source
+        assert str(mosaic.meta.ref_file.apcorr).startswith(str(cache.root))
+
+
+def test_cal_images_without_references_say_how_to_combine(mosaic_set, tmp_path,
+                                                          monkeypatch, capsys):  # fmt: skip
+    """No CRDS and no record of generated references: one error naming the first input
+    and saying that only source_catalog needs them; skipping it combines them."""
+    _without_crds(monkeypatch)
+    out = tmp_path / "out"
+    status = main(["run", "roman_mos", str(mosaic_set["asn"]), "--output-dir", str(out)])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert mosaic_set["paths"][0].name in err
+    assert "source_catalog (epsf, apcorr)" in err and "--steps.source_catalog.skip true" in err
+    assert not out.exists() or not any(out.iterdir())
+    status = main(["run", "roman_mos", str(mosaic_set["asn"]), "--output-dir", str(out),
+                   "--steps.source_catalog.fit_psf", "false"])  # fmt: skip
+    assert status == 1 and "source_catalog (apcorr)" in capsys.readouterr().err
+    status = main(["run", "roman_mos", str(mosaic_set["asn"]), "--output-dir", str(out),
+                   "--steps.source_catalog.skip", "true"])  # fmt: skip
+    assert status == 0
+    assert sorted(p.name for p in out.iterdir()) == ["field_coadd.asdf"]

@@ -61,6 +61,45 @@ def test_library_on_disk_converts_members_not_files(tmp_path):
     assert [p.read_bytes() for p in paths] == originals
 
 
+def test_library_on_disk_records_the_conversion_without_rewriting(tmp_path):
+    """On disk nothing is written: the library scales the arrays as they are read,
+    bit for bit what converting in memory and writing the member (float16 err and
+    variances) gives; a later modify=True write and the saved products keep it."""
+    paths = [_image(seed=i).save(tmp_path / f"img{i}_cal.asdf") for i in range(2)]
+    library = FluxStep.call(ModelLibrary(paths))
+    assert library.temp_directory is None  # no member rewritten
+    names = ("data", "err", "var_poisson", "var_rnoise", "var_flat")
+    expected = []
+    for i, path in enumerate(paths):
+        with ImageModel(path) as model:
+            model.load_arrays()
+            apply_flux_correction(model)
+            written = model.save(tmp_path / f"ref{i}.asdf")
+        with ImageModel(written) as ref:
+            expected.append({n: np.asarray(ref[n]).copy() for n in names})
+    with library:
+        model = library.borrow(0)
+        for n in names:
+            assert model[n].dtype == expected[0][n].dtype, n
+            np.testing.assert_array_equal(model[n], expected[0][n], err_msg=n)
+        model.dq = model.dq | np.uint32(4)  # a later step rewrites the member
+        library.shelve(model, 0, modify=True)
+    with library:
+        for i in range(2):
+            model = library.borrow(i)
+            for n in names:
+                np.testing.assert_array_equal(model[n], expected[i][n], err_msg=n)
+            library.shelve(model, i)
+    FluxStep.call(library)  # idempotent: nothing scaled twice
+    out = tmp_path / "out"
+    out.mkdir()
+    FluxStep.call(library, save_results=True, output_dir=str(out))
+    for i in range(2):
+        with ImageModel(out / f"img{i}_flux.asdf") as saved:
+            for n in names:
+                np.testing.assert_array_equal(saved[n], expected[i][n], err_msg=n)
+
+
 def test_library_saved_per_member(tmp_path):
     paths = [_image(seed=i).save(tmp_path / f"img{i}_cal.asdf") for i in range(2)]
     FluxStep.call(ModelLibrary(paths), save_results=True, output_dir=str(tmp_path / "out"))

@@ -126,6 +126,22 @@ def test_weight_threshold_by_hand():
     assert np.isnan(weight_threshold(np.zeros(4), 0.7))
 
 
+def test_weight_threshold_matches_astropy_over_several_passes():
+    """Heavy tails: the clip takes several passes; the threshold is astropy's
+    sigma_clip (sigma 3, 5 passes) mean times maskpt (stcal compute_weight_threshold)."""
+    from astropy.stats import sigma_clip
+
+    rng = np.random.default_rng(3)
+    for size in (20001, 20000):
+        weight = np.concatenate([rng.normal(100.0, 5.0, size),
+                                 rng.standard_cauchy(size // 8) * 30 + 100]).astype(np.float32)
+        weight[rng.random(weight.size) < 0.1] = 0
+        values = weight[weight != 0]
+        clipped = sigma_clip(values, sigma=3, maxiters=5, masked=True)
+        expected = float(np.mean(values[~clipped.mask], dtype="f8")) * 0.7
+        assert weight_threshold(weight, 0.7) == pytest.approx(expected, rel=1e-12)
+
+
 def test_nanmedian_matches_numpy():
     rng = np.random.default_rng(0)
     for n in (1, 2, 3, 4, 7):

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+from pathlib import Path
 
 import mosaic_data as md
 import numpy as np
@@ -306,3 +307,43 @@ def test_ivm_median_conserves_flux_where_ivm_loses_it(tmp_path):
     assert max(ratios) < 0.98
     # the variances are still the per-pixel arrays, combined with the input weights
     assert np.nanmax(default.var_rnoise) > 2 * np.nanmedian(default.var_rnoise)
+
+
+def test_pixel_maps_computed_once_per_member_and_grid(tmp_path, monkeypatch):
+    """outlier_detection's drizzle and blot and resample share each member's map onto
+    their common grid: computed once, the same values as calc_pixmap, the same
+    mosaic; another grid gets its own map."""
+    from romancal_lite.steps.outlier_detection import OutlierDetectionStep
+    from romancal_lite.steps.resample import pixmap as pixmap_module
+
+    paths, asn = _write(tmp_path)
+    plain = ResampleStep.call(ModelLibrary(paths))  # each map computed where used
+    calls = []
+    real = pixmap_module.calc_pixmap
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pixmap_module, "calc_pixmap", counting)
+    library = ModelLibrary(asn)
+    OutlierDetectionStep.call(library)
+    assert len(calls) == len(paths)  # drizzle and blot: one map per member
+    assert len(list(Path(library.temp_directory).rglob("pixmap_*.npy"))) == len(paths)
+    mosaic = ResampleStep.call(library)
+    assert len(calls) == len(paths)  # resample: the same grid, the same maps
+    # resample is their last use: the scratch files are gone
+    assert list(Path(library.temp_directory).rglob("pixmap_*.npy")) == []
+    np.testing.assert_array_equal(mosaic.data, plain.data)
+    np.testing.assert_array_equal(mosaic.err, plain.err)
+    with library:
+        model = library.borrow(0)
+        grid = mosaic.meta.wcs
+        args = (library, 0, model.meta.wcs, grid, model.data.shape)
+        pixmap_module.member_pixmap(*args)
+        kept = pixmap_module.member_pixmap(*args)  # read back from its file
+        np.testing.assert_array_equal(kept, real(model.meta.wcs, grid, model.data.shape))
+        library.shelve(model, 0)
+    assert len(calls) == len(paths) + 1
+    ResampleStep.call(library, pixel_scale_ratio=0.8)  # another grid: new maps
+    assert len(calls) == 2 * len(paths) + 1

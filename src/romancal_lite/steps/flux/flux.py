@@ -16,7 +16,7 @@ import numpy as np
 
 from romancal_lite.errors import InputFileError
 
-__all__ = ["VARIANCE_ARRAYS", "apply_flux_correction", "conversion_factor"]
+__all__ = ["VARIANCE_ARRAYS", "apply_flux_correction", "conversion_factor", "flux_scales"]
 
 #: The variance arrays scaled by c**2 (those an image has).
 VARIANCE_ARRAYS = ("var_rnoise", "var_poisson", "var_flat")
@@ -57,6 +57,38 @@ def conversion_factor(model: Any) -> float:
     return factor
 
 
+def flux_scales(model: Any) -> dict[str, float]:
+    """Return the factors that convert an image's arrays from DN/s to MJy/sr.
+
+    Parameters
+    ----------
+    model : ImageModel
+        A level 2 image after ``photom`` (its arrays are not read).
+
+    Returns
+    -------
+    dict
+        ``{"data": c, "err": c, "var_*": c**2}`` for the arrays the image has; empty
+        if ``meta.cal_step.flux`` is already ``COMPLETE``.
+
+    Raises
+    ------
+    InputFileError
+        If the conversion factor is unusable (`conversion_factor`).
+    """
+    cal_step = model.meta.get("cal_step") or {}
+    if cal_step.get("flux") == "COMPLETE":
+        return {}
+    factor = conversion_factor(model)
+    scales = {"data": factor}
+    if "err" in model:
+        scales["err"] = factor
+    for name in VARIANCE_ARRAYS:
+        if name in model:
+            scales[name] = factor * factor
+    return scales
+
+
 def apply_flux_correction(model: Any) -> bool:
     """Convert an image from DN/s to MJy/sr in place (unless already converted).
 
@@ -76,16 +108,10 @@ def apply_flux_correction(model: Any) -> bool:
     InputFileError
         If the conversion factor is unusable (`conversion_factor`).
     """
-    cal_step = model.meta.get("cal_step") or {}
-    if cal_step.get("flux") == "COMPLETE":
+    scales = flux_scales(model)
+    if not scales:
         return False
-    factor = conversion_factor(model)
-    model.data = np.multiply(model.data, np.float32(factor), dtype=np.float32)
-    if "err" in model:
-        model.err = np.multiply(model.err, np.float32(factor), dtype=np.float32)
-    square = np.float32(factor * factor)
-    for name in VARIANCE_ARRAYS:
-        if name in model:
-            model[name] = np.multiply(model[name], square, dtype=np.float32)
+    for name, factor in scales.items():
+        model[name] = np.multiply(model[name], np.float32(factor), dtype=np.float32)
     model.meta.cal_step["flux"] = "COMPLETE"
     return True

@@ -8,7 +8,7 @@ from romancal_lite import datamodels
 from romancal_lite.stpipe import Step
 
 from .._library import SavesMembers, as_library, is_many, product_name
-from .flux import apply_flux_correction
+from .flux import apply_flux_correction, flux_scales
 
 __all__ = ["FluxStep"]
 
@@ -17,8 +17,10 @@ class FluxStep(SavesMembers, Step):
     """Convert images from DN/s to MJy/sr (``data``, ``err`` and the variances).
 
     One image gives one image; an association, a list or a `ModelLibrary` gives the
-    library, each member converted (shelved with ``modify=True``: on disk it is
-    written to the library's temporary directory, never over the input file). An
+    library, each member converted: the conversion is recorded in the member's
+    metadata (``cal_step.flux``) and the library multiplies the arrays when a later
+    step or the save reads them (`ModelLibrary.shelve` ``scale=``), so nothing is
+    rewritten and the input file is never written. An
     image already converted (``meta.cal_step.flux == "COMPLETE"``) is left alone.
     No parameters and no reference files (romancal 1.1 ``FluxStep``).
     """
@@ -66,13 +68,36 @@ class FluxStep(SavesMembers, Step):
         with model:
             for index in range(len(model)):
                 image = model.borrow(index)
+                if not model.on_disk:  # models in memory: converted in place
+                    try:
+                        changed = self._convert(image)
+                    except BaseException:
+                        model.shelve(image, index, modify=False)
+                        raise
+                    model.shelve(image, index, modify=changed)
+                    continue
                 try:
-                    changed = self._convert(image)
+                    scales = self._scales(image)
                 except BaseException:
                     model.shelve(image, index, modify=False)
                     raise
-                model.shelve(image, index, modify=changed)
+                if not scales:
+                    model.shelve(image, index, modify=False)
+                    continue
+                # recorded, not applied: the library multiplies the arrays as later
+                # steps (or save) read them, so no member is rewritten here
+                image.meta.cal_step["flux"] = "COMPLETE"
+                model.shelve(image, index, modify="meta", scale=scales)
         return model
+
+    def _scales(self, image: Any) -> dict[str, float]:
+        name = image.meta.get("filename") or "image"
+        scales = flux_scales(image)
+        if scales:
+            self.log.info("%s: DN/s -> MJy/sr (x %.6g)", name, scales["data"])
+        else:
+            self.log.info("%s: already in MJy/sr (cal_step.flux COMPLETE); unchanged", name)
+        return scales
 
     def _convert(self, image: Any) -> bool:
         name = image.meta.get("filename") or "image"

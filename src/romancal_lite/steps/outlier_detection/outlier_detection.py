@@ -68,23 +68,35 @@ def weight_threshold(weight: np.ndarray, maskpt: float) -> float:
     # median, spread: std) on a 1-D array: each pass keeps the values inside
     # [median - 3 std, median + 3 std] (float32 bounds) of the values kept so far,
     # until a pass keeps them all or 5 passes; then the mean (float64).  The kept
-    # values always form one interval of the original values.  Differences from
-    # astropy: the std is accumulated in float64 (astropy: float32), so a bound may
-    # differ in its last bit; and nothing is re-copied for the spread.
-    kept = values
+    # values always form one interval of the original values, so the values are
+    # sorted once and each pass is a slice of them: its median is its middle, its
+    # bounds two binary searches.  Differences from astropy: the std is accumulated
+    # in float64 (astropy: float32), so a bound may differ in its last bit.
+    from romancore.sigmaclip import mean_std
+
+    ordered = np.sort(values)
     ftype = values.dtype.type if values.dtype.kind == "f" else np.float64
     three = ftype(3.0)
+    lo, hi = 0, ordered.size
     for _ in range(5):
-        size = kept.size
-        std = ftype(np.std(kept, dtype=np.float64))
-        centre = np.median(kept, overwrite_input=kept is not values)
+        size = hi - lo
+        kept = ordered[lo:hi]
+        std = ftype(mean_std(kept)[1])
+        middle = lo + size // 2
+        # np.median's value: the middle one, or the mean of the two middle ones
+        centre = np.median(ordered[middle - 1 + size % 2 : middle + 1])
         low, high = centre - std * three, centre + std * three
-        kept = values[(values >= low) & (values <= high)] if kept is values else (
-            kept[(kept >= low) & (kept <= high)])  # fmt: skip
-        if kept.size == size or kept.size == 0:
+        lo = max(lo, int(np.searchsorted(ordered, low, side="left")))
+        hi = min(hi, int(np.searchsorted(ordered, high, side="right")))
+        hi = max(hi, lo)
+        if hi - lo == size or hi == lo:
             break
-    if kept.size == 0:
+    if hi == lo:
         return math.nan
+    # the mean of the kept values in their original order (as astropy sums them)
+    first, last = ordered[lo], ordered[hi - 1]
+    del ordered
+    kept = values[(values >= first) & (values <= last)]
     return float(np.mean(kept, dtype="f8")) * float(maskpt)
 
 
@@ -129,6 +141,15 @@ def nanmedian_axis0(block: np.ndarray) -> np.ndarray:
     numpy.ndarray
         The median, shape ``block.shape[1:]``.
     """
+    if block.shape[0] == 2:
+        # two images: the mean of the finite ones, as the sorted form below gives it
+        # ((a + b) / 2, or (x + x) / 2 for one, NaN for none) without the sort
+        a, b = block[0], block[1]
+        first = np.where(np.isnan(a), b, a)
+        second = np.where(np.isnan(b), a, b)
+        first += second
+        first /= block.dtype.type(2)
+        return first
     block.sort(axis=0)
     count = block.shape[0] - np.isnan(block).sum(axis=0, dtype=np.int32)
     low = np.maximum((count - 1) // 2, 0)
@@ -299,17 +320,10 @@ def flag_resampled_crs(
     ``ndimage.convolve`` of the boolean mask with a 3x3 box, ``mode="nearest"``, which
     is a binary dilation).
     """
-    from scipy import ndimage
+    from romancore.outlier import flag_resampled
 
-    error = np.nan_to_num(np.asarray(err, dtype=np.float32), nan=0.0)
-    deriv = abs_derivative(np.asarray(blot, dtype=np.float32))
-    with np.errstate(invalid="ignore"):
-        diff = np.abs(np.asarray(sci, dtype=np.float32) - blot - np.float32(backg))
-        first = diff > np.float32(scale1) * deriv + np.float32(snr1) * error
-        grown = ndimage.binary_dilation(first, structure=np.ones((3, 3), bool))
-        del first
-        second = diff > np.float32(scale2) * deriv + np.float32(snr2) * error
-    return grown & second
+    # one compiled pass (the numpy form: tests/romancore/test_outlier.py)
+    return flag_resampled(sci, err, blot, snr1, snr2, scale1, scale2, backg)
 
 
 def flag_crs(sci: np.ndarray, err: np.ndarray, median: np.ndarray, snr: float) -> np.ndarray:
@@ -341,6 +355,7 @@ def blot_median(
     fillval: float = math.nan,
     stepsize: int = 10,
     order: int = 3,
+    pixmap: np.ndarray | None = None,
 ) -> np.ndarray:
     """Return the median interpolated back onto an input's pixels (drizzle's blot).
 
@@ -358,6 +373,8 @@ def blot_median(
         Value where nothing is interpolated.
     stepsize, order : int, optional
         Pixel-map interpolation (`romancal_lite.steps.resample.calc_pixmap`).
+    pixmap : numpy.ndarray, optional
+        That pixel map of the input onto the median's grid, if already computed.
 
     Returns
     -------
@@ -368,7 +385,8 @@ def blot_median(
 
     from ..resample import calc_pixmap
 
-    pixmap = calc_pixmap(wcs, median_wcs, shape, stepsize=stepsize, order=order)
+    if pixmap is None:
+        pixmap = calc_pixmap(wcs, median_wcs, shape, stepsize=stepsize, order=order)
     # stcal gwcs_blot maps NaN coordinates to -1 (outside); romancore's blot treats a
     # NaN position as outside itself
     out = np.empty(shape, dtype=np.float32)

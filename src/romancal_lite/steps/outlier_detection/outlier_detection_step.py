@@ -14,7 +14,7 @@ from romancal_lite.stpipe import Param, Step
 
 from .._library import SavesMembers, as_library, product_name
 from ..resample import KERNELS, Resampler, good_pixel_mask, parse_fillval
-from ..resample.resample_step import ResampleStep, _number
+from ..resample.resample_step import ResampleStep, _member_pixmap, _number
 from .outlier_detection import (
     OnDiskMedian,
     blot_median,
@@ -80,8 +80,9 @@ class OutlierDetectionStep(SavesMembers, Step):
     romancal. Without ``resample_data`` the median of the exposures themselves is used
     and ``|sci - median| > snr1 * err`` is flagged. The median is computed from
     temporary files by blocks of rows (`OnDiskMedian`), so memory does not grow with the
-    number of exposures. Fewer than two exposures: SKIPPED. The exposures are shelved
-    modified; the result is the library.
+    number of exposures. Fewer than two exposures: SKIPPED. Each exposure's new ``dq``
+    and metadata are shelved (`ModelLibrary.shelve` ``arrays=("dq",)``: on disk only
+    they are written); the result is the library.
 
     ``weight_type`` is honoured here; romancal 1.1 always drizzles with ``ivm``
     weights (the default). ``in_memory`` only decides whether a library opened from
@@ -181,8 +182,11 @@ class OutlierDetectionStep(SavesMembers, Step):
             for index in range(len(library)):
                 image = library.borrow(index)
                 try:
+                    pixmap = None if median_wcs is None else _member_pixmap(
+                        library, index, image, median_wcs, self)  # fmt: skip (kept: resample)
                     mask = self._flag(image, median, median_wcs, fillval,
-                                      snr1, snr2, scale1, scale2)  # fmt: skip
+                                      snr1, snr2, scale1, scale2, pixmap)  # fmt: skip
+                    del pixmap
                 except BaseException:
                     library.shelve(image, index, modify=False)
                     raise
@@ -191,17 +195,20 @@ class OutlierDetectionStep(SavesMembers, Step):
                 image.meta.cal_step["outlier_detection"] = "COMPLETE"
                 name = library.members[index].path.name
                 self.log.info("%s: %d pixels flagged as outliers", name, np.count_nonzero(mask))
-                library.shelve(image, index, modify=True)
+                # only dq and the metadata changed: the library keeps just them
+                library.shelve(image, index, modify="meta", arrays=("dq",))
         return library
 
     def _flag(self, image: Any, median: np.ndarray, median_wcs: Any, fillval: float,
-              snr1: float, snr2: float, scale1: float, scale2: float) -> np.ndarray:  # fmt: skip
+              snr1: float, snr2: float, scale1: float, scale2: float,
+              pixmap: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
         data = np.asarray(image.data, dtype=np.float32)
         err = np.asarray(image.err, dtype=np.float32)
         if median_wcs is None:
             return flag_crs(data, err, median, snr1)
         blot = blot_median(median, median_wcs, data.shape, image.meta.wcs, fillval=fillval,
-                           stepsize=self.pixmap_stepsize, order=self.pixmap_order)  # fmt: skip
+                           stepsize=self.pixmap_stepsize, order=self.pixmap_order,
+                           pixmap=pixmap)  # fmt: skip
         # romancal _flag_resampled_model_crs: an unsubtracted sky level replaces backg
         # (the median was made from sky-subtracted images)
         level = _sky_level(image.meta)
@@ -229,6 +236,7 @@ class OutlierDetectionStep(SavesMembers, Step):
                     pixfrac=self.pixfrac, fillval=fillval, weight_type=self.weight_type,
                     good_bits=self.good_bits, variances=(),
                     pixmap_stepsize=self.pixmap_stepsize, pixmap_order=self.pixmap_order,
+                    maps=False,  # the median needs the data and the weight only
                 )  # fmt: skip
                 with library:
                     for k, index in enumerate(indices):
@@ -237,8 +245,11 @@ class OutlierDetectionStep(SavesMembers, Step):
                             meta = image.meta
                             exptime = _number(meta, "exposure", "exposure_time", default=1.0)
                             level = _sky_level(meta)
+                            pixmap = _member_pixmap(library, index, image, wcs, self)
                             resampler.add(image, k, exposure_time=exptime,
-                                          effective_time=exptime, level=level)  # fmt: skip
+                                          effective_time=exptime, level=level,
+                                          pixmap=pixmap)  # fmt: skip
+                            del pixmap
                         finally:
                             library.shelve(image, index, modify=False)
                 arrays = resampler.finalize()
@@ -320,4 +331,4 @@ def _set_status(library: Any, status: str) -> None:
             changed = image.meta.cal_step.get("outlier_detection") != status
             if changed:
                 image.meta.cal_step["outlier_detection"] = status
-            library.shelve(image, index, modify=changed)
+            library.shelve(image, index, modify="meta" if changed else False)

@@ -8,7 +8,7 @@ from .grid import (
     mean_pixel_area,
     wcs_from_footprints,
 )
-from .pixmap import calc_pixmap, resample_range
+from .pixmap import calc_pixmap, member_pixmap, resample_range
 from .resample import KERNELS, Resampler, good_pixel_mask, parse_fillval, read_noise_variance
 from .resample_step import ResampleStep
 
@@ -23,6 +23,7 @@ __all__ = [
     "image_footprint",
     "load_output_wcs",
     "mean_pixel_area",
+    "member_pixmap",
     "parse_fillval",
     "read_noise_variance",
     "resample_range",

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["calc_pixmap", "resample_range"]
+__all__ = ["calc_pixmap", "member_pixmap", "resample_range"]
 
 
 def _bbox_limits(wcs: Any, shape: Sequence[int]) -> tuple[int, int, int, int]:
@@ -140,4 +140,71 @@ def calc_pixmap(
     pixmap = np.empty((*shape, 2), dtype=np.float64)
     pixmap[..., 0] = x
     pixmap[..., 1] = y
+    return pixmap
+
+
+def _fingerprint(wcs: Any, shape: Sequence[int]) -> bytes:
+    """Sky coordinates of 9 pixels spread over ``shape`` (corners, edge middles, centre)."""
+    ny, nx = (int(v) for v in shape)
+    xs = np.array([0.0, (nx - 1) / 2, nx - 1.0])
+    ys = np.array([0.0, (ny - 1) / 2, ny - 1.0])
+    gx, gy = np.meshgrid(xs, ys)
+    bbox = getattr(wcs, "bounding_box", None)
+    world = wcs.pixel_to_world_values(gx.ravel(), gy.ravel())
+    return repr((ny, nx, bbox is not None)).encode() + np.asarray(world, np.float64).tobytes()
+
+
+def member_pixmap(library: Any, index: int, wcs_from: Any, wcs_to: Any,
+                  shape: Sequence[int], *, stepsize: int = 10, order: int = 3,
+                  keep: bool = True) -> np.ndarray:  # fmt: skip
+    """Return `calc_pixmap` of a library member, computed once per grid and kept on disk.
+
+    outlier_detection drizzles each member onto a grid and blots the median back
+    through the same map, and resample's grid is the same one when its parameters
+    agree: the map (``ny x nx x 2`` float64) is written to the library's scratch
+    folder of the member (``.npy``) and read back memory-mapped (copy-on-write) by
+    the later uses. The key is the parameters and the sky coordinates of 9 pixels
+    through each WCS (both WCSs of a member do not change between these steps).
+
+    Parameters
+    ----------
+    library : ModelLibrary or None
+        The library (None: computed, not kept).
+    index : int
+        The member.
+    wcs_from, wcs_to, shape, stepsize, order
+        As `calc_pixmap`.
+    keep : bool, optional
+        Keep the map on disk for later uses; False (the last user, resample): a
+        kept map is used and its file removed, and a new one is not written (the
+        scratch space does not grow with the inputs past this use).
+
+    Returns
+    -------
+    numpy.ndarray
+        The map.
+    """
+    import hashlib
+    import os
+
+    if library is None or not getattr(library, "on_disk", False):
+        return calc_pixmap(wcs_from, wcs_to, shape, stepsize=stepsize, order=order)
+    to_shape = tuple(int(v) for v in wcs_to.array_shape)
+    key = hashlib.sha1(
+        _fingerprint(wcs_from, shape) + _fingerprint(wcs_to, to_shape)
+        + repr((int(stepsize), int(order))).encode()
+    ).hexdigest()[:16]  # fmt: skip
+    path = library.scratch_file(index, f"pixmap_{key}.npy")
+    if path.is_file():
+        pixmap = np.load(path, mmap_mode="c")
+        if not keep:
+            path.unlink()  # the map stays readable until it is released
+        return pixmap
+    pixmap = calc_pixmap(wcs_from, wcs_to, shape, stepsize=stepsize, order=order)
+    if not keep:
+        return pixmap
+    partial = path.with_name(f"{path.stem}.partial")
+    with open(partial, "wb") as fh:  # (np.save would add ".npy" to the name)
+        np.save(fh, pixmap)
+    os.replace(partial, path)
     return pixmap

@@ -307,10 +307,11 @@ class _Accumulator:
     shape: tuple[int, int]
     n_inputs: int
     variances: tuple[str, ...]
+    maps: bool = True
     data: np.ndarray = field(init=False)
     weight: np.ndarray = field(init=False)
-    context: np.ndarray = field(init=False)
-    exptime: np.ndarray = field(init=False)
+    context: np.ndarray | None = field(init=False)
+    exptime: np.ndarray | None = field(init=False)
     var_sum: dict[str, np.ndarray] = field(init=False)
     var_weight: dict[str, np.ndarray] = field(init=False)
 
@@ -318,8 +319,9 @@ class _Accumulator:
         planes = max(1, math.ceil(self.n_inputs / 32))
         self.data = np.zeros(self.shape, np.float32)
         self.weight = np.zeros(self.shape, np.float32)
-        self.context = np.zeros((planes, *self.shape), np.uint32)
-        self.exptime = np.zeros(self.shape, np.float32)
+        # the context and exposure-time maps only when the product needs them
+        self.context = np.zeros((planes, *self.shape), np.uint32) if self.maps else None
+        self.exptime = np.zeros(self.shape, np.float32) if self.maps else None
         self.var_sum = {name: np.full(self.shape, np.nan, np.float32) for name in self.variances}
         self.var_weight = {name: np.zeros(self.shape, np.float32) for name in self.variances}
 
@@ -342,6 +344,10 @@ class Resampler:
         Variances resampled.
     pixmap_stepsize, pixmap_order : int, optional
         Pixel-map interpolation (`calc_pixmap`).
+    maps : bool, optional
+        Keep the context and exposure-time maps (False: only data and weight, e.g.
+        outlier detection's group images; ``finalize`` then gives no context and
+        exposure times of 0).
     """
 
     def __init__(
@@ -358,6 +364,7 @@ class Resampler:
         variances: tuple[str, ...] = VARIANCES,
         pixmap_stepsize: int = 10,
         pixmap_order: int = 3,
+        maps: bool = True,
     ) -> None:
         if kernel not in KERNELS:
             raise ConfigError(f"kernel must be one of {', '.join(KERNELS)}, not {kernel!r}")
@@ -376,7 +383,7 @@ class Resampler:
         self.pixmap_stepsize = int(pixmap_stepsize)
         self.pixmap_order = int(pixmap_order)
         self.n_inputs = int(n_inputs)
-        self._acc = _Accumulator(self.shape, self.n_inputs, self.variances)
+        self._acc = _Accumulator(self.shape, self.n_inputs, self.variances, maps)
         self.n_added = 0
         self.log_lines: list[str] = []
 
@@ -388,7 +395,7 @@ class Resampler:
         return int(math.ceil(reach * max(1.0, self.pixfrac) / self.pixel_scale_ratio)) + 2
 
     def add(self, model: Any, index: int, *, exposure_time: float, effective_time: float,
-            level: float | None) -> dict[str, Any]:  # fmt: skip
+            level: float | None, pixmap: np.ndarray | None = None) -> dict[str, Any]:  # fmt: skip
         """Drizzle one image onto the grid.
 
         Parameters
@@ -403,6 +410,10 @@ class Resampler:
             Its effective exposure time (the exposure-time map).
         level : float or None
             Sky level to subtract (None: none).
+        pixmap : numpy.ndarray, optional
+            The image's pixel map onto this grid (`calc_pixmap` with this resampler's
+            ``pixmap_stepsize`` and ``pixmap_order``), e.g. kept from an earlier step
+            (`member_pixmap`); computed when not given.
 
         Returns
         -------
@@ -441,16 +452,22 @@ class Resampler:
                 inv = np.float32(inv if np.isfinite(inv) and inv > 0 else 0.0)
                 weight = np.where(good, inv, np.float32(0)).astype(np.float32)
             else:
-                inv[~np.isfinite(inv)] = 0
-                weight = np.where(good, inv, np.float32(0)).astype(np.float32)
+                # in place: the reciprocal becomes the weight (no full-size copies)
+                inv[~(np.isfinite(inv) & good)] = 0
+                weight = inv
+                del inv
         else:
             weight = np.where(good, np.float32(exposure_time), np.float32(0))
         if level is not None and math.isfinite(level):
             data = data - np.float32(level)
 
-        pixmap = calc_pixmap(
-            wcs, self.wcs, data.shape, stepsize=self.pixmap_stepsize, order=self.pixmap_order
-        )
+        if pixmap is None:
+            pixmap = calc_pixmap(
+                wcs, self.wcs, data.shape, stepsize=self.pixmap_stepsize,
+                order=self.pixmap_order,
+            )  # fmt: skip
+        elif self.kernel not in FUSED_KERNELS:
+            pixmap = np.array(pixmap)  # shifted in place below
         xmin, xmax, ymin, ymax = resample_range(data.shape, wcs)
         if self.kernel in FUSED_KERNELS:
             box = (xmin, xmax, ymin, ymax)
@@ -506,11 +523,14 @@ class Resampler:
         acc.data[window] = np.where(total != 0, merged, acc.data[window])
         acc.weight[window] = total
         plane, bit = divmod(index, 32)
-        acc.context[plane][window][covered] |= np.uint32(1 << bit)
+        if acc.context is not None:
+            acc.context[plane][window][covered] |= np.uint32(1 << bit)
 
         # exposure time map (romancal _exptime_resampler: unit weights on good pixels,
         # pixfrac 1): where this input's good pixels land
-        if (
+        if acc.exptime is None:
+            pass
+        elif (
             self.weight_type != "exptime"
             and self.kernel == "square"
             and self.pixfrac == 1.0
@@ -523,7 +543,8 @@ class Resampler:
                                                   "pixfrac": 1.0})  # fmt: skip
             landed = unit.out_wht > 0
             del unit
-        acc.exptime[window][landed] += np.float32(effective_time)
+        if acc.exptime is not None:
+            acc.exptime[window][landed] += np.float32(effective_time)
 
         # variances: sqrt(v) drizzled with the same weights, squared (stcal
         # _resample_one_variance_array), combined with w = 1/r_rnoise or exptime
@@ -611,9 +632,10 @@ class Resampler:
             weight=np.ascontiguousarray(weight, dtype=np.float32), kernel=self.kernel,
             pixfrac=self.pixfrac, pixel_scale_ratio=self.pixel_scale_ratio,
             xmin=xmin, xmax=xmax, ymin=ymin, ymax=ymax,
-            out_ctx=acc.context[plane], ctx_bit=bit,
+            out_ctx=None if acc.context is None else acc.context[plane], ctx_bit=bit,
             exptime_map=acc.exptime, exptime=float(effective_time),
-            coverage_mask=None if same_landing else np.ascontiguousarray(good),
+            coverage_mask=(None if same_landing or acc.exptime is None
+                           else np.ascontiguousarray(good)),
             variances=values,
             var_sum=[acc.var_sum[n] for n in names],
             var_weight=[acc.var_weight[n] for n in names],
@@ -643,7 +665,8 @@ class Resampler:
         acc.data[empty] = self.fillval
         out["data"] = acc.data
         out["weight"] = acc.weight
-        out["context"] = acc.context
+        if acc.context is not None:
+            out["context"] = acc.context
         scaling = 1.0 / self.pixel_scale_ratio**2
         variances = []
         for name in self.variances:
@@ -668,6 +691,9 @@ class Resampler:
             np.sqrt(err, out=err)
             err[all_nan] = np.nan
             out["err"] = err
+        if acc.exptime is None:
+            out["exposure_time"] = out["max_exposure_time"] = 0.0
+            return out
         positive = acc.exptime > 0
         out["exposure_time"] = float(np.mean(acc.exptime[positive], dtype="f8")) if (
             positive.any()

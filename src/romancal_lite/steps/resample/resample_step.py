@@ -22,6 +22,7 @@ from .grid import (
     mean_pixel_area,
     wcs_from_footprints,
 )
+from .pixmap import member_pixmap
 from .resample import KERNELS, WEIGHT_TYPES, Resampler, check_memory, parse_fillval
 
 __all__ = ["ResampleStep", "build_mosaic_meta", "parse_pair"]
@@ -346,8 +347,12 @@ class ResampleStep(Step):
                     level = None
                     if background and not background.get("subtracted", False):
                         level = _number(background, "level")
+                    # the last use of the map: its scratch file goes
+                    pixmap = _member_pixmap(library, index, image, wcs, self, keep=False)
                     info = resampler.add(image, index, exposure_time=exptime,
-                                         effective_time=effective, level=level)  # fmt: skip
+                                         effective_time=effective, level=level,
+                                         pixmap=pixmap)  # fmt: skip
+                    del pixmap
                 finally:
                     library.shelve(image, index, modify=False)
                 name = library.members[index].path.name
@@ -371,6 +376,20 @@ class ResampleStep(Step):
                 mosaic[name] = arrays[name]
         mosaic.meta.filename = f"{product_name(library)}.asdf"
         return mosaic
+
+
+def _member_pixmap(library: Any, index: int, image: Any, grid: Any, step: Any,
+                   keep: bool = True) -> np.ndarray | None:  # fmt: skip
+    """Return the member's pixel map onto ``grid`` (`member_pixmap`).
+
+    None without a WCS or 2-D data (`Resampler.add` then says what is wrong).
+    """
+    wcs = image.meta.get("wcs")
+    shape = np.shape(image.data)
+    if wcs is None or len(shape) != 2:
+        return None
+    return member_pixmap(library, index, wcs, grid, shape, stepsize=step.pixmap_stepsize,
+                         order=step.pixmap_order, keep=keep)  # fmt: skip
 
 
 def _iso(value: Any) -> Any:

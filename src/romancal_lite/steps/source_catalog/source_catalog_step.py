@@ -153,6 +153,28 @@ class SourceCatalogStep(Step):
 
     # ------------------------------------------------------------------ references
 
+    def needed_reference_types(self) -> list[str]:
+        """Return the reference types a run would select (not overridden).
+
+        Returns
+        -------
+        list of str
+            ``apcorr`` (``is_extended``) and, with ``fit_psf``, ``epsf``, unless given
+            as ``override_<reftype>``.
+        """
+        types = [r for r in self.reference_file_types if r != "epsf" or self.fit_psf]
+        return [r for r in types if self.get_override(r) is None]
+
+    def selects_references(self) -> bool:
+        """Return whether a run would select a reference file (see `needed_reference_types`).
+
+        Returns
+        -------
+        bool
+            True if not skipped and a needed type is not overridden.
+        """
+        return not self.skip and bool(self.needed_reference_types())
+
     def _reference_node(self, model: Any, reftype: str) -> tuple[str, Any] | None:
         """Select (or take the override of) ``reftype``; return (path, checked opener).
 

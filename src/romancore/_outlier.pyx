@@ -1,0 +1,81 @@
+# cython: language_level=3
+"""The derivative-and-noise outlier test against a blotted median (private; see
+:mod:`romancore.outlier`).
+
+One pass per row computes, for each pixel, the blot's largest absolute difference
+with its 4 neighbours, the difference ``|sci - blot - backg|`` and the two threshold
+tests in float32 (the same operations, in the same order, as the numpy form of
+stcal 1.20 ``flag_resampled_crs``); a second pass grows the first test by the 3x3
+box and keeps the pixels that also pass the second.  No full-size float temporaries.
+"""
+from cython.parallel cimport prange
+from libc.float cimport FLT_MAX
+from libc.math cimport fabsf, isinf, isnan, NAN
+
+import numpy as np
+
+
+cdef inline float _largest_step(const float[:, ::1] b, Py_ssize_t i, Py_ssize_t j,
+                                Py_ssize_t ny, Py_ssize_t nx) noexcept nogil:
+    """max |b[n] - b[i, j]| over the 4 neighbours n; NaN differences count 0."""
+    cdef float c = b[i, j]
+    cdef float m = 0.0, d
+    if isnan(c):
+        return NAN
+    if i > 0:
+        d = fabsf(c - b[i - 1, j])
+        if d > m:
+            m = d
+    if i < ny - 1:
+        d = fabsf(b[i + 1, j] - c)
+        if d > m:
+            m = d
+    if j > 0:
+        d = fabsf(c - b[i, j - 1])
+        if d > m:
+            m = d
+    if j < nx - 1:
+        d = fabsf(b[i, j + 1] - c)
+        if d > m:
+            m = d
+    return m
+
+
+def flag_resampled(const float[:, ::1] sci, const float[:, ::1] err,
+                   const float[:, ::1] blot, float snr1, float snr2, float scale1,
+                   float scale2, float backg, unsigned char[:, ::1] first,
+                   unsigned char[:, ::1] out, int n_threads):
+    cdef Py_ssize_t ny = sci.shape[0], nx = sci.shape[1]
+    cdef Py_ssize_t i, j, a, b, i0, i1, j0, j1
+    cdef float deriv, diff, e, t1, t2
+    cdef unsigned char grown
+    with nogil:
+        for i in prange(ny, num_threads=n_threads, schedule="static"):
+            for j in range(nx):
+                deriv = _largest_step(blot, i, j, ny, nx)
+                e = err[i, j]
+                if isnan(e):
+                    e = 0.0
+                elif isinf(e):
+                    e = FLT_MAX if e > 0 else -FLT_MAX
+                diff = fabsf((sci[i, j] - blot[i, j]) - backg)
+                t1 = scale1 * deriv
+                t1 = t1 + snr1 * e
+                t2 = scale2 * deriv
+                t2 = t2 + snr2 * e
+                first[i, j] = diff > t1
+                out[i, j] = diff > t2
+        for i in prange(ny, num_threads=n_threads, schedule="static"):
+            i0 = i - 1 if i > 0 else 0
+            i1 = i + 1 if i < ny - 1 else ny - 1
+            for j in range(nx):
+                if not out[i, j]:
+                    continue
+                j0 = j - 1 if j > 0 else 0
+                j1 = j + 1 if j < nx - 1 else nx - 1
+                grown = 0
+                for a in range(i0, i1 + 1):
+                    for b in range(j0, j1 + 1):
+                        if first[a, b]:
+                            grown = 1
+                out[i, j] = grown

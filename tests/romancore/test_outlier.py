@@ -1,0 +1,50 @@
+"""romancore.outlier.flag_resampled against the numpy form of stcal's flag_resampled_crs."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from romancal_lite.steps.outlier_detection import abs_derivative
+from romancore.outlier import flag_resampled
+
+
+def _numpy_form(sci, err, blot, snr1, snr2, scale1, scale2, backg):
+    error = np.nan_to_num(np.asarray(err, dtype=np.float32), nan=0.0)
+    deriv = abs_derivative(np.asarray(blot, dtype=np.float32))
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(np.asarray(sci, dtype=np.float32) - blot - np.float32(backg))
+        first = diff > np.float32(scale1) * deriv + np.float32(snr1) * error
+        grown = ndimage.binary_dilation(first, structure=np.ones((3, 3), bool))
+        second = diff > np.float32(scale2) * deriv + np.float32(snr2) * error
+    return grown & second
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (9, 1), (2, 2), (57, 43), (300, 211)])
+def test_same_mask_as_the_numpy_form(shape):
+    rng = np.random.default_rng(sum(shape))
+    blot = rng.normal(1.0, 0.3, shape).astype(np.float32)
+    sci = (blot + rng.normal(0, 0.05, shape)).astype(np.float32)
+    hits = rng.random(shape) < 0.03
+    sci[hits] += rng.uniform(0.1, 5, hits.sum()).astype(np.float32)
+    err = rng.uniform(0.01, 0.1, shape).astype(np.float32)
+    for array, value, fraction in ((blot, np.nan, 0.05), (sci, np.nan, 0.02),
+                                   (err, np.nan, 0.05), (err, np.inf, 0.01),
+                                   (blot, np.inf, 0.005), (err, -np.inf, 0.005)):  # fmt: skip
+        array[rng.random(shape) < fraction] = value
+    for args in ((5.0, 4.0, 1.2, 0.7, 0.0), (3.0, 2.0, 0.5, 0.3, 0.05), (5, 4, 0, 0, -1)):
+        expected = _numpy_form(sci, err, blot, *args)
+        got = flag_resampled(sci, err, blot, *args)
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(flag_resampled(sci, err, blot, *args, n_threads=1),
+                                      expected)  # fmt: skip
+
+
+def test_float16_error_and_shape_check():
+    blot = np.ones((5, 6), np.float32)
+    sci = blot.copy()
+    sci[2, 3] = 9.0
+    err = np.full((5, 6), 0.1, np.float16)
+    mask = flag_resampled(sci, err, blot, 5.0, 4.0, 1.2, 0.7, 0.0)
+    assert mask.dtype == bool and mask.sum() == 1 and mask[2, 3]
+    with pytest.raises(ValueError):
+        flag_resampled(sci, err[:4], blot, 5.0, 4.0, 1.2, 0.7, 0.0)
