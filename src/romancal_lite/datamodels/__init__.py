@@ -92,7 +92,7 @@ from __future__ import annotations
 
 from . import filenames
 from ._accessors import frame_time, read_pattern
-from ._converters import get_extension, get_extensions
+from ._converters import asdf_context, get_extension, get_extensions
 from ._core import MODEL_REGISTRY, DataModel, open, open_asdf_file, write_asdf_atomic
 from ._files import check_regular_file, deferred_outputs, open_regular_file
 from ._models import (
@@ -156,6 +156,7 @@ __all__ = [
     "TaggedNode",
     "TaggedStr",
     "TaggedTime",
+    "asdf_context",
     "check_regular_file",
     "deferred_outputs",
     "filenames",

@@ -14,7 +14,7 @@ import numpy as np
 from astropy.time import Time
 
 from ..errors import InputFileError, OutputError
-from ._converters import get_extension
+from ._converters import asdf_context, get_extension
 from ._files import atomic_write, open_regular_file, read_yaml_part, scan_asdf_tree
 from ._node import Node, TaggedNode, node_class_for_tag, unwrap, wrap
 from ._tags import split_tag, tag_uri
@@ -38,7 +38,7 @@ def _is_lazy_array(value: Any) -> bool:
 
 
 def _quiet_open(fh: Any, memmap: bool) -> asdf.AsdfFile:
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), asdf_context():
         # unknown (non-Roman) tags and extensions recorded in the file's history
         # (roman_datamodels, romanisim) are expected: tags still round-trip.
         warnings.filterwarnings("ignore", category=asdf.exceptions.AsdfWarning)
@@ -333,7 +333,8 @@ class DataModel:
 
     def _load_array(self, name: str, value: Any) -> np.ndarray:
         try:
-            array = value._make_array()
+            with asdf_context():  # a compressed block: asdf looks up its compressor
+                array = value._make_array()
         except Exception as exc:
             raise InputFileError(
                 f"{self._describe()}: cannot read array {name!r} ({_one_line(exc)})"
@@ -593,8 +594,9 @@ class DataModel:
 
     # inspection -----------------------------------------------------------------
     def _asdf_view(self) -> asdf.AsdfFile:
-        af = asdf.AsdfFile(extensions=[get_extension()])
-        af.tree = {"roman": self._node}
+        with asdf_context():
+            af = asdf.AsdfFile(extensions=[get_extension()])
+            af.tree = {"roman": self._node}
         return af
 
     def info(self, *args: Any, **kwargs: Any) -> None:
@@ -715,13 +717,14 @@ def write_asdf_atomic(
     OutputError
         If the file cannot be written.
     """
-    af = asdf.AsdfFile(extensions=[get_extension()])
-    af.tree = tree
-    for array in compressed:
-        af.set_array_compression(array, "zlib")
+    with asdf_context():
+        af = asdf.AsdfFile(extensions=[get_extension()])
+        af.tree = tree
+        for array in compressed:
+            af.set_array_compression(array, "zlib")
 
     def write(fh: Any) -> None:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), asdf_context():
             warnings.filterwarnings("ignore", category=asdf.exceptions.AsdfWarning)
             # an open file, never the name: asdf would read "#" and "%" in it as URI syntax
             af.write_to(fh, all_array_compression=all_array_compression,
