@@ -175,21 +175,61 @@ def _installed_extensions() -> tuple[ExtensionProxy, ...]:
     others = sorted((p for p in points if p not in own),
                     key=lambda p: p.dist.name if p.dist else "")
     result: list[ExtensionProxy] = []
-    for point in others + own:
-        name = point.dist.name if point.dist else "?"
-        version = point.dist.version if point.dist else "?"
-        try:
-            with warnings.catch_warnings():
-                elements = point.load()()
-            if not isinstance(elements, list):
-                elements = [elements]
-            result.extend(ExtensionProxy(element, package_name=name, package_version=version)
-                          for element in elements)
-        except Exception as exc:
-            warnings.warn(f"{_ENTRY_POINT_GROUP} plugin from package {name}=={version} failed "
-                          f"to load: {type(exc).__name__}: {exc}", asdf.exceptions.AsdfWarning,
-                          stacklevel=2)
+    with _libyaml_manifests():
+        for point in others + own:
+            _load_point(point, result)
     return tuple(result)
+
+
+@contextlib.contextmanager
+def _libyaml_manifests() -> Iterator[None]:
+    """Parse extension manifests with libyaml's safe loader while extensions load.
+
+    asdf reads each manifest with ``yaml.safe_load`` (pure Python: ~0.25 s for the
+    ~50 manifests of gwcs and asdf-astropy); libyaml's ``CSafeLoader`` is the same safe
+    loader compiled (same resolver and constructor).  asdf's module is restored after.
+    """
+    import yaml
+
+    try:
+        from asdf.extension import _manifest
+    except ImportError:  # pragma: no cover - asdf internals moved: keep asdf's loader
+        yield
+        return
+    if not getattr(yaml, "__with_libyaml__", False) or getattr(_manifest, "yaml", None) is not yaml:
+        yield
+        return
+
+    class _CYaml:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(yaml, name)
+
+        @staticmethod
+        def safe_load(stream: Any) -> Any:
+            return yaml.load(stream, Loader=yaml.CSafeLoader)  # noqa: S506 - the safe loader
+
+    _manifest.yaml = _CYaml()
+    try:
+        yield
+    finally:
+        _manifest.yaml = yaml
+
+
+def _load_point(point: Any, result: list[ExtensionProxy]) -> None:
+    """Append the extensions of one entry point (asdf's warning if it fails to load)."""
+    name = point.dist.name if point.dist else "?"
+    version = point.dist.version if point.dist else "?"
+    try:
+        with warnings.catch_warnings():
+            elements = point.load()()
+        if not isinstance(elements, list):
+            elements = [elements]
+        result.extend(ExtensionProxy(element, package_name=name, package_version=version)
+                      for element in elements)
+    except Exception as exc:
+        warnings.warn(f"{_ENTRY_POINT_GROUP} plugin from package {name}=={version} failed "
+                      f"to load: {type(exc).__name__}: {exc}", asdf.exceptions.AsdfWarning,
+                      stacklevel=3)
 
 
 @contextlib.contextmanager

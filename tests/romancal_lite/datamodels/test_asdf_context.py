@@ -55,6 +55,13 @@ def test_context_leaves_out_only_not_loaded_packages() -> None:
         warnings.simplefilter("ignore")
         everything = {e.package_name for e in asdf.get_config().extensions}
     assert names == everything - NOT_LOADED
+    # the same extensions, in asdf's order, from the same manifests (read with libyaml)
+    def described(extensions):
+        return [(e.package_name, e.extension_uri, sorted(t.tag_uri for t in e.tags),
+                 e.legacy_class_names, [type(c.delegate).__name__ for c in e.converters])
+                for e in extensions if e.package_name not in NOT_LOADED]
+
+    assert described(_installed_extensions()) == described(asdf.get_config().extensions)
     with dm.asdf_context() as config:
         assert {e.package_name for e in config.extensions} == names
     # asdf's global configuration keeps every installed extension
