@@ -13,7 +13,10 @@ import asdf
 import numpy as np
 from astropy.time import Time
 
+from romancore import effective_n_threads
+
 from ..errors import InputFileError, OutputError
+from ._blocks import preload_lz4_block
 from ._converters import asdf_context, get_extension
 from ._files import atomic_write, open_regular_file, read_yaml_part, scan_asdf_tree
 from ._node import Node, TaggedNode, node_class_for_tag, unwrap, wrap
@@ -333,6 +336,8 @@ class DataModel:
 
     def _load_array(self, name: str, value: Any) -> np.ndarray:
         try:
+            # an lz4 block (the official files): decompressed in parallel first
+            preload_lz4_block(value, effective_n_threads())
             with asdf_context():  # a compressed block: asdf looks up its compressor
                 array = value._make_array()
         except Exception as exc:
