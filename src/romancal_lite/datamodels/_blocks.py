@@ -1,4 +1,4 @@
-"""Reading an lz4-compressed ASDF block with every core (the official files' compression).
+"""ASDF binary blocks with every core: lz4 blocks read, MD5 checksums written.
 
 roman_datamodels writes every array block with asdf's lz4 codec: the block is a series
 of chunks (4 MiB of data each when asdf writes them), each a 4-byte big-endian length
@@ -8,10 +8,17 @@ read first (a few bytes per chunk), then the chunks are read and decompressed by
 pool of threads (``os.pread`` and ``lz4.block.decompress`` release the GIL) into the
 block's buffer, which asdf then uses as if it had read it itself.  The result is the
 same bytes; anything unexpected leaves the block to asdf.
+
+asdf writes the MD5 checksum of each block into its header, hashing one block after
+the other (~0.5 s for a full-frame ``_cal``); `fill_checksums` hashes the blocks of a
+file written without them in threads (``hashlib`` releases the GIL) and writes the 16
+bytes into each header, which gives the file asdf would have written.
 """
 
 from __future__ import annotations
 
+import hashlib
+import mmap
 import os
 import struct
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["preload_lz4_block"]
+__all__ = ["fill_checksums", "preload_lz4_block"]
 
 _LZ4 = b"lz4\0"
 #: Smallest block worth a thread pool (smaller ones: asdf's own reader).
@@ -105,4 +112,79 @@ def preload_lz4_block(lazy_array: Any, n_threads: int) -> bool:
     with ThreadPoolExecutor(min(n_threads, len(chunks))) as pool:
         list(pool.map(work, chunks))
     block._cached_data = out
+    return True
+
+
+_BLOCK_MAGIC = b"\xd3BLK"
+#: Block header after the magic and its 2-byte size: flags, compression, allocated,
+#: used and data sizes, checksum (ASDF standard, big-endian).
+_HEADER = struct.Struct(">I4sQQQ16s")
+_CHECKSUM_AT = 6 + 4 + 4 + 8 + 8 + 8  # the checksum's offset from the block's start
+_STREAMED = 0x1
+
+
+def _blocks_of(view: memoryview, first: int) -> list[tuple[int, int, int]] | None:
+    """Return ``(block start, data start, used size)`` of every block from ``first``.
+
+    None if the blocks do not follow one another as the standard says (or a block is
+    streamed, or already has a checksum).
+    """
+    blocks = []
+    pos, size = first, len(view)
+    while pos + 6 <= size and view[pos : pos + 4] == _BLOCK_MAGIC:
+        (header_size,) = struct.unpack(">H", view[pos + 4 : pos + 6])
+        if header_size < _HEADER.size or pos + 6 + header_size > size:
+            return None
+        flags, _, allocated, used, _, checksum = _HEADER.unpack(
+            view[pos + 6 : pos + 6 + _HEADER.size])
+        data = pos + 6 + header_size
+        if flags & _STREAMED or used > allocated or data + allocated > size or any(checksum):
+            return None
+        blocks.append((pos, data, used))
+        pos = data + allocated
+    return blocks
+
+
+def fill_checksums(fileno: int, n_threads: int) -> bool:
+    """Write the MD5 checksum of every block of an ASDF file written without them.
+
+    Parameters
+    ----------
+    fileno : int
+        The file, open for reading and writing (flushed), blocks without checksums.
+    n_threads : int
+        Threads hashing blocks.
+
+    Returns
+    -------
+    bool
+        True if every block now has its checksum; False if the file's blocks were not
+        found as expected (nothing was changed: the caller writes it again with asdf's
+        checksums).
+    """
+    size = os.fstat(fileno).st_size
+    if size == 0:
+        return False
+    with mmap.mmap(fileno, size, access=mmap.ACCESS_READ) as mapped:
+        view = memoryview(mapped)
+        try:
+            # the blocks follow the YAML tree's end marker; with no blocks, nothing to do
+            end = mapped.find(b"\n...\n")
+            first = mapped.find(_BLOCK_MAGIC, end if end >= 0 else 0)
+            if first < 0:
+                return True
+            blocks = _blocks_of(view, first)
+            if not blocks:
+                return False
+
+            def digest(block: tuple[int, int, int]) -> bytes:
+                _, data, used = block
+                return hashlib.md5(view[data : data + used], usedforsecurity=False).digest()
+
+            with ThreadPoolExecutor(max(1, min(n_threads, len(blocks)))) as pool:
+                digests = list(pool.map(digest, blocks))
+        finally:
+            view.release()
+    for (start, _, _), value in zip(blocks, digests, strict=True):
+        os.pwrite(fileno, value, start + _CHECKSUM_AT)
     return True

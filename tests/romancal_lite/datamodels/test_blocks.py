@@ -76,3 +76,46 @@ def test_corrupt_chunk_header_is_a_one_line_error(tmp_path: Path) -> None:
     path.write_bytes(bytes(raw))
     with dm.open(path) as model, pytest.raises(InputFileError, match="cannot read array 'data'"):
         _ = model.data
+
+
+def _asdf_checksummed(tree: dict, path: Path, compression: str | None) -> bytes:
+    import asdf
+
+    from romancal_lite.datamodels import asdf_context, get_extension
+
+    with asdf_context():
+        af = asdf.AsdfFile(extensions=[get_extension()])
+        af.tree = tree
+        with open(path, "wb") as fh:
+            af.write_to(fh, all_array_compression=compression, write_checksums=True)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_checksums_filled_in_parallel_are_asdfs(tmp_path: Path, compression: str | None) -> None:
+    """write_asdf_atomic's file is byte for byte the one asdf writes with its checksums."""
+    rng = np.random.default_rng(4)
+    tree = {
+        "a": rng.normal(size=(300, 200)).astype(np.float32),
+        "b": np.arange(5000, dtype=np.uint32),
+        "c": np.zeros((0,), np.float64),
+        "d": rng.integers(0, 9, (40, 40)).astype(np.uint8),
+        "meta": {"note": "x\n...\ny"},  # a YAML end marker inside a string
+    }
+    ours = dm.write_asdf_atomic(tmp_path / "ours.asdf", tree,
+                                all_array_compression=compression)
+    expected = _asdf_checksummed(tree, tmp_path / "asdf.asdf", compression)
+    assert ours.read_bytes() == expected
+    with open_asdf_file(ours) as af:
+        blocks = list(af._blocks.blocks)
+        assert len(blocks) >= 3 and all(any(b.header["checksum"]) for b in blocks)
+
+
+def test_checksums_not_found_fall_back_to_asdf(tmp_path: Path, monkeypatch) -> None:
+    from romancal_lite.datamodels import _core
+
+    tree = {"a": np.arange(1000, dtype=np.float32)}
+    expected = _asdf_checksummed(tree, tmp_path / "asdf.asdf", None)
+    monkeypatch.setattr(_core, "fill_checksums", lambda fileno, n: False)
+    ours = dm.write_asdf_atomic(tmp_path / "ours.asdf", tree)
+    assert ours.read_bytes() == expected
