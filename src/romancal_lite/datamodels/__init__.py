@@ -86,6 +86,9 @@ File names
 The ASDF extension (``get_extension()``) is passed explicitly to every
 ``asdf.open``/``AsdfFile`` this package makes, so it coexists with
 roman_datamodels when both are installed; unknown Roman tags round-trip untouched.
+Those opens, lazy reads and writes run in ``asdf_context()``: asdf with every
+installed extension but roman_datamodels' (never imported), asdf's global
+configuration untouched.
 """
 
 from __future__ import annotations
