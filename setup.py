@@ -99,6 +99,7 @@ EXTENSIONS = [
     _ext("romancore._segmentation"),
     _ext("romancore._convolve"),
     _ext("romancore._sigmaclip"),
+    _ext("romancore._half"),
     _ext("romancore._refpix"),
     _ext("romancore._skystats"),
     _ext("romancore._drizzle"),

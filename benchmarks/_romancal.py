@@ -645,14 +645,26 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
-def warm_up() -> None:
-    """Do the once-per-process work both pipelines share before timing starts.
+def warm_up(which: str = "romancal") -> None:
+    """Do the once-per-process work of each pipeline before timing starts.
 
-    asdf discovers its extensions (entry points of asdf-astropy, roman_datamodels'
-    schemas, ...) on the first file it opens; importing romancal does it as a side
-    effect, romancal-lite on its first ``open``.  Doing it here puts it in the
-    process time of both, not in one pipeline call.
+    asdf discovers its extensions (entry points of asdf-astropy, gwcs,
+    roman_datamodels, ...) on the first file it opens; importing romancal does it as a
+    side effect.  romancal-lite opens its files in ``datamodels.asdf_context``, which
+    discovers them once without roman_datamodels (asdf's global list is not loaded).
+    Doing it here puts it in the process time of each, not in one pipeline call.
+
+    Parameters
+    ----------
+    which : {"romancal", "ours"}, optional
+        The pipeline this process runs.
     """
+    if which == "ours":
+        from romancal_lite.datamodels import asdf_context
+
+        with asdf_context() as config:
+            config.extensions  # noqa: B018
+        return
     import asdf
 
     asdf.get_config().extensions  # noqa: B018
@@ -681,7 +693,7 @@ def run_worker(
         ``peak_rss`` and ``rss_before`` (bytes; before: after imports and
         :func:`warm_up`, before the run).
     """
-    warm_up()
+    warm_up(which)
     rss_before = peak_rss_bytes()
     cal, per_step = runner(uncal, output_dir, refs)
     total = per_step.pop("total")

@@ -71,7 +71,7 @@ class ExposurePipeline:
 
     def setup(self, cases, n_resultants):
         _require_pipeline()
-        warm_up()
+        warm_up("ours")
         self.uncal, self.refs = cases[n_resultants]
         self.out = Path(tempfile.mkdtemp(prefix="bench_pipeline_"))
 

@@ -5,7 +5,8 @@ Both implementations get the same 4096 x 4096 ramp (9 resultants, 27 reads: the
 first-read transient. Times are wall-clock seconds of the array functions (the steps
 add only the reference opening); memory is the peak of NumPy allocations above the
 start of the call (``tracemalloc``), the input cube not counted. The outputs are
-compared (max abs difference).
+compared (max abs difference). Both sides' modules, and scipy.optimize (which
+romancal's imports and ours imports at its first fit), are imported before timing.
 
 Run: ``PYTHONPATH=src python benchmarks/decay_steps.py [--repeat N] [--threads N]``.
 """
@@ -61,6 +62,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
+    import scipy.optimize  # noqa: F401  (romancal's module imports it; ours on first fit)
     from roman_datamodels import datamodels as rdm
     from romancal.dark_decay.dark_decay import subtract_dark_decay as rc_decay
     from romancal.wfi18_transient.wfi18_transient import correct_anomaly as rc_transient

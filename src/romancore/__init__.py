@@ -8,6 +8,8 @@ Pure functions on NumPy arrays (no file I/O, no logging):
 * :func:`apply_read_level_linearity`: romancal 1.1's read-level linearity and
   integral non-linearity correction;
 * :func:`convolve_separable_masked`: masked convolution (source detection image);
+* :func:`to_float16`: float32 to float16, as NumPy's cast but without its slow path
+  for values that underflow or overflow (the float16 arrays of a ``_cal``);
 * :func:`sigma_clip_bounds`: astropy's median / mad_std sigma-clip bounds (background);
 * :func:`sky_statistic`: stcal's clipped sky statistics (mode, median, mean, midpt);
 * :func:`finish_ramp_fit`: a fit in electrons to DN/s images, DQ collapse, ``dumo``;
@@ -31,6 +33,7 @@ from romancore import dqflags, drizzle
 from romancore._parallel import openmp_enabled
 from romancore._threads import effective_n_threads
 from romancore.convolve import convolve_separable_masked
+from romancore.half import to_float16
 from romancore.linearity import apply_linearity, apply_read_level_linearity
 from romancore.ramp import (
     LikelyFitResult,
@@ -82,4 +85,5 @@ __all__ = [
     "sky_statistic",
     "step_false_positive_bound",
     "step_threshold_for",
+    "to_float16",
 ]

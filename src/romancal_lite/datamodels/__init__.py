@@ -86,13 +86,16 @@ File names
 The ASDF extension (``get_extension()``) is passed explicitly to every
 ``asdf.open``/``AsdfFile`` this package makes, so it coexists with
 roman_datamodels when both are installed; unknown Roman tags round-trip untouched.
+Those opens, lazy reads and writes run in ``asdf_context()``: asdf with every
+installed extension but roman_datamodels' (never imported), asdf's global
+configuration untouched.
 """
 
 from __future__ import annotations
 
 from . import filenames
 from ._accessors import frame_time, read_pattern
-from ._converters import get_extension, get_extensions
+from ._converters import asdf_context, get_extension, get_extensions
 from ._core import MODEL_REGISTRY, DataModel, open, open_asdf_file, write_asdf_atomic
 from ._files import check_regular_file, deferred_outputs, open_regular_file
 from ._models import (
@@ -156,6 +159,7 @@ __all__ = [
     "TaggedNode",
     "TaggedStr",
     "TaggedTime",
+    "asdf_context",
     "check_regular_file",
     "deferred_outputs",
     "filenames",

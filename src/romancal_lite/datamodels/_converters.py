@@ -10,13 +10,21 @@ keep their tag on writing.
 The extension is *not* installed globally: it is passed as ``extensions=`` to
 each ``asdf.open``/``AsdfFile`` of this package, so it takes precedence there
 while roman_datamodels (if installed) keeps its own converters everywhere else.
+Those files are opened and written inside `asdf_context`, which leaves out the
+installed extensions of the packages in `NOT_LOADED`: their converters are for the
+Roman tags this extension handles, and loading them (asdf imports every installed
+extension package the first time it opens a file) costs ~0.7 s for roman_datamodels.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
+import asdf
 from asdf.extension import Converter, Extension, ExtensionProxy
 from astropy.time import Time
 
@@ -32,8 +40,10 @@ from ._tags import all_tag_uris
 
 __all__ = [
     "EXTENSION_URI",
+    "NOT_LOADED",
     "RomanConverter",
     "RomanLiteExtension",
+    "asdf_context",
     "get_extension",
     "get_extensions",
 ]
@@ -129,3 +139,122 @@ def get_extensions() -> list[Extension | ExtensionProxy]:
         ``[get_extension()]``.
     """
     return [get_extension()]
+
+
+#: Distributions whose ``asdf.extensions`` entry points `asdf_context` leaves out:
+#: roman_datamodels converts the Roman tags, as `RomanLiteExtension` does.  Without
+#: them a file reads and writes the same whether or not they are installed.
+NOT_LOADED: frozenset[str] = frozenset({"roman_datamodels"})
+
+_ENTRY_POINT_GROUP = "asdf.extensions"
+
+
+def _entry_points() -> list[Any]:
+    try:  # asdf reads them with the backport on Python < 3.12 (no duplicates)
+        from importlib_metadata import entry_points
+    except ImportError:  # pragma: no cover - not installed
+        from importlib.metadata import entry_points
+    seen, points = set(), []
+    for point in entry_points(group=_ENTRY_POINT_GROUP):
+        key = (point.dist.name if point.dist else "", point.value)
+        if key not in seen:
+            seen.add(key)
+            points.append(point)
+    return points
+
+
+@functools.cache
+def _installed_extensions() -> tuple[ExtensionProxy, ...]:
+    """Return the installed asdf extensions minus `NOT_LOADED`, in asdf's order.
+
+    asdf's own order: other packages sorted by name, then asdf's (which the others
+    may override); a plugin that fails to load is skipped with a warning, as asdf does.
+    """
+    points = [p for p in _entry_points() if p.dist is None or p.dist.name not in NOT_LOADED]
+    own = [p for p in points if p.dist is not None and p.dist.name == "asdf"]
+    others = sorted((p for p in points if p not in own),
+                    key=lambda p: p.dist.name if p.dist else "")
+    result: list[ExtensionProxy] = []
+    with _libyaml_manifests():
+        for point in others + own:
+            _load_point(point, result)
+    return tuple(result)
+
+
+@contextlib.contextmanager
+def _libyaml_manifests() -> Iterator[None]:
+    """Parse extension manifests with libyaml's safe loader while extensions load.
+
+    asdf reads each manifest with ``yaml.safe_load`` (pure Python: ~0.25 s for the
+    ~50 manifests of gwcs and asdf-astropy); libyaml's ``CSafeLoader`` is the same safe
+    loader compiled (same resolver and constructor).  asdf's module is restored after.
+    """
+    import yaml
+
+    try:
+        from asdf.extension import _manifest
+    except ImportError:  # pragma: no cover - asdf internals moved: keep asdf's loader
+        yield
+        return
+    if not getattr(yaml, "__with_libyaml__", False) or getattr(_manifest, "yaml", None) is not yaml:
+        yield
+        return
+
+    class _CYaml:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(yaml, name)
+
+        @staticmethod
+        def safe_load(stream: Any) -> Any:
+            return yaml.load(stream, Loader=yaml.CSafeLoader)  # noqa: S506 - the safe loader
+
+    _manifest.yaml = _CYaml()
+    try:
+        yield
+    finally:
+        _manifest.yaml = yaml
+
+
+def _load_point(point: Any, result: list[ExtensionProxy]) -> None:
+    """Append the extensions of one entry point (asdf's warning if it fails to load)."""
+    name = point.dist.name if point.dist else "?"
+    version = point.dist.version if point.dist else "?"
+    try:
+        with warnings.catch_warnings():
+            elements = point.load()()
+        if not isinstance(elements, list):
+            elements = [elements]
+        result.extend(ExtensionProxy(element, package_name=name, package_version=version)
+                      for element in elements)
+    except Exception as exc:
+        warnings.warn(f"{_ENTRY_POINT_GROUP} plugin from package {name}=={version} failed "
+                      f"to load: {type(exc).__name__}: {exc}", asdf.exceptions.AsdfWarning,
+                      stacklevel=3)
+
+
+@contextlib.contextmanager
+def asdf_context() -> Iterator[asdf.config.AsdfConfig]:
+    """Open or write Roman files in this context: asdf without `NOT_LOADED`'s extensions.
+
+    A copy of the current asdf configuration (``asdf.config_context``, this thread
+    only) whose installed extensions leave out `NOT_LOADED`; asdf's global
+    configuration, which other code in the process (roman_datamodels itself) uses, is
+    untouched.
+
+    Yields
+    ------
+    asdf.config.AsdfConfig
+        The configuration in force inside the context.
+    """
+    # the schemas' resource manager is built once, on the configuration the copy is
+    # made from (built on each copy, it would cost ~18 ms per file)
+    asdf.get_config().resource_manager  # noqa: B018
+    with asdf.config_context() as config:
+        # asdf has no public setter for the list (None until it discovers them)
+        if hasattr(config, "_extensions"):
+            loaded = config._extensions
+            config._extensions = (
+                list(_installed_extensions()) if loaded is None
+                else [e for e in loaded if e.package_name not in NOT_LOADED]
+            )
+        yield config

@@ -13,8 +13,11 @@ import asdf
 import numpy as np
 from astropy.time import Time
 
+from romancore import effective_n_threads
+
 from ..errors import InputFileError, OutputError
-from ._converters import get_extension
+from ._blocks import fill_checksums, preload_lz4_block
+from ._converters import asdf_context, get_extension
 from ._files import atomic_write, open_regular_file, read_yaml_part, scan_asdf_tree
 from ._node import Node, TaggedNode, node_class_for_tag, unwrap, wrap
 from ._tags import split_tag, tag_uri
@@ -50,7 +53,7 @@ def _scale_array(array: np.ndarray, factor: float, spec: tuple | None) -> np.nda
 
 
 def _quiet_open(fh: Any, memmap: bool) -> asdf.AsdfFile:
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), asdf_context():
         # unknown (non-Roman) tags and extensions recorded in the file's history
         # (roman_datamodels, romanisim) are expected: tags still round-trip.
         warnings.filterwarnings("ignore", category=asdf.exceptions.AsdfWarning)
@@ -347,7 +350,10 @@ class DataModel:
 
     def _load_array(self, name: str, value: Any) -> np.ndarray:
         try:
-            array = value._make_array()
+            # an lz4 block (the official files): decompressed in parallel first
+            preload_lz4_block(value, effective_n_threads())
+            with asdf_context():  # a compressed block: asdf looks up its compressor
+                array = value._make_array()
         except Exception as exc:
             raise InputFileError(
                 f"{self._describe()}: cannot read array {name!r} ({_one_line(exc)})"
@@ -557,13 +563,18 @@ class DataModel:
             if value.dtype != np.dtype(dtype):
                 casts.append((name, dtype))
         if casts:
-            # numpy releases the GIL while casting (e.g. the float16 arrays of an image)
+            # numpy releases the GIL while casting: arrays convert in parallel
             from concurrent.futures import ThreadPoolExecutor
 
-            from romancore import effective_n_threads
+            from romancore import effective_n_threads, to_float16
 
             def cast(item: tuple[str, str]) -> np.ndarray:
-                return np.asarray(data[item[0]]).astype(item[1])
+                value = np.asarray(data[item[0]])
+                if value.dtype == np.float32 and np.dtype(item[1]) == np.float16:
+                    # the float16 arrays of an image: numpy's cast takes ~1 s for a
+                    # variance image whose values underflow float16; same bits, fast
+                    return to_float16(value, n_threads=1)
+                return value.astype(item[1])
 
             with ThreadPoolExecutor(min(effective_n_threads(), len(casts))) as pool:
                 for (name, _), value in zip(casts, pool.map(cast, casts), strict=True):
@@ -635,8 +646,9 @@ class DataModel:
 
     # inspection -----------------------------------------------------------------
     def _asdf_view(self) -> asdf.AsdfFile:
-        af = asdf.AsdfFile(extensions=[get_extension()])
-        af.tree = {"roman": self._node}
+        with asdf_context():
+            af = asdf.AsdfFile(extensions=[get_extension()])
+            af.tree = {"roman": self._node}
         return af
 
     def info(self, *args: Any, **kwargs: Any) -> None:
@@ -757,17 +769,27 @@ def write_asdf_atomic(
     OutputError
         If the file cannot be written.
     """
-    af = asdf.AsdfFile(extensions=[get_extension()])
-    af.tree = tree
-    for array in compressed:
-        af.set_array_compression(array, "zlib")
+    with asdf_context():
+        af = asdf.AsdfFile(extensions=[get_extension()])
+        af.tree = tree
+        for array in compressed:
+            af.set_array_compression(array, "zlib")
 
     def write(fh: Any) -> None:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), asdf_context():
             warnings.filterwarnings("ignore", category=asdf.exceptions.AsdfWarning)
             # an open file, never the name: asdf would read "#" and "%" in it as URI syntax
             af.write_to(fh, all_array_compression=all_array_compression,
-                        write_checksums=checksums)
+                        write_checksums=False)
+            if not checksums:
+                return
+            # the blocks' MD5s hashed in parallel (asdf hashes one block at a time)
+            fh.flush()
+            if not fill_checksums(fh.fileno(), effective_n_threads()):
+                fh.seek(0)
+                fh.truncate()
+                af.write_to(fh, all_array_compression=all_array_compression,
+                            write_checksums=True)
 
     return atomic_write(path, write, defer=defer)
 

@@ -560,9 +560,14 @@ def fully_saturated(ramp: Any) -> bool:
     pdq = ramp.pixeldq[b:-b, b:-b]
     if first.size == 0:
         return False
-    sat = (first & np.uint8(group.SATURATED)) != 0
-    sat |= (pdq & np.uint32(pixel.SATURATED)) != 0
-    return bool(sat.all())
+    # row by row: an exposure with light stops at its first row (no frame temporaries)
+    gsat, psat = np.uint8(group.SATURATED), np.uint32(pixel.SATURATED)
+    for y in range(first.shape[0]):
+        sat = (first[y] & gsat) != 0
+        sat |= (pdq[y] & psat) != 0
+        if not sat.all():
+            return False
+    return True
 
 
 def zeroed_image(ramp: Any, skipped_steps: list[str]) -> Any:

@@ -64,7 +64,7 @@ def open_reference_tree(path: str | os.PathLike[str]) -> Iterator[Any]:
         if text.startswith(os.fspath(path)):
             text = name + text[len(os.fspath(path)) :]
         raise ReferenceFileError(f"{text} (reference file {path})") from None
-    with af:
+    with af, datamodels.asdf_context():  # the node's arrays load inside it
         if "roman" not in af.tree:
             raise ReferenceFileError(f"{name}: not a Roman reference file (no 'roman' node)")
         yield af.tree["roman"]

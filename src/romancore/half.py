@@ -1,0 +1,50 @@
+"""float32 to float16 conversion (the RAD schema's float16 arrays of a ``_cal`` file)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from romancore import _half
+from romancore._threads import effective_n_threads
+
+__all__ = ["to_float16"]
+
+
+def to_float16(array: np.ndarray, *, n_threads: int | None = None) -> np.ndarray:
+    """Return ``array`` (float32, any shape) converted to float16.
+
+    The result is bit for bit ``array.astype(numpy.float16)``: IEEE round to nearest,
+    ties to even; values beyond float16's range become a signed infinity, small ones
+    subnormal halves or signed zeros; a NaN stays a NaN with its sign and the top of
+    its payload.  NumPy's conversion raises the floating-point status flags value by
+    value, which makes each value that underflows or overflows ~25 times slower to
+    convert (~1 s for a 4088 x 4088 variance image in DN^2/s^2); this one raises no
+    flag and no warning, and converts in parallel.
+
+    Parameters
+    ----------
+    array : numpy.ndarray of float32
+        The values (any layout; a non-contiguous array is copied first).
+    n_threads : int or None, optional
+        See `romancore.effective_n_threads`.
+
+    Returns
+    -------
+    numpy.ndarray of float16
+        A new C-contiguous array of the shape of ``array``.
+
+    Raises
+    ------
+    ValueError
+        If ``array`` is not a float32 numpy array.
+    """
+    if not isinstance(array, np.ndarray):
+        raise ValueError(f"array must be a numpy array, got {type(array).__name__}")
+    if array.dtype != np.float32:
+        raise ValueError(f"array must have dtype float32, got {array.dtype}")
+    src = np.ascontiguousarray(array)
+    out = np.empty(src.shape, dtype=np.float16)
+    if src.size:
+        _half.float16_bits(src.reshape(-1).view(np.uint32), out.reshape(-1).view(np.uint16),
+                           effective_n_threads(n_threads))
+    return out

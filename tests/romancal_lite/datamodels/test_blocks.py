@@ -1,0 +1,121 @@
+"""preload_lz4_block: an lz4 block (the official files) decompressed by a thread pool."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_datamodels_io import make_ramp
+
+import romancal_lite.datamodels as dm
+from romancal_lite.datamodels._blocks import preload_lz4_block
+from romancal_lite.datamodels._core import open_asdf_file
+from romancal_lite.errors import InputFileError
+
+pytest.importorskip("lz4")
+
+
+def _big_ramp_file(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    """A RampModel whose ``data`` block (27 MB, 7 lz4 chunks) is worth the pool."""
+    ramp = make_ramp(n=3, ny=16, nx=12)
+    rng = np.random.default_rng(9)
+    data = rng.normal(1000, 30, (3, 1500, 1500)).astype(np.float32)
+    data[:, :700] = np.round(data[:, :700])  # some compressible chunks, some not
+    ramp.data = data
+    ramp.groupdq = np.zeros(data.shape, np.uint8)
+    ramp.pixeldq = np.zeros(data.shape[1:], np.uint32)
+    path = tmp_path / "big_ramp.asdf"
+    ramp.save(path, all_array_compression="lz4")
+    return path, data
+
+
+def _data_block(af):
+    value = af.tree["roman"]._data["data"]
+    callback = value._data_callback
+    return value, callback._read_blocks_ref()[callback._index]
+
+
+def test_parallel_read_gives_the_same_bytes(tmp_path: Path) -> None:
+    path, data = _big_ramp_file(tmp_path)
+    with open_asdf_file(path) as af:
+        value, block = _data_block(af)
+        assert block.header["compression"] == b"lz4\0"
+        assert preload_lz4_block(value, 2)  # read by the pool, not by asdf
+        assert block._cached_data is not None
+        np.testing.assert_array_equal(value._make_array(), data)
+        assert not preload_lz4_block(value, 2)  # already in memory: nothing to do
+    with dm.open(path, memmap=True) as model:  # the pipeline's way in
+        np.testing.assert_array_equal(model.data, data)
+        np.testing.assert_array_equal(model.groupdq, 0)
+
+
+def test_left_to_asdf_when_single_threaded_or_uncompressed(tmp_path: Path) -> None:
+    path, data = _big_ramp_file(tmp_path)
+    with open_asdf_file(path) as af:
+        value, block = _data_block(af)
+        assert not preload_lz4_block(value, 1)
+        assert block._cached_data is None
+    plain = tmp_path / "plain.asdf"
+    with dm.open(path) as model:
+        model.save(plain)
+    with open_asdf_file(plain) as af:
+        value, _ = _data_block(af)
+        assert not preload_lz4_block(value, 2)
+
+
+def test_corrupt_chunk_header_is_a_one_line_error(tmp_path: Path) -> None:
+    path, _ = _big_ramp_file(tmp_path)
+    with open_asdf_file(path) as af:
+        _, block = _data_block(af)
+        start = block.data_offset
+    raw = bytearray(path.read_bytes())
+    (length,) = struct.unpack(">I", raw[start : start + 4])
+    raw[start : start + 4] = struct.pack(">I", length + 1000)  # runs into the next chunk
+    path.write_bytes(bytes(raw))
+    with dm.open(path) as model, pytest.raises(InputFileError, match="cannot read array 'data'"):
+        _ = model.data
+
+
+def _asdf_checksummed(tree: dict, path: Path, compression: str | None) -> bytes:
+    import asdf
+
+    from romancal_lite.datamodels import asdf_context, get_extension
+
+    with asdf_context():
+        af = asdf.AsdfFile(extensions=[get_extension()])
+        af.tree = tree
+        with open(path, "wb") as fh:
+            af.write_to(fh, all_array_compression=compression, write_checksums=True)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_checksums_filled_in_parallel_are_asdfs(tmp_path: Path, compression: str | None) -> None:
+    """write_asdf_atomic's file is byte for byte the one asdf writes with its checksums."""
+    rng = np.random.default_rng(4)
+    tree = {
+        "a": rng.normal(size=(300, 200)).astype(np.float32),
+        "b": np.arange(5000, dtype=np.uint32),
+        "c": np.zeros((0,), np.float64),
+        "d": rng.integers(0, 9, (40, 40)).astype(np.uint8),
+        "meta": {"note": "x\n...\ny"},  # a YAML end marker inside a string
+    }
+    ours = dm.write_asdf_atomic(tmp_path / "ours.asdf", tree,
+                                all_array_compression=compression)
+    expected = _asdf_checksummed(tree, tmp_path / "asdf.asdf", compression)
+    assert ours.read_bytes() == expected
+    with open_asdf_file(ours) as af:
+        blocks = list(af._blocks.blocks)
+        assert len(blocks) >= 3 and all(any(b.header["checksum"]) for b in blocks)
+
+
+def test_checksums_not_found_fall_back_to_asdf(tmp_path: Path, monkeypatch) -> None:
+    from romancal_lite.datamodels import _core
+
+    tree = {"a": np.arange(1000, dtype=np.float32)}
+    expected = _asdf_checksummed(tree, tmp_path / "asdf.asdf", None)
+    monkeypatch.setattr(_core, "fill_checksums", lambda fileno, n: False)
+    ours = dm.write_asdf_atomic(tmp_path / "ours.asdf", tree)
+    assert ours.read_bytes() == expected
