@@ -207,9 +207,11 @@ def _environment(spec: Mapping[str, Any]) -> Iterator[None]:
 
 def _measured(spec: Mapping[str, Any], work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Run ``work`` in the task's environment; time it, measure its peak memory."""
+    from romancal_lite.datamodels import keep_schema_documents
     from romancal_lite.errors import RomancalLiteError
     from romancal_lite.references import allow_builtin_references
 
+    keep_schema_documents()  # a worker validates the same schemas for every task
     reset = reset_peak_rss()
     start = time.perf_counter()
     cpu_start = cpu_seconds()

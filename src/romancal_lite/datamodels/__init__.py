@@ -93,7 +93,14 @@ from __future__ import annotations
 from . import filenames
 from ._accessors import frame_time, read_pattern
 from ._converters import get_extension, get_extensions
-from ._core import MODEL_REGISTRY, DataModel, open, open_asdf_file, write_asdf_atomic
+from ._core import (
+    MODEL_REGISTRY,
+    DataModel,
+    keep_schema_documents,
+    open,
+    open_asdf_file,
+    write_asdf_atomic,
+)
 from ._files import check_regular_file, deferred_outputs, open_regular_file
 from ._models import (
     DarkdecaysignalRefModel,
@@ -158,6 +165,7 @@ __all__ = [
     "TaggedTime",
     "check_regular_file",
     "deferred_outputs",
+    "keep_schema_documents",
     "filenames",
     "frame_time",
     "get_extension",
