@@ -2,9 +2,9 @@
 
 Run as a script::
 
-    python benchmarks/batch.py [--size 4096x4096] [--detectors 8] [--workers 1,2]
-                               [--romancal-detectors N] [--skip-romancal]
-                               [--workdir DIR] [--json FILE]
+    python benchmarks/batch.py [--size 4096x4096] [--detectors 8] [--workers 1x1,1x2,2x1]
+                               [--exposure] [--romancal-detectors N] [--skip-romancal]
+                               [--skip-serial] [--workdir DIR] [--json FILE]
 
 Input: ``--detectors`` exposure-detectors of ``--size`` (default the full 4096 x 4096
 frame; ``--size 256`` for a smoke test), 9 resultants: ``benchmarks/pipeline.py``'s
@@ -22,17 +22,25 @@ Rows (wall time of the whole command, interpreter start-up included):
 
 * ``run`` loop: ``python -m romancal_lite run roman_elp <file>`` once per detector, one
   after the other, each a fresh process (what a user's shell loop does);
-* ``batch, N workers``: ``python -m romancal_lite batch <files> --workers N`` (a
-  LocalCluster of N workers; one task per file);
+* ``batch, N workers, T threads``: ``python -m romancal_lite batch <files> --workers N
+  --omp-threads T`` (a LocalCluster of N workers; one task per file), one row per
+  ``--workers`` layout (``NxT``; a plain ``N`` leaves the threads to the batch);
+* with ``--exposure``: one whole WFI exposure, the input hard-linked under the 18
+  detector names of one exposure: one association (18 ``calibrate`` tasks, one joint
+  ``align``, 18 ``write`` tasks) on the widest layout;
 * ``strun`` loop: romancal 1.1's ExposurePipeline once per detector, each a fresh
   process (``benchmarks/_romancal.py``); with ``--romancal-detectors K`` only K are
   run and the loop's time is extrapolated (marked).
 
 Both romancal-lite rows use the same decompressed-reference cache, primed before the
-timed runs. Reported: exposure-detectors per hour, the speed-up of 2 workers over 1,
-peak memory per process / per worker (the largest task's, Linux ``VmHWM``), and the
-start-up cost a warm worker saves (a ``run`` process's wall time minus the mean time
-of a batch task). Then a projection for a day of Roman data.
+timed runs. Reported per row: exposure-detectors per hour, CPU seconds per
+exposure-detector (the command's and its workers' user + system time), the cores the
+row obtained (CPU / wall), how busy the whole machine was meanwhile (every process's
+CPU time, ``/proc/stat``: on a shared machine the other jobs' share is the rest), and
+peak memory per process / per worker task (Linux ``VmHWM``). Then the scaling from 1
+to 2 workers, the start-up cost a warm worker saves (a ``run`` process's wall time
+minus the mean time of a batch task), and a projection for a day of Roman data, from
+the wall time on this machine and from the CPU time.
 """
 
 from __future__ import annotations

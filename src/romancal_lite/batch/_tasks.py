@@ -56,6 +56,11 @@ TRANSIENT_ERRNOS = frozenset(
 #: ``"<substring>:<count>"``: the first <count> attempts whose input path contains
 #: <substring> raise EIO, counted in the file ``$ROMANCAL_LITE_BATCH_FAULTS.count``.
 FAULTS_ENV = "ROMANCAL_LITE_BATCH_FAULTS"
+#: Environment variable a test sets to make the tasks on inputs whose path contains its
+#: value use ever more memory (up to `MEMORY_FAULT_CAP` bytes), so that Dask's memory
+#: limit stops their worker.
+MEMORY_FAULT_ENV = "ROMANCAL_LITE_BATCH_MEMORY_FAULT"
+MEMORY_FAULT_CAP = 4 * 1024**3
 
 
 class TransientIOError(OSError):
@@ -143,7 +148,19 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 def _inject_fault(paths: list[str]) -> None:
-    """Raise EIO for the inputs named in `FAULTS_ENV` (tests of the retries)."""
+    """Inject the faults tests ask for through the environment.
+
+    EIO for the inputs named in `FAULTS_ENV` (tests of the retries); ever more memory
+    for an input named in `MEMORY_FAULT_ENV` (tests of the memory limit: the worker's
+    nanny terminates the process at 95 % of its limit).
+    """
+    hog = os.environ.get(MEMORY_FAULT_ENV, "")
+    if hog and any(hog in p for p in paths):
+        held = []
+        while len(held) * 2**26 < MEMORY_FAULT_CAP:
+            held.append(np.ones(2**23))  # 64 MB, touched
+            time.sleep(0.02)
+        raise MemoryError(f"{MEMORY_FAULT_ENV}: {MEMORY_FAULT_CAP} bytes and still running")
     value = os.environ.get(FAULTS_ENV, "")
     if not value:
         return

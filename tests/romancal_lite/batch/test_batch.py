@@ -399,3 +399,32 @@ def test_elp_task_metrics_from_memory_equal_those_of_the_written_file(env, tmp_p
     assert memory == from_file
     assert memory["sources"] > 5 and memory["tweakreg"] == "COMPLETE"
     assert (tmp_path / "memory.png").read_bytes() == (tmp_path / "file.png").read_bytes()
+
+
+def test_a_worker_over_its_memory_limit_is_recorded_and_the_run_goes_on(env, tmp_path):
+    """Dask's nanny terminates a worker past its memory limit and starts a new one; the
+    task that did it is recorded failed after Dask's allowed failures, the others finish."""
+    import dask
+
+    from romancal_lite.batch._tasks import MEMORY_FAULT_ENV
+
+    out = tmp_path / "out"
+    # one detector of each exposure: two associations of one member (elp tasks)
+    files = [str(f) for f in env["files"] if f.name.endswith("_wfi01_uncal.asdf")]
+    assert len(files) == 2
+    os.environ[MEMORY_FAULT_ENV] = "_0001_wfi01"
+    try:
+        with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+            status = cli.main(["batch", *files, *_elp_args(env, out), "--workers", "2",
+                               "--memory-limit", "2GB", "--retries", "0",
+                               "--dashboard-address", "none"])
+    finally:
+        del os.environ[MEMORY_FAULT_ENV]
+    assert status == 1
+    tasks = json.loads((out / "batch_ledger.json").read_text())["tasks"]
+    hog = tasks[f"elp:{VISIT}_0001_wfi01"]
+    assert hog["status"] == "failed" and "died repeatedly" in hog["error"], hog
+    assert tasks[f"elp:{VISIT}_0002_wfi01"]["status"] == "done"
+    assert sorted(p.name for p in out.glob(f"{VISIT}_*")) == [
+        f"{VISIT}_0002_wfi01_{s}" for s in ("cal.asdf", "cat.parquet", "segm.asdf",
+                                            "wcs.asdf")]
