@@ -83,6 +83,12 @@ File names
     ``filenames.replace_suffix(name, suffix)`` / ``filenames.split_suffix(name)``
     implement the suffix conventions of seeds/000:4987-5037 (``_uncal`` -> ``_cal``).
 
+Long-lived processes
+    ``keep_schema_documents()``: keep, for the rest of the process, the schema
+                                        documents asdf's validation parses for every
+                                        file (a batch worker opens the same kinds of
+                                        files for every exposure); validation unchanged.
+
 The ASDF extension (``get_extension()``) is passed explicitly to every
 ``asdf.open``/``AsdfFile`` this package makes, so it coexists with
 roman_datamodels when both are installed; unknown Roman tags round-trip untouched.
