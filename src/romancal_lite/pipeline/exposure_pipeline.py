@@ -639,6 +639,8 @@ class _Products:
     aligned: bool = True
     name: str | None = None
     scratch: Path | None = None
+    #: the file `segmentation` was read from (`read_products`): unchanged since
+    segmentation_file: Path | None = None
 
 
 #: The metadata alignment changes: what an exposure's outputs take from the aligned image.
@@ -679,10 +681,14 @@ def write_products(
     if aligned:
         meta = products.image.meta
         state["aligned_meta"] = {key: meta[key] for key in ALIGNED_KEYS if key in meta}
-    if products.segmentation is not None:
+    if products.segmentation is not None and products.segmentation_file is not None:
+        state["segmentation"] = products.segmentation_file  # as read: not written again
+    elif products.segmentation is not None:
         segm = Path(path).with_name(Path(path).stem + "_segm.asdf")
-        products.segmentation.save(segm, defer=False)
+        # read back only by this run: no block checksums
+        products.segmentation.save(segm, defer=False, checksums=False)
         state["segmentation"] = segm
+    state["segmentation_file"] = None
     return atomic_write(path, lambda fh: pickle.dump(state, fh, protocol=5), defer=False)
 
 
@@ -713,6 +719,7 @@ def read_products(path: str | os.PathLike[str], tweakreg_catalog: bool = True) -
     aligned_meta = state.pop("aligned_meta", None)
     products = _Products(**state)
     if isinstance(products.segmentation, Path):
+        products.segmentation_file = products.segmentation
         products.segmentation = datamodels.open(products.segmentation)
     with datamodels.open(products.scratch) as image:
         products.image = _meta_only(image)
