@@ -104,23 +104,31 @@ class Ledger:
         self.data["settings"] = settings
         self.data["runs"].append({"started": _now(), "command": command})
 
-    def complete(self, task_id: str) -> bool:
+    def complete(self, task_id: str, paths: set[str] | None = None) -> bool:
         """Return whether a task finished and its outputs are still as it wrote them.
 
         Parameters
         ----------
         task_id : str
             The task.
+        paths : set of str, optional
+            Check only these of its outputs (the others are no longer needed).
 
         Returns
         -------
         bool
-            True if ``done`` and every recorded output has its recorded size and time.
+            True if ``done`` and every recorded output (of ``paths``) has its recorded
+            size and time.
         """
         record = self.tasks.get(task_id)
         if not record or record.get("status") != "done":
             return False
-        for output in record.get("outputs", []):
+        outputs = record.get("outputs", [])
+        if paths is not None:
+            outputs = [o for o in outputs if o["path"] in paths]
+            if {o["path"] for o in outputs} != set(paths):
+                return False
+        for output in outputs:
             try:
                 st = os.stat(output["path"])
             except OSError:

@@ -43,6 +43,7 @@ def exposure_rows(ledger: Any) -> list[dict[str, Any]]:
         metrics = dict(record.get("metrics") or {})
         status = record.get("status")
         error = record.get("error")
+        time_s, peak = record.get("time_s"), record.get("peak_memory_mb")
         align = ledger.tasks.get(record.get("align") or "")
         if align is not None:
             metrics.update((align.get("metrics") or {}).get("members", {}).get(
@@ -50,10 +51,18 @@ def exposure_rows(ledger: Any) -> list[dict[str, Any]]:
             if status == "done" and align.get("status") not in {"done", "partial"}:
                 status = align.get("status") or "pending"
                 error = error or align.get("error")
+        write = ledger.tasks.get(record.get("write") or "")
+        if write is not None and status == "done":
+            # the member's own time: calibrating it and writing its products
+            if write.get("status") != "done":
+                status, error = write.get("status") or "pending", write.get("error")
+            if time_s is not None and write.get("time_s") is not None:
+                time_s += write["time_s"]
+            peak = max((p for p in (peak, write.get("peak_memory_mb")) if p is not None),
+                       default=None)
         rows.append({
             "task": task_id, "name": record["name"], "status": status,
-            "time_s": record.get("time_s"), "peak_memory_mb": record.get("peak_memory_mb"),
-            "error": error, **metrics,
+            "time_s": time_s, "peak_memory_mb": peak, "error": error, **metrics,
         })  # fmt: skip
     return rows
 

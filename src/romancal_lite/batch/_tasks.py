@@ -20,6 +20,7 @@ import contextlib
 import errno
 import logging
 import os
+import resource
 import shutil
 import time
 import traceback
@@ -33,11 +34,13 @@ __all__ = [
     "TransientIOError",
     "align_task",
     "calibrate_task",
+    "cpu_seconds",
     "elp_task",
     "file_record",
     "mosaic_task",
     "peak_rss_mb",
     "reset_peak_rss",
+    "write_task",
 ]
 
 #: errno values of I/O errors worth retrying (network file systems, busy devices).
@@ -53,6 +56,11 @@ TRANSIENT_ERRNOS = frozenset(
 #: ``"<substring>:<count>"``: the first <count> attempts whose input path contains
 #: <substring> raise EIO, counted in the file ``$ROMANCAL_LITE_BATCH_FAULTS.count``.
 FAULTS_ENV = "ROMANCAL_LITE_BATCH_FAULTS"
+#: Environment variable a test sets to make the tasks on inputs whose path contains its
+#: value use ever more memory (up to `MEMORY_FAULT_CAP` bytes), so that Dask's memory
+#: limit stops their worker.
+MEMORY_FAULT_ENV = "ROMANCAL_LITE_BATCH_MEMORY_FAULT"
+MEMORY_FAULT_CAP = 4 * 1024**3
 
 
 class TransientIOError(OSError):
@@ -96,6 +104,21 @@ def peak_rss_mb() -> float | None:
     return None
 
 
+def cpu_seconds() -> float:
+    """Return the CPU time this process has used so far (user + system, every thread).
+
+    A worker runs one task at a time, so the difference over a task is the task's CPU
+    time (its OpenMP threads included), give or take Dask's own light threads.
+
+    Returns
+    -------
+    float
+        Seconds.
+    """
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def file_record(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Return what the ledger keeps of an output file: path, size, modification time.
 
@@ -125,7 +148,19 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 def _inject_fault(paths: list[str]) -> None:
-    """Raise EIO for the inputs named in `FAULTS_ENV` (tests of the retries)."""
+    """Inject the faults tests ask for through the environment.
+
+    EIO for the inputs named in `FAULTS_ENV` (tests of the retries); ever more memory
+    for an input named in `MEMORY_FAULT_ENV` (tests of the memory limit: the worker's
+    nanny terminates the process at 95 % of its limit).
+    """
+    hog = os.environ.get(MEMORY_FAULT_ENV, "")
+    if hog and any(hog in p for p in paths):
+        held = []
+        while len(held) * 2**26 < MEMORY_FAULT_CAP:
+            held.append(np.ones(2**23))  # 64 MB, touched
+            time.sleep(0.02)
+        raise MemoryError(f"{MEMORY_FAULT_ENV}: {MEMORY_FAULT_CAP} bytes and still running")
     value = os.environ.get(FAULTS_ENV, "")
     if not value:
         return
@@ -189,11 +224,14 @@ def _environment(spec: Mapping[str, Any]) -> Iterator[None]:
 
 def _measured(spec: Mapping[str, Any], work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Run ``work`` in the task's environment; time it, measure its peak memory."""
+    from romancal_lite.datamodels import keep_schema_documents
     from romancal_lite.errors import RomancalLiteError
     from romancal_lite.references import allow_builtin_references
 
+    keep_schema_documents()  # a worker validates the same schemas for every task
     reset = reset_peak_rss()
     start = time.perf_counter()
+    cpu_start = cpu_seconds()
     result: dict[str, Any] = {"status": "done", "error": None, "outputs": [], "metrics": {}}
     try:
         with _environment(spec), _task_log(spec.get("log")):
@@ -216,6 +254,7 @@ def _measured(spec: Mapping[str, Any], work: Callable[[], dict[str, Any]]) -> di
             logging.getLogger("romancal_lite.batch").error("%s", traceback.format_exc())
         result.update(status="failed", error=message)
     result["time_s"] = time.perf_counter() - start
+    result["cpu_s"] = cpu_seconds() - cpu_start
     result["peak_memory_mb"] = peak_rss_mb() if reset else None
     try:
         from distributed import get_worker
@@ -291,19 +330,37 @@ def _fit_metrics(meta: Any) -> dict[str, Any]:
     return out
 
 
+def _has_image(model: Any) -> bool:
+    """Whether a model holds a 2-D image with its dq (an ``ImageModel`` result)."""
+    try:
+        return np.ndim(model.data) == 2 and np.shape(model.dq) == np.shape(model.data)
+    except (AttributeError, KeyError):
+        return False
+
+
+def _model_metrics(image: Any, thumbnail: str | None) -> dict[str, Any]:
+    """Sky, jump fraction, thumbnail and alignment metrics of an image model."""
+    metrics: dict[str, Any] = {}
+    if "dq" in image and "data" in image:
+        metrics.update(_image_metrics(np.asarray(image.data), np.asarray(image.dq)))
+        metrics["thumbnail"] = _thumbnail(image, thumbnail)
+    metrics.update(_fit_metrics(image.meta))
+    return metrics
+
+
+def _catalog_path(cal: Path) -> Path:
+    from romancal_lite.stpipe.naming import make_output_name
+
+    return cal.with_name(make_output_name(cal.name, "cat", ".parquet"))
+
+
 def _cal_metrics(cal: Path, thumbnail: str | None) -> dict[str, Any]:
     """Metrics of a written ``_cal`` file (and of its catalog beside it)."""
     from romancal_lite import datamodels
-    from romancal_lite.stpipe.naming import make_output_name
 
-    metrics: dict[str, Any] = {}
     with datamodels.open(cal) as image:
-        if "dq" in image and "data" in image:
-            metrics.update(_image_metrics(np.asarray(image.data), np.asarray(image.dq)))
-            metrics["thumbnail"] = _thumbnail(image, thumbnail)
-        metrics.update(_fit_metrics(image.meta))
-    cat = cal.with_name(make_output_name(cal.name, "cat", ".parquet"))
-    metrics["sources"] = _parquet_rows(cat)
+        metrics = _model_metrics(image, thumbnail)
+    metrics["sources"] = _parquet_rows(_catalog_path(cal))
     return metrics
 
 
@@ -335,13 +392,17 @@ def elp_task(spec: dict[str, Any]) -> dict[str, Any]:
 
         pipe = _pipeline(spec)
         with deferred_outputs():
-            pipe.run(spec["inputs"][0])
+            result = pipe.run(spec["inputs"][0])
         cal = pipe.output_path()
         outputs = _elp_outputs(cal)
-        return {
-            "outputs": [file_record(p) for p in outputs],
-            "metrics": _cal_metrics(cal, spec.get("thumbnail")),
-        }
+        if _has_image(result):
+            # the image just written is still in memory: its data and dq are the
+            # file's (same dtypes), so reading the file back (~2 s) is not needed
+            metrics = _model_metrics(result, spec.get("thumbnail"))
+            metrics["sources"] = _parquet_rows(_catalog_path(cal))
+        else:
+            metrics = _cal_metrics(cal, spec.get("thumbnail"))
+        return {"outputs": [file_record(p) for p in outputs], "metrics": metrics}
 
     return _measured(spec, work)
 
@@ -400,8 +461,16 @@ def calibrate_task(spec: dict[str, Any]) -> dict[str, Any]:
     return _measured(spec, work)
 
 
+#: What `align_task` leaves in a member's stage directory for its `write_task`.
+ALIGNED_NAME = "aligned.pkl"
+
+
 def align_task(spec: dict[str, Any], members: list[dict[str, Any]]) -> dict[str, Any]:
-    """Align the calibrated members of an association together and write their products.
+    """Align the calibrated members of an association together (one tweakreg fit).
+
+    Each aligned member's products (aligned metadata, catalog with the aligned sky
+    columns, segmentation map) are written to ``<stage>/aligned.pkl``; the members'
+    outputs are written by their own `write_task`, in parallel.
 
     Parameters
     ----------
@@ -414,12 +483,11 @@ def align_task(spec: dict[str, Any], members: list[dict[str, Any]]) -> dict[str,
     Returns
     -------
     dict
-        Status, outputs (every member's products), per-member metrics, error.
+        Status, outputs (the ``aligned.pkl`` files), per-member metrics (alignment), error.
     """
 
     def work() -> dict[str, Any]:
-        from romancal_lite.datamodels import deferred_outputs
-        from romancal_lite.pipeline.exposure_pipeline import read_products
+        from romancal_lite.pipeline.exposure_pipeline import read_products, write_products
 
         kept = [i for i, m in enumerate(members) if m.get("status") == "done"]
         if not kept:
@@ -431,18 +499,49 @@ def align_task(spec: dict[str, Any], members: list[dict[str, Any]]) -> dict[str,
                           tweakreg_catalog=not pipe.tweakreg.skip)
             for index in kept
         ]
-        with deferred_outputs():
-            images = pipe.finish_members(done)
+        pipe.align_members(done)
         outputs: list[dict[str, Any]] = []
         per_member: dict[str, Any] = {}
-        for index, image in zip(kept, images, strict=True):
-            cal = Path(spec["output_dir"]) / str(image.meta.filename)
-            outputs.extend(file_record(p) for p in _elp_outputs(cal))
-            per_member[spec["names"][index]] = _fit_metrics(image.meta)
-        for index in kept:
-            shutil.rmtree(spec["stages"][index], ignore_errors=True)
+        for index, products in zip(kept, done, strict=True):
+            path = Path(spec["stages"][index]) / ALIGNED_NAME
+            write_products(products, path, aligned=True)
+            outputs.append(file_record(path))
+            per_member[spec["names"][index]] = _fit_metrics(products.image.meta)
         status = "done" if len(kept) == len(members) else "partial"
         return {"status": status, "outputs": outputs, "metrics": {"members": per_member}}
+
+    return _measured(spec, work)
+
+
+def write_task(spec: dict[str, Any], aligned: dict[str, Any]) -> dict[str, Any]:
+    """Write one aligned member's products (``_cal``, ``_wcs``, ``_cat``, ``_segm``).
+
+    Parameters
+    ----------
+    spec : dict
+        ``stage`` (the member's stage directory), ``name``, and the run's options.
+    aligned : dict
+        The association's `align_task` result (a member it left out is skipped).
+
+    Returns
+    -------
+    dict
+        Status, outputs (the member's products), error.
+    """
+
+    def work() -> dict[str, Any]:
+        from romancal_lite.datamodels import deferred_outputs
+        from romancal_lite.pipeline.exposure_pipeline import read_products
+
+        members = (aligned.get("metrics") or {}).get("members") or {}
+        if aligned.get("status") not in {"done", "partial"} or spec["name"] not in members:
+            return {"status": "skipped", "error": "not calibrated and aligned"}
+        pipe = _pipeline(spec)
+        products = read_products(Path(spec["stage"]) / ALIGNED_NAME)
+        with deferred_outputs():
+            pipe.write_member(products)
+        cal = Path(spec["output_dir"]) / str(products.image.meta.filename)
+        return {"outputs": [file_record(p) for p in _elp_outputs(cal)]}
 
     return _measured(spec, work)
 

@@ -407,6 +407,8 @@ def run_batch(
             pending = set(pending_set)
             for future in finished:
                 status = _record(ledger, futures[future], future)
+                if status == "done" and ledger.tasks[futures[future]].get("kind") == "write":
+                    _drop_stages(ledger, ledger.tasks[futures[future]]["group"])
                 if status in {"done", "partial"}:
                     done_n += 1
                 else:
@@ -429,7 +431,8 @@ def run_batch(
             client = cluster = None
             _sweep_partials(output_dir, [
                 Path(ledger.tasks[t]["stage"]) for t in ledger.tasks
-                if ledger.tasks[t].get("status") == "interrupted" and ledger.tasks[t].get("stage")
+                if ledger.tasks[t].get("status") == "interrupted"
+                and ledger.tasks[t].get("kind") == "calibrate"
             ])  # fmt: skip
         ledger.save()
         raise
@@ -452,6 +455,15 @@ def _finish(ledger: Ledger, options: BatchOptions, output_dir: Path, work: Path,
     if not failed and work.is_dir():
         shutil.rmtree(work / "stage", ignore_errors=True)
     return 1 if failed else 0
+
+
+def _drop_stages(ledger: Ledger, group: str) -> None:
+    """Remove an association's stage directories once every member's products are written."""
+    writes = [r for r in ledger.tasks.values() if r.get("kind") == "write"
+              and r.get("group") == group]
+    if writes and all(r.get("status") == "done" for r in writes):
+        for record in writes:
+            shutil.rmtree(record["stage"], ignore_errors=True)
 
 
 def _running(client: Any) -> int:
@@ -497,8 +509,8 @@ def _submit(
     thumbs = Path(base["output_dir"]) / THUMBNAIL_DIR
     retries = options.retries
 
-    def reuse(task_id: str) -> bool:
-        return options.resume and ledger.complete(task_id)
+    def reuse(task_id: str, paths: set[str] | None = None) -> bool:
+        return options.resume and ledger.complete(task_id, paths)
 
     def submit(func: Any, task_id: str, spec: dict[str, Any], *deps: Any) -> Any:
         if client is None:  # planning only
@@ -526,38 +538,8 @@ def _submit(
                     "log": str(work / "logs" / f"{member.name}.log"),
                 }))
         else:
-            align_id = f"align:{group.name}"
-            aligned = reuse(align_id)
-            results: list[Any] = []
-            member_stages = []
-            for index, member in enumerate(group.members):
-                task_id = f"calibrate:{member.name}"
-                stage = work / "stage" / member.name
-                member_stages.append(str(stage))
-                ledger.set(task_id, kind="calibrate", name=member.name, align=align_id,
-                           inputs=[_abs(member.path)], group=group.name, stage=str(stage))
-                if aligned or reuse(task_id):
-                    results.append(ledger.tasks[task_id])
-                    continue
-                ledger.set(task_id, status="pending", error=None)
-                stages.append(stage)
-                results.append(submit(_tasks.calibrate_task, task_id, {
-                    **base, "inputs": [_abs(member.path)], "group_id": member.group_id,
-                    "index": index,
-                    "stage": str(stage), "thumbnail": str(thumbs / f"{member.name}.png"),
-                    "log": str(work / "logs" / f"{member.name}.log"),
-                }))
-            ledger.set(align_id, kind="align", name=group.name,
-                       inputs=[_abs(m.path) for m in group.members])
-            if aligned:
-                upstream.append(ledger.tasks[align_id])
-            else:
-                ledger.set(align_id, status="pending", error=None)
-                upstream.append(submit(_tasks.align_task, align_id, {
-                    **base, "stages": member_stages, "names": [m.name for m in group.members],
-                    "inputs": [_abs(m.path) for m in group.members],
-                    "log": str(work / "logs" / f"align_{group.name}.log"),
-                }, results))
+            upstream.extend(_submit_joint(group, ledger, base, work, thumbs, reuse, submit,
+                                          stages))
         if options.mosaic:
             mosaic_id = f"mosaic:{group.name}"
             ledger.set(mosaic_id, kind="mosaic", name=group.name)
@@ -570,3 +552,70 @@ def _submit(
                 "thumbnail": str(thumbs / f"{group.name}_coadd.png"),
                 "log": str(work / "logs" / f"mosaic_{group.name}.log"),
             }, upstream)
+
+
+def _submit_joint(
+    group: Group, ledger: Ledger, base: dict[str, Any], work: Path, thumbs: Path,
+    reuse: Any, submit: Any, stages: list[Path],
+) -> list[Any]:
+    """Submit an association of several members; return its write tasks (or records).
+
+    Its graph: ``calibrate:<member>`` each, then one ``align:<association>`` (the joint
+    tweakreg fit), then ``write:<member>`` each (the member's products), so that the
+    writing, a good part of a member's time, runs on every worker instead of one.
+    """
+    align_id = f"align:{group.name}"
+    names = [m.name for m in group.members]
+    member_stages = [str(work / "stage" / name) for name in names]
+    write_ids = [f"write:{name}" for name in names]
+    for member, stage, write_id in zip(group.members, member_stages, write_ids, strict=True):
+        ledger.set(f"calibrate:{member.name}", kind="calibrate", name=member.name,
+                   align=align_id, write=write_id, inputs=[_abs(member.path)],
+                   group=group.name, stage=stage)
+        ledger.set(write_id, kind="write", name=member.name, align=align_id,
+                   inputs=[_abs(member.path)], group=group.name, stage=stage)
+    ledger.set(align_id, kind="align", name=group.name,
+               inputs=[_abs(m.path) for m in group.members])
+    written = [reuse(w) for w in write_ids]
+    if all(written):
+        return [ledger.tasks[w] for w in write_ids]
+    # the alignment is reused when it finished and what the unwritten members need of
+    # it (their aligned.pkl) is still there
+    needed = {str(Path(s) / _tasks.ALIGNED_NAME)
+              for s, w in zip(member_stages, written, strict=True) if not w}
+    aligned = reuse(align_id, needed)
+    results: list[Any] = []
+    for index, member in enumerate(group.members):
+        task_id = f"calibrate:{member.name}"
+        if aligned or reuse(task_id):
+            results.append(ledger.tasks[task_id])
+            continue
+        ledger.set(task_id, status="pending", error=None)
+        stages.append(Path(member_stages[index]))
+        results.append(submit(_tasks.calibrate_task, task_id, {
+            **base, "inputs": [_abs(member.path)], "group_id": member.group_id,
+            "index": index, "stage": member_stages[index],
+            "thumbnail": str(thumbs / f"{member.name}.png"),
+            "log": str(work / "logs" / f"{member.name}.log"),
+        }))
+    if aligned:
+        alignment = ledger.tasks[align_id]
+    else:
+        ledger.set(align_id, status="pending", error=None)
+        alignment = submit(_tasks.align_task, align_id, {
+            **base, "stages": member_stages, "names": names,
+            "inputs": [_abs(m.path) for m in group.members],
+            "log": str(work / "logs" / f"align_{group.name}.log"),
+        }, results)
+    writes: list[Any] = []
+    for member, stage, write_id, done in zip(group.members, member_stages, write_ids, written,
+                                             strict=True):
+        if done:
+            writes.append(ledger.tasks[write_id])
+            continue
+        ledger.set(write_id, status="pending", error=None)
+        writes.append(submit(_tasks.write_task, write_id, {
+            **base, "inputs": [_abs(member.path)], "name": member.name, "stage": stage,
+            "log": str(work / "logs" / f"write_{member.name}.log"),
+        }, alignment))
+    return writes

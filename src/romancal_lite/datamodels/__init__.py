@@ -83,6 +83,12 @@ File names
     ``filenames.replace_suffix(name, suffix)`` / ``filenames.split_suffix(name)``
     implement the suffix conventions of seeds/000:4987-5037 (``_uncal`` -> ``_cal``).
 
+Long-lived processes
+    ``keep_schema_documents()``: keep, for the rest of the process, the schema
+                                        documents asdf's validation parses for every
+                                        file (a batch worker opens the same kinds of
+                                        files for every exposure); validation unchanged.
+
 The ASDF extension (``get_extension()``) is passed explicitly to every
 ``asdf.open``/``AsdfFile`` this package makes, so it coexists with
 roman_datamodels when both are installed; unknown Roman tags round-trip untouched.
@@ -96,7 +102,14 @@ from __future__ import annotations
 from . import filenames
 from ._accessors import frame_time, read_pattern
 from ._converters import asdf_context, get_extension, get_extensions
-from ._core import MODEL_REGISTRY, DataModel, open, open_asdf_file, write_asdf_atomic
+from ._core import (
+    MODEL_REGISTRY,
+    DataModel,
+    keep_schema_documents,
+    open,
+    open_asdf_file,
+    write_asdf_atomic,
+)
 from ._files import check_regular_file, deferred_outputs, open_regular_file
 from ._models import (
     DarkdecaysignalRefModel,
@@ -162,6 +175,7 @@ __all__ = [
     "asdf_context",
     "check_regular_file",
     "deferred_outputs",
+    "keep_schema_documents",
     "filenames",
     "frame_time",
     "get_extension",

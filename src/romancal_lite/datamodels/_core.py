@@ -114,6 +114,55 @@ def _check_blocks(af: asdf.AsdfFile, path: str, size: int) -> None:
             )
 
 
+_SCHEMA_DOCUMENTS: dict[str, Any] = {}
+
+
+def keep_schema_documents() -> bool:
+    """Keep the schema documents asdf validation reads, for the rest of this process.
+
+    asdf validates every tree it reads or writes against the Roman schemas, and each
+    validation parses again every schema a ``$ref`` points to (about 500 YAML documents,
+    ~0.3 s per ten files opened). A long-lived process (a batch worker, which opens the
+    same reference files for every exposure) keeps the parsed documents instead: the
+    validation itself, and so every result, is unchanged. The schemas are read-only
+    resources of the installed packages; jsonschema does not modify them.
+
+    Returns
+    -------
+    bool
+        True if the documents are now kept (False when this asdf version does not build
+        its validators' reference resolver as expected: then nothing is changed).
+    """
+    from asdf import schema as asdf_schema
+
+    make = getattr(asdf_schema, "_make_jsonschema_refresolver", None)
+    if make is None:
+        return False
+    if getattr(make, "_romancal_lite_keeps", False):
+        return True
+    probe = make()
+    if not isinstance(getattr(probe, "handlers", None), dict):
+        return False
+
+    def keeping(handler: Callable[[str], Any]) -> Callable[[str], Any]:
+        def get(uri: str) -> Any:
+            document = _SCHEMA_DOCUMENTS.get(uri)
+            if document is None:
+                document = _SCHEMA_DOCUMENTS[uri] = handler(uri)
+            return document
+
+        return get
+
+    def make_keeping() -> Any:
+        resolver = make()
+        resolver.handlers = {scheme: keeping(h) for scheme, h in resolver.handlers.items()}
+        return resolver
+
+    make_keeping._romancal_lite_keeps = True  # type: ignore[attr-defined]
+    asdf_schema._make_jsonschema_refresolver = make_keeping
+    return True
+
+
 def open_asdf_file(path: str | PurePath, *, memmap: bool = False) -> asdf.AsdfFile:
     """Open a Roman ASDF file with the romancal_lite extension.
 

@@ -52,6 +52,7 @@ from romancal_lite.stpipe import Param, Pipeline
 from romancal_lite.stpipe.naming import make_output_name
 
 __all__ = [
+    "ALIGNED_KEYS",
     "CATALOG_TYPES",
     "FLATFIELD_TYPES",
     "RAMP_STEPS",
@@ -347,7 +348,8 @@ class ExposurePipeline(Pipeline):
             result.meta["group_id"] = group_id
         if scratch is not None:
             products.scratch = Path(scratch)
-            result.save(products.scratch, defer=False)
+            # read back only by this run: no block checksums (~0.5 s per full frame)
+            result.save(products.scratch, defer=False, checksums=False)
             products.image = _meta_only(result)
         return products
 
@@ -366,21 +368,47 @@ class ExposurePipeline(Pipeline):
         list of ImageModel
             The aligned images (metadata only for those written from a scratch file).
         """
-        self._align(done)
+        self.align_members(done)
         results = []
         for products in done:
             if products.scratch is not None:
-                self._input_name = products.name
-                self._finish_saved(products)
+                self.write_member(products)
             results.append(products.image)
         return results
+
+    def align_members(self, done: list[_Products]) -> None:
+        """Align calibrated exposures together (one tweakreg run), writing nothing.
+
+        `finish_members` without the writing: the batch runner aligns in one task, then
+        writes each exposure's outputs (`write_member`) in a task of its own.
+
+        Parameters
+        ----------
+        done : list of _Products
+            What `calibrate_member` returned for each exposure; updated in place (aligned
+            metadata, catalog sky columns).
+        """
+        self._align(done)
+
+    def write_member(self, products: _Products) -> None:
+        """Write one aligned exposure's outputs from its scratch file.
+
+        Parameters
+        ----------
+        products : _Products
+            An exposure after `align_members` (or `read_products` of what
+            ``write_products(..., aligned=True)`` wrote), its image in a scratch file.
+        """
+        if products.scratch is None:
+            raise ValueError("write_member needs products whose image is in a scratch file")
+        self._input_name = products.name
+        self._finish_saved(products)
 
     def _finish_saved(self, products: _Products) -> None:
         """Write an exposure's outputs from its scratch file and its aligned metadata."""
         aligned = products.image
         with datamodels.open(products.scratch) as image:
-            for key in ("wcs", "wcs_fit_results", "cal_step", "wcsinfo", "source_catalog",
-                        "group_id"):
+            for key in ALIGNED_KEYS:
                 if key in aligned.meta:
                     image.meta[key] = aligned.meta[key]
             products.image = image
@@ -616,9 +644,17 @@ class _Products:
     aligned: bool = True
     name: str | None = None
     scratch: Path | None = None
+    #: the file `segmentation` was read from (`read_products`): unchanged since
+    segmentation_file: Path | None = None
 
 
-def write_products(products: _Products, path: str | os.PathLike[str]) -> Path:
+#: The metadata alignment changes: what an exposure's outputs take from the aligned image.
+ALIGNED_KEYS = ("wcs", "wcs_fit_results", "cal_step", "wcsinfo", "source_catalog", "group_id")
+
+
+def write_products(
+    products: _Products, path: str | os.PathLike[str], *, aligned: bool = False
+) -> Path:
     """Write what `ExposurePipeline.calibrate_member` returned, for another process.
 
     The image must be in its scratch file already (``scratch`` given to
@@ -631,6 +667,9 @@ def write_products(products: _Products, path: str | os.PathLike[str]) -> Path:
         A member's products.
     path : str or path-like
         The file to write.
+    aligned : bool, optional
+        The products are aligned (`ExposurePipeline.align_members`): keep the aligned
+        metadata too (`ALIGNED_KEYS`), which is not in the scratch file.
 
     Returns
     -------
@@ -644,10 +683,17 @@ def write_products(products: _Products, path: str | os.PathLike[str]) -> Path:
     if products.scratch is None:
         raise ValueError("write_products needs products whose image is in a scratch file")
     state = dict(vars(products), image=None)
-    if products.segmentation is not None:
+    if aligned:
+        meta = products.image.meta
+        state["aligned_meta"] = {key: meta[key] for key in ALIGNED_KEYS if key in meta}
+    if products.segmentation is not None and products.segmentation_file is not None:
+        state["segmentation"] = products.segmentation_file  # as read: not written again
+    elif products.segmentation is not None:
         segm = Path(path).with_name(Path(path).stem + "_segm.asdf")
-        products.segmentation.save(segm, defer=False)
+        # read back only by this run: no block checksums
+        products.segmentation.save(segm, defer=False, checksums=False)
         state["segmentation"] = segm
+    state["segmentation_file"] = None
     return atomic_write(path, lambda fh: pickle.dump(state, fh, protocol=5), defer=False)
 
 
@@ -655,7 +701,9 @@ def read_products(path: str | os.PathLike[str], tweakreg_catalog: bool = True) -
     """Read products written by `write_products`, ready for `ExposurePipeline.finish_members`.
 
     The image's metadata is read from its scratch file; the catalog handed to tweakreg
-    is the pickled table itself (not its copy in the file), as in one process.
+    is the pickled table itself (not its copy in the file), as in one process. Products
+    written ``aligned`` get their aligned metadata back instead, ready for
+    `ExposurePipeline.write_member`.
 
     Parameters
     ----------
@@ -673,11 +721,20 @@ def read_products(path: str | os.PathLike[str], tweakreg_catalog: bool = True) -
 
     with open(path, "rb") as fh:
         state = pickle.load(fh)
+    aligned_meta = state.pop("aligned_meta", None)
     products = _Products(**state)
     if isinstance(products.segmentation, Path):
+        products.segmentation_file = products.segmentation
         products.segmentation = datamodels.open(products.segmentation)
     with datamodels.open(products.scratch) as image:
         products.image = _meta_only(image)
+    if aligned_meta is not None:
+        for key in ALIGNED_KEYS:
+            if key in aligned_meta:
+                products.image.meta[key] = aligned_meta[key]
+            elif key in products.image.meta:
+                del products.image.meta[key]
+        return products
     if tweakreg_catalog and products.catalog is not None and not products.zeroed:
         products.image.meta["source_catalog"] = {"tweakreg_catalog": products.catalog.table}
     return products

@@ -104,9 +104,13 @@ def test_outputs_equal_serial_run_and_bad_input_is_isolated(env, batch_run, seri
     assert bad["status"] == "failed" and "0003_wfi01" in bad["error"]
     assert "Traceback" not in bad["error"] and "\n" not in bad["error"]
     assert not list(out.glob("*_0003_wfi*"))  # nothing written for it
-    for task_id in ("align:" + VISIT + "_0001", "align:" + VISIT + "_0002"):
-        assert tasks[task_id]["status"] == "done"
-        assert len(tasks[task_id]["outputs"]) == 8
+    for exposure in ("_0001", "_0002"):
+        assert tasks["align:" + VISIT + exposure]["status"] == "done"
+        assert len(tasks["align:" + VISIT + exposure]["outputs"]) == 2  # aligned.pkl each
+        for detector in ("_wfi01", "_wfi02"):  # each member's products: its own task
+            write = tasks["write:" + VISIT + exposure + detector]
+            assert write["status"] == "done" and len(write["outputs"]) == 4
+            assert write["worker"] and write["time_s"] > 0
     assert not any(p.name.startswith(".") and p.name != ".romancal_lite-batch"
                    for p in out.iterdir())
     assert not (out / ".romancal_lite-batch" / "stage").exists() or not any(
@@ -329,3 +333,98 @@ def test_transient_and_data_errors_are_told_apart():
             raise InputFileError("x.asdf: cannot read") from exc
     except InputFileError as wrapped:
         assert _is_transient(wrapped)  # an expected error caused by a flaky read
+
+
+def test_resume_of_an_association_redoes_only_what_is_missing(tmp_path):
+    """calibrate -> align -> write per member: --resume plans only the missing part."""
+    from romancal_lite.batch import runner
+    from romancal_lite.batch._plan import Group, Member
+    from romancal_lite.batch._tasks import ALIGNED_NAME, file_record
+
+    out = tmp_path / "out"
+    work = out / runner.WORK_DIR
+    names = [f"{VISIT}_0001_wfi01", f"{VISIT}_0001_wfi02"]
+    group = Group(f"{VISIT}_0001", [Member(str(tmp_path / f"{n}_uncal.asdf")) for n in names])
+    ledger = Ledger(out)
+
+    def done(task_id, *files):
+        for f in files:
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_bytes(b"x")
+        ledger.set(task_id, status="done", outputs=[file_record(f) for f in files])
+
+    stages = [work / "stage" / n for n in names]
+    for name, stage in zip(names, stages, strict=True):
+        done(f"calibrate:{name}", stage / "00000.asdf", stage / "products.pkl")
+        done(f"write:{name}", out / f"{name}_cal.asdf")
+    done(f"align:{group.name}", *(stage / ALIGNED_NAME for stage in stages))
+    options = runner.BatchOptions(resume=True)
+
+    def plan():
+        planned: dict = {}
+        runner._submit(None, [group], ledger, {"output_dir": str(out)}, options, work,
+                       planned, [])
+        return sorted(planned)
+
+    assert plan() == []  # every member written: nothing to do
+    (out / f"{names[1]}_cal.asdf").unlink()  # one member's products lost
+    (stages[0] / ALIGNED_NAME).unlink()  # (what only the written member needed: not used)
+    assert plan() == [f"write:{names[1]}"]  # alignment and calibrations reused
+    (stages[1] / ALIGNED_NAME).unlink()  # and what the alignment left for it
+    assert plan() == [f"align:{group.name}", f"write:{names[1]}"]
+    (stages[0] / "products.pkl").unlink()  # and one member's calibration
+    assert plan() == [f"align:{group.name}", f"calibrate:{names[0]}", f"write:{names[1]}"]
+    options.resume = False  # --force: everything
+    assert len(plan()) == 5
+
+
+def test_elp_task_metrics_from_memory_equal_those_of_the_written_file(env, tmp_path):
+    """elp_task measures the image it has in memory, not the file read back: same numbers."""
+    from romancal_lite.batch import _tasks
+    from romancal_lite.stpipe import registry
+
+    out = tmp_path / "out"
+    parsed = cli._parse_run_options(registry.resolve("roman_elp"), _elp_args(env, out))
+    spec = {"inputs": [str(env["files"][0])], "output_dir": str(out), "config_files": [],
+            "parameters": parsed["parameters"], "builtin_references": True,
+            "thumbnail": str(tmp_path / "memory.png")}
+    result = _tasks.elp_task(spec)
+    assert result["status"] == "done", result["error"]
+    assert result["cpu_s"] > 0
+    cal = next(Path(o["path"]) for o in result["outputs"] if o["path"].endswith("_cal.asdf"))
+    from_file = _tasks._cal_metrics(cal, str(tmp_path / "file.png"))
+    memory = dict(result["metrics"])
+    assert memory.pop("thumbnail") == spec["thumbnail"]
+    from_file.pop("thumbnail")
+    assert memory == from_file
+    assert memory["sources"] > 5 and memory["tweakreg"] == "COMPLETE"
+    assert (tmp_path / "memory.png").read_bytes() == (tmp_path / "file.png").read_bytes()
+
+
+def test_a_worker_over_its_memory_limit_is_recorded_and_the_run_goes_on(env, tmp_path):
+    """Dask's nanny terminates a worker past its memory limit and starts a new one; the
+    task that did it is recorded failed after Dask's allowed failures, the others finish."""
+    import dask
+
+    from romancal_lite.batch._tasks import MEMORY_FAULT_ENV
+
+    out = tmp_path / "out"
+    # one detector of each exposure: two associations of one member (elp tasks)
+    files = [str(f) for f in env["files"] if f.name.endswith("_wfi01_uncal.asdf")]
+    assert len(files) == 2
+    os.environ[MEMORY_FAULT_ENV] = "_0001_wfi01"
+    try:
+        with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+            status = cli.main(["batch", *files, *_elp_args(env, out), "--workers", "2",
+                               "--memory-limit", "2GB", "--retries", "0",
+                               "--dashboard-address", "none"])
+    finally:
+        del os.environ[MEMORY_FAULT_ENV]
+    assert status == 1
+    tasks = json.loads((out / "batch_ledger.json").read_text())["tasks"]
+    hog = tasks[f"elp:{VISIT}_0001_wfi01"]
+    assert hog["status"] == "failed" and "died repeatedly" in hog["error"], hog
+    assert tasks[f"elp:{VISIT}_0002_wfi01"]["status"] == "done"
+    assert sorted(p.name for p in out.glob(f"{VISIT}_*")) == [
+        f"{VISIT}_0002_wfi01_{s}" for s in ("cal.asdf", "cat.parquet", "segm.asdf",
+                                            "wcs.asdf")]

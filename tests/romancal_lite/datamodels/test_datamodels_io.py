@@ -333,3 +333,26 @@ def test_tagged_time_and_memmap(tmp_path):
         assert back.meta.old_date.isot == "2021-01-01T00:00:00.000"
         assert not back.data.flags.writeable  # memory-mapped, read-only
         np.testing.assert_array_equal(back.data, model.data)
+
+
+def test_kept_schema_documents_validate_the_same(tmp_path):
+    """A batch worker keeps the parsed schemas: a bad tree is refused all the same."""
+    import astropy.units as u
+
+    from romancal_lite.datamodels import _core
+
+    good = tmp_path / "good.asdf"
+    asdf.AsdfFile({"q": 3.0 * u.m, "roman": {}}).write_to(good)
+    text = good.read_bytes().decode()
+    assert "value: 3.0}" in text
+    bad = tmp_path / "bad.asdf"
+    bad.write_text(text.replace("value: 3.0}", "value: bogus}"))  # not a number: invalid
+    assert dm.keep_schema_documents() and dm.keep_schema_documents()  # idempotent
+    dm.open_asdf_file(good).close()
+    kept = dict(_core._SCHEMA_DOCUMENTS)
+    assert kept  # the documents the quantity's schema refers to
+    for _ in range(2):
+        with pytest.raises(InputFileError, match="not valid"):
+            dm.open_asdf_file(bad)
+    dm.open_asdf_file(good).close()
+    assert all(_core._SCHEMA_DOCUMENTS[k] is v for k, v in kept.items())  # parsed once
