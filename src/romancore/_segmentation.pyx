@@ -324,11 +324,11 @@ ctypedef fused error_t:
 
 def detection_inputs(const float[:, ::1] data, const error_t[:, ::1] error,
                      const uint32_t[:, ::1] dq, uint32_t exclude, uint8_t[:, ::1] mask,
-                     float[:, ::1] image, double[:, ::1] error64, int n_threads):
-    """Mask, masked float32 image and masked float64 error in one pass (OpenMP rows).
+                     float[:, ::1] image, int n_threads):
+    """Mask and masked float32 image in one pass (OpenMP over rows).
 
-    ``mask`` = data or error not finite, error <= 0, or ``dq & exclude``; ``image`` and
-    ``error64`` are the data and error with NaN where masked.
+    ``mask`` = data or error not finite, error <= 0, or ``dq & exclude``; ``image`` is
+    the data with NaN where masked.
     """
     cdef Py_ssize_t ny = data.shape[0], nx = data.shape[1], y, x
     cdef float d, e
@@ -344,9 +344,19 @@ def detection_inputs(const float[:, ::1] data, const error_t[:, ::1] error,
                 bad = (not (d - d == 0.0) or not (e - e == 0.0) or not (e > 0.0)
                        or (dq[y, x] & exclude) != 0)
                 mask[y, x] = bad
-                if bad:
-                    image[y, x] = NAN
-                    error64[y, x] = NAN
+                image[y, x] = NAN if bad else d
+
+
+def masked_error(const error_t[:, ::1] error, const uint8_t[:, ::1] mask,
+                 double[:, ::1] out, int n_threads):
+    """``out`` = the error as float64, NaN where ``mask`` (OpenMP over rows)."""
+    cdef Py_ssize_t ny = error.shape[0], nx = error.shape[1], y, x
+    with nogil:
+        for y in prange(ny, num_threads=n_threads, schedule="static"):
+            for x in range(nx):
+                if mask[y, x]:
+                    out[y, x] = NAN
+                elif error_t is float:
+                    out[y, x] = error[y, x]
                 else:
-                    image[y, x] = d
-                    error64[y, x] = e
+                    out[y, x] = _half_to_float(error[y, x])

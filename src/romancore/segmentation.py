@@ -15,6 +15,7 @@ __all__ = [
     "Segments",
     "detection_inputs",
     "label_above_threshold",
+    "masked_error",
     "segment_moments",
 ]
 
@@ -51,6 +52,14 @@ class Segments(NamedTuple):
                 for y0, y1, x0, x1 in self.bbox]
 
 
+def _error_bits(error: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Return the error as the kernels read it: float32, or float16 as its bits."""
+    if isinstance(error, np.ndarray) and error.dtype == np.float16:
+        check_array(error, "error", np.float16, 2, shape)
+        return error.view(np.uint16)
+    return check_array(error, "error", np.float32, 2, shape)
+
+
 def detection_inputs(
     data: np.ndarray,
     error: np.ndarray,
@@ -58,14 +67,14 @@ def detection_inputs(
     exclude: int = 1,
     *,
     n_threads: int | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return the source mask and the masked image and error, in one pass.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the source mask and the masked image, in one pass.
 
     ``mask`` is True where the data or the error is not finite, the error is not
-    positive, or ``dq & exclude`` is set; ``image`` is the data (float32) and
-    ``error`` the error (float64) with NaN where masked: what
-    ``numpy.where(mask, nan, x)`` gives, without its temporaries (a float16 error is
-    converted exactly, as NumPy converts it).
+    positive, or ``dq & exclude`` is set; ``image`` is the data (float32) with NaN where
+    masked: what ``numpy.where(mask, nan, data)`` gives, without the temporaries (a
+    float16 error is converted exactly, as NumPy converts it). See `masked_error` for
+    the error.
 
     Parameters
     ----------
@@ -84,7 +93,6 @@ def detection_inputs(
     -------
     mask : numpy.ndarray of bool
     image : numpy.ndarray of float32
-    error : numpy.ndarray of float64
 
     Raises
     ------
@@ -92,20 +100,50 @@ def detection_inputs(
         For arrays of the wrong dtype, shape or layout.
     """
     check_array(data, "data", np.float32, 2)
-    if isinstance(error, np.ndarray) and error.dtype == np.float16:
-        check_array(error, "error", np.float16, 2, data.shape)
-        error_in = error.view(np.uint16)
-    else:
-        error_in = check_array(error, "error", np.float32, 2, data.shape)
+    error_in = _error_bits(error, data.shape)
     if dq is None:
         dq, exclude = np.zeros(data.shape, dtype=np.uint32), 0
     check_array(dq, "dq", np.uint32, 2, data.shape)
     mask = np.empty(data.shape, dtype=np.uint8)
     image = np.empty(data.shape, dtype=np.float32)
-    error64 = np.empty(data.shape, dtype=np.float64)
-    _segmentation.detection_inputs(data, error_in, dq, int(exclude), mask, image, error64,
+    _segmentation.detection_inputs(data, error_in, dq, int(exclude), mask, image,
                                    effective_n_threads(n_threads))
-    return mask.view(np.bool_), image, error64
+    return mask.view(np.bool_), image
+
+
+def masked_error(
+    error: np.ndarray, mask: np.ndarray, *, n_threads: int | None = None
+) -> np.ndarray:
+    """Return the error as float64 with NaN where ``mask``, in one pass.
+
+    The same array as ``numpy.where(mask, nan, error).astype(numpy.float64)``.
+
+    Parameters
+    ----------
+    error : numpy.ndarray of float16 or float32, shape (ny, nx)
+        The error (C-contiguous).
+    mask : numpy.ndarray of bool or uint8, shape (ny, nx)
+        Pixels set to NaN.
+    n_threads : int or None, optional
+        Threads to use.
+
+    Returns
+    -------
+    numpy.ndarray of float64
+
+    Raises
+    ------
+    ValueError
+        For arrays of the wrong dtype, shape or layout.
+    """
+    shape = np.shape(error)
+    error_in = _error_bits(error, shape)
+    if isinstance(mask, np.ndarray) and mask.dtype == np.bool_:
+        mask = mask.view(np.uint8)
+    check_array(mask, "mask", np.uint8, 2, shape)
+    out = np.empty(shape, dtype=np.float64)
+    _segmentation.masked_error(error_in, mask, out, effective_n_threads(n_threads))
+    return out
 
 
 def label_above_threshold(

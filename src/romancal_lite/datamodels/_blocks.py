@@ -145,6 +145,10 @@ def _blocks_of(view: memoryview, first: int) -> list[tuple[int, int, int]] | Non
     return blocks
 
 
+#: bytes read at a time when hashing a block
+_HASH_PIECE = 8 << 20
+
+
 def fill_checksums(fileno: int, n_threads: int) -> bool:
     """Write the MD5 checksum of every block of an ASDF file written without them.
 
@@ -178,8 +182,18 @@ def fill_checksums(fileno: int, n_threads: int) -> bool:
                 return False
 
             def digest(block: tuple[int, int, int]) -> bytes:
+                # read in pieces, not through the map: mapped pages of the whole file
+                # would count in the process's resident memory (its peak)
                 _, data, used = block
-                return hashlib.md5(view[data : data + used], usedforsecurity=False).digest()
+                md5 = hashlib.md5(usedforsecurity=False)
+                done = 0
+                while done < used:
+                    piece = os.pread(fileno, min(_HASH_PIECE, used - done), data + done)
+                    if not piece:
+                        raise OSError("the file ended inside a block")
+                    md5.update(piece)
+                    done += len(piece)
+                return md5.digest()
 
             with ThreadPoolExecutor(max(1, min(n_threads, len(blocks)))) as pool:
                 digests = list(pool.map(digest, blocks))

@@ -242,25 +242,37 @@ def source_mask(data: np.ndarray, err: np.ndarray, dq: np.ndarray | None) -> np.
     return mask
 
 
+def _compiled_inputs(data: np.ndarray, err: np.ndarray, dq: np.ndarray | None) -> bool:
+    """Whether the arrays are a ``_cal`` image's, which the compiled passes read."""
+    arrays = (data, err) if dq is None else (data, err, dq)
+    return (data.dtype == np.float32 and err.dtype in (np.float16, np.float32)
+            and (dq is None or dq.dtype == np.uint32)
+            and all(arr.flags.c_contiguous for arr in arrays))
+
+
 def _masked_inputs(data: np.ndarray, err: np.ndarray, dq: np.ndarray | None
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return `source_mask`, the data as float32 and the error as float64, NaN where masked.
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Return `source_mask` and the data as float32 with NaN where masked.
 
     One compiled pass (`romancore.segmentation.detection_inputs`) for the arrays of a
-    ``_cal`` image (float32 data, float16 or float32 error, uint32 DQ); NumPy
-    otherwise. The same arrays either way.
+    ``_cal`` image; NumPy otherwise. The same arrays either way.
     """
-    from romancore.segmentation import detection_inputs
+    if _compiled_inputs(data, err, dq):
+        from romancore.segmentation import detection_inputs
 
-    arrays = (data, err) if dq is None else (data, err, dq)
-    if (data.dtype == np.float32 and err.dtype in (np.float16, np.float32)
-            and (dq is None or dq.dtype == np.uint32)
-            and all(arr.flags.c_contiguous for arr in arrays)):
         return detection_inputs(data, err, dq, int(_DO_NOT_USE))
     mask = source_mask(data, err, dq)
-    image32 = np.where(mask, np.float32(np.nan), data).astype(np.float32, copy=False)
-    err64 = np.where(mask, np.nan, err).astype(np.float64, copy=False)
-    return mask, image32, err64
+    return mask, np.where(mask, np.float32(np.nan), data).astype(np.float32, copy=False)
+
+
+def _masked_error(err: np.ndarray, mask: np.ndarray, data: np.ndarray,
+                  dq: np.ndarray | None) -> np.ndarray:
+    """Return the error as float64 with NaN where masked (compiled for ``_cal`` arrays)."""
+    if _compiled_inputs(data, err, dq):
+        from romancore.segmentation import masked_error
+
+        return masked_error(err, mask)
+    return np.where(mask, np.nan, err).astype(np.float64, copy=False)
 
 
 def zoom_mesh(mesh: np.ndarray, box_size: tuple[int, int], shape: tuple[int, int]
@@ -1077,7 +1089,7 @@ def make_source_catalog(
     flux_unit = u.nJy if calibrated else u.DN / u.s
     if not calibrated:
         notes.append("no photometric conversion: fluxes are in DN/s")
-    mask, image32, err64 = _masked_inputs(data, err, dq)
+    mask, image32 = _masked_inputs(data, err, dq)
     n_masked = int(mask.sum())
     empty = np.zeros(data.shape, dtype=np.uint32)
     if mask.all():
@@ -1118,6 +1130,7 @@ def make_source_catalog(
 
     from .measure import segment_properties
 
+    err64 = _masked_error(err, mask, data, dq)  # (here: after the background's peak)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         warnings.simplefilter("ignore", AstropyUserWarning)
