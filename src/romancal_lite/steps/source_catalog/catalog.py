@@ -81,9 +81,6 @@ _AB_ZEROPOINT_NJY = 31.4
 NO_UNIT = "None"
 _DO_NOT_USE = np.uint32(1)
 
-#: fit the PSFs in a thread beside the other measurements (False: after them)
-_PSF_IN_THREAD = True
-
 
 def aperture_colnames() -> list[str]:
     """Return the circular-aperture flux column names (``aper01_flux`` ...).
@@ -1137,15 +1134,6 @@ def make_source_catalog(
         # SourceCatalog's segment properties (centroids, shape, area, segment flux)
         props = segment_properties(conv, work, err64, mask, segm, labels, bbox)
         xc, yc = props["x_centroid"], props["y_centroid"]
-        # the PSF fit (NumPy, one core) runs beside the compiled measurements below
-        psf_pool = psf_future = None
-        if fit_psf and _PSF_IN_THREAD:
-            from concurrent.futures import ThreadPoolExecutor
-
-            from .psf import fit_psf_photometry
-
-            psf_pool = ThreadPoolExecutor(1, thread_name_prefix="psf-fit")
-            psf_future = psf_pool.submit(fit_psf_photometry, work, err64, mask, xc, yc, psf)
         # SourceCatalog's Kron radius/photometry, flux_radius and windowed centroids,
         # computed for all sources at once (.measure; the same numbers to ~1e-15)
         kron = _kron_and_window(props, work, err64, mask, segm, labels, xc, yc)
@@ -1251,11 +1239,7 @@ def make_source_catalog(
     if fit_psf:
         from .psf import fit_psf_photometry
 
-        if psf_future is not None:
-            fit = psf_future.result()
-            psf_pool.shutdown()
-        else:
-            fit = fit_psf_photometry(work, err64, mask, xc, yc, psf)
+        fit = fit_psf_photometry(work, err64, mask, xc, yc, psf)
         cols.update(x_psf=fit.x, y_psf=fit.y, x_psf_err=fit.x_err, y_psf_err=fit.y_err,
                     psf_flux=fit.flux * to_flux, psf_flux_err=fit.flux_err * to_flux,
                     psf_gof=fit.gof, psf_flags=fit.flags)
