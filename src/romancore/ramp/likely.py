@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -320,15 +320,30 @@ def step_false_positive_bound(read_pattern: Sequence[Sequence[int]], frame_time:
     return worst
 
 
-@functools.lru_cache(maxsize=64)
-def _threshold(pattern: tuple[tuple[int, ...], ...], frame_time: float,
-               rate: float) -> float:
+def _solve_threshold(bound: Any, pattern: tuple[tuple[int, ...], ...], frame_time: float,
+                     rate: float) -> float:
+    """Return the ``h`` at which ``bound(pattern, frame_time, h)`` is ``rate / STEP_SAFETY``."""
     from scipy.optimize import brentq
 
     target = rate / STEP_SAFETY
-    return float(brentq(
-        lambda h: math.log(step_false_positive_bound(pattern, frame_time, h) / target),
-        1.0, 12.0, xtol=1e-6))
+    return float(brentq(lambda h: math.log(bound(pattern, frame_time, h) / target),
+                        1.0, 12.0, xtol=1e-6))
+
+
+def _checked_pattern(read_pattern: Sequence[Sequence[int]], frame_time: float,
+                     false_positive_rate: float) -> tuple[tuple[tuple[int, ...], ...], float]:
+    """Return the read pattern as a hashable tuple and the rate, both validated."""
+    rate = float(false_positive_rate)
+    if not 0 < rate <= 0.1:
+        raise ValueError(f"false_positive_rate must be in (0, 0.1], got {false_positive_rate!r}")
+    likely_tables(read_pattern, frame_time)  # validates
+    return tuple(tuple(r) for r in validate_read_pattern(read_pattern)), rate
+
+
+@functools.lru_cache(maxsize=64)
+def _threshold(pattern: tuple[tuple[int, ...], ...], frame_time: float,
+               rate: float) -> float:
+    return _solve_threshold(step_false_positive_bound, pattern, frame_time, rate)
 
 
 def step_threshold_for(read_pattern: Sequence[Sequence[int]], frame_time: float,
@@ -354,11 +369,7 @@ def step_threshold_for(read_pattern: Sequence[Sequence[int]], frame_time: float,
     float
         The threshold in sigma.
     """
-    rate = float(false_positive_rate)
-    if not 0 < rate <= 0.1:
-        raise ValueError(f"false_positive_rate must be in (0, 0.1], got {false_positive_rate!r}")
-    likely_tables(read_pattern, frame_time)  # validates
-    pattern = tuple(tuple(r) for r in validate_read_pattern(read_pattern))
+    pattern, rate = _checked_pattern(read_pattern, frame_time, false_positive_rate)
     return _threshold(pattern, float(frame_time), rate)
 
 
@@ -417,12 +428,7 @@ def neighbor_false_positive_bound(read_pattern: Sequence[Sequence[int]], frame_t
 @functools.lru_cache(maxsize=64)
 def _neighbor_threshold(pattern: tuple[tuple[int, ...], ...], frame_time: float,
                         rate: float) -> float:
-    from scipy.optimize import brentq
-
-    target = rate / STEP_SAFETY
-    return float(brentq(
-        lambda h: math.log(neighbor_false_positive_bound(pattern, frame_time, h) / target),
-        1.0, 12.0, xtol=1e-6))
+    return _solve_threshold(neighbor_false_positive_bound, pattern, frame_time, rate)
 
 
 def neighbor_threshold_for(read_pattern: Sequence[Sequence[int]], frame_time: float,
@@ -450,11 +456,7 @@ def neighbor_threshold_for(read_pattern: Sequence[Sequence[int]], frame_time: fl
     float
         The threshold in sigma.
     """
-    rate = float(false_positive_rate)
-    if not 0 < rate <= 0.1:
-        raise ValueError(f"false_positive_rate must be in (0, 0.1], got {false_positive_rate!r}")
-    likely_tables(read_pattern, frame_time)  # validates
-    pattern = tuple(tuple(r) for r in validate_read_pattern(read_pattern))
+    pattern, rate = _checked_pattern(read_pattern, frame_time, false_positive_rate)
     return _neighbor_threshold(pattern, float(frame_time), rate)
 
 
