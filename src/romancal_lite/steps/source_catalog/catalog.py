@@ -1257,7 +1257,8 @@ def make_source_catalog(
         filled[name] = np.asarray(cols[name]).astype(table[name].dtype)
         filled[name].unit = table[name].unit
     filled.meta.update(_table_meta(pixel_scale, radii, r_in, r_out, ee_fractions))
-    return CatalogResult(filled, segm.astype(np.uint32), n_masked, None, notes)
+    # the labels are >= 0: the map as uint32 without a copy
+    return CatalogResult(filled, segm.view(np.uint32), n_masked, None, notes)
 
 
 def _warning_flags(
