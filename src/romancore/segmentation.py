@@ -13,6 +13,7 @@ from romancore._validation import check_array
 __all__ = [
     "MOMENT_COLUMNS",
     "Segments",
+    "bbox_slices",
     "detection_inputs",
     "label_above_threshold",
     "masked_error",
@@ -48,8 +49,23 @@ class Segments(NamedTuple):
     @property
     def slices(self) -> list[tuple[slice, slice]]:
         """``(slice(ymin, ymax + 1), slice(xmin, xmax + 1))`` per segment."""
-        return [(slice(int(y0), int(y1) + 1), slice(int(x0), int(x1) + 1))
-                for y0, y1, x0, x1 in self.bbox]
+        return bbox_slices(self.bbox)
+
+
+def bbox_slices(bbox: np.ndarray) -> list[tuple[slice, slice]]:
+    """Return ``(slice(ymin, ymax + 1), slice(xmin, xmax + 1))`` per inclusive box.
+
+    Parameters
+    ----------
+    bbox : numpy.ndarray, shape (n, 4)
+        ``(ymin, ymax, xmin, xmax)`` per segment, as :class:`Segments` holds them.
+
+    Returns
+    -------
+    list of tuple of slice
+    """
+    return [(slice(int(y0), int(y1) + 1), slice(int(x0), int(x1) + 1))
+            for y0, y1, x0, x1 in bbox]
 
 
 def _error_bits(error: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

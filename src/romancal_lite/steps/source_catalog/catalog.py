@@ -1125,6 +1125,8 @@ def make_source_catalog(
         return CatalogResult(_empty_table(flux_unit, fit_psf), empty, n_masked,
                              "no sources detected", notes)
 
+    from romancore.segmentation import bbox_slices
+
     from .measure import segment_properties
 
     err64 = _masked_error(err, mask, data, dq)  # (here: after the background's peak)
@@ -1140,8 +1142,7 @@ def make_source_catalog(
         xw, yw, rhl = kron["x_win"], kron["y_win"], kron["flux_radius"]
         cols: dict[str, Any] = {"label": labels.astype(np.int32)}
         cols["flagged_spatial_id"] = np.zeros(len(labels), dtype=np.int64)
-        slices = [(slice(int(y0), int(y1) + 1), slice(int(x0), int(x1) + 1))
-                  for y0, y1, x0, x1 in bbox]
+        slices = bbox_slices(bbox)
         x_err, y_err = isophotal_centroid_errors(conv, segm, mask, err64, kernel,
                                                  labels, slices, xc, yc)
         xw_err, yw_err = windowed_centroid_errors(work, segm, mask, err64, labels,
