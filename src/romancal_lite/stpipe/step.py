@@ -42,6 +42,7 @@ from romancal_lite.stpipe.config import (
     split_dotted,
 )
 from romancal_lite.stpipe.log import step_logger
+from romancal_lite.stpipe.memory import ordinary_pages
 from romancal_lite.stpipe.naming import add_known_suffix, make_output_name
 from romancal_lite.stpipe.params import Param, format_errors, validate_parameters
 
@@ -340,6 +341,9 @@ class Step:
     def run(self, input: Any) -> Any:  # noqa: A002
         """Run the step on ``input``: the only entry point that does the framework work.
 
+        Run from the top (no parent), the step allocates its arrays with ordinary
+        memory pages (`romancal_lite.stpipe.memory.ordinary_pages`).
+
         Parameters
         ----------
         input : str, path-like or model
@@ -350,6 +354,15 @@ class Step:
         object
             The result of `process`, or the input model when ``skip`` is set.
         """
+        if self.parent is not None:
+            return self._run(input)
+        with ordinary_pages():
+            return self._run(input)
+
+    __call__ = run
+
+    def _run(self, input: Any) -> Any:  # noqa: A002
+        """Do the work of `run` (see there)."""
         start = time.perf_counter()
         if self.parent is None:
             self._input_name = _name_of(input)
@@ -388,8 +401,6 @@ class Step:
             self.save(result, self.output_path())
         self.log.info("Step %s done in %.2f s", self.name, time.perf_counter() - start)
         return result
-
-    __call__ = run
 
     def process(self, model: Any) -> Any:
         """Do the step's work; every step overrides this.

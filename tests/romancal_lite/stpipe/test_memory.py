@@ -1,0 +1,66 @@
+"""The page policy of a running step (`romancal_lite.stpipe.memory`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from romancal_lite.stpipe import Step
+from romancal_lite.stpipe.memory import _madvise_switch, ordinary_pages
+
+SWITCH = _madvise_switch()
+needs_switch = pytest.mark.skipif(SWITCH is None, reason="NumPy has no huge-page switch")
+
+
+class _Probe(Step):
+    """Records NumPy's huge-page advice while it runs."""
+
+    class_alias = "memory_probe"
+
+    def process(self, model):
+        self.seen = bool(SWITCH[0]())
+        return model
+
+
+@pytest.fixture
+def advice_on(monkeypatch):
+    monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE", raising=False)
+    getter, setter = SWITCH
+    before = getter()
+    setter(True)
+    yield
+    setter(before)
+
+
+@needs_switch
+def test_ordinary_pages_switches_off_and_restores(advice_on):
+    getter, _ = SWITCH
+    with ordinary_pages() as switched:
+        assert switched
+        assert not getter()
+    assert getter()
+
+
+@needs_switch
+def test_ordinary_pages_restores_after_an_error(advice_on):
+    getter, _ = SWITCH
+    with pytest.raises(RuntimeError), ordinary_pages():
+        raise RuntimeError("boom")
+    assert getter()
+
+
+@needs_switch
+def test_users_environment_choice_is_kept(advice_on, monkeypatch):
+    monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "1")
+    getter, _ = SWITCH
+    with ordinary_pages() as switched:
+        assert not switched
+        assert getter()
+
+
+@needs_switch
+def test_a_step_run_from_the_top_uses_ordinary_pages(advice_on):
+    probe = _Probe()
+    probe.save_results = False
+    assert probe.run(object()) is not None
+    assert probe.seen is False
+    assert SWITCH[0]()
