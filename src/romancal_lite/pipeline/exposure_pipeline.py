@@ -49,7 +49,6 @@ from romancal_lite.steps.tweakreg import TweakRegStep, update_sky_columns
 from romancal_lite.steps.tweakreg import tweakreg as _tweakreg
 from romancal_lite.steps.wfi18_transient import WFI18TransientStep
 from romancal_lite.stpipe import Param, Pipeline
-from romancal_lite.stpipe.memory import ordinary_pages
 from romancal_lite.stpipe.naming import make_output_name
 
 __all__ = [
@@ -278,8 +277,7 @@ class ExposurePipeline(Pipeline):
         if members is None:
             self._joint = False
             return super().run(input)
-        with ordinary_pages():
-            return self._run_many(members)
+        return self._run_many(members)
 
     def _run_many(self, members: list[tuple[Any, str | None]]) -> list[Any]:
         """Calibrate each exposure, align them all together, then write everything."""

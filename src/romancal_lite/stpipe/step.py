@@ -101,6 +101,10 @@ class Step:
     #: where the official RAD schema spells the step differently (``dark``,
     #: ``flat_field``) does a step set it.
     cal_step_key: ClassVar[str] = ""
+    #: Whether NumPy may advise transparent huge pages for the step's new arrays
+    #: (`romancal_lite.stpipe.memory`): faster for scattered writes into big arrays
+    #: (drizzle), slower where many fresh images are made (the source catalog).
+    huge_pages: ClassVar[bool] = True
 
     skip = Param(bool, False, "Skip this step (the input is passed on unchanged)")
     save_results = Param(bool, False, "Save the result to <basename>_<suffix>.asdf")
@@ -341,8 +345,8 @@ class Step:
     def run(self, input: Any) -> Any:  # noqa: A002
         """Run the step on ``input``: the only entry point that does the framework work.
 
-        Run from the top (no parent), the step allocates its arrays with ordinary
-        memory pages (`romancal_lite.stpipe.memory.ordinary_pages`).
+        A step whose class sets ``huge_pages = False`` allocates its arrays with
+        ordinary memory pages (`romancal_lite.stpipe.memory.ordinary_pages`).
 
         Parameters
         ----------
@@ -354,7 +358,7 @@ class Step:
         object
             The result of `process`, or the input model when ``skip`` is set.
         """
-        if self.parent is not None:
+        if self.huge_pages:
             return self._run(input)
         with ordinary_pages():
             return self._run(input)

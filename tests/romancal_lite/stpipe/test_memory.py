@@ -15,6 +15,7 @@ class _Probe(Step):
     """Records NumPy's huge-page advice while it runs."""
 
     class_alias = "memory_probe"
+    huge_pages = False
 
     def process(self, model):
         self.seen = bool(SWITCH[0]())
@@ -57,10 +58,23 @@ def test_users_environment_choice_is_kept(advice_on, monkeypatch):
         assert getter()
 
 
+class _HugeProbe(_Probe):
+    class_alias = "memory_probe_huge"
+    huge_pages = True
+
+
 @needs_switch
-def test_a_step_run_from_the_top_uses_ordinary_pages(advice_on):
+def test_a_step_declining_huge_pages_runs_with_ordinary_pages(advice_on):
     probe = _Probe()
-    probe.save_results = False
     assert probe.run(object()) is not None
     assert probe.seen is False
     assert SWITCH[0]()
+    other = _HugeProbe()
+    other.run(object())
+    assert other.seen is True
+
+
+def test_source_catalog_declines_huge_pages():
+    from romancal_lite.steps.source_catalog import SourceCatalogStep
+
+    assert SourceCatalogStep.huge_pages is False

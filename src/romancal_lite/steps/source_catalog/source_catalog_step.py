@@ -77,6 +77,8 @@ class SourceCatalogStep(Step):
     class_alias = "source_catalog"
     model_type = datamodels.ImageModel
     reference_file_types = ("epsf", "apcorr")
+    # a dozen fresh full-size images: ordinary pages (1.2 s vs 2.0 s on a full frame)
+    huge_pages = False
     suffix = Param(str, "cat", "Suffix of the catalog file name (the map gets 'segm')")
 
     bkg_boxsize = Param(int, 1000, "Background mesh box size in pixels", minimum=1)
