@@ -41,6 +41,7 @@ cdef extern from *:
     #include <stdint.h>
     #include <stdlib.h>
     #include <string.h>
+    #include <math.h>
 
     /* x86-64 Linux: AVX2 clones of the row loops chosen at load time (the same
        operations in the same order: the same results as the baseline). */
@@ -174,12 +175,14 @@ cdef extern from *:
     /* Sort finite v[0:n] ascending: values spread over n buckets by a monotone
        linear map of [min, max] (so buckets are in order), each bucket sorted on its
        own (insertion sort when small, the same method when large; qsort past a
-       depth that only pathological spacings reach).  tmp and cnt hold n values. */
-    static void rc_sort_finite(double *v, ptrdiff_t n, double *tmp, uint32_t *cnt,
-                               int depth)
+       depth that only pathological spacings reach).  tmp, qi, qs and cnt hold n
+       values each; a bucket's recursion uses the parent's scratch at its own
+       positions (qi, qs) or after the parent is done with it (tmp, cnt). */
+    static void rc_sort_finite_q(double *v, ptrdiff_t n, double *tmp, uint32_t *qi,
+                                 uint32_t *qs, uint32_t *cnt, int depth)
     {
         ptrdiff_t i, j, nb, start;
-        double lo, hi, scale;
+        double lo, hi, scale, l4[4], h4[4];
         if (n <= 24) {
             rc_insertion_sort(v, n);
             return;
@@ -188,45 +191,95 @@ cdef extern from *:
             qsort(v, (size_t)n, sizeof(double), rc_cmp_double);
             return;
         }
-        lo = v[0];
-        hi = v[0];
-        for (i = 1; i < n; i++) {
-            lo = v[i] < lo ? v[i] : lo;
-            hi = v[i] > hi ? v[i] : hi;
+        for (j = 0; j < 4; j++) {
+            l4[j] = v[0];
+            h4[j] = v[0];
+        }
+        for (i = 0; i + 4 <= n; i += 4)  /* four independent min/max chains */
+            for (j = 0; j < 4; j++) {
+                l4[j] = v[i + j] < l4[j] ? v[i + j] : l4[j];
+                h4[j] = v[i + j] > h4[j] ? v[i + j] : h4[j];
+            }
+        for (; i < n; i++) {
+            l4[0] = v[i] < l4[0] ? v[i] : l4[0];
+            h4[0] = v[i] > h4[0] ? v[i] : h4[0];
+        }
+        lo = l4[0];
+        hi = h4[0];
+        for (j = 1; j < 4; j++) {
+            lo = l4[j] < lo ? l4[j] : lo;
+            hi = h4[j] > hi ? h4[j] : hi;
         }
         if (!(hi > lo))
             return;  /* all equal */
         nb = n;
         /* max maps to ~nb - 0.5: min in bucket 0, max in a later one */
         scale = ((double)nb - 0.5) / (hi - lo);
-        #define RC_BUCKET(x) ({ ptrdiff_t q_ = (ptrdiff_t)(((x) - lo) * scale); \
-                                q_ < 0 ? 0 : (q_ >= nb ? nb - 1 : q_); })
+        for (i = 0; i < n; i++) {
+            ptrdiff_t q = (ptrdiff_t)((v[i] - lo) * scale);
+            q = q < 0 ? 0 : (q >= nb ? nb - 1 : q);
+            qi[i] = (uint32_t)q;
+        }
         memset(cnt, 0, (size_t)nb * sizeof(uint32_t));
         for (i = 0; i < n; i++)
-            cnt[RC_BUCKET(v[i])]++;
+            cnt[qi[i]]++;
         start = 0;
         for (j = 0; j < nb; j++) {  /* counts -> starts */
             uint32_t c = cnt[j];
             cnt[j] = (uint32_t)start;
             start += c;
         }
-        for (i = 0; i < n; i++)
-            tmp[cnt[RC_BUCKET(v[i])]++] = v[i];
+        for (i = 0; i < n; i++) {
+            uint32_t p = cnt[qi[i]]++;
+            tmp[p] = v[i];
+            qs[p] = qi[i];
+        }
         memcpy(v, tmp, (size_t)n * sizeof(double));
-        /* each bucket is a run of v with one bucket number: sort the runs */
+        /* each bucket is a run of one bucket number: sort the runs */
         i = 0;
         while (i < n) {
-            ptrdiff_t b = RC_BUCKET(v[i]);
+            uint32_t b = qs[i];
             j = i + 1;
-            while (j < n && RC_BUCKET(v[j]) == b)
+            while (j < n && qs[j] == b)
                 j++;
             if (j - i > 1)
-                rc_sort_finite(v + i, j - i, tmp, cnt, depth + 1);
+                rc_sort_finite_q(v + i, j - i, tmp, qi + i, qs + i, cnt, depth + 1);
             i = j;
         }
-        #undef RC_BUCKET
     }
 
+    /* Mean and population standard deviation of v[0:n] (two passes, eight
+       independent partial sums so that the loops vectorise). */
+    RC_DECAY_CLONES static void rc_mean_std(const double *restrict v, ptrdiff_t n,
+                                            double *mean, double *std)
+    {
+        double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, m, t = 0.0;
+        ptrdiff_t i, j;
+        for (i = 0; i + 8 <= n; i += 8)
+            for (j = 0; j < 8; j++)
+                acc[j] += v[i + j];
+        for (j = 0; j < 8; j++)
+            t += acc[j];
+        for (; i < n; i++)
+            t += v[i];
+        m = t / (double)n;
+        for (j = 0; j < 8; j++)
+            acc[j] = 0.0;
+        t = 0.0;
+        for (i = 0; i + 8 <= n; i += 8)
+            for (j = 0; j < 8; j++) {
+                double d = v[i + j] - m;
+                acc[j] += d * d;
+            }
+        for (j = 0; j < 8; j++)
+            t += acc[j];
+        for (; i < n; i++) {
+            double d = v[i] - m;
+            t += d * d;
+        }
+        *mean = m;
+        *std = sqrt(t / (double)n);
+    }
     /* One row's first-resultant residuals (romancal wfi18_transient: R0 minus R1
        extrapolated back with the rate of R1 -> R2; float32 differences, float64
        arithmetic, as NumPy computes it) and which are usable: R4 - R3 not above the
@@ -281,8 +334,9 @@ cdef extern from *:
     unsigned int rc_f32_key(float f) noexcept nogil
     float rc_median_keys(const unsigned int* keys, Py_ssize_t n, unsigned int* tmp,
                          unsigned int* hist) noexcept nogil
-    void rc_sort_finite(double* v, Py_ssize_t n, double* tmp, unsigned int* cnt,
-                        int depth) noexcept nogil
+    void rc_sort_finite_q(double* v, Py_ssize_t n, double* tmp, unsigned int* qi,
+                          unsigned int* qs, unsigned int* cnt, int depth) noexcept nogil
+    void rc_mean_std(const double* v, Py_ssize_t n, double* mean, double* std) noexcept nogil
     Py_ssize_t rc_residuals(const float* d0, const float* d1, const float* d2,
                             const float* d3, const float* d4, Py_ssize_t n, double dt0,
                             double dt1, const float* thr, int per_column, float row_thr,
@@ -332,27 +386,19 @@ cdef void _clip_bounds(double* v, Py_ssize_t n, double sigma, int maxiters,
     stop when nothing more is clipped, nothing is left, or after ``maxiters`` passes.
     The values are sorted once, so that the median is read by position and what a
     pass keeps is a contiguous run found by bisection; the mean and the spread are
-    summed over the run (in sorted order: astropy sums in the order its selections
-    leave, so the bounds can differ from its by rounding only).
+    summed over the run (sorted, in eight partial sums: astropy sums in the order its
+    selections leave, so the bounds can differ from its by rounding only).
     """
     cdef Py_ssize_t i, lo = 0, hi = n, cnt_run, a, b, m, top, iteration = 0
     cdef double med, mean, std, d
-    rc_sort_finite(v, n, work, cnt, 0)
+    rc_sort_finite_q(v, n, work, cnt, cnt + n, cnt + 2 * n, 0)
     while True:
         cnt_run = hi - lo
         if cnt_run % 2 == 0:
             med = 0.5 * (v[lo + cnt_run // 2] + v[lo + cnt_run // 2 - 1])
         else:
             med = v[lo + (cnt_run - 1) // 2]
-        mean = 0.0
-        for i in range(lo, hi):
-            mean += v[i]
-        mean /= cnt_run
-        std = 0.0
-        for i in range(lo, hi):
-            d = v[i] - mean
-            std += d * d
-        std = sqrt(std / cnt_run)
+        rc_mean_std(v + lo, cnt_run, &mean, &std)
         lower[0] = med - sigma * std
         upper[0] = med + sigma * std
         # kept: the run v[a:b] with lower <= v <= upper (two bisections)
@@ -455,7 +501,7 @@ def clipped_row_means(const float[:, ::1] d0, const float[:, ::1] d1,
         work = <double*>malloc(max(n, 1) * sizeof(double))
         row = <double*>malloc(max(n, 1) * sizeof(double))
         usable = <unsigned char*>malloc(max(n, 1))
-        cnt = <unsigned int*>malloc(max(n, 1) * sizeof(unsigned int))
+        cnt = <unsigned int*>malloc(3 * max(n, 1) * sizeof(unsigned int))
         for y in prange(row0, row1, schedule="dynamic", chunksize=8):
             row_thr = 0 if per_column else thresholds[y - row0]
             out[y - row0] = _row_mean(
