@@ -577,7 +577,10 @@ def read_level_linearity(float[:, :, ::1] data, uint8_t[:, :, ::1] gdq, uint32_t
         if s == NULL:
             with gil:
                 raise MemoryError("romancore.apply_read_level_linearity: out of memory")
-        for y in prange(row0, row1, schedule="static"):
+        # rows handed out a few at a time: on a shared machine a descheduled thread
+        # does not hold up the other (each pixel depends on itself alone: the same
+        # results whatever the assignment)
+        for y in prange(row0, row1, schedule="dynamic", chunksize=4):
             rc_read_level_row(&data[0, 0, 0], &gdq[0, 0, 0], &pdq[0, 0], &lin[0, 0, 0],
                               &lin_dq[0, 0], &ilin[0, 0, 0], &p, y, s)
         rc_scratch_delete(s)
