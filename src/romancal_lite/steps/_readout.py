@@ -78,7 +78,7 @@ def read_time_period(
                              int(rows)).copy()
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=2)  # 8.4 MB each on a full frame
 def _read_time_period(frame_time: float, sca: int, frame_number: float,
                       rows: int) -> np.ndarray:
     if not 0 < rows <= FULL_ROWS:
