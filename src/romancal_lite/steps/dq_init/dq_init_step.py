@@ -34,10 +34,6 @@ class DQInitStep(Step):
     """
 
     class_alias = "dq_init"
-    # the decompressed input and the pixel DQ are fresh NumPy arrays: ordinary pages
-    # (0.41 vs 0.47 CPU s on a full frame; the float32 ramp and groupdq are anonymous
-    # maps either way)
-    huge_pages = False
     reference_file_types = ("mask",)
     suffix = Param(str, "dqinit", "Suffix of the output file name")
     expand_gw_flagging = Param(
