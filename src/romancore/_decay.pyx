@@ -20,10 +20,20 @@ cdef enum:
 
 cdef void _subtract_row(float* f, const double* p, Py_ssize_t col0,
                         Py_ssize_t col1) noexcept nogil:
-    """f[x] -= p[x % 256] for col0 <= x < col1 (in double, stored as float)."""
-    cdef Py_ssize_t x
-    for x in range(col0, col1):
-        f[x] = <float>(<double>f[x] - p[x & (PERIOD - 1)])
+    """f[x] -= p[x % 256] for col0 <= x < col1 (in double, stored as float).
+
+    Period by period, so that the inner loop is contiguous in both arrays (vectorised).
+    """
+    cdef Py_ssize_t x, start, stop, k, k0
+    start = col0
+    while start < col1:
+        k0 = start & (PERIOD - 1)
+        stop = start - k0 + PERIOD
+        if stop > col1:
+            stop = col1
+        for k in range(stop - start):
+            f[start + k] = <float>(<double>f[start + k] - p[k0 + k])
+        start = stop
 
 
 def subtract_periodic(float[:, ::1] frame, const double[:, ::1] period,
@@ -35,103 +45,393 @@ def subtract_periodic(float[:, ::1] frame, const double[:, ::1] period,
             _subtract_row(&frame[y, 0], &period[y, 0], col0, col1)
 
 
-ctypedef fused real:
-    float
-    double
+cdef extern from *:
+    """
+    #include <stddef.h>
+    #include <stdint.h>
+    #include <stdlib.h>
+    #include <string.h>
+    #include <math.h>
 
+    /* x86-64 Linux: AVX2 clones of the row loops chosen at load time (the same
+       operations in the same order: the same results as the baseline). */
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    #define RC_DECAY_CLONES __attribute__((target_clones("avx2", "default")))
+    #else
+    #define RC_DECAY_CLONES
+    #endif
 
-cdef real _kth(real* a, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
-    """k-th smallest of a[0:n] by Wirth's (Hoare's) selection; a is reordered, as
-    astropy's is, so that a following selection on a[0:k] sees the same order."""
-    cdef Py_ssize_t lo = 0, hi = n - 1, i, j
-    cdef real pivot, tmp
-    while lo < hi:
-        pivot = a[k]
-        i = lo
-        j = hi
-        while True:
-            while a[i] < pivot:
-                i += 1
-            while pivot < a[j]:
-                j -= 1
-            if i <= j:
-                tmp = a[i]
-                a[i] = a[j]
-                a[j] = tmp
-                i += 1
-                j -= 1
-            if i > j:
-                break
-        if j < k:
-            lo = i
-        if k < i:
-            hi = j
-    return a[k]
+    /* Order-preserving unsigned key of a non-NaN float32 (-0.0 sorts just below
+       +0.0, which compare equal as floats: the value selected is the same). */
+    static inline uint32_t rc_f32_key(float f)
+    {
+        uint32_t u;
+        memcpy(&u, &f, sizeof u);
+        return u ^ ((uint32_t)((int32_t)u >> 31) | 0x80000000u);
+    }
+
+    static inline float rc_key_f32(uint32_t k)
+    {
+        uint32_t u = (k & 0x80000000u) ? (k ^ 0x80000000u) : ~k;
+        float f;
+        memcpy(&f, &u, sizeof f);
+        return f;
+    }
+
+    /* The key of rank r (0-based) among keys[0:n], by radix selection: a histogram
+       of each byte in turn (most significant first; four interleaved histograms,
+       so that runs of one bin do not wait on each other), keeping only the bin
+       holding rank r (gathered into tmp, unless every key shares it).  Exact.
+       *dup: the key returned also sits at rank r - 1. */
+    RC_DECAY_CLONES static uint32_t rc_select_key(const uint32_t *keys, ptrdiff_t n,
+                                                  ptrdiff_t r, uint32_t *tmp,
+                                                  uint32_t *hist, int *dup)
+    {
+        const uint32_t *src = keys;
+        ptrdiff_t m = n, i, j, cum;
+        uint32_t prefix = 0, b, c;
+        int s;
+        for (s = 24; s >= 0; s -= 8) {
+            memset(hist, 0, 4 * 256 * sizeof(uint32_t));
+            for (i = 0; i + 4 <= m; i += 4) {
+                hist[(src[i] >> s) & 0xffu]++;
+                hist[256 + ((src[i + 1] >> s) & 0xffu)]++;
+                hist[512 + ((src[i + 2] >> s) & 0xffu)]++;
+                hist[768 + ((src[i + 3] >> s) & 0xffu)]++;
+            }
+            for (; i < m; i++)
+                hist[(src[i] >> s) & 0xffu]++;
+            cum = 0;
+            b = 0;
+            for (;;) {
+                c = hist[b] + hist[256 + b] + hist[512 + b] + hist[768 + b];
+                if (cum + (ptrdiff_t)c > r)
+                    break;
+                cum += c;
+                b++;
+            }
+            r -= cum;
+            prefix |= b << s;
+            if (s == 0) {
+                *dup = r > 0;  /* the bin holds one key: r > 0 is a repeat */
+                break;
+            }
+            if ((ptrdiff_t)c == m)
+                continue;
+            j = 0;
+            for (i = 0; i < m; i++) {  /* branch-free gather of bin b */
+                uint32_t k = src[i];
+                tmp[j] = k;
+                j += ((k >> s) & 0xffu) == b;
+            }
+            src = tmp;
+            m = j;
+        }
+        return prefix;
+    }
+
+    /* The largest of keys[0:n] below k (0 if none): a max reduction, vectorised. */
+    RC_DECAY_CLONES static uint32_t rc_max_below(const uint32_t *keys, ptrdiff_t n,
+                                                 uint32_t k)
+    {
+        ptrdiff_t i;
+        uint32_t mb = 0;
+        for (i = 0; i < n; i++) {
+            uint32_t c = keys[i] < k ? keys[i] : 0u;
+            mb = c > mb ? c : mb;
+        }
+        return mb;
+    }
+
+    /* numpy.median of keys[0:n] (n > 0, no NaN): the middle value, or the float32
+       mean of the two middle values. */
+    static float rc_median_keys(const uint32_t *keys, ptrdiff_t n, uint32_t *tmp,
+                                uint32_t *hist)
+    {
+        uint32_t khi;
+        int dup;
+        float lo, hi, s;
+        khi = rc_select_key(keys, n, n / 2, tmp, hist, &dup);
+        if (n % 2 == 1)
+            return rc_key_f32(khi);
+        /* rank n/2 - 1: the same key repeated, else the largest key below it */
+        lo = rc_key_f32(dup ? khi : rc_max_below(keys, n, khi));
+        hi = rc_key_f32(khi);
+        s = lo + hi;
+        return s / 2.0f;
+    }
+
+    static void rc_insertion_sort(double *v, ptrdiff_t n)
+    {
+        ptrdiff_t i, j;
+        double x;
+        for (i = 1; i < n; i++) {
+            x = v[i];
+            j = i;
+            while (j > 0 && v[j - 1] > x) {
+                v[j] = v[j - 1];
+                j--;
+            }
+            v[j] = x;
+        }
+    }
+
+    static int rc_cmp_double(const void *a, const void *b)
+    {
+        double x = *(const double *)a, y = *(const double *)b;
+        return (x > y) - (x < y);
+    }
+
+    /* Sort finite v[0:n] ascending: values spread over n buckets by a monotone
+       linear map of [min, max] (so buckets are in order), each bucket sorted on its
+       own (insertion sort when small, the same method when large; qsort past a
+       depth that only pathological spacings reach).  tmp, qi, qs and cnt hold n
+       values each; a bucket's recursion uses the parent's scratch at its own
+       positions (qi, qs) or after the parent is done with it (tmp, cnt). */
+    static void rc_sort_finite_q(double *v, ptrdiff_t n, double *tmp, uint32_t *qi,
+                                 uint32_t *qs, uint32_t *cnt, int depth)
+    {
+        ptrdiff_t i, j, nb, start;
+        double lo, hi, scale, l4[4], h4[4];
+        if (n <= 24) {
+            rc_insertion_sort(v, n);
+            return;
+        }
+        if (depth > 12) {
+            qsort(v, (size_t)n, sizeof(double), rc_cmp_double);
+            return;
+        }
+        for (j = 0; j < 4; j++) {
+            l4[j] = v[0];
+            h4[j] = v[0];
+        }
+        for (i = 0; i + 4 <= n; i += 4)  /* four independent min/max chains */
+            for (j = 0; j < 4; j++) {
+                l4[j] = v[i + j] < l4[j] ? v[i + j] : l4[j];
+                h4[j] = v[i + j] > h4[j] ? v[i + j] : h4[j];
+            }
+        for (; i < n; i++) {
+            l4[0] = v[i] < l4[0] ? v[i] : l4[0];
+            h4[0] = v[i] > h4[0] ? v[i] : h4[0];
+        }
+        lo = l4[0];
+        hi = h4[0];
+        for (j = 1; j < 4; j++) {
+            lo = l4[j] < lo ? l4[j] : lo;
+            hi = h4[j] > hi ? h4[j] : hi;
+        }
+        if (!(hi > lo))
+            return;  /* all equal */
+        nb = n;
+        /* max maps to ~nb - 0.5: min in bucket 0, max in a later one */
+        scale = ((double)nb - 0.5) / (hi - lo);
+        for (i = 0; i < n; i++) {
+            ptrdiff_t q = (ptrdiff_t)((v[i] - lo) * scale);
+            q = q < 0 ? 0 : (q >= nb ? nb - 1 : q);
+            qi[i] = (uint32_t)q;
+        }
+        memset(cnt, 0, (size_t)nb * sizeof(uint32_t));
+        for (i = 0; i < n; i++)
+            cnt[qi[i]]++;
+        start = 0;
+        for (j = 0; j < nb; j++) {  /* counts -> starts */
+            uint32_t c = cnt[j];
+            cnt[j] = (uint32_t)start;
+            start += c;
+        }
+        for (i = 0; i < n; i++) {
+            uint32_t p = cnt[qi[i]]++;
+            tmp[p] = v[i];
+            qs[p] = qi[i];
+        }
+        memcpy(v, tmp, (size_t)n * sizeof(double));
+        /* each bucket is a run of one bucket number: sort the runs */
+        i = 0;
+        while (i < n) {
+            uint32_t b = qs[i];
+            j = i + 1;
+            while (j < n && qs[j] == b)
+                j++;
+            if (j - i > 1)
+                rc_sort_finite_q(v + i, j - i, tmp, qi + i, qs + i, cnt, depth + 1);
+            i = j;
+        }
+    }
+
+    /* Mean and population standard deviation of v[0:n] (two passes, eight
+       independent partial sums so that the loops vectorise). */
+    RC_DECAY_CLONES static void rc_mean_std(const double *restrict v, ptrdiff_t n,
+                                            double *mean, double *std)
+    {
+        double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, m, t = 0.0;
+        ptrdiff_t i, j;
+        for (i = 0; i + 8 <= n; i += 8)
+            for (j = 0; j < 8; j++)
+                acc[j] += v[i + j];
+        for (j = 0; j < 8; j++)
+            t += acc[j];
+        for (; i < n; i++)
+            t += v[i];
+        m = t / (double)n;
+        for (j = 0; j < 8; j++)
+            acc[j] = 0.0;
+        t = 0.0;
+        for (i = 0; i + 8 <= n; i += 8)
+            for (j = 0; j < 8; j++) {
+                double d = v[i + j] - m;
+                acc[j] += d * d;
+            }
+        for (j = 0; j < 8; j++)
+            t += acc[j];
+        for (; i < n; i++) {
+            double d = v[i] - m;
+            t += d * d;
+        }
+        *mean = m;
+        *std = sqrt(t / (double)n);
+    }
+    /* One row's first-resultant residuals (romancal wfi18_transient: R0 minus R1
+       extrapolated back with the rate of R1 -> R2; float32 differences, float64
+       arithmetic, as NumPy computes it) and which are usable: R4 - R3 not above the
+       threshold and the residual finite.  Branch-free, so it vectorises (AVX2 clone
+       on x86-64 Linux: the same operations, the same results). */
+    RC_DECAY_CLONES static ptrdiff_t rc_residuals(
+            const float *restrict d0, const float *restrict d1, const float *restrict d2,
+            const float *restrict d3, const float *restrict d4, ptrdiff_t n, double dt0,
+            double dt1, const float *restrict thr, int per_column, float row_thr,
+            double *restrict res, unsigned char *restrict use, double *restrict work)
+    {
+        ptrdiff_t x, count = 0;
+        if (per_column) {
+            for (x = 0; x < n; x++) {
+                double rate = (double)(d2[x] - d1[x]) / dt1;
+                double value = (double)d0[x] - ((double)d1[x] - rate * dt0);
+                float diff = d4[x] - d3[x];
+                res[x] = value;
+                use[x] = !(diff > thr[x]) & (value - value == 0.0);
+            }
+        } else {
+            for (x = 0; x < n; x++) {
+                double rate = (double)(d2[x] - d1[x]) / dt1;
+                double value = (double)d0[x] - ((double)d1[x] - rate * dt0);
+                float diff = d4[x] - d3[x];
+                res[x] = value;
+                use[x] = !(diff > row_thr) & (value - value == 0.0);
+            }
+        }
+        for (x = 0; x < n; x++) {  /* the usable ones, in order */
+            work[count] = res[x];
+            count += use[x];
+        }
+        return count;
+    }
+
+    /* row[x] = res[x] where usable and within [lower, upper], else 0; the count. */
+    RC_DECAY_CLONES static ptrdiff_t rc_kept(const double *restrict res,
+                                             const unsigned char *restrict use,
+                                             ptrdiff_t n, double lower, double upper,
+                                             double *restrict row)
+    {
+        ptrdiff_t x, kept = 0;
+        for (x = 0; x < n; x++) {
+            int ok = use[x] & (res[x] >= lower) & (res[x] <= upper);
+            row[x] = ok ? res[x] : 0.0;
+            kept += ok;
+        }
+        return kept;
+    }
+    """
+    unsigned int rc_f32_key(float f) noexcept nogil
+    float rc_median_keys(const unsigned int* keys, Py_ssize_t n, unsigned int* tmp,
+                         unsigned int* hist) noexcept nogil
+    void rc_sort_finite_q(double* v, Py_ssize_t n, double* tmp, unsigned int* qi,
+                          unsigned int* qs, unsigned int* cnt, int depth) noexcept nogil
+    void rc_mean_std(const double* v, Py_ssize_t n, double* mean, double* std) noexcept nogil
+    Py_ssize_t rc_residuals(const float* d0, const float* d1, const float* d2,
+                            const float* d3, const float* d4, Py_ssize_t n, double dt0,
+                            double dt1, const float* thr, int per_column, float row_thr,
+                            double* res, unsigned char* use, double* work) noexcept nogil
+    Py_ssize_t rc_kept(const double* res, const unsigned char* use, Py_ssize_t n,
+                       double lower, double upper, double* row) noexcept nogil
 
 
 def row_medians(const float[:, ::1] a, const float[:, ::1] b, Py_ssize_t row0,
                 Py_ssize_t row1, Py_ssize_t col0, Py_ssize_t col1, float[::1] out,
                 int n_threads):
-    cdef Py_ssize_t y, x, n = col1 - col0, h
-    cdef float* buf
-    cdef float lo, hi, s
-    cdef bint has_nan
+    cdef Py_ssize_t y, x, n = col1 - col0
+    cdef unsigned int* keys
+    cdef unsigned int* tmp
+    cdef unsigned int* hist
+    cdef const float* pa
+    cdef const float* pb
+    cdef float d
+    cdef int has_nan
     with nogil, parallel(num_threads=n_threads):
-        buf = <float*>malloc(max(n, 1) * sizeof(float))
+        keys = <unsigned int*>malloc(max(n, 1) * sizeof(unsigned int))
+        tmp = <unsigned int*>malloc(max(n, 1) * sizeof(unsigned int))
+        hist = <unsigned int*>malloc(4 * 256 * sizeof(unsigned int))
         for y in prange(row0, row1, schedule="dynamic", chunksize=8):
-            has_nan = False
+            pa = &a[y, col0]
+            pb = &b[y, col0]
+            has_nan = 0
             for x in range(n):
-                buf[x] = a[y, col0 + x] - b[y, col0 + x]
-                if isnan(buf[x]):
-                    has_nan = True
+                d = pa[x] - pb[x]
+                has_nan = has_nan | (d != d)
+                keys[x] = rc_f32_key(d)
             if has_nan or n == 0:
                 out[y - row0] = NAN  # numpy.median propagates NaN
-                continue
-            h = n // 2
-            hi = _kth(buf, n, h)
-            if n % 2 == 1:
-                out[y - row0] = hi
             else:
-                # numpy: the float32 mean of the two middle values
-                lo = _kth(buf, h, h - 1)
-                s = lo + hi
-                out[y - row0] = s / <float>2.0
-        free(buf)
+                out[y - row0] = rc_median_keys(keys, n, tmp, hist)
+        free(keys)
+        free(tmp)
+        free(hist)
 
 
 cdef void _clip_bounds(double* v, Py_ssize_t n, double sigma, int maxiters,
-                       double* lower, double* upper) noexcept nogil:
+                       double* work, unsigned int* cnt, double* lower,
+                       double* upper) noexcept nogil:
     """astropy's fast sigma clip (median centre, standard deviation) of v[0:n].
 
     Each pass: centre = median, std about the mean; keep lower <= v <= upper;
     stop when nothing more is clipped, nothing is left, or after ``maxiters`` passes.
+    The values are sorted once, so that the median is read by position and what a
+    pass keeps is a contiguous run found by bisection; the mean and the spread are
+    summed over the run (sorted, in eight partial sums: astropy sums in the order its
+    selections leave, so the bounds can differ from its by rounding only).
     """
-    cdef Py_ssize_t i, kept, iteration = 0
+    cdef Py_ssize_t i, lo = 0, hi = n, cnt_run, a, b, m, top, iteration = 0
     cdef double med, mean, std, d
+    rc_sort_finite_q(v, n, work, cnt, cnt + n, cnt + 2 * n, 0)
     while True:
-        if n % 2 == 0:
-            med = 0.5 * (_kth(v, n, n // 2) + _kth(v, n, n // 2 - 1))
+        cnt_run = hi - lo
+        if cnt_run % 2 == 0:
+            med = 0.5 * (v[lo + cnt_run // 2] + v[lo + cnt_run // 2 - 1])
         else:
-            med = _kth(v, n, (n - 1) // 2)
-        mean = 0.0
-        for i in range(n):
-            mean += v[i]
-        mean /= n
-        std = 0.0
-        for i in range(n):
-            d = v[i] - mean
-            std += d * d
-        std = sqrt(std / n)
+            med = v[lo + (cnt_run - 1) // 2]
+        rc_mean_std(v + lo, cnt_run, &mean, &std)
         lower[0] = med - sigma * std
         upper[0] = med + sigma * std
-        kept = 0
-        for i in range(n):
-            if v[i] >= lower[0] and v[i] <= upper[0]:
-                v[kept] = v[i]
-                kept += 1
-        if kept == n or kept == 0:
+        # kept: the run v[a:b] with lower <= v <= upper (two bisections)
+        a = lo
+        b = hi
+        while a < b:
+            m = (a + b) // 2
+            if v[m] < lower[0]:
+                a = m + 1
+            else:
+                b = m
+        top = hi
+        b = a
+        while b < top:
+            m = (b + top) // 2
+            if v[m] <= upper[0]:
+                b = m + 1
+            else:
+                top = m
+        if b - a == cnt_run or b == a:
             return
-        n = kept
+        lo = a
+        hi = b
         iteration += 1
         if maxiters != -1 and iteration >= maxiters:
             return
@@ -175,34 +475,19 @@ cdef double _row_mean(const float* d0, const float* d1, const float* d2,
                       const float* d3, const float* d4, Py_ssize_t n, double dt0,
                       double dt1, const float* thr, bint per_column, float row_thr,
                       double sigma, int maxiters, double* res, double* work, double* row,
-                      bint* usable) noexcept nogil:
+                      unsigned int* cnt, unsigned char* usable) noexcept nogil:
     """Clipped mean residual of one row (pointers at the row's first science pixel)."""
-    cdef Py_ssize_t x, count = 0, kept = 0
-    cdef double rate, value, lower = 0.0, upper = 0.0
-    cdef float diff, t
-    for x in range(n):
-        # romancal wfi18_transient: the first resultant extrapolated back from the
-        # 2nd and 3rd (float32 differences, float64 arithmetic, as NumPy computes it)
-        rate = <double>(d2[x] - d1[x]) / dt1
-        value = <double>d0[x] - (<double>d1[x] - rate * dt0)
-        res[x] = value
-        diff = d4[x] - d3[x]
-        t = thr[x] if per_column else row_thr
-        usable[x] = (not (diff > t)) and isfinite(value)
-        if usable[x]:
-            work[count] = value
-            count += 1
+    cdef Py_ssize_t count, kept
+    cdef double lower = 0.0, upper = 0.0
+    count = rc_residuals(d0, d1, d2, d3, d4, n, dt0, dt1, thr, per_column, row_thr,
+                         res, usable, work)
     if count == 0:
         return NAN
-    _clip_bounds(work, count, sigma, maxiters, &lower, &upper)
+    # row: scratch of the sort here, the kept values below
+    _clip_bounds(work, count, sigma, maxiters, row, cnt, &lower, &upper)
     # the mean of what the final bounds keep, summed as numpy.nanmean does (the
     # others as zeros in a pairwise sum over the whole row)
-    for x in range(n):
-        if usable[x] and res[x] >= lower and res[x] <= upper:
-            row[x] = res[x]
-            kept += 1
-        else:
-            row[x] = 0.0
+    kept = rc_kept(res, usable, n, lower, upper, row)
     if kept == 0:
         return NAN
     return _pairwise_sum(row, n) / <double>kept
@@ -218,20 +503,23 @@ def clipped_row_means(const float[:, ::1] d0, const float[:, ::1] d1,
     cdef double* res
     cdef double* work
     cdef double* row
-    cdef bint* usable
+    cdef unsigned char* usable
+    cdef unsigned int* cnt
     cdef float row_thr
     with nogil, parallel(num_threads=n_threads):
         res = <double*>malloc(max(n, 1) * sizeof(double))
         work = <double*>malloc(max(n, 1) * sizeof(double))
         row = <double*>malloc(max(n, 1) * sizeof(double))
-        usable = <bint*>malloc(max(n, 1) * sizeof(bint))
+        usable = <unsigned char*>malloc(max(n, 1))
+        cnt = <unsigned int*>malloc(3 * max(n, 1) * sizeof(unsigned int))
         for y in prange(row0, row1, schedule="dynamic", chunksize=8):
             row_thr = 0 if per_column else thresholds[y - row0]
             out[y - row0] = _row_mean(
                 &d0[y, col0], &d1[y, col0], &d2[y, col0], &d3[y, col0], &d4[y, col0], n,
                 dt0, dt1, &thresholds[0], per_column, row_thr, sigma, maxiters,
-                res, work, row, usable)
+                res, work, row, cnt, usable)
         free(res)
         free(work)
         free(row)
         free(usable)
+        free(cnt)

@@ -79,6 +79,9 @@ def row_medians(
 ) -> np.ndarray:
     """Return, per row of a window, the median of ``a - b`` (float32, as ``numpy.median``).
 
+    Exact: the middle order statistics found by a byte-wise radix selection on the
+    values' order-preserving bit patterns.
+
     Parameters
     ----------
     a, b : numpy.ndarray of float32, (ny, nx), C-contiguous
@@ -119,8 +122,13 @@ def clipped_row_means(
     (romancal 1.1 ``wfi18_transient``); it is used where ``R4 - R3`` is not above the
     threshold and the residual is finite. The row's mean is astropy's
     ``sigma_clipped_stats(..., sigma, maxiters, axis=1)[0]``: passes of median centre
-    and standard deviation bounds (astropy's fast clipping, Wirth selection included),
-    then the NumPy NaN-mean of the values within the final bounds.
+    and standard deviation bounds (astropy's fast clipping), then the NumPy NaN-mean
+    of the values within the final bounds. The row's usable residuals are sorted once
+    (a bucket sort over their range), so that each pass reads the median by position
+    and keeps a contiguous run found by bisection; the medians are exact order
+    statistics, as astropy's selection gives, and the pass's mean and standard
+    deviation are summed over the run in another order than astropy's (bounds equal
+    to rounding; the final mean is summed as NumPy does).
 
     Parameters
     ----------

@@ -90,3 +90,52 @@ def test_validation():
         clipped_row_means(tuple(r[:4]), DT, np.zeros(300, np.float32), True)
     with pytest.raises(ValueError, match="thresholds"):
         clipped_row_means(tuple(r), DT, np.zeros(3, np.float32), True)
+
+
+def test_row_medians_ties_signs_and_lengths():
+    # the radix selection against numpy.median: repeated middle values (the two middle
+    # order statistics equal), all-equal rows, negative and positive values, zeros of
+    # both signs, infinities, and odd and even lengths down to 1 and 2
+    rng = np.random.default_rng(3)
+    rows = [
+        np.array([5.0, 1.0, 5.0, 5.0, 2.0, 9.0]),          # middle pair 5, 5
+        np.array([3.0, 3.0, 3.0, 3.0]),                      # all equal
+        np.array([-2.5, 7.0, -0.0, 0.0, 1e-30, -1e30]),     # signs, both zeros
+        np.array([np.inf, -np.inf, 1.0, 2.0]),               # infinities
+        np.array([4.0, 1.0, 1.0, 4.0]),                      # middle pair 1, 4
+        np.round(rng.normal(0.0, 2.0, 301)),                 # many ties, odd
+        np.round(rng.normal(-100.0, 2.0, 300)) / 4.0,        # many ties, even
+    ]
+    for row in rows:
+        for n in {1, 2, 3, row.size}:
+            a = row[:n].astype(np.float32)[None, :]
+            got = row_medians(a, np.zeros_like(a))
+            want = np.median(a, axis=1)
+            np.testing.assert_array_equal(got, want)
+
+
+def test_clipped_means_extreme_spreads_equal_astropy():
+    # the sorted clip against astropy on rows whose values are badly spread for a
+    # bucket sort: one huge outlier (the bulk in a few buckets), geometric spacing
+    # (one value split off per level: the depth fallback), heavy ties
+    stats = pytest.importorskip("astropy.stats")
+    rng = np.random.default_rng(11)
+    nx = 400
+    r = [np.zeros((6, nx), np.float32) for _ in range(5)]
+    res = np.empty((6, nx))
+    res[0] = rng.normal(30.0, 3.0, nx)
+    res[0, 17] = 3.0e7
+    res[1] = np.geomspace(1.0, 1.0e30, nx)
+    res[2] = np.round(rng.normal(5.0, 1.0, nx))
+    res[3] = rng.normal(-8.0, 0.5, nx)
+    res[3, ::50] = -1.0e6
+    res[4] = 7.0
+    res[5] = rng.standard_cauchy(nx)
+    # R1 = R2 = 0: the residual is R0 itself
+    r[0][:] = res.astype(np.float32)
+    thresholds = np.full(6, 1.0, np.float32)  # R4 - R3 = 0: every pixel usable
+    got = clipped_row_means(tuple(r), DT, thresholds, False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want, _, _ = stats.sigma_clipped_stats(r[0].astype(np.float64), sigma=3.0, axis=1)
+    np.testing.assert_array_equal(got, np.asarray(want))

@@ -261,9 +261,9 @@ def _simulated(pattern, shape, seed):
     return data, gdq, pdq.astype(np.uint32), lin, ldq, ilin
 
 
-def _inl_table(nx, seed):
+def _inl_table(nx, seed, start=0, step=32):
     rng = np.random.default_rng(seed)
-    values = np.arange(0, 65536, 32).astype(np.uint16)
+    values = np.arange(start, 65536, step).astype(np.uint16)
     n_channels = -(-nx // 128)
     phase = rng.uniform(0, 2 * np.pi, (n_channels, 1))
     corr = rng.uniform(0.5, 1.5, (n_channels, 1)) * np.sin(
@@ -289,11 +289,25 @@ def _romancal_inl(values, corr):
 @pytest.mark.parametrize("use_inl", [True, False], ids=["inl", "no_inl"])
 @pytest.mark.parametrize("pattern", [MA4, MA109], ids=["ma4", "ma109"])
 def test_matches_stcal_bit_for_bit(pattern, use_inl):
+    _check_stcal_bit_for_bit(pattern, use_inl)
+
+
+# the uniform tables' two bin computations: from 0 with a power-of-two step (the bin
+# is the floor of u / step, no correction), offset or with another step (a guess
+# corrected by one bin where it rounds across a grid value)
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("start, step", [(0, 64), (16, 32), (0, 48), (7, 40)],
+                         ids=["pow2", "offset", "step48", "offset_step40"])
+def test_matches_stcal_uniform_tables(start, step):
+    _check_stcal_bit_for_bit(MA4, True, start, step)
+
+
+def _check_stcal_bit_for_bit(pattern, use_inl, start=0, step=32):
     stcal_lin = pytest.importorskip("stcal.linearity.linearity")
     shape = (24, 300)  # 3 channels, the last one partial
     data, gdq, pdq, lin, ldq, ilin = _simulated(pattern, shape, seed=len(pattern))
     assert (gdq & SAT).any() and not (gdq & SAT).all()
-    values, corr = _inl_table(shape[1], seed=7)
+    values, corr = _inl_table(shape[1], seed=7, start=start, step=step)
     expected, expected_pdq, _ = stcal_lin.linearity_correction(
         data[np.newaxis].copy(), gdq[np.newaxis].copy(), pdq.copy(), lin.copy(), ldq,
         pixel, ilin_coeffs=ilin.copy(),

@@ -22,6 +22,8 @@ lower-left corner of a full frame: pixel ``(y, x)`` reads when full-frame pixel
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 __all__ = [
@@ -71,6 +73,14 @@ def read_time_period(
     numpy.ndarray of float64, (rows, 256)
         ``period[y, x % 256]`` is the read time of frame pixel ``(y, x)``.
     """
+    # computed once per set of arguments (a few ms) and copied: callers may modify it
+    return _read_time_period(float(frame_time), int(sca), float(frame_number),
+                             int(rows)).copy()
+
+
+@lru_cache(maxsize=2)  # 8.4 MB each on a full frame
+def _read_time_period(frame_time: float, sca: int, frame_number: float,
+                      rows: int) -> np.ndarray:
     if not 0 < rows <= FULL_ROWS:
         raise ValueError(f"rows must be 1 ... {FULL_ROWS}, got {rows}")
     flip_rows = sca % 3 != 0
@@ -102,6 +112,7 @@ def read_time_period(
     period = np.ascontiguousarray(period)
     if frame_number:
         period += frame_number * frame_time
+    period.flags.writeable = False
     return period
 
 
