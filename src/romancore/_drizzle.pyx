@@ -85,7 +85,14 @@ cdef inline const double* _pm(const PixMap* m, Py_ssize_t i, Py_ssize_t j) noexc
 
 
 cdef inline long _nint(double x) noexcept nogil:
-    return <long>round(x)
+    """``round(x)`` (half away from zero) without the libm call (|x| < 2**52)."""
+    cdef long r = <long>x
+    cdef double d = x - <double>r
+    if d >= 0.5:
+        r += 1
+    elif d <= -0.5:
+        r -= 1
+    return r
 
 
 cdef int _interp_point(const PixMap* m, double xin, double yin,
@@ -622,9 +629,30 @@ def shrink_box(const double[:, :, ::1] pixmap, int xmin, int xmax, int ymin, int
 
 
 # ----------------------------------------------------------------------- overlaps
+cdef inline double _sgarea_tail(double x1, double y1, double x2, double y2, double dx,
+                               double dy, double sgn_dx, double xlo, double xhi, double ylo,
+                               double yhi) noexcept nogil:
+    """`_sgarea` once the segment is known to cross the bottom or the top of the square."""
+    cdef double det, xtop
+    det = x1 * y2 - y1 * x2
+    if ylo < 0.0:
+        ylo = 0.0
+        xlo = det / dy
+    if yhi < 0.0:
+        yhi = 0.0
+        xhi = det / dy
+    if ylo <= 1.0:
+        if yhi <= 1.0:
+            return sgn_dx * 0.5 * (xhi - xlo) * (yhi + ylo)
+        xtop = (dx + det) / dy
+        return sgn_dx * (0.5 * (xtop - xlo) * (1.0 + ylo) + xhi - xtop)
+    xtop = (dx + det) / dy
+    return sgn_dx * (0.5 * (xhi - xtop) * (1.0 + yhi) + xtop - xlo)
+
+
 cdef inline double _sgarea(double x1, double y1, double x2, double y2) noexcept nogil:
     """Signed area under the segment within the unit square at the origin."""
-    cdef double xlo, xhi, ylo, yhi, xtop, dx, dy, det, sgn_dx, slope
+    cdef double xlo, xhi, ylo, yhi, dx, dy, sgn_dx, slope
     dx = x2 - x1
     dy = y2 - y1
     if dx == 0:
@@ -648,20 +676,7 @@ cdef inline double _sgarea(double x1, double y1, double x2, double y2) noexcept 
         return 0.0
     if ylo >= 1.0 and yhi >= 1.0:
         return sgn_dx * (xhi - xlo)
-    det = x1 * y2 - y1 * x2
-    if ylo < 0.0:
-        ylo = 0.0
-        xlo = det / dy
-    if yhi < 0.0:
-        yhi = 0.0
-        xhi = det / dy
-    if ylo <= 1.0:
-        if yhi <= 1.0:
-            return sgn_dx * 0.5 * (xhi - xlo) * (yhi + ylo)
-        xtop = (dx + det) / dy
-        return sgn_dx * (0.5 * (xtop - xlo) * (1.0 + ylo) + xhi - xtop)
-    xtop = (dx + det) / dy
-    return sgn_dx * (0.5 * (xhi - xtop) * (1.0 + yhi) + xtop - xlo)
+    return _sgarea_tail(x1, y1, x2, y2, dx, dy, sgn_dx, xlo, xhi, ylo, yhi)
 
 
 cdef inline double _boxer(double is_, double js, const double* x, const double* y) noexcept nogil:
@@ -678,6 +693,104 @@ cdef inline double _boxer(double is_, double js, const double* x, const double* 
     for i in range(4):
         total += _sgarea(px[i], py[i], px[(i + 1) & 3], py[(i + 1) & 3])
     return total
+
+
+cdef enum:
+    MAX_GRID = 6
+
+
+cdef int _boxer_grid(const double* x, const double* y, long lo_i, long hi_i, long lo_j,
+                     long hi_j, double* ov) noexcept nogil:
+    """`_boxer` of every output pixel of columns ``lo_i..hi_i``, rows ``lo_j..hi_j``.
+
+    ``ov[(jj - lo_j) * ncol + ii - lo_i]`` receives exactly (bit for bit) what `_boxer`
+    returns: when every shift ``x - (ii - 0.5)`` and ``y - (jj - 0.5)`` of a corner is
+    exact (both positive and within a factor 2 of each other, Sterbenz), an edge's
+    ``dx``, ``dy`` and slope do not depend on the pixel, its clipped x-range and the
+    slope's products depend on the column only, and its end heights are the row's
+    shift plus those products; only the pixels that the edge crosses need the rest
+    of `_sgarea`.  Returns 1 (nothing computed) when the shifts might round or the
+    block is larger than ``MAX_GRID`` a side.
+    """
+    cdef long nc = hi_i - lo_i + 1, nr = hi_j - lo_j + 1
+    cdef double xmn, xmx, ymn, ymx, x1, y1, x2, y2, dx, dy, slope, s, t
+    cdef double px1, px2, plo, phi, xlo, xhi, py1, ylo, yhi, total
+    cdef int e, c, r
+    cdef double sgn[4]
+    cdef double edx[4]
+    cdef double edy[4]
+    cdef double cx1[4][MAX_GRID]
+    cdef double cx2[4][MAX_GRID]
+    cdef double cxlo[4][MAX_GRID]
+    cdef double cxhi[4][MAX_GRID]
+    cdef double alo[4][MAX_GRID]
+    cdef double ahi[4][MAX_GRID]
+    cdef double full[4][MAX_GRID]
+    cdef unsigned char live[4][MAX_GRID]
+    if nc < 1 or nr < 1 or nc > MAX_GRID or nr > MAX_GRID or lo_i < 1 or lo_j < 1:
+        return 1
+    xmn = _min4(x)
+    xmx = _max4(x)
+    ymn = _min4(y)
+    ymx = _max4(y)
+    if not (xmn >= 0.5 * (<double>hi_i - 0.5) and xmx <= 2.0 * (<double>lo_i - 0.5)
+            and ymn >= 0.5 * (<double>hi_j - 0.5) and ymx <= 2.0 * (<double>lo_j - 0.5)):
+        return 1
+    for e in range(4):
+        x1 = x[e]
+        x2 = x[(e + 1) & 3]
+        dx = x2 - x1
+        dy = y[(e + 1) & 3] - y[e]
+        edx[e] = dx
+        edy[e] = dy
+        if dx == 0:
+            for c in range(nc):
+                live[e][c] = 0
+            continue
+        sgn[e] = -1.0 if dx < 0 else 1.0
+        slope = dy / dx
+        for c in range(nc):
+            s = <double>(lo_i + c) - 0.5
+            px1 = x1 - s
+            px2 = x2 - s
+            if dx < 0:
+                plo = px2
+                phi = px1
+            else:
+                plo = px1
+                phi = px2
+            if plo >= 1.0 or phi <= 0.0:
+                live[e][c] = 0
+                continue
+            live[e][c] = 1
+            xlo = plo if plo > 0.0 else 0.0
+            xhi = phi if phi < 1.0 else 1.0
+            cx1[e][c] = px1
+            cx2[e][c] = px2
+            cxlo[e][c] = xlo
+            cxhi[e][c] = xhi
+            alo[e][c] = slope * (xlo - px1)
+            ahi[e][c] = slope * (xhi - px1)
+            full[e][c] = sgn[e] * (xhi - xlo)
+    for r in range(nr):
+        t = <double>(lo_j + r) - 0.5
+        for c in range(nc):
+            total = 0.0
+            for e in range(4):
+                if not live[e][c]:
+                    continue
+                py1 = y[e] - t
+                ylo = py1 + alo[e][c]
+                yhi = py1 + ahi[e][c]
+                if ylo <= 0.0 and yhi <= 0.0:
+                    continue
+                if ylo >= 1.0 and yhi >= 1.0:
+                    total += full[e][c]
+                    continue
+                total += _sgarea_tail(cx1[e][c], py1, cx2[e][c], y[(e + 1) & 3] - t, edx[e],
+                                      edy[e], sgn[e], cxlo[e][c], cxhi[e][c], ylo, yhi)
+            ov[r * nc + c] = total
+    return 0
 
 
 cdef inline double _over(long i, long j, double xmin, double xmax,
@@ -790,6 +903,66 @@ cdef inline void _accumulate(const Job* jb, double* acc, unsigned char* flags, l
             acc[(2 + k) * band_cells + cell] += <double>dow * roots[k]
 
 
+cdef int _right_corners(const PixMap* m, int ic, int jc, double* xo, double* yo) noexcept nogil:
+    """Corners 1 (+h,+h) and 2 (+h,-h) of an interior pixel for h = 0.5, as `_interp_four`."""
+    cdef const double* a = _pm(m, ic, jc)
+    cdef const double* b = _pm(m, ic + 1, jc)
+    cdef const double* c = _pm(m, ic, jc + 1)
+    cdef const double* d = _pm(m, ic + 1, jc + 1)
+    cdef const double* e = _pm(m, ic, jc - 1)
+    cdef const double* f = _pm(m, ic + 1, jc - 1)
+    cdef double q = 0.25
+    xo[1] = a[0] * q + b[0] * q + c[0] * q + d[0] * q
+    yo[1] = a[1] * q + b[1] * q + c[1] * q + d[1] * q
+    xo[2] = e[0] * q + f[0] * q + a[0] * q + b[0] * q
+    yo[2] = e[1] * q + f[1] * q + a[1] * q + b[1] * q
+    if isnan(xo[1]) or isnan(yo[1]) or isnan(xo[2]) or isnan(yo[2]):
+        return 1
+    return 0
+
+
+cdef inline void _drizzle_quad(const Job* jb, const double* xo, const double* yo, double w,
+                               long b0, long b1, long width, long band_cells, double* acc,
+                               unsigned char* flags, float d, const float* roots, double* ov,
+                               int coverage) noexcept nogil:
+    """Add the quadrilateral (xo, yo) with weight ``w`` per unit area to the band.
+
+    ``coverage``: only the coverage plane (weights ``overlap x w``).
+    """
+    cdef long lo_i, hi_i, lo_j, hi_j, ii, jj, cell, n = 0
+    cdef double dover
+    cdef float dow
+    lo_j = max(max(_nint(_min4(yo)), 0), b0)
+    hi_j = min(min(_nint(_max4(yo)), jb.out_ny - 1), b1)
+    lo_i = max(_nint(_min4(xo)), 0)
+    hi_i = min(_nint(_max4(xo)), jb.out_nx - 1)
+    if lo_i > hi_i or lo_j > hi_j:
+        return
+    if _boxer_grid(xo, yo, lo_i, hi_i, lo_j, hi_j, ov) == 0:
+        for jj in range(lo_j, hi_j + 1):
+            for ii in range(lo_i, hi_i + 1):
+                dover = ov[n]
+                n += 1
+                if dover != 0.0:
+                    dow = <float>(dover * w)
+                    cell = (jj - b0) * width + (ii - jb.ox0)
+                    if coverage:
+                        acc[(2 + jb.nvar) * band_cells + cell] += dow
+                    else:
+                        _accumulate(jb, acc, flags, width, band_cells, cell, dow, d, roots)
+        return
+    for jj in range(lo_j, hi_j + 1):
+        for ii in range(lo_i, hi_i + 1):
+            dover = _boxer(<double>ii, <double>jj, xo, yo)
+            if dover != 0.0:
+                dow = <float>(dover * w)
+                cell = (jj - b0) * width + (ii - jb.ox0)
+                if coverage:
+                    acc[(2 + jb.nvar) * band_cells + cell] += dow
+                else:
+                    _accumulate(jb, acc, flags, width, band_cells, cell, dow, d, roots)
+
+
 cdef void _do_band(const Job* jb, long b0, long b1, double* acc, unsigned char* flags,
                    int* any_covered) noexcept nogil:
     """Drizzle every input pixel that reaches output rows [b0, b1]; merge the band."""
@@ -812,6 +985,9 @@ cdef void _do_band(const Job* jb, long b0, long b1, double* acc, unsigned char* 
     cdef float w_in, W, r, rr, vw, c, S
     cdef float rvals[4]
     cdef Py_ssize_t o
+    cdef Py_ssize_t ny = jb.m.ny
+    cdef int prev_i, bad = 0
+    cdef double ov[MAX_GRID * MAX_GRID]
     memset(acc, 0, nacc * band_cells * sizeof(double))
     memset(flags, 0, band_cells)
     for j in range(jb.jlo, jb.jhi + 1):
@@ -819,6 +995,7 @@ cdef void _do_band(const Job* jb, long b0, long b1, double* acc, unsigned char* 
             continue
         if not (jb.row_ymin[j] <= top and jb.row_ymax[j] >= bottom):
             continue
+        prev_i = -2
         for i in range(jb.x1[j], jb.x2[j] + 1):
             pix = j * nx + i
             q = _pm(&jb.m, i, j)
@@ -831,37 +1008,37 @@ cdef void _do_band(const Job* jb, long b0, long b1, double* acc, unsigned char* 
                 if jb.var[k] != NULL:
                     roots[k] = sqrtf(jb.var[k][pix]) * jb.iscale
             if jb.kernel == K_SQUARE:
-                if _square_corners(&jb.m, i, j, jb.dh, xo, yo) == 0:
+                if jb.dh == 0.5 and i > 0 and i < nx - 2 and j > 0 and j < ny - 2:
+                    # pixfrac 1: a corner is the mean of the 4 map values around it,
+                    # summed in the same order by both pixels that share it, so the
+                    # left corners are the previous pixel's right ones, bit for bit
+                    if prev_i == i - 1:
+                        xo[0] = xo[1]
+                        yo[0] = yo[1]
+                        xo[3] = xo[2]
+                        yo[3] = yo[2]
+                        bad = _right_corners(&jb.m, i, j, xo, yo)
+                    else:
+                        bad = _interp_four(&jb.m, i, j, 0.5, xo, yo)
+                    prev_i = i if bad == 0 else -2
+                else:
+                    bad = _square_corners(&jb.m, i, j, jb.dh, xo, yo)
+                    prev_i = -2
+                if bad == 0:
                     jaco = 0.5 * ((xo[1] - xo[3]) * (yo[0] - yo[2]) - (xo[0] - xo[2]) * (yo[1] - yo[3]))
                     w = (<double>wt) / jaco
-                    lo_j = max(_nint(_min4(yo)), 0)
-                    hi_j = min(_nint(_max4(yo)), jb.out_ny - 1)
-                    lo_i = max(_nint(_min4(xo)), 0)
-                    hi_i = min(_nint(_max4(xo)), jb.out_nx - 1)
-                    lo_j = max(lo_j, b0)
-                    hi_j = min(hi_j, b1)
-                    for jj in range(lo_j, hi_j + 1):
-                        for ii in range(lo_i, hi_i + 1):
-                            dover = _boxer(<double>ii, <double>jj, xo, yo)
-                            if dover != 0.0:
-                                dow = <float>(dover * w)
-                                cell = (jj - b0) * width + (ii - jb.ox0)
-                                _accumulate(jb, acc, flags, width, band_cells, cell, dow, d, roots)
+                    # a weightless pixel adds nothing (every dow is +-0)
+                    if not (wt == 0.0 and jaco != 0.0 and isfinite(jaco)):
+                        _drizzle_quad(jb, xo, yo, w, b0, b1, width, band_cells, acc, flags,
+                                      d, roots, ov, 0)
                 if jb.good != NULL and jb.good[pix]:
-                    if _square_corners(&jb.m, i, j, 0.5, xo, yo) == 0:
+                    if jb.dh != 0.5:
+                        bad = _square_corners(&jb.m, i, j, 0.5, xo, yo)
+                        prev_i = -2
+                    if bad == 0:
                         jaco = 0.5 * ((xo[1] - xo[3]) * (yo[0] - yo[2]) - (xo[0] - xo[2]) * (yo[1] - yo[3]))
-                        w = 1.0 / jaco
-                        lo_j = max(max(_nint(_min4(yo)), 0), b0)
-                        hi_j = min(min(_nint(_max4(yo)), jb.out_ny - 1), b1)
-                        lo_i = max(_nint(_min4(xo)), 0)
-                        hi_i = min(_nint(_max4(xo)), jb.out_nx - 1)
-                        for jj in range(lo_j, hi_j + 1):
-                            for ii in range(lo_i, hi_i + 1):
-                                dover = _boxer(<double>ii, <double>jj, xo, yo)
-                                if dover != 0.0:
-                                    dow = <float>(dover * w)
-                                    cell = (jj - b0) * width + (ii - jb.ox0)
-                                    acc[(2 + jb.nvar) * band_cells + cell] += dow
+                        _drizzle_quad(jb, xo, yo, 1.0 / jaco, b0, b1, width, band_cells, acc,
+                                      flags, d, roots, ov, 1)
             elif jb.kernel == K_POINT:
                 ox = q[0]
                 if isnan(ox) or isnan(oy):
