@@ -1016,7 +1016,7 @@ cdef void _do_band(const Job* jb, long b0, long b1, double* acc, unsigned char* 
                     # pixfrac 1: a corner is the mean of the 4 map values around it,
                     # summed in the same order by both pixels that share it, so the
                     # left corners are the previous pixel's right ones, bit for bit
-                    if prev_i == i - 1:
+                    if _use_grid and prev_i == i - 1:
                         xo[0] = xo[1]
                         yo[0] = yo[1]
                         xo[3] = xo[2]
@@ -1327,9 +1327,11 @@ def add_image(const float[:, ::1] data, object weights, const double[:, :, ::1] 
     return bool(covered_a.any())
 
 
-def set_grid_overlaps(bint on):
-    """Use (True, the default) `_boxer_grid` for the square kernel's blocks, or `_boxer`
-    per output pixel everywhere (tests: the results are the same bit for bit)."""
+def set_fast_square(bint on):
+    """Square kernel: share corners between neighbouring pixels and compute a pixel's
+    overlaps with `_boxer_grid` (True, the default), or compute every corner and every
+    overlap on its own (`_interp_four`, `_boxer`); the results are the same bit for bit
+    (tests)."""
     global _use_grid
     _use_grid = on
 
