@@ -1394,3 +1394,20 @@ def combine_rows(const double[:, ::1] m, const cnp.int64_t[::1] start, const dou
             for q in range(nq):
                 v = v + w[i, q] * m[start[i] + q, c]
             out[row0 + i, col0 + c, component] = v
+
+
+def combine_rows_pair(const double[:, ::1] m0, const double[:, ::1] m1,
+                      const cnp.int64_t[::1] start, const double[:, ::1] w,
+                      double[:, :, ::1] out, Py_ssize_t row0, Py_ssize_t col0, int n_threads):
+    """`combine_rows` of both components in one pass (``m0`` -> x, ``m1`` -> y)."""
+    cdef Py_ssize_t n = start.shape[0], ncol = m0.shape[1], nq = w.shape[1], i, c, q
+    cdef double v, u
+    for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
+        for c in range(ncol):
+            v = 0.0
+            u = 0.0
+            for q in range(nq):
+                v = v + w[i, q] * m0[start[i] + q, c]
+                u = u + w[i, q] * m1[start[i] + q, c]
+            out[row0 + i, col0 + c, 0] = v
+            out[row0 + i, col0 + c, 1] = u

@@ -325,3 +325,32 @@ def test_bad_arguments():
         rd.add_image(data, pixmap, out, out.astype(np.float64))
     with pytest.raises(ValueError, match="var_sum"):
         rd.add_image(data, pixmap, out, out.copy(), variances=[data])
+
+
+def test_spline_grid_pair_as_scipy_and_one_by_one():
+    """Both components in one pass: the values of two `spline_grid` calls bit for bit,
+    and of scipy's RectBivariateSpline to rounding; splines with other knots refused."""
+    from scipy.interpolate import RectBivariateSpline
+
+    rng = np.random.default_rng(12)
+    yc = np.linspace(0.0, 57.0, 9)
+    xc = np.linspace(3.0, 70.0, 11)
+    gy, gx = np.meshgrid(yc, xc, indexing="ij")
+    cx = 1.02 * gx - 0.03 * gy + 4e-4 * gx * gy + rng.normal(0, 1e-3, gx.shape)
+    cy = 0.02 * gx + 0.99 * gy - 3e-4 * gx * gx + rng.normal(0, 1e-3, gx.shape)
+    sx = RectBivariateSpline(yc, xc, cx, kx=3, ky=3)
+    sy = RectBivariateSpline(yc, xc, cy, kx=3, ky=3)
+    rows = np.arange(0.0, 58.0)
+    cols = np.arange(3.0, 71.0)
+    pair = np.full((60, 75, 2), np.nan)
+    rd.spline_grid_pair(sx.tck, sy.tck, sx.degrees, rows, cols, pair, row0=1, col0=4)
+    single = np.full((60, 75, 2), np.nan)
+    rd.spline_grid(sx.tck, sx.degrees, rows, cols, single, 0, row0=1, col0=4)
+    rd.spline_grid(sy.tck, sy.degrees, rows, cols, single, 1, row0=1, col0=4)
+    assert np.array_equal(pair, single, equal_nan=True)
+    assert np.isnan(pair[0]).all() and np.isnan(pair[:, :4]).all()
+    np.testing.assert_allclose(pair[1:59, 4:72, 0], sx(rows, cols), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(pair[1:59, 4:72, 1], sy(rows, cols), rtol=0, atol=1e-9)
+    other = RectBivariateSpline(yc[:-1], xc, cy[:-1], kx=3, ky=3)
+    with pytest.raises(ValueError, match="knots"):
+        rd.spline_grid_pair(sx.tck, other.tck, sx.degrees, rows, cols, pair)
