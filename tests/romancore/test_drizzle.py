@@ -253,11 +253,16 @@ def test_fast_square_kernel_bit_for_bit(name):
     out_shape = (int(shape[0] * scale * 1.5 + 260), int(shape[1] * scale * 1.5 + 260))
     runs = []
     for fast in (True, False):
-        arrays = {"out": np.zeros(out_shape, np.float32), "wht": np.zeros(out_shape, np.float32),
-                  "ctx": np.zeros(out_shape, np.uint32), "exptime": np.zeros(out_shape, np.float32),
-                  "s0": np.full(out_shape, np.nan, np.float32),
-                  "s1": np.full(out_shape, np.nan, np.float32),
-                  "w0": np.zeros(out_shape, np.float32), "w1": np.zeros(out_shape, np.float32)}
+        arrays = {
+            "out": np.zeros(out_shape, np.float32),
+            "wht": np.zeros(out_shape, np.float32),
+            "ctx": np.zeros(out_shape, np.uint32),
+            "exptime": np.zeros(out_shape, np.float32),
+            "s0": np.full(out_shape, np.nan, np.float32),
+            "s1": np.full(out_shape, np.nan, np.float32),
+            "w0": np.zeros(out_shape, np.float32),
+            "w1": np.zeros(out_shape, np.float32),
+        }
         counts = []
         sub = np.random.default_rng(sorted(FAST_CASES).index(name))
         _drizzle.set_fast_square(fast)
@@ -267,8 +272,10 @@ def test_fast_square_kernel_bit_for_bit(name):
                 pixmap = _pixmap(shape, angle + 3 * k, scale, (shift[0] + 1.3 * k, shift[1]),
                                  warp, nan_box)  # fmt: skip
                 pixmap[..., 0] += shear * (pixmap[..., 1] - np.nanmean(pixmap[..., 1]))
-                variances = [sub.uniform(0.5, 2.0, shape).astype(np.float32),
-                             sub.uniform(0.0, 3.0, shape).astype(np.float32)]
+                variances = [
+                    sub.uniform(0.5, 2.0, shape).astype(np.float32),
+                    sub.uniform(0.0, 3.0, shape).astype(np.float32),
+                ]
                 good = sub.random(shape) > 0.2 if k == 1 else None
                 rd.add_image(data, pixmap, arrays["out"], arrays["wht"], weight=weight,
                              pixfrac=pixfrac, pixel_scale_ratio=1.0 / scale,

@@ -130,7 +130,7 @@ def calc_pixmap(
                     pixmap.fill(np.nan)
                 sx = RectBivariateSpline(yc, xc, cx, kx=k, ky=k)
                 sy = RectBivariateSpline(yc, xc, cy, kx=k, ky=k)
-                if all(np.array_equal(a, b) for a, b in zip(sx.tck[:2], sy.tck[:2])):
+                if all(np.array_equal(a, b) for a, b in zip(sx.tck[:2], sy.tck[:2], strict=True)):
                     # both components in one pass over the map (same knots: the
                     # interpolating splines through one grid)
                     spline_grid_pair(sx.tck, sy.tck, sx.degrees, ys, xs, pixmap,
