@@ -1150,6 +1150,53 @@ cdef void _do_band(const Job* jb, long b0, long b1, double* acc, unsigned char* 
                     jb.var_wsum[k][o] = jb.var_wsum[k][o] + vw
 
 
+cdef void _row_extent(const PixMap* m, int j, int x1, int x2, double* e) noexcept nogil:
+    """Row ``j``'s output y range, x range and largest steps to the next pixel in x and
+    in y (``e``: ymin, ymax, xmin, xmax, |dx| and |dy| along x, |dx| and |dy| along y);
+    NaN map values are skipped."""
+    cdef double ymn = BIG_DOUBLE, ymx = -BIG_DOUBLE, xmn = BIG_DOUBLE, xmx = -BIG_DOUBLE
+    cdef double dxi = 0.0, dyi = 0.0, dxj = 0.0, dyj = 0.0, t
+    cdef const double* q
+    cdef const double* qn
+    cdef int i
+    for i in range(x1, x2 + 1):
+        q = _pm(m, i, j)
+        if isnan(q[0]) or isnan(q[1]):
+            continue
+        if q[1] < ymn:
+            ymn = q[1]
+        if q[1] > ymx:
+            ymx = q[1]
+        if q[0] < xmn:
+            xmn = q[0]
+        if q[0] > xmx:
+            xmx = q[0]
+        if i + 1 < m.nx:
+            qn = _pm(m, i + 1, j)
+            t = fabs(qn[0] - q[0])
+            if t > dxi:
+                dxi = t
+            t = fabs(qn[1] - q[1])
+            if t > dyi:
+                dyi = t
+        if j + 1 < m.ny:
+            qn = _pm(m, i, j + 1)
+            t = fabs(qn[0] - q[0])
+            if t > dxj:
+                dxj = t
+            t = fabs(qn[1] - q[1])
+            if t > dyj:
+                dyj = t
+    e[0] = ymn
+    e[1] = ymx
+    e[2] = xmn
+    e[3] = xmx
+    e[4] = dxi
+    e[5] = dyi
+    e[6] = dxj
+    e[7] = dyj
+
+
 def add_image(const float[:, ::1] data, object weights, const double[:, :, ::1] pixmap,
               const int[::1] x1, const int[::1] x2, int jlo, int jhi,
               int kernel, double pixfrac, float pscale_ratio, float iscale, float wscale,
@@ -1251,41 +1298,30 @@ def add_image(const float[:, ::1] data, object weights, const double[:, :, ::1] 
     jb.exptime_weight = exptime_weight
 
     # extent of the visited pixels on the output, and how far a footprint reaches
-    # beyond its pixel's mapped centre (a bound: the largest neighbour step)
+    # beyond its pixel's mapped centre (a bound: the largest neighbour step); rows
+    # in parallel, then the rows' extremes (order-free) in order
+    ext_a = np.empty((ny, 8), np.float64)
+    cdef double[:, ::1] ext = ext_a
+    for j in prange(jlo, jhi + 1, nogil=True, schedule="static", num_threads=nt):
+        _row_extent(&jb.m, j, x1[j], x2[j], &ext[j, 0])
     with nogil:
         for j in range(jlo, jhi + 1):
             if x1[j] > x2[j]:
                 continue
-            ymn = BIG_DOUBLE
-            ymx = -BIG_DOUBLE
-            for i in range(x1[j], x2[j] + 1):
-                q = &pixmap[j, i, 0]
-                if isnan(q[0]) or isnan(q[1]):
-                    continue
-                if q[1] < ymn:
-                    ymn = q[1]
-                if q[1] > ymx:
-                    ymx = q[1]
-                if q[0] < gxmin:
-                    gxmin = q[0]
-                if q[0] > gxmax:
-                    gxmax = q[0]
-                if i + 1 < nx:
-                    qn = &pixmap[j, i + 1, 0]
-                    t = fabs(qn[0] - q[0])
-                    if t > dxi:
-                        dxi = t
-                    t = fabs(qn[1] - q[1])
-                    if t > dyi:
-                        dyi = t
-                if j + 1 < ny:
-                    qn = &pixmap[j + 1, i, 0]
-                    t = fabs(qn[0] - q[0])
-                    if t > dxj:
-                        dxj = t
-                    t = fabs(qn[1] - q[1])
-                    if t > dyj:
-                        dyj = t
+            ymn = ext[j, 0]
+            ymx = ext[j, 1]
+            if ext[j, 2] < gxmin:
+                gxmin = ext[j, 2]
+            if ext[j, 3] > gxmax:
+                gxmax = ext[j, 3]
+            if ext[j, 4] > dxi:
+                dxi = ext[j, 4]
+            if ext[j, 5] > dyi:
+                dyi = ext[j, 5]
+            if ext[j, 6] > dxj:
+                dxj = ext[j, 6]
+            if ext[j, 7] > dyj:
+                dyj = ext[j, 7]
             row_ymin[j] = ymn
             row_ymax[j] = ymx
             if ymn < gymin:
