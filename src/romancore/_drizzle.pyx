@@ -906,6 +906,21 @@ cdef inline void _accumulate(const Job* jb, double* acc, unsigned char* flags, l
             acc[(2 + k) * band_cells + cell] += <double>dow * roots[k]
 
 
+cdef int _top_right_corner(const PixMap* m, int ic, int jc, double* xo,
+                           double* yo) noexcept nogil:
+    """Corner 1 (+h,+h) of an interior pixel for h = 0.5, as `_interp_four`."""
+    cdef const double* a = _pm(m, ic, jc)
+    cdef const double* b = _pm(m, ic + 1, jc)
+    cdef const double* c = _pm(m, ic, jc + 1)
+    cdef const double* d = _pm(m, ic + 1, jc + 1)
+    cdef double q = 0.25
+    xo[1] = a[0] * q + b[0] * q + c[0] * q + d[0] * q
+    yo[1] = a[1] * q + b[1] * q + c[1] * q + d[1] * q
+    if isnan(xo[1]) or isnan(yo[1]):
+        return 1
+    return 0
+
+
 cdef int _right_corners(const PixMap* m, int ic, int jc, double* xo, double* yo) noexcept nogil:
     """Corners 1 (+h,+h) and 2 (+h,-h) of an interior pixel for h = 0.5, as `_interp_four`."""
     cdef const double* a = _pm(m, ic, jc)
@@ -968,7 +983,7 @@ cdef inline void _drizzle_quad(const Job* jb, const double* xo, const double* yo
 
 
 cdef void _do_band(const Job* jb, long b0, long b1, double* acc, unsigned char* flags,
-                   int* any_covered, long* nfast) noexcept nogil:
+                   int* any_covered, long* nfast, double* nodes, int* stamp) noexcept nogil:
     """Drizzle every input pixel that reaches output rows [b0, b1]; merge the band."""
     cdef long width = jb.ox1 - jb.ox0 + 1
     cdef long rows = b1 - b0 + 1
@@ -1016,15 +1031,28 @@ cdef void _do_band(const Job* jb, long b0, long b1, double* acc, unsigned char* 
                     # pixfrac 1: a corner is the mean of the 4 map values around it,
                     # summed in the same order by both pixels that share it, so the
                     # left corners are the previous pixel's right ones, bit for bit
+                    # (and the bottom-right one the top-right one of the pixel below,
+                    # kept per column while this thread visited the row below)
                     if _use_grid and prev_i == i - 1:
                         xo[0] = xo[1]
                         yo[0] = yo[1]
                         xo[3] = xo[2]
                         yo[3] = yo[2]
-                        bad = _right_corners(&jb.m, i, j, xo, yo)
+                        if stamp[i] == j - 1:
+                            xo[2] = nodes[2 * i]
+                            yo[2] = nodes[2 * i + 1]
+                            bad = _top_right_corner(&jb.m, i, j, xo, yo)
+                        else:
+                            bad = _right_corners(&jb.m, i, j, xo, yo)
                     else:
                         bad = _interp_four(&jb.m, i, j, 0.5, xo, yo)
-                    prev_i = i if bad == 0 else -2
+                    if bad == 0:
+                        prev_i = i
+                        nodes[2 * i] = xo[1]
+                        nodes[2 * i + 1] = yo[1]
+                        stamp[i] = j
+                    else:
+                        prev_i = -2
                 else:
                     bad = _square_corners(&jb.m, i, j, jb.dh, xo, yo)
                     prev_i = -2
@@ -1226,6 +1254,8 @@ def add_image(const float[:, ::1] data, object weights, const double[:, :, ::1] 
     cdef int[::1] failed = fail_a
     cdef double* acc
     cdef unsigned char* flags
+    cdef double* nodes
+    cdef int* stamp
     cdef long width, cells
     cdef int nacc
     row_ymin_a = np.full(ny, np.inf)
@@ -1349,14 +1379,20 @@ def add_image(const float[:, ::1] data, object weights, const double[:, :, ::1] 
     with nogil, parallel(num_threads=nt):
         acc = <double*>malloc(nacc * cells * sizeof(double))
         flags = <unsigned char*>malloc(cells)
-        if acc == NULL or flags == NULL:
+        nodes = <double*>malloc(2 * nx * sizeof(double))
+        stamp = <int*>malloc(nx * sizeof(int))
+        if acc == NULL or flags == NULL or nodes == NULL or stamp == NULL:
             failed[0] = 1
         else:
+            for i in range(nx):
+                stamp[i] = -2
             for b in prange(nb, schedule="dynamic"):
                 _do_band(&jb, oy0 + b * band_rows, min(oy0 + (b + 1) * band_rows - 1, oy1),
-                         acc, flags, &covered[b], &nfast_v[b])
+                         acc, flags, &covered[b], &nfast_v[b], nodes, stamp)
         free(acc)
         free(flags)
+        free(nodes)
+        free(stamp)
     if fail_a[0]:
         raise MemoryError("drizzle: cannot allocate the band buffers")
     _last_grid_count = int(nfast_a.sum())
