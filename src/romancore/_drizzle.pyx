@@ -85,7 +85,14 @@ cdef inline const double* _pm(const PixMap* m, Py_ssize_t i, Py_ssize_t j) noexc
 
 
 cdef inline long _nint(double x) noexcept nogil:
-    return <long>round(x)
+    """``round(x)`` (half away from zero) without the libm call (|x| < 2**52)."""
+    cdef long r = <long>x
+    cdef double d = x - <double>r
+    if d >= 0.5:
+        r += 1
+    elif d <= -0.5:
+        r -= 1
+    return r
 
 
 cdef int _interp_point(const PixMap* m, double xin, double yin,
@@ -622,9 +629,30 @@ def shrink_box(const double[:, :, ::1] pixmap, int xmin, int xmax, int ymin, int
 
 
 # ----------------------------------------------------------------------- overlaps
+cdef inline double _sgarea_tail(double x1, double y1, double x2, double y2, double dx,
+                               double dy, double sgn_dx, double xlo, double xhi, double ylo,
+                               double yhi) noexcept nogil:
+    """`_sgarea` once the segment is known to cross the bottom or the top of the square."""
+    cdef double det, xtop
+    det = x1 * y2 - y1 * x2
+    if ylo < 0.0:
+        ylo = 0.0
+        xlo = det / dy
+    if yhi < 0.0:
+        yhi = 0.0
+        xhi = det / dy
+    if ylo <= 1.0:
+        if yhi <= 1.0:
+            return sgn_dx * 0.5 * (xhi - xlo) * (yhi + ylo)
+        xtop = (dx + det) / dy
+        return sgn_dx * (0.5 * (xtop - xlo) * (1.0 + ylo) + xhi - xtop)
+    xtop = (dx + det) / dy
+    return sgn_dx * (0.5 * (xhi - xtop) * (1.0 + yhi) + xtop - xlo)
+
+
 cdef inline double _sgarea(double x1, double y1, double x2, double y2) noexcept nogil:
     """Signed area under the segment within the unit square at the origin."""
-    cdef double xlo, xhi, ylo, yhi, xtop, dx, dy, det, sgn_dx, slope
+    cdef double xlo, xhi, ylo, yhi, dx, dy, sgn_dx, slope
     dx = x2 - x1
     dy = y2 - y1
     if dx == 0:
@@ -648,20 +676,7 @@ cdef inline double _sgarea(double x1, double y1, double x2, double y2) noexcept 
         return 0.0
     if ylo >= 1.0 and yhi >= 1.0:
         return sgn_dx * (xhi - xlo)
-    det = x1 * y2 - y1 * x2
-    if ylo < 0.0:
-        ylo = 0.0
-        xlo = det / dy
-    if yhi < 0.0:
-        yhi = 0.0
-        xhi = det / dy
-    if ylo <= 1.0:
-        if yhi <= 1.0:
-            return sgn_dx * 0.5 * (xhi - xlo) * (yhi + ylo)
-        xtop = (dx + det) / dy
-        return sgn_dx * (0.5 * (xtop - xlo) * (1.0 + ylo) + xhi - xtop)
-    xtop = (dx + det) / dy
-    return sgn_dx * (0.5 * (xhi - xtop) * (1.0 + yhi) + xtop - xlo)
+    return _sgarea_tail(x1, y1, x2, y2, dx, dy, sgn_dx, xlo, xhi, ylo, yhi)
 
 
 cdef inline double _boxer(double is_, double js, const double* x, const double* y) noexcept nogil:
@@ -678,6 +693,107 @@ cdef inline double _boxer(double is_, double js, const double* x, const double* 
     for i in range(4):
         total += _sgarea(px[i], py[i], px[(i + 1) & 3], py[(i + 1) & 3])
     return total
+
+
+cdef enum:
+    MAX_GRID = 6
+
+cdef bint _use_grid = True
+_last_grid_count = 0
+
+
+cdef int _boxer_grid(const double* x, const double* y, long lo_i, long hi_i, long lo_j,
+                     long hi_j, double* ov) noexcept nogil:
+    """`_boxer` of every output pixel of columns ``lo_i..hi_i``, rows ``lo_j..hi_j``.
+
+    ``ov[(jj - lo_j) * ncol + ii - lo_i]`` receives exactly (bit for bit) what `_boxer`
+    returns: when every shift ``x - (ii - 0.5)`` and ``y - (jj - 0.5)`` of a corner is
+    exact (both positive and within a factor 2 of each other, Sterbenz), an edge's
+    ``dx``, ``dy`` and slope do not depend on the pixel, its clipped x-range and the
+    slope's products depend on the column only, and its end heights are the row's
+    shift plus those products; only the pixels that the edge crosses need the rest
+    of `_sgarea`.  Returns 1 (nothing computed) when the shifts might round or the
+    block is larger than ``MAX_GRID`` a side.
+    """
+    cdef long nc = hi_i - lo_i + 1, nr = hi_j - lo_j + 1
+    cdef double xmn, xmx, ymn, ymx, x1, y1, x2, y2, dx, dy, slope, s, t
+    cdef double px1, px2, plo, phi, xlo, xhi, py1, ylo, yhi, total
+    cdef int e, c, r
+    cdef double sgn[4]
+    cdef double edx[4]
+    cdef double edy[4]
+    cdef double cx1[4][MAX_GRID]
+    cdef double cx2[4][MAX_GRID]
+    cdef double cxlo[4][MAX_GRID]
+    cdef double cxhi[4][MAX_GRID]
+    cdef double alo[4][MAX_GRID]
+    cdef double ahi[4][MAX_GRID]
+    cdef double full[4][MAX_GRID]
+    cdef unsigned char live[4][MAX_GRID]
+    if nc < 1 or nr < 1 or nc > MAX_GRID or nr > MAX_GRID or lo_i < 1 or lo_j < 1:
+        return 1
+    xmn = _min4(x)
+    xmx = _max4(x)
+    ymn = _min4(y)
+    ymx = _max4(y)
+    if not (xmn >= 0.5 * (<double>hi_i - 0.5) and xmx <= 2.0 * (<double>lo_i - 0.5)
+            and ymn >= 0.5 * (<double>hi_j - 0.5) and ymx <= 2.0 * (<double>lo_j - 0.5)):
+        return 1
+    for e in range(4):
+        x1 = x[e]
+        x2 = x[(e + 1) & 3]
+        dx = x2 - x1
+        dy = y[(e + 1) & 3] - y[e]
+        edx[e] = dx
+        edy[e] = dy
+        if dx == 0:
+            for c in range(nc):
+                live[e][c] = 0
+            continue
+        sgn[e] = -1.0 if dx < 0 else 1.0
+        slope = dy / dx
+        for c in range(nc):
+            s = <double>(lo_i + c) - 0.5
+            px1 = x1 - s
+            px2 = x2 - s
+            if dx < 0:
+                plo = px2
+                phi = px1
+            else:
+                plo = px1
+                phi = px2
+            if plo >= 1.0 or phi <= 0.0:
+                live[e][c] = 0
+                continue
+            live[e][c] = 1
+            xlo = plo if plo > 0.0 else 0.0
+            xhi = phi if phi < 1.0 else 1.0
+            cx1[e][c] = px1
+            cx2[e][c] = px2
+            cxlo[e][c] = xlo
+            cxhi[e][c] = xhi
+            alo[e][c] = slope * (xlo - px1)
+            ahi[e][c] = slope * (xhi - px1)
+            full[e][c] = sgn[e] * (xhi - xlo)
+    for r in range(nr):
+        t = <double>(lo_j + r) - 0.5
+        for c in range(nc):
+            total = 0.0
+            for e in range(4):
+                if not live[e][c]:
+                    continue
+                py1 = y[e] - t
+                ylo = py1 + alo[e][c]
+                yhi = py1 + ahi[e][c]
+                if ylo <= 0.0 and yhi <= 0.0:
+                    continue
+                if ylo >= 1.0 and yhi >= 1.0:
+                    total += full[e][c]
+                    continue
+                total += _sgarea_tail(cx1[e][c], py1, cx2[e][c], y[(e + 1) & 3] - t, edx[e],
+                                      edy[e], sgn[e], cxlo[e][c], cxhi[e][c], ylo, yhi)
+            ov[r * nc + c] = total
+    return 0
 
 
 cdef inline double _over(long i, long j, double xmin, double xmax,
@@ -790,13 +906,89 @@ cdef inline void _accumulate(const Job* jb, double* acc, unsigned char* flags, l
             acc[(2 + k) * band_cells + cell] += <double>dow * roots[k]
 
 
+cdef int _top_right_corner(const PixMap* m, int ic, int jc, double* xo,
+                           double* yo) noexcept nogil:
+    """Corner 1 (+h,+h) of an interior pixel for h = 0.5, as `_interp_four`."""
+    cdef const double* a = _pm(m, ic, jc)
+    cdef const double* b = _pm(m, ic + 1, jc)
+    cdef const double* c = _pm(m, ic, jc + 1)
+    cdef const double* d = _pm(m, ic + 1, jc + 1)
+    cdef double q = 0.25
+    xo[1] = a[0] * q + b[0] * q + c[0] * q + d[0] * q
+    yo[1] = a[1] * q + b[1] * q + c[1] * q + d[1] * q
+    if isnan(xo[1]) or isnan(yo[1]):
+        return 1
+    return 0
+
+
+cdef int _right_corners(const PixMap* m, int ic, int jc, double* xo, double* yo) noexcept nogil:
+    """Corners 1 (+h,+h) and 2 (+h,-h) of an interior pixel for h = 0.5, as `_interp_four`."""
+    cdef const double* a = _pm(m, ic, jc)
+    cdef const double* b = _pm(m, ic + 1, jc)
+    cdef const double* c = _pm(m, ic, jc + 1)
+    cdef const double* d = _pm(m, ic + 1, jc + 1)
+    cdef const double* e = _pm(m, ic, jc - 1)
+    cdef const double* f = _pm(m, ic + 1, jc - 1)
+    cdef double q = 0.25
+    xo[1] = a[0] * q + b[0] * q + c[0] * q + d[0] * q
+    yo[1] = a[1] * q + b[1] * q + c[1] * q + d[1] * q
+    xo[2] = e[0] * q + f[0] * q + a[0] * q + b[0] * q
+    yo[2] = e[1] * q + f[1] * q + a[1] * q + b[1] * q
+    if isnan(xo[1]) or isnan(yo[1]) or isnan(xo[2]) or isnan(yo[2]):
+        return 1
+    return 0
+
+
+cdef inline void _drizzle_quad(const Job* jb, const double* xo, const double* yo, double w,
+                               long b0, long b1, long width, long band_cells, double* acc,
+                               unsigned char* flags, float d, const float* roots, double* ov,
+                               int coverage, long* nfast) noexcept nogil:
+    """Add the quadrilateral (xo, yo) with weight ``w`` per unit area to the band.
+
+    ``coverage``: only the coverage plane (weights ``overlap x w``).
+    """
+    cdef long lo_i, hi_i, lo_j, hi_j, ii, jj, cell, n = 0
+    cdef double dover
+    cdef float dow
+    lo_j = max(max(_nint(_min4(yo)), 0), b0)
+    hi_j = min(min(_nint(_max4(yo)), jb.out_ny - 1), b1)
+    lo_i = max(_nint(_min4(xo)), 0)
+    hi_i = min(_nint(_max4(xo)), jb.out_nx - 1)
+    if lo_i > hi_i or lo_j > hi_j:
+        return
+    if _use_grid and _boxer_grid(xo, yo, lo_i, hi_i, lo_j, hi_j, ov) == 0:
+        nfast[0] += 1
+        for jj in range(lo_j, hi_j + 1):
+            for ii in range(lo_i, hi_i + 1):
+                dover = ov[n]
+                n += 1
+                if dover != 0.0:
+                    dow = <float>(dover * w)
+                    cell = (jj - b0) * width + (ii - jb.ox0)
+                    if coverage:
+                        acc[(2 + jb.nvar) * band_cells + cell] += dow
+                    else:
+                        _accumulate(jb, acc, flags, width, band_cells, cell, dow, d, roots)
+        return
+    for jj in range(lo_j, hi_j + 1):
+        for ii in range(lo_i, hi_i + 1):
+            dover = _boxer(<double>ii, <double>jj, xo, yo)
+            if dover != 0.0:
+                dow = <float>(dover * w)
+                cell = (jj - b0) * width + (ii - jb.ox0)
+                if coverage:
+                    acc[(2 + jb.nvar) * band_cells + cell] += dow
+                else:
+                    _accumulate(jb, acc, flags, width, band_cells, cell, dow, d, roots)
+
+
 cdef void _do_band(const Job* jb, long b0, long b1, double* acc, unsigned char* flags,
-                   int* any_covered) noexcept nogil:
+                   int* any_covered, long* nfast, double* nodes, int* stamp) noexcept nogil:
     """Drizzle every input pixel that reaches output rows [b0, b1]; merge the band."""
     cdef long width = jb.ox1 - jb.ox0 + 1
     cdef long rows = b1 - b0 + 1
     cdef long band_cells = width * rows
-    cdef int nacc = 3 + jb.nvar
+    cdef int nacc = 3 + jb.nvar if jb.good != NULL else 2 + jb.nvar
     cdef long cell, ii, jj, lo_i, hi_i, lo_j, hi_j
     cdef int i, j, k
     cdef double xo[4]
@@ -812,6 +1004,9 @@ cdef void _do_band(const Job* jb, long b0, long b1, double* acc, unsigned char* 
     cdef float w_in, W, r, rr, vw, c, S
     cdef float rvals[4]
     cdef Py_ssize_t o
+    cdef Py_ssize_t ny = jb.m.ny
+    cdef int prev_i, bad = 0
+    cdef double ov[MAX_GRID * MAX_GRID]
     memset(acc, 0, nacc * band_cells * sizeof(double))
     memset(flags, 0, band_cells)
     for j in range(jb.jlo, jb.jhi + 1):
@@ -819,6 +1014,7 @@ cdef void _do_band(const Job* jb, long b0, long b1, double* acc, unsigned char* 
             continue
         if not (jb.row_ymin[j] <= top and jb.row_ymax[j] >= bottom):
             continue
+        prev_i = -2
         for i in range(jb.x1[j], jb.x2[j] + 1):
             pix = j * nx + i
             q = _pm(&jb.m, i, j)
@@ -831,37 +1027,50 @@ cdef void _do_band(const Job* jb, long b0, long b1, double* acc, unsigned char* 
                 if jb.var[k] != NULL:
                     roots[k] = sqrtf(jb.var[k][pix]) * jb.iscale
             if jb.kernel == K_SQUARE:
-                if _square_corners(&jb.m, i, j, jb.dh, xo, yo) == 0:
+                if jb.dh == 0.5 and i > 0 and i < nx - 2 and j > 0 and j < ny - 2:
+                    # pixfrac 1: a corner is the mean of the 4 map values around it,
+                    # summed in the same order by both pixels that share it, so the
+                    # left corners are the previous pixel's right ones, bit for bit
+                    # (and the bottom-right one the top-right one of the pixel below,
+                    # kept per column while this thread visited the row below)
+                    if _use_grid and prev_i == i - 1:
+                        xo[0] = xo[1]
+                        yo[0] = yo[1]
+                        xo[3] = xo[2]
+                        yo[3] = yo[2]
+                        if stamp[i] == j - 1:
+                            xo[2] = nodes[2 * i]
+                            yo[2] = nodes[2 * i + 1]
+                            bad = _top_right_corner(&jb.m, i, j, xo, yo)
+                        else:
+                            bad = _right_corners(&jb.m, i, j, xo, yo)
+                    else:
+                        bad = _interp_four(&jb.m, i, j, 0.5, xo, yo)
+                    if bad == 0:
+                        prev_i = i
+                        nodes[2 * i] = xo[1]
+                        nodes[2 * i + 1] = yo[1]
+                        stamp[i] = j
+                    else:
+                        prev_i = -2
+                else:
+                    bad = _square_corners(&jb.m, i, j, jb.dh, xo, yo)
+                    prev_i = -2
+                if bad == 0:
                     jaco = 0.5 * ((xo[1] - xo[3]) * (yo[0] - yo[2]) - (xo[0] - xo[2]) * (yo[1] - yo[3]))
                     w = (<double>wt) / jaco
-                    lo_j = max(_nint(_min4(yo)), 0)
-                    hi_j = min(_nint(_max4(yo)), jb.out_ny - 1)
-                    lo_i = max(_nint(_min4(xo)), 0)
-                    hi_i = min(_nint(_max4(xo)), jb.out_nx - 1)
-                    lo_j = max(lo_j, b0)
-                    hi_j = min(hi_j, b1)
-                    for jj in range(lo_j, hi_j + 1):
-                        for ii in range(lo_i, hi_i + 1):
-                            dover = _boxer(<double>ii, <double>jj, xo, yo)
-                            if dover != 0.0:
-                                dow = <float>(dover * w)
-                                cell = (jj - b0) * width + (ii - jb.ox0)
-                                _accumulate(jb, acc, flags, width, band_cells, cell, dow, d, roots)
+                    # a weightless pixel adds nothing (every dow is +-0)
+                    if not (wt == 0.0 and jaco != 0.0 and isfinite(jaco)):
+                        _drizzle_quad(jb, xo, yo, w, b0, b1, width, band_cells, acc, flags,
+                                      d, roots, ov, 0, nfast)
                 if jb.good != NULL and jb.good[pix]:
-                    if _square_corners(&jb.m, i, j, 0.5, xo, yo) == 0:
+                    if jb.dh != 0.5:
+                        bad = _square_corners(&jb.m, i, j, 0.5, xo, yo)
+                        prev_i = -2
+                    if bad == 0:
                         jaco = 0.5 * ((xo[1] - xo[3]) * (yo[0] - yo[2]) - (xo[0] - xo[2]) * (yo[1] - yo[3]))
-                        w = 1.0 / jaco
-                        lo_j = max(max(_nint(_min4(yo)), 0), b0)
-                        hi_j = min(min(_nint(_max4(yo)), jb.out_ny - 1), b1)
-                        lo_i = max(_nint(_min4(xo)), 0)
-                        hi_i = min(_nint(_max4(xo)), jb.out_nx - 1)
-                        for jj in range(lo_j, hi_j + 1):
-                            for ii in range(lo_i, hi_i + 1):
-                                dover = _boxer(<double>ii, <double>jj, xo, yo)
-                                if dover != 0.0:
-                                    dow = <float>(dover * w)
-                                    cell = (jj - b0) * width + (ii - jb.ox0)
-                                    acc[(2 + jb.nvar) * band_cells + cell] += dow
+                        _drizzle_quad(jb, xo, yo, 1.0 / jaco, b0, b1, width, band_cells, acc,
+                                      flags, d, roots, ov, 1, nfast)
             elif jb.kernel == K_POINT:
                 ox = q[0]
                 if isnan(ox) or isnan(oy):
@@ -969,6 +1178,53 @@ cdef void _do_band(const Job* jb, long b0, long b1, double* acc, unsigned char* 
                     jb.var_wsum[k][o] = jb.var_wsum[k][o] + vw
 
 
+cdef void _row_extent(const PixMap* m, int j, int x1, int x2, double* e) noexcept nogil:
+    """Row ``j``'s output y range, x range and largest steps to the next pixel in x and
+    in y (``e``: ymin, ymax, xmin, xmax, |dx| and |dy| along x, |dx| and |dy| along y);
+    NaN map values are skipped."""
+    cdef double ymn = BIG_DOUBLE, ymx = -BIG_DOUBLE, xmn = BIG_DOUBLE, xmx = -BIG_DOUBLE
+    cdef double dxi = 0.0, dyi = 0.0, dxj = 0.0, dyj = 0.0, t
+    cdef const double* q
+    cdef const double* qn
+    cdef int i
+    for i in range(x1, x2 + 1):
+        q = _pm(m, i, j)
+        if isnan(q[0]) or isnan(q[1]):
+            continue
+        if q[1] < ymn:
+            ymn = q[1]
+        if q[1] > ymx:
+            ymx = q[1]
+        if q[0] < xmn:
+            xmn = q[0]
+        if q[0] > xmx:
+            xmx = q[0]
+        if i + 1 < m.nx:
+            qn = _pm(m, i + 1, j)
+            t = fabs(qn[0] - q[0])
+            if t > dxi:
+                dxi = t
+            t = fabs(qn[1] - q[1])
+            if t > dyi:
+                dyi = t
+        if j + 1 < m.ny:
+            qn = _pm(m, i, j + 1)
+            t = fabs(qn[0] - q[0])
+            if t > dxj:
+                dxj = t
+            t = fabs(qn[1] - q[1])
+            if t > dyj:
+                dyj = t
+    e[0] = ymn
+    e[1] = ymx
+    e[2] = xmn
+    e[3] = xmx
+    e[4] = dxi
+    e[5] = dyi
+    e[6] = dxj
+    e[7] = dyj
+
+
 def add_image(const float[:, ::1] data, object weights, const double[:, :, ::1] pixmap,
               const int[::1] x1, const int[::1] x2, int jlo, int jhi,
               int kernel, double pixfrac, float pscale_ratio, float iscale, float wscale,
@@ -998,6 +1254,8 @@ def add_image(const float[:, ::1] data, object weights, const double[:, :, ::1] 
     cdef int[::1] failed = fail_a
     cdef double* acc
     cdef unsigned char* flags
+    cdef double* nodes
+    cdef int* stamp
     cdef long width, cells
     cdef int nacc
     row_ymin_a = np.full(ny, np.inf)
@@ -1006,6 +1264,10 @@ def add_image(const float[:, ::1] data, object weights, const double[:, :, ::1] 
     cdef double[::1] row_ymax = row_ymax_a
     covered_a = np.zeros(max(1, (out_data.shape[0] + band_rows - 1) // band_rows), np.int32)
     cdef int[::1] covered = covered_a
+    nfast_a = np.zeros(covered_a.shape[0], np.int64)
+    cdef long[::1] nfast_v = nfast_a
+    global _last_grid_count
+    _last_grid_count = 0
 
     jb.m.p = &pixmap[0, 0, 0]
     jb.m.nx = nx
@@ -1066,41 +1328,30 @@ def add_image(const float[:, ::1] data, object weights, const double[:, :, ::1] 
     jb.exptime_weight = exptime_weight
 
     # extent of the visited pixels on the output, and how far a footprint reaches
-    # beyond its pixel's mapped centre (a bound: the largest neighbour step)
+    # beyond its pixel's mapped centre (a bound: the largest neighbour step); rows
+    # in parallel, then the rows' extremes (order-free) in order
+    ext_a = np.empty((ny, 8), np.float64)
+    cdef double[:, ::1] ext = ext_a
+    for j in prange(jlo, jhi + 1, nogil=True, schedule="static", num_threads=nt):
+        _row_extent(&jb.m, j, x1[j], x2[j], &ext[j, 0])
     with nogil:
         for j in range(jlo, jhi + 1):
             if x1[j] > x2[j]:
                 continue
-            ymn = BIG_DOUBLE
-            ymx = -BIG_DOUBLE
-            for i in range(x1[j], x2[j] + 1):
-                q = &pixmap[j, i, 0]
-                if isnan(q[0]) or isnan(q[1]):
-                    continue
-                if q[1] < ymn:
-                    ymn = q[1]
-                if q[1] > ymx:
-                    ymx = q[1]
-                if q[0] < gxmin:
-                    gxmin = q[0]
-                if q[0] > gxmax:
-                    gxmax = q[0]
-                if i + 1 < nx:
-                    qn = &pixmap[j, i + 1, 0]
-                    t = fabs(qn[0] - q[0])
-                    if t > dxi:
-                        dxi = t
-                    t = fabs(qn[1] - q[1])
-                    if t > dyi:
-                        dyi = t
-                if j + 1 < ny:
-                    qn = &pixmap[j + 1, i, 0]
-                    t = fabs(qn[0] - q[0])
-                    if t > dxj:
-                        dxj = t
-                    t = fabs(qn[1] - q[1])
-                    if t > dyj:
-                        dyj = t
+            ymn = ext[j, 0]
+            ymx = ext[j, 1]
+            if ext[j, 2] < gxmin:
+                gxmin = ext[j, 2]
+            if ext[j, 3] > gxmax:
+                gxmax = ext[j, 3]
+            if ext[j, 4] > dxi:
+                dxi = ext[j, 4]
+            if ext[j, 5] > dyi:
+                dyi = ext[j, 5]
+            if ext[j, 6] > dxj:
+                dxj = ext[j, 6]
+            if ext[j, 7] > dyj:
+                dyj = ext[j, 7]
             row_ymin[j] = ymn
             row_ymax[j] = ymx
             if ymn < gymin:
@@ -1123,22 +1374,43 @@ def add_image(const float[:, ::1] data, object weights, const double[:, :, ::1] 
     nb = <int>((oy1 - oy0 + band_rows) // band_rows)
     width = jb.ox1 - jb.ox0 + 1
     cells = width * band_rows
-    nacc = 3 + jb.nvar
+    nacc = 3 + jb.nvar if jb.good != NULL else 2 + jb.nvar  # (coverage plane last)
     nt = max(1, min(nt, nb))
     with nogil, parallel(num_threads=nt):
         acc = <double*>malloc(nacc * cells * sizeof(double))
         flags = <unsigned char*>malloc(cells)
-        if acc == NULL or flags == NULL:
+        nodes = <double*>malloc(2 * nx * sizeof(double))
+        stamp = <int*>malloc(nx * sizeof(int))
+        if acc == NULL or flags == NULL or nodes == NULL or stamp == NULL:
             failed[0] = 1
         else:
+            for i in range(nx):
+                stamp[i] = -2
             for b in prange(nb, schedule="dynamic"):
                 _do_band(&jb, oy0 + b * band_rows, min(oy0 + (b + 1) * band_rows - 1, oy1),
-                         acc, flags, &covered[b])
+                         acc, flags, &covered[b], &nfast_v[b], nodes, stamp)
         free(acc)
         free(flags)
+        free(nodes)
+        free(stamp)
     if fail_a[0]:
         raise MemoryError("drizzle: cannot allocate the band buffers")
+    _last_grid_count = int(nfast_a.sum())
     return bool(covered_a.any())
+
+
+def set_fast_square(bint on):
+    """Square kernel: share corners between neighbouring pixels and compute a pixel's
+    overlaps with `_boxer_grid` (True, the default), or compute every corner and every
+    overlap on its own (`_interp_four`, `_boxer`); the results are the same bit for bit
+    (tests)."""
+    global _use_grid
+    _use_grid = on
+
+
+def last_grid_count():
+    """Square-kernel footprints whose overlaps `_boxer_grid` computed in the last call."""
+    return _last_grid_count
 
 
 # ----------------------------------------------------------------------- blot
@@ -1194,3 +1466,20 @@ def combine_rows(const double[:, ::1] m, const cnp.int64_t[::1] start, const dou
             for q in range(nq):
                 v = v + w[i, q] * m[start[i] + q, c]
             out[row0 + i, col0 + c, component] = v
+
+
+def combine_rows_pair(const double[:, ::1] m0, const double[:, ::1] m1,
+                      const cnp.int64_t[::1] start, const double[:, ::1] w,
+                      double[:, :, ::1] out, Py_ssize_t row0, Py_ssize_t col0, int n_threads):
+    """`combine_rows` of both components in one pass (``m0`` -> x, ``m1`` -> y)."""
+    cdef Py_ssize_t n = start.shape[0], ncol = m0.shape[1], nq = w.shape[1], i, c, q
+    cdef double v, u
+    for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
+        for c in range(ncol):
+            v = 0.0
+            u = 0.0
+            for q in range(nq):
+                v = v + w[i, q] * m0[start[i] + q, c]
+                u = u + w[i, q] * m1[start[i] + q, c]
+            out[row0 + i, col0 + c, 0] = v
+            out[row0 + i, col0 + c, 1] = u

@@ -50,7 +50,7 @@ from romancore import _drizzle
 from romancore._threads import effective_n_threads
 from romancore._validation import check_array, check_writeable
 
-__all__ = ["KERNELS", "add_image", "blot", "spline_grid"]
+__all__ = ["KERNELS", "add_image", "blot", "spline_grid", "spline_grid_pair"]
 
 #: Kernels computed here (drizzle's others: use the ``drizzle`` package).
 KERNELS = ("square", "point", "turbo")
@@ -332,6 +332,73 @@ def spline_grid(
     n_threads : int or None, optional
         Threads.
     """
+    small, start, weights = _spline_factors(tck, degrees, rows, cols)
+    out = check_array(out, "out", np.float64, 3)
+    if (row0 + len(rows) > out.shape[0] or col0 + len(cols) > out.shape[1]
+            or component not in (0, 1) or out.shape[2] != 2):  # fmt: skip
+        raise ValueError("the grid does not fit in out")
+    _drizzle.combine_rows(small, start, weights, out, int(component), int(row0), int(col0),
+                          effective_n_threads(n_threads))  # fmt: skip
+
+
+def spline_grid_pair(
+    tck_x: tuple[np.ndarray, np.ndarray, np.ndarray],
+    tck_y: tuple[np.ndarray, np.ndarray, np.ndarray],
+    degrees: tuple[int, int],
+    rows: np.ndarray,
+    cols: np.ndarray,
+    out: np.ndarray,
+    *,
+    row0: int = 0,
+    col0: int = 0,
+    n_threads: int | None = None,
+) -> None:
+    """`spline_grid` of both components of a pixel map in one pass over ``out``.
+
+    The same values, bit for bit, as `spline_grid` called for component 0 with
+    ``tck_x`` and for component 1 with ``tck_y``; the two splines must share their
+    knots (splines through the same grid of points do), and ``out`` is written once
+    instead of every other value twice.
+
+    Parameters
+    ----------
+    tck_x, tck_y : tuple
+        ``(t_rows, t_cols, c)`` of the x and the y spline.
+    degrees : tuple of int
+        ``(k_rows, k_cols)``.
+    rows, cols : numpy.ndarray of float64
+        Evaluation points.
+    out : numpy.ndarray of float64, shape (Ny, Nx, 2), C-contiguous
+        Receives ``(x, y)`` at ``out[row0 + i, col0 + j]``.
+    row0, col0 : int, optional
+        Offset of the grid in ``out``.
+    n_threads : int or None, optional
+        Threads.
+
+    Raises
+    ------
+    ValueError
+        If the knots differ or the grid does not fit in ``out``.
+    """
+    if not (np.array_equal(tck_x[0], tck_y[0]) and np.array_equal(tck_x[1], tck_y[1])):
+        raise ValueError("the two splines do not share their knots")
+    small_x, start, weights = _spline_factors(tck_x, degrees, rows, cols)
+    small_y, _, _ = _spline_factors(tck_y, degrees, rows, cols)
+    out = check_array(out, "out", np.float64, 3)
+    if (row0 + len(rows) > out.shape[0] or col0 + len(cols) > out.shape[1]
+            or out.shape[2] != 2):  # fmt: skip
+        raise ValueError("the grid does not fit in out")
+    _drizzle.combine_rows_pair(small_x, small_y, start, weights, out, int(row0), int(col0),
+                               effective_n_threads(n_threads))  # fmt: skip
+
+
+def _spline_factors(
+    tck: tuple[np.ndarray, np.ndarray, np.ndarray],
+    degrees: tuple[int, int],
+    rows: np.ndarray,
+    cols: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``C B_cols^T`` and the rows' B-spline weights (first index and k + 1 weights)."""
     from scipy.interpolate import BSpline
 
     t_rows, t_cols, coefs = tck
@@ -352,9 +419,4 @@ def spline_grid(
     indices = b_rows.indices.reshape(-1, k_rows + 1)
     if not np.all(indices == start[:, None] + np.arange(k_rows + 1)):
         raise ValueError("unexpected B-spline design matrix")
-    out = check_array(out, "out", np.float64, 3)
-    if (row0 + len(rows) > out.shape[0] or col0 + len(cols) > out.shape[1]
-            or component not in (0, 1) or out.shape[2] != 2):  # fmt: skip
-        raise ValueError("the grid does not fit in out")
-    _drizzle.combine_rows(small, start, weights, out, int(component), int(row0), int(col0),
-                          effective_n_threads(n_threads))  # fmt: skip
+    return small, start, weights

@@ -65,6 +65,7 @@ CASES = [
     (7.0, 1.1, (3.3, -2.2), 1e-4, (64, 66)),
     (33.0, 0.8, (-9.0, 14.0), 0.0, (40, 45)),  # much of the input falls off the output
     (-20.0, 1.4, (25.0, -6.0), 3e-4, (70, 90)),
+    (0.3, 1.0, (180.6, 140.2), 0.0, (230, 260)),  # far from the output's origin
 ]
 
 
@@ -226,6 +227,76 @@ def test_thread_and_band_invariance(kernel):
             assert np.array_equal(a, b, equal_nan=True)
 
 
+FAST_CASES = {
+    # angle, scale, shear, warp, shift, pixfrac, NaN box in the map
+    "near identity": (0.07, 1.0, 0.0, 0.0, (150.3, 120.8), 1.0, None),
+    "rotated": (33.0, 1.0, 0.0, 0.0, (160.0, 170.0), 1.0, None),
+    "sheared": (4.0, 1.0, 0.35, 0.0, (140.0, 150.0), 1.0, None),
+    "warped, scaled": (-12.0, 0.7, 0.0, 2e-4, (170.0, 140.0), 1.0, None),
+    "output pixels 2x smaller": (8.0, 2.1, 0.0, 0.0, (200.0, 220.0), 1.0, None),
+    "pixfrac 0.6": (6.0, 1.0, 0.0, 0.0, (150.0, 160.0), 0.6, None),
+    "pixfrac 1.7": (6.0, 1.0, 0.0, 0.0, (150.0, 160.0), 1.7, None),
+    "NaN map": (2.0, 1.0, 0.0, 1e-4, (150.0, 160.0), 1.0, (slice(10, 25), slice(30, 41))),
+    "over the output's edges": (21.0, 1.2, 0.0, 0.0, (-20.0, 3.0), 1.0, None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAST_CASES))
+def test_fast_square_kernel_bit_for_bit(name):
+    """The square kernel's shared corners and block overlaps (`_boxer_grid`) give what
+    every corner and every pixel's overlap computed on its own (drizzle's arithmetic)
+    give, bit for bit: data, weight, context, coverage and resampled variances."""
+    from romancore import _drizzle
+
+    angle, scale, shear, warp, shift, pixfrac, nan_box = FAST_CASES[name]
+    shape = (60, 70)
+    out_shape = (int(shape[0] * scale * 1.5 + 260), int(shape[1] * scale * 1.5 + 260))
+    runs = []
+    for fast in (True, False):
+        arrays = {
+            "out": np.zeros(out_shape, np.float32),
+            "wht": np.zeros(out_shape, np.float32),
+            "ctx": np.zeros(out_shape, np.uint32),
+            "exptime": np.zeros(out_shape, np.float32),
+            "s0": np.full(out_shape, np.nan, np.float32),
+            "s1": np.full(out_shape, np.nan, np.float32),
+            "w0": np.zeros(out_shape, np.float32),
+            "w1": np.zeros(out_shape, np.float32),
+        }
+        counts = []
+        sub = np.random.default_rng(sorted(FAST_CASES).index(name))
+        _drizzle.set_fast_square(fast)
+        try:
+            for k in range(2):
+                data, weight = _inputs(sub, shape)
+                pixmap = _pixmap(shape, angle + 3 * k, scale, (shift[0] + 1.3 * k, shift[1]),
+                                 warp, nan_box)  # fmt: skip
+                pixmap[..., 0] += shear * (pixmap[..., 1] - np.nanmean(pixmap[..., 1]))
+                variances = [
+                    sub.uniform(0.5, 2.0, shape).astype(np.float32),
+                    sub.uniform(0.0, 3.0, shape).astype(np.float32),
+                ]
+                good = sub.random(shape) > 0.2 if k == 1 else None
+                rd.add_image(data, pixmap, arrays["out"], arrays["wht"], weight=weight,
+                             pixfrac=pixfrac, pixel_scale_ratio=1.0 / scale,
+                             out_ctx=arrays["ctx"], ctx_bit=k, exptime_map=arrays["exptime"],
+                             exptime=10.0 + k, coverage_mask=good, variances=variances,
+                             var_sum=[arrays["s0"], arrays["s1"]],
+                             var_weight=[arrays["w0"], arrays["w1"]], band_rows=13)  # fmt: skip
+                counts.append(_drizzle.last_grid_count())
+        finally:
+            _drizzle.set_fast_square(True)
+        runs.append((arrays, counts))
+    (fast_arrays, fast_counts), (plain_arrays, plain_counts) = runs
+    assert plain_counts == [0, 0]
+    # the block overlaps served (nearly) every footprint
+    assert min(fast_counts) > 0.8 * shape[0] * shape[1] * (0.3 if "edges" in name else 1)
+    assert (fast_arrays["wht"] != 0).sum() > 1000
+    for key, value in fast_arrays.items():
+        other = plain_arrays[key]
+        assert np.array_equal(value.view(np.uint32), other.view(np.uint32)), key
+
+
 def test_blot_equals_drizzle_package():
     rng = np.random.default_rng(4)
     median = rng.normal(5.0, 2.0, (70, 80)).astype(np.float32)
@@ -261,3 +332,32 @@ def test_bad_arguments():
         rd.add_image(data, pixmap, out, out.astype(np.float64))
     with pytest.raises(ValueError, match="var_sum"):
         rd.add_image(data, pixmap, out, out.copy(), variances=[data])
+
+
+def test_spline_grid_pair_as_scipy_and_one_by_one():
+    """Both components in one pass: the values of two `spline_grid` calls bit for bit,
+    and of scipy's RectBivariateSpline to rounding; splines with other knots refused."""
+    from scipy.interpolate import RectBivariateSpline
+
+    rng = np.random.default_rng(12)
+    yc = np.linspace(0.0, 57.0, 9)
+    xc = np.linspace(3.0, 70.0, 11)
+    gy, gx = np.meshgrid(yc, xc, indexing="ij")
+    cx = 1.02 * gx - 0.03 * gy + 4e-4 * gx * gy + rng.normal(0, 1e-3, gx.shape)
+    cy = 0.02 * gx + 0.99 * gy - 3e-4 * gx * gx + rng.normal(0, 1e-3, gx.shape)
+    sx = RectBivariateSpline(yc, xc, cx, kx=3, ky=3)
+    sy = RectBivariateSpline(yc, xc, cy, kx=3, ky=3)
+    rows = np.arange(0.0, 58.0)
+    cols = np.arange(3.0, 71.0)
+    pair = np.full((60, 75, 2), np.nan)
+    rd.spline_grid_pair(sx.tck, sy.tck, sx.degrees, rows, cols, pair, row0=1, col0=4)
+    single = np.full((60, 75, 2), np.nan)
+    rd.spline_grid(sx.tck, sx.degrees, rows, cols, single, 0, row0=1, col0=4)
+    rd.spline_grid(sy.tck, sy.degrees, rows, cols, single, 1, row0=1, col0=4)
+    assert np.array_equal(pair, single, equal_nan=True)
+    assert np.isnan(pair[0]).all() and np.isnan(pair[:, :4]).all()
+    np.testing.assert_allclose(pair[1:59, 4:72, 0], sx(rows, cols), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(pair[1:59, 4:72, 1], sy(rows, cols), rtol=0, atol=1e-9)
+    other = RectBivariateSpline(yc[:-1], xc, cy[:-1], kx=3, ky=3)
+    with pytest.raises(ValueError, match="knots"):
+        rd.spline_grid_pair(sx.tck, other.tck, sx.degrees, rows, cols, pair)

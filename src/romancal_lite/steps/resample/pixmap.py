@@ -119,7 +119,7 @@ def calc_pixmap(
                 # the spline through the coarse grid, evaluated at every pixel of the
                 # box straight into the map (romancore: the values of
                 # RectBivariateSpline(...)(ys, xs), in parallel)
-                from romancore.drizzle import spline_grid
+                from romancore.drizzle import spline_grid, spline_grid_pair
 
                 k = order
                 xs = np.arange(xmin, xmax + 1, dtype=np.float64)
@@ -128,10 +128,17 @@ def calc_pixmap(
                 pixmap = np.empty((*shape, 2), dtype=np.float64)
                 if not full:
                     pixmap.fill(np.nan)
-                for component, values in enumerate((cx, cy)):
-                    spline = RectBivariateSpline(yc, xc, values, kx=k, ky=k)
-                    spline_grid(spline.tck, spline.degrees, ys, xs, pixmap, component,
-                                row0=ymin, col0=xmin)  # fmt: skip
+                sx = RectBivariateSpline(yc, xc, cx, kx=k, ky=k)
+                sy = RectBivariateSpline(yc, xc, cy, kx=k, ky=k)
+                if all(np.array_equal(a, b) for a, b in zip(sx.tck[:2], sy.tck[:2], strict=True)):
+                    # both components in one pass over the map (same knots: the
+                    # interpolating splines through one grid)
+                    spline_grid_pair(sx.tck, sy.tck, sx.degrees, ys, xs, pixmap,
+                                     row0=ymin, col0=xmin)  # fmt: skip
+                else:
+                    for component, spline in enumerate((sx, sy)):
+                        spline_grid(spline.tck, spline.degrees, ys, xs, pixmap, component,
+                                    row0=ymin, col0=xmin)  # fmt: skip
                 return pixmap
             # the coarse grid leaves the WCS's domain: every pixel exactly
             x, y = _full(wcs_from, wcs_to, shape)
