@@ -35,11 +35,13 @@ __all__ = [
     "align_task",
     "calibrate_task",
     "cpu_seconds",
+    "dask_setup",
     "elp_task",
     "file_record",
     "mosaic_task",
     "peak_rss_mb",
     "reset_peak_rss",
+    "set_task_threads",
     "write_task",
 ]
 
@@ -65,6 +67,63 @@ MEMORY_FAULT_CAP = 4 * 1024**3
 
 class TransientIOError(OSError):
     """An I/O error that may go away: raised so that Dask retries the task."""
+
+
+# ---------------------------------------------------------------------- the worker
+
+
+def dask_setup(worker: Any) -> None:
+    """Warm a new worker process: Dask calls it when the module is a worker's preload.
+
+    The imports every task needs (the pipeline and its steps, and the libraries of the
+    source catalog and tweakreg, ~2 s of pure Python) are done while the worker starts,
+    which the local cluster does while the batch checks its arguments and plans, rather
+    than in the worker's first task. Nothing else changes: a worker without the preload
+    (an existing cluster) imports the same modules in its first task.
+
+    Parameters
+    ----------
+    worker : distributed.Worker
+        The worker (unused).
+    """
+    from romancal_lite.datamodels import keep_schema_documents
+    from romancal_lite.pipeline import exposure_pipeline as pipeline
+
+    keep_schema_documents()
+    pipeline._catalog.import_dependencies(
+        (*pipeline._catalog.DEPENDENCIES, *pipeline._tweakreg.DEPENDENCIES))
+
+
+def set_task_threads(key: Any, threads: int, dask_worker: Any = None) -> bool:
+    """Set the OpenMP threads of the task ``key`` while it runs on this worker.
+
+    The batch's client calls it (``Client.run``) to lend an idle worker's cores to a
+    running task when no other task is ready (the end of a batch, an alignment), and
+    to take them back. romancore reads ``OMP_NUM_THREADS`` at every kernel call, so
+    the task's next kernels use the new count; the task's own setting is restored
+    when it ends (`_environment`). Results do not depend on the thread count.
+
+    Parameters
+    ----------
+    key : str
+        The Dask key of the task.
+    threads : int
+        OpenMP threads, at least 1.
+    dask_worker : distributed.Worker
+        Given by ``Client.run``.
+
+    Returns
+    -------
+    bool
+        True if ``key`` is running here and the count was set; False otherwise (the
+        task ended or has not started: nothing is changed).
+    """
+    state = getattr(dask_worker, "state", None)
+    running = {ts.key for ts in getattr(state, "executing", ())}
+    if key not in running:
+        return False
+    os.environ["OMP_NUM_THREADS"] = str(max(1, int(threads)))
+    return True
 
 
 # ---------------------------------------------------------------------- measuring
@@ -230,6 +289,7 @@ def _measured(spec: Mapping[str, Any], work: Callable[[], dict[str, Any]]) -> di
 
     keep_schema_documents()  # a worker validates the same schemas for every task
     reset = reset_peak_rss()
+    started = time.time()
     start = time.perf_counter()
     cpu_start = cpu_seconds()
     result: dict[str, Any] = {"status": "done", "error": None, "outputs": [], "metrics": {}}
@@ -253,6 +313,7 @@ def _measured(spec: Mapping[str, Any], work: Callable[[], dict[str, Any]]) -> di
             message = "internal error: " + " ".join("".join(lines).split())
             logging.getLogger("romancal_lite.batch").error("%s", traceback.format_exc())
         result.update(status="failed", error=message)
+    result["started_unix"] = started
     result["time_s"] = time.perf_counter() - start
     result["cpu_s"] = cpu_seconds() - cpu_start
     result["peak_memory_mb"] = peak_rss_mb() if reset else None
