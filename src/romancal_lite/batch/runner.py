@@ -190,11 +190,13 @@ def _reference_cache(options: BatchOptions) -> str | None:
 
 #: Dask settings of the local cluster's scheduler. Every task waits in the scheduler's
 #: queue, ordered by priority, until a worker has a free thread (a worker holds only
-#: the task it runs): with Dask's defaults (1.1 tasks per thread, queuing only for task
-#: groups without dependencies) a worker was handed tasks ahead of time, and the other,
-#: once done with its own, stayed idle until work stealing moved one (20 s of a 60 s
-#: run). ``rootish-taskgroup-dependencies``: the write tasks, which depend on their
-#: association's alignment, are queued the same way (their arguments are small dicts).
+#: the task it runs): with Dask's defaults (1.1 tasks per thread; queuing only for
+#: groups of tasks with few dependencies; here a group per task) a worker was handed
+#: tasks ahead of time, and the other, once done with its own, stayed idle until work
+#: stealing moved one (20 s of a 60 s run). ``rootish-taskgroup-dependencies``: the
+#: batch's tasks are one group (`KEY_PREFIX`) that depends on itself (alignments on
+#: calibrations, writes on alignments); their arguments are small dicts, so that
+#: Dask's reason to keep such tasks out of the queue (moving data) does not apply.
 LOCAL_SCHEDULER_CONFIG = {
     "distributed.scheduler.worker-saturation": 1.0,
     "distributed.scheduler.rootish-taskgroup-dependencies": 1_000_000,
@@ -706,6 +708,16 @@ def _record(ledger: Ledger, task_id: str, future: Any) -> str:
     return "failed"
 
 
+#: Dask key of a task: ``romancal_lite-<run>-<task id>``. Dask makes one task group of
+#: the keys' common prefix, so that every task of the batch is "root-ish" (a group much
+#: larger than the cluster, depending only on itself): such tasks wait in the
+#: scheduler's queue, in priority order, until a worker has a free thread. With a group
+#: per kind, a kind with few tasks (the alignments, or a handful of one-detector
+#: exposures) would be handed to a busy worker ahead of time. The price: the dashboard
+#: shows one colour for all (the task id is in the key). A batch of no more than twice
+#: the cluster's threads is still handed out at once (Dask's rule for small groups).
+KEY_PREFIX = "romancal_lite"
+
 #: Order of the tasks when several are ready (Dask's priorities: higher first). Of an
 #: association ``g`` (in the order of the plan), its calibrations (or its one-member
 #: ``elp``) come at rank ``2 g``; its writes and its mosaic at ``2 g + 3``, after the
@@ -749,12 +761,10 @@ def _submit(
         if client is None:  # planning only
             plan.futures[task_id] = task_id
             return {}
-        kind, _, name = task_id.partition(":")
-        # keys "<kind>-<run>-<name>": Dask groups the tasks of a kind (one duration
-        # estimate, one queue) and shows them so on its dashboard
+        kind = task_id.partition(":")[0]
         with dask.annotate(priority=_priority(kind, index), retries=retries):
             task = dask.delayed(func, pure=False)(spec, *deps,
-                                                  dask_key_name=f"{kind}-{run_id}-{name}")
+                                                  dask_key_name=f"{KEY_PREFIX}-{run_id}-{task_id}")
         flat = [d for dep in deps for d in (dep if isinstance(dep, list) else [dep])]
         graph.append((task, task_id, [d for d in flat if isinstance(d, Delayed)]))
         return task
