@@ -306,6 +306,7 @@ def _measured(spec: Mapping[str, Any], work: Callable[[], dict[str, Any]]) -> di
     started = time.time()
     start = time.perf_counter()
     cpu_start = cpu_seconds()
+    sys_start = resource.getrusage(resource.RUSAGE_SELF).ru_stime
     result: dict[str, Any] = {"status": "done", "error": None, "outputs": [], "metrics": {}}
     try:
         with _environment(spec), _task_log(spec.get("log")):
@@ -332,6 +333,8 @@ def _measured(spec: Mapping[str, Any], work: Callable[[], dict[str, Any]]) -> di
     result["started_unix"] = started
     result["time_s"] = time.perf_counter() - start
     result["cpu_s"] = cpu_seconds() - cpu_start
+    # of which in the kernel (page faults of fresh memory, file I/O)
+    result["sys_s"] = resource.getrusage(resource.RUSAGE_SELF).ru_stime - sys_start
     result["peak_memory_mb"] = peak_rss_mb() if reset else None
     try:
         from distributed import get_worker

@@ -477,6 +477,7 @@ def run_batch(
     finally:
         if client is not None:
             _close(client, cluster)
+    phases["closed"] = time.time()
     return _finish(ledger, options, output_dir, work, time.monotonic() - start)
 
 
