@@ -418,7 +418,6 @@ def run_batch(
         "parameters": parameters,
         "mosaic_config_files": mosaic_files,
         "builtin_references": builtin_references,
-        "reference_cache": _reference_cache(options),
     }
     start = time.monotonic()
     plan = _submit(None, groups, ledger, base_spec, options, work)
@@ -431,6 +430,7 @@ def run_batch(
     # the cluster starts while the parameters are checked (the pipeline's imports)
     starting = _ClusterStart(options)
     try:
+        base_spec["reference_cache"] = _reference_cache(options)
         _check_parameters(config_files, parameters, options.mosaic, mosaic_files)
         output_dir.mkdir(parents=True, exist_ok=True)
         phases["planned"] = time.time()
