@@ -223,7 +223,7 @@ def _start_cluster(options: BatchOptions) -> tuple[Any, Any, int | None]:
     threads = options.omp_threads or max(1, cores // workers)
     import dask
 
-    env = {"OMP_NUM_THREADS": str(threads)}
+    env = {"OMP_NUM_THREADS": str(threads), _tasks.FAST_EXIT_ENV: "1"}
     with dask.config.set({"distributed.worker.daemon": False, **LOCAL_SCHEDULER_CONFIG}):
         cluster = LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True,

@@ -189,3 +189,36 @@ def test_timeline_of_a_run():
     assert line.idle == pytest.approx(8.0 + 10.0 + 30.0)
     text = line.table()
     assert "idle worker-seconds: 48.0 of 90.0" in text and text.count("|") >= 6
+
+
+def test_a_closed_worker_process_ends_without_module_teardown(cluster):
+    """The local cluster's workers end at their first exit handler (`_fast_exit`): it
+    runs the pending clean-ups and flushes the logs; the handlers before it, and the
+    module teardown, are skipped."""
+    import subprocess
+    import sys
+
+    from romancal_lite.batch import _tasks
+
+    client = cluster["client"]
+    assert set(client.run(os.getenv, _tasks.FAST_EXIT_ENV).values()) == {"1"}
+    script = (
+        "import atexit, logging, sys, weakref\n"
+        "atexit.register(print, 'teardown')\n"  # registered before: skipped
+        "from romancal_lite.batch import _tasks\n"
+        "sys.argv[1:] and _tasks.dask_setup(None)\n"
+        "class Held: pass\n"
+        "held = Held()\n"
+        "weakref.finalize(held, print, 'cleaned')\n"
+        "logging.basicConfig(stream=sys.stderr)\n"
+        "logging.getLogger('x').warning('logged')\n"
+        "print('worked', flush=True)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": SRC, _tasks.FAST_EXIT_ENV: "1"}
+    fast = subprocess.run([sys.executable, "-c", script, "setup"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert fast.returncode == 0, fast.stderr
+    assert fast.stdout.split() == ["worked", "cleaned"] and "logged" in fast.stderr
+    slow = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert sorted(slow.stdout.split()) == ["cleaned", "teardown", "worked"]  # without it
