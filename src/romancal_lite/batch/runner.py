@@ -2,12 +2,14 @@
 
 The graph: for each association (`romancal_lite.batch._plan`), one task per
 exposure-detector (``roman_elp`` up to the source catalog), one alignment task that
-waits for them (the joint tweakreg, then the products are written), and with
-``--mosaic`` one ``roman_mos`` task after it. An association of one exposure is one
-task, exactly ``romancal-lite run roman_elp <file>``. Tasks get file paths and
-return small dicts; Dask schedules them, retries them (transient I/O errors only:
-`romancal_lite.batch._tasks`), limits the workers' memory and reports progress. The
-client keeps the ledger (`romancal_lite.batch._ledger`) and writes the report.
+waits for them (the joint tweakreg), one task per exposure-detector writing its
+products, and with ``--mosaic`` one ``roman_mos`` task after them. An association of
+one exposure is one task, exactly ``romancal-lite run roman_elp <file>``. Tasks get
+file paths and return small dicts; Dask schedules them (one graph, one queue, in the
+batch's priorities: `KEY_PREFIX`, `LOCAL_SCHEDULER_CONFIG`, `_priority`), retries them
+(transient I/O errors only: `romancal_lite.batch._tasks`), limits the workers' memory
+and reports progress. The client keeps the ledger (`romancal_lite.batch._ledger`),
+lends idle workers' cores to the running tasks (`_Lender`) and writes the report.
 """
 
 from __future__ import annotations
@@ -523,7 +525,10 @@ def _follow(client: Any, plan: _Plan, ledger: Ledger, lender: _Lender) -> None:
         if pending:
             processing = client.processing()
             running = _running(client, processing)
-            lender.update(processing, [f for f in pending if plan.ready(f)])
+            if any(not keys for keys in processing.values()):  # a worker is idle
+                lender.update(processing, [f for f in pending if plan.ready(f)])
+            else:
+                lender.update(processing, [])
         progress.draw(done_n, failed_n, running, final=not pending)
 
 
