@@ -114,6 +114,23 @@ def _layouts(text: str) -> list[tuple[int, int | None]]:
     return out
 
 
+def _show_timeline(name: str, ledger: dict[str, Any], full: bool) -> None:
+    """Print where the row's workers were idle (the whole timeline with ``full``)."""
+    from romancal_lite.batch._timeline import timeline
+
+    try:
+        line = timeline(ledger)
+    except (KeyError, ValueError):
+        return
+    phases = ", ".join(f"{k} {v:.1f}" for k, v in line.phases.items())
+    print(f"# {name}: idle worker-seconds {line.idle:.1f} of "
+          f"{line.wall * len(line.workers):.1f} (start "
+          f"{sum(w.head for w in line.workers):.1f}, gaps {sum(w.gaps for w in line.workers):.1f}"
+          f", tail {sum(w.tail for w in line.workers):.1f}); phases: {phases}", flush=True)
+    if full:
+        print(line.table(), flush=True)
+
+
 def _batch_row(name: str, r: dict[str, Any], ledger: dict[str, Any], n: int,
                workers: int) -> dict[str, Any]:
     tasks = ledger["tasks"].values()
@@ -146,6 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-romancal", action="store_true")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="environment of the batch rows (their workers inherit it), "
+                             "e.g. NUMPY_MADVISE_HUGEPAGE=0; repeatable")
+    parser.add_argument("--timeline", action="store_true",
+                        help="print each batch row's timeline per worker (from its ledger)")
     parser.add_argument("--out", type=Path, default=None,
                         help="directory of the runs (default: in --workdir)")
     ns = parser.parse_args(argv)
@@ -178,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     seconds = prime_reference_cache(case.refs, refcache)
     print(f"# reference cache primed in {seconds:.1f} s (not timed)", flush=True)
     env["ROMANCAL_LITE_REFERENCE_CACHE"] = str(refcache)
+    batch_env = dict(env)
+    for item in ns.env:
+        name, _, value = item.partition("=")
+        batch_env[name] = value
     detectors = members
     results: dict[str, Any] = {"shape": shape, "detectors": len(detectors), "rows": []}
 
@@ -212,10 +238,11 @@ def main(argv: list[str] | None = None) -> int:
                "--reference-cache", str(refcache)]
         if threads:
             cmd += ["--omp-threads", str(threads)]
-        r = _run_timed(cmd, env, bench / f"batch_{tag}.log")
+        r = _run_timed(cmd, batch_env, bench / f"batch_{tag}.log")
         if r["status"] != 0:
             raise RuntimeError(f"batch failed: see {bench / f'batch_{tag}.log'}")
         ledger = json.loads((out / "batch_ledger.json").read_text())
+        _show_timeline(f"batch {tag}", ledger, ns.timeline)
         tasks = [t for t in ledger["tasks"].values() if t.get("kind") in {"calibrate", "elp"}]
         task_means[tag] = sum(t["time_s"] for t in tasks) / len(tasks)
         for product in out.glob("r*_*.asdf"):  # keep the ledger, report and thumbnails
@@ -241,10 +268,11 @@ def main(argv: list[str] | None = None) -> int:
                "--reference-cache", str(refcache)]
         if threads:
             cmd += ["--omp-threads", str(threads)]
-        r = _run_timed(cmd, env, bench / "batch_exposure.log")
+        r = _run_timed(cmd, batch_env, bench / "batch_exposure.log")
         if r["status"] != 0:
             raise RuntimeError(f"batch failed: see {bench / 'batch_exposure.log'}")
         ledger = json.loads((out / "batch_ledger.json").read_text())
+        _show_timeline("batch exposure", ledger, ns.timeline)
         for product in out.glob("r*_*.asdf"):
             product.unlink()
         row = _batch_row(f"batch, one exposure of {DETECTORS_PER_EXPOSURE} detectors "

@@ -22,6 +22,7 @@ import logging
 import os
 import resource
 import shutil
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
@@ -35,11 +36,13 @@ __all__ = [
     "align_task",
     "calibrate_task",
     "cpu_seconds",
+    "dask_setup",
     "elp_task",
     "file_record",
     "mosaic_task",
     "peak_rss_mb",
     "reset_peak_rss",
+    "set_task_threads",
     "write_task",
 ]
 
@@ -65,6 +68,107 @@ MEMORY_FAULT_CAP = 4 * 1024**3
 
 class TransientIOError(OSError):
     """An I/O error that may go away: raised so that Dask retries the task."""
+
+
+# ---------------------------------------------------------------------- the worker
+
+
+#: The warm-up imports of a worker started with the preload (`dask_setup`).
+_warm_up: threading.Thread | None = None
+
+
+def dask_setup(worker: Any) -> None:
+    """Warm a new worker process: Dask calls it when the module is a worker's preload.
+
+    Starts, in a background thread, the imports every task needs (the pipeline and its
+    steps, ~1 s of pure Python; then, in the pipeline's own background thread as in a
+    task, the libraries of the source catalog and tweakreg), so that they run while the
+    worker registers and the batch finishes its own start, instead of at the start of
+    the worker's first task, which waits for them (`_measured`). Nothing else changes:
+    a worker without the preload (an existing cluster) imports the same modules in its
+    first task.
+
+    Parameters
+    ----------
+    worker : distributed.Worker
+        The worker (unused).
+    """
+    global _warm_up
+    if os.environ.get(FAST_EXIT_ENV) == "1":
+        import atexit
+
+        atexit.register(_fast_exit)
+    if _warm_up is None:
+        _warm_up = threading.Thread(target=_import_pipeline, name="romancal_lite-batch-imports",
+                                    daemon=True)
+        _warm_up.start()
+
+
+#: Set (to "1") in the local cluster's workers: a worker process, once closed, ends
+#: without Python's module teardown (`_fast_exit`).
+FAST_EXIT_ENV = "ROMANCAL_LITE_BATCH_FAST_EXIT"
+
+
+def _fast_exit() -> None:
+    """End a closed worker process now: skip the teardown of its ~2000 modules.
+
+    Python's finalization of a worker that has run the pipeline (clearing every
+    module's objects) takes 1.5-2 s, during which its nanny, and so the batch, waits
+    for it to end: every batch's last seconds. By the time the exit handlers run the
+    worker has closed (every task finished; each wrote, closed and renamed its files),
+    so this handler, the first to run, flushes the logs, runs the pending
+    ``weakref.finalize`` clean-ups (temporary directories) and ends the process.
+    """
+    import logging
+    import sys
+    import weakref
+
+    try:
+        logging.shutdown()
+        getattr(weakref.finalize, "_exitfunc", lambda: None)()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+    finally:
+        os._exit(0)
+
+
+def _import_pipeline() -> None:
+    from romancal_lite.pipeline import exposure_pipeline
+
+    exposure_pipeline._preload_catalog_imports()
+
+
+def set_task_threads(key: Any, threads: int, dask_worker: Any = None) -> bool:
+    """Set the OpenMP threads of the task ``key`` while it runs on this worker.
+
+    The batch's client calls it (``Client.run``) to lend an idle worker's cores to a
+    running task when no other task is ready (the end of a batch, an alignment), and
+    to take them back. romancore reads ``OMP_NUM_THREADS`` at every kernel call, so
+    the task's next kernels use the new count; the task's own setting is restored
+    when it ends (`_environment`). Results do not depend on the thread count.
+
+    Parameters
+    ----------
+    key : str
+        The Dask key of the task.
+    threads : int
+        OpenMP threads, at least 1.
+    dask_worker : distributed.Worker
+        Given by ``Client.run``.
+
+    Returns
+    -------
+    bool
+        True if ``key`` is running here and the count was set; False otherwise (the
+        task ended or has not started: nothing is changed).
+    """
+    state = getattr(dask_worker, "state", None)
+    running = {ts.key for ts in getattr(state, "executing", ())}
+    if key not in running:
+        return False
+    os.environ["OMP_NUM_THREADS"] = str(max(1, int(threads)))
+    return True
 
 
 # ---------------------------------------------------------------------- measuring
@@ -224,14 +328,18 @@ def _environment(spec: Mapping[str, Any]) -> Iterator[None]:
 
 def _measured(spec: Mapping[str, Any], work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Run ``work`` in the task's environment; time it, measure its peak memory."""
+    if _warm_up is not None:
+        _warm_up.join()  # the worker's warm-up imports: never two threads importing at once
     from romancal_lite.datamodels import keep_schema_documents
     from romancal_lite.errors import RomancalLiteError
     from romancal_lite.references import allow_builtin_references
 
     keep_schema_documents()  # a worker validates the same schemas for every task
     reset = reset_peak_rss()
+    started = time.time()
     start = time.perf_counter()
     cpu_start = cpu_seconds()
+    sys_start = resource.getrusage(resource.RUSAGE_SELF).ru_stime
     result: dict[str, Any] = {"status": "done", "error": None, "outputs": [], "metrics": {}}
     try:
         with _environment(spec), _task_log(spec.get("log")):
@@ -241,6 +349,8 @@ def _measured(spec: Mapping[str, Any], work: Callable[[], dict[str, Any]]) -> di
             _inject_fault([str(p) for p in spec.get("inputs", [])])
             with allow_builtin_references(bool(spec.get("builtin_references"))):
                 result.update(work())
+            # more than the task's own when idle workers' cores were lent to it
+            result["omp_threads_end"] = os.environ.get("OMP_NUM_THREADS")
     except Exception as exc:
         if _is_transient(exc):
             raise TransientIOError(
@@ -253,8 +363,11 @@ def _measured(spec: Mapping[str, Any], work: Callable[[], dict[str, Any]]) -> di
             message = "internal error: " + " ".join("".join(lines).split())
             logging.getLogger("romancal_lite.batch").error("%s", traceback.format_exc())
         result.update(status="failed", error=message)
+    result["started_unix"] = started
     result["time_s"] = time.perf_counter() - start
     result["cpu_s"] = cpu_seconds() - cpu_start
+    # of which in the kernel (page faults of fresh memory, file I/O)
+    result["sys_s"] = resource.getrusage(resource.RUSAGE_SELF).ru_stime - sys_start
     result["peak_memory_mb"] = peak_rss_mb() if reset else None
     try:
         from distributed import get_worker

@@ -2,12 +2,14 @@
 
 The graph: for each association (`romancal_lite.batch._plan`), one task per
 exposure-detector (``roman_elp`` up to the source catalog), one alignment task that
-waits for them (the joint tweakreg, then the products are written), and with
-``--mosaic`` one ``roman_mos`` task after it. An association of one exposure is one
-task, exactly ``romancal-lite run roman_elp <file>``. Tasks get file paths and
-return small dicts; Dask schedules them, retries them (transient I/O errors only:
-`romancal_lite.batch._tasks`), limits the workers' memory and reports progress. The
-client keeps the ledger (`romancal_lite.batch._ledger`) and writes the report.
+waits for them (the joint tweakreg), one task per exposure-detector writing its
+products, and with ``--mosaic`` one ``roman_mos`` task after them. An association of
+one exposure is one task, exactly ``romancal-lite run roman_elp <file>``. Tasks get
+file paths and return small dicts; Dask schedules them (one graph, one queue, in the
+batch's priorities: `KEY_PREFIX`, `LOCAL_SCHEDULER_CONFIG`, `_priority`), retries them
+(transient I/O errors only: `romancal_lite.batch._tasks`), limits the workers' memory
+and reports progress. The client keeps the ledger (`romancal_lite.batch._ledger`),
+lends idle workers' cores to the running tasks (`_Lender`) and writes the report.
 """
 
 from __future__ import annotations
@@ -188,6 +190,21 @@ def _reference_cache(options: BatchOptions) -> str | None:
 # ---------------------------------------------------------------------- cluster
 
 
+#: Dask settings of the local cluster's scheduler. Every task waits in the scheduler's
+#: queue, ordered by priority, until a worker has a free thread (a worker holds only
+#: the task it runs): with Dask's defaults (1.1 tasks per thread; queuing only for
+#: groups of tasks with few dependencies; here a group per task) a worker was handed
+#: tasks ahead of time, and the other, once done with its own, stayed idle until work
+#: stealing moved one (20 s of a 60 s run). ``rootish-taskgroup-dependencies``: the
+#: batch's tasks are one group (`KEY_PREFIX`) that depends on itself (alignments on
+#: calibrations, writes on alignments); their arguments are small dicts, so that
+#: Dask's reason to keep such tasks out of the queue (moving data) does not apply.
+LOCAL_SCHEDULER_CONFIG = {
+    "distributed.scheduler.worker-saturation": 1.0,
+    "distributed.scheduler.rootish-taskgroup-dependencies": 1_000_000,
+}
+
+
 def _start_cluster(options: BatchOptions) -> tuple[Any, Any, int | None]:
     """Return (client, local cluster or None, OpenMP threads per task)."""
     from distributed import Client, LocalCluster
@@ -208,15 +225,54 @@ def _start_cluster(options: BatchOptions) -> tuple[Any, Any, int | None]:
     threads = options.omp_threads or max(1, cores // workers)
     import dask
 
-    env = {"OMP_NUM_THREADS": str(threads)}
-    with dask.config.set({"distributed.worker.daemon": False}):
+    env = {"OMP_NUM_THREADS": str(threads), _tasks.FAST_EXIT_ENV: "1"}
+    with dask.config.set({"distributed.worker.daemon": False, **LOCAL_SCHEDULER_CONFIG}):
         cluster = LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True,
             memory_limit=options.memory_limit or "auto",
             dashboard_address=options.dashboard_address or None,
-            silence_logs=logging.ERROR, env=env,
+            silence_logs=logging.ERROR, env=env, preload=[_tasks.__name__],
         )  # fmt: skip
     return Client(cluster), cluster, threads
+
+
+class _ClusterStart:
+    """The cluster, started in a thread while the batch checks its arguments and plans.
+
+    Starting worker processes (and the imports of their first task, `_tasks`'s preload)
+    takes a few seconds that the batch's own start (imports, parameter checks, the
+    plan) can overlap. `result` waits for it; `discard` closes it after an error.
+    """
+
+    def __init__(self, options: BatchOptions):
+        import threading
+
+        self._value: tuple[Any, Any, int | None] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(options,),
+                                        name="romancal-lite-batch-cluster", daemon=True)
+        self._thread.start()
+
+    def _run(self, options: BatchOptions) -> None:
+        try:
+            self._value = _start_cluster(options)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            self._error = exc
+
+    def result(self) -> tuple[Any, Any, int | None]:
+        """Wait for the cluster; return (client, local cluster or None, OpenMP threads)."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
+
+    def discard(self) -> None:
+        """Wait for the cluster and close it (the batch stopped before using it)."""
+        self._thread.join()
+        if self._value is not None:
+            _close(self._value[0], self._value[1])
+            self._value = None
 
 
 # ---------------------------------------------------------------------- the run
@@ -332,22 +388,14 @@ def run_batch(
     ConfigError
         Bad inputs or options, or a ledger in the way.
     """
-    from distributed import wait
-
-    from romancal_lite.stpipe import registry
-
+    phases = {"process_start": _process_start()}
     output_dir = Path(_abs(str(parameters.get("output_dir") or ".")))
     parameters = {**parameters, "output_dir": str(output_dir)}
     config_files = [_abs(f) for f in config_files]
     mosaic_files = [_abs(f) for f in options.mosaic_config]
-    # the parameters are checked here, before any cluster starts
-    registry.resolve("roman_elp").build_config(
-        config_files, base={"parameters": {"save_results": True}}, **parameters
-    )
-    if options.mosaic:
-        registry.resolve("roman_mos").build_config(mosaic_files)
+    # what needs no import of the pipeline is checked before the cluster starts: the
+    # inputs, the ledger, what is left to do
     groups = expand_inputs(inputs)
-    output_dir.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(output_dir)
     if ledger.exists() and not (options.resume or options.force):
         raise ConfigError(
@@ -364,6 +412,7 @@ def run_batch(
         "mosaic_config_files": mosaic_files,
     }
     ledger.start_run(command or [], settings, options.resume)
+    ledger.data["runs"][-1]["phases"] = phases
     work = output_dir / WORK_DIR
     base_spec = {
         "output_dir": str(output_dir),
@@ -371,59 +420,50 @@ def run_batch(
         "parameters": parameters,
         "mosaic_config_files": mosaic_files,
         "builtin_references": builtin_references,
-        "reference_cache": _reference_cache(options),
     }
     start = time.monotonic()
-    planned: dict[Any, str] = {}
-    _submit(None, groups, ledger, base_spec, options, work, planned, [])
-    if not planned:
+    plan = _submit(None, groups, ledger, base_spec, options, work)
+    if not plan.futures:
+        _check_parameters(config_files, parameters, options.mosaic, mosaic_files)
+        output_dir.mkdir(parents=True, exist_ok=True)
         print("romancal-lite batch: nothing to do (the ledger records every task finished, "
               "its outputs unchanged)", file=sys.stderr)
         return _finish(ledger, options, output_dir, work, time.monotonic() - start)
-    client, cluster, threads = _start_cluster(options)
-    base_spec["omp_threads"] = threads
-    futures: dict[Any, str] = {}
-    stages: list[Path] = []
+    # the cluster starts while the parameters are checked (the pipeline's imports)
+    starting = _ClusterStart(options)
     try:
+        base_spec["reference_cache"] = _reference_cache(options)
+        _check_parameters(config_files, parameters, options.mosaic, mosaic_files)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        phases["planned"] = time.time()
+        client, cluster, threads = starting.result()
+    except BaseException:
+        starting.discard()
+        raise
+    phases["cluster"] = time.time()
+    base_spec["omp_threads"] = threads
+    plan = _Plan()
+    try:
+        info = client.scheduler_info(n_workers=-1).get("workers", {})
+        ledger.data["runs"][-1]["workers"] = sorted(info)
         dashboard = getattr(client, "dashboard_link", None)
-        nworkers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
-        where = options.scheduler or f"local cluster, {nworkers} workers"
+        where = options.scheduler or f"local cluster, {len(info)} workers"
         print(f"romancal-lite batch: {sum(len(g.members) for g in groups)} exposure-detectors "
               f"in {len(groups)} associations on {where}"
               + (f"; dashboard {dashboard}" if dashboard and options.dashboard_address else ""),
               file=sys.stderr)
-        _submit(client, groups, ledger, base_spec, options, work, futures, stages)
+        plan = _submit(client, groups, ledger, base_spec, options, work)
+        phases["submitted"] = time.time()
         ledger.save()
-        progress = _Progress(len(futures))
-        done_n = failed_n = 0
-        pending = set(futures)
-        progress.draw(0, 0, 0)
-        while pending:
-            try:
-                finished, pending_set = wait(list(pending), timeout=0.5,
-                                             return_when="FIRST_COMPLETED")
-            except TimeoutError:  # nothing finished within the timeout
-                finished, pending_set = set(), pending
-            pending = set(pending_set)
-            for future in finished:
-                status = _record(ledger, futures[future], future)
-                if status == "done" and ledger.tasks[futures[future]].get("kind") == "write":
-                    _drop_stages(ledger, ledger.tasks[futures[future]]["group"])
-                if status in {"done", "partial"}:
-                    done_n += 1
-                else:
-                    failed_n += 1
-            if finished:
-                ledger.save()
-            running = _running(client) if pending else 0
-            progress.draw(done_n, failed_n, running, final=not pending)
+        _follow(client, plan, ledger, _Lender(client, threads))
+        phases["tasks_done"] = time.time()
     except BaseException:
         # Ctrl-C, SIGTERM or a lost scheduler: stop the work, keep a ledger that resumes
-        for future, task_id in futures.items():
+        for future, task_id in plan.futures.items():
             if not future.done():
                 ledger.set(task_id, status="interrupted")
         try:
-            client.cancel(list(futures), force=True)
+            client.cancel(list(plan.futures), force=True)
         except Exception:  # noqa: BLE001 - the scheduler may be gone already
             pass
         if cluster is not None:
@@ -439,7 +479,57 @@ def run_batch(
     finally:
         if client is not None:
             _close(client, cluster)
+    phases["closed"] = time.time()
     return _finish(ledger, options, output_dir, work, time.monotonic() - start)
+
+
+def _check_parameters(config_files: list[str], parameters: dict[str, Any], mosaic: bool,
+                      mosaic_files: list[str]) -> None:
+    """Check the pipelines' parameters as ``run`` would (ConfigError if one is bad)."""
+    from romancal_lite.stpipe import registry
+
+    registry.resolve("roman_elp").build_config(
+        config_files, base={"parameters": {"save_results": True}}, **parameters
+    )
+    if mosaic:
+        registry.resolve("roman_mos").build_config(mosaic_files)
+
+
+def _follow(client: Any, plan: _Plan, ledger: Ledger, lender: _Lender) -> None:
+    """Wait on the tasks, record each as it ends, draw the progress, lend idle cores."""
+    from distributed import wait
+
+    progress = _Progress(len(plan.futures))
+    done_n = failed_n = 0
+    pending = set(plan.futures)
+    progress.draw(0, 0, 0)
+    while pending:
+        try:
+            finished, pending_set = wait(list(pending), timeout=0.5,
+                                         return_when="FIRST_COMPLETED")
+        except TimeoutError:  # nothing finished within the timeout
+            finished, pending_set = set(), pending
+        pending = set(pending_set)
+        for future in finished:
+            task_id = plan.futures[future]
+            status = _record(ledger, task_id, future)
+            if status == "done" and ledger.tasks[task_id].get("kind") == "write":
+                _drop_stages(ledger, ledger.tasks[task_id]["group"])
+            if status in {"done", "partial"}:
+                done_n += 1
+            else:
+                failed_n += 1
+        if finished:
+            ledger.save()
+        running = 0
+        if pending:
+            processing = client.processing()
+            running = _running(client, processing)
+            if any(not keys for keys in processing.values()):  # a worker is idle
+                lender.update(processing, [f for f in pending if plan.ready(f)])
+            else:
+                lender.update(processing, [])
+        progress.draw(done_n, failed_n, running, final=not pending)
 
 
 def _finish(ledger: Ledger, options: BatchOptions, output_dir: Path, work: Path,
@@ -451,10 +541,23 @@ def _finish(ledger: Ledger, options: BatchOptions, output_dir: Path, work: Path,
     if not options.no_report:
         report = write_report(ledger, output_dir / REPORT_NAME)
         print(f"report: {report}")
+    phases = ledger.data["runs"][-1].setdefault("phases", {})
+    phases["end"] = time.time()
+    ledger.save()
     failed = [t for t, r in ledger.tasks.items() if r.get("status") not in {"done"}]
     if not failed and work.is_dir():
         shutil.rmtree(work / "stage", ignore_errors=True)
     return 1 if failed else 0
+
+
+def _process_start() -> float:
+    """Return when this process started (Unix time; now where it is not known)."""
+    try:
+        import psutil
+
+        return float(psutil.Process().create_time())
+    except Exception:  # noqa: BLE001 - only a timeline mark
+        return time.time()
 
 
 def _drop_stages(ledger: Ledger, group: str) -> None:
@@ -466,11 +569,122 @@ def _drop_stages(ledger: Ledger, group: str) -> None:
             shutil.rmtree(record["stage"], ignore_errors=True)
 
 
-def _running(client: Any) -> int:
-    """Return how many tasks execute now (a worker may also hold its next one queued)."""
+def _running(client: Any, processing: dict[str, list[Any]]) -> int:
+    """Return how many tasks execute now (a worker may also hold tasks it has not begun)."""
     threads = client.nthreads()
-    return sum(min(len(keys), threads.get(worker, 1))
-               for worker, keys in client.processing().items())
+    return sum(min(len(keys), threads.get(worker, 1)) for worker, keys in processing.items())
+
+
+class _Lender:
+    """Lends the cores of idle workers to the tasks running on the same machine.
+
+    When no task is ready to start (the end of a batch, an association's alignment
+    before its writes), a worker with nothing to do leaves its cores idle while a task
+    on another worker runs on its own share (``--omp-threads``). The lender gives each
+    running task, besides its own threads, an equal part of the idle workers' threads
+    on its machine (`_tasks.set_task_threads`), and takes them back as soon as a task
+    is ready for an idle worker. Only when the tasks' threads are known (a local
+    cluster, or ``--omp-threads``).
+
+    Parameters
+    ----------
+    client : distributed.Client
+        The batch's client.
+    threads : int or None
+        OpenMP threads of a task (None: no lending).
+    """
+
+    def __init__(self, client: Any, threads: int | None):
+        self.client = client
+        self.threads = threads
+        self.hosts: dict[str, str] = {}
+        self.lent: dict[str, tuple[Any, int]] = {}  # worker -> (task key, threads)
+
+    def _host(self, worker: str) -> str:
+        if worker not in self.hosts:
+            info = self.client.scheduler_info(n_workers=-1).get("workers", {})
+            self.hosts.update({w: str(i.get("host", w)) for w, i in info.items()})
+        return self.hosts.get(worker, worker)
+
+    def targets(self, processing: dict[str, list[Any]], ready: bool) -> dict[str, int]:
+        """Return the threads each running task should have (worker -> threads).
+
+        Parameters
+        ----------
+        processing : dict
+            Worker -> keys of the tasks the scheduler gave it (`Client.processing`).
+        ready : bool
+            Whether a task is ready to start (then nothing is lent).
+
+        Returns
+        -------
+        dict
+            For each worker running exactly one task: its OpenMP threads.
+        """
+        if self.threads is None:
+            return {}
+        base = self.threads
+        running = sorted(w for w, keys in processing.items() if len(keys) == 1)
+        targets = {w: base for w in running}
+        if ready:
+            return targets
+        idle: dict[str, int] = {}
+        for worker, keys in processing.items():
+            if not keys:
+                host = self._host(worker)
+                idle[host] = idle.get(host, 0) + 1
+        for host, count in idle.items():
+            here = [w for w in running if self._host(w) == host]
+            spare = count * base
+            for i, worker in enumerate(here):
+                targets[worker] += spare // len(here) + (1 if i < spare % len(here) else 0)
+        return targets
+
+    def update(self, processing: dict[str, list[Any]], ready: list[Any]) -> None:
+        """Lend or take back cores as the scheduler's state says.
+
+        Parameters
+        ----------
+        processing : dict
+            Worker -> keys of the tasks the scheduler gave it (`Client.processing`).
+        ready : list
+            Futures of tasks not finished whose inputs are all there.
+        """
+        if self.threads is None:
+            return
+        busy = {key for keys in processing.values() for key in keys}
+        waiting = any(f.key not in busy for f in ready)
+        for worker, threads in self.targets(processing, waiting).items():
+            key = processing[worker][0]
+            now = self.lent.get(worker)
+            if now is None or now[0] != key:
+                now = (key, self.threads)  # a new task starts with its own threads
+            if now[1] == threads:
+                self.lent[worker] = now
+                continue
+            try:
+                done = self.client.run(_tasks.set_task_threads, key, threads,
+                                       workers=[worker], on_error="return")
+            except Exception:  # noqa: BLE001 - a worker that went away: nothing to lend
+                continue
+            if done.get(worker) is True:
+                self.lent[worker] = (key, threads)
+
+
+@dataclass
+class _Plan:
+    """The submitted tasks: future -> task id, and the futures each one waits for.
+
+    When planning only (no client), the "futures" are the task ids themselves.
+    """
+
+    futures: dict[Any, str] = field(default_factory=dict)
+    needs: dict[Any, list[Any]] = field(default_factory=dict)
+    stages: list[Path] = field(default_factory=list)
+
+    def ready(self, future: Any) -> bool:
+        """Return whether every task ``future`` waits for has finished."""
+        return all(d.done() for d in self.needs.get(future, []))
 
 
 def _close(client: Any, cluster: Any) -> None:
@@ -500,28 +714,68 @@ def _record(ledger: Ledger, task_id: str, future: Any) -> str:
     return "failed"
 
 
+#: Dask key of a task: ``romancal_lite-<run>-<task id>``. Dask makes one task group of
+#: the keys' common prefix, so that every task of the batch is "root-ish" (a group much
+#: larger than the cluster, depending only on itself): such tasks wait in the
+#: scheduler's queue, in priority order, until a worker has a free thread. With a group
+#: per kind, a kind with few tasks (the alignments, or a handful of one-detector
+#: exposures) would be handed to a busy worker ahead of time. The price: the dashboard
+#: shows one colour for all (the task id is in the key). A batch of no more than twice
+#: the cluster's threads is still handed out at once (Dask's rule for small groups).
+KEY_PREFIX = "romancal_lite"
+
+#: Order of the tasks when several are ready (Dask's priorities: higher first). Of an
+#: association ``g`` (in the order of the plan), its calibrations (or its one-member
+#: ``elp``) come at rank ``2 g``; its writes and its mosaic at ``2 g + 3``, after the
+#: calibrations of the next association and before those of the one after: the long
+#: tasks go first, and the short writes (and a mosaic) keep the cores busy while the
+#: next association's alignment runs (and, at the end, while the last one's does),
+#: with at most about two associations' members staged. An alignment, on the way to
+#: its association's writes, goes before everything.
+ALIGN_PRIORITY = 1 << 40
+
+
+def _priority(kind: str, index: int) -> int:
+    """Dask priority of a task of association ``index`` (see `ALIGN_PRIORITY`)."""
+    if kind == "align":
+        return ALIGN_PRIORITY
+    rank = 2 * index + (3 if kind in {"write", "mosaic"} else 0)
+    return -rank
+
+
 def _submit(
     client: Any, groups: list[Group], ledger: Ledger, base: dict[str, Any],
-    options: BatchOptions, work: Path, futures: dict[Any, str], stages: list[Path],
-) -> None:
-    """Put every task not already finished on the cluster (dependencies as futures)."""
+    options: BatchOptions, work: Path,
+) -> _Plan:
+    """Put every task not already finished on the cluster (dependencies as futures).
+
+    Without a client, only plan: the returned plan's "futures" are the task ids.
+    """
+    import dask
+    from dask.delayed import Delayed
+
     run_id = uuid.uuid4().hex[:8]
     thumbs = Path(base["output_dir"]) / THUMBNAIL_DIR
     retries = options.retries
+    plan = _Plan()
+    graph: list[tuple[Any, str, list[Any]]] = []  # (delayed task, task id, its inputs)
 
     def reuse(task_id: str, paths: set[str] | None = None) -> bool:
         return options.resume and ledger.complete(task_id, paths)
 
-    def submit(func: Any, task_id: str, spec: dict[str, Any], *deps: Any) -> Any:
+    def submit(func: Any, task_id: str, index: int, spec: dict[str, Any], *deps: Any) -> Any:
         if client is None:  # planning only
-            futures[task_id] = task_id
+            plan.futures[task_id] = task_id
             return {}
-        future = client.submit(func, spec, *deps, key=f"{task_id}-{run_id}", retries=retries,
-                               pure=False)
-        futures[future] = task_id
-        return future
+        kind = task_id.partition(":")[0]
+        with dask.annotate(priority=_priority(kind, index), retries=retries):
+            task = dask.delayed(func, pure=False)(spec, *deps,
+                                                  dask_key_name=f"{KEY_PREFIX}-{run_id}-{task_id}")
+        flat = [d for dep in deps for d in (dep if isinstance(dep, list) else [dep])]
+        graph.append((task, task_id, [d for d in flat if isinstance(d, Delayed)]))
+        return task
 
-    for group in groups:
+    for index, group in enumerate(groups):
         upstream: list[Any] = []
         if len(group.members) == 1:
             member = group.members[0]
@@ -532,30 +786,38 @@ def _submit(
                 upstream.append(ledger.tasks[task_id])
             else:
                 ledger.set(task_id, status="pending", error=None)
-                upstream.append(submit(_tasks.elp_task, task_id, {
+                upstream.append(submit(_tasks.elp_task, task_id, index, {
                     **base, "inputs": [_abs(member.path)],
                     "thumbnail": str(thumbs / f"{member.name}.png"),
                     "log": str(work / "logs" / f"{member.name}.log"),
                 }))
         else:
-            upstream.extend(_submit_joint(group, ledger, base, work, thumbs, reuse, submit,
-                                          stages))
+            upstream.extend(_submit_joint(group, index, ledger, base, work, thumbs, reuse,
+                                          submit, plan.stages))
         if options.mosaic:
             mosaic_id = f"mosaic:{group.name}"
             ledger.set(mosaic_id, kind="mosaic", name=group.name)
             if reuse(mosaic_id):
                 continue
             ledger.set(mosaic_id, status="pending", error=None)
-            submit(_tasks.mosaic_task, mosaic_id, {
+            submit(_tasks.mosaic_task, mosaic_id, index, {
                 **base, "product": group.name,
                 "asn": str(Path(base["output_dir"]) / f"{group.name}_mosaic_asn.json"),
                 "thumbnail": str(thumbs / f"{group.name}_coadd.png"),
                 "log": str(work / "logs" / f"mosaic_{group.name}.log"),
             }, upstream)
+    if client is not None and graph:
+        # one graph: Dask sees every task at once (its groups' sizes decide the queuing)
+        futures = client.compute([task for task, _, _ in graph], optimize_graph=False)
+        by_key = {task.key: future for (task, _, _), future in zip(graph, futures, strict=True)}
+        for (_, task_id, deps), future in zip(graph, futures, strict=True):
+            plan.futures[future] = task_id
+            plan.needs[future] = [by_key[d.key] for d in deps]
+    return plan
 
 
 def _submit_joint(
-    group: Group, ledger: Ledger, base: dict[str, Any], work: Path, thumbs: Path,
+    group: Group, order: int, ledger: Ledger, base: dict[str, Any], work: Path, thumbs: Path,
     reuse: Any, submit: Any, stages: list[Path],
 ) -> list[Any]:
     """Submit an association of several members; return its write tasks (or records).
@@ -592,7 +854,7 @@ def _submit_joint(
             continue
         ledger.set(task_id, status="pending", error=None)
         stages.append(Path(member_stages[index]))
-        results.append(submit(_tasks.calibrate_task, task_id, {
+        results.append(submit(_tasks.calibrate_task, task_id, order, {
             **base, "inputs": [_abs(member.path)], "group_id": member.group_id,
             "index": index, "stage": member_stages[index],
             "thumbnail": str(thumbs / f"{member.name}.png"),
@@ -602,7 +864,7 @@ def _submit_joint(
         alignment = ledger.tasks[align_id]
     else:
         ledger.set(align_id, status="pending", error=None)
-        alignment = submit(_tasks.align_task, align_id, {
+        alignment = submit(_tasks.align_task, align_id, order, {
             **base, "stages": member_stages, "names": names,
             "inputs": [_abs(m.path) for m in group.members],
             "log": str(work / "logs" / f"align_{group.name}.log"),
@@ -614,7 +876,7 @@ def _submit_joint(
             writes.append(ledger.tasks[write_id])
             continue
         ledger.set(write_id, status="pending", error=None)
-        writes.append(submit(_tasks.write_task, write_id, {
+        writes.append(submit(_tasks.write_task, write_id, order, {
             **base, "inputs": [_abs(member.path)], "name": member.name, "stage": stage,
             "log": str(work / "logs" / f"write_{member.name}.log"),
         }, alignment))

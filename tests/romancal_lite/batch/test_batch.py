@@ -361,10 +361,8 @@ def test_resume_of_an_association_redoes_only_what_is_missing(tmp_path):
     options = runner.BatchOptions(resume=True)
 
     def plan():
-        planned: dict = {}
-        runner._submit(None, [group], ledger, {"output_dir": str(out)}, options, work,
-                       planned, [])
-        return sorted(planned)
+        plan = runner._submit(None, [group], ledger, {"output_dir": str(out)}, options, work)
+        return sorted(plan.futures)
 
     assert plan() == []  # every member written: nothing to do
     (out / f"{names[1]}_cal.asdf").unlink()  # one member's products lost
