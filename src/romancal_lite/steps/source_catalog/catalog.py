@@ -45,6 +45,8 @@ from scipy import ndimage
 import romancore
 from romancore import effective_n_threads
 
+from .._arrays import release_rows
+
 __all__ = [
     "ANNULUS_RADII_ARCSEC",
     "CIRCLE_APERTURE_RADII_ARCSEC",
@@ -1087,6 +1089,9 @@ def make_source_catalog(
     if not calibrated:
         notes.append("no photometric conversion: fluxes are in DN/s")
     mask, image32 = _masked_inputs(data, err, dq)
+    # a mosaic's arrays live in files (resample): their pages read so far go back
+    release_rows(data, 0, data.shape[0])
+    release_rows(err, 0, err.shape[0])
     n_masked = int(mask.sum())
     empty = np.zeros(data.shape, dtype=np.uint32)
     if mask.all():
@@ -1130,6 +1135,7 @@ def make_source_catalog(
     from .measure import segment_properties
 
     err64 = _masked_error(err, mask, data, dq)  # (here: after the background's peak)
+    release_rows(err, 0, err.shape[0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         warnings.simplefilter("ignore", AstropyUserWarning)
