@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import math
 import mmap
+import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-__all__ = ["empty_releasable", "is_memory_mapped", "release_rows", "writable_contiguous"]
+__all__ = [
+    "empty_releasable",
+    "file_array",
+    "is_memory_mapped",
+    "release_rows",
+    "rows_in_file",
+    "writable_contiguous",
+]
 
 
 def writable_contiguous(model: Any, *names: str) -> None:
@@ -127,3 +136,62 @@ def release_rows(array: np.ndarray, r0: int, r1: int) -> int:
             buffer.madvise(mmap.MADV_DONTNEED, first, last - first)
             released += last - first
     return released
+
+
+def file_array(shape: tuple[int, ...], dtype: Any, directory: str | None = None) -> np.ndarray:
+    """Return a zero-filled array in an unnamed temporary file, mapped shared.
+
+    The file has no name and goes when the last map of it goes. Its pages are the
+    file's: `release_rows` hands them back to the OS and the data stay in the file
+    (read again when touched), so a full-size array that is written or read a band
+    at a time does not count whole in the process's resident memory.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Array shape.
+    dtype : numpy dtype
+        Element type.
+    directory : str, optional
+        Where the file lies (default: the system's temporary directory).
+
+    Returns
+    -------
+    numpy.ndarray
+        A writable C-contiguous array of zeros (a plain array over the map).
+    """
+    dt = np.dtype(dtype)
+    if math.prod(shape) == 0:
+        return np.zeros(shape, dt)
+    with tempfile.TemporaryFile(prefix="romancal_lite_", dir=directory) as fh:
+        mapped = np.memmap(fh, dtype=dt, mode="w+", shape=shape)
+    return mapped.view(np.ndarray)
+
+
+def rows_in_file(
+    shape: tuple[int, int], dtype: Any, fill: Callable[[int, int], np.ndarray], rows: int = 256
+) -> np.ndarray:
+    """Return a `file_array` filled row block by row block, each block handed back.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(ny, nx)``.
+    dtype : numpy dtype
+        Element type.
+    fill : callable
+        ``fill(r0, r1)`` returns rows ``r0:r1``.
+    rows : int, optional
+        Rows per block.
+
+    Returns
+    -------
+    numpy.ndarray
+        The array (its pages released).
+    """
+    out = file_array(shape, dtype)
+    for r0 in range(0, shape[0], rows):
+        r1 = min(shape[0], r0 + rows)
+        out[r0:r1] = fill(r0, r1)
+        release_rows(out, r0, r1)
+    return out

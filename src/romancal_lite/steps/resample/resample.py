@@ -53,7 +53,7 @@ import numpy as np
 
 from romancal_lite.errors import ConfigError, InputFileError
 
-from .._arrays import empty_releasable, release_rows
+from .._arrays import empty_releasable, file_array, release_rows
 from .pixmap import calc_pixmap, resample_range
 
 __all__ = [
@@ -266,9 +266,24 @@ def _available_memory() -> int:
         return 1 << 40
 
 
+def _free_disk(directory: str | None) -> int:
+    import shutil
+
+    try:
+        return shutil.disk_usage(directory or tempfile.gettempdir()).free
+    except OSError:  # pragma: no cover
+        return 1 << 50
+
+
 def check_memory(shape: tuple[int, int], n_inputs: int, n_variances: int,
-                 input_shape: tuple[int, int]) -> int:  # fmt: skip
-    """Raise before any allocation if the mosaic would not fit in the available memory.
+                 input_shape: tuple[int, int], scratch_dir: str | None = None) -> int:  # fmt: skip
+    """Raise before any allocation if the mosaic would not fit in memory or on disk.
+
+    The full-size arrays live in temporary files (`file_array`); the memory holds one
+    input (its arrays, weight and mask: ~40 bytes a pixel) and the working arrays of
+    one band of output rows (``BAND_ROWS`` and margins, the accumulators of a
+    mosaic). The disk holds the products and, until the end, each input's staged
+    arrays (data, weight, variances, pixel map: ~16 + 4 n_variances + 8 bytes a pixel).
 
     Parameters
     ----------
@@ -279,25 +294,40 @@ def check_memory(shape: tuple[int, int], n_inputs: int, n_variances: int,
     n_variances : int
         Variances resampled.
     input_shape : tuple of int
-        Shape of one input (its pixel map and temporaries: ~40 bytes a pixel).
+        Shape of one input.
+    scratch_dir : str, optional
+        Where the temporary files go (default: the system's temporary directory).
 
     Returns
     -------
     int
-        The bytes needed.
+        The bytes of memory needed.
 
     Raises
     ------
     ConfigError
-        If they exceed the memory available now.
+        If they exceed the memory available now, or the files the free disk space.
     """
-    need = output_bytes(shape, n_inputs, n_variances) + 40 * int(np.prod(input_shape))
+    input_pixels = int(np.prod(input_shape))
+    planes = max(1, math.ceil(n_inputs / 32))
+    band = (BAND_ROWS + 64) * int(shape[1]) * 4 * (3 + planes + 2 * n_variances)
+    need = 40 * input_pixels + band
     available = _available_memory()
     if need > available:
         raise ConfigError(
             f"the output grid {shape[0]} x {shape[1]} ({n_inputs} inputs) needs about "
             f"{need / 2**30:.1f} GiB, more than the {available / 2**30:.1f} GiB available; "
             "use a larger pixel_scale / pixel_scale_ratio, an output_shape, or fewer inputs"
+        )
+    disk = output_bytes(shape, n_inputs, n_variances) + n_inputs * input_pixels * (
+        24 + 4 * n_variances)
+    free = _free_disk(scratch_dir)
+    if disk > free:
+        raise ConfigError(
+            f"the output grid {shape[0]} x {shape[1]} ({n_inputs} inputs) needs about "
+            f"{disk / 2**30:.1f} GiB of temporary files, more than the {free / 2**30:.1f} "
+            f"GiB free in {scratch_dir or tempfile.gettempdir()}; use a larger pixel_scale "
+            "/ pixel_scale_ratio, an output_shape, fewer inputs, or set TMPDIR"
         )
     return need
 
@@ -308,15 +338,8 @@ BAND_ROWS = 512
 
 def _file_array(shape: tuple[int, ...], dtype: Any, directory: str | None,
                 fill: float | None = None) -> np.ndarray:  # fmt: skip
-    """Return a zero-filled array in an unnamed temporary file, mapped shared.
-
-    The file has no name (it goes when the last map of it goes); the pages written are
-    the file's, so `release_rows` hands them back to the OS (the data stay in the file)
-    and the array does not count in the process's resident memory when it is not in use.
-    ``fill``: a value written band by band (released as it goes).
-    """
-    with tempfile.TemporaryFile(prefix="romancal_lite_mosaic_", dir=directory) as fh:
-        array = np.memmap(fh, dtype=dtype, mode="w+", shape=shape)
+    """`file_array`, ``fill`` written band by band (released as it goes)."""
+    array = file_array(shape, dtype, directory)
     if fill is not None:
         rows = array.shape[-2]
         for r0 in range(0, rows, BAND_ROWS):

@@ -45,7 +45,7 @@ from scipy import ndimage
 import romancore
 from romancore import effective_n_threads
 
-from .._arrays import release_rows
+from .._arrays import is_memory_mapped, release_rows, rows_in_file
 
 __all__ = [
     "ANNULUS_RADII_ARCSEC",
@@ -1114,12 +1114,25 @@ def make_source_catalog(
 
     # the background from the data's own float32, as romancal (faster than float64)
     background, rms = estimate_background(image32, mask, bkg_boxsize)
-    work = np.subtract(image32, background, dtype=np.float64)
+    # an image that lives in a file (a mosaic from resample) gets its float64 work
+    # arrays in files too, written a row block at a time: the measurements read only
+    # the pages around the sources (the same values either way)
+    in_files = is_memory_mapped(data)
+    if in_files:
+        def difference(r0: int, r1: int, a: np.ndarray = image32,
+                       b: np.ndarray = background) -> np.ndarray:  # fmt: skip
+            return np.subtract(a[r0:r1], b[r0:r1], dtype=np.float64)
+
+        work = rows_in_file(data.shape, np.float64, difference)
+        del difference
+    else:
+        work = np.subtract(image32, background, dtype=np.float64)
     del image32, background  # (memory: the full-size maps are not needed past their use)
     kernel = detection_kernel(kernel_fwhm)
     # zero (astropy: NaN) only where no good pixel is under the kernel: such pixels
     # are masked, and the finder and the catalog both want them zero
     conv = convolve_masked(work, kernel, mask, empty_value=0.0)
+    release_rows(work, 0, work.shape[0])
 
     threshold = rms
     threshold *= snr_threshold  # in place: rms is not used again
@@ -1134,8 +1147,13 @@ def make_source_catalog(
 
     from .measure import segment_properties
 
-    err64 = _masked_error(err, mask, data, dq)  # (here: after the background's peak)
+    if in_files:
+        err64 = rows_in_file(err.shape, np.float64, lambda r0, r1: _masked_error(
+            err[r0:r1], mask[r0:r1], data[r0:r1], None if dq is None else dq[r0:r1]))
+    else:
+        err64 = _masked_error(err, mask, data, dq)  # (here: after the background's peak)
     release_rows(err, 0, err.shape[0])
+    release_rows(data, 0, data.shape[0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         warnings.simplefilter("ignore", AstropyUserWarning)
