@@ -512,6 +512,39 @@ def convolve_masked(data: np.ndarray, kernel: np.ndarray, mask: np.ndarray, *,
     return out
 
 
+def convolve_masked_rows(data: np.ndarray, kernel: np.ndarray, mask: np.ndarray, *,
+                         empty_value: float = np.nan, rows: int = 256) -> np.ndarray:  # fmt: skip
+    """`convolve_masked` a block of rows at a time, into a `file_array` (the same values).
+
+    Each block is convolved with the kernel's half height of rows above and below it
+    (or the image's edge, as the whole image has), so its rows see exactly the pixels
+    they see in one call on the whole image; only the block's rows are kept. For an
+    image that lives in a file: neither it nor the result is ever whole in memory.
+
+    Parameters
+    ----------
+    data, kernel, mask, empty_value
+        As `convolve_masked`.
+    rows : int, optional
+        Rows per block.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 convolved image in a temporary file (its pages handed back).
+    """
+    half = np.shape(kernel)[0] // 2
+    ny = data.shape[0]
+
+    def block(r0: int, r1: int) -> np.ndarray:
+        a, b = max(0, r0 - half), min(ny, r1 + half)
+        out = convolve_masked(data[a:b], kernel, mask[a:b], empty_value=empty_value)
+        release_rows(data, a, b)
+        return out[r0 - a : r1 - a]
+
+    return rows_in_file(data.shape, np.float64, block, rows)
+
+
 def _separate(kernel: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Return ``(column, row)`` 1-D factors of a rank-1 kernel, or ``(None, None)``."""
     u, sv, vt = np.linalg.svd(kernel)
@@ -1131,7 +1164,10 @@ def make_source_catalog(
     kernel = detection_kernel(kernel_fwhm)
     # zero (astropy: NaN) only where no good pixel is under the kernel: such pixels
     # are masked, and the finder and the catalog both want them zero
-    conv = convolve_masked(work, kernel, mask, empty_value=0.0)
+    if in_files:
+        conv = convolve_masked_rows(work, kernel, mask, empty_value=0.0)
+    else:
+        conv = convolve_masked(work, kernel, mask, empty_value=0.0)
     release_rows(work, 0, work.shape[0])
 
     threshold = rms
@@ -1139,6 +1175,7 @@ def make_source_catalog(
     del rms
     segm, labels, bbox = detect_segments(conv, threshold, mask, npixels, deblend)
     del threshold
+    release_rows(conv, 0, conv.shape[0])
     if len(labels) == 0:
         return CatalogResult(_empty_table(flux_unit, fit_psf), empty, n_masked,
                              "no sources detected", notes)
