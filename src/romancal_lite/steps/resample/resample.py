@@ -920,7 +920,7 @@ class Resampler:
         Generous: a pixel's footprint reaches ``~0.71 max(1, pixfrac) / ratio`` output
         pixels from its mapped centre (a square turned by 45 degrees).
         """
-        return int(math.ceil(3.0 * max(1.0, self.pixfrac) / self.pixel_scale_ratio)) + 8
+        return int(math.ceil(3.0 * max(1.0, self.pixfrac) / self.pixel_scale_ratio)) + 9
 
     # -------------------------------------------------------------------- result
     def finalize(self) -> dict[str, Any]:
@@ -999,17 +999,20 @@ def _row_extents(pixmap: np.ndarray, box: tuple[int, int, int, int]
 
     ``(lowest y, highest y, lowest x, highest x)``; only the pixels of ``box``
     (``xmin, xmax, ymin, ymax``, inclusive) count; rows outside it or without a finite
-    map get ``+inf`` and ``-inf``. A memory-mapped map is read in row blocks, each
-    handed back to the OS once read.
+    map get ``+inf`` and ``-inf``. The map is smooth along a row: every 8th column and
+    the last are read (an extremum between two of them is off by ``curvature x 4^2 /
+    2``, far less than a band's margin). A memory-mapped map is read in row blocks,
+    each handed back to the OS once read.
     """
     xmin, xmax, ymin, ymax = box
     ny = pixmap.shape[0]
     extents = [np.full(ny, v) for v in (np.inf, -np.inf, np.inf, -np.inf)]
     flat = pixmap.reshape(ny, -1)
+    columns = np.unique(np.r_[np.arange(xmin, xmax + 1, 8), xmax])
     step = 256
     for r0 in range(max(0, ymin), min(ny, ymax + 1), step):
         r1 = min(ymax + 1, r0 + step)
-        block = pixmap[r0:r1, xmin : xmax + 1]
+        block = pixmap[r0:r1][:, columns]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # rows without a finite value
             for k, (axis, reduce) in enumerate(
