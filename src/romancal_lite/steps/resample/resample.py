@@ -283,7 +283,8 @@ def check_memory(shape: tuple[int, int], n_inputs: int, n_variances: int,
     input (its arrays, weight and mask: ~40 bytes a pixel) and the working arrays of
     one band of output rows (``BAND_ROWS`` and margins, the accumulators of a
     mosaic). The disk holds the products and, until the end, each input's staged
-    arrays (data, weight, variances, pixel map: ~16 + 4 n_variances + 8 bytes a pixel).
+    arrays (data, good-pixel mask, float16 variances: ~5 + 2 n_variances bytes a
+    pixel; the pixel maps are the library's, kept by outlier_detection).
 
     Parameters
     ----------
@@ -320,7 +321,7 @@ def check_memory(shape: tuple[int, int], n_inputs: int, n_variances: int,
             "use a larger pixel_scale / pixel_scale_ratio, an output_shape, or fewer inputs"
         )
     disk = output_bytes(shape, n_inputs, n_variances) + n_inputs * input_pixels * (
-        24 + 4 * n_variances)
+        5 + 2 * n_variances)
     free = _free_disk(scratch_dir)
     if disk > free:
         raise ConfigError(
@@ -373,7 +374,7 @@ class _Staged:
 
     index: int
     data: np.ndarray
-    weight: np.ndarray
+    weight: np.ndarray  # float32 per pixel, or the good-pixel mask (bool) x weight_value
     pixmap: np.ndarray
     box: tuple[int, int, int, int]
     extents: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -382,6 +383,18 @@ class _Staged:
     coverage: np.ndarray | None
     effective_time: float
     variance_weight: float
+    weight_value: float = 1.0
+
+    def weights(self, s0: int, s1: int) -> np.ndarray:
+        """Return the float32 input weights of rows ``s0:s1``."""
+        if self.weight.dtype == np.bool_:
+            return np.where(self.weight[s0:s1], np.float32(self.weight_value), np.float32(0))
+        return self.weight[s0:s1]
+
+    def variance_rows(self, s0: int, s1: int) -> list[Any]:
+        """Return the variances of rows ``s0:s1`` for the kernel (float32 or a number)."""
+        return [v if np.ndim(v) == 0 else np.ascontiguousarray(v[s0:s1], dtype=np.float32)
+                for v in self.values]  # fmt: skip
 
     def rows_for(self, b0: int, b1: int, margin: int) -> tuple[int, ...] | None:
         """Input rows to drizzle for output rows ``b0:b1``, and the output rows touched.
@@ -760,7 +773,11 @@ class Resampler:
             elif np.ndim(value) == 0:
                 values.append(math.nan)
             else:
-                values.append(_to_file(value, np.float32, self.scratch_dir))
+                # staged as they are (float16 in _cal files: half the disk), float32
+                # for the kernel a block of rows at a time (the same values)
+                kind = np.dtype(getattr(value, "dtype", np.float32))
+                kind = kind if kind in (np.float16, np.float32) else np.float32
+                values.append(_to_file(value, kind, self.scratch_dir))
             names.append(name)
         # exposure-time map (romancal _exptime_resampler: unit weights on the good
         # pixels, pixfrac 1): where the input lands, unless the weights or pixfrac
@@ -777,9 +794,17 @@ class Resampler:
             return {"overlap": False, "rnoise_source": source}
         if not _is_file_map(pixmap):
             pixmap = _to_file(pixmap, np.float64, self.scratch_dir)
+        # one weight on the good pixels (ivm-median, exptime): the mask is staged
+        weight_value = float(variance_weight)
+        if self.weight_type != "ivm" and np.array_equal(
+            weight, np.where(good, np.float32(weight_value), np.float32(0))
+        ):
+            staged_weight = _to_file(good, np.bool_, self.scratch_dir)
+        else:
+            staged_weight = _to_file(weight, np.float32, self.scratch_dir)
         self._staged.append(_Staged(
             index=index, data=_to_file(data, np.float32, self.scratch_dir),
-            weight=_to_file(weight, np.float32, self.scratch_dir), pixmap=pixmap, box=box,
+            weight=staged_weight, weight_value=weight_value, pixmap=pixmap, box=box,
             extents=extents, names=tuple(names), values=values, coverage=coverage,
             effective_time=float(effective_time), variance_weight=float(variance_weight),
         ))  # fmt: skip
@@ -837,7 +862,7 @@ class Resampler:
                 plane, bit = divmod(staged.index, 32)
                 add_image(
                     staged.data[s0:s1], staged.pixmap[s0:s1], work["data"], work["weight"],
-                    weight=staged.weight[s0:s1], kernel=self.kernel, pixfrac=self.pixfrac,
+                    weight=staged.weights(s0, s1), kernel=self.kernel, pixfrac=self.pixfrac,
                     pixel_scale_ratio=self.pixel_scale_ratio,
                     xmin=xmin, xmax=xmax, ymin=y0 - s0, ymax=y1 - s0,
                     out_ctx=work["context"][plane] if self.maps else None, ctx_bit=bit,
@@ -845,7 +870,7 @@ class Resampler:
                     exptime=staged.effective_time,
                     coverage_mask=None if staged.coverage is None
                     else staged.coverage[s0:s1],
-                    variances=[v if np.ndim(v) == 0 else v[s0:s1] for v in staged.values],
+                    variances=staged.variance_rows(s0, s1),
                     var_sum=[work["var_sum"][k] for k in order],
                     var_weight=[work["var_weight"][k] for k in order],
                     var_weight_type="ivm" if self.weight_type == "ivm" else "exptime",
