@@ -416,3 +416,19 @@ def test_grid_beyond_the_free_disk_is_refused(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="temporary files"):
         ResampleStep.call(asn)
     assert calls == []
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "lanczos3"])
+def test_drizzle_package_kernels_accumulate_in_files(tmp_path, kernel):
+    """The drizzle package's kernels merge each cut-out into the file-backed mosaic."""
+    from romancal_lite.steps._arrays import is_memory_mapped
+
+    _, asn = _write(tmp_path)
+    square = ResampleStep.call(asn)
+    other = ResampleStep.call(asn, kernel=kernel)
+    assert is_memory_mapped(other.data) and is_memory_mapped(other.weight)
+    both = np.isfinite(square.data) & np.isfinite(other.data)
+    assert both.sum() > 0.9 * np.isfinite(square.data).sum()
+    total = float(np.sum(square.data[both], dtype=float))
+    assert float(np.sum(other.data[both], dtype=float)) == pytest.approx(total, rel=0.02)
+    assert np.array_equal(other.context[0] > 0, other.weight != 0)
