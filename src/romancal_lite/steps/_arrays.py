@@ -40,7 +40,7 @@ def writable_contiguous(model: Any, *names: str) -> None:
             setattr(model, name, np.array(array, order="C", copy=True))
 
 
-def empty_releasable(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+def empty_releasable(shape: tuple[int, ...], dtype: Any, huge_pages: bool = False) -> np.ndarray:
     """Return a zero-filled array whose rows can be handed back to the OS early.
 
     The memory is an anonymous private mapping (zero pages until written, like
@@ -54,6 +54,9 @@ def empty_releasable(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         Array shape.
     dtype : numpy dtype
         Element type.
+    huge_pages : bool, optional
+        Advise transparent huge pages (``MADV_HUGEPAGE``): fewer TLB misses for
+        scattered writes (the mosaic drizzle's band arrays), dearer first touches.
 
     Returns
     -------
@@ -65,6 +68,12 @@ def empty_releasable(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     if count == 0:
         return np.zeros(shape, dt)
     buffer = mmap.mmap(-1, count * dt.itemsize, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    advice = getattr(mmap, "MADV_HUGEPAGE", None)
+    if huge_pages and advice is not None:
+        try:
+            buffer.madvise(advice)
+        except OSError:  # pragma: no cover (kernels without transparent huge pages)
+            pass
     return np.frombuffer(buffer, dtype=dt, count=count).reshape(shape)
 
 

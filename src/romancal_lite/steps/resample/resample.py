@@ -925,9 +925,14 @@ class Resampler:
         """Full-size arrays of zero pages the kernel writes a band into (kept, released).
 
         Only the rows a band touches take memory; `release_rows` hands them back.
+        Huge pages: the kernel's writes are scattered (finalize 4.5-5.4 s against
+        6.1-6.2 s with ordinary pages, 2 inputs, load 4).
         """
         if self._work is None:
-            new = empty_releasable
+
+            def new(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+                return empty_releasable(shape, dtype, huge_pages=True)
+
             self._work = {
                 "data": new(self.shape, np.float32),
                 "weight": new(self.shape, np.float32),
