@@ -209,13 +209,15 @@ def fill_checksums(fileno: int, n_threads: int) -> bool:
 
 def _mapped_arrays(node: Any, found: list[np.ndarray], seen: set[int]) -> None:
     """Collect the memory-mapped arrays of a tree (dicts, lists, model nodes)."""
-    from romancal_lite.steps._arrays import is_memory_mapped
+    from romancal_lite.steps._arrays import is_file_map
 
     if id(node) in seen:
         return
     seen.add(id(node))
     if isinstance(node, np.ndarray):
-        if node.ndim >= 2 and node.flags.c_contiguous and is_memory_mapped(node):
+        # shared maps of files only: their data stay in the file (a private map's
+        # written pages, or an anonymous map's, would be lost)
+        if node.ndim >= 2 and node.flags.c_contiguous and is_file_map(node):
             found.append(node)
         return
     inner = getattr(node, "_data", None)
@@ -235,7 +237,7 @@ _RELEASE_INTERVAL = 0.05
 
 @contextmanager
 def released_while_written(tree: Any) -> Iterator[int]:
-    """While the block is running, hand back the pages of the tree's mapped arrays.
+    """While the block is running, hand back the pages of the tree's file-mapped arrays.
 
     A mosaic's arrays live in files (the resample step's); asdf reads each one whole
     to compress it, which would bring every page of every array into the process's

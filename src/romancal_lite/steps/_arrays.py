@@ -13,6 +13,7 @@ import numpy as np
 __all__ = [
     "empty_releasable",
     "file_array",
+    "is_file_map",
     "is_memory_mapped",
     "release_rows",
     "rows_in_file",
@@ -204,3 +205,33 @@ def rows_in_file(
         out[r0:r1] = fill(r0, r1)
         release_rows(out, r0, r1)
     return out
+
+
+def is_file_map(array: np.ndarray, *, copy_on_write: bool = False) -> bool:
+    """Return whether an array lies in a map of a file whose pages can be handed back safely.
+
+    True for a shared map (`file_array`, ``numpy.memmap`` modes ``r``, ``r+``,
+    ``w+``): `release_rows` keeps the data (they are the file's). A copy-on-write
+    map (mode ``c``) counts only with ``copy_on_write=True``, for a caller that
+    knows nothing was written through it (handing back a written private page loses
+    the write). Never for `empty_releasable` arrays (handing back zeroes them).
+
+    Parameters
+    ----------
+    array : numpy.ndarray
+        Any array.
+    copy_on_write : bool, optional
+        Accept copy-on-write maps too.
+
+    Returns
+    -------
+    bool
+        Whether `release_rows` keeps the array's values.
+    """
+    modes = ("r", "r+", "w+", "c") if copy_on_write else ("r", "r+", "w+")
+    base: Any = array
+    while isinstance(base, np.ndarray):
+        if isinstance(base, np.memmap):
+            return getattr(base, "mode", None) in modes and _mapping(base) is not None
+        base = base.base
+    return False

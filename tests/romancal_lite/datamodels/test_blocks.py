@@ -142,3 +142,24 @@ def test_mapped_arrays_are_released_while_written(tmp_path, monkeypatch):
 
     with asdf.open(path) as af:
         assert np.array_equal(af["m"], mapped) and np.array_equal(af["p"], plain)
+
+
+def test_private_maps_keep_their_values_while_written(tmp_path):
+    """Anonymous and copy-on-write maps are not handed back (that would lose their values)."""
+    from romancal_lite.datamodels import _blocks
+    from romancal_lite.datamodels._core import write_asdf_atomic
+    from romancal_lite.steps import _arrays
+
+    anonymous = _arrays.empty_releasable((512, 256), np.float32)
+    anonymous[...] = 3.0
+    np.save(tmp_path / "a.npy", np.ones((256, 256), np.float32))
+    private = np.load(tmp_path / "a.npy", mmap_mode="c").view(np.ndarray)
+    private[...] = 5.0
+    with _blocks.released_while_written({"a": anonymous, "p": private}) as count:
+        assert count == 0
+    path = write_asdf_atomic(tmp_path / "t.asdf", {"a": anonymous, "p": private})
+    assert np.all(anonymous == 3.0) and np.all(private == 5.0)
+    import asdf
+
+    with asdf.open(path) as af:
+        assert np.all(af["a"] == 3.0) and np.all(af["p"] == 5.0)

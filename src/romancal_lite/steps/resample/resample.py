@@ -362,10 +362,13 @@ def _to_file(array: Any, dtype: Any, directory: str | None) -> np.ndarray:
 
 
 def _is_file_map(array: np.ndarray) -> bool:
-    """Whether an array's memory is a map of a file (its pages can be handed back)."""
-    from .._arrays import is_memory_mapped
+    """Whether a pixel map lies in a file whose pages can be handed back.
 
-    return is_memory_mapped(array) and array.flags.c_contiguous
+    The library's kept maps are copy-on-write maps nothing writes through.
+    """
+    from .._arrays import is_file_map
+
+    return is_file_map(array, copy_on_write=True) and array.flags.c_contiguous
 
 
 @dataclass

@@ -45,7 +45,7 @@ from scipy import ndimage
 import romancore
 from romancore import effective_n_threads
 
-from .._arrays import is_memory_mapped, release_rows, rows_in_file
+from .._arrays import is_file_map, release_rows, rows_in_file
 
 __all__ = [
     "ANNULUS_RADII_ARCSEC",
@@ -1122,9 +1122,12 @@ def make_source_catalog(
     if not calibrated:
         notes.append("no photometric conversion: fluxes are in DN/s")
     mask, image32 = _masked_inputs(data, err, dq)
-    # a mosaic's arrays live in files (resample): their pages read so far go back
-    release_rows(data, 0, data.shape[0])
-    release_rows(err, 0, err.shape[0])
+    # a mosaic's arrays live in shared maps of files (resample): their pages read so
+    # far go back (the data stay in the files)
+    in_files = is_file_map(data) and is_file_map(err)
+    if in_files:
+        release_rows(data, 0, data.shape[0])
+        release_rows(err, 0, err.shape[0])
     n_masked = int(mask.sum())
     empty = np.zeros(data.shape, dtype=np.uint32)
     if mask.all():
@@ -1150,7 +1153,6 @@ def make_source_catalog(
     # an image that lives in a file (a mosaic from resample) gets its float64 work
     # arrays in files too, written a row block at a time: the measurements read only
     # the pages around the sources (the same values either way)
-    in_files = is_memory_mapped(data)
     if in_files:
         def difference(r0: int, r1: int, a: np.ndarray = image32,
                        b: np.ndarray = background) -> np.ndarray:  # fmt: skip
@@ -1189,8 +1191,9 @@ def make_source_catalog(
             err[r0:r1], mask[r0:r1], data[r0:r1], None if dq is None else dq[r0:r1]))
     else:
         err64 = _masked_error(err, mask, data, dq)  # (here: after the background's peak)
-    release_rows(err, 0, err.shape[0])
-    release_rows(data, 0, data.shape[0])
+    if in_files:
+        release_rows(err, 0, err.shape[0])
+        release_rows(data, 0, data.shape[0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         warnings.simplefilter("ignore", AstropyUserWarning)
