@@ -21,12 +21,15 @@ import hashlib
 import mmap
 import os
 import struct
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
-__all__ = ["fill_checksums", "preload_lz4_block"]
+__all__ = ["fill_checksums", "preload_lz4_block", "released_while_written"]
 
 _LZ4 = b"lz4\0"
 #: Smallest block worth a thread pool (smaller ones: asdf's own reader).
@@ -202,3 +205,78 @@ def fill_checksums(fileno: int, n_threads: int) -> bool:
     for (start, _, _), value in zip(blocks, digests, strict=True):
         os.pwrite(fileno, value, start + _CHECKSUM_AT)
     return True
+
+
+def _mapped_arrays(node: Any, found: list[np.ndarray], seen: set[int]) -> None:
+    """Collect the memory-mapped arrays of a tree (dicts, lists, model nodes)."""
+    from romancal_lite.steps._arrays import is_file_map
+
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, np.ndarray):
+        # shared maps of files only: their data stay in the file (a private map's
+        # written pages, or an anonymous map's, would be lost)
+        if node.ndim >= 2 and node.flags.c_contiguous and is_file_map(node):
+            found.append(node)
+        return
+    inner = getattr(node, "_data", None)
+    if isinstance(inner, dict | list):
+        node = inner
+    if isinstance(node, dict):
+        for value in node.values():
+            _mapped_arrays(value, found, seen)
+    elif isinstance(node, list | tuple):
+        for value in node:
+            _mapped_arrays(value, found, seen)
+
+
+#: How often the pages of memory-mapped arrays being written are handed back (s).
+_RELEASE_INTERVAL = 0.05
+
+
+@contextmanager
+def released_while_written(tree: Any) -> Iterator[int]:
+    """While the block is running, hand back the pages of the tree's file-mapped arrays.
+
+    A mosaic's arrays live in files (the resample step's); asdf reads each one whole
+    to compress it, which would bring every page of every array into the process's
+    resident memory at once. A thread hands the pages back every 50 ms (the data
+    stay in their files and are read again if touched), so the write holds about
+    what it reads in that time.
+
+    Parameters
+    ----------
+    tree : dict
+        The tree being written.
+
+    Yields
+    ------
+    int
+        The number of memory-mapped arrays watched (0: no thread).
+    """
+    from romancal_lite.steps._arrays import release_rows
+
+    arrays: list[np.ndarray] = []
+    _mapped_arrays(tree, arrays, set())
+    if not arrays:
+        yield 0
+        return
+    done = threading.Event()
+
+    def release_all() -> None:
+        for array in arrays:
+            release_rows(array, 0, array.shape[-2])
+
+    def loop() -> None:
+        while not done.wait(_RELEASE_INTERVAL):
+            release_all()
+
+    thread = threading.Thread(target=loop, name="release-written-pages", daemon=True)
+    thread.start()
+    try:
+        yield len(arrays)
+    finally:
+        done.set()
+        thread.join()
+        release_all()

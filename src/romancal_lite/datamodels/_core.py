@@ -16,7 +16,7 @@ from astropy.time import Time
 from romancore import effective_n_threads
 
 from ..errors import InputFileError, OutputError
-from ._blocks import fill_checksums, preload_lz4_block
+from ._blocks import fill_checksums, preload_lz4_block, released_while_written
 from ._converters import asdf_context, get_extension
 from ._files import atomic_write, open_regular_file, read_yaml_part, scan_asdf_tree
 from ._node import Node, TaggedNode, node_class_for_tag, unwrap, wrap
@@ -828,8 +828,9 @@ def write_asdf_atomic(
         with warnings.catch_warnings(), asdf_context():
             warnings.filterwarnings("ignore", category=asdf.exceptions.AsdfWarning)
             # an open file, never the name: asdf would read "#" and "%" in it as URI syntax
-            af.write_to(fh, all_array_compression=all_array_compression,
-                        write_checksums=False)
+            with released_while_written(tree):
+                af.write_to(fh, all_array_compression=all_array_compression,
+                            write_checksums=False)
             if not checksums:
                 return
             # the blocks' MD5s hashed in parallel (asdf hashes one block at a time)

@@ -228,6 +228,11 @@ class ModelLibrary:
         return self._on_disk
 
     @property
+    def scratch_parent(self) -> str | None:
+        """Where the library's temporary files go (None: the system's temporary directory)."""
+        return self._temp_parent
+
+    @property
     def temp_directory(self) -> str | None:
         """The directory of modified members (None until one is written)."""
         return self._temp_dir

@@ -119,3 +119,47 @@ def test_checksums_not_found_fall_back_to_asdf(tmp_path: Path, monkeypatch) -> N
     monkeypatch.setattr(_core, "fill_checksums", lambda fileno, n: False)
     ours = dm.write_asdf_atomic(tmp_path / "ours.asdf", tree)
     assert ours.read_bytes() == expected
+
+
+def test_mapped_arrays_are_released_while_written(tmp_path, monkeypatch):
+    """Memory-mapped arrays of a tree have their pages handed back during the write."""
+    from romancal_lite.datamodels import _blocks
+    from romancal_lite.datamodels._core import write_asdf_atomic
+    from romancal_lite.steps import _arrays
+
+    mapped = _arrays.file_array((512, 256), np.float32)
+    mapped[...] = np.arange(mapped.size, dtype=np.float32).reshape(mapped.shape)
+    plain = np.ones((64, 64), np.float32)
+    released = []
+    real = _arrays.release_rows
+    monkeypatch.setattr(_arrays, "release_rows",
+                        lambda a, r0, r1: released.append(a is mapped) or real(a, r0, r1))
+    with _blocks.released_while_written({"a": {"b": [mapped]}, "c": plain}) as count:
+        assert count == 1
+    assert released and all(released)
+    path = write_asdf_atomic(tmp_path / "t.asdf", {"m": mapped, "p": plain})
+    import asdf
+
+    with asdf.open(path) as af:
+        assert np.array_equal(af["m"], mapped) and np.array_equal(af["p"], plain)
+
+
+def test_private_maps_keep_their_values_while_written(tmp_path):
+    """Anonymous and copy-on-write maps are not handed back (that would lose their values)."""
+    from romancal_lite.datamodels import _blocks
+    from romancal_lite.datamodels._core import write_asdf_atomic
+    from romancal_lite.steps import _arrays
+
+    anonymous = _arrays.empty_releasable((512, 256), np.float32)
+    anonymous[...] = 3.0
+    np.save(tmp_path / "a.npy", np.ones((256, 256), np.float32))
+    private = np.load(tmp_path / "a.npy", mmap_mode="c").view(np.ndarray)
+    private[...] = 5.0
+    with _blocks.released_while_written({"a": anonymous, "p": private}) as count:
+        assert count == 0
+    path = write_asdf_atomic(tmp_path / "t.asdf", {"a": anonymous, "p": private})
+    assert np.all(anonymous == 3.0) and np.all(private == 5.0)
+    import asdf
+
+    with asdf.open(path) as af:
+        assert np.all(af["a"] == 3.0) and np.all(af["p"] == 5.0)

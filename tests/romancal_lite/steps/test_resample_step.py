@@ -234,8 +234,7 @@ def test_grid_too_large_is_refused_before_allocating(tmp_path, monkeypatch):
     _, asn = _write(tmp_path)
     monkeypatch.setattr(resample_module, "_available_memory", lambda: 10_000)
     calls = []
-    monkeypatch.setattr(resample_module._Accumulator, "__post_init__",
-                        lambda self: calls.append(1))  # fmt: skip
+    monkeypatch.setattr(resample_module, "file_array", lambda *a, **k: calls.append(1))
     with pytest.raises(ConfigError, match="GiB available"):
         ResampleStep.call(asn)
     assert calls == []
@@ -347,3 +346,89 @@ def test_pixel_maps_computed_once_per_member_and_grid(tmp_path, monkeypatch):
     assert len(calls) == len(paths) + 1
     ResampleStep.call(library, pixel_scale_ratio=0.8)  # another grid: new maps
     assert len(calls) == 2 * len(paths) + 1
+
+
+# ---------------------------------------------------------------- memory: bands, files
+def _drizzle_set(paths, **kwargs):
+    """Resampler products of ``paths`` on their footprint grid (all arrays copied)."""
+    library = ModelLibrary([str(p) for p in paths])
+    step = ResampleStep()
+    metas = [library.read_meta(i) for i in range(len(library))]
+    wcs, _, ratio = step._grid(library, metas)
+    resampler = resample_module.Resampler(wcs, len(library), pixel_scale_ratio=ratio, **kwargs)
+    with library:
+        for i in range(len(library)):
+            model = library.borrow(i)
+            resampler.add(model, i, exposure_time=10.0, effective_time=9.5, level=None)
+            library.shelve(model, i, modify=False)
+    out = resampler.finalize()
+    return {k: np.array(v) for k, v in out.items()}
+
+
+@pytest.mark.parametrize("weight_type", ["ivm-median", "ivm"])
+def test_bands_give_the_whole_image_call(tmp_path, monkeypatch, weight_type):
+    """Drizzled in bands of 7 output rows, the mosaic is bit for bit one call's."""
+    paths, _ = _write(tmp_path)
+    whole = _drizzle_set(paths, weight_type=weight_type)  # one band: one call per input
+    monkeypatch.setattr(resample_module, "BAND_ROWS", 7)
+    banded = _drizzle_set(paths, weight_type=weight_type)
+    assert set(banded) == set(whole)
+    # inside the grid's outer rows and columns (where drizzle clips its scan polygon)
+    inner = (..., slice(2, -2), slice(2, -2))
+    for name in ("data", "weight", "context", "err", "var_rnoise", "var_poisson"):
+        a, b = whole[name][inner], banded[name][inner]
+        assert np.array_equal(a, b, equal_nan=True), name
+    assert banded["exposure_time"] == pytest.approx(whole["exposure_time"], rel=1e-6)
+    assert banded["max_exposure_time"] == whole["max_exposure_time"]
+    assert np.count_nonzero(whole["weight"]) > 0.5 * whole["weight"].size
+
+
+def test_bands_need_their_margins(tmp_path, monkeypatch):
+    """Without the rows around a band, pixels whose footprints cross it are lost."""
+    paths, _ = _write(tmp_path)
+    whole = _drizzle_set(paths)
+    monkeypatch.setattr(resample_module, "BAND_ROWS", 7)
+    monkeypatch.setattr(resample_module.Resampler, "_band_margin", lambda self: -3)
+    banded = _drizzle_set(paths)
+    assert not np.array_equal(whole["weight"], banded["weight"])
+
+
+def test_mosaic_arrays_live_in_files(tmp_path):
+    """The mosaic's full-size arrays are maps of temporary files, with their pages given back."""
+    from romancal_lite.steps._arrays import is_memory_mapped
+
+    _, asn = _write(tmp_path)
+    mosaic = ResampleStep.call(asn)
+    for name in ("data", "err", "context", "weight", "var_rnoise", "var_poisson"):
+        assert is_memory_mapped(mosaic[name]), name
+    # readable and written like any array
+    path = mosaic.save(tmp_path / "mos_coadd.asdf")
+    with MosaicModel(path) as again:
+        assert np.array_equal(again.data, mosaic.data, equal_nan=True)
+        assert np.array_equal(again.context, mosaic.context)
+
+
+def test_grid_beyond_the_free_disk_is_refused(tmp_path, monkeypatch):
+    _, asn = _write(tmp_path)
+    monkeypatch.setattr(resample_module, "_free_disk", lambda directory: 10_000)
+    calls = []
+    monkeypatch.setattr(resample_module, "file_array", lambda *a, **k: calls.append(1))
+    with pytest.raises(ConfigError, match="temporary files"):
+        ResampleStep.call(asn)
+    assert calls == []
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "lanczos3"])
+def test_drizzle_package_kernels_accumulate_in_files(tmp_path, kernel):
+    """The drizzle package's kernels merge each cut-out into the file-backed mosaic."""
+    from romancal_lite.steps._arrays import is_memory_mapped
+
+    _, asn = _write(tmp_path)
+    square = ResampleStep.call(asn)
+    other = ResampleStep.call(asn, kernel=kernel)
+    assert is_memory_mapped(other.data) and is_memory_mapped(other.weight)
+    both = np.isfinite(square.data) & np.isfinite(other.data)
+    assert both.sum() > 0.9 * np.isfinite(square.data).sum()
+    total = float(np.sum(square.data[both], dtype=float))
+    assert float(np.sum(other.data[both], dtype=float)) == pytest.approx(total, rel=0.02)
+    assert np.array_equal(other.context[0] > 0, other.weight != 0)

@@ -382,6 +382,25 @@ def test_convolution_matches_astropy():
     np.testing.assert_allclose(convolve_masked(data, kernel, mask), expected, atol=1e-10)
 
 
+@pytest.mark.parametrize("fwhm", [2.0, 5.0])
+def test_convolution_in_row_blocks_is_the_whole_images(fwhm):
+    """Blocks of 8 rows with the kernel's half height around them: bit for bit one call."""
+    from romancal_lite.steps._arrays import file_array, is_memory_mapped
+    from romancal_lite.steps.source_catalog.catalog import convolve_masked_rows
+
+    rng = np.random.default_rng(1)
+    data = file_array((83, 61), np.float64)
+    data[...] = rng.normal(size=data.shape)
+    data[5, 7] = np.nan
+    mask = rng.random(data.shape) < 0.1
+    mask[20:40, :] = True  # rows without a good pixel under the kernel
+    kernel = detection_kernel(fwhm)
+    whole = convolve_masked(data, kernel, mask, empty_value=0.0)
+    rows = convolve_masked_rows(data, kernel, mask, empty_value=0.0, rows=8)
+    assert is_memory_mapped(rows)
+    assert np.array_equal(whole, rows)
+
+
 def test_sigma_clip_matches_astropy():
     from astropy.stats import SigmaClip
 
@@ -687,3 +706,36 @@ def test_compiled_centroid_errors_match_numpy():
     expected = _numpy_windowed_errors(img, segm, mask, err, labels, xc + 0.2, yc - 0.3, rhl)
     np.testing.assert_allclose(np.array(got), expected, rtol=1e-10, equal_nan=True)
     assert np.isnan(got[0][1]) and np.isfinite(got[0][2:]).sum() > 5
+
+
+def test_image_in_files_gives_the_same_catalog_with_work_arrays_in_files(run, monkeypatch):
+    """A mosaic's arrays live in files: the float64 work arrays go to files too, same catalog."""
+    from romancal_lite.steps._arrays import file_array, is_memory_mapped
+    from romancal_lite.steps.source_catalog import catalog as catalog_module
+    from romancal_lite.steps.source_catalog import measure
+
+    with datamodels.open(run["cal"]) as image:
+        data, err, dq = (np.array(image[n]) for n in ("data", "err", "dq"))
+        wcs = image.meta.wcs
+    seen = []
+    real = measure.segment_properties
+
+    def spy(conv, work, error, *args, **kwargs):
+        seen.append((is_memory_mapped(work), is_memory_mapped(error)))
+        return real(conv, work, error, *args, **kwargs)
+
+    monkeypatch.setattr(measure, "segment_properties", spy)
+    common = {"wcs": wcs, "conversion_megajanskys": 1.0, "pixel_area": None}
+    in_memory = catalog_module.make_source_catalog(data, err, dq, **common)
+    mapped = []
+    for array in (data, err, dq):
+        copy = file_array(array.shape, array.dtype)
+        copy[...] = array
+        mapped.append(copy)
+    in_files = catalog_module.make_source_catalog(*mapped, **common)
+    assert seen == [(False, False), (True, True)]
+    assert len(in_memory.table) > 50
+    assert np.array_equal(in_memory.segmentation, in_files.segmentation)
+    for name in in_memory.table.colnames:
+        a, b = np.asarray(in_memory.table[name]), np.asarray(in_files.table[name])
+        assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), name

@@ -312,7 +312,8 @@ class ResampleStep(Step):
         shape = tuple(int(v) for v in wcs.array_shape)
         variances = ("var_rnoise", "var_poisson") + (("var_flat",) if self.include_var_flat else ())
         input_shape = self._shape_of(library, 0, metas[0]["wcs"])
-        need = check_memory(shape, len(library), len(variances), input_shape)
+        scratch = getattr(library, "scratch_parent", None)
+        need = check_memory(shape, len(library), len(variances), input_shape, scratch)
         self.log.info(
             "Output grid %d x %d at %.4f arcsec (ratio %.4g) for %d inputs, ~%.2f GiB; "
             "kernel %s, pixfrac %g, weight %s (grid in %.2f s)",
@@ -331,6 +332,7 @@ class ResampleStep(Step):
             variances=variances,
             pixmap_stepsize=self.pixmap_stepsize,
             pixmap_order=self.pixmap_order,
+            scratch_dir=scratch,
         )
         groups: list[str] = []
         group_of = {i: g for g, idx in library.group_indices.items() for i in idx}

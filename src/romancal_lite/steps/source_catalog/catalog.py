@@ -45,6 +45,8 @@ from scipy import ndimage
 import romancore
 from romancore import effective_n_threads
 
+from .._arrays import is_file_map, release_rows, rows_in_file
+
 __all__ = [
     "ANNULUS_RADII_ARCSEC",
     "CIRCLE_APERTURE_RADII_ARCSEC",
@@ -508,6 +510,39 @@ def convolve_masked(data: np.ndarray, kernel: np.ndarray, mask: np.ndarray, *,
         out = num / weight
     out[weight <= 1e-12 * kern.sum()] = empty_value
     return out
+
+
+def convolve_masked_rows(data: np.ndarray, kernel: np.ndarray, mask: np.ndarray, *,
+                         empty_value: float = np.nan, rows: int = 256) -> np.ndarray:  # fmt: skip
+    """`convolve_masked` a block of rows at a time, into a `file_array` (the same values).
+
+    Each block is convolved with the kernel's half height of rows above and below it
+    (or the image's edge, as the whole image has), so its rows see exactly the pixels
+    they see in one call on the whole image; only the block's rows are kept. For an
+    image that lives in a file: neither it nor the result is ever whole in memory.
+
+    Parameters
+    ----------
+    data, kernel, mask, empty_value
+        As `convolve_masked`.
+    rows : int, optional
+        Rows per block.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 convolved image in a temporary file (its pages handed back).
+    """
+    half = np.shape(kernel)[0] // 2
+    ny = data.shape[0]
+
+    def block(r0: int, r1: int) -> np.ndarray:
+        a, b = max(0, r0 - half), min(ny, r1 + half)
+        out = convolve_masked(data[a:b], kernel, mask[a:b], empty_value=empty_value)
+        release_rows(data, a, b)
+        return out[r0 - a : r1 - a]
+
+    return rows_in_file(data.shape, np.float64, block, rows)
 
 
 def _separate(kernel: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -1087,6 +1122,12 @@ def make_source_catalog(
     if not calibrated:
         notes.append("no photometric conversion: fluxes are in DN/s")
     mask, image32 = _masked_inputs(data, err, dq)
+    # a mosaic's arrays live in shared maps of files (resample): their pages read so
+    # far go back (the data stay in the files)
+    in_files = is_file_map(data) and is_file_map(err)
+    if in_files:
+        release_rows(data, 0, data.shape[0])
+        release_rows(err, 0, err.shape[0])
     n_masked = int(mask.sum())
     empty = np.zeros(data.shape, dtype=np.uint32)
     if mask.all():
@@ -1109,18 +1150,34 @@ def make_source_catalog(
 
     # the background from the data's own float32, as romancal (faster than float64)
     background, rms = estimate_background(image32, mask, bkg_boxsize)
-    work = np.subtract(image32, background, dtype=np.float64)
+    # an image that lives in a file (a mosaic from resample) gets its float64 work
+    # arrays in files too, written a row block at a time: the measurements read only
+    # the pages around the sources (the same values either way)
+    if in_files:
+        def difference(r0: int, r1: int, a: np.ndarray = image32,
+                       b: np.ndarray = background) -> np.ndarray:  # fmt: skip
+            return np.subtract(a[r0:r1], b[r0:r1], dtype=np.float64)
+
+        work = rows_in_file(data.shape, np.float64, difference)
+        del difference
+    else:
+        work = np.subtract(image32, background, dtype=np.float64)
     del image32, background  # (memory: the full-size maps are not needed past their use)
     kernel = detection_kernel(kernel_fwhm)
     # zero (astropy: NaN) only where no good pixel is under the kernel: such pixels
     # are masked, and the finder and the catalog both want them zero
-    conv = convolve_masked(work, kernel, mask, empty_value=0.0)
+    if in_files:
+        conv = convolve_masked_rows(work, kernel, mask, empty_value=0.0)
+    else:
+        conv = convolve_masked(work, kernel, mask, empty_value=0.0)
+    release_rows(work, 0, work.shape[0])
 
     threshold = rms
     threshold *= snr_threshold  # in place: rms is not used again
     del rms
     segm, labels, bbox = detect_segments(conv, threshold, mask, npixels, deblend)
     del threshold
+    release_rows(conv, 0, conv.shape[0])
     if len(labels) == 0:
         return CatalogResult(_empty_table(flux_unit, fit_psf), empty, n_masked,
                              "no sources detected", notes)
@@ -1129,7 +1186,14 @@ def make_source_catalog(
 
     from .measure import segment_properties
 
-    err64 = _masked_error(err, mask, data, dq)  # (here: after the background's peak)
+    if in_files:
+        err64 = rows_in_file(err.shape, np.float64, lambda r0, r1: _masked_error(
+            err[r0:r1], mask[r0:r1], data[r0:r1], None if dq is None else dq[r0:r1]))
+    else:
+        err64 = _masked_error(err, mask, data, dq)  # (here: after the background's peak)
+    if in_files:
+        release_rows(err, 0, err.shape[0])
+        release_rows(data, 0, data.shape[0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         warnings.simplefilter("ignore", AstropyUserWarning)
