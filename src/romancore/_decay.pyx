@@ -11,7 +11,7 @@
 Rows are distributed over threads; each thread has its own buffers.
 """
 from cython.parallel cimport parallel, prange
-from libc.math cimport NAN, isfinite, isnan, sqrt
+from libc.math cimport NAN
 from libc.stdlib cimport free, malloc
 
 cdef enum:
@@ -24,7 +24,7 @@ cdef void _subtract_row(float* f, const double* p, Py_ssize_t col0,
 
     Period by period, so that the inner loop is contiguous in both arrays (vectorised).
     """
-    cdef Py_ssize_t x, start, stop, k, k0
+    cdef Py_ssize_t start, stop, k, k0
     start = col0
     while start < col1:
         k0 = start & (PERIOD - 1)
@@ -399,8 +399,8 @@ cdef void _clip_bounds(double* v, Py_ssize_t n, double sigma, int maxiters,
     summed over the run (sorted, in eight partial sums: astropy sums in the order its
     selections leave, so the bounds can differ from its by rounding only).
     """
-    cdef Py_ssize_t i, lo = 0, hi = n, cnt_run, a, b, m, top, iteration = 0
-    cdef double med, mean, std, d
+    cdef Py_ssize_t lo = 0, hi = n, cnt_run, a, b, m, top, iteration = 0
+    cdef double med, mean, std
     rc_sort_finite_q(v, n, work, cnt, cnt + n, cnt + 2 * n, 0)
     while True:
         cnt_run = hi - lo

@@ -320,7 +320,7 @@ cdef int _clip(Polygon* p, Polygon* wnd, Polygon* cp) noexcept nogil:
     cdef Polygon* pin
     cdef Polygon* pout
     cdef Polygon* tmp
-    cdef int k, j, in1, in2, iw, iw_, ip, ip_
+    cdef int _k, _j, in1, in2, iw, iw_, ip, ip_
     cdef Vertex dp, dw, vi
     cdef double d, app_, aww_
     if p.npv < 3 or wnd.npv < 3:
@@ -332,7 +332,7 @@ cdef int _clip(Polygon* p, Polygon* wnd, Polygon* cp) noexcept nogil:
     pout = &p1
     iw_ = wnd.npv - 1
     iw = 0
-    for k in range(wnd.npv):
+    for _k in range(wnd.npv):
         dw.x = wnd.v[iw].x - wnd.v[iw_].x
         dw.y = wnd.v[iw].y - wnd.v[iw_].y
         tmp = pin
@@ -341,7 +341,7 @@ cdef int _clip(Polygon* p, Polygon* wnd, Polygon* cp) noexcept nogil:
         pout.npv = 0
         ip_ = pin.npv - 1
         ip = 0
-        for j in range(pin.npv):
+        for _j in range(pin.npv):
             dp.x = pin.v[ip].x - pin.v[ip_].x
             dp.y = pin.v[ip].y - pin.v[ip_].y
             in1 = _strictly_in_hp(wnd.v[iw_], wnd.v[iw], pin.v[ip_])
@@ -630,8 +630,8 @@ def shrink_box(const double[:, :, ::1] pixmap, int xmin, int xmax, int ymin, int
 
 # ----------------------------------------------------------------------- overlaps
 cdef inline double _sgarea_tail(double x1, double y1, double x2, double y2, double dx,
-                               double dy, double sgn_dx, double xlo, double xhi, double ylo,
-                               double yhi) noexcept nogil:
+                                double dy, double sgn_dx, double xlo, double xhi, double ylo,
+                                double yhi) noexcept nogil:
     """`_sgarea` once the segment is known to cross the bottom or the top of the square."""
     cdef double det, xtop
     det = x1 * y2 - y1 * x2
@@ -716,7 +716,7 @@ cdef int _boxer_grid(const double* x, const double* y, long lo_i, long hi_i, lon
     block is larger than ``MAX_GRID`` a side.
     """
     cdef long nc = hi_i - lo_i + 1, nr = hi_j - lo_j + 1
-    cdef double xmn, xmx, ymn, ymx, x1, y1, x2, y2, dx, dy, slope, s, t
+    cdef double xmn, xmx, ymn, ymx, x1, x2, dx, dy, slope, s, t
     cdef double px1, px2, plo, phi, xlo, xhi, py1, ylo, yhi, total
     cdef int e, c, r
     cdef double sgn[4]
@@ -1057,7 +1057,8 @@ cdef void _do_band(const Job* jb, long b0, long b1, double* acc, unsigned char* 
                     bad = _square_corners(&jb.m, i, j, jb.dh, xo, yo)
                     prev_i = -2
                 if bad == 0:
-                    jaco = 0.5 * ((xo[1] - xo[3]) * (yo[0] - yo[2]) - (xo[0] - xo[2]) * (yo[1] - yo[3]))
+                    jaco = 0.5 * ((xo[1] - xo[3]) * (yo[0] - yo[2])
+                                  - (xo[0] - xo[2]) * (yo[1] - yo[3]))
                     w = (<double>wt) / jaco
                     # a weightless pixel adds nothing (every dow is +-0)
                     if not (wt == 0.0 and jaco != 0.0 and isfinite(jaco)):
@@ -1068,7 +1069,8 @@ cdef void _do_band(const Job* jb, long b0, long b1, double* acc, unsigned char* 
                         bad = _square_corners(&jb.m, i, j, 0.5, xo, yo)
                         prev_i = -2
                     if bad == 0:
-                        jaco = 0.5 * ((xo[1] - xo[3]) * (yo[0] - yo[2]) - (xo[0] - xo[2]) * (yo[1] - yo[3]))
+                        jaco = 0.5 * ((xo[1] - xo[3]) * (yo[0] - yo[2])
+                                      - (xo[0] - xo[2]) * (yo[1] - yo[3]))
                         _drizzle_quad(jb, xo, yo, 1.0 / jaco, b0, b1, width, band_cells, acc,
                                       flags, d, roots, ov, 1, nfast)
             elif jb.kernel == K_POINT:
@@ -1244,10 +1246,8 @@ def add_image(const float[:, ::1] data, object weights, const double[:, :, ::1] 
     cdef const float[:, ::1] vv
     cdef float[:, ::1] sv
     cdef int k, j, i, nb, b, nt = n_threads
-    cdef double ymn, ymx, xmn, xmx, v, dyi = 0.0, dyj = 0.0, dxi = 0.0, dxj = 0.0, t
+    cdef double ymn, ymx, dyi = 0.0, dyj = 0.0, dxi = 0.0, dxj = 0.0
     cdef double gxmin = BIG_DOUBLE, gxmax = -BIG_DOUBLE, gymin = BIG_DOUBLE, gymax = -BIG_DOUBLE
-    cdef const double* q
-    cdef const double* qn
     cdef double reach_x, hmax
     cdef long oy0, oy1
     fail_a = np.zeros(1, np.int32)

@@ -17,7 +17,6 @@ with ``-ffp-contract=off``.
 from cython.parallel cimport parallel, prange
 from libc.stdint cimport uint8_t, uint32_t
 from libc.math cimport frexp
-from libc.stdlib cimport free, malloc
 
 from romancore._dqflags cimport DQ_DO_NOT_USE, DQ_NO_LIN_CORR, DQ_SATURATED
 
