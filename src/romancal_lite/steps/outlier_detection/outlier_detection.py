@@ -231,17 +231,27 @@ class OnDiskMedian:
         n = len(self.paths)
         if n == 0:
             raise ValueError("no image added")
-        maps = [np.memmap(p, dtype=np.float32, mode="r", shape=self.shape) for p in self.paths]
         out = np.empty(self.shape, dtype=np.float32)
         step = max(1, min(self.shape[0], self.rows_per_block * self.n_images // n))
         block = np.empty((n, step, self.shape[1]), dtype=np.float32)
-        for start in range(0, self.shape[0], step):
-            stop = min(start + step, self.shape[0])
-            part = block[:, : stop - start]
-            for k, mm in enumerate(maps):
-                part[k] = mm[start:stop]
-            out[start:stop] = nanmedian_axis0(part)
-        del maps
+        row_bytes = self.shape[1] * 4
+        # read with pread into one block buffer, not through memory maps: the pages of
+        # a file map stay resident (and count in the process's memory) until unmapped,
+        # which with 8 groups was 1.1 GB more at the end of the median
+        handles = [open(p, "rb") for p in self.paths]  # noqa: SIM115
+        try:
+            for start in range(0, self.shape[0], step):
+                stop = min(start + step, self.shape[0])
+                part = block[:, : stop - start]
+                for k, fh in enumerate(handles):
+                    view = memoryview(part[k]).cast("B")
+                    got = os.preadv(fh.fileno(), [view], start * row_bytes)
+                    if got != view.nbytes:
+                        raise OSError(f"short read of {self.paths[k]}: {got} of {view.nbytes}")
+                out[start:stop] = nanmedian_axis0(part)
+        finally:
+            for fh in handles:
+                fh.close()
         return out
 
     def close(self) -> None:
