@@ -950,29 +950,24 @@ cdef inline void _drizzle_quad(const Job* jb, const double* xo, const double* yo
     cdef long lo_i, hi_i, lo_j, hi_j, ii, jj, cell, n = 0
     cdef double dover
     cdef float dow
+    cdef bint grid
     lo_j = max(max(_nint(_min4(yo)), 0), b0)
     hi_j = min(min(_nint(_max4(yo)), jb.out_ny - 1), b1)
     lo_i = max(_nint(_min4(xo)), 0)
     hi_i = min(_nint(_max4(xo)), jb.out_nx - 1)
     if lo_i > hi_i or lo_j > hi_j:
         return
-    if _use_grid and _boxer_grid(xo, yo, lo_i, hi_i, lo_j, hi_j, ov) == 0:
+    # the block's overlaps precomputed (`_boxer_grid`), or each from `_boxer`
+    grid = _use_grid and _boxer_grid(xo, yo, lo_i, hi_i, lo_j, hi_j, ov) == 0
+    if grid:
         nfast[0] += 1
-        for jj in range(lo_j, hi_j + 1):
-            for ii in range(lo_i, hi_i + 1):
-                dover = ov[n]
-                n += 1
-                if dover != 0.0:
-                    dow = <float>(dover * w)
-                    cell = (jj - b0) * width + (ii - jb.ox0)
-                    if coverage:
-                        acc[(2 + jb.nvar) * band_cells + cell] += dow
-                    else:
-                        _accumulate(jb, acc, flags, width, band_cells, cell, dow, d, roots)
-        return
     for jj in range(lo_j, hi_j + 1):
         for ii in range(lo_i, hi_i + 1):
-            dover = _boxer(<double>ii, <double>jj, xo, yo)
+            if grid:
+                dover = ov[n]
+                n += 1
+            else:
+                dover = _boxer(<double>ii, <double>jj, xo, yo)
             if dover != 0.0:
                 dow = <float>(dover * w)
                 cell = (jj - b0) * width + (ii - jb.ox0)

@@ -438,6 +438,21 @@ cdef double _step_search(const Tab* tb, Work* w, double rate, double rn2, Py_ssi
     return rate
 
 
+cdef void _final_fit(const Tab* tb, Work* w, double rate, double guess, double rn2,
+                     float* o_slope, float* o_vr, float* o_vp, float* o_chi) noexcept nogil:
+    """Final fit with the covariance at ``rate`` (0 if negative, NaN stays); outputs."""
+    cdef Fit fit
+    if rate < 0 or rate == 0:
+        rate = 0.0
+    fit = _fit(tb, w, rate, rn2, True)
+    o_slope[0] = <float>fit.rate
+    o_chi[0] = <float>fit.chisq
+    o_vp[0] = <float>fit.var_p
+    o_vr[0] = <float>fit.var_r
+    if tb.debias and isfinite(fit.rate):
+        o_slope[0] = <float>(fit.rate - _bias(tb, w, rate, guess, rn2, fit.C))
+
+
 cdef void _pixel(const Tab* tb, Work* w, const float* r, uint8_t* g, float rn,
                  float* o_slope, float* o_vr, float* o_vp, float* o_chi) noexcept nogil:
     """Fit one pixel; ``r`` / ``g`` point at its resultant 0 and step by ``tb.plane``."""
@@ -502,16 +517,7 @@ cdef void _pixel(const Tab* tb, Work* w, const float* r, uint8_t* g, float rn,
         for i in range(m):
             if w.use0[i] and not w.use[i]:
                 g[(i + 1) * plane] |= DQ_JUMP_DET
-    # Final fit with the covariance at the rate found above (0 if negative, NaN stays).
-    if rate < 0 or rate == 0:
-        rate = 0.0
-    fit = _fit(tb, w, rate, rn2, True)
-    o_slope[0] = <float>fit.rate
-    o_chi[0] = <float>fit.chisq
-    o_vp[0] = <float>fit.var_p
-    o_vr[0] = <float>fit.var_r
-    if tb.debias and isfinite(fit.rate):
-        o_slope[0] = <float>(fit.rate - _bias(tb, w, rate, guess, rn2, fit.C))
+    _final_fit(tb, w, rate, guess, rn2, o_slope, o_vr, o_vp, o_chi)
 
 
 cdef double _bias(const Tab* tb, Work* w, double rate, double guess, double rn2,
@@ -1026,15 +1032,7 @@ cdef bint _neighbor_pixel(const Tab* tb, Work* w, const float* r, uint8_t* g, fl
             dropped = True
     if not dropped:
         return False
-    if rate < 0 or rate == 0:
-        rate = 0.0
-    fit = _fit(tb, w, rate, rn2, True)
-    o_slope[0] = <float>fit.rate
-    o_chi[0] = <float>fit.chisq
-    o_vp[0] = <float>fit.var_p
-    o_vr[0] = <float>fit.var_r
-    if tb.debias and isfinite(fit.rate):
-        o_slope[0] = <float>(fit.rate - _bias(tb, w, rate, guess, rn2, fit.C))
+    _final_fit(tb, w, rate, guess, rn2, o_slope, o_vr, o_vp, o_chi)
     return True
 
 
