@@ -33,16 +33,24 @@ from typing import Any
 
 import numpy as np
 
+from .._arrays import file_array, is_file_map, release_rows
+
 __all__ = [
+    "BLOCK_ROWS",
     "OnDiskMedian",
     "abs_derivative",
     "blot_median",
+    "flag_blocks",
     "flag_crs",
     "flag_resampled_crs",
     "mask_low_weight",
     "nanmedian_axis0",
     "weight_threshold",
 ]
+
+#: Rows of a full-size image handled at a time by the block-wise passes (the weight
+#: threshold's gathering, `OnDiskMedian.add_masked`, `flag_blocks`).
+BLOCK_ROWS = 512
 
 
 def weight_threshold(weight: np.ndarray, maskpt: float) -> float:
@@ -61,7 +69,9 @@ def weight_threshold(weight: np.ndarray, maskpt: float) -> float:
         ``maskpt`` x the 3-sigma-clipped (5 iterations) mean of the finite, non-zero
         weights (stcal ``compute_weight_threshold``); NaN if there is none.
     """
-    values = weight[np.isfinite(weight) & (weight != 0)]
+    # the finite non-zero weights, gathered a block of rows at a time (a weight map
+    # in a file has its pages handed back as it is read): no full-size boolean masks
+    values = _gather(weight, None)
     if values.size == 0:
         return math.nan
     # astropy's sigma_clip(values, sigma=3, maxiters=5) with its defaults (centre:
@@ -74,7 +84,8 @@ def weight_threshold(weight: np.ndarray, maskpt: float) -> float:
     # in float64 (astropy: float32), so a bound may differ in its last bit.
     from romancore.sigmaclip import mean_std
 
-    ordered = np.sort(values)
+    ordered = values
+    ordered.sort()  # in place: the original order is gathered again below
     ftype = values.dtype.type if values.dtype.kind == "f" else np.float64
     three = ftype(3.0)
     lo, hi = 0, ordered.size
@@ -93,11 +104,63 @@ def weight_threshold(weight: np.ndarray, maskpt: float) -> float:
             break
     if hi == lo:
         return math.nan
-    # the mean of the kept values in their original order (as astropy sums them)
+    # the mean of the kept values in their original order (as astropy sums them):
+    # gathered again from the weights, so the sorted copy and the original-order
+    # copy of the values are never held together
     first, last = ordered[lo], ordered[hi - 1]
-    del ordered
-    kept = values[(values >= first) & (values <= last)]
+    del ordered, values, kept
+    kept = _gather(weight, (first, last))
     return float(np.mean(kept, dtype="f8")) * float(maskpt)
+
+
+def _row_blocks(array: np.ndarray) -> np.ndarray:
+    """``array`` as 2-D rows (a view when it can be): blocks of rows keep its C order."""
+    if array.ndim == 2:
+        return array
+    if array.ndim < 2:
+        return array.reshape(1, -1)
+    return array.reshape(array.shape[0], -1)
+
+
+def _release_if_file(array: np.ndarray, r0: int, r1: int) -> None:
+    """Hand rows ``r0:r1`` of a shared file map back to the OS (its values stay in the file)."""
+    if is_file_map(array):
+        release_rows(array, r0, r1)
+
+
+def _gather(weight: np.ndarray, bounds: tuple[Any, Any] | None) -> np.ndarray:
+    """Return the finite non-zero values of ``weight`` (within ``bounds``), in C order.
+
+    Two passes over blocks of `BLOCK_ROWS` rows (count, then fill one array of the
+    exact size), so only the result is full-size; the pages of a weight map in a
+    file are handed back after each block.
+    """
+    rows = _row_blocks(np.asarray(weight))
+
+    def select(block: np.ndarray) -> np.ndarray:
+        keep = np.isfinite(block)
+        keep &= block != 0
+        if bounds is not None:
+            keep &= block >= bounds[0]
+            keep &= block <= bounds[1]
+        return keep
+
+    ny = rows.shape[0]
+    counts = []
+    for r0 in range(0, ny, BLOCK_ROWS):
+        r1 = min(ny, r0 + BLOCK_ROWS)
+        counts.append(int(np.count_nonzero(select(rows[r0:r1]))))
+        _release_if_file(rows, r0, r1)
+    out = np.empty(sum(counts), dtype=rows.dtype)
+    at = 0
+    for count, r0 in zip(counts, range(0, ny, BLOCK_ROWS), strict=True):
+        r1 = min(ny, r0 + BLOCK_ROWS)
+        if count:
+            block = rows[r0:r1]
+            out[at : at + count] = block[select(block)]
+            at += count
+            _release_if_file(rows, r0, r1)
+    return out
 
 
 def mask_low_weight(data: np.ndarray, weight: np.ndarray, maskpt: float) -> np.ndarray:
@@ -220,8 +283,59 @@ class OnDiskMedian:
         np.ascontiguousarray(image, dtype=np.float32).tofile(path)
         self.paths.append(path)
 
-    def median(self) -> np.ndarray:
+    def add_masked(self, image: np.ndarray, weight: np.ndarray, threshold: float) -> None:
+        """Write one image with NaN where ``weight < threshold``, a block of rows at a time.
+
+        The same values as ``add(mask_low_weight(image, weight, maskpt))`` with
+        ``threshold = weight_threshold(weight, maskpt)``, without a full-size masked
+        copy: each block is converted, masked and appended to the image's file, and
+        the pages of ``image`` and ``weight`` are handed back after it when they lie in
+        shared file maps (the drizzled group images).
+
+        Parameters
+        ----------
+        image, weight : numpy.ndarray
+            ``shape`` arrays.
+        threshold : float
+            Weights below it mask their pixel; NaN masks nothing (every comparison
+            with NaN is False, as in stcal).
+
+        Raises
+        ------
+        ValueError
+            If a shape differs or more than ``n_images`` are added.
+        """
+        if image.shape != self.shape or np.shape(weight) != self.shape:
+            raise ValueError(f"image shape {image.shape} / weight shape {np.shape(weight)} "
+                             f"is not the median's {self.shape}")  # fmt: skip
+        if len(self.paths) >= self.n_images:
+            raise ValueError(f"more than the {self.n_images} images announced")
+        # a Python float, as mask_low_weight compares with (NumPy casts it to the
+        # weights' type: the same comparison)
+        threshold = float(threshold)
+        mask = math.isfinite(threshold)
+        path = os.path.join(self.directory, f"{len(self.paths)}.f32")
+        ny = self.shape[0]
+        with open(path, "wb") as fh:
+            for r0 in range(0, ny, BLOCK_ROWS):
+                r1 = min(ny, r0 + BLOCK_ROWS)
+                block = np.array(image[r0:r1], dtype=np.float32, copy=True, order="C")
+                if mask:
+                    block[weight[r0:r1] < threshold] = np.nan
+                block.tofile(fh)
+                _release_if_file(image, r0, r1)
+                _release_if_file(weight, r0, r1)
+        self.paths.append(path)
+
+    def median(self, in_file: bool = False) -> np.ndarray:
         """Return the NaN-ignoring median of the images added.
+
+        Parameters
+        ----------
+        in_file : bool, optional
+            Write the median into an unnamed temporary file (`file_array`) whose
+            pages are handed back as each block is done, instead of an in-memory
+            array: it then takes memory only where it is read.
 
         Returns
         -------
@@ -231,7 +345,10 @@ class OnDiskMedian:
         n = len(self.paths)
         if n == 0:
             raise ValueError("no image added")
-        out = np.empty(self.shape, dtype=np.float32)
+        if in_file:
+            out = file_array(self.shape, np.float32, self.directory)
+        else:
+            out = np.empty(self.shape, dtype=np.float32)
         step = max(1, min(self.shape[0], self.rows_per_block * self.n_images // n))
         block = np.empty((n, step, self.shape[1]), dtype=np.float32)
         row_bytes = self.shape[1] * 4
@@ -249,6 +366,8 @@ class OnDiskMedian:
                     if got != view.nbytes:
                         raise OSError(f"short read of {self.paths[k]}: {got} of {view.nbytes}")
                 out[start:stop] = nanmedian_axis0(part)
+                if in_file:
+                    release_rows(out, start, stop)
         finally:
             for fh in handles:
                 fh.close()
@@ -334,6 +453,85 @@ def flag_resampled_crs(
 
     # one compiled pass (the numpy form: tests/romancore/test_outlier.py)
     return flag_resampled(sci, err, blot, snr1, snr2, scale1, scale2, backg)
+
+
+def flag_blocks(
+    sci: np.ndarray,
+    err: np.ndarray,
+    median: np.ndarray,
+    pixmap: np.ndarray,
+    snr1: float,
+    snr2: float,
+    scale1: float,
+    scale2: float,
+    backg: float,
+    *,
+    fillval: float = math.nan,
+    rows: int = BLOCK_ROWS,
+) -> np.ndarray:
+    """Return `flag_resampled_crs` against the blotted median, computed by blocks of rows.
+
+    For each block of ``rows`` input rows the median is blotted onto those rows and
+    two more on each side (the derivative compares a pixel with its neighbours and the
+    first test is grown by a 3x3 box: a block's flags depend on the blot two rows
+    beyond it), and the block's rows of the test are kept: the same mask bit for bit
+    as ``flag_resampled_crs(sci, err, blot_median(...), ...)`` on the whole image,
+    without its full-size float temporaries (the blot, float32 copies of the error).
+    The pages of ``pixmap`` (a kept copy-on-write map of a file nothing writes to),
+    and of ``median``, ``sci`` and ``err`` when they lie in shared file maps, are
+    handed back after each block.
+
+    Parameters
+    ----------
+    sci, err : numpy.ndarray
+        The image and its error (NaN error counts as 0), ``(ny, nx)``.
+    median : numpy.ndarray
+        The median (float32) on the grid ``pixmap`` maps to.
+    pixmap : numpy.ndarray
+        ``(ny, nx, 2)`` float64: each input pixel's position on the median's grid
+        (NaN: outside).
+    snr1, snr2, scale1, scale2, backg : float
+        As `flag_resampled_crs`.
+    fillval : float, optional
+        Blot value where nothing is interpolated.
+    rows : int, optional
+        Rows per block.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean ``(ny, nx)`` mask, True for outliers.
+    """
+    from romancore.drizzle import blot
+    from romancore.outlier import flag_resampled
+
+    ny, nx = sci.shape
+    if err.shape != sci.shape or pixmap.shape != (ny, nx, 2):
+        raise ValueError(f"err {err.shape} and pixmap {pixmap.shape} do not match sci "
+                         f"{sci.shape}")  # fmt: skip
+    median = np.ascontiguousarray(median, dtype=np.float32)
+    pixmap_in_file = is_file_map(pixmap, copy_on_write=True) and pixmap.flags.c_contiguous
+    median_in_file = is_file_map(median)
+    rows = max(1, int(rows))
+    halo = 2
+    mask = np.zeros((ny, nx), dtype=bool)
+    for r0 in range(0, ny, rows):
+        r1 = min(ny, r0 + rows)
+        e0, e1 = max(0, r0 - halo), min(ny, r1 + halo)
+        blotted = np.empty((e1 - e0, nx), dtype=np.float32)
+        blot(median, np.ascontiguousarray(pixmap[e0:e1], dtype=np.float64), blotted,
+             fillval=fillval, iscale=1.0)  # fmt: skip
+        block = flag_resampled(sci[e0:e1], err[e0:e1], blotted, snr1, snr2, scale1, scale2,
+                               backg)  # fmt: skip
+        mask[r0:r1] = block[r0 - e0 : r1 - e0]
+        del blotted, block
+        if pixmap_in_file:
+            release_rows(pixmap.reshape(ny, -1), e0, e1)
+        if median_in_file:
+            release_rows(median, 0, median.shape[0])
+        _release_if_file(sci, e0, e1)
+        _release_if_file(err, e0, e1)
+    return mask
 
 
 def flag_crs(sci: np.ndarray, err: np.ndarray, median: np.ndarray, snr: float) -> np.ndarray:

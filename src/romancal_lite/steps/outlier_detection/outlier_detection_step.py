@@ -17,13 +17,21 @@ from ..resample import KERNELS, Resampler, good_pixel_mask, parse_fillval
 from ..resample.resample_step import ResampleStep, _member_pixmap, _number
 from .outlier_detection import (
     OnDiskMedian,
-    blot_median,
+    flag_blocks,
     flag_crs,
-    flag_resampled_crs,
-    mask_low_weight,
+    weight_threshold,
 )
 
 __all__ = ["OutlierDetectionStep", "parse_two"]
+
+#: Most input bytes per block of the on-disk median (stcal's default is one image's
+#: size; the median of a pixel does not depend on the blocks)
+MEDIAN_BUFFER_BYTES = 32 << 20
+
+
+def _median_buffer(shape: tuple[int, ...]) -> int:
+    """Input bytes per median block: one float32 image's, at most `MEDIAN_BUFFER_BYTES`."""
+    return min(4 * int(shape[0]) * int(shape[1]), MEDIAN_BUFFER_BYTES)
 
 
 def parse_two(value: str, name: str) -> tuple[float, float]:
@@ -190,30 +198,46 @@ class OutlierDetectionStep(SavesMembers, Step):
                 except BaseException:
                     library.shelve(image, index, modify=False)
                     raise
-                flags = np.uint32(_dq_flags())
-                image.dq = np.asarray(image.dq, dtype=np.uint32) | (mask.astype(np.uint32) * flags)
+                # dq | (DO_NOT_USE | OUTLIER) where flagged, in place (no full-size
+                # temporaries) unless dq is not a writable uint32 array
+                dq = np.asarray(image.dq)
+                if dq.dtype != np.uint32 or not dq.flags.writeable:
+                    dq = dq.astype(np.uint32)
+                np.bitwise_or(dq, np.uint32(_dq_flags()), out=dq, where=mask)
+                image.dq = dq
+                del dq
                 image.meta.cal_step["outlier_detection"] = "COMPLETE"
                 name = library.members[index].path.name
                 self.log.info("%s: %d pixels flagged as outliers", name, np.count_nonzero(mask))
+                del mask
                 # only dq and the metadata changed: the library keeps just them
                 library.shelve(image, index, modify="meta", arrays=("dq",))
+                del image  # not held while the next member is read
         return library
 
     def _flag(self, image: Any, median: np.ndarray, median_wcs: Any, fillval: float,
               snr1: float, snr2: float, scale1: float, scale2: float,
               pixmap: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
-        data = np.asarray(image.data, dtype=np.float32)
-        err = np.asarray(image.err, dtype=np.float32)
         if median_wcs is None:
+            data = np.asarray(image.data, dtype=np.float32)
+            err = np.asarray(image.err, dtype=np.float32)
             return flag_crs(data, err, median, snr1)
-        blot = blot_median(median, median_wcs, data.shape, image.meta.wcs, fillval=fillval,
-                           stepsize=self.pixmap_stepsize, order=self.pixmap_order,
-                           pixmap=pixmap)  # fmt: skip
+        # the data and error as they are (float16 errors: converted a block at a time)
+        data, err = np.asarray(image.data), np.asarray(image.err)
+        if pixmap is None:
+            from ..resample import calc_pixmap
+
+            pixmap = calc_pixmap(image.meta.wcs, median_wcs, data.shape,
+                                 stepsize=self.pixmap_stepsize,
+                                 order=self.pixmap_order)  # fmt: skip
         # romancal _flag_resampled_model_crs: an unsubtracted sky level replaces backg
         # (the median was made from sky-subtracted images)
         level = _sky_level(image.meta)
         backg = self.backg if level is None else level
-        return flag_resampled_crs(data, err, blot, snr1, snr2, scale1, scale2, backg)
+        # the blot of the median and the two-threshold test by blocks of rows
+        # (flag_resampled_crs against blot_median, bit for bit)
+        return flag_blocks(data, err, median, pixmap, snr1, snr2, scale1, scale2, backg,
+                           fillval=fillval)  # fmt: skip
 
     def _median_resampled(self, library: Any, fillval: float) -> tuple[np.ndarray, Any]:
         """Drizzle each exposure group, mask low weights, median on disk."""
@@ -229,7 +253,7 @@ class OutlierDetectionStep(SavesMembers, Step):
         groups = list(library.group_indices.items())
         self.log.info("Median grid %d x %d (ratio %.4g) for %d groups", shape[1], shape[0],
                       ratio, len(groups))  # fmt: skip
-        with OnDiskMedian(shape, len(groups)) as computer:
+        with OnDiskMedian(shape, len(groups), buffer_bytes=_median_buffer(shape)) as computer:
             for name, indices in groups:
                 resampler = Resampler(
                     wcs, len(indices), pixel_scale_ratio=ratio, kernel=self.kernel,
@@ -252,17 +276,20 @@ class OutlierDetectionStep(SavesMembers, Step):
                             del pixmap
                         finally:
                             library.shelve(image, index, modify=False)
+                            del image  # its arrays are not held past its drizzle
                 arrays = resampler.finalize()
                 del resampler
                 if self.save_intermediate_results:
                     self._save(arrays["data"], wcs, "outlier_coadd",
                                library.members[indices[0]].path.name)  # fmt: skip
-                masked = mask_low_weight(arrays["data"], arrays["weight"], self.maskpt)
+                # the weights below maskpt x their clipped mean masked as the group
+                # image is written, a block of rows at a time (no full-size copies)
+                threshold = weight_threshold(arrays["weight"], self.maskpt)
+                computer.add_masked(arrays["data"], arrays["weight"], threshold)
                 del arrays
-                computer.add(masked)
-                del masked
                 self.log.debug("group %s drizzled", name)
-            median = computer.median()
+            # in a temporary file: the flag pass reads the rows each block blots from
+            median = computer.median(in_file=True)
         return median, wcs
 
     def _median_direct(self, library: Any) -> np.ndarray:
@@ -275,7 +302,8 @@ class OutlierDetectionStep(SavesMembers, Step):
                     try:
                         data = np.asarray(image.data, dtype=np.float32)
                         if computer is None:
-                            computer = OnDiskMedian(data.shape, len(library))
+                            computer = OnDiskMedian(data.shape, len(library),
+                                                    buffer_bytes=_median_buffer(data.shape))
                         elif data.shape != computer.shape:
                             raise InputFileError(
                                 f"{library.members[index].path.name}: shape {data.shape} differs"
@@ -293,10 +321,12 @@ class OutlierDetectionStep(SavesMembers, Step):
                         else:
                             weight = np.ones(data.shape, np.float32)
                         weight *= good
-                        computer.add(mask_low_weight(data, weight, self.maskpt))
-                        del weight, good
+                        threshold = weight_threshold(weight, self.maskpt)
+                        computer.add_masked(data, weight, threshold)
+                        del weight, good, data
                     finally:
                         library.shelve(image, index, modify=False)
+                        del image
             return computer.median()
         finally:
             if computer is not None:

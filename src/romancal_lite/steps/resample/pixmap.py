@@ -203,7 +203,7 @@ def member_pixmap(library: Any, index: int, wcs_from: Any, wcs_to: Any,
     ).hexdigest()[:16]  # fmt: skip
     path = library.scratch_file(index, f"pixmap_{key}.npy")
     if path.is_file():
-        pixmap = np.load(path, mmap_mode="c")
+        pixmap = _load_kept(path)
         if not keep:
             path.unlink()  # the map stays readable until it is released
         return pixmap
@@ -214,4 +214,27 @@ def member_pixmap(library: Any, index: int, wcs_from: Any, wcs_to: Any,
     with open(partial, "wb") as fh:  # (np.save would add ".npy" to the name)
         np.save(fh, pixmap)
     os.replace(partial, path)
-    return pixmap
+    # the saved file from here on, not the computed array: its pages are the file's,
+    # read where used and handed back (the resample kernels' staging keeps a file map
+    # as it is), so the 0.27 GB of a full-frame map are not held in memory
+    del pixmap
+    return _load_kept(path)
+
+
+def _load_kept(path: Any) -> np.ndarray:
+    """Return a kept pixel map memory-mapped (copy-on-write) from its file.
+
+    Raises
+    ------
+    InputFileError
+        If the file is gone (the library's scratch folder was removed meanwhile).
+    """
+    from romancal_lite.errors import InputFileError
+
+    try:
+        return np.load(path, mmap_mode="c")
+    except FileNotFoundError:
+        raise InputFileError(
+            f"pixel map {path} is missing: the library's scratch folder was removed "
+            "while the step ran"
+        ) from None
