@@ -18,6 +18,7 @@ from romancal_lite.steps.outlier_detection import (
     abs_derivative,
     flag_crs,
     flag_resampled_crs,
+    mask_low_weight,
     nanmedian_axis0,
     weight_threshold,
 )
@@ -421,3 +422,168 @@ def test_same_outliers_as_romancal(tmp_path, levels, resample_data, dithers):
     union = (a | b).sum()
     assert union > 100
     assert (a & b).sum() >= 0.99 * union, ((a & b).sum(), a.sum(), b.sum())
+
+
+# ---------------------------------------------------------------- memory: row blocks
+def _traced_peak(function, *args, **kwargs):
+    """``function(*args, **kwargs)`` and the peak of the memory it allocated (tracemalloc)."""
+    tracemalloc.start()
+    try:
+        begin = tracemalloc.get_traced_memory()[0]
+        out = function(*args, **kwargs)
+        peak = tracemalloc.get_traced_memory()[1] - begin
+    finally:
+        tracemalloc.stop()
+    return out, peak
+
+
+def _file_copy(array):
+    from romancal_lite.steps._arrays import file_array
+
+    out = file_array(array.shape, array.dtype)
+    out[...] = array
+    return out
+
+
+def test_weight_threshold_of_a_file_by_blocks():
+    """A weight map in a file (a drizzled group): the same threshold as the values in
+    memory, gathered by blocks of rows without full-size masks or a second copy."""
+    rng = np.random.default_rng(5)
+    shape = (4096, 300)  # 8 blocks of BLOCK_ROWS rows
+    weight = rng.normal(100.0, 5.0, shape).astype(np.float32)
+    weight[rng.random(shape) < 0.1] = 0
+    weight[rng.random(shape) < 0.01] = np.nan
+    weight[:700] = 0  # rows without data
+    weight[rng.random(shape) < 0.001] *= 40  # a tail the clip removes
+    in_file = _file_copy(weight)
+    expected = weight_threshold(weight.ravel(), 0.7)  # one block: the plain selection
+    got, peak = _traced_peak(weight_threshold, in_file, 0.7)
+    assert got == expected
+    values = np.count_nonzero(np.isfinite(weight) & (weight != 0)) * 4
+    # the values once (sorted in place, then the kept ones gathered again); the
+    # plain form holds them twice (sorted copy) plus full-size masks
+    assert peak < 1.5 * values, (peak, values)
+
+
+def test_add_masked_is_add_of_mask_low_weight(tmp_path):
+    rng = np.random.default_rng(6)
+    shape = (1100, 70)  # three blocks, the last one short
+    images = rng.normal(size=(3, *shape)).astype(np.float32)
+    weights = rng.uniform(0, 2, (3, *shape)).astype(np.float32)
+    weights[0, rng.random(shape) < 0.2] = np.nan
+    weights[1] = 0  # no usable weight: threshold NaN, nothing masked
+    images[2, :5] = np.nan
+    with OnDiskMedian(shape, 3, directory=tmp_path) as plain, \
+            OnDiskMedian(shape, 3, directory=tmp_path) as masked:  # fmt: skip
+        for image, weight in zip(images, weights, strict=True):
+            plain.add(mask_low_weight(image, weight, 0.7))
+            masked.add_masked(_file_copy(image), _file_copy(weight),
+                              weight_threshold(weight, 0.7))  # fmt: skip
+        for a, b in zip(plain.paths, masked.paths, strict=True):
+            with open(a, "rb") as fa, open(b, "rb") as fb:
+                assert fa.read() == fb.read()
+        with pytest.raises(ValueError, match="more than"):
+            masked.add_masked(images[0], weights[0], 1.0)
+    with OnDiskMedian(shape, 1, directory=tmp_path) as m:
+        with pytest.raises(ValueError, match="shape"):
+            m.add_masked(images[0], weights[0][:10], 1.0)
+
+
+def test_add_masked_holds_blocks_only(tmp_path):
+    rng = np.random.default_rng(7)
+    shape = (4096, 300)
+    image = _file_copy(rng.normal(size=shape).astype(np.float32))
+    weight = _file_copy(rng.uniform(0, 2, shape).astype(np.float32))
+    with OnDiskMedian(shape, 1, directory=tmp_path) as m:
+        _, peak = _traced_peak(m.add_masked, image, weight, 0.7)
+    # a masked copy of the image would be image.nbytes (4.9 MB)
+    assert peak < image.nbytes / 3, (peak, image.nbytes)
+
+
+def test_median_in_file(tmp_path):
+    from romancal_lite.steps._arrays import is_file_map
+
+    rng = np.random.default_rng(8)
+    images = rng.normal(size=(3, 41, 17)).astype(np.float32)
+    images[rng.random(images.shape) < 0.3] = np.nan
+    with OnDiskMedian((41, 17), 3, buffer_bytes=3 * 17 * 4 * 4, directory=tmp_path) as m:
+        for image in images:
+            m.add(image)
+        in_memory = m.median()
+        in_file = m.median(in_file=True)
+    assert is_file_map(in_file) and not is_file_map(in_memory)
+    np.testing.assert_array_equal(in_file, in_memory)
+    assert os.listdir(tmp_path) == []
+
+
+def _flag_case(shape=(45, 31), grid=(52, 40), seed=10):
+    rng = np.random.default_rng(seed)
+    median = rng.normal(1.0, 0.1, grid).astype(np.float32)
+    median[rng.random(grid) < 0.05] = np.nan
+    median[20:24, 10:20] += 30  # a bright source: large derivatives
+    y, x = np.indices(shape, dtype=np.float64)
+    pixmap = np.stack([x + 3.3 + 0.01 * y, y + 2.7 - 0.02 * x], axis=-1)
+    pixmap[rng.random(shape) < 0.03] = np.nan
+    pixmap[:, -3:, 0] += 20  # outside the grid: fillval
+    sci = rng.normal(1.0, 0.1, shape).astype(np.float32)
+    sci[rng.random(shape) < 0.05] += 5  # outliers
+    err = np.full(shape, 0.1, np.float32)
+    err[rng.random(shape) < 0.05] = np.nan
+    return sci, err, median, pixmap
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 5, 8, 44, 45, 512])
+@pytest.mark.parametrize("fillval", [np.nan, 0.0])
+def test_flag_blocks_is_the_whole_image_test(rows, fillval):
+    """Each block's blot has 2 rows of halo: the same mask as blotting the whole image."""
+    from romancal_lite.steps.outlier_detection import blot_median, flag_blocks
+
+    sci, err, median, pixmap = _flag_case()
+    blot = blot_median(median, None, sci.shape, None, fillval=fillval, pixmap=pixmap)
+    expected = flag_resampled_crs(sci, err, blot, 5.0, 4.0, 1.2, 0.7, 0.05)
+    assert 10 < expected.sum() < expected.size // 4
+    # float16 errors, as _cal files hold them: converted by the compiled test either way
+    for e in (err, err.astype(np.float16)):
+        if e.dtype == np.float16:
+            expected = flag_resampled_crs(sci, e, blot, 5.0, 4.0, 1.2, 0.7, 0.05)
+        got = flag_blocks(sci, e, median, pixmap, 5.0, 4.0, 1.2, 0.7, 0.05,
+                          fillval=fillval, rows=rows)  # fmt: skip
+        np.testing.assert_array_equal(got, expected)
+    # in files (pages handed back after each block): the same
+    got = flag_blocks(_file_copy(sci), _file_copy(err), _file_copy(median), _file_copy(pixmap),
+                      5.0, 4.0, 1.2, 0.7, 0.05, fillval=fillval, rows=rows)  # fmt: skip
+    np.testing.assert_array_equal(got, flag_resampled_crs(sci, err, blot, 5.0, 4.0, 1.2, 0.7,
+                                                          0.05))  # fmt: skip
+
+
+def test_flag_blocks_holds_no_full_size_float_arrays():
+    from romancal_lite.steps.outlier_detection import flag_blocks
+
+    sci, err, median, pixmap = _flag_case(shape=(4096, 300), grid=(4110, 330))
+    got, peak = _traced_peak(flag_blocks, sci, err, median, pixmap, 5.0, 4.0, 1.2, 0.7, 0.0,
+                             rows=256)  # fmt: skip
+    # the boolean mask (1 byte a pixel) and one block; a full-size blot alone is 4
+    assert peak < 2 * sci.size, (peak, sci.size)
+    assert got.any()
+
+
+def test_kept_pixel_map_is_its_file(tmp_path):
+    """The map kept for the later uses is returned as its file's map (not held in memory);
+    a kept map whose file vanished is a one-line InputFileError."""
+    from romancal_lite.steps._arrays import is_file_map
+    from romancal_lite.steps.resample import ResampleStep, calc_pixmap
+    from romancal_lite.steps.resample import pixmap as pixmap_module
+
+    _, asn, _ = _write(tmp_path, DITHERS[:2], crs=False)
+    library = ModelLibrary(asn, on_disk=True)
+    metas = [library.read_meta(i) for i in range(len(library))]
+    grid, _, _ = ResampleStep()._grid(library, metas)
+    with library:
+        model = library.borrow(1)
+        first = pixmap_module.member_pixmap(library, 1, model.meta.wcs, grid, model.data.shape)
+        assert is_file_map(first, copy_on_write=True)
+        np.testing.assert_array_equal(first, calc_pixmap(model.meta.wcs, grid, model.data.shape))
+        library.shelve(model, 1)
+    with pytest.raises(InputFileError, match="missing") as info:
+        pixmap_module._load_kept(tmp_path / "pixmap_gone.npy")
+    assert "\n" not in str(info.value)
