@@ -567,22 +567,39 @@ def test_flag_blocks_holds_no_full_size_float_arrays():
     assert got.any()
 
 
-def test_kept_pixel_map_is_its_file(tmp_path):
-    """The map kept for the later uses is returned as its file's map (not held in memory);
-    a kept map whose file vanished is a one-line InputFileError."""
-    from romancal_lite.steps._arrays import is_file_map
+def test_kept_pixel_map_is_its_file(tmp_path, monkeypatch):
+    """The map kept for the later uses is computed into its file by blocks of rows and
+    returned as that file's map (never held in memory), with the values of one
+    in-memory evaluation; a kept map whose file vanished is a one-line InputFileError."""
+    import copy
+
+    from romancal_lite.steps._arrays import file_array, is_file_map
     from romancal_lite.steps.resample import ResampleStep, calc_pixmap
     from romancal_lite.steps.resample import pixmap as pixmap_module
 
+    monkeypatch.setattr(pixmap_module, "PIXMAP_ROWS", 7)  # 10 blocks, the last short
     _, asn, _ = _write(tmp_path, DITHERS[:2], crs=False)
     library = ModelLibrary(asn, on_disk=True)
     metas = [library.read_meta(i) for i in range(len(library))]
     grid, _, _ = ResampleStep()._grid(library, metas)
     with library:
         model = library.borrow(1)
-        first = pixmap_module.member_pixmap(library, 1, model.meta.wcs, grid, model.data.shape)
+        shape = model.data.shape
+        first = pixmap_module.member_pixmap(library, 1, model.meta.wcs, grid, shape)
         assert is_file_map(first, copy_on_write=True)
-        np.testing.assert_array_equal(first, calc_pixmap(model.meta.wcs, grid, model.data.shape))
+        np.testing.assert_array_equal(first, calc_pixmap(model.meta.wcs, grid, shape))
+        # a bounding box inside the image (NaN around it), cubic and linear
+        wcs = copy.deepcopy(model.meta.wcs)
+        wcs.bounding_box = ((3.4, 50.2), (5.6, 40.1))
+        for order in (1, 3):
+            expected = calc_pixmap(wcs, grid, shape, order=order)
+            assert np.isnan(expected[0, 0, 0]) and np.isfinite(expected[20, 20]).all()
+            out = file_array((*shape, 2), np.float64)
+            got = calc_pixmap(wcs, grid, shape, order=order, out=out)
+            assert got is out
+            np.testing.assert_array_equal(out, expected)
+        with pytest.raises(ValueError, match="out must be"):
+            calc_pixmap(wcs, grid, shape, out=np.zeros((*shape, 2), np.float32))
         library.shelve(model, 1)
     with pytest.raises(InputFileError, match="missing") as info:
         pixmap_module._load_kept(tmp_path / "pixmap_gone.npy")

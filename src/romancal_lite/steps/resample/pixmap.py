@@ -68,8 +68,18 @@ def _full(wcs_from: Any, wcs_to: Any, shape: Sequence[int]) -> tuple[np.ndarray,
     return wcs_to.world_to_pixel_values(*wcs_from.pixel_to_world_values(x, y))
 
 
+#: Rows of a pixel map in a file evaluated at a time (then handed back to the OS).
+PIXMAP_ROWS = 512
+
+
 def calc_pixmap(
-    wcs_from: Any, wcs_to: Any, shape: Sequence[int], *, stepsize: int = 10, order: int = 3
+    wcs_from: Any,
+    wcs_to: Any,
+    shape: Sequence[int],
+    *,
+    stepsize: int = 10,
+    order: int = 3,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Return the output-grid coordinates of every input pixel.
 
@@ -85,22 +95,42 @@ def calc_pixmap(
         Coarse-grid spacing; 1 evaluates the WCSs at every pixel.
     order : int, optional
         Spline order, 1 or 3.
+    out : numpy.ndarray, optional
+        ``(ny, nx, 2)`` float64 C-contiguous array receiving the map. When it lies in
+        a shared file map (e.g. ``numpy.lib.format.open_memmap``) the spline is
+        evaluated `PIXMAP_ROWS` rows at a time and each block's pages are handed back
+        to the OS (the values of one evaluation of all rows: each pixel's value does
+        not depend on the others), so the map does not count whole in memory.
 
     Returns
     -------
     numpy.ndarray
-        ``(ny, nx, 2)`` float64: output x and y of each input pixel centre.
+        ``(ny, nx, 2)`` float64: output x and y of each input pixel centre (``out``
+        when given).
 
     Raises
     ------
     ValueError
-        If ``order`` is not 1 or 3.
+        If ``order`` is not 1 or 3, or ``out`` does not fit.
     """
     from scipy.interpolate import RectBivariateSpline
+
+    from .._arrays import is_file_map, release_rows
 
     if order not in (1, 3):
         raise ValueError(f"pixmap order must be 1 or 3, got {order}")
     shape = tuple(int(v) for v in shape)
+    if out is not None and (out.shape != (*shape, 2) or out.dtype != np.float64
+                            or not out.flags.c_contiguous or not out.flags.writeable):  # fmt: skip
+        raise ValueError(f"out must be a writable C-contiguous float64 {(*shape, 2)} array")
+    in_file = out is not None and is_file_map(out)
+    blocks = [(0, shape[0])]
+    if in_file:
+        blocks = [(r0, min(shape[0], r0 + PIXMAP_ROWS)) for r0 in range(0, shape[0], PIXMAP_ROWS)]
+
+    def handed_back(r0: int, r1: int) -> None:
+        if in_file:
+            release_rows(out.reshape(shape[0], -1), r0, r1)
     bbox_to = wcs_to.bounding_box
     xmin, xmax, ymin, ymax = _bbox_limits(wcs_from, shape)
     width, height = xmax - xmin + 1, ymax - ymin + 1
@@ -125,28 +155,37 @@ def calc_pixmap(
                 xs = np.arange(xmin, xmax + 1, dtype=np.float64)
                 ys = np.arange(ymin, ymax + 1, dtype=np.float64)
                 full = (xmin, ymin, xmax, ymax) == (0, 0, shape[1] - 1, shape[0] - 1)
-                pixmap = np.empty((*shape, 2), dtype=np.float64)
-                if not full:
-                    pixmap.fill(np.nan)
+                pixmap = np.empty((*shape, 2), dtype=np.float64) if out is None else out
                 sx = RectBivariateSpline(yc, xc, cx, kx=k, ky=k)
                 sy = RectBivariateSpline(yc, xc, cy, kx=k, ky=k)
-                if all(np.array_equal(a, b) for a, b in zip(sx.tck[:2], sy.tck[:2], strict=True)):
-                    # both components in one pass over the map (same knots: the
-                    # interpolating splines through one grid)
-                    spline_grid_pair(sx.tck, sy.tck, sx.degrees, ys, xs, pixmap,
-                                     row0=ymin, col0=xmin)  # fmt: skip
-                else:
-                    for component, spline in enumerate((sx, sy)):
-                        spline_grid(spline.tck, spline.degrees, ys, xs, pixmap, component,
-                                    row0=ymin, col0=xmin)  # fmt: skip
+                pair = all(np.array_equal(a, b) for a, b in zip(sx.tck[:2], sy.tck[:2],
+                                                                 strict=True))  # fmt: skip
+                for r0, r1 in blocks:
+                    if not full:
+                        pixmap[r0:r1] = np.nan
+                    # the box's rows inside this block
+                    b0, b1 = max(r0, ymin), min(r1, ymax + 1)
+                    if b1 > b0:
+                        rows = ys[b0 - ymin : b1 - ymin]
+                        if pair:
+                            # both components in one pass over the map (same knots:
+                            # the interpolating splines through one grid)
+                            spline_grid_pair(sx.tck, sy.tck, sx.degrees, rows, xs, pixmap,
+                                             row0=b0, col0=xmin)  # fmt: skip
+                        else:
+                            for component, spline in enumerate((sx, sy)):
+                                spline_grid(spline.tck, spline.degrees, rows, xs, pixmap,
+                                            component, row0=b0, col0=xmin)  # fmt: skip
+                    handed_back(r0, r1)
                 return pixmap
             # the coarse grid leaves the WCS's domain: every pixel exactly
             x, y = _full(wcs_from, wcs_to, shape)
     finally:
         wcs_to.bounding_box = bbox_to
-    pixmap = np.empty((*shape, 2), dtype=np.float64)
+    pixmap = np.empty((*shape, 2), dtype=np.float64) if out is None else out
     pixmap[..., 0] = x
     pixmap[..., 1] = y
+    handed_back(0, shape[0])
     return pixmap
 
 
@@ -207,17 +246,24 @@ def member_pixmap(library: Any, index: int, wcs_from: Any, wcs_to: Any,
         if not keep:
             path.unlink()  # the map stays readable until it is released
         return pixmap
-    pixmap = calc_pixmap(wcs_from, wcs_to, shape, stepsize=stepsize, order=order)
     if not keep:
-        return pixmap
+        return calc_pixmap(wcs_from, wcs_to, shape, stepsize=stepsize, order=order)
     partial = path.with_name(f"{path.stem}.partial")
-    with open(partial, "wb") as fh:  # (np.save would add ".npy" to the name)
-        np.save(fh, pixmap)
+    # computed straight into its .npy file, a block of rows at a time (the pages of
+    # each handed back), then used from that file: its pages are read where used and
+    # handed back (the resample kernels' staging keeps a file map as it is), so the
+    # 0.27 GB of a full-frame map are never held in memory
+    ny, nx = (int(v) for v in shape)
+    target = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float64, shape=(ny, nx, 2))
+    try:
+        calc_pixmap(wcs_from, wcs_to, shape, stepsize=stepsize, order=order, out=target)
+        target.flush()
+    except BaseException:
+        del target
+        partial.unlink(missing_ok=True)
+        raise
+    del target
     os.replace(partial, path)
-    # the saved file from here on, not the computed array: its pages are the file's,
-    # read where used and handed back (the resample kernels' staging keeps a file map
-    # as it is), so the 0.27 GB of a full-frame map are not held in memory
-    del pixmap
     return _load_kept(path)
 
 
