@@ -432,3 +432,42 @@ def test_drizzle_package_kernels_accumulate_in_files(tmp_path, kernel):
     total = float(np.sum(square.data[both], dtype=float))
     assert float(np.sum(other.data[both], dtype=float)) == pytest.approx(total, rel=0.02)
     assert np.array_equal(other.context[0] > 0, other.weight != 0)
+
+
+def test_level_subtracted_as_staged(tmp_path, monkeypatch):
+    """A sky level (fused kernels) comes off the data as they are staged, a band at a
+    time: the products of the data minus the level, without a full-size copy in add."""
+    import tracemalloc
+
+    monkeypatch.setattr(resample_module, "BAND_ROWS", 8)  # bands of 8 of the 96 rows
+    paths, _ = _write(tmp_path)
+    step = ResampleStep()
+    library = ModelLibrary([str(p) for p in paths])
+    metas = [library.read_meta(i) for i in range(len(library))]
+    wcs, _, ratio = step._grid(library, metas)
+    level = 0.37
+    results, peaks = [], []
+    for subtract_first in (True, False):
+        resampler = resample_module.Resampler(wcs, len(paths), pixel_scale_ratio=ratio)
+        for i, p in enumerate(paths):
+            with ImageModel(p) as model:
+                model.data = np.array(model.data, np.float32)
+                if subtract_first:
+                    model.data = model.data - np.float32(level)
+                model.var_rnoise = np.array(model.var_rnoise, np.float32)
+                pixmap = calc_pixmap(model.meta.wcs, wcs, model.data.shape)
+                tracemalloc.start()
+                try:
+                    resampler.add(model, i, exposure_time=10.0, effective_time=9.5,
+                                  level=None if subtract_first else level, pixmap=pixmap)
+                    peaks.append((subtract_first, tracemalloc.get_traced_memory()[1]))
+                finally:
+                    tracemalloc.stop()
+        results.append({k: np.array(v) for k, v in resampler.finalize().items()})
+    for name in ("data", "weight", "context", "err", "var_rnoise"):
+        np.testing.assert_array_equal(results[0][name], results[1][name])
+    data_bytes = SHAPE[0] * SHAPE[1] * 4
+    before = max(p for s, p in peaks if s)
+    after = max(p for s, p in peaks if not s)
+    # one band's difference at most, not a second copy of the data
+    assert after - before < data_bytes / 2, (before, after)

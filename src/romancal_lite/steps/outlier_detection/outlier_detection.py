@@ -20,7 +20,12 @@ The statistics are romancal 1.1 ``outlier_detection/outlier_detection.py`` and s
 
 The median is never held as a cube of all groups: each group's image goes to a
 float32 temporary file and the median is taken over blocks of rows read back from
-them (`OnDiskMedian`), so memory does not grow with the number of exposures.
+them (`OnDiskMedian`), so memory does not grow with the number of exposures. No pass
+holds a full-size float copy either: the low weights are masked as a group image is
+written (`OnDiskMedian.add_masked`), the weight threshold gathers its values a block
+of rows at a time, the median can go to a temporary file (``median(in_file=True)``)
+and the blot and the flag test run by blocks of input rows (`flag_blocks`), the
+pages of file-backed arrays handed back after each block.
 """
 
 from __future__ import annotations

@@ -350,11 +350,22 @@ def _file_array(shape: tuple[int, ...], dtype: Any, directory: str | None,
     return array
 
 
-def _to_file(array: Any, dtype: Any, directory: str | None) -> np.ndarray:
-    """Return ``array`` (as ``dtype``) written to an unnamed temporary file, mapped read-only."""
+def _to_file(array: Any, dtype: Any, directory: str | None,
+             offset: Any = None) -> np.ndarray:  # fmt: skip
+    """Return ``array`` (as ``dtype``) written to an unnamed temporary file, mapped read-only.
+
+    ``offset`` (a number of ``dtype``): ``array - offset`` is written instead, computed
+    a band of rows at a time (no full-size copy).
+    """
     values = np.ascontiguousarray(array, dtype=dtype)
     with tempfile.TemporaryFile(prefix="romancal_lite_mosaic_", dir=directory) as fh:
-        values.tofile(fh)
+        if offset is not None and values.ndim == 0:
+            values = values - offset
+        if offset is None or values.ndim == 0:
+            values.tofile(fh)
+        else:
+            for r0 in range(0, values.shape[0], BAND_ROWS):
+                (values[r0 : r0 + BAND_ROWS] - offset).tofile(fh)
         fh.flush()
         if values.size == 0:
             return values.copy()
@@ -605,7 +616,10 @@ class Resampler:
             weight = np.where(good, np.float32(variance_weight), np.float32(0))
         elif self.weight_type == "ivm":
             with np.errstate(divide="ignore", invalid="ignore"):
-                inv = np.reciprocal(np.asarray(rnoise, dtype=np.float32))
+                # one float32 copy, inverted in place (not a converted copy and then
+                # its reciprocal: one full-size array less at once)
+                inv = np.array(rnoise, dtype=np.float32, copy=True)
+                np.reciprocal(inv, out=inv)
             if np.ndim(inv) == 0:
                 inv = np.float32(inv if np.isfinite(inv) and inv > 0 else 0.0)
                 weight = np.where(good, inv, np.float32(0)).astype(np.float32)
@@ -616,8 +630,14 @@ class Resampler:
                 del inv
         else:
             weight = np.where(good, np.float32(exposure_time), np.float32(0))
+        offset = None
         if level is not None and math.isfinite(level):
-            data = data - np.float32(level)
+            offset = np.float32(level)
+            if self.kernel not in FUSED_KERNELS:
+                data = data - offset
+                offset = None
+            # fused kernels: subtracted as the data are staged, a block of rows at a
+            # time (the same float32 values, no full-size copy)
 
         if pixmap is None:
             pixmap = calc_pixmap(
@@ -630,7 +650,7 @@ class Resampler:
         if self.kernel in FUSED_KERNELS:
             box = (xmin, xmax, ymin, ymax)
             return self._add_fused(model, index, data, weight, good, rnoise, source, pixmap,
-                                   box, variance_weight, effective_time)  # fmt: skip
+                                   box, variance_weight, effective_time, offset)  # fmt: skip
         from drizzle.resample import Drizzle
 
         used = pixmap[ymin : ymax + 1, xmin : xmax + 1]
@@ -753,12 +773,14 @@ class Resampler:
     def _add_fused(self, model: Any, index: int, data: np.ndarray, weight: np.ndarray,
                    good: np.ndarray, rnoise: np.ndarray | float, source: str,
                    pixmap: np.ndarray, box: tuple[int, int, int, int], variance_weight: float,
-                   effective_time: float) -> dict[str, Any]:  # fmt: skip
+                   effective_time: float,
+                   offset: np.float32 | None = None) -> dict[str, Any]:  # fmt: skip
         """Stage an input for `romancore.drizzle.add_image` (drizzled in `finalize`).
 
         Its arrays go to unnamed temporary files (the map stays where it is if it is
         already a file); ``variance_weight``: the weight combining this input's
-        variances when it is one value per input (``exptime``, ``ivm-median``).
+        variances when it is one value per input (``exptime``, ``ivm-median``);
+        ``offset``: a sky level subtracted from the data as they are staged.
         """
         names, values = [], []
         for name in self.variances:
@@ -806,7 +828,7 @@ class Resampler:
         else:
             staged_weight = _to_file(weight, np.float32, self.scratch_dir)
         self._staged.append(_Staged(
-            index=index, data=_to_file(data, np.float32, self.scratch_dir),
+            index=index, data=_to_file(data, np.float32, self.scratch_dir, offset),
             weight=staged_weight, weight_value=weight_value, pixmap=pixmap, box=box,
             extents=extents, names=tuple(names), values=values, coverage=coverage,
             effective_time=float(effective_time), variance_weight=float(variance_weight),
