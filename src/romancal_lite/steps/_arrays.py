@@ -167,10 +167,12 @@ def file_array(shape: tuple[int, ...], dtype: Any, directory: str | None = None,
     directory : str, optional
         Where the file lies (default: the system's temporary directory).
     scattered_reads : bool, optional
-        Advise random access (``MADV_RANDOM``): a page touched brings in that page
-        alone, not its neighbours (the kernel's fault-around and read-ahead), so
-        reading small boxes of a large array (the measurements around sources) keeps
-        only those pages resident.
+        Advise random access (``MADV_RANDOM``) before anything is written: the
+        file's pages are then base pages, not the large folios the file system
+        otherwise makes, and no read-ahead brings in their neighbours, so reading
+        small boxes of a large array (the measurements around sources) keeps far
+        fewer pages resident (the kernel still maps up to 64 KB of cached
+        neighbours per fault).
 
     Returns
     -------
@@ -228,21 +230,20 @@ def rows_in_file(
     rows : int, optional
         Rows per block.
     scattered_reads : bool, optional
-        Advise random access once filled (see `file_array`): for an array later read
-        in small scattered boxes.
+        Advise random access (see `file_array`): for an array later read in small
+        scattered boxes (the advice is given before the file's pages exist, so that
+        they are small pages).
 
     Returns
     -------
     numpy.ndarray
         The array (its pages released).
     """
-    out = file_array(shape, dtype)
+    out = file_array(shape, dtype, scattered_reads=scattered_reads)
     for r0 in range(0, shape[0], rows):
         r1 = min(shape[0], r0 + rows)
         out[r0:r1] = fill(r0, r1)
         release_rows(out, r0, r1)
-    if scattered_reads:
-        advise_scattered(out)
     return out
 
 
