@@ -1248,6 +1248,21 @@ def detect_segments(conv: np.ndarray, threshold: np.ndarray, mask: np.ndarray, n
 
 #: Rows per block where a mosaic's arrays are read or written a block at a time.
 _BLOCK_ROWS = 256
+#: Sources measured at a time where the work arrays live in files.
+_SOURCES_PER_CHUNK = 32
+
+
+def _concatenate(parts: list[Any], axis: int = 0) -> Any:
+    """Join per-chunk results: arrays, tuples of arrays or dicts of arrays, along ``axis``."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    if isinstance(first, dict):
+        return {key: np.concatenate([p[key] for p in parts], axis=axis) for key in first}
+    if isinstance(first, tuple):
+        return tuple(np.concatenate([p[i] for p in parts], axis=axis)
+                     for i in range(len(first)))
+    return np.concatenate(parts, axis=axis)
 
 
 def _masked_rows(data: np.ndarray, err: np.ndarray, dq: np.ndarray | None, r0: int, r1: int
@@ -1476,27 +1491,41 @@ def make_source_catalog(
         if in_files:
             for arr in (work, conv, err64):
                 release_rows(arr, 0, arr.shape[0])
+
+    def by_sources(measure: Callable[[Any], Any], axis: int = 0) -> Any:
+        """``measure(k)`` for all sources ``k``; with the arrays in files, a chunk at a time.
+
+        Each source's numbers are its own (the same for any chunking); between
+        chunks the pages read go back, so that the pages around only a few dozen
+        sources are resident at once (each read maps its neighbours too).
+        """
+        n = len(labels)
+        chunk = _SOURCES_PER_CHUNK if in_files else max(n, 1)
+        parts = []
+        for s0 in range(0, n, chunk):
+            parts.append(measure(slice(s0, min(n, s0 + chunk))))
+            hand_back()
+        return _concatenate(parts, axis)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         warnings.simplefilter("ignore", AstropyUserWarning)
         # SourceCatalog's segment properties (centroids, shape, area, segment flux)
-        props = segment_properties(conv, work, err64, mask, segm, labels, bbox)
-        hand_back()
+        props = by_sources(lambda k: segment_properties(conv, work, err64, mask, segm,
+                                                         labels[k], bbox[k]))
         xc, yc = props["x_centroid"], props["y_centroid"]
         # SourceCatalog's Kron radius/photometry, flux_radius and windowed centroids,
         # computed for all sources at once (.measure; the same numbers to ~1e-15)
-        kron = _kron_and_window(props, work, err64, mask, segm, labels, xc, yc, bad,
-                                between=hand_back)
+        kron = by_sources(lambda k: _kron_and_window(
+            {name: v[k] for name, v in props.items()}, work, err64, mask, segm, labels[k],
+            xc[k], yc[k], bad, between=hand_back))
         xw, yw, rhl = kron["x_win"], kron["y_win"], kron["flux_radius"]
         cols: dict[str, Any] = {"label": labels.astype(np.int32)}
         cols["flagged_spatial_id"] = np.zeros(len(labels), dtype=np.int64)
         slices = bbox_slices(bbox)
-        x_err, y_err = isophotal_centroid_errors(conv, segm, mask, err64, kernel,
-                                                 labels, slices, xc, yc)
-        hand_back()
-        xw_err, yw_err = windowed_centroid_errors(work, segm, mask, err64, labels,
-                                                  xw, yw, rhl)
-        hand_back()
+        x_err, y_err = by_sources(lambda k: isophotal_centroid_errors(
+            conv, segm, mask, err64, kernel, labels[k], slices[k], xc[k], yc[k]))
+        xw_err, yw_err = by_sources(lambda k: windowed_centroid_errors(
+            work, segm, mask, err64, labels[k], xw[k], yw[k], rhl[k]))
         # photutils falls back to the isophotal centroid: so does its error
         reset = (xw == xc) & (yw == yc)
         xw_err[reset], yw_err[reset] = x_err[reset], y_err[reset]
@@ -1542,13 +1571,11 @@ def make_source_catalog(
 
         xy_finite = np.where(np.isfinite(xy), xy, -1000.0)
         radii = np.array(CIRCLE_APERTURE_RADII_ARCSEC) / pixel_scale
-        aper_sums, aper_errs = circular_photometry(work, err64, mask, xy_finite[:, 0],
-                                                   xy_finite[:, 1], radii)
-        hand_back()
+        aper_sums, aper_errs = by_sources(lambda k: circular_photometry(
+            work, err64, mask, xy_finite[k, 0], xy_finite[k, 1], radii), axis=1)
         r_in, r_out = (r / pixel_scale for r in ANNULUS_RADII_ARCSEC)
-        bkg_med, bkg_sem = annulus_background(work, mask, xy_finite[:, 0], xy_finite[:, 1],
-                                              r_in, r_out, bad=bad)
-        hand_back()
+        bkg_med, bkg_sem = by_sources(lambda k: annulus_background(
+            work, mask, xy_finite[k, 0], xy_finite[k, 1], r_in, r_out, bad=bad))
         pix_area_arcsec2 = scale2
         cols["aper_bkg_flux"] = bkg_med * to_flux / pix_area_arcsec2
         cols["aper_bkg_flux_err"] = bkg_sem * to_flux / pix_area_arcsec2
@@ -1572,9 +1599,8 @@ def make_source_catalog(
     cols["image_flags"] = np.zeros(len(labels), dtype=np.int32)
 
     # DAOFind sharpness and roundness1 at the isophotal centroids
-    cols["sharpness"], cols["roundness1"] = daofind_measures(work, xc, yc, kernel_fwhm,
-                                                             mask=mask)
-    hand_back()
+    cols["sharpness"], cols["roundness1"] = by_sources(lambda k: daofind_measures(
+        work, xc[k], yc[k], kernel_fwhm, mask=mask))
     # is_extended: more flux in 0.4" than 1.2 x a point source's, from the 0.2" flux
     ee_fractions = None
     aper02, aper04 = (np.asarray(cols[name]) for name in aperture_colnames()[1:3])
