@@ -1173,13 +1173,16 @@ def _nearest_neighbours(
 def _kron_and_window(props: dict[str, np.ndarray], data: np.ndarray, err: np.ndarray,
                      mask: np.ndarray, segm: np.ndarray, labels: np.ndarray, xc: np.ndarray,
                      yc: np.ndarray, bad: np.ndarray | None = None,
-                     between: Callable[[], None] | None = None) -> dict[str, np.ndarray]:
+                     between: Callable[[], None] | None = None, image: Any = None,
+                     all_masked: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Return SourceCatalog's Kron, half-light radius and windowed-centroid columns.
 
     ``kron_radius``, ``kron_flux(_err)``, ``flux_radius(0.5)`` and ``centroid_win``
     from the moment shape of `.measure.segment_properties` (``props``), by `.measure`
     (all sources at once). ``bad``: the `.measure.excluded_pixels`, if known;
-    ``between()`` is called after each measurement (to hand back pages).
+    ``between()`` is called after each measurement (to hand back pages); ``image``
+    and ``all_masked``: the `.measure.prepare_image` of the arrays and
+    `.measure.all_masked` of ``labels``, if known (a chunk of the sources).
     """
     between = between or (lambda: None)
     from . import measure
@@ -1187,8 +1190,10 @@ def _kron_and_window(props: dict[str, np.ndarray], data: np.ndarray, err: np.nda
     a, b = props["semimajor_axis"], props["semiminor_axis"]
     cxx, cxy, cyy = props["ellipse_cxx"], props["ellipse_cxy"], props["ellipse_cyy"]
     theta = props["orientation"]
-    image = measure.prepare_image(data, mask, segm, err, bad=bad)
-    all_masked = measure.all_masked(image, labels)
+    if image is None:
+        image = measure.prepare_image(data, mask, segm, err, bad=bad)
+    if all_masked is None:
+        all_masked = measure.all_masked(image, labels)
     kron_radius = measure.kron_radius(image, None, None, labels, xc, yc, a, b, theta, cxx,
                                       cxy, cyy, kron_params=KRON_PARAMS,
                                       all_masked=all_masked)
@@ -1249,7 +1254,7 @@ def detect_segments(conv: np.ndarray, threshold: np.ndarray, mask: np.ndarray, n
 #: Rows per block where a mosaic's arrays are read or written a block at a time.
 _BLOCK_ROWS = 256
 #: Sources measured at a time where the work arrays live in files.
-_SOURCES_PER_CHUNK = 32
+_SOURCES_PER_CHUNK = 16
 
 
 def _concatenate(parts: list[Any], axis: int = 0) -> Any:
@@ -1468,6 +1473,7 @@ def make_source_catalog(
 
     from romancore.segmentation import bbox_slices
 
+    from . import measure
     from .measure import excluded_pixels, segment_properties
 
     if in_files:
@@ -1515,9 +1521,11 @@ def make_source_catalog(
         xc, yc = props["x_centroid"], props["y_centroid"]
         # SourceCatalog's Kron radius/photometry, flux_radius and windowed centroids,
         # computed for all sources at once (.measure; the same numbers to ~1e-15)
+        kron_image = measure.prepare_image(work, mask, segm, err64, bad=bad)
+        kron_masked = measure.all_masked(kron_image, labels)
         kron = by_sources(lambda k: _kron_and_window(
             {name: v[k] for name, v in props.items()}, work, err64, mask, segm, labels[k],
-            xc[k], yc[k], bad, between=hand_back))
+            xc[k], yc[k], between=hand_back, image=kron_image, all_masked=kron_masked[k]))
         xw, yw, rhl = kron["x_win"], kron["y_win"], kron["flux_radius"]
         cols: dict[str, Any] = {"label": labels.astype(np.int32)}
         cols["flagged_spatial_id"] = np.zeros(len(labels), dtype=np.int64)
