@@ -142,19 +142,54 @@ cdef int _scan(const double[:, ::1] data, const threshold_t[:, ::1] threshold,
     return 0
 
 
-def label_above(const double[:, ::1] data, const threshold_t[:, ::1] threshold,
-                const uint8_t[:, ::1] mask, int32_t[:, ::1] out, Py_ssize_t npixels,
-                int n_threads):
-    """Label the segments of ``data > threshold`` outside ``mask`` into ``out``.
+cdef int _scan_sources(int32_t[:, ::1] out, Table* t) noexcept nogil:
+    """`_scan` of a map whose non-zero pixels are the source pixels, labelled in place.
 
-    Returns ``(n, bbox, area)``: the number of segments kept (``>= npixels`` pixels),
-    their ``(ymin, ymax, xmin, xmax)`` (inclusive) as an ``(n, 4)`` int32 array and
-    their pixel counts (int64).
+    The pixel's own value is read before its label is written; the neighbours read
+    (left, upper-left, up, upper-right) are labels already.
     """
-    cdef Table t
-    cdef Py_ssize_t ny = data.shape[0], nx = data.shape[1], y, x, p, n = 0
-    cdef int32_t root, f
-    cdef int status
+    cdef Py_ssize_t ny = out.shape[0], nx = out.shape[1], y, x
+    cdef int32_t lab, up, left, upleft, upright
+    for y in range(ny):
+        for x in range(nx):
+            if out[y, x] == 0:
+                continue
+            up = out[y - 1, x] if y > 0 else 0
+            if up:
+                lab = up
+            else:
+                left = out[y, x - 1] if x > 0 else 0
+                upright = out[y - 1, x + 1] if (y > 0 and x + 1 < nx) else 0
+                if left:
+                    lab = left
+                    if upright:
+                        _union(t.parent, left, upright)
+                else:
+                    upleft = out[y - 1, x - 1] if (y > 0 and x > 0) else 0
+                    if upleft:
+                        lab = upleft
+                        if upright:
+                            _union(t.parent, upleft, upright)
+                    elif upright:
+                        lab = upright
+                    else:
+                        if t.size == t.capacity and _grow(t) != 0:
+                            return -1
+                        lab = <int32_t>t.size
+                        t.size += 1
+                        t.parent[lab] = lab
+                        t.count[lab] = 0
+                        t.ymin[lab] = <int32_t>y
+                        t.ymax[lab] = <int32_t>y
+                        t.xmin[lab] = <int32_t>x
+                        t.xmax[lab] = <int32_t>x
+            out[y, x] = lab
+            _add(t, lab, <int32_t>y, <int32_t>x)
+    return 0
+
+
+cdef int _table_init(Table* t) noexcept:
+    """Allocate an empty table (label 0 only); -1 on no memory (free it either way)."""
     t.capacity = 4096
     t.size = 1
     t.parent = <int32_t*>malloc(t.capacity * sizeof(int32_t))
@@ -163,16 +198,28 @@ def label_above(const double[:, ::1] data, const threshold_t[:, ::1] threshold,
     t.ymax = <int32_t*>malloc(t.capacity * sizeof(int32_t))
     t.xmin = <int32_t*>malloc(t.capacity * sizeof(int32_t))
     t.xmax = <int32_t*>malloc(t.capacity * sizeof(int32_t))
+    if (t.parent == NULL or t.count == NULL or t.ymin == NULL or t.ymax == NULL
+            or t.xmin == NULL or t.xmax == NULL):
+        return -1
+    t.parent[0] = 0
+    return 0
+
+
+cdef void _table_free(Table* t) noexcept:
+    free(t.parent)
+    free(t.count)
+    free(t.ymin)
+    free(t.ymax)
+    free(t.xmin)
+    free(t.xmax)
+
+
+cdef object _finish(Table* t, int32_t[:, ::1] out, Py_ssize_t npixels, int n_threads):
+    """Resolve the provisional labels of ``out``; return ``(n, bbox, area)``."""
+    cdef Py_ssize_t ny = out.shape[0], nx = out.shape[1], y, x, p, n = 0
+    cdef int32_t root, f
     cdef int32_t* final = NULL
     try:
-        if (t.parent == NULL or t.count == NULL or t.ymin == NULL or t.ymax == NULL
-                or t.xmin == NULL or t.xmax == NULL):
-            raise MemoryError("no memory for the segment table")
-        t.parent[0] = 0
-        with nogil:
-            status = _scan(data, threshold, mask, out, &t)
-        if status != 0:
-            raise MemoryError("no memory for the segment table")
         # roots first (a root is smaller than every label of its segment): fold the
         # counts and boxes into the roots
         for p in range(1, t.size):
@@ -220,12 +267,48 @@ def label_above(const double[:, ::1] data, const threshold_t[:, ::1] threshold,
         return n, bbox, area
     finally:
         free(final)
-        free(t.parent)
-        free(t.count)
-        free(t.ymin)
-        free(t.ymax)
-        free(t.xmin)
-        free(t.xmax)
+
+
+def label_above(const double[:, ::1] data, const threshold_t[:, ::1] threshold,
+                const uint8_t[:, ::1] mask, int32_t[:, ::1] out, Py_ssize_t npixels,
+                int n_threads):
+    """Label the segments of ``data > threshold`` outside ``mask`` into ``out``.
+
+    Returns ``(n, bbox, area)``: the number of segments kept (``>= npixels`` pixels),
+    their ``(ymin, ymax, xmin, xmax)`` (inclusive) as an ``(n, 4)`` int32 array and
+    their pixel counts (int64).
+    """
+    cdef Table t
+    cdef int status
+    try:
+        if _table_init(&t) != 0:
+            raise MemoryError("no memory for the segment table")
+        with nogil:
+            status = _scan(data, threshold, mask, out, &t)
+        if status != 0:
+            raise MemoryError("no memory for the segment table")
+        return _finish(&t, out, npixels, n_threads)
+    finally:
+        _table_free(&t)
+
+
+def label_sources(int32_t[:, ::1] out, Py_ssize_t npixels, int n_threads):
+    """Label in place the segments of the non-zero pixels of ``out``.
+
+    The labels, boxes and areas `label_above` gives for the same source pixels.
+    """
+    cdef Table t
+    cdef int status
+    try:
+        if _table_init(&t) != 0:
+            raise MemoryError("no memory for the segment table")
+        with nogil:
+            status = _scan_sources(out, &t)
+        if status != 0:
+            raise MemoryError("no memory for the segment table")
+        return _finish(&t, out, npixels, n_threads)
+    finally:
+        _table_free(&t)
 
 
 cdef void _moments_one(const double[:, ::1] conv, const double[:, ::1] data,

@@ -16,6 +16,7 @@ __all__ = [
     "bbox_slices",
     "detection_inputs",
     "label_above_threshold",
+    "label_source_pixels",
     "masked_error",
     "segment_moments",
 ]
@@ -222,6 +223,48 @@ def label_above_threshold(
     _, bbox, area = _segmentation.label_above(data, threshold, mask, out, int(npixels),
                                               effective_n_threads(n_threads))
     return Segments(out, bbox, area)
+
+
+def label_source_pixels(
+    pixels: np.ndarray, npixels: int = 1, *, n_threads: int | None = None
+) -> Segments:
+    """Label, in place, the 8-connected segments of the non-zero pixels of a map.
+
+    `label_above_threshold` for source pixels decided beforehand (e.g. a block of
+    rows at a time, from a detection image that is never whole in memory): the same
+    labels, in the same order, boxes and areas as `label_above_threshold` gives when
+    its source pixels are the non-zero ``pixels``. ``pixels`` is overwritten by the
+    map (no other full-size array is made).
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray of int32, shape (ny, nx)
+        Non-zero at the source pixels (C-contiguous, writable); holds the map after.
+    npixels : int, optional
+        Smallest segment kept, in pixels (>= 1).
+    n_threads : int or None, optional
+        Threads of the final pass; the result does not depend on it.
+
+    Returns
+    -------
+    Segments
+        ``data`` is ``pixels`` itself.
+
+    Raises
+    ------
+    ValueError
+        For an array of the wrong dtype, shape or layout, or ``npixels < 1``.
+    """
+    check_array(pixels, "pixels", np.int32, 2)
+    if not pixels.flags.writeable:
+        raise ValueError("pixels is read-only but is labelled in place")
+    if int(npixels) != npixels or npixels < 1:
+        raise ValueError(f"npixels must be a positive integer, got {npixels!r}")
+    if pixels.shape[0] * pixels.shape[1] >= 2**31:
+        raise ValueError(f"pixels has too many pixels for int32 labels: shape {pixels.shape}")
+    _, bbox, area = _segmentation.label_sources(pixels, int(npixels),
+                                                effective_n_threads(n_threads))
+    return Segments(pixels, bbox, area)
 
 
 def segment_moments(

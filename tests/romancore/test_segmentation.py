@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from romancore.segmentation import MOMENT_COLUMNS, label_above_threshold, segment_moments
+from romancore.segmentation import (
+    MOMENT_COLUMNS,
+    label_above_threshold,
+    label_source_pixels,
+    segment_moments,
+)
 
 
 def test_hand_case_connectivity_order_and_npixels():
@@ -155,3 +160,40 @@ def test_detection_inputs_equal_numpy(error_dtype):
     mask2, _ = detection_inputs(data, err)
     np.testing.assert_array_equal(mask2, by_values)
     np.testing.assert_array_equal(masked_error(err, mask, n_threads=1), error)
+
+
+@pytest.mark.parametrize("npixels", [1, 3, 8])
+def test_label_source_pixels_equals_label_above_threshold(npixels):
+    """Source pixels decided beforehand (e.g. a row block at a time), labelled in place:
+    the map, boxes and areas of label_above_threshold, for random maps with masks,
+    NaN and segments that merge late (U shapes across many rows)."""
+    rng = np.random.default_rng(npixels)
+    for _ in range(40):
+        ny, nx = (int(v) for v in rng.integers(1, 70, 2))
+        data = rng.normal(size=(ny, nx))
+        data[rng.random((ny, nx)) < 0.05] = np.nan
+        threshold = np.full((ny, nx), rng.uniform(-0.6, 0.8), dtype=np.float32)
+        mask = rng.random((ny, nx)) < 0.1
+        expected = label_above_threshold(data, threshold, mask, npixels)
+        pixels = np.zeros((ny, nx), dtype=np.int32)
+        for r0 in range(0, ny, 7):  # decided a block of rows at a time
+            above = np.greater(data[r0:r0 + 7], threshold[r0:r0 + 7]) & ~mask[r0:r0 + 7]
+            pixels[r0:r0 + 7] = above
+        found = label_source_pixels(pixels, npixels)
+        assert found.data is pixels
+        np.testing.assert_array_equal(found.data, expected.data)
+        np.testing.assert_array_equal(found.bbox, expected.bbox)
+        np.testing.assert_array_equal(found.area, expected.area)
+
+
+def test_label_source_pixels_checks():
+    with pytest.raises(ValueError, match="int32"):
+        label_source_pixels(np.zeros((3, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match="npixels"):
+        label_source_pixels(np.zeros((3, 3), dtype=np.int32), 0)
+    frozen = np.zeros((3, 3), dtype=np.int32)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        label_source_pixels(frozen)
+    empty = label_source_pixels(np.zeros((4, 5), dtype=np.int32))
+    assert empty.n_labels == 0 and not empty.data.any()

@@ -92,3 +92,45 @@ def test_released_rows_of_a_file_map_read_the_file_again(tmp_path):
     image = cube[0]
     assert release_rows(image, 0, 64) > 0
     np.testing.assert_array_equal(image, values[0])
+
+
+def _vm_flags(array):
+    """The kernel's VmFlags of the mapping holding ``array`` (/proc/self/smaps)."""
+    address = array.ctypes.data
+    inside = False
+    with open("/proc/self/smaps") as fh:
+        for line in fh:
+            head = line.split()[0]
+            if "-" in head and ":" not in head:
+                start, stop = (int(v, 16) for v in head.split("-"))
+                inside = start <= address < stop
+            elif inside and line.startswith("VmFlags:"):
+                return set(line.split()[1:])
+    return set()
+
+
+def test_file_arrays_for_scattered_reads_are_advised_random():
+    """scattered_reads: MADV_RANDOM on the file's map before anything is written ("rr")."""
+    import os
+
+    import pytest
+
+    from romancal_lite.steps._arrays import (
+        advise_scattered,
+        file_array,
+        release_rows,
+        rows_in_file,
+    )
+
+    if not os.path.exists("/proc/self/smaps"):
+        pytest.skip("needs Linux /proc/self/smaps")
+    plain = file_array((64, 1024), np.float32)
+    scattered = file_array((64, 1024), np.float32, scattered_reads=True)
+    assert "rr" not in _vm_flags(plain) and "rr" in _vm_flags(scattered)
+    filled = rows_in_file((40, 1024), np.float64, lambda a, b: np.full((b - a, 1024), a),
+                          rows=16, scattered_reads=True)
+    assert "rr" in _vm_flags(filled)
+    release_rows(filled, 0, 40)
+    np.testing.assert_array_equal(filled[:, 0], np.repeat([0.0, 16.0, 32.0], [16, 16, 8]))
+    assert advise_scattered(plain) and "rr" in _vm_flags(plain)
+    assert not advise_scattered(np.zeros(10))

@@ -315,3 +315,31 @@ def test_segment_properties_all_masked_segment():
     assert props["area"][1] == 6
     assert props["segment_flux"][1] == data[3:5, 3:6].sum()
     np.testing.assert_allclose(props["segment_flux_err"][1], np.sqrt(6))
+
+
+def test_excluded_pixels_in_row_blocks_and_given_bad():
+    """excluded_pixels a block of rows at a time is the one pass; a given ``bad`` is used
+    as is by prepare_image and annulus_background (the same numbers)."""
+    from romancal_lite.steps._arrays import file_array
+    from romancal_lite.steps.source_catalog import measure
+
+    rng = np.random.default_rng(3)
+    data = rng.normal(size=(70, 90))
+    data[rng.random(data.shape) < 0.05] = np.nan
+    data[5, 7] = np.inf
+    mask = rng.random(data.shape) < 0.05
+    in_file = file_array(data.shape, np.float64)
+    in_file[...] = data
+    whole = measure.excluded_pixels(data, mask)
+    np.testing.assert_array_equal(whole, ~np.isfinite(data) | mask)
+    np.testing.assert_array_equal(measure.excluded_pixels(in_file, mask, rows=16), whole)
+    np.testing.assert_array_equal(measure.excluded_pixels(data, None, rows=9),
+                                  ~np.isfinite(data))
+    segm = np.zeros(data.shape, dtype=np.int32)
+    segm[20:30, 20:30] = 1
+    image = measure.prepare_image(data, None, segm, bad=whole)
+    np.testing.assert_array_equal(image.bad.view(bool), whole)
+    x, y = np.array([25.0, 60.0]), np.array([25.0, 40.0])
+    np.testing.assert_array_equal(
+        measure.annulus_background(data, mask, x, y, 3.0, 8.0),
+        measure.annulus_background(data, np.zeros_like(mask), x, y, 3.0, 8.0, bad=whole))

@@ -616,6 +616,55 @@ def test_sorted_box_background_equals_photutils(monkeypatch):
     assert len(calls) == 8  # estimate_background goes through it too
 
 
+@pytest.mark.parametrize("box", [100, 530, 1000])
+def test_background_read_a_row_of_boxes_at_a_time_is_the_same(monkeypatch, box):
+    """estimate_background_rows: the meshes and maps of estimate_background, bit for bit.
+
+    The image is read a row of boxes at a time (the extra row of boxes and the corner
+    too) and never whole; the maps' rows come on request, in any blocks. Box 530 (>=
+    the image's height) reads every row at once; box 1000 clips to the image.
+    """
+    from romancal_lite.steps.source_catalog import catalog
+
+    image, mask = _background_image(14)
+    reads = []
+
+    def rows(r0, r1):
+        reads.append((r0, r1))
+        return image[r0:r1].copy()
+
+    bkg, rms = catalog.estimate_background(image, mask, box)
+    row_bkg, row_rms = catalog.estimate_background_rows(rows, mask, box)
+    by = min(box, image.shape[0])
+    expected_reads = [(r, r + by) for r in range(0, image.shape[0] - by + 1, by)]
+    if image.shape[0] % by:
+        expected_reads.append((image.shape[0] // by * by, image.shape[0]))
+    # (one box over the whole image fails the percentile test here: photutils' second
+    # try, with exclude_percentile=100, reads it again)
+    assert reads in (expected_reads, expected_reads * 2)
+    for full, zoomed in ((bkg, row_bkg), (rms, row_rms)):
+        blocks = np.concatenate([zoomed.rows(r, min(r + 37, image.shape[0]))
+                                 for r in range(0, image.shape[0], 37)])
+        assert blocks.dtype == full.dtype
+        np.testing.assert_array_equal(blocks, full)
+        assert (blocks[mask] == 0).all()
+
+
+def test_background_rows_fall_back_to_one_box(monkeypatch):
+    """Boxes that all fail the percentile test: one box over the image, as photutils."""
+    from romancal_lite.steps.source_catalog import catalog
+
+    image, mask = _background_image(15)
+    mask[:, :] = True
+    mask[::7, ::5] = False  # 3 % good pixels: every 100 x 100 box is excluded
+    image = np.where(mask, np.float32(np.nan), image)
+    bkg, rms = catalog.estimate_background(image, mask, 100)
+    row_bkg, row_rms = catalog.estimate_background_rows(lambda a, b: image[a:b].copy(), mask,
+                                                        100)
+    np.testing.assert_array_equal(row_bkg.rows(0, image.shape[0]), bkg)
+    np.testing.assert_array_equal(row_rms.rows(0, image.shape[0]), rms)
+
+
 def _numpy_isophotal_errors(conv, segm, mask, err, kernel, labels, slices, xc, yc):
     """The per-source NumPy form of the isophotal error propagation (reference)."""
     half = kernel.shape[0] // 2
@@ -708,8 +757,17 @@ def test_compiled_centroid_errors_match_numpy():
     assert np.isnan(got[0][1]) and np.isfinite(got[0][2:]).sum() > 5
 
 
-def test_image_in_files_gives_the_same_catalog_with_work_arrays_in_files(run, monkeypatch):
-    """A mosaic's arrays live in files: the float64 work arrays go to files too, same catalog."""
+@pytest.mark.parametrize("bkg_boxsize", [1000, 50])
+def test_image_in_files_gives_the_same_catalog_with_work_arrays_in_files(run, monkeypatch,
+                                                                        bkg_boxsize):
+    """A mosaic's arrays live in files: the float64 work arrays go to files too, same catalog.
+
+    The image in files is read a block of rows at a time: its background from one row
+    of boxes at a time (never the full-size maps of `estimate_background`), its
+    source pixels a block at a time, labelled by `label_source_pixels`; the
+    measurements a chunk of sources at a time. ``bkg_boxsize=50``: many rows of
+    boxes, an extra row and column.
+    """
     from romancal_lite.steps._arrays import file_array, is_memory_mapped
     from romancal_lite.steps.source_catalog import catalog as catalog_module
     from romancal_lite.steps.source_catalog import measure
@@ -725,15 +783,23 @@ def test_image_in_files_gives_the_same_catalog_with_work_arrays_in_files(run, mo
         return real(conv, work, error, *args, **kwargs)
 
     monkeypatch.setattr(measure, "segment_properties", spy)
-    common = {"wcs": wcs, "conversion_megajanskys": 1.0, "pixel_area": None}
+    common = {"wcs": wcs, "conversion_megajanskys": 1.0, "pixel_area": None,
+              "bkg_boxsize": bkg_boxsize}
     in_memory = catalog_module.make_source_catalog(data, err, dq, **common)
     mapped = []
     for array in (data, err, dq):
         copy = file_array(array.shape, array.dtype)
         copy[...] = array
         mapped.append(copy)
+
+    def whole_maps(*args, **kwargs):
+        raise AssertionError("the full-size background maps of an image in files")
+
+    monkeypatch.setattr(catalog_module, "estimate_background", whole_maps)
+    monkeypatch.setattr(catalog_module, "_SOURCES_PER_CHUNK", 7)
     in_files = catalog_module.make_source_catalog(*mapped, **common)
-    assert seen == [(False, False), (True, True)]
+    assert seen[0] == (False, False) and len(seen) > 2
+    assert all(s == (True, True) for s in seen[1:])
     assert len(in_memory.table) > 50
     assert np.array_equal(in_memory.segmentation, in_files.segmentation)
     for name in in_memory.table.colnames:

@@ -53,6 +53,7 @@ __all__ = [
     "DEPENDENCIES",
     "CatalogResult",
     "RowSigmaClip",
+    "ZoomedMesh",
     "aperture_colnames",
     "column_names",
     "convolve_masked",
@@ -61,6 +62,7 @@ __all__ = [
     "detection_kernel",
     "ee_spline",
     "estimate_background",
+    "estimate_background_rows",
     "import_dependencies",
     "zoom_mesh",
     "isophotal_centroid_errors",
@@ -299,19 +301,74 @@ def zoom_mesh(mesh: np.ndarray, box_size: tuple[int, int], shape: tuple[int, int
     numpy.ndarray
         The full-size image.
     """
-    mesh = np.asarray(getattr(mesh, "value", mesh))
-    if np.ptp(mesh) == 0:
-        return np.full(shape, np.min(mesh), dtype=mesh.dtype)
-    weights = [
-        ndimage.zoom(np.eye(n), (int(b), 1), order=3, mode="reflect", grid_mode=True)[:size]
-        for n, b, size in zip(mesh.shape, box_size, shape, strict=True)
-    ]
-    # (ny x my) @ (my x mx) in float64, then the full-size product directly in the
-    # mesh's dtype (no float64 image and cast: ~1e-7 relative for float32)
-    left = (weights[0] @ mesh.astype(np.float64)).astype(mesh.dtype)
-    result = left @ weights[1].T.astype(mesh.dtype)
-    np.clip(result, mesh.min(), mesh.max(), out=result)
-    return result
+    return ZoomedMesh(mesh, box_size, shape).rows(0, shape[0])
+
+
+class ZoomedMesh:
+    """`zoom_mesh` computed a block of rows at a time, on request.
+
+    Rows ``r0:r1`` are ``W_y[r0:r1] @ mesh @ W_x.T`` (see `zoom_mesh`): each row of
+    the image depends only on its own row of ``W_y``, so an image that is never
+    whole in memory (a mosaic's background) can be read a block at a time. Where
+    ``fill_mask`` is given its pixels read ``fill_value`` (photutils' coverage mask).
+
+    Parameters
+    ----------
+    mesh : numpy.ndarray
+        The low-resolution mesh.
+    box_size : tuple of int
+        Mesh box size (y, x).
+    shape : tuple of int
+        Image shape.
+    fill_mask : numpy.ndarray of bool, optional
+        Pixels set to ``fill_value``.
+    fill_value : float, optional
+        Their value.
+    """
+
+    def __init__(self, mesh: np.ndarray, box_size: tuple[int, int], shape: tuple[int, int],
+                 fill_mask: np.ndarray | None = None, fill_value: float = 0.0) -> None:
+        mesh = np.asarray(getattr(mesh, "value", mesh))
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.dtype = mesh.dtype
+        self.fill_mask = fill_mask
+        self.fill_value = fill_value
+        self._mesh = mesh
+        self._constant = bool(np.ptp(mesh) == 0)
+        if self._constant:
+            return
+        self._weights = [
+            ndimage.zoom(np.eye(n), (int(b), 1), order=3, mode="reflect", grid_mode=True)[:size]
+            for n, b, size in zip(mesh.shape, box_size, shape, strict=True)
+        ]
+        self._mesh64 = mesh.astype(np.float64)
+        self._right = self._weights[1].T.astype(mesh.dtype)
+
+    def rows(self, r0: int, r1: int) -> np.ndarray:
+        """Return rows ``r0:r1`` of the zoomed image (a new array).
+
+        Parameters
+        ----------
+        r0, r1 : int
+            Row range, ``0 <= r0 <= r1 <= ny``.
+
+        Returns
+        -------
+        numpy.ndarray, shape (r1 - r0, nx)
+        """
+        mesh = self._mesh
+        if self._constant:
+            result = np.full((r1 - r0, self.shape[1]), np.min(mesh), dtype=mesh.dtype)
+        else:
+            # (rows x my) @ (my x mx) in float64, then the product with the x weights
+            # directly in the mesh's dtype (no float64 image and cast: ~1e-7 relative
+            # for float32)
+            left = (self._weights[0][r0:r1] @ self._mesh64).astype(mesh.dtype)
+            result = left @ self._right
+            np.clip(result, mesh.min(), mesh.max(), out=result)
+        if self.fill_mask is not None:
+            result[self.fill_mask[r0:r1]] = self.fill_value
+        return result
 
 
 class RowSigmaClip(SigmaClip):
@@ -393,8 +450,96 @@ def _background2d_class() -> type:
             shape = data.shape[:-1]
             return median.reshape(shape), std.reshape(shape), count.reshape(shape)
 
+        def _calculate_stats(self) -> Any:
+            rows = getattr(self, "_row_source", None)
+            if rows is None:
+                return super()._calculate_stats()
+            return _band_statistics(self, rows)
+
     _BACKGROUND2D = SortedBoxBackground2D
     return _BACKGROUND2D
+
+
+def _band_statistics(bkg: Any, rows: Callable[[int, int], np.ndarray]) -> Any:
+    """Compute the box statistics of ``Background2D`` (photutils) a row of boxes at a time.
+
+    ``rows(r0, r1)`` returns the image's rows ``r0:r1`` (float32, a new array);
+    ``bkg.coverage_mask`` is the full-size mask. The boxes are cut and ordered as
+    photutils cuts them (`astropy.nddata.reshape_as_blocks` of the core, the extra
+    row, column and corner), each box's statistics are those of its own pixels, so
+    the meshes are photutils' (the same numbers), without the full-size copy of the
+    image photutils makes.
+    """
+    from astropy.nddata import reshape_as_blocks
+
+    ny, nx = bkg._data_shape
+    box = bkg.box_size
+    by, bx = int(box[0]), int(box[1])
+    bkg._box_npixels = np.prod(box)
+    nby, nbx = ny // by, nx // bx
+    y1, x1 = nby * by, nbx * bx
+    any_good = False
+
+    def band_of(r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
+        nonlocal any_good
+        band = rows(r0, r1)
+        # photutils masks the non-finite values with the coverage mask
+        band_mask = ~np.isfinite(band)
+        band_mask |= bkg.coverage_mask[r0:r1]
+        any_good = any_good or not band_mask.all()
+        return band, band_mask
+
+    core_stats = []
+    col_pieces: list[tuple[np.ndarray, np.ndarray]] = []
+    for j in range(nby):
+        band, band_mask = band_of(j * by, (j + 1) * by)
+        core = reshape_as_blocks(band[:, :x1].copy(), (by, bx)).reshape((1, nbx, -1))
+        core_mask = reshape_as_blocks(band_mask[:, :x1], (by, bx)).reshape((1, nbx, -1))
+        core[core_mask] = np.nan
+        core_stats.append(bkg._compute_box_statistics(core, axis=-1))
+        if x1 < nx:
+            col_pieces.append((band[:, x1:].copy(), band_mask[:, x1:]))
+        del band, band_mask, core, core_mask
+    bkg_stats, rms_stats, ngood = (np.vstack([st[k] for st in core_stats]) for k in range(3))
+    extra_row, extra_col = y1 < ny, x1 < nx
+    if extra_row:
+        row_band, row_mask = band_of(y1, ny)
+    if extra_row or extra_col:
+        if extra_row:
+            row_data = row_band[:, :x1].copy()
+            row_data[row_mask[:, :x1]] = np.nan
+            row_data = np.moveaxis(reshape_as_blocks(row_data, (1, bx)), 0, -1)
+            row_data = row_data.reshape((*row_data.shape[:-2], -1))
+            row_bkg, row_rms, row_ngood = bkg._compute_box_statistics(row_data, axis=-1)
+        if extra_col:
+            col_data = np.vstack([piece for piece, _ in col_pieces])
+            col_data[np.vstack([m for _, m in col_pieces])] = np.nan
+            col_data = np.transpose(reshape_as_blocks(col_data, (by, 1)), (0, 3, 1, 2))
+            col_data = col_data.reshape((*col_data.shape[:-2], -1))
+            col_bkg, col_rms, col_ngood = bkg._compute_box_statistics(col_data, axis=-1)
+        if extra_row and extra_col:
+            corner = row_band[:, x1:].copy()
+            corner[row_mask[:, x1:]] = np.nan
+            crn = bkg._compute_box_statistics(corner, axis=None)
+            col_bkg = np.vstack((col_bkg, crn[0]))
+            col_rms = np.vstack((col_rms, crn[1]))
+            col_ngood = np.vstack((col_ngood, crn[2]))
+        if extra_row:
+            bkg_stats = np.vstack([bkg_stats, row_bkg[:, 0]])
+            rms_stats = np.vstack([rms_stats, row_rms[:, 0]])
+            ngood = np.vstack([ngood, row_ngood[:, 0]])
+        if extra_col:
+            bkg_stats = np.hstack([bkg_stats, col_bkg])
+            rms_stats = np.hstack([rms_stats, col_rms])
+            ngood = np.hstack([ngood, col_ngood])
+    if not any_good:
+        raise ValueError("All input pixels are masked. Cannot compute a background.")
+    if np.all(np.isnan(bkg_stats)):
+        raise ValueError(f"All boxes contain <= {bkg._good_npixels_threshold} unmasked or "
+                         "finite pixels")
+    del bkg._data
+    del bkg._mask
+    return bkg_stats, rms_stats, ngood
 
 
 _BACKGROUND2D: type | None = None
@@ -419,10 +564,51 @@ def estimate_background(
     background, background_rms : numpy.ndarray
         Same shape as ``data`` (zero where masked).
     """
+    background, rms = _background_meshes(data, mask, box_size)
+    return background.rows(0, data.shape[0]), rms.rows(0, data.shape[0])
+
+
+def estimate_background_rows(
+    rows: Callable[[int, int], np.ndarray], mask: np.ndarray, box_size: int
+) -> tuple[ZoomedMesh, ZoomedMesh]:
+    """`estimate_background` of an image read a row of boxes at a time.
+
+    The same meshes and maps, bit for bit, as `estimate_background` of the whole
+    image; neither the image nor the maps are ever whole in memory (the maps'
+    rows are computed on request: `ZoomedMesh.rows`).
+
+    Parameters
+    ----------
+    rows : callable
+        ``rows(r0, r1)`` returns rows ``r0:r1`` of the image (float32, a new array).
+    mask : numpy.ndarray of bool
+        Pixels without data (photutils' ``coverage_mask``); its shape is the image's.
+    box_size : int
+        Mesh box edge in pixels, clipped to each image dimension.
+
+    Returns
+    -------
+    background, background_rms : ZoomedMesh
+        Their rows on request (zero where masked).
+    """
+    return _background_meshes(None, mask, box_size, rows)
+
+
+def _background_meshes(
+    data: np.ndarray | None, mask: np.ndarray, box_size: int,
+    rows: Callable[[int, int], np.ndarray] | None = None,
+) -> tuple[ZoomedMesh, ZoomedMesh]:
     from photutils.background import MedianBackground
 
     Background2D = _background2d_class()
-    box = (min(int(box_size), data.shape[0]), min(int(box_size), data.shape[1]))
+    shape = mask.shape
+    if data is None:
+        # photutils reads the image in its constructor only to test that something is
+        # finite; the boxes come from ``rows`` (``_band_statistics``)
+        data = np.broadcast_to(np.float32(0.0), shape)
+        Background2D = type("RowBackground2D", (Background2D,), {"_row_source": staticmethod(
+            rows)})
+    box = (min(int(box_size), shape[0]), min(int(box_size), shape[1]))
     options: dict[str, Any] = {
         "filter_size": (3, 3),
         "coverage_mask": mask,
@@ -435,15 +621,13 @@ def estimate_background(
             bkg = Background2D(data, box, **options)
         except ValueError:
             # too few good pixels in the meshes: one box over the whole array
-            bkg = Background2D(data, data.shape, exclude_percentile=100.0, **options)
+            bkg = Background2D(data, shape, exclude_percentile=100.0, **options)
     # bkg.background / background_rms, without photutils' slow full-size spline zoom
     box = tuple(int(b) for b in np.broadcast_to(np.asarray(bkg.box_size), (2,)))
-    out = []
-    for mesh in (bkg.background_mesh, bkg.background_rms_mesh):
-        image = zoom_mesh(np.asarray(mesh), box, data.shape)
-        image[mask] = 0.0  # photutils' fill_value on the coverage mask
-        out.append(image)
-    return out[0], out[1]
+    meshes = (bkg.background_mesh, bkg.background_rms_mesh)
+    # photutils' fill_value (0) on the coverage mask
+    return (ZoomedMesh(np.asarray(meshes[0]), box, shape, fill_mask=mask),
+            ZoomedMesh(np.asarray(meshes[1]), box, shape, fill_mask=mask))
 
 
 def detection_kernel(kernel_fwhm: float) -> np.ndarray:
@@ -513,7 +697,8 @@ def convolve_masked(data: np.ndarray, kernel: np.ndarray, mask: np.ndarray, *,
 
 
 def convolve_masked_rows(data: np.ndarray, kernel: np.ndarray, mask: np.ndarray, *,
-                         empty_value: float = np.nan, rows: int = 256) -> np.ndarray:  # fmt: skip
+                         empty_value: float = np.nan, rows: int = 256,
+                         scattered_reads: bool = False) -> np.ndarray:  # fmt: skip
     """`convolve_masked` a block of rows at a time, into a `file_array` (the same values).
 
     Each block is convolved with the kernel's half height of rows above and below it
@@ -527,6 +712,8 @@ def convolve_masked_rows(data: np.ndarray, kernel: np.ndarray, mask: np.ndarray,
         As `convolve_masked`.
     rows : int, optional
         Rows per block.
+    scattered_reads : bool, optional
+        The result will be read in small boxes (`.._arrays.file_array`).
 
     Returns
     -------
@@ -542,7 +729,7 @@ def convolve_masked_rows(data: np.ndarray, kernel: np.ndarray, mask: np.ndarray,
         release_rows(data, a, b)
         return out[r0 - a : r1 - a]
 
-    return rows_in_file(data.shape, np.float64, block, rows)
+    return rows_in_file(data.shape, np.float64, block, rows, scattered_reads=scattered_reads)
 
 
 def _separate(kernel: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -987,30 +1174,42 @@ def _nearest_neighbours(
 
 def _kron_and_window(props: dict[str, np.ndarray], data: np.ndarray, err: np.ndarray,
                      mask: np.ndarray, segm: np.ndarray, labels: np.ndarray, xc: np.ndarray,
-                     yc: np.ndarray) -> dict[str, np.ndarray]:
+                     yc: np.ndarray, bad: np.ndarray | None = None,
+                     between: Callable[[], None] | None = None, image: Any = None,
+                     all_masked: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Return SourceCatalog's Kron, half-light radius and windowed-centroid columns.
 
     ``kron_radius``, ``kron_flux(_err)``, ``flux_radius(0.5)`` and ``centroid_win``
     from the moment shape of `.measure.segment_properties` (``props``), by `.measure`
-    (all sources at once).
+    (all sources at once). ``bad``: the `.measure.excluded_pixels`, if known;
+    ``between()`` is called after each measurement (to hand back pages); ``image``
+    and ``all_masked``: the `.measure.prepare_image` of the arrays and
+    `.measure.all_masked` of ``labels``, if known (a chunk of the sources).
     """
+    between = between or (lambda: None)
     from . import measure
 
     a, b = props["semimajor_axis"], props["semiminor_axis"]
     cxx, cxy, cyy = props["ellipse_cxx"], props["ellipse_cxy"], props["ellipse_cyy"]
     theta = props["orientation"]
-    image = measure.prepare_image(data, mask, segm, err)
-    all_masked = measure.all_masked(image, labels)
+    if image is None:
+        image = measure.prepare_image(data, mask, segm, err, bad=bad)
+    if all_masked is None:
+        all_masked = measure.all_masked(image, labels)
     kron_radius = measure.kron_radius(image, None, None, labels, xc, yc, a, b, theta, cxx,
                                       cxy, cyy, kron_params=KRON_PARAMS,
                                       all_masked=all_masked)
+    between()
     flux, flux_err = measure.kron_photometry(image, None, None, None, labels, xc, yc, a, b,
                                              theta, kron_radius, kron_params=KRON_PARAMS,
                                              all_masked=all_masked)
+    between()
     rhl = measure.flux_radius(image, None, None, labels, xc, yc, flux,
                               measure.max_flux_radius(a, kron_radius, KRON_PARAMS), 0.5)
+    between()
     x_win, y_win = measure.windowed_centroids(image, None, None, labels, xc, yc, rhl, cxx,
                                               cxy, cyy)
+    between()
     return {"kron_radius": kron_radius, "kron_flux": flux, "kron_flux_err": flux_err,
             "flux_radius": rhl, "x_win": x_win, "y_win": y_win}
 
@@ -1052,6 +1251,103 @@ def detect_segments(conv: np.ndarray, threshold: np.ndarray, mask: np.ndarray, n
                      for s in found.slices], dtype=np.int32).reshape(-1, 4)
     return (np.ascontiguousarray(found.data, dtype=np.int32),
             np.asarray(found.labels, dtype=np.int32), bbox)
+
+
+#: Rows per block where a mosaic's arrays are read or written a block at a time.
+_BLOCK_ROWS = 256
+#: Sources measured at a time where the work arrays live in files.
+_SOURCES_PER_CHUNK = 16
+
+
+def _concatenate(parts: list[Any], axis: int = 0) -> Any:
+    """Join per-chunk results: arrays, tuples of arrays or dicts of arrays, along ``axis``."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    if isinstance(first, dict):
+        return {key: np.concatenate([p[key] for p in parts], axis=axis) for key in first}
+    if isinstance(first, tuple):
+        return tuple(np.concatenate([p[i] for p in parts], axis=axis)
+                     for i in range(len(first)))
+    return np.concatenate(parts, axis=axis)
+
+
+def _masked_rows(data: np.ndarray, err: np.ndarray, dq: np.ndarray | None, r0: int, r1: int
+                 ) -> np.ndarray:  # fmt: skip
+    """Rows ``r0:r1`` of the masked float32 image (`_masked_inputs`), their pages handed back."""
+    _, image = _masked_inputs(data[r0:r1], err[r0:r1], None if dq is None else dq[r0:r1])
+    release_rows(data, r0, r1)
+    release_rows(err, r0, r1)
+    return image
+
+
+def _mask_in_rows(data: np.ndarray, err: np.ndarray, dq: np.ndarray | None) -> np.ndarray:
+    """`source_mask` a block of rows at a time, the pages of the arrays handed back."""
+    mask = np.empty(data.shape, dtype=bool)
+    for r0 in range(0, data.shape[0], _BLOCK_ROWS):
+        r1 = min(data.shape[0], r0 + _BLOCK_ROWS)
+        mask[r0:r1] = _masked_inputs(data[r0:r1], err[r0:r1],
+                                     None if dq is None else dq[r0:r1])[0]
+        release_rows(data, r0, r1)
+        release_rows(err, r0, r1)
+    return mask
+
+
+def _detect_in_rows(
+    image_rows: Callable[[int, int], np.ndarray], mask: np.ndarray, bkg_boxsize: int,
+    kernel: np.ndarray, snr_threshold: float, npixels: int, deblend: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Background, work arrays and segmentation of an image read a block of rows at a time.
+
+    The steps of `make_source_catalog` for an image in memory, with the same numbers:
+    the background meshes from one row of boxes at a time
+    (`estimate_background_rows`), the background-subtracted image and its convolution
+    written to files a block of rows at a time, the source pixels (convolved image
+    above ``snr_threshold`` x the background RMS, outside ``mask``) decided a block at
+    a time into the map, then labelled in place
+    (`romancore.segmentation.label_source_pixels`). Only the mask and the map are
+    whole in memory.
+
+    Returns
+    -------
+    work, conv : numpy.ndarray of float64
+        Background-subtracted and convolved images (in files, read at random).
+    segm, labels, bbox
+        As `detect_segments`.
+    """
+    from romancore.segmentation import label_source_pixels
+
+    shape = mask.shape
+    background, rms = estimate_background_rows(image_rows, mask, bkg_boxsize)
+
+    def difference(r0: int, r1: int) -> np.ndarray:
+        return np.subtract(image_rows(r0, r1), background.rows(r0, r1), dtype=np.float64)
+
+    work = rows_in_file(shape, np.float64, difference, _BLOCK_ROWS, scattered_reads=True)
+    # zero (astropy: NaN) only where no good pixel is under the kernel: such pixels
+    # are masked, and the finder and the catalog both want them zero
+    conv = convolve_masked_rows(work, kernel, mask, empty_value=0.0, rows=_BLOCK_ROWS,
+                                scattered_reads=True)
+    release_rows(work, 0, shape[0])
+    if deblend:  # photutils' finder: the whole threshold
+        threshold = rms.rows(0, shape[0])
+        threshold *= snr_threshold
+        segm, labels, bbox = detect_segments(conv, threshold, mask, npixels, deblend)
+        release_rows(conv, 0, shape[0])
+        return work, conv, segm, labels, bbox
+    segm = np.empty(shape, dtype=np.int32)
+    for r0 in range(0, shape[0], _BLOCK_ROWS):
+        r1 = min(shape[0], r0 + _BLOCK_ROWS)
+        threshold = rms.rows(r0, r1)
+        threshold *= snr_threshold  # (float32, as the whole map is scaled)
+        # (a float32 threshold compares as float64, as label_above_threshold does)
+        above = np.greater(conv[r0:r1], threshold)
+        above &= ~mask[r0:r1]
+        segm[r0:r1] = above
+        release_rows(conv, r0, r1)
+    found = label_source_pixels(segm, npixels)
+    return (work, conv, found.data, np.arange(1, found.n_labels + 1, dtype=np.int32),
+            found.bbox)
 
 
 def make_source_catalog(
@@ -1121,18 +1417,21 @@ def make_source_catalog(
     flux_unit = u.nJy if calibrated else u.DN / u.s
     if not calibrated:
         notes.append("no photometric conversion: fluxes are in DN/s")
-    mask, image32 = _masked_inputs(data, err, dq)
-    # a mosaic's arrays live in shared maps of files (resample): their pages read so
-    # far go back (the data stay in the files)
+    # a mosaic's arrays live in shared maps of files (resample): they are read a block
+    # of rows at a time and their pages handed back (the data stay in the files); the
+    # full-size work arrays go to files too, and only the mask and the map stay whole
+    # in memory (the same values either way)
     in_files = is_file_map(data) and is_file_map(err)
     if in_files:
-        release_rows(data, 0, data.shape[0])
-        release_rows(err, 0, err.shape[0])
+        mask = _mask_in_rows(data, err, dq)
+    else:
+        mask, image32 = _masked_inputs(data, err, dq)
     n_masked = int(mask.sum())
     empty = np.zeros(data.shape, dtype=np.uint32)
     if mask.all():
         return CatalogResult(_empty_table(flux_unit, fit_psf), empty, n_masked,
                              "all pixels are masked", notes)
+    del empty
     geometry = _pixel_scale_angle(wcs, data.shape)
     if pixel_area is not None and pixel_area > 0:
         area_sr = float(pixel_area)
@@ -1148,69 +1447,95 @@ def make_source_catalog(
         to_flux = float(conversion_megajanskys) * (1.0 * u.MJy / u.sr * area_sr * u.sr).to_value(
             u.nJy)
 
-    # the background from the data's own float32, as romancal (faster than float64)
-    background, rms = estimate_background(image32, mask, bkg_boxsize)
-    # an image that lives in a file (a mosaic from resample) gets its float64 work
-    # arrays in files too, written a row block at a time: the measurements read only
-    # the pages around the sources (the same values either way)
-    if in_files:
-        def difference(r0: int, r1: int, a: np.ndarray = image32,
-                       b: np.ndarray = background) -> np.ndarray:  # fmt: skip
-            return np.subtract(a[r0:r1], b[r0:r1], dtype=np.float64)
-
-        work = rows_in_file(data.shape, np.float64, difference)
-        del difference
-    else:
-        work = np.subtract(image32, background, dtype=np.float64)
-    del image32, background  # (memory: the full-size maps are not needed past their use)
     kernel = detection_kernel(kernel_fwhm)
-    # zero (astropy: NaN) only where no good pixel is under the kernel: such pixels
-    # are masked, and the finder and the catalog both want them zero
     if in_files:
-        conv = convolve_masked_rows(work, kernel, mask, empty_value=0.0)
-    else:
-        conv = convolve_masked(work, kernel, mask, empty_value=0.0)
-    release_rows(work, 0, work.shape[0])
+        def image_rows(r0: int, r1: int) -> np.ndarray:
+            return _masked_rows(data, err, dq, r0, r1)
 
-    threshold = rms
-    threshold *= snr_threshold  # in place: rms is not used again
-    del rms
-    segm, labels, bbox = detect_segments(conv, threshold, mask, npixels, deblend)
-    del threshold
-    release_rows(conv, 0, conv.shape[0])
+        work, conv, segm, labels, bbox = _detect_in_rows(
+            image_rows, mask, bkg_boxsize, kernel, snr_threshold, npixels, deblend)
+        del image_rows
+    else:
+        # the background from the data's own float32, as romancal (faster than float64)
+        background, rms = estimate_background(image32, mask, bkg_boxsize)
+        work = np.subtract(image32, background, dtype=np.float64)
+        del image32, background  # (memory: the full-size maps are not needed past their use)
+        # zero (astropy: NaN) only where no good pixel is under the kernel: such pixels
+        # are masked, and the finder and the catalog both want them zero
+        conv = convolve_masked(work, kernel, mask, empty_value=0.0)
+        threshold = rms
+        threshold *= snr_threshold  # in place: rms is not used again
+        del rms
+        segm, labels, bbox = detect_segments(conv, threshold, mask, npixels, deblend)
+        del threshold
     if len(labels) == 0:
-        return CatalogResult(_empty_table(flux_unit, fit_psf), empty, n_masked,
+        return CatalogResult(_empty_table(flux_unit, fit_psf),
+                             np.zeros(data.shape, dtype=np.uint32), n_masked,
                              "no sources detected", notes)
 
     from romancore.segmentation import bbox_slices
 
-    from .measure import segment_properties
+    from . import measure
+    from .measure import excluded_pixels, segment_properties
 
     if in_files:
-        err64 = rows_in_file(err.shape, np.float64, lambda r0, r1: _masked_error(
-            err[r0:r1], mask[r0:r1], data[r0:r1], None if dq is None else dq[r0:r1]))
+        def error_rows(r0: int, r1: int) -> np.ndarray:
+            out = _masked_error(err[r0:r1], mask[r0:r1], data[r0:r1],
+                                None if dq is None else dq[r0:r1])
+            release_rows(err, r0, r1)
+            release_rows(data, r0, r1)
+            return out
+
+        err64 = rows_in_file(err.shape, np.float64, error_rows, scattered_reads=True)
+        del error_rows
+        # (the measurements read the work arrays in small boxes around the sources)
+        bad = excluded_pixels(work, mask, rows=_BLOCK_ROWS)
     else:
         err64 = _masked_error(err, mask, data, dq)  # (here: after the background's peak)
-    if in_files:
-        release_rows(err, 0, err.shape[0])
-        release_rows(data, 0, data.shape[0])
+        bad = excluded_pixels(work, mask)
+
+    def hand_back() -> None:
+        """Give back the work arrays' pages read by a measurement (the files keep them)."""
+        if in_files:
+            for arr in (work, conv, err64):
+                release_rows(arr, 0, arr.shape[0])
+
+    def by_sources(measure: Callable[[Any], Any], axis: int = 0) -> Any:
+        """``measure(k)`` for all sources ``k``; with the arrays in files, a chunk at a time.
+
+        Each source's numbers are its own (the same for any chunking); between
+        chunks the pages read go back, so that the pages around only a few dozen
+        sources are resident at once (each read maps its neighbours too).
+        """
+        n = len(labels)
+        chunk = _SOURCES_PER_CHUNK if in_files else max(n, 1)
+        parts = []
+        for s0 in range(0, n, chunk):
+            parts.append(measure(slice(s0, min(n, s0 + chunk))))
+            hand_back()
+        return _concatenate(parts, axis)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         warnings.simplefilter("ignore", AstropyUserWarning)
         # SourceCatalog's segment properties (centroids, shape, area, segment flux)
-        props = segment_properties(conv, work, err64, mask, segm, labels, bbox)
+        props = by_sources(lambda k: segment_properties(conv, work, err64, mask, segm,
+                                                         labels[k], bbox[k]))
         xc, yc = props["x_centroid"], props["y_centroid"]
         # SourceCatalog's Kron radius/photometry, flux_radius and windowed centroids,
         # computed for all sources at once (.measure; the same numbers to ~1e-15)
-        kron = _kron_and_window(props, work, err64, mask, segm, labels, xc, yc)
+        kron_image = measure.prepare_image(work, mask, segm, err64, bad=bad)
+        kron_masked = measure.all_masked(kron_image, labels)
+        kron = by_sources(lambda k: _kron_and_window(
+            {name: v[k] for name, v in props.items()}, work, err64, mask, segm, labels[k],
+            xc[k], yc[k], between=hand_back, image=kron_image, all_masked=kron_masked[k]))
         xw, yw, rhl = kron["x_win"], kron["y_win"], kron["flux_radius"]
         cols: dict[str, Any] = {"label": labels.astype(np.int32)}
         cols["flagged_spatial_id"] = np.zeros(len(labels), dtype=np.int64)
         slices = bbox_slices(bbox)
-        x_err, y_err = isophotal_centroid_errors(conv, segm, mask, err64, kernel,
-                                                 labels, slices, xc, yc)
-        xw_err, yw_err = windowed_centroid_errors(work, segm, mask, err64, labels,
-                                                  xw, yw, rhl)
+        x_err, y_err = by_sources(lambda k: isophotal_centroid_errors(
+            conv, segm, mask, err64, kernel, labels[k], slices[k], xc[k], yc[k]))
+        xw_err, yw_err = by_sources(lambda k: windowed_centroid_errors(
+            work, segm, mask, err64, labels[k], xw[k], yw[k], rhl[k]))
         # photutils falls back to the isophotal centroid: so does its error
         reset = (xw == xc) & (yw == yc)
         xw_err[reset], yw_err[reset] = x_err[reset], y_err[reset]
@@ -1256,11 +1581,11 @@ def make_source_catalog(
 
         xy_finite = np.where(np.isfinite(xy), xy, -1000.0)
         radii = np.array(CIRCLE_APERTURE_RADII_ARCSEC) / pixel_scale
-        aper_sums, aper_errs = circular_photometry(work, err64, mask, xy_finite[:, 0],
-                                                   xy_finite[:, 1], radii)
+        aper_sums, aper_errs = by_sources(lambda k: circular_photometry(
+            work, err64, mask, xy_finite[k, 0], xy_finite[k, 1], radii), axis=1)
         r_in, r_out = (r / pixel_scale for r in ANNULUS_RADII_ARCSEC)
-        bkg_med, bkg_sem = annulus_background(work, mask, xy_finite[:, 0], xy_finite[:, 1],
-                                              r_in, r_out)
+        bkg_med, bkg_sem = by_sources(lambda k: annulus_background(
+            work, mask, xy_finite[k, 0], xy_finite[k, 1], r_in, r_out, bad=bad))
         pix_area_arcsec2 = scale2
         cols["aper_bkg_flux"] = bkg_med * to_flux / pix_area_arcsec2
         cols["aper_bkg_flux_err"] = bkg_sem * to_flux / pix_area_arcsec2
@@ -1284,8 +1609,8 @@ def make_source_catalog(
     cols["image_flags"] = np.zeros(len(labels), dtype=np.int32)
 
     # DAOFind sharpness and roundness1 at the isophotal centroids
-    cols["sharpness"], cols["roundness1"] = daofind_measures(work, xc, yc, kernel_fwhm,
-                                                             mask=mask)
+    cols["sharpness"], cols["roundness1"] = by_sources(lambda k: daofind_measures(
+        work, xc[k], yc[k], kernel_fwhm, mask=mask))
     # is_extended: more flux in 0.4" than 1.2 x a point source's, from the 0.2" flux
     ee_fractions = None
     aper02, aper04 = (np.asarray(cols[name]) for name in aperture_colnames()[1:3])
@@ -1305,6 +1630,7 @@ def make_source_catalog(
         from .psf import fit_psf_photometry
 
         fit = fit_psf_photometry(work, err64, mask, xc, yc, psf)
+        hand_back()
         cols.update(x_psf=fit.x, y_psf=fit.y, x_psf_err=fit.x_err, y_psf_err=fit.y_err,
                     psf_flux=fit.flux * to_flux, psf_flux_err=fit.flux_err * to_flux,
                     psf_gof=fit.gof, psf_flags=fit.flags)

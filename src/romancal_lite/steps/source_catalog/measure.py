@@ -48,6 +48,7 @@ __all__ = [
     "all_masked",
     "annulus_background",
     "circular_photometry",
+    "excluded_pixels",
     "flux_radius",
     "kron_photometry",
     "kron_radius",
@@ -96,6 +97,8 @@ def prepare_image(
     mask: np.ndarray | None,
     segmentation: np.ndarray,
     error: np.ndarray | None = None,
+    *,
+    bad: np.ndarray | None = None,
 ) -> MeasureImage:
     """Validate and convert the pixel arrays once for several measurements.
 
@@ -109,6 +112,10 @@ def prepare_image(
         Segmentation map, same shape (labels must fit in int32).
     error : numpy.ndarray, optional
         1-sigma error, same shape.
+    bad : numpy.ndarray of bool, optional
+        The excluded pixels already known: ``mask`` or non-finite ``data`` (see
+        `excluded_pixels`); given, ``data`` is not read whole here (an image in a
+        file keeps only the pages the measurements read) and ``mask`` is not used.
 
     Returns
     -------
@@ -134,12 +141,53 @@ def prepare_image(
             raise ValueError("segmentation labels must be in [0, 2**31)")
         segm = segm.astype(np.int32)
     segm = np.ascontiguousarray(segm)
-    bad = ~np.isfinite(data)
-    if mask is not None:
-        bad |= np.asarray(mask, dtype=bool)
+    bad = excluded_pixels(data, mask) if bad is None else _checked_bad(bad, data.shape)
     err = None if error is None else np.ascontiguousarray(error, dtype=np.float64)
     return MeasureImage(data, err, bad.view(np.uint8), segm,
                         float(max(data.size, 1_000_000)))
+
+
+def excluded_pixels(data: np.ndarray, mask: np.ndarray | None, rows: int | None = None
+                    ) -> np.ndarray:  # fmt: skip
+    """Return ``mask`` or non-finite ``data``, the pixels every measurement leaves out.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        2-D image.
+    mask : numpy.ndarray of bool or None
+        Excluded pixels.
+    rows : int, optional
+        Compute a block of this many rows at a time, handing each block of a
+        memory-mapped ``data`` back to the OS once read (an image in a file is then
+        never resident whole). None: one pass.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+    """
+    if rows is None:
+        bad = ~np.isfinite(data)
+        if mask is not None:
+            bad |= np.asarray(mask, dtype=bool)
+        return bad
+    from .._arrays import release_rows
+
+    bad = np.empty(data.shape, dtype=bool)
+    for r0 in range(0, data.shape[0], rows):
+        r1 = min(data.shape[0], r0 + rows)
+        np.logical_not(np.isfinite(data[r0:r1]), out=bad[r0:r1])
+        if mask is not None:
+            bad[r0:r1] |= np.asarray(mask[r0:r1], dtype=bool)
+        release_rows(data, r0, r1)
+    return bad
+
+
+def _checked_bad(bad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    bad = np.ascontiguousarray(bad, dtype=bool)
+    if bad.shape != shape:
+        raise ValueError(f"bad must have the shape of data {shape}")
+    return bad
 
 
 def annulus_background(
@@ -153,6 +201,7 @@ def annulus_background(
     sigma: float = 3.0,
     maxiters: int = 5,
     n_threads: int | None = None,
+    bad: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return the sigma-clipped median of each annulus and its standard error.
 
@@ -180,6 +229,9 @@ def annulus_background(
         Maximum number of clipping iterations.
     n_threads : int, optional
         OpenMP threads.
+    bad : numpy.ndarray of bool, optional
+        ``mask`` or non-finite ``data``, already computed (`excluded_pixels`); given,
+        ``mask`` is not used and ``data`` is read only around the positions.
 
     Returns
     -------
@@ -207,9 +259,7 @@ def annulus_background(
     sem = np.full(x.size, np.nan)
     if x.size == 0:
         return med, sem
-    bad = ~np.isfinite(data)
-    if mask is not None:
-        bad |= np.asarray(mask, dtype=bool)
+    bad = excluded_pixels(data, mask) if bad is None else _checked_bad(bad, data.shape)
     _srcmeasure.annulus_clipped_median(data, bad.view(np.uint8), x, y, float(r_in),
                                        float(r_out), float(sigma), int(maxiters), med, sem,
                                        _threads(n_threads))

@@ -402,10 +402,6 @@ def fit_psf_photometry(
                        group_size=np.zeros(n, dtype=np.int32))
     if n == 0:
         return out
-    good = np.isfinite(data) & np.isfinite(err) & (err > 0)
-    if mask is not None:
-        good &= ~mask
-
     # the fixed cutouts: fit_shape x fit_shape pixels centred on the starting pixel
     half = fit_shape // 2
     finite = np.isfinite(x_init) & np.isfinite(y_init)
@@ -422,9 +418,16 @@ def fit_psf_photometry(
     in_image = (px >= 0) & (px < nx) & (py >= 0) & (py < ny)
     pxc = np.clip(px, 0, nx - 1)
     pyc = np.clip(py, 0, ny - 1)
-    use = in_image & good[pyc, pxc]
-    pix_d = np.where(use, data[pyc, pxc], 0.0).astype(np.float64)
-    pix_w = np.where(use, 1.0 / np.where(use, err[pyc, pxc], 1.0).astype(np.float64) ** 2, 0.0)
+    # the usable-pixel test at the cutouts only (no full-size mask: a mosaic's work
+    # arrays live in files, and only the pages around the sources are read)
+    cut_d = data[pyc, pxc]
+    cut_e = err[pyc, pxc]
+    with np.errstate(invalid="ignore"):
+        use = in_image & np.isfinite(cut_d) & np.isfinite(cut_e) & (cut_e > 0)
+    if mask is not None:
+        use &= ~mask[pyc, pxc]
+    pix_d = np.where(use, cut_d, 0.0).astype(np.float64)
+    pix_w = np.where(use, 1.0 / np.where(use, cut_e, 1.0).astype(np.float64) ** 2, 0.0)
     n_in = in_image.sum(axis=1)
     n_use = use.sum(axis=1)
     out.n_pix[:] = n_use
