@@ -957,7 +957,7 @@ class Resampler:
         return result
 
     def _work_arrays(self, rows: int, n_variances: int) -> dict[str, Any]:
-        """The arrays of one band of ``rows`` output rows the kernel writes into.
+        """Return the arrays of one band of ``rows`` output rows the kernel writes into.
 
         Huge pages: fewer TLB misses for the kernel's merges and the products' pass.
         """
