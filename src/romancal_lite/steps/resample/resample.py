@@ -279,10 +279,11 @@ def check_memory(shape: tuple[int, int], n_inputs: int, n_variances: int,
     """Raise before any allocation if the mosaic would not fit in memory or on disk.
 
     The full-size arrays live in temporary files (`file_array`); the memory holds one
-    input (its arrays, weight and mask: ~40 bytes a pixel) and the working arrays of
-    one band of output rows (``BAND_ROWS`` and margins, the accumulators of a
-    mosaic). The disk holds the products and, until the end, each input's staged
-    arrays (data, good-pixel mask, float16 variances: ~5 + 2 n_variances bytes a
+    input (its arrays, weight and mask: ~40 bytes a pixel), the working arrays of
+    one band of ``BAND_ROWS`` output rows (the accumulators of a mosaic and the err)
+    and the drizzle kernel's float64 buffers (one block of rows a thread). The disk
+    holds the products and, until the end, each input's staged arrays (data,
+    good-pixel mask, float16 variances: ~5 + 2 n_variances bytes a
     pixel; the pixel maps are the library's, kept by outlier_detection).
 
     Parameters
@@ -310,7 +311,11 @@ def check_memory(shape: tuple[int, int], n_inputs: int, n_variances: int,
     """
     input_pixels = int(np.prod(input_shape))
     planes = max(1, math.ceil(n_inputs / 32))
-    band = (BAND_ROWS + 64) * int(shape[1]) * 4 * (3 + planes + 2 * n_variances)
+    from romancore import effective_n_threads
+    from romancore.drizzle import BAND_ROWS as KERNEL_ROWS
+
+    band = BAND_ROWS * int(shape[1]) * 4 * (4 + planes + 2 * n_variances)
+    band += effective_n_threads() * KERNEL_ROWS * int(shape[1]) * 8 * (3 + n_variances)
     need = 40 * input_pixels + band
     available = _available_memory()
     if need > available:
