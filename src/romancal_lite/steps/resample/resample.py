@@ -904,7 +904,8 @@ class Resampler:
             context = work["context"][:, :n]
             var_sum = [a[:n] for a in work["var_sum"]]
             var_weight = [a[:n] for a in work["var_weight"]]
-            for array in (data, weight, exptime, context, *var_weight):
+            # (no context or exposure-time map without maps: their pages stay untouched)
+            for array in (data, weight, *((exptime, context) if self.maps else ()), *var_weight):
                 array.fill(0)
             for array in var_sum:
                 array.fill(np.nan)
