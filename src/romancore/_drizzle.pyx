@@ -862,6 +862,8 @@ cdef struct Job:
     float wscale
     const float* data
     const float* weights
+    const unsigned char* wmask
+    float wvalue
     const unsigned char* good
     int nvar
     const float* var[4]
@@ -1018,7 +1020,13 @@ cdef void _do_band(const Job* jb, long b0, long b1, double* acc, unsigned char* 
             if not (oy <= top and oy >= bottom):
                 continue
             d = jb.data[pix] * jb.iscale
-            wt = jb.weights[pix] * jb.wscale if jb.weights != NULL else 1.0
+            if jb.weights != NULL:
+                wt = jb.weights[pix] * jb.wscale
+            elif jb.wmask != NULL:
+                # one weight where the mask is set: np.where(mask, value, 0) * wscale
+                wt = (jb.wvalue if jb.wmask[pix] else <float>0.0) * jb.wscale
+            else:
+                wt = 1.0
             for k in range(jb.nvar):
                 if jb.var[k] != NULL:
                     roots[k] = sqrtf(jb.var[k][pix]) * jb.iscale
@@ -1327,16 +1335,18 @@ def add_image(const float[:, ::1] data, object weights, const double[:, :, ::1] 
               list variances, list var_const, list var_sum, list var_wsum,
               int rn_index, int weight_mode, float exptime_weight,
               int band_rows, int n_threads, long out_row0=0, long grid_ny=-1,
-              Buffers buffers=None):
+              Buffers buffers=None, float weight_value=1.0):
     """Add one input; see :func:`romancore.drizzle.add_image`.  Returns True if any
     output pixel received weight.
 
     The output arrays hold rows ``out_row0 ..`` of a grid of ``grid_ny`` rows (-1:
     the arrays' rows); only those rows are drizzled.  ``buffers``: the per-thread
-    band buffers, kept between calls (None: allocated for this call)."""
+    band buffers, kept between calls (None: allocated for this call).  ``weights``
+    of uint8: a mask, the weight is ``weight_value`` where it is set, 0 elsewhere."""
     cdef Job jb
     cdef Py_ssize_t ny = data.shape[0], nx = data.shape[1]
     cdef const float[:, ::1] wv
+    cdef const unsigned char[:, ::1] mv
     cdef const unsigned char[:, ::1] gv
     cdef unsigned int[:, ::1] cv
     cdef float[:, ::1] ev
@@ -1387,9 +1397,15 @@ def add_image(const float[:, ::1] data, object weights, const double[:, :, ::1] 
     jb.wscale = wscale
     jb.data = &data[0, 0]
     jb.weights = NULL
+    jb.wmask = NULL
+    jb.wvalue = weight_value
     if weights is not None:
-        wv = weights
-        jb.weights = &wv[0, 0]
+        if weights.dtype == np.uint8:
+            mv = weights
+            jb.wmask = &mv[0, 0]
+        else:
+            wv = weights
+            jb.weights = &wv[0, 0]
     jb.good = NULL
     if good is not None:
         gv = good

@@ -122,6 +122,7 @@ def add_image(
     out_row0: int = 0,
     out_ny: int | None = None,
     workspace: Workspace | None = None,
+    weight_value: float = 1.0,
 ) -> bool:
     """Drizzle one image onto the output arrays (updated in place).
 
@@ -134,8 +135,10 @@ def add_image(
     out_data, out_wht : numpy.ndarray of float32, shape (Ny, Nx), C-contiguous
         Weighted mean and total weight, updated: rows ``out_row0 .. out_row0 + Ny - 1``
         of the output grid (all of it by default).
-    weight : numpy.ndarray of float32, optional
-        Input weights (None: 1).
+    weight : numpy.ndarray of float32 or bool, optional
+        Input weights (None: 1); a boolean mask: ``weight_value`` where True, 0
+        elsewhere (the same as ``np.where(mask, np.float32(weight_value), 0)``,
+        without building it).
     kernel : {'square', 'point', 'turbo'}, optional
         Drizzle kernel.  ``pixfrac <= 0.001`` uses ``point`` (as drizzle).
     pixfrac : float, optional
@@ -184,6 +187,8 @@ def add_image(
         receive, bit for bit, what the same rows of a whole-grid output would.
     workspace : Workspace, optional
         Band buffers reused from call to call (default: allocated for this call).
+    weight_value : float, optional
+        The weight where a boolean ``weight`` is True (rounded to float32).
 
     Returns
     -------
@@ -231,7 +236,9 @@ def add_image(
                          f"inside a grid of {grid_ny} rows")
     check_writeable(out_data, "out_data")
     check_writeable(out_wht, "out_wht")
-    if weight is not None:
+    if weight is not None and getattr(weight, "dtype", None) == np.bool_:
+        weight = check_array(weight, "weight", np.bool_, 2, shape).view(np.uint8)
+    elif weight is not None:
         weight = check_array(weight, "weight", np.float32, 2, shape)
     if out_ctx is not None:
         out_ctx = check_array(out_ctx, "out_ctx", np.uint32, 2, out_shape)
@@ -287,7 +294,7 @@ def add_image(
             -1 if rnoise_index is None or n_var == 0 else int(rnoise_index),
             0 if var_weight_type == "ivm" else 1, float(var_exptime),
             int(band_rows), threads, out_row0, grid_ny,
-            None if workspace is None else workspace._buffers,
+            None if workspace is None else workspace._buffers, np.float32(weight_value),
         )  # fmt: skip
     )
 

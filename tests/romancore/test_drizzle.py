@@ -494,3 +494,32 @@ def test_finish_rows_equals_numpy():
     assert rd.finish_rows(data, weight) == (0.0, 0, 0.0)
     with pytest.raises(ValueError, match="var_sum"):
         rd.finish_rows(data, weight, var_sum=sums[:1])
+
+
+@pytest.mark.parametrize("kernel", rd.KERNELS)
+def test_mask_weight_is_the_weight_image(kernel):
+    """A boolean weight with ``weight_value``: the weight image ``np.where(mask, value,
+    0)`` gives the same products, bit for bit (it is never built)."""
+    rng = np.random.default_rng(31)
+    shape, out_shape = (50, 46), (60, 64)
+    data, _ = _inputs(rng, shape, nan_fraction=0.0)
+    mask = rng.random(shape) > 0.25
+    value = 0.37
+    pixmap = _pixmap(shape, 13.0, 1.02, (5.0, 6.0))
+    variances = [rng.uniform(0.5, 2.0, shape).astype(np.float32)]
+    runs = []
+    for weight in (np.where(mask, np.float32(value), np.float32(0)), mask):
+        arrays = _all_outputs(out_shape)
+        rd.add_image(data, pixmap, arrays["out"], arrays["wht"], weight=weight,
+                     weight_value=value, kernel=kernel, pixfrac=0.8, weight_scale=1.5,
+                     out_ctx=arrays["ctx"], exptime_map=arrays["exptime"], exptime=3.0,
+                     variances=variances, var_sum=[arrays["s0"]], var_weight=[arrays["w0"]])
+        runs.append(arrays)
+    assert (runs[0]["wht"] != 0).sum() > 1000
+    for key, value_ in runs[0].items():
+        assert np.array_equal(value_.view(np.uint32), runs[1][key].view(np.uint32)), key
+    # the value matters: a mask with weight_value 1 is another weighting
+    other = _all_outputs(out_shape)
+    rd.add_image(data, pixmap, other["out"], other["wht"], weight=mask, kernel=kernel,
+                 pixfrac=0.8, weight_scale=1.5)  # fmt: skip
+    assert not np.array_equal(other["wht"], runs[1]["wht"])

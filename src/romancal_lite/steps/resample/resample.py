@@ -430,12 +430,6 @@ class _Staged:
     variance_weight: float
     weight_value: float = 1.0
 
-    def weights(self, s0: int, s1: int) -> np.ndarray:
-        """Return the float32 input weights of rows ``s0:s1``."""
-        if self.weight.dtype == np.bool_:
-            return np.where(self.weight[s0:s1], np.float32(self.weight_value), np.float32(0))
-        return self.weight[s0:s1]
-
     def variance_rows(self, s0: int, s1: int) -> list[Any]:
         """Return the variances of rows ``s0:s1`` for the kernel (float32 or a number)."""
         return [v if np.ndim(v) == 0 else np.ascontiguousarray(v[s0:s1], dtype=np.float32)
@@ -919,7 +913,8 @@ class Resampler:
                 plane, bit = divmod(staged.index, 32)
                 add_image(
                     staged.data[s0:s1], staged.pixmap[s0:s1], data, weight,
-                    weight=staged.weights(s0, s1), kernel=self.kernel, pixfrac=self.pixfrac,
+                    weight=staged.weight[s0:s1], weight_value=staged.weight_value,
+                    kernel=self.kernel, pixfrac=self.pixfrac,
                     pixel_scale_ratio=self.pixel_scale_ratio,
                     xmin=xmin, xmax=xmax, ymin=y0 - s0, ymax=y1 - s0,
                     out_ctx=context[plane] if self.maps else None, ctx_bit=bit,
