@@ -12,9 +12,9 @@ rows, each band is owned by one thread at a time, and inside a band the input pi
 are visited in row order.  Per band the sums are float64; the band is then merged into
 the float32 outputs.  The result does not depend on the number of threads.
 """
-from cython.parallel cimport parallel, prange
+from cython.parallel cimport parallel, prange, threadid
 from libc.float cimport DBL_MIN
-from libc.math cimport copysign, fabs, isfinite, isnan, round, sqrt, sqrtf
+from libc.math cimport NAN, copysign, fabs, isfinite, isnan, round, sqrt, sqrtf
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
@@ -862,6 +862,8 @@ cdef struct Job:
     float wscale
     const float* data
     const float* weights
+    const unsigned char* wmask
+    float wvalue
     const unsigned char* good
     int nvar
     const float* var[4]
@@ -873,9 +875,10 @@ cdef struct Job:
     int jlo
     int jhi
     double reach
-    # output
+    # output (the grid's size; the arrays hold grid rows row0.. onwards)
     Py_ssize_t out_nx
     Py_ssize_t out_ny
+    long row0
     long ox0
     long ox1
     float* out_data
@@ -1017,7 +1020,13 @@ cdef void _do_band(const Job* jb, long b0, long b1, double* acc, unsigned char* 
             if not (oy <= top and oy >= bottom):
                 continue
             d = jb.data[pix] * jb.iscale
-            wt = jb.weights[pix] * jb.wscale if jb.weights != NULL else 1.0
+            if jb.weights != NULL:
+                wt = jb.weights[pix] * jb.wscale
+            elif jb.wmask != NULL:
+                # one weight where the mask is set: np.where(mask, value, 0) * wscale
+                wt = (jb.wvalue if jb.wmask[pix] else <float>0.0) * jb.wscale
+            else:
+                wt = 1.0
             for k in range(jb.nvar):
                 if jb.var[k] != NULL:
                     roots[k] = sqrtf(jb.var[k][pix]) * jb.iscale
@@ -1124,7 +1133,7 @@ cdef void _do_band(const Job* jb, long b0, long b1, double* acc, unsigned char* 
     for jj in range(b0, b1 + 1):
         for ii in range(jb.ox0, jb.ox1 + 1):
             cell = (jj - b0) * width + (ii - jb.ox0)
-            o = jj * jb.out_nx + ii
+            o = (jj - jb.row0) * jb.out_nx + ii
             if flags[cell] & 1 and jb.out_ctx != NULL:
                 jb.out_ctx[o] |= jb.bit
             sw = acc[cell]
@@ -1222,6 +1231,102 @@ cdef void _row_extent(const PixMap* m, int j, int x1, int x2, double* e) noexcep
     e[7] = dyj
 
 
+cdef class Buffers:
+    """Per-thread band buffers of `add_image` (sums, flags, a row of corners, stamps).
+
+    Grown on demand, never shrunk; freed with the object.  Reused from call to call
+    they are allocated and first touched once.
+    """
+    cdef int n
+    cdef size_t acc_cap
+    cdef size_t cell_cap
+    cdef size_t col_cap
+    cdef double** acc
+    cdef unsigned char** flags
+    cdef double** nodes
+    cdef int** stamp
+
+    def __cinit__(self):
+        self.n = 0
+        self.acc_cap = 0
+        self.cell_cap = 0
+        self.col_cap = 0
+        self.acc = NULL
+        self.flags = NULL
+        self.nodes = NULL
+        self.stamp = NULL
+
+    def __dealloc__(self):
+        self._free()
+
+    cdef void _free(self) noexcept:
+        cdef int t
+        for t in range(self.n):
+            free(self.acc[t])
+            free(self.flags[t])
+            free(self.nodes[t])
+            free(self.stamp[t])
+        free(self.acc)
+        free(self.flags)
+        free(self.nodes)
+        free(self.stamp)
+        self.acc = NULL
+        self.flags = NULL
+        self.nodes = NULL
+        self.stamp = NULL
+        self.n = 0
+        self.acc_cap = 0
+        self.cell_cap = 0
+        self.col_cap = 0
+
+    def reserve(self, int n_threads, size_t acc_values, size_t cells, size_t columns):
+        """Make room for ``n_threads`` threads, each ``acc_values`` float64 sums,
+        ``cells`` flags and ``columns`` input columns."""
+        cdef int t, n
+        if (n_threads <= self.n and acc_values <= self.acc_cap and cells <= self.cell_cap
+                and columns <= self.col_cap):
+            return
+        n = max(n_threads, self.n)
+        acc_values = max(acc_values, self.acc_cap)
+        cells = max(cells, self.cell_cap)
+        columns = max(columns, self.col_cap)
+        self._free()
+        self.acc = <double**>malloc(n * sizeof(double*))
+        self.flags = <unsigned char**>malloc(n * sizeof(unsigned char*))
+        self.nodes = <double**>malloc(n * sizeof(double*))
+        self.stamp = <int**>malloc(n * sizeof(int*))
+        if self.acc == NULL or self.flags == NULL or self.nodes == NULL or self.stamp == NULL:
+            free(self.acc)
+            free(self.flags)
+            free(self.nodes)
+            free(self.stamp)
+            self.acc = NULL
+            self.flags = NULL
+            self.nodes = NULL
+            self.stamp = NULL
+            raise MemoryError("drizzle: cannot allocate the band buffers")
+        for t in range(n):
+            self.acc[t] = <double*>malloc(max(acc_values, 1) * sizeof(double))
+            self.flags[t] = <unsigned char*>malloc(max(cells, 1))
+            self.nodes[t] = <double*>malloc(max(2 * columns, 1) * sizeof(double))
+            self.stamp[t] = <int*>malloc(max(columns, 1) * sizeof(int))
+        self.n = n
+        for t in range(n):
+            if (self.acc[t] == NULL or self.flags[t] == NULL or self.nodes[t] == NULL
+                    or self.stamp[t] == NULL):
+                self._free()
+                raise MemoryError("drizzle: cannot allocate the band buffers")
+        self.acc_cap = acc_values
+        self.cell_cap = cells
+        self.col_cap = columns
+
+    @property
+    def nbytes(self):
+        """Bytes reserved (all threads)."""
+        return self.n * (self.acc_cap * sizeof(double) + self.cell_cap
+                         + self.col_cap * (2 * sizeof(double) + sizeof(int)))
+
+
 def add_image(const float[:, ::1] data, object weights, const double[:, :, ::1] pixmap,
               const int[::1] x1, const int[::1] x2, int jlo, int jhi,
               int kernel, double pixfrac, float pscale_ratio, float iscale, float wscale,
@@ -1229,12 +1334,19 @@ def add_image(const float[:, ::1] data, object weights, const double[:, :, ::1] 
               object out_exptime, float exptime_value, object good,
               list variances, list var_const, list var_sum, list var_wsum,
               int rn_index, int weight_mode, float exptime_weight,
-              int band_rows, int n_threads):
+              int band_rows, int n_threads, long out_row0=0, long grid_ny=-1,
+              Buffers buffers=None, float weight_value=1.0):
     """Add one input; see :func:`romancore.drizzle.add_image`.  Returns True if any
-    output pixel received weight."""
+    output pixel received weight.
+
+    The output arrays hold rows ``out_row0 ..`` of a grid of ``grid_ny`` rows (-1:
+    the arrays' rows); only those rows are drizzled.  ``buffers``: the per-thread
+    band buffers, kept between calls (None: allocated for this call).  ``weights``
+    of uint8: a mask, the weight is ``weight_value`` where it is set, 0 elsewhere."""
     cdef Job jb
     cdef Py_ssize_t ny = data.shape[0], nx = data.shape[1]
     cdef const float[:, ::1] wv
+    cdef const unsigned char[:, ::1] mv
     cdef const unsigned char[:, ::1] gv
     cdef unsigned int[:, ::1] cv
     cdef float[:, ::1] ev
@@ -1245,9 +1357,13 @@ def add_image(const float[:, ::1] data, object weights, const double[:, :, ::1] 
     cdef double gxmin = BIG_DOUBLE, gxmax = -BIG_DOUBLE, gymin = BIG_DOUBLE, gymax = -BIG_DOUBLE
     cdef double reach_x, hmax
     cdef long oy0, oy1
-    fail_a = np.zeros(1, np.int32)
-    cdef int[::1] failed = fail_a
     cdef double* acc
+    cdef double** accs
+    cdef unsigned char** flagss
+    cdef double** nodess
+    cdef int** stamps
+    cdef int tid
+    cdef long row_hi
     cdef unsigned char* flags
     cdef double* nodes
     cdef int* stamp
@@ -1281,9 +1397,15 @@ def add_image(const float[:, ::1] data, object weights, const double[:, :, ::1] 
     jb.wscale = wscale
     jb.data = &data[0, 0]
     jb.weights = NULL
+    jb.wmask = NULL
+    jb.wvalue = weight_value
     if weights is not None:
-        wv = weights
-        jb.weights = &wv[0, 0]
+        if weights.dtype == np.uint8:
+            mv = weights
+            jb.wmask = &mv[0, 0]
+        else:
+            wv = weights
+            jb.weights = &wv[0, 0]
     jb.good = NULL
     if good is not None:
         gv = good
@@ -1304,8 +1426,14 @@ def add_image(const float[:, ::1] data, object weights, const double[:, :, ::1] 
     jb.x2 = &x2[0]
     jb.jlo = jlo
     jb.jhi = jhi
+    if grid_ny < 0:
+        grid_ny = out_row0 + out_data.shape[0]
+    if out_row0 < 0 or out_row0 + out_data.shape[0] > grid_ny:
+        raise ValueError("the output rows are not inside the grid")
     jb.out_nx = out_data.shape[1]
-    jb.out_ny = out_data.shape[0]
+    jb.out_ny = grid_ny
+    jb.row0 = out_row0
+    row_hi = out_row0 + out_data.shape[0] - 1
     jb.out_data = &out_data[0, 0]
     jb.out_wht = &out_wht[0, 0]
     jb.out_ctx = NULL
@@ -1362,8 +1490,8 @@ def add_image(const float[:, ::1] data, object weights, const double[:, :, ::1] 
     jb.row_ymax = &row_ymax[0]
     jb.ox0 = max(0, <long>(gxmin - reach_x) - 1)
     jb.ox1 = min(jb.out_nx - 1, <long>(gxmax + reach_x) + 1)
-    oy0 = max(0, <long>(gymin - jb.reach) - 1)
-    oy1 = min(jb.out_ny - 1, <long>(gymax + jb.reach) + 1)
+    oy0 = max(out_row0, <long>(gymin - jb.reach) - 1)
+    oy1 = min(row_hi, <long>(gymax + jb.reach) + 1)
     if jb.ox1 < jb.ox0 or oy1 < oy0:
         return False
     nb = <int>((oy1 - oy0 + band_rows) // band_rows)
@@ -1371,25 +1499,27 @@ def add_image(const float[:, ::1] data, object weights, const double[:, :, ::1] 
     cells = width * band_rows
     nacc = 3 + jb.nvar if jb.good != NULL else 2 + jb.nvar  # (coverage plane last)
     nt = max(1, min(nt, nb))
+    if buffers is None:
+        buffers = Buffers()
+        buffers.reserve(nt, nacc * cells, cells, nx)
+    else:
+        # sized for the widest band of the grid: kept from call to call
+        buffers.reserve(nt, nacc * band_rows * jb.out_nx, band_rows * jb.out_nx, nx)
+    accs = buffers.acc
+    flagss = buffers.flags
+    nodess = buffers.nodes
+    stamps = buffers.stamp
     with nogil, parallel(num_threads=nt):
-        acc = <double*>malloc(nacc * cells * sizeof(double))
-        flags = <unsigned char*>malloc(cells)
-        nodes = <double*>malloc(2 * nx * sizeof(double))
-        stamp = <int*>malloc(nx * sizeof(int))
-        if acc == NULL or flags == NULL or nodes == NULL or stamp == NULL:
-            failed[0] = 1
-        else:
-            for i in range(nx):
-                stamp[i] = -2
-            for b in prange(nb, schedule="dynamic"):
-                _do_band(&jb, oy0 + b * band_rows, min(oy0 + (b + 1) * band_rows - 1, oy1),
-                         acc, flags, &covered[b], &nfast_v[b], nodes, stamp)
-        free(acc)
-        free(flags)
-        free(nodes)
-        free(stamp)
-    if fail_a[0]:
-        raise MemoryError("drizzle: cannot allocate the band buffers")
+        tid = threadid()
+        acc = accs[tid]
+        flags = flagss[tid]
+        nodes = nodess[tid]
+        stamp = stamps[tid]
+        for i in range(nx):
+            stamp[i] = -2
+        for b in prange(nb, schedule="dynamic"):
+            _do_band(&jb, oy0 + b * band_rows, min(oy0 + (b + 1) * band_rows - 1, oy1),
+                     acc, flags, &covered[b], &nfast_v[b], nodes, stamp)
     _last_grid_count = int(nfast_a.sum())
     return bool(covered_a.any())
 
@@ -1406,6 +1536,98 @@ def set_fast_square(bint on):
 def last_grid_count():
     """Square-kernel footprints whose overlaps `_boxer_grid` computed in the last call."""
     return _last_grid_count
+
+
+# ----------------------------------------------------------------------- band products
+def finish_rows(float[:, ::1] data, const float[:, ::1] weight, float fillval,
+                object exptime, list var_sum, list var_weight, float scaling, object err,
+                int n_threads):
+    """The products of finished rows, in place (see :func:`romancore.drizzle.finish_rows`).
+
+    ``data`` takes ``fillval`` where ``weight == 0``; each ``var_sum[k]`` becomes
+    ``var_sum * scaling / w / w`` (float32, in that order) with ``w = var_weight[k]``;
+    ``err = sqrt(sum of the non-NaN variances)``, NaN where all are NaN.  Returns the
+    sum (float64) and count of the positive exposure times and their maximum (0 if
+    none is larger).
+    """
+    cdef Py_ssize_t ny = data.shape[0], nx = data.shape[1], j, i
+    cdef int k, nvar = len(var_sum), allnan
+    cdef float* sums[MAX_VAR]
+    cdef const float* wsums[MAX_VAR]
+    cdef float[:, ::1] sv
+    cdef const float[:, ::1] wv
+    cdef float[:, ::1] ev
+    cdef const float[:, ::1] tv
+    cdef float* e = NULL
+    cdef const float* t = NULL
+    cdef float v, w, acc, tt
+    cdef double rs
+    cdef long rc
+    cdef float rp
+    if nvar > MAX_VAR or len(var_weight) != nvar:
+        raise ValueError("at most 4 variances, each with its weights")
+    if weight.shape[0] != ny or weight.shape[1] != nx:
+        raise ValueError("weight does not match data")
+    for k in range(nvar):
+        sv = var_sum[k]
+        wv = var_weight[k]
+        if sv.shape[0] != ny or sv.shape[1] != nx or wv.shape[0] != ny or wv.shape[1] != nx:
+            raise ValueError("a variance does not match data")
+        sums[k] = &sv[0, 0]
+        wsums[k] = &wv[0, 0]
+    if err is not None:
+        ev = err
+        if ev.shape[0] != ny or ev.shape[1] != nx:
+            raise ValueError("err does not match data")
+        e = &ev[0, 0]
+    if exptime is not None:
+        tv = exptime
+        if tv.shape[0] != ny or tv.shape[1] != nx:
+            raise ValueError("exptime does not match data")
+        t = &tv[0, 0]
+    row_sum_a = np.zeros(ny, np.float64)
+    row_count_a = np.zeros(ny, np.int64)
+    row_peak_a = np.zeros(ny, np.float32)
+    cdef double[::1] row_sum = row_sum_a
+    cdef cnp.int64_t[::1] row_count = row_count_a
+    cdef float[::1] row_peak = row_peak_a
+    if ny == 0 or nx == 0:
+        return 0.0, 0, 0.0
+    cdef float* dp = &data[0, 0]
+    cdef const float* wp = &weight[0, 0]
+    for j in prange(ny, nogil=True, schedule="static", num_threads=n_threads):
+        rs = 0.0
+        rc = 0
+        rp = 0.0
+        for i in range(j * nx, (j + 1) * nx):
+            if wp[i] == 0:
+                dp[i] = fillval
+            if t != NULL:
+                tt = t[i]
+                if tt > 0:
+                    rs = rs + <double>tt
+                    rc = rc + 1
+                    if tt > rp:
+                        rp = tt
+            if nvar == 0:
+                continue
+            acc = 0.0
+            allnan = 1
+            for k in range(nvar):
+                w = wsums[k][i]
+                v = sums[k][i] * scaling
+                v = v / w
+                v = v / w
+                sums[k][i] = v
+                if not isnan(v):
+                    acc = acc + v
+                    allnan = 0
+            if e != NULL:
+                e[i] = <float>NAN if allnan else sqrtf(acc)
+        row_sum[j] = rs
+        row_count[j] = rc
+        row_peak[j] = rp
+    return float(row_sum_a.sum()), int(row_count_a.sum()), float(row_peak_a.max())
 
 
 # ----------------------------------------------------------------------- blot

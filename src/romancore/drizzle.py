@@ -50,13 +50,44 @@ from romancore import _drizzle
 from romancore._threads import effective_n_threads
 from romancore._validation import check_array, check_writeable
 
-__all__ = ["KERNELS", "add_image", "blot", "spline_grid", "spline_grid_pair"]
+__all__ = [
+    "KERNELS",
+    "Workspace",
+    "add_image",
+    "blot",
+    "finish_rows",
+    "spline_grid",
+    "spline_grid_pair",
+]
 
 #: Kernels computed here (drizzle's others: use the ``drizzle`` package).
 KERNELS = ("square", "point", "turbo")
 _KERNEL_CODE = {"square": 0, "point": 1, "turbo": 2}
 #: Output rows per band (one thread's unit of work).
 BAND_ROWS = 64
+
+
+class Workspace:
+    """The per-thread band buffers of `add_image`, kept from call to call.
+
+    Without one, every call allocates (and first touches) one band buffer per thread:
+    ``band_rows`` rows of the input's extent on the grid, in float64, for the data,
+    the weight, each variance (and the coverage).  Given one, a call reserves buffers
+    wide enough for the whole grid (only the part a call uses is touched) and the
+    calls after it reuse them.  One workspace serves one call at a time.
+    """
+
+    def __init__(self) -> None:
+        self._buffers = _drizzle.Buffers()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes reserved (all threads; pages are touched only where used)."""
+        return int(self._buffers.nbytes)
+
+    def clear(self) -> None:
+        """Free the buffers (the next call reserves them again)."""
+        self._buffers = _drizzle.Buffers()
 
 
 def add_image(
@@ -88,6 +119,10 @@ def add_image(
     var_exptime: float = 1.0,
     band_rows: int = BAND_ROWS,
     n_threads: int | None = None,
+    out_row0: int = 0,
+    out_ny: int | None = None,
+    workspace: Workspace | None = None,
+    weight_value: float = 1.0,
 ) -> bool:
     """Drizzle one image onto the output arrays (updated in place).
 
@@ -98,9 +133,12 @@ def add_image(
     pixmap : numpy.ndarray of float64, shape (ny, nx, 2), C-contiguous
         Output ``(x, y)`` of each input pixel centre (NaN: not mapped).
     out_data, out_wht : numpy.ndarray of float32, shape (Ny, Nx), C-contiguous
-        Weighted mean and total weight, updated.
-    weight : numpy.ndarray of float32, optional
-        Input weights (None: 1).
+        Weighted mean and total weight, updated: rows ``out_row0 .. out_row0 + Ny - 1``
+        of the output grid (all of it by default).
+    weight : numpy.ndarray of float32 or bool, optional
+        Input weights (None: 1); a boolean mask: ``weight_value`` where True, 0
+        elsewhere (the same as ``np.where(mask, np.float32(weight_value), 0)``,
+        without building it).
     kernel : {'square', 'point', 'turbo'}, optional
         Drizzle kernel.  ``pixfrac <= 0.001`` uses ``point`` (as drizzle).
     pixfrac : float, optional
@@ -141,11 +179,21 @@ def add_image(
     n_threads : int or None, optional
         Threads (see :func:`romancore.effective_n_threads`); the result does not
         depend on it.
+    out_row0 : int, optional
+        The grid row of the output arrays' first row.
+    out_ny : int, optional
+        Rows of the output grid (default ``out_row0 + Ny``).  The input is clipped to
+        the grid as drizzle does, and only the output arrays' rows are drizzled: they
+        receive, bit for bit, what the same rows of a whole-grid output would.
+    workspace : Workspace, optional
+        Band buffers reused from call to call (default: allocated for this call).
+    weight_value : float, optional
+        The weight where a boolean ``weight`` is True (rounded to float32).
 
     Returns
     -------
     bool
-        True if some output pixel received weight.
+        True if some output pixel (of the output arrays' rows) received weight.
 
     Raises
     ------
@@ -173,15 +221,24 @@ def add_image(
         raise ValueError(f"ctx_bit must be in 0..31, got {ctx_bit}")
     if int(band_rows) < 1:
         raise ValueError(f"band_rows must be positive, got {band_rows}")
+    if workspace is not None and not isinstance(workspace, Workspace):
+        raise ValueError("workspace must be a romancore.drizzle.Workspace")
     data = check_array(data, "data", np.float32, 2)
     shape = data.shape
     pixmap = check_array(pixmap, "pixmap", np.float64, 3, (*shape, 2))
     out_data = check_array(out_data, "out_data", np.float32, 2)
     out_shape = out_data.shape
     out_wht = check_array(out_wht, "out_wht", np.float32, 2, out_shape)
+    out_row0 = int(out_row0)
+    grid_ny = out_row0 + out_shape[0] if out_ny is None else int(out_ny)
+    if out_row0 < 0 or out_row0 + out_shape[0] > grid_ny:
+        raise ValueError(f"output rows {out_row0}..{out_row0 + out_shape[0] - 1} are not "
+                         f"inside a grid of {grid_ny} rows")
     check_writeable(out_data, "out_data")
     check_writeable(out_wht, "out_wht")
-    if weight is not None:
+    if weight is not None and getattr(weight, "dtype", None) == np.bool_:
+        weight = check_array(weight, "weight", np.bool_, 2, shape).view(np.uint8)
+    elif weight is not None:
         weight = check_array(weight, "weight", np.float32, 2, shape)
     if out_ctx is not None:
         out_ctx = check_array(out_ctx, "out_ctx", np.uint32, 2, out_shape)
@@ -225,7 +282,7 @@ def add_image(
     x0, x1, y0, y1, ok = _drizzle.shrink_box(pixmap, x0, x1, y0, y1)
     if not ok:
         return False
-    row_x1, row_x2 = _drizzle.scan_limits(pixmap, x0, x1, y0, y1, out_shape[0], out_shape[1])
+    row_x1, row_x2 = _drizzle.scan_limits(pixmap, x0, x1, y0, y1, grid_ny, out_shape[1])
     threads = effective_n_threads(n_threads)
     return bool(
         _drizzle.add_image(
@@ -236,9 +293,81 @@ def add_image(
             arrays, constants, list(var_sum), list(var_weight),
             -1 if rnoise_index is None or n_var == 0 else int(rnoise_index),
             0 if var_weight_type == "ivm" else 1, float(var_exptime),
-            int(band_rows), threads,
+            int(band_rows), threads, out_row0, grid_ny,
+            None if workspace is None else workspace._buffers, np.float32(weight_value),
         )  # fmt: skip
     )
+
+
+def finish_rows(
+    data: np.ndarray,
+    weight: np.ndarray,
+    *,
+    fillval: float = math.nan,
+    exptime: np.ndarray | None = None,
+    var_sum: Sequence[np.ndarray] = (),
+    var_weight: Sequence[np.ndarray] = (),
+    scaling: float = 1.0,
+    err: np.ndarray | None = None,
+    n_threads: int | None = None,
+) -> tuple[float, int, float]:
+    """Turn finished rows of `add_image`'s outputs into products, in one pass.
+
+    In place, with float32 arithmetic (the values of the equivalent NumPy steps, bit
+    for bit): ``data[weight == 0] = fillval``; each variance ``var_sum[k] *= scaling;
+    var_sum[k] /= w; var_sum[k] /= w`` with ``w = var_weight[k]`` (stcal
+    ``finalize_resample_variance``); ``err = sqrt(sum of the non-NaN variances)``,
+    NaN where every variance is NaN.
+
+    Parameters
+    ----------
+    data, weight : numpy.ndarray of float32, shape (ny, nx), C-contiguous
+        The weighted mean (updated) and its weight.
+    fillval : float, optional
+        Value of the pixels without weight.
+    exptime : numpy.ndarray of float32, optional
+        Exposure-time map of the rows: its positive values are summed.
+    var_sum, var_weight : sequences of numpy.ndarray of float32, optional
+        The variance accumulators (``var_sum`` becomes the variances).
+    scaling : float, optional
+        ``1 / pixel_scale_ratio**2`` (rounded to float32).
+    err : numpy.ndarray of float32, optional
+        Receives the error (with at least one variance).
+    n_threads : int or None, optional
+        Threads.
+
+    Returns
+    -------
+    tuple
+        ``(sum, count, max)`` of the exposure times > 0 (sum in float64; max 0 when
+        there is none; all 0 without ``exptime``).
+
+    Raises
+    ------
+    ValueError
+        For arrays of the wrong dtype, shape or layout, or more than 4 variances.
+    """
+    data = check_array(data, "data", np.float32, 2)
+    check_writeable(data, "data")
+    shape = data.shape
+    weight = check_array(weight, "weight", np.float32, 2, shape)
+    if len(var_sum) != len(var_weight) or len(var_sum) > 4:
+        raise ValueError("var_sum and var_weight need one array per variance (at most 4)")
+    sums = []
+    for k, (s, w) in enumerate(zip(var_sum, var_weight, strict=True)):
+        sums.append(check_array(s, f"var_sum[{k}]", np.float32, 2, shape))
+        check_writeable(s, f"var_sum[{k}]")
+        check_array(w, f"var_weight[{k}]", np.float32, 2, shape)
+    if exptime is not None:
+        exptime = check_array(exptime, "exptime", np.float32, 2, shape)
+    if err is not None:
+        err = check_array(err, "err", np.float32, 2, shape)
+        check_writeable(err, "err")
+    total, count, peak = _drizzle.finish_rows(
+        data, weight, np.float32(fillval), exptime, sums, list(var_weight),
+        np.float32(scaling), err, effective_n_threads(n_threads),
+    )  # fmt: skip
+    return float(total), int(count), float(peak)
 
 
 def blot(

@@ -361,3 +361,165 @@ def test_spline_grid_pair_as_scipy_and_one_by_one():
     other = RectBivariateSpline(yc[:-1], xc, cy[:-1], kx=3, ky=3)
     with pytest.raises(ValueError, match="knots"):
         rd.spline_grid_pair(sx.tck, other.tck, sx.degrees, rows, cols, pair)
+
+
+# ------------------------------------------------------------- bands of output rows
+def _all_outputs(shape):
+    return {
+        "out": np.zeros(shape, np.float32),
+        "wht": np.zeros(shape, np.float32),
+        "ctx": np.zeros(shape, np.uint32),
+        "exptime": np.zeros(shape, np.float32),
+        "s0": np.full(shape, np.nan, np.float32),
+        "s1": np.full(shape, np.nan, np.float32),
+        "w0": np.zeros(shape, np.float32),
+        "w1": np.zeros(shape, np.float32),
+    }
+
+
+def _add_all(inputs, arrays, kernel, **kwargs):
+    for k, (data, weight, pixmap, variances, good) in enumerate(inputs):
+        rd.add_image(data, pixmap, arrays["out"], arrays["wht"], weight=weight, kernel=kernel,
+                     pixfrac=0.9, pixel_scale_ratio=0.95, out_ctx=arrays["ctx"], ctx_bit=k,
+                     exptime_map=arrays["exptime"], exptime=10.0 + k, coverage_mask=good,
+                     variances=variances, var_sum=[arrays["s0"], arrays["s1"]],
+                     var_weight=[arrays["w0"], arrays["w1"]], **kwargs)  # fmt: skip
+
+
+def _band_inputs(rng, shape):
+    inputs = []
+    for k in range(3):
+        data, weight = _inputs(rng, shape)
+        # the last input hangs over the grid's top and bottom (drizzle clips it there)
+        pixmap = _pixmap(shape, 17.0 + 9 * k, 1.05, (6.0 + 4 * k, 9.0 - 25.0 * (k == 2)))
+        variances = [rng.uniform(0.5, 2.0, shape).astype(np.float32),
+                     rng.uniform(0.0, 3.0, shape).astype(np.float32) if k else 0.7]
+        good = rng.random(shape) > 0.2 if k == 1 else None
+        inputs.append((data, weight, pixmap, variances, good))
+    return inputs
+
+
+@pytest.mark.parametrize("kernel", rd.KERNELS)
+def test_output_rows_are_the_whole_grid_rows(kernel):
+    """Drizzled into arrays of a few grid rows (``out_row0``, ``out_ny``), each band of
+    rows is, bit for bit, those rows of the whole grid's arrays (clipping included),
+    with or without a workspace kept from call to call, for any number of threads."""
+    rng = np.random.default_rng(21)
+    shape, out_shape = (70, 64), (80, 90)
+    inputs = _band_inputs(rng, shape)
+    whole = _all_outputs(out_shape)
+    _add_all(inputs, whole, kernel, band_rows=8)
+    assert (whole["wht"] != 0).sum() > 2000
+    workspace = rd.Workspace()
+    for rows, threads, space in [(13, 1, None), (13, 2, workspace), (5, 3, workspace),
+                                 (80, 2, workspace), (1, 2, workspace)]:  # fmt: skip
+        for r0 in range(0, out_shape[0], rows):
+            r1 = min(out_shape[0], r0 + rows)
+            band = _all_outputs((r1 - r0, out_shape[1]))
+            _add_all(inputs, band, kernel, band_rows=8, out_row0=r0, out_ny=out_shape[0],
+                     workspace=space, n_threads=threads)  # fmt: skip
+            for key, value in band.items():
+                expected = whole[key][r0:r1]
+                assert np.array_equal(value.view(np.uint32), expected.view(np.uint32)), (
+                    key, rows, r0)
+    assert workspace.nbytes > 0
+    workspace.clear()
+    assert workspace.nbytes == 0
+
+
+def test_output_rows_must_lie_in_the_grid():
+    rng = np.random.default_rng(2)
+    data, weight = _inputs(rng, (20, 20))
+    pixmap = _pixmap((20, 20))
+    out = np.zeros((5, 20), np.float32)
+    wht = np.zeros((5, 20), np.float32)
+    with pytest.raises(ValueError, match="not inside a grid"):
+        rd.add_image(data, pixmap, out, wht, out_row0=18, out_ny=20)
+    with pytest.raises(ValueError, match="not inside a grid"):
+        rd.add_image(data, pixmap, out, wht, out_row0=-1)
+    with pytest.raises(ValueError, match="Workspace"):
+        rd.add_image(data, pixmap, out, wht, workspace=object())
+    # rows beyond the input's reach: nothing lands
+    assert not rd.add_image(data, pixmap, out, wht, out_row0=40, out_ny=45)
+    assert not wht.any()
+
+
+def test_finish_rows_equals_numpy():
+    """The band products in one compiled pass: the NumPy recipe's values, bit for bit."""
+    rng = np.random.default_rng(4)
+    shape = (37, 53)
+    data = rng.normal(1.0, 1.0, shape).astype(np.float32)
+    weight = rng.uniform(0.0, 2.0, shape).astype(np.float32)
+    weight[rng.random(shape) < 0.2] = 0
+    exptime = np.where(rng.random(shape) < 0.3, 0, rng.choice([139.8, 279.6], shape))
+    exptime = exptime.astype(np.float32)
+    sums, weights = [], []
+    for _ in range(3):
+        s = rng.uniform(0.0, 5.0, shape).astype(np.float32)
+        s[rng.random(shape) < 0.2] = np.nan
+        w = rng.uniform(0.0, 3.0, shape).astype(np.float32)
+        w[rng.random(shape) < 0.1] = 0  # 0/0: NaN, x/0: inf
+        sums.append(s)
+        weights.append(w)
+    scaling = np.float32(1.0 / 0.7**2)
+    # the NumPy recipe (the resample step's before)
+    d_ref = data.copy()
+    d_ref[weight == 0] = np.float32(-5.0)
+    v_ref = []
+    e_ref = np.zeros(shape, np.float32)
+    all_nan = np.ones(shape, bool)
+    for s, w in zip(sums, weights, strict=True):
+        v = s.copy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v *= scaling
+            v /= w
+            v /= w
+        v_ref.append(v)
+        finite = ~np.isnan(v)
+        e_ref[finite] += v[finite]
+        all_nan &= ~finite
+    np.sqrt(e_ref, out=e_ref)
+    e_ref[all_nan] = np.nan
+    assert all_nan.any() and np.isinf(np.concatenate(v_ref)).any()
+    positive = exptime[exptime > 0]
+    err = np.empty(shape, np.float32)
+    got = rd.finish_rows(data, weight, fillval=-5.0, exptime=exptime, var_sum=sums,
+                         var_weight=weights, scaling=scaling, err=err, n_threads=2)  # fmt: skip
+    assert got == (float(positive.sum(dtype="f8")), positive.size, float(exptime.max()))
+    assert np.array_equal(data.view(np.uint32), d_ref.view(np.uint32))
+    for v, r in zip(sums, v_ref, strict=True):
+        assert np.array_equal(v, r, equal_nan=True)
+    assert np.array_equal(err, e_ref, equal_nan=True)
+    # no exposure-time map, no variances
+    assert rd.finish_rows(data, weight) == (0.0, 0, 0.0)
+    with pytest.raises(ValueError, match="var_sum"):
+        rd.finish_rows(data, weight, var_sum=sums[:1])
+
+
+@pytest.mark.parametrize("kernel", rd.KERNELS)
+def test_mask_weight_is_the_weight_image(kernel):
+    """A boolean weight with ``weight_value``: the weight image ``np.where(mask, value,
+    0)`` gives the same products, bit for bit (it is never built)."""
+    rng = np.random.default_rng(31)
+    shape, out_shape = (50, 46), (60, 64)
+    data, _ = _inputs(rng, shape, nan_fraction=0.0)
+    mask = rng.random(shape) > 0.25
+    value = 0.37
+    pixmap = _pixmap(shape, 13.0, 1.02, (5.0, 6.0))
+    variances = [rng.uniform(0.5, 2.0, shape).astype(np.float32)]
+    runs = []
+    for weight in (np.where(mask, np.float32(value), np.float32(0)), mask):
+        arrays = _all_outputs(out_shape)
+        rd.add_image(data, pixmap, arrays["out"], arrays["wht"], weight=weight,
+                     weight_value=value, kernel=kernel, pixfrac=0.8, weight_scale=1.5,
+                     out_ctx=arrays["ctx"], exptime_map=arrays["exptime"], exptime=3.0,
+                     variances=variances, var_sum=[arrays["s0"]], var_weight=[arrays["w0"]])
+        runs.append(arrays)
+    assert (runs[0]["wht"] != 0).sum() > 1000
+    for key, value_ in runs[0].items():
+        assert np.array_equal(value_.view(np.uint32), runs[1][key].view(np.uint32)), key
+    # the value matters: a mask with weight_value 1 is another weighting
+    other = _all_outputs(out_shape)
+    rd.add_image(data, pixmap, other["out"], other["wht"], weight=mask, kernel=kernel,
+                 pixfrac=0.8, weight_scale=1.5)  # fmt: skip
+    assert not np.array_equal(other["wht"], runs[1]["wht"])

@@ -383,6 +383,50 @@ def test_bands_give_the_whole_image_call(tmp_path, monkeypatch, weight_type):
     assert np.count_nonzero(whole["weight"]) > 0.5 * whole["weight"].size
 
 
+@pytest.mark.parametrize("weight_type", ["ivm-median", "exptime"])
+def test_one_weight_per_input_builds_no_weight_image(tmp_path, monkeypatch, weight_type):
+    """With one weight per input, no full-size weight image is built (the good-pixel
+    mask is staged); the products are those of the image built as before."""
+    paths, _ = _write(tmp_path)
+    real = resample_module.Resampler._add_fused
+    seen = []
+
+    def spy(self, model, index, data, weight, good, *args):
+        seen.append(weight)
+        return real(self, model, index, data, weight, good, *args)
+
+    def built(self, model, index, data, weight, good, rnoise, source, pixmap, box,
+              variance_weight, effective_time):  # fmt: skip
+        assert weight is None
+        weight = np.where(good, np.float32(variance_weight), np.float32(0))
+        return real(self, model, index, data, weight, good, rnoise, source, pixmap, box,
+                    variance_weight, effective_time)  # fmt: skip
+
+    monkeypatch.setattr(resample_module.Resampler, "_add_fused", spy)
+    lean = _drizzle_set(paths, weight_type=weight_type)
+    assert len(seen) == len(paths) and all(w is None for w in seen)
+    monkeypatch.setattr(resample_module.Resampler, "_add_fused", built)
+    before = _drizzle_set(paths, weight_type=weight_type)
+    assert set(lean) == set(before)
+    for name, value in before.items():
+        assert np.array_equal(lean[name], value, equal_nan=True), name
+    assert np.count_nonzero(lean["weight"]) > 0.5 * lean["weight"].size
+
+
+def test_products_are_written_by_rows(tmp_path):
+    """`_RowFile`: row blocks written with pwrite, planes and all, read back as a map."""
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 2**32, (3, 11, 7), dtype=np.uint32)
+    rows = resample_module._RowFile(values.shape, np.uint32, str(tmp_path))
+    for r0 in (8, 0, 4):  # any order, the last block short
+        rows.write(r0, values[:, r0 : r0 + 4])
+    array = rows.array()
+    assert np.array_equal(array, values)
+    from romancal_lite.steps._arrays import is_file_map
+
+    assert is_file_map(array)
+
+
 def test_bands_need_their_margins(tmp_path, monkeypatch):
     """Without the rows around a band, pixels whose footprints cross it are lost."""
     paths, _ = _write(tmp_path)
