@@ -396,11 +396,11 @@ def test_one_weight_per_input_builds_no_weight_image(tmp_path, monkeypatch, weig
         return real(self, model, index, data, weight, good, *args)
 
     def built(self, model, index, data, weight, good, rnoise, source, pixmap, box,
-              variance_weight, effective_time):  # fmt: skip
+              variance_weight, effective_time, offset=None):  # fmt: skip
         assert weight is None
         weight = np.where(good, np.float32(variance_weight), np.float32(0))
         return real(self, model, index, data, weight, good, rnoise, source, pixmap, box,
-                    variance_weight, effective_time)  # fmt: skip
+                    variance_weight, effective_time, offset)  # fmt: skip
 
     monkeypatch.setattr(resample_module.Resampler, "_add_fused", spy)
     lean = _drizzle_set(paths, weight_type=weight_type)
