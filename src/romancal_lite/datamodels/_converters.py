@@ -232,6 +232,19 @@ def _load_point(point: Any, result: list[ExtensionProxy]) -> None:
                       stacklevel=3)
 
 
+@functools.cache
+def _keep_schema_documents_once() -> bool:
+    """Keep asdf's parsed schema documents in this process (`keep_schema_documents`).
+
+    Every file opened or written is validated, and asdf parses again every schema a
+    ``$ref`` of the validation points to: ~430 YAML documents per full-frame pipeline
+    call (input, references, products), most of them the same ones.
+    """
+    from ._core import keep_schema_documents
+
+    return keep_schema_documents()
+
+
 @contextlib.contextmanager
 def asdf_context() -> Iterator[asdf.config.AsdfConfig]:
     """Open or write Roman files in this context: asdf without `NOT_LOADED`'s extensions.
@@ -249,6 +262,7 @@ def asdf_context() -> Iterator[asdf.config.AsdfConfig]:
     # the schemas' resource manager is built once, on the configuration the copy is
     # made from (built on each copy, it would cost ~18 ms per file)
     asdf.get_config().resource_manager  # noqa: B018
+    _keep_schema_documents_once()
     with asdf.config_context() as config:
         # asdf has no public setter for the list (None until it discovers them)
         if hasattr(config, "_extensions"):

@@ -52,8 +52,10 @@ def _scale_array(array: np.ndarray, factor: float, spec: tuple | None) -> np.nda
     return scaled
 
 
-def _quiet_open(fh: Any, memmap: bool) -> asdf.AsdfFile:
-    with warnings.catch_warnings(), asdf_context():
+def _quiet_open(fh: Any, memmap: bool, validate: bool = True) -> asdf.AsdfFile:
+    with warnings.catch_warnings(), asdf_context() as config:
+        if not validate:
+            config.validate_on_read = False
         # unknown (non-Roman) tags and extensions recorded in the file's history
         # (roman_datamodels, romanisim) are expected: tags still round-trip.
         warnings.filterwarnings("ignore", category=asdf.exceptions.AsdfWarning)
@@ -163,7 +165,9 @@ def keep_schema_documents() -> bool:
     return True
 
 
-def open_asdf_file(path: str | PurePath, *, memmap: bool = False) -> asdf.AsdfFile:
+def open_asdf_file(
+    path: str | PurePath, *, memmap: bool = False, validate: bool = True
+) -> asdf.AsdfFile:
     """Open a Roman ASDF file with the romancal_lite extension.
 
     The path is literal (``#`` and ``%`` are ordinary characters: asdf is given the
@@ -177,6 +181,10 @@ def open_asdf_file(path: str | PurePath, *, memmap: bool = False) -> asdf.AsdfFi
         File to open.
     memmap : bool, optional
         Memory-map uncompressed array blocks (read-only).
+    validate : bool, optional
+        Validate the tree against its schemas (asdf's validation on read). False only
+        for a file this package wrote from a validated tree (a cached uncompressed
+        reference copy): the tree and block checks above still apply.
 
     Returns
     -------
@@ -207,7 +215,7 @@ def open_asdf_file(path: str | PurePath, *, memmap: bool = False) -> asdf.AsdfFi
         fh.close()
         raise
     try:
-        af = _quiet_open(gf, memmap)
+        af = _quiet_open(gf, memmap, validate)
     except Exception as exc:
         gf.close()
         raise InputFileError(f"{path}: cannot read ASDF file ({_one_line(exc)})") from exc
@@ -871,6 +879,7 @@ def open(  # noqa: A001 - mirrors roman_datamodels.datamodels.open
     model_type: type[DataModel] | None = None,
     *,
     memmap: bool = False,
+    validate: bool = True,
 ) -> DataModel:
     """Open a Roman ASDF file (or take a model) as the right model class.
 
@@ -882,6 +891,8 @@ def open(  # noqa: A001 - mirrors roman_datamodels.datamodels.open
         Required model class; a different class raises ``InputFileError``.
     memmap : bool, optional
         Memory-map uncompressed array blocks (read-only).
+    validate : bool, optional
+        Validate the file's tree against its schemas (see `open_asdf_file`).
 
     Returns
     -------
@@ -903,7 +914,7 @@ def open(  # noqa: A001 - mirrors roman_datamodels.datamodels.open
     if not isinstance(init, str | PurePath):
         raise InputFileError(f"{init!r}: not a file name or a data model")
     path = os.fspath(init)
-    af = open_asdf_file(path, memmap=memmap)
+    af = open_asdf_file(path, memmap=memmap, validate=validate)
     try:
         node = _root_node(af, path)
         parts = split_tag(node.tag)

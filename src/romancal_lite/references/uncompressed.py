@@ -106,11 +106,18 @@ def uncompressed_reference(
     """
     source = Path(path)
     directory = Path(cache_dir) if cache_dir is not None else reference_cache_dir()
-    if directory is None or not has_compressed_arrays(source):
+    if directory is None:
         return source
-    target = directory / _copy_name(source)
+    try:
+        target = directory / _copy_name(source)
+    except OSError:  # missing or unreadable: the reader says what is wrong
+        return source
+    # a copy exists only for a file with compressed arrays (its name records the
+    # original's path, size and time): found, the original is not opened at all
     if target.is_file():
         return target
+    if not has_compressed_arrays(source):
+        return source
     directory.mkdir(parents=True, exist_ok=True)
     _write_copy(source, target)
     return target

@@ -705,17 +705,22 @@ class Step:
             uncompressed_reference,
         )
 
-        readable = path
+        readable, cached = path, False
         if reference_cache_dir() is not None:
             # an uncompressed copy (romancal_lite.references.uncompressed): decompressed
             # once per file, then mapped by every run
             try:
-                readable = os.fspath(uncompressed_reference(path))
+                copy = uncompressed_reference(path)
             except (InputFileError, OSError) as exc:
                 self.log.warning("reference cache not used for %s: %s", path, exc)
+            else:
+                if copy != Path(path):
+                    readable, cached = os.fspath(copy), True
         try:
-            # references are only read: map their (uncompressed) arrays, no copy
-            ref = datamodels.open(readable, memmap=True)
+            # references are only read: map their (uncompressed) arrays, no copy. A
+            # cached copy is not validated again: this package wrote it from the
+            # original's validated tree (the tree, block and reference checks still run)
+            ref = datamodels.open(readable, memmap=True, validate=not cached)
         except InputFileError as exc:
             # the file-level checks say precisely what is wrong (missing, not ASDF,
             # another reference type...)
