@@ -16,7 +16,7 @@ from astropy.time import Time
 from romancore import effective_n_threads
 
 from ..errors import InputFileError, OutputError
-from ._blocks import fill_checksums, preload_lz4_block, released_while_written
+from ._blocks import Lz4Chunks, fill_checksums, preload_lz4_block, released_while_written
 from ._converters import asdf_context, get_extension
 from ._files import atomic_write, open_regular_file, read_yaml_part, scan_asdf_tree
 from ._node import Node, TaggedNode, node_class_for_tag, unwrap, wrap
@@ -420,6 +420,34 @@ class DataModel:
             array = _scale_array(array, scales.pop(name), self._array_specs.get(name))
         self._node._data[name] = array
         return array
+
+    def array_chunks(self, name: str) -> Lz4Chunks | None:
+        """Return an unread lz4-compressed array as chunks to convert one at a time.
+
+        For a reader that turns the array into another one (dq_init: the uint16
+        resultants into the float32 ramp) and never needs it whole: see `Lz4Chunks`.
+        The array itself stays unread (``model.<name>`` still reads it whole).
+
+        Parameters
+        ----------
+        name : str
+            A top-level array of the model.
+
+        Returns
+        -------
+        Lz4Chunks or None
+            None if the array is already in memory, not an lz4 block of a local file
+            (or one laid out otherwise than roman_datamodels writes them), or to be
+            scaled when read: then read ``model.<name>``. Errors while reading the
+            chunks are raised as ``InputFileError`` naming the file and the array.
+        """
+        value = self._node._data.get(name)
+        if not _is_lazy_array(value) or name in (getattr(self, "_array_scales", None) or {}):
+            return None
+        chunks = Lz4Chunks.of(value)
+        if chunks is not None:
+            chunks.label = f"{self._describe()}: cannot read array {name!r}"
+        return chunks
 
     def _set_array_scales(self, factors: Mapping[str, float]) -> None:
         """Multiply arrays by ``factors`` (name -> factor) when they are read.

@@ -885,7 +885,10 @@ class Step:
         if not hasattr(model, "save"):
             raise OutputError(f"cannot save the result of {self.name}: {type(model).__name__}")
         try:
-            model.save(str(path))
+            # the arrays made for writing (the schema's float16 casts) are filled once
+            # and dropped: ordinary pages, not huge pages (`ordinary_pages`)
+            with ordinary_pages():
+                model.save(str(path))
         except OSError as exc:
             raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
         self.log.info("Saved %s", path)
