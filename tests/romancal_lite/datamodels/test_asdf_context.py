@@ -105,3 +105,19 @@ def test_saved_float16_arrays_are_numpy_casts(tmp_path: Path) -> None:
             got = getattr(back, name)
             assert got.dtype == np.float16
             np.testing.assert_array_equal(got.view(np.uint16), expected.view(np.uint16))
+
+
+def test_schema_documents_kept_in_every_process(tmp_path: Path) -> None:
+    # not only in batch workers: one pipeline call validates ~10 files against the same
+    # schemas, each of which asdf would otherwise parse again
+    src = tmp_path / "ramp.asdf"
+    make_ramp().save(src)
+    lines = _run(
+        "import asdf.schema as s\n"
+        "import romancal_lite.datamodels as dm\n"
+        "from romancal_lite.datamodels import _core\n"
+        f"dm.open({str(src)!r}).close()\n"
+        "print(int(getattr(s._make_jsonschema_refresolver, '_romancal_lite_keeps', False)),\n"
+        "      int(len(_core._SCHEMA_DOCUMENTS) > 0))\n"
+    )
+    assert lines == ["1", "1"]
