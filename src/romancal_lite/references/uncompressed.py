@@ -63,7 +63,9 @@ def has_compressed_arrays(path: str | os.PathLike[str]) -> bool:
     """
     from romancal_lite.datamodels import open_asdf_file
 
-    with open_asdf_file(path) as af:
+    # only the block headers are looked at: the tree is not validated (the reader of
+    # the file validates it)
+    with open_asdf_file(path, validate=False) as af:
         return any(
             bytes(block.header.get("compression", b"")).strip(b"\0")
             for block in af._blocks.blocks

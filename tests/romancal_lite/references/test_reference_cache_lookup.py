@@ -93,3 +93,11 @@ def test_open_reference_validates_only_originals(tmp_path, monkeypatch, cached) 
     ((path, kwargs),) = opened
     assert (Path(path) != original) is cached
     assert kwargs["validate"] is (not cached)
+
+
+def test_block_headers_read_without_validation(tmp_path, monkeypatch) -> None:
+    original = _compressed_file(tmp_path)
+    calls = []
+    monkeypatch.setattr(asdf.schema, "validate", lambda *a, **k: calls.append(1))
+    assert uncompressed.has_compressed_arrays(original)
+    assert not calls
