@@ -101,6 +101,7 @@ from __future__ import annotations
 
 from . import filenames
 from ._accessors import frame_time, read_pattern
+from ._blocks import Lz4Chunks
 from ._converters import asdf_context, get_extension, get_extensions
 from ._core import (
     MODEL_REGISTRY,
@@ -153,6 +154,7 @@ __all__ = [
     "IpcRefModel",
     "LinearityRefModel",
     "ListNode",
+    "Lz4Chunks",
     "MaskRefModel",
     "MosaicModel",
     "MosaicSegmentationMapModel",

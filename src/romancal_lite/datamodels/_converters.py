@@ -149,13 +149,22 @@ NOT_LOADED: frozenset[str] = frozenset({"roman_datamodels"})
 _ENTRY_POINT_GROUP = "asdf.extensions"
 
 
-def _entry_points() -> list[Any]:
+_RESOURCE_GROUP = "asdf.resource_mappings"
+
+#: Distributions whose ``asdf.resource_mappings`` entry points `asdf_context` leaves
+#: out: stpipe's are the schemas of its step-parameter files (which this package reads
+#: without asdf: `romancal_lite.stpipe.config`), not of any data file, and loading
+#: them imports all of stpipe and crds (~0.1 s of CPU at a process's first open).
+NOT_LOADED_RESOURCES: frozenset[str] = frozenset({"stpipe"})
+
+
+def _entry_points(group: str = _ENTRY_POINT_GROUP) -> list[Any]:
     try:  # asdf reads them with the backport on Python < 3.12 (no duplicates)
         from importlib_metadata import entry_points
     except ImportError:  # pragma: no cover - not installed
         from importlib.metadata import entry_points
     seen, points = set(), []
-    for point in entry_points(group=_ENTRY_POINT_GROUP):
+    for point in entry_points(group=group):
         key = (point.dist.name if point.dist else "", point.value)
         if key not in seen:
             seen.add(key)
@@ -163,22 +172,45 @@ def _entry_points() -> list[Any]:
     return points
 
 
+def _in_asdf_order(group: str, left_out: frozenset[str]) -> list[Any]:
+    """Return the entry points of ``group`` but ``left_out``'s, in asdf's order.
+
+    asdf's own order: other packages sorted by name, then asdf's (which the others
+    may override).
+    """
+    points = [p for p in _entry_points(group) if p.dist is None or p.dist.name not in left_out]
+    own = [p for p in points if p.dist is not None and p.dist.name == "asdf"]
+    others = sorted((p for p in points if p not in own),
+                    key=lambda p: p.dist.name if p.dist else "")
+    return others + own
+
+
 @functools.cache
 def _installed_extensions() -> tuple[ExtensionProxy, ...]:
     """Return the installed asdf extensions minus `NOT_LOADED`, in asdf's order.
 
-    asdf's own order: other packages sorted by name, then asdf's (which the others
-    may override); a plugin that fails to load is skipped with a warning, as asdf does.
+    A plugin that fails to load is skipped with a warning, as asdf does.
     """
-    points = [p for p in _entry_points() if p.dist is None or p.dist.name not in NOT_LOADED]
-    own = [p for p in points if p.dist is not None and p.dist.name == "asdf"]
-    others = sorted((p for p in points if p not in own),
-                    key=lambda p: p.dist.name if p.dist else "")
     result: list[ExtensionProxy] = []
     with _libyaml_manifests():
-        for point in others + own:
+        for point in _in_asdf_order(_ENTRY_POINT_GROUP, NOT_LOADED):
             _load_point(point, result)
     return tuple(result)
+
+
+@functools.cache
+def _resource_manager() -> tuple[list[Any], Any]:
+    """Return the installed resource mappings minus `NOT_LOADED_RESOURCES`, and their manager.
+
+    Built once per process and shared by every `asdf_context` (asdf's global
+    configuration shares its own manager between its copies the same way).
+    """
+    from asdf.resource import ResourceManager, ResourceMappingProxy
+
+    mappings: list[Any] = []
+    for point in _in_asdf_order(_RESOURCE_GROUP, NOT_LOADED_RESOURCES):
+        _load_point(point, mappings, ResourceMappingProxy, _RESOURCE_GROUP)
+    return mappings, ResourceManager(mappings)
 
 
 @contextlib.contextmanager
@@ -215,8 +247,9 @@ def _libyaml_manifests() -> Iterator[None]:
         _manifest.yaml = yaml
 
 
-def _load_point(point: Any, result: list[ExtensionProxy]) -> None:
-    """Append the extensions of one entry point (asdf's warning if it fails to load)."""
+def _load_point(point: Any, result: list[Any], proxy: type = ExtensionProxy,
+                group: str = _ENTRY_POINT_GROUP) -> None:
+    """Append the elements of one entry point (asdf's warning if it fails to load)."""
     name = point.dist.name if point.dist else "?"
     version = point.dist.version if point.dist else "?"
     try:
@@ -224,12 +257,25 @@ def _load_point(point: Any, result: list[ExtensionProxy]) -> None:
             elements = point.load()()
         if not isinstance(elements, list):
             elements = [elements]
-        result.extend(ExtensionProxy(element, package_name=name, package_version=version)
+        result.extend(proxy(element, package_name=name, package_version=version)
                       for element in elements)
     except Exception as exc:
-        warnings.warn(f"{_ENTRY_POINT_GROUP} plugin from package {name}=={version} failed "
+        warnings.warn(f"{group} plugin from package {name}=={version} failed "
                       f"to load: {type(exc).__name__}: {exc}", asdf.exceptions.AsdfWarning,
                       stacklevel=3)
+
+
+@functools.cache
+def _keep_schema_documents_once() -> bool:
+    """Keep asdf's parsed schema documents in this process (`keep_schema_documents`).
+
+    Every file opened or written is validated, and asdf parses again every schema a
+    ``$ref`` of the validation points to: ~430 YAML documents per full-frame pipeline
+    call (input, references, products), most of them the same ones.
+    """
+    from ._core import keep_schema_documents
+
+    return keep_schema_documents()
 
 
 @contextlib.contextmanager
@@ -246,10 +292,17 @@ def asdf_context() -> Iterator[asdf.config.AsdfConfig]:
     asdf.config.AsdfConfig
         The configuration in force inside the context.
     """
-    # the schemas' resource manager is built once, on the configuration the copy is
-    # made from (built on each copy, it would cost ~18 ms per file)
-    asdf.get_config().resource_manager  # noqa: B018
+    _keep_schema_documents_once()
+    # the schemas' resource manager is built once (on each copy, it would cost ~18 ms
+    # per file): without `NOT_LOADED_RESOURCES`' mappings unless asdf's global
+    # configuration has loaded its own already (then that one, as asdf would use)
+    base = asdf.get_config()
+    ours = getattr(base, "_resource_mappings", False) is None
+    if not ours:
+        base.resource_manager  # noqa: B018
     with asdf.config_context() as config:
+        if ours:
+            config._resource_mappings, config._resource_manager = _resource_manager()
         # asdf has no public setter for the list (None until it discovers them)
         if hasattr(config, "_extensions"):
             loaded = config._extensions

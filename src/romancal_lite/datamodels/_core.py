@@ -16,7 +16,7 @@ from astropy.time import Time
 from romancore import effective_n_threads
 
 from ..errors import InputFileError, OutputError
-from ._blocks import fill_checksums, preload_lz4_block, released_while_written
+from ._blocks import Lz4Chunks, fill_checksums, preload_lz4_block, released_while_written
 from ._converters import asdf_context, get_extension
 from ._files import atomic_write, open_regular_file, read_yaml_part, scan_asdf_tree
 from ._node import Node, TaggedNode, node_class_for_tag, unwrap, wrap
@@ -52,8 +52,10 @@ def _scale_array(array: np.ndarray, factor: float, spec: tuple | None) -> np.nda
     return scaled
 
 
-def _quiet_open(fh: Any, memmap: bool) -> asdf.AsdfFile:
-    with warnings.catch_warnings(), asdf_context():
+def _quiet_open(fh: Any, memmap: bool, validate: bool = True) -> asdf.AsdfFile:
+    with warnings.catch_warnings(), asdf_context() as config:
+        if not validate:
+            config.validate_on_read = False
         # unknown (non-Roman) tags and extensions recorded in the file's history
         # (roman_datamodels, romanisim) are expected: tags still round-trip.
         warnings.filterwarnings("ignore", category=asdf.exceptions.AsdfWarning)
@@ -163,7 +165,9 @@ def keep_schema_documents() -> bool:
     return True
 
 
-def open_asdf_file(path: str | PurePath, *, memmap: bool = False) -> asdf.AsdfFile:
+def open_asdf_file(
+    path: str | PurePath, *, memmap: bool = False, validate: bool = True
+) -> asdf.AsdfFile:
     """Open a Roman ASDF file with the romancal_lite extension.
 
     The path is literal (``#`` and ``%`` are ordinary characters: asdf is given the
@@ -177,6 +181,10 @@ def open_asdf_file(path: str | PurePath, *, memmap: bool = False) -> asdf.AsdfFi
         File to open.
     memmap : bool, optional
         Memory-map uncompressed array blocks (read-only).
+    validate : bool, optional
+        Validate the tree against its schemas (asdf's validation on read). False only
+        for a file this package wrote from a validated tree (a cached uncompressed
+        reference copy): the tree and block checks above still apply.
 
     Returns
     -------
@@ -207,7 +215,7 @@ def open_asdf_file(path: str | PurePath, *, memmap: bool = False) -> asdf.AsdfFi
         fh.close()
         raise
     try:
-        af = _quiet_open(gf, memmap)
+        af = _quiet_open(gf, memmap, validate)
     except Exception as exc:
         gf.close()
         raise InputFileError(f"{path}: cannot read ASDF file ({_one_line(exc)})") from exc
@@ -412,6 +420,34 @@ class DataModel:
             array = _scale_array(array, scales.pop(name), self._array_specs.get(name))
         self._node._data[name] = array
         return array
+
+    def array_chunks(self, name: str) -> Lz4Chunks | None:
+        """Return an unread lz4-compressed array as chunks to convert one at a time.
+
+        For a reader that turns the array into another one (dq_init: the uint16
+        resultants into the float32 ramp) and never needs it whole: see `Lz4Chunks`.
+        The array itself stays unread (``model.<name>`` still reads it whole).
+
+        Parameters
+        ----------
+        name : str
+            A top-level array of the model.
+
+        Returns
+        -------
+        Lz4Chunks or None
+            None if the array is already in memory, not an lz4 block of a local file
+            (or one laid out otherwise than roman_datamodels writes them), or to be
+            scaled when read: then read ``model.<name>``. Errors while reading the
+            chunks are raised as ``InputFileError`` naming the file and the array.
+        """
+        value = self._node._data.get(name)
+        if not _is_lazy_array(value) or name in (getattr(self, "_array_scales", None) or {}):
+            return None
+        chunks = Lz4Chunks.of(value)
+        if chunks is not None:
+            chunks.label = f"{self._describe()}: cannot read array {name!r}"
+        return chunks
 
     def _set_array_scales(self, factors: Mapping[str, float]) -> None:
         """Multiply arrays by ``factors`` (name -> factor) when they are read.
@@ -871,6 +907,7 @@ def open(  # noqa: A001 - mirrors roman_datamodels.datamodels.open
     model_type: type[DataModel] | None = None,
     *,
     memmap: bool = False,
+    validate: bool = True,
 ) -> DataModel:
     """Open a Roman ASDF file (or take a model) as the right model class.
 
@@ -882,6 +919,8 @@ def open(  # noqa: A001 - mirrors roman_datamodels.datamodels.open
         Required model class; a different class raises ``InputFileError``.
     memmap : bool, optional
         Memory-map uncompressed array blocks (read-only).
+    validate : bool, optional
+        Validate the file's tree against its schemas (see `open_asdf_file`).
 
     Returns
     -------
@@ -903,7 +942,7 @@ def open(  # noqa: A001 - mirrors roman_datamodels.datamodels.open
     if not isinstance(init, str | PurePath):
         raise InputFileError(f"{init!r}: not a file name or a data model")
     path = os.fspath(init)
-    af = open_asdf_file(path, memmap=memmap)
+    af = open_asdf_file(path, memmap=memmap, validate=validate)
     try:
         node = _root_node(af, path)
         parts = split_tag(node.tag)

@@ -63,7 +63,9 @@ def has_compressed_arrays(path: str | os.PathLike[str]) -> bool:
     """
     from romancal_lite.datamodels import open_asdf_file
 
-    with open_asdf_file(path) as af:
+    # only the block headers are looked at: the tree is not validated (the reader of
+    # the file validates it)
+    with open_asdf_file(path, validate=False) as af:
         return any(
             bytes(block.header.get("compression", b"")).strip(b"\0")
             for block in af._blocks.blocks
@@ -106,11 +108,18 @@ def uncompressed_reference(
     """
     source = Path(path)
     directory = Path(cache_dir) if cache_dir is not None else reference_cache_dir()
-    if directory is None or not has_compressed_arrays(source):
+    if directory is None:
         return source
-    target = directory / _copy_name(source)
+    try:
+        target = directory / _copy_name(source)
+    except OSError:  # missing or unreadable: the reader says what is wrong
+        return source
+    # a copy exists only for a file with compressed arrays (its name records the
+    # original's path, size and time): found, the original is not opened at all
     if target.is_file():
         return target
+    if not has_compressed_arrays(source):
+        return source
     directory.mkdir(parents=True, exist_ok=True)
     _write_copy(source, target)
     return target

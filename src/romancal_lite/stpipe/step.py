@@ -705,17 +705,22 @@ class Step:
             uncompressed_reference,
         )
 
-        readable = path
+        readable, cached = path, False
         if reference_cache_dir() is not None:
             # an uncompressed copy (romancal_lite.references.uncompressed): decompressed
             # once per file, then mapped by every run
             try:
-                readable = os.fspath(uncompressed_reference(path))
+                copy = uncompressed_reference(path)
             except (InputFileError, OSError) as exc:
                 self.log.warning("reference cache not used for %s: %s", path, exc)
+            else:
+                if copy != Path(path):
+                    readable, cached = os.fspath(copy), True
         try:
-            # references are only read: map their (uncompressed) arrays, no copy
-            ref = datamodels.open(readable, memmap=True)
+            # references are only read: map their (uncompressed) arrays, no copy. A
+            # cached copy is not validated again: this package wrote it from the
+            # original's validated tree (the tree, block and reference checks still run)
+            ref = datamodels.open(readable, memmap=True, validate=not cached)
         except InputFileError as exc:
             # the file-level checks say precisely what is wrong (missing, not ASDF,
             # another reference type...)
@@ -880,7 +885,10 @@ class Step:
         if not hasattr(model, "save"):
             raise OutputError(f"cannot save the result of {self.name}: {type(model).__name__}")
         try:
-            model.save(str(path))
+            # the arrays made for writing (the schema's float16 casts) are filled once
+            # and dropped: ordinary pages, not huge pages (`ordinary_pages`)
+            with ordinary_pages():
+                model.save(str(path))
         except OSError as exc:
             raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
         self.log.info("Saved %s", path)

@@ -14,7 +14,12 @@ import pytest
 from test_datamodels_io import make_image, make_ramp
 
 import romancal_lite.datamodels as dm
-from romancal_lite.datamodels._converters import NOT_LOADED, _installed_extensions
+from romancal_lite.datamodels._converters import (
+    NOT_LOADED,
+    NOT_LOADED_RESOURCES,
+    _installed_extensions,
+    _resource_manager,
+)
 
 HAVE_RDM = importlib.util.find_spec("roman_datamodels") is not None
 
@@ -34,21 +39,32 @@ def test_reading_and_writing_never_import_roman_datamodels(tmp_path: Path) -> No
     lines = _run(
         "import sys, asdf\n"
         "import romancal_lite.datamodels as dm\n"
-        # the schemas' resource manager is the global one, not rebuilt per file
+        # the schemas' resource manager is built once, not per file
         "with dm.asdf_context() as config:\n"
         "    manager = config.resource_manager\n"
-        "print(int(manager is asdf.get_config().resource_manager))\n"
+        "with dm.asdf_context() as config:\n"
+        "    print(int(manager is config.resource_manager))\n"
         f"m = dm.open({str(src)!r})\n"
         "m.load_arrays()\n"
         f"m.save({str(out)!r})\n"
         "m.close()\n"
         "print(int('roman_datamodels' in sys.modules),\n"
         "      int(asdf.get_config()._extensions is None))\n"
+        # stpipe's schemas are not loaded (nor stpipe imported); asdf's own list untouched
+        "print(int('stpipe' in sys.modules), int(asdf.get_config()._resource_mappings is None))\n"
         # the process's own asdf configuration is untouched: roman_datamodels still works
         "import roman_datamodels.datamodels as rdm\n"
         f"print(type(rdm.open({str(out)!r})).__name__)\n"
     )
-    assert lines == ["1", "0", "1", "RampModel"]
+    assert lines == ["1", "0", "1", "0", "1", "RampModel"]
+
+
+def test_context_leaves_out_only_stpipe_schemas() -> None:
+    names = {m.package_name for m in _resource_manager()[0]}
+    assert not names & NOT_LOADED_RESOURCES
+    assert {"asdf", "asdf_standard", "rad"} <= names
+    everything = {m.package_name for m in asdf.get_config().resource_mappings}
+    assert names == everything - NOT_LOADED_RESOURCES
 
 
 def test_context_leaves_out_only_not_loaded_packages() -> None:
@@ -89,3 +105,19 @@ def test_saved_float16_arrays_are_numpy_casts(tmp_path: Path) -> None:
             got = getattr(back, name)
             assert got.dtype == np.float16
             np.testing.assert_array_equal(got.view(np.uint16), expected.view(np.uint16))
+
+
+def test_schema_documents_kept_in_every_process(tmp_path: Path) -> None:
+    # not only in batch workers: one pipeline call validates ~10 files against the same
+    # schemas, each of which asdf would otherwise parse again
+    src = tmp_path / "ramp.asdf"
+    make_ramp().save(src)
+    lines = _run(
+        "import asdf.schema as s\n"
+        "import romancal_lite.datamodels as dm\n"
+        "from romancal_lite.datamodels import _core\n"
+        f"dm.open({str(src)!r}).close()\n"
+        "print(int(getattr(s._make_jsonschema_refresolver, '_romancal_lite_keeps', False)),\n"
+        "      int(len(_core._SCHEMA_DOCUMENTS) > 0))\n"
+    )
+    assert lines == ["1", "1"]

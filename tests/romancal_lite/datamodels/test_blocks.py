@@ -163,3 +163,62 @@ def test_private_maps_keep_their_values_while_written(tmp_path):
 
     with asdf.open(path) as af:
         assert np.all(af["a"] == 3.0) and np.all(af["p"] == 5.0)
+
+
+def _chunks_of(af, name="data"):
+    from romancal_lite.datamodels import Lz4Chunks
+
+    return Lz4Chunks.of(af.tree["roman"]._data[name])
+
+
+def test_chunks_hand_over_the_whole_array(tmp_path: Path) -> None:
+    path, data = _big_ramp_file(tmp_path)
+    with open_asdf_file(path) as af:
+        chunks = _chunks_of(af)
+        assert chunks is not None and len(chunks._chunks) == 7
+        assert chunks.shape == data.shape and chunks.dtype == data.dtype
+        out = np.full(data.size, np.nan, np.float32)
+        seen = []
+
+        def work(first: int, values: np.ndarray) -> None:
+            seen.append((first, values.size))
+            out[first : first + values.size] = values
+
+        chunks.each(work, 2)
+        assert sorted(seen)[0][0] == 0 and sum(n for _, n in seen) == data.size
+        np.testing.assert_array_equal(out.reshape(data.shape), data)
+        _, block = _data_block(af)
+        assert block._cached_data is None  # the block itself was never read whole
+
+
+def test_array_chunks_only_for_unread_lz4_arrays(tmp_path: Path) -> None:
+    path, data = _big_ramp_file(tmp_path)
+    with dm.open(path) as model:
+        assert model.array_chunks("data") is not None
+        assert model.array_chunks("missing") is None
+        assert model.array_chunks("pixeldq") is None  # small: read by asdf
+        np.testing.assert_array_equal(model.data, data)  # still readable whole
+        assert model.array_chunks("data") is None  # now in memory
+    plain = tmp_path / "plain.asdf"
+    with dm.open(path) as model:
+        model.save(plain)
+    with dm.open(plain) as model:
+        assert model.array_chunks("data") is None
+    with dm.open(path) as model:
+        model._set_array_scales({"data": 2.0})  # scaled when read: whole
+        assert model.array_chunks("data") is None
+
+
+def test_corrupt_chunk_in_chunks_is_a_one_line_error(tmp_path: Path) -> None:
+    path, _ = _big_ramp_file(tmp_path)
+    with open_asdf_file(path) as af:
+        _, block = _data_block(af)
+        start = block.data_offset
+    raw = bytearray(path.read_bytes())
+    raw[start + 8 : start + 72] = b"\xff" * 64  # the first chunk's lz4 data
+    path.write_bytes(bytes(raw))
+    with dm.open(path) as model:
+        chunks = model.array_chunks("data")
+        assert chunks is not None
+        with pytest.raises(InputFileError, match="cannot read array 'data'"):
+            chunks.each(lambda first, values: None, 2)

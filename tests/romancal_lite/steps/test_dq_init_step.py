@@ -596,3 +596,47 @@ def test_roman_elp_ramp_with_nan_resultants(builtin_refs, tmp_path, run_cli):
         results.append(_cal_arrays(next(run.out.glob("*_cal.asdf"))))
     _assert_same_cal(*results)
     assert np.all(np.isfinite(results[0]["data"][[6, 7, 8], [16, 36, 56]]))
+
+
+def test_lz4_cube_converted_chunk_by_chunk(tmp_path):
+    # the official Level 1 files: an lz4 cube is converted as it decompresses (chunks of
+    # 4 MiB that straddle the planes here), with the same values as the whole cube
+    from romancal_lite.datamodels import write_asdf_atomic
+
+    rng = np.random.default_rng(12)
+    cube = rng.integers(0, 65536, (3, 1400, 2100), dtype=np.uint16).astype(">u2")
+    cube[:, :700] //= 64  # some chunks compress, some do not
+    read = rng.integers(0, 3000, cube.shape[1:], dtype=np.uint16)
+    path = tmp_path / "cube.asdf"
+    write_asdf_atomic(path, {"cube": cube}, all_array_compression="lz4")
+    with datamodels.open_asdf_file(path) as af:
+        chunks = datamodels.Lz4Chunks.of(af.tree["cube"])
+        assert chunks is not None and len(chunks._chunks) > 3
+        assert chunks.dtype == np.dtype(">u2")
+        for kwargs in ({}, {"reference_read": read, "encoding_offset": 37.0}):
+            got = to_ramp_arrays(chunks, **kwargs)
+            want = to_ramp_arrays(np.asarray(cube), **kwargs)
+            for a, b in zip(got, want, strict=True):
+                assert a.dtype == b.dtype
+                np.testing.assert_array_equal(a, b)
+
+
+def test_lz4_input_data_never_read_whole(builtin_refs, tmp_path, monkeypatch):
+    from romancal_lite.datamodels import _blocks
+
+    monkeypatch.setattr(_blocks, "_MIN_PARALLEL_BYTES", 0)  # the small cube too
+    raw = make_raw(seed=8)
+    raw.reference_read = np.random.default_rng(8).integers(0, 5000, SMALL_SHAPE, np.uint16)
+    raw.meta.instrument.data_encoding_offset = 11
+    path = tmp_path / "r0000101001001001001_0001_wfi01_uncal.asdf"
+    raw.save(path, all_array_compression="lz4")
+    want = DQInitStep.call(raw)
+    loaded = []
+    real = datamodels.DataModel._load_array
+    monkeypatch.setattr(datamodels.DataModel, "_load_array",
+                        lambda self, name, value: (loaded.append(name),
+                                                   real(self, name, value))[1])
+    ramp = DQInitStep.call(str(path))
+    assert "data" not in loaded
+    for name in ("data", "pixeldq", "groupdq", "amp33", "border_ref_pix_left"):
+        np.testing.assert_array_equal(getattr(ramp, name), getattr(want, name), err_msg=name)

@@ -276,3 +276,26 @@ def test_mapped_references_by_row_blocks_same_result(builtin_refs, monkeypatch):
     blocks = sorted({(r0, r1) for _, r0, r1 in released})
     assert blocks == [(r0, min(r0 + 7, ny)) for r0 in range(0, ny, 7)]
     assert len(released) == 3 * len(blocks)  # coefficients, their dq, inverse coefficients
+
+
+def test_inl_reference_opened_once(builtin_refs, monkeypatch):
+    # checked and read in one open of the file (one parse and validation of its tree)
+    from romancal_lite import datamodels as dm
+    from romancal_lite.datamodels import _core
+
+    ramp = make_ramp()
+    inl = get_reference_file(ramp, "integralnonlinearity")
+    opened = []
+    real = _core.open_asdf_file
+
+    def counting(path, **kwargs):
+        opened.append(str(path))
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(_core, "open_asdf_file", counting)
+    monkeypatch.setattr(dm, "open_asdf_file", counting)
+    want, _, _ = _read_level(make_ramp())
+    opened.clear()
+    result = LinearityStep.call(ramp)
+    np.testing.assert_array_equal(result.data, want)
+    assert opened.count(str(inl)) == 1

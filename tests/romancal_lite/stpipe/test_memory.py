@@ -78,3 +78,20 @@ def test_source_catalog_declines_huge_pages():
     from romancal_lite.steps.source_catalog import SourceCatalogStep
 
     assert SourceCatalogStep.huge_pages is False
+
+
+class _Saved:
+    """A result whose ``save`` records NumPy's huge-page advice."""
+
+    def save(self, path):
+        self.seen = bool(SWITCH[0]())
+
+
+@needs_switch
+def test_saving_uses_ordinary_pages(advice_on, tmp_path):
+    # the arrays made only to be written (float16 casts) are filled once and dropped
+    result = _Saved()
+    step = _HugeProbe()
+    step.save(result, tmp_path / "out.asdf")
+    assert result.seen is False
+    assert SWITCH[0]()  # restored

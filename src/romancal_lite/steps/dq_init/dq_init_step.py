@@ -114,8 +114,10 @@ class DQInitStep(Step):
     def _to_ramp(self, raw: Any, mask_dq: Any) -> datamodels.RampModel:
         offset = raw.meta.instrument.get("data_encoding_offset", 0) or 0
         names = set(raw)
+        # an lz4 cube (the official files) converted chunk by chunk as it decompresses
+        chunks = raw.array_chunks("data") if isinstance(raw, datamodels.DataModel) else None
         data, pixeldq, groupdq = to_ramp_arrays(
-            raw.data,
+            raw.data if chunks is None else chunks,
             mask_dq,
             resultantdq=raw.resultantdq if "resultantdq" in names else None,
             reference_read=raw.reference_read if "reference_read" in names else None,

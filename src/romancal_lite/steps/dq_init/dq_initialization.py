@@ -7,6 +7,7 @@ the step class so it can be tested and reused on plain arrays.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
@@ -44,8 +45,10 @@ def to_ramp_arrays(
 
     Parameters
     ----------
-    raw : numpy.ndarray, shape (n_resultants, ny, nx)
-        Raw resultants (uint16 DN in a Level 1 file).
+    raw : numpy.ndarray or romancal_lite.datamodels.Lz4Chunks, shape (n_resultants, ny, nx)
+        Raw resultants (uint16 DN in a Level 1 file); an unread lz4 array
+        (``DataModel.array_chunks``) is converted chunk by chunk as it decompresses,
+        never held whole.
     mask_dq : numpy.ndarray of uint32, shape (ny, nx), optional
         The MASK reference ``dq``; OR-ed into ``pixeldq``.
     resultantdq : numpy.ndarray of uint8, shape of ``raw``, optional
@@ -84,9 +87,12 @@ def to_ramp_arrays(
         if reference_read is not None:
             data[k] += reference_read
 
-    # numpy releases the GIL while casting: planes convert in parallel
-    with ThreadPoolExecutor(effective_n_threads(n_threads)) as pool:
-        list(pool.map(convert, range(raw.shape[0])))
+    if isinstance(raw, np.ndarray):
+        # numpy releases the GIL while casting: planes convert in parallel
+        with ThreadPoolExecutor(effective_n_threads(n_threads)) as pool:
+            list(pool.map(convert, range(raw.shape[0])))
+    else:
+        _convert_chunks(raw, data, reference_read, effective_n_threads(n_threads))
     if encoding_offset:
         data -= np.float32(encoding_offset)
     pixeldq = np.zeros(shape2, dtype=np.uint32)
@@ -102,6 +108,33 @@ def to_ramp_arrays(
     else:
         groupdq = empty_releasable(raw.shape, np.uint8)
     return data, pixeldq, groupdq
+
+
+def _convert_chunks(raw: Any, data: np.ndarray, reference_read: np.ndarray | None,
+                    n_threads: int) -> None:
+    """Fill ``data`` from the chunks of an unread array (`to_ramp_arrays`), in threads.
+
+    Each chunk is cast into its place of the flat ramp (the same float32 values as the
+    cast of the whole plane); the reference read is added to the part of each plane
+    the chunk covers.
+    """
+    flat = data.reshape(-1)
+    plane = data.shape[1] * data.shape[2]
+    read = None if reference_read is None else reference_read.reshape(-1)
+
+    def work(first: int, values: np.ndarray) -> None:
+        out = flat[first : first + values.size]
+        np.copyto(out, values, casting="unsafe")
+        if read is None:
+            return
+        done = 0
+        while done < values.size:  # the chunk's pieces of each plane
+            at = (first + done) % plane
+            n = min(plane - at, values.size - done)
+            out[done : done + n] += read[at : at + n]
+            done += n
+
+    raw.each(work, n_threads)
 
 
 def flag_guide_window(

@@ -183,10 +183,11 @@ class LinearityStep(Step):
         path = self.get_reference_file(model, "integralnonlinearity")
         if path == NOT_APPLICABLE:
             return None
-        from romancal_lite.references import check_reference, open_reference_tree
+        from romancal_lite.references import open_checked_reference_tree
 
-        check_reference(path, "integralnonlinearity", model, expected_shape=None)
-        with open_reference_tree(path) as node:
+        # checked as `check_reference` checks it, in the same read of the file
+        with open_checked_reference_tree(path, "integralnonlinearity", model,
+                                         expected_shape=None) as node:
             pedigree = node.get("meta", {}).get("pedigree")
             if pedigree:
                 self._pedigrees[path] = str(pedigree)
