@@ -97,48 +97,59 @@ cdef inline void _add(Table* t, int32_t lab, int32_t y, int32_t x) noexcept nogi
         t.xmax[lab] = x
 
 
+cdef inline int32_t _label_pixel(int32_t[:, ::1] out, Table* t, Py_ssize_t y,
+                                 Py_ssize_t x) noexcept nogil:
+    """The label of source pixel (y, x) from its scanned neighbours (left, upper-left,
+    up, upper-right; 8-connectivity), merging the labels it joins, or a new one; its
+    count and box updated and ``out[y, x]`` set. 0 on no memory.
+    """
+    cdef Py_ssize_t nx = out.shape[1]
+    cdef int32_t lab, up, left, upleft, upright
+    up = out[y - 1, x] if y > 0 else 0
+    if up:
+        lab = up
+    else:
+        left = out[y, x - 1] if x > 0 else 0
+        upright = out[y - 1, x + 1] if (y > 0 and x + 1 < nx) else 0
+        if left:
+            lab = left
+            if upright:
+                _union(t.parent, left, upright)
+        else:
+            upleft = out[y - 1, x - 1] if (y > 0 and x > 0) else 0
+            if upleft:
+                lab = upleft
+                if upright:
+                    _union(t.parent, upleft, upright)
+            elif upright:
+                lab = upright
+            else:
+                if t.size == t.capacity and _grow(t) != 0:
+                    return 0
+                lab = <int32_t>t.size
+                t.size += 1
+                t.parent[lab] = lab
+                t.count[lab] = 0
+                t.ymin[lab] = <int32_t>y
+                t.ymax[lab] = <int32_t>y
+                t.xmin[lab] = <int32_t>x
+                t.xmax[lab] = <int32_t>x
+    out[y, x] = lab
+    _add(t, lab, <int32_t>y, <int32_t>x)
+    return lab
+
+
 cdef int _scan(const double[:, ::1] data, const threshold_t[:, ::1] threshold,
                const uint8_t[:, ::1] mask, int32_t[:, ::1] out, Table* t) noexcept nogil:
     """First pass: provisional labels, their unions, counts and boxes; -1 on no memory."""
     cdef Py_ssize_t ny = data.shape[0], nx = data.shape[1], y, x
-    cdef int32_t lab, up, left, upleft, upright
     for y in range(ny):
         for x in range(nx):
             # (a float32 threshold compares as float64, as NumPy promotes it)
             if mask[y, x] or not (data[y, x] > <double>threshold[y, x]):
                 out[y, x] = 0
-                continue
-            up = out[y - 1, x] if y > 0 else 0
-            if up:
-                lab = up
-            else:
-                left = out[y, x - 1] if x > 0 else 0
-                upright = out[y - 1, x + 1] if (y > 0 and x + 1 < nx) else 0
-                if left:
-                    lab = left
-                    if upright:
-                        _union(t.parent, left, upright)
-                else:
-                    upleft = out[y - 1, x - 1] if (y > 0 and x > 0) else 0
-                    if upleft:
-                        lab = upleft
-                        if upright:
-                            _union(t.parent, upleft, upright)
-                    elif upright:
-                        lab = upright
-                    else:
-                        if t.size == t.capacity and _grow(t) != 0:
-                            return -1
-                        lab = <int32_t>t.size
-                        t.size += 1
-                        t.parent[lab] = lab
-                        t.count[lab] = 0
-                        t.ymin[lab] = <int32_t>y
-                        t.ymax[lab] = <int32_t>y
-                        t.xmin[lab] = <int32_t>x
-                        t.xmax[lab] = <int32_t>x
-            out[y, x] = lab
-            _add(t, lab, <int32_t>y, <int32_t>x)
+            elif _label_pixel(out, t, y, x) == 0:
+                return -1
     return 0
 
 
@@ -149,42 +160,10 @@ cdef int _scan_sources(int32_t[:, ::1] out, Table* t) noexcept nogil:
     (left, upper-left, up, upper-right) are labels already.
     """
     cdef Py_ssize_t ny = out.shape[0], nx = out.shape[1], y, x
-    cdef int32_t lab, up, left, upleft, upright
     for y in range(ny):
         for x in range(nx):
-            if out[y, x] == 0:
-                continue
-            up = out[y - 1, x] if y > 0 else 0
-            if up:
-                lab = up
-            else:
-                left = out[y, x - 1] if x > 0 else 0
-                upright = out[y - 1, x + 1] if (y > 0 and x + 1 < nx) else 0
-                if left:
-                    lab = left
-                    if upright:
-                        _union(t.parent, left, upright)
-                else:
-                    upleft = out[y - 1, x - 1] if (y > 0 and x > 0) else 0
-                    if upleft:
-                        lab = upleft
-                        if upright:
-                            _union(t.parent, upleft, upright)
-                    elif upright:
-                        lab = upright
-                    else:
-                        if t.size == t.capacity and _grow(t) != 0:
-                            return -1
-                        lab = <int32_t>t.size
-                        t.size += 1
-                        t.parent[lab] = lab
-                        t.count[lab] = 0
-                        t.ymin[lab] = <int32_t>y
-                        t.ymax[lab] = <int32_t>y
-                        t.xmin[lab] = <int32_t>x
-                        t.xmax[lab] = <int32_t>x
-            out[y, x] = lab
-            _add(t, lab, <int32_t>y, <int32_t>x)
+            if out[y, x] != 0 and _label_pixel(out, t, y, x) == 0:
+                return -1
     return 0
 
 
