@@ -192,6 +192,7 @@ cdef extern from *:
                                  uint32_t *qs, uint32_t *cnt, int depth)
     {
         ptrdiff_t i, j, nb, start;
+        uint32_t cmax;
         double lo, hi, scale, l4[4], h4[4];
         if (n <= 24) {
             rc_insertion_sort(v, n);
@@ -234,10 +235,22 @@ cdef extern from *:
         for (i = 0; i < n; i++)
             cnt[qi[i]]++;
         start = 0;
+        cmax = 0;
         for (j = 0; j < nb; j++) {  /* counts -> starts */
             uint32_t c = cnt[j];
             cnt[j] = (uint32_t)start;
             start += c;
+            cmax = c > cmax ? c : cmax;
+        }
+        if (cmax <= 24) {
+            /* small buckets: one insertion sort over the bucket-ordered values moves
+               each value within its bucket only (the same order as sorting the
+               buckets one by one), with no scan for the buckets' bounds */
+            for (i = 0; i < n; i++)
+                tmp[cnt[qi[i]]++] = v[i];
+            memcpy(v, tmp, (size_t)n * sizeof(double));
+            rc_insertion_sort(v, n);
+            return;
         }
         for (i = 0; i < n; i++) {
             uint32_t p = cnt[qi[i]]++;
