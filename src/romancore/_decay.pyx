@@ -78,19 +78,34 @@ cdef extern from *:
         return f;
     }
 
+    /* The largest of keys[0:n] below k (0 if none): a max reduction, vectorised. */
+    RC_DECAY_CLONES static uint32_t rc_max_below(const uint32_t *keys, ptrdiff_t n,
+                                                 uint32_t k)
+    {
+        ptrdiff_t i;
+        uint32_t mb = 0;
+        for (i = 0; i < n; i++) {
+            uint32_t c = keys[i] < k ? keys[i] : 0u;
+            mb = c > mb ? c : mb;
+        }
+        return mb;
+    }
+
     /* The key of rank r (0-based) among keys[0:n], by radix selection: a histogram
        of each byte in turn (most significant first; four interleaved histograms,
        so that runs of one bin do not wait on each other), keeping only the bin
        holding rank r (gathered into tmp, unless every key shares it).  Exact.
-       *dup: the key returned also sits at rank r - 1. */
+       *below (r >= 1): the key of rank r - 1, the same key while rank r - 1 shares
+       rank r's bins, else, at the first byte where it does not, the largest key of
+       the lower bins of that byte (a scan of the keys left at that byte only). */
     RC_DECAY_CLONES static uint32_t rc_select_key(const uint32_t *keys, ptrdiff_t n,
                                                   ptrdiff_t r, uint32_t *tmp,
-                                                  uint32_t *hist, int *dup)
+                                                  uint32_t *hist, uint32_t *below)
     {
         const uint32_t *src = keys;
         ptrdiff_t m = n, i, j, cum;
         uint32_t prefix = 0, b, c;
-        int s;
+        int s, have_below = r < 1;
         for (s = 24; s >= 0; s -= 8) {
             memset(hist, 0, 4 * 256 * sizeof(uint32_t));
             for (i = 0; i + 4 <= m; i += 4) {
@@ -112,8 +127,14 @@ cdef extern from *:
             }
             r -= cum;
             prefix |= b << s;
+            if (!have_below && r == 0) {
+                /* rank r - 1 lies in a lower bin of this byte, among src */
+                *below = rc_max_below(src, m, prefix);
+                have_below = 1;
+            }
             if (s == 0) {
-                *dup = r > 0;  /* the bin holds one key: r > 0 is a repeat */
+                if (!have_below)
+                    *below = prefix;  /* the bin holds one key: r > 0 is a repeat */
                 break;
             }
             if ((ptrdiff_t)c == m)
@@ -130,32 +151,18 @@ cdef extern from *:
         return prefix;
     }
 
-    /* The largest of keys[0:n] below k (0 if none): a max reduction, vectorised. */
-    RC_DECAY_CLONES static uint32_t rc_max_below(const uint32_t *keys, ptrdiff_t n,
-                                                 uint32_t k)
-    {
-        ptrdiff_t i;
-        uint32_t mb = 0;
-        for (i = 0; i < n; i++) {
-            uint32_t c = keys[i] < k ? keys[i] : 0u;
-            mb = c > mb ? c : mb;
-        }
-        return mb;
-    }
-
     /* numpy.median of keys[0:n] (n > 0, no NaN): the middle value, or the float32
        mean of the two middle values. */
     static float rc_median_keys(const uint32_t *keys, ptrdiff_t n, uint32_t *tmp,
                                 uint32_t *hist)
     {
-        uint32_t khi;
-        int dup;
+        uint32_t khi, kbelow = 0;
         float lo, hi, s;
-        khi = rc_select_key(keys, n, n / 2, tmp, hist, &dup);
+        khi = rc_select_key(keys, n, n / 2, tmp, hist, &kbelow);
         if (n % 2 == 1)
             return rc_key_f32(khi);
-        /* rank n/2 - 1: the same key repeated, else the largest key below it */
-        lo = rc_key_f32(dup ? khi : rc_max_below(keys, n, khi));
+        /* rank n/2 - 1 */
+        lo = rc_key_f32(kbelow);
         hi = rc_key_f32(khi);
         s = lo + hi;
         return s / 2.0f;
