@@ -65,6 +65,8 @@ MASK_FLAGS = np.uint8(int(group.DO_NOT_USE) | 128)  # 128: WFI18_TRANSIENT (RAD 
 MIN_RESULTANTS = 5
 #: Science rows of the starting guess's time constants (romancal 1.1: t_row[300], [1000]).
 _GUESS_ROWS = (300, 1000)
+#: Rows of the correction's column period evaluated at a time (temporaries of 256 kB).
+_CURVE_ROWS = 128
 
 
 @dataclass
@@ -259,7 +261,11 @@ def correct_anomaly(
         mask_affected_rows(groupdq)
         return TransientResult(False, "the transient fit failed")
     a, bb, tau_a, tau_b = (float(p) for p in params)
-    # the fitted curve at each pixel's read time, on one column period
-    correction = double_exponential(period[:ny], a, bb, tau_a, tau_b)
+    # the fitted curve at each pixel's read time, on one column period (in blocks of
+    # rows, so that the temporaries stay small and in cache: the same values)
+    correction = np.empty((ny, PERIOD))
+    for r0 in range(0, ny, _CURVE_ROWS):
+        r1 = min(r0 + _CURVE_ROWS, ny)
+        correction[r0:r1] = double_exponential(period[r0:r1], a, bb, tau_a, tau_b)
     subtract_periodic(data[0], correction, (b, ny - b), (b, nx - b))
     return TransientResult(True, parameters=(a, bb, tau_a, tau_b))
