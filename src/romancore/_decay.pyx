@@ -189,11 +189,11 @@ cdef extern from *:
         return (x > y) - (x < y);
     }
 
-    /* Sort finite v[0:n] ascending: values spread over n buckets by a monotone
+    /* Sort finite v[0:n] ascending: values spread over 2 n buckets by a monotone
        linear map of [min, max] (so buckets are in order), each bucket sorted on its
        own (insertion sort when small, the same method when large; qsort past a
-       depth that only pathological spacings reach).  tmp, qi, qs and cnt hold n
-       values each; a bucket's recursion uses the parent's scratch at its own
+       depth that only pathological spacings reach).  tmp, qi and qs hold n values
+       each, cnt 2 n; a bucket's recursion uses the parent's scratch at its own
        positions (qi, qs) or after the parent is done with it (tmp, cnt). */
     static void rc_sort_finite_q(double *v, ptrdiff_t n, double *tmp, uint32_t *qi,
                                  uint32_t *qs, uint32_t *cnt, int depth)
@@ -230,7 +230,7 @@ cdef extern from *:
         }
         if (!(hi > lo))
             return;  /* all equal */
-        nb = n;
+        nb = 2 * n;  /* two buckets a value: fewer values share one */
         /* max maps to ~nb - 0.5: min in bucket 0, max in a later one */
         scale = ((double)nb - 0.5) / (hi - lo);
         for (i = 0; i < n; i++) {
@@ -531,7 +531,7 @@ def clipped_row_means(const float[:, ::1] d0, const float[:, ::1] d1,
         work = <double*>malloc(max(n, 1) * sizeof(double))
         row = <double*>malloc(max(n, 1) * sizeof(double))
         usable = <unsigned char*>malloc(max(n, 1))
-        cnt = <unsigned int*>malloc(3 * max(n, 1) * sizeof(unsigned int))
+        cnt = <unsigned int*>malloc(4 * max(n, 1) * sizeof(unsigned int))
         for y in prange(row0, row1, schedule="dynamic", chunksize=8):
             row_thr = 0 if per_column else thresholds[y - row0]
             out[y - row0] = _row_mean(
