@@ -247,9 +247,11 @@ def correct_anomaly(
     if ny - 2 * b < 4 or nx - 2 * b < 1:
         mask_affected_rows(groupdq)
         return TransientResult(False, f"too few science rows ({max(ny - 2 * b, 0)}) to fit")
+    means = row_residuals(data, resultant_times(read_pattern, frame_time))
+    # after the compiled kernels: the product in _row_times may wake BLAS threads, whose
+    # waiting for more work would take cores from the kernels' threads
     period = read_time_period(frame_time, 18)
     t_row = _row_times(period, slice(b, ny - b), nx)
-    means = row_residuals(data, resultant_times(read_pattern, frame_time))
     # the starting guess's time constants: those of science rows 300 and 1000 of a full
     # frame (the same rows whatever the frame's size)
     t_guess = [
