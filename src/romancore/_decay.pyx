@@ -78,19 +78,34 @@ cdef extern from *:
         return f;
     }
 
+    /* The largest of keys[0:n] below k (0 if none): a max reduction, vectorised. */
+    RC_DECAY_CLONES static uint32_t rc_max_below(const uint32_t *keys, ptrdiff_t n,
+                                                 uint32_t k)
+    {
+        ptrdiff_t i;
+        uint32_t mb = 0;
+        for (i = 0; i < n; i++) {
+            uint32_t c = keys[i] < k ? keys[i] : 0u;
+            mb = c > mb ? c : mb;
+        }
+        return mb;
+    }
+
     /* The key of rank r (0-based) among keys[0:n], by radix selection: a histogram
        of each byte in turn (most significant first; four interleaved histograms,
        so that runs of one bin do not wait on each other), keeping only the bin
        holding rank r (gathered into tmp, unless every key shares it).  Exact.
-       *dup: the key returned also sits at rank r - 1. */
+       *below (r >= 1): the key of rank r - 1, the same key while rank r - 1 shares
+       rank r's bins, else, at the first byte where it does not, the largest key of
+       the lower bins of that byte (a scan of the keys left at that byte only). */
     RC_DECAY_CLONES static uint32_t rc_select_key(const uint32_t *keys, ptrdiff_t n,
                                                   ptrdiff_t r, uint32_t *tmp,
-                                                  uint32_t *hist, int *dup)
+                                                  uint32_t *hist, uint32_t *below)
     {
         const uint32_t *src = keys;
         ptrdiff_t m = n, i, j, cum;
         uint32_t prefix = 0, b, c;
-        int s;
+        int s, have_below = r < 1;
         for (s = 24; s >= 0; s -= 8) {
             memset(hist, 0, 4 * 256 * sizeof(uint32_t));
             for (i = 0; i + 4 <= m; i += 4) {
@@ -112,8 +127,14 @@ cdef extern from *:
             }
             r -= cum;
             prefix |= b << s;
+            if (!have_below && r == 0) {
+                /* rank r - 1 lies in a lower bin of this byte, among src */
+                *below = rc_max_below(src, m, prefix);
+                have_below = 1;
+            }
             if (s == 0) {
-                *dup = r > 0;  /* the bin holds one key: r > 0 is a repeat */
+                if (!have_below)
+                    *below = prefix;  /* the bin holds one key: r > 0 is a repeat */
                 break;
             }
             if ((ptrdiff_t)c == m)
@@ -130,32 +151,18 @@ cdef extern from *:
         return prefix;
     }
 
-    /* The largest of keys[0:n] below k (0 if none): a max reduction, vectorised. */
-    RC_DECAY_CLONES static uint32_t rc_max_below(const uint32_t *keys, ptrdiff_t n,
-                                                 uint32_t k)
-    {
-        ptrdiff_t i;
-        uint32_t mb = 0;
-        for (i = 0; i < n; i++) {
-            uint32_t c = keys[i] < k ? keys[i] : 0u;
-            mb = c > mb ? c : mb;
-        }
-        return mb;
-    }
-
     /* numpy.median of keys[0:n] (n > 0, no NaN): the middle value, or the float32
        mean of the two middle values. */
     static float rc_median_keys(const uint32_t *keys, ptrdiff_t n, uint32_t *tmp,
                                 uint32_t *hist)
     {
-        uint32_t khi;
-        int dup;
+        uint32_t khi, kbelow = 0;
         float lo, hi, s;
-        khi = rc_select_key(keys, n, n / 2, tmp, hist, &dup);
+        khi = rc_select_key(keys, n, n / 2, tmp, hist, &kbelow);
         if (n % 2 == 1)
             return rc_key_f32(khi);
-        /* rank n/2 - 1: the same key repeated, else the largest key below it */
-        lo = rc_key_f32(dup ? khi : rc_max_below(keys, n, khi));
+        /* rank n/2 - 1 */
+        lo = rc_key_f32(kbelow);
         hi = rc_key_f32(khi);
         s = lo + hi;
         return s / 2.0f;
@@ -182,16 +189,17 @@ cdef extern from *:
         return (x > y) - (x < y);
     }
 
-    /* Sort finite v[0:n] ascending: values spread over n buckets by a monotone
+    /* Sort finite v[0:n] ascending: values spread over 2 n buckets by a monotone
        linear map of [min, max] (so buckets are in order), each bucket sorted on its
        own (insertion sort when small, the same method when large; qsort past a
-       depth that only pathological spacings reach).  tmp, qi, qs and cnt hold n
-       values each; a bucket's recursion uses the parent's scratch at its own
+       depth that only pathological spacings reach).  tmp, qi and qs hold n values
+       each, cnt 2 n; a bucket's recursion uses the parent's scratch at its own
        positions (qi, qs) or after the parent is done with it (tmp, cnt). */
     static void rc_sort_finite_q(double *v, ptrdiff_t n, double *tmp, uint32_t *qi,
                                  uint32_t *qs, uint32_t *cnt, int depth)
     {
         ptrdiff_t i, j, nb, start;
+        uint32_t cmax;
         double lo, hi, scale, l4[4], h4[4];
         if (n <= 24) {
             rc_insertion_sort(v, n);
@@ -222,7 +230,7 @@ cdef extern from *:
         }
         if (!(hi > lo))
             return;  /* all equal */
-        nb = n;
+        nb = 2 * n;  /* two buckets a value: fewer values share one */
         /* max maps to ~nb - 0.5: min in bucket 0, max in a later one */
         scale = ((double)nb - 0.5) / (hi - lo);
         for (i = 0; i < n; i++) {
@@ -234,10 +242,22 @@ cdef extern from *:
         for (i = 0; i < n; i++)
             cnt[qi[i]]++;
         start = 0;
+        cmax = 0;
         for (j = 0; j < nb; j++) {  /* counts -> starts */
             uint32_t c = cnt[j];
             cnt[j] = (uint32_t)start;
             start += c;
+            cmax = c > cmax ? c : cmax;
+        }
+        if (cmax <= 24) {
+            /* small buckets: one insertion sort over the bucket-ordered values moves
+               each value within its bucket only (the same order as sorting the
+               buckets one by one), with no scan for the buckets' bounds */
+            for (i = 0; i < n; i++)
+                tmp[cnt[qi[i]]++] = v[i];
+            memcpy(v, tmp, (size_t)n * sizeof(double));
+            rc_insertion_sort(v, n);
+            return;
         }
         for (i = 0; i < n; i++) {
             uint32_t p = cnt[qi[i]]++;
@@ -511,7 +531,7 @@ def clipped_row_means(const float[:, ::1] d0, const float[:, ::1] d1,
         work = <double*>malloc(max(n, 1) * sizeof(double))
         row = <double*>malloc(max(n, 1) * sizeof(double))
         usable = <unsigned char*>malloc(max(n, 1))
-        cnt = <unsigned int*>malloc(3 * max(n, 1) * sizeof(unsigned int))
+        cnt = <unsigned int*>malloc(4 * max(n, 1) * sizeof(unsigned int))
         for y in prange(row0, row1, schedule="dynamic", chunksize=8):
             row_thr = 0 if per_column else thresholds[y - row0]
             out[y - row0] = _row_mean(

@@ -114,6 +114,29 @@ def test_row_medians_ties_signs_and_lengths():
             np.testing.assert_array_equal(got, want)
 
 
+def test_row_medians_lower_middle_at_every_byte():
+    # even lengths whose two middle keys first differ in each of the four bytes of the
+    # radix selection (and repeat): the lower middle value is found where the ranks
+    # part, against numpy.median
+    rng = np.random.default_rng(5)
+    scales = [1.0e-30, 1.0e-3, 1.0, 3.0, 1.0e3, 1.0e30]
+    for trial in range(300):
+        n = int(rng.integers(1, 40)) * 2
+        scale = scales[trial % len(scales)]
+        kind = trial % 3
+        if kind == 0:  # few distinct values: ties
+            row = rng.integers(-3, 4, n) * scale
+        elif kind == 1:  # neighbours in float32 (the last byte parts them)
+            base = np.float32(scale)
+            row = np.nextafter(base, np.float32(np.inf) * rng.choice([-1, 1], n))
+            row = np.where(rng.random(n) < 0.5, base, row)
+        else:
+            row = rng.normal(0.0, scale, n)
+        a = np.asarray(row, np.float32)[None, :]
+        got = row_medians(a, np.zeros_like(a))
+        np.testing.assert_array_equal(got, np.median(a, axis=1))
+
+
 def test_clipped_means_extreme_spreads_equal_astropy():
     # the sorted clip against astropy on rows whose values are badly spread for a
     # bucket sort: one huge outlier (the bulk in a few buckets), geometric spacing

@@ -160,3 +160,17 @@ def test_matches_romancal_full_frame():
     # the correction was made (not the masking fall-back) and removed the transient
     np.testing.assert_array_equal(groupdq, 0)
     np.testing.assert_allclose(result.parameters, TRANSIENT, rtol=0.05)
+
+
+def test_correction_is_the_fitted_curve_at_each_pixel():
+    # the subtracted map, evaluated in blocks of rows (1032 rows: a partial last
+    # block), is the fitted curve at every science pixel's read time, to the bit
+    model = make_ramp()
+    data = model.data.copy()
+    result = correct_anomaly(data, np.zeros(data.shape, np.uint8), FRAME_TIME, PATTERN)
+    assert result.corrected
+    times = frame_read_times(FRAME_TIME, 18, SHAPE)
+    want = model.data[0].copy()
+    want[4:-4, 4:-4] -= double_exponential(times, *result.parameters)[4:-4, 4:-4]
+    np.testing.assert_array_equal(data[0], want)
+    np.testing.assert_array_equal(data[1:], model.data[1:])

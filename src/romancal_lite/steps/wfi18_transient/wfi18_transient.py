@@ -65,6 +65,8 @@ MASK_FLAGS = np.uint8(int(group.DO_NOT_USE) | 128)  # 128: WFI18_TRANSIENT (RAD 
 MIN_RESULTANTS = 5
 #: Science rows of the starting guess's time constants (romancal 1.1: t_row[300], [1000]).
 _GUESS_ROWS = (300, 1000)
+#: Rows of the correction's column period evaluated at a time (temporaries of 256 kB).
+_CURVE_ROWS = 128
 
 
 @dataclass
@@ -245,9 +247,11 @@ def correct_anomaly(
     if ny - 2 * b < 4 or nx - 2 * b < 1:
         mask_affected_rows(groupdq)
         return TransientResult(False, f"too few science rows ({max(ny - 2 * b, 0)}) to fit")
+    means = row_residuals(data, resultant_times(read_pattern, frame_time))
+    # after the compiled kernels: the product in _row_times may wake BLAS threads, whose
+    # waiting for more work would take cores from the kernels' threads
     period = read_time_period(frame_time, 18)
     t_row = _row_times(period, slice(b, ny - b), nx)
-    means = row_residuals(data, resultant_times(read_pattern, frame_time))
     # the starting guess's time constants: those of science rows 300 and 1000 of a full
     # frame (the same rows whatever the frame's size)
     t_guess = [
@@ -259,7 +263,11 @@ def correct_anomaly(
         mask_affected_rows(groupdq)
         return TransientResult(False, "the transient fit failed")
     a, bb, tau_a, tau_b = (float(p) for p in params)
-    # the fitted curve at each pixel's read time, on one column period
-    correction = double_exponential(period[:ny], a, bb, tau_a, tau_b)
+    # the fitted curve at each pixel's read time, on one column period (in blocks of
+    # rows, so that the temporaries stay small and in cache: the same values)
+    correction = np.empty((ny, PERIOD))
+    for r0 in range(0, ny, _CURVE_ROWS):
+        r1 = min(r0 + _CURVE_ROWS, ny)
+        correction[r0:r1] = double_exponential(period[r0:r1], a, bb, tau_a, tau_b)
     subtract_periodic(data[0], correction, (b, ny - b), (b, nx - b))
     return TransientResult(True, parameters=(a, bb, tau_a, tau_b))
