@@ -650,9 +650,9 @@ def test_ramp_and_groupdq_are_advised_huge_pages():
 
     if not os.path.exists("/proc/self/smaps") or not hasattr(mmap, "MADV_HUGEPAGE"):
         pytest.skip("needs Linux /proc/self/smaps and MADV_HUGEPAGE")
-    from romancal_lite.steps.dq_init.dq_initialization import to_ramp_arrays
-
     from test_arrays_step import _vm_flags  # the test directory is on sys.path
+
+    from romancal_lite.steps.dq_init.dq_initialization import to_ramp_arrays
 
     raw = np.arange(3 * 64 * 64, dtype=np.uint16).reshape(3, 64, 64)
     for resultantdq in (None, np.zeros(raw.shape, np.uint8)):
