@@ -1296,14 +1296,7 @@ cdef class Buffers:
         self.nodes = <double**>malloc(n * sizeof(double*))
         self.stamp = <int**>malloc(n * sizeof(int*))
         if self.acc == NULL or self.flags == NULL or self.nodes == NULL or self.stamp == NULL:
-            free(self.acc)
-            free(self.flags)
-            free(self.nodes)
-            free(self.stamp)
-            self.acc = NULL
-            self.flags = NULL
-            self.nodes = NULL
-            self.stamp = NULL
+            self._free()  # n is 0 here: frees the pointer arrays alone
             raise MemoryError("drizzle: cannot allocate the band buffers")
         for t in range(n):
             self.acc[t] = <double*>malloc(max(acc_values, 1) * sizeof(double))
