@@ -330,11 +330,9 @@ def _measured(spec: Mapping[str, Any], work: Callable[[], dict[str, Any]]) -> di
     """Run ``work`` in the task's environment; time it, measure its peak memory."""
     if _warm_up is not None:
         _warm_up.join()  # the worker's warm-up imports: never two threads importing at once
-    from romancal_lite.datamodels import keep_schema_documents
     from romancal_lite.errors import RomancalLiteError
     from romancal_lite.references import allow_builtin_references
 
-    keep_schema_documents()  # a worker validates the same schemas for every task
     reset = reset_peak_rss()
     started = time.time()
     start = time.perf_counter()
