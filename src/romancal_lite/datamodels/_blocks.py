@@ -31,7 +31,14 @@ import numpy as np
 
 from ..errors import InputFileError
 
-__all__ = ["Lz4Chunks", "fill_checksums", "preload_lz4_block", "released_while_written"]
+__all__ = [
+    "DeferredBlockData",
+    "Lz4Chunks",
+    "deferred_block_data",
+    "fill_checksums",
+    "preload_lz4_block",
+    "released_while_written",
+]
 
 _LZ4 = b"lz4\0"
 #: Smallest block worth a thread pool (smaller ones: asdf's own reader).
@@ -296,7 +303,7 @@ def _blocks_of(view: memoryview, first: int) -> list[tuple[int, int, int]] | Non
 _HASH_PIECE = 8 << 20
 
 
-def fill_checksums(fileno: int, n_threads: int) -> bool:
+def fill_checksums(fileno: int, n_threads: int, known: dict[int, bytes] | None = None) -> bool:
     """Write the MD5 checksum of every block of an ASDF file written without them.
 
     Parameters
@@ -305,6 +312,9 @@ def fill_checksums(fileno: int, n_threads: int) -> bool:
         The file, open for reading and writing (flushed), blocks without checksums.
     n_threads : int
         Threads hashing blocks.
+    known : dict, optional
+        Digests already computed, by the file offset of their block's data (what
+        `DeferredBlockData.write` returns): those blocks are not read back.
 
     Returns
     -------
@@ -329,8 +339,11 @@ def fill_checksums(fileno: int, n_threads: int) -> bool:
                 return False
 
             buffers = threading.local()
+            hashed = known or {}
 
             def digest(block: tuple[int, int, int]) -> bytes:
+                if block[1] in hashed:
+                    return hashed[block[1]]
                 # read in pieces, not through the map: mapped pages of the whole file
                 # would count in the process's resident memory (its peak); each thread
                 # reads into one buffer of its own (a new 8 MiB object per piece costs
@@ -349,13 +362,143 @@ def fill_checksums(fileno: int, n_threads: int) -> bool:
                     done += n
                 return md5.digest()
 
-            with ThreadPoolExecutor(max(1, min(n_threads, len(blocks)))) as pool:
-                digests = list(pool.map(digest, blocks))
+            unknown = sum(block[1] not in hashed for block in blocks)
+            if unknown > 1 and n_threads > 1:
+                with ThreadPoolExecutor(min(n_threads, unknown)) as pool:
+                    digests = list(pool.map(digest, blocks))
+            else:
+                digests = [digest(block) for block in blocks]
         finally:
             view.release()
     for (start, _, _), value in zip(blocks, digests, strict=True):
         os.pwrite(fileno, value, start + _CHECKSUM_AT)
     return True
+
+
+#: Piece of a block written (and hashed) at a time by `DeferredBlockData.write`.
+_WRITE_PIECE = 8 << 20
+
+
+class DeferredBlockData:
+    """The uncompressed block data asdf hands to a file, written later in parallel.
+
+    Inside `deferred_block_data`, asdf writes the YAML tree, every block header and
+    the block index as usual, but the data of each uncompressed block (asdf's
+    ``RealFile.write_array``, one call per block) is only recorded with its offset
+    and skipped over (a hole in the file).  `write` then writes those arrays with
+    ``os.pwrite`` from several threads, each thread hashing the blocks it writes
+    (``hashlib`` and ``pwrite`` release the GIL): a full-frame ``_cal`` is copied
+    into the page cache on every core, and its MD5 checksums come from memory instead
+    of being read back from the file.  The bytes of the file are the ones asdf would
+    have written.
+    """
+
+    def __init__(self) -> None:
+        self.pieces: list[tuple[int, memoryview]] = []
+
+    def record(self, offset: int, data: np.ndarray) -> None:
+        """Remember that ``data`` (1-D bytes) goes at ``offset``."""
+        self.pieces.append((offset, memoryview(data).cast("B")))
+
+    def write(self, fileno: int, n_threads: int, *, checksums: bool = True) -> dict[int, bytes]:
+        """Write every recorded block at its offset; return the MD5s by offset.
+
+        Parameters
+        ----------
+        fileno : int
+            The file asdf wrote (flushed).
+        n_threads : int
+            Threads writing (the largest blocks are taken first).
+        checksums : bool, optional
+            Hash each block as it is written.
+
+        Returns
+        -------
+        dict
+            Block data offset -> MD5 digest (empty without ``checksums``).
+
+        Raises
+        ------
+        OSError
+            A write failed (e.g. no space left on the device).
+        """
+        order = sorted(self.pieces, key=lambda piece: -len(piece[1]))
+
+        def one(piece: tuple[int, memoryview]) -> tuple[int, bytes]:
+            offset, data = piece
+            md5 = hashlib.md5(usedforsecurity=False) if checksums else None
+            for start in range(0, len(data), _WRITE_PIECE):
+                part = data[start : start + _WRITE_PIECE]
+                done = 0
+                while done < len(part):
+                    done += os.pwrite(fileno, part[done:], offset + start + done)
+                if md5 is not None:
+                    md5.update(part)
+            return offset, md5.digest() if md5 is not None else b""
+
+        if n_threads > 1 and len(order) > 1:
+            with ThreadPoolExecutor(min(n_threads, len(order))) as pool:
+                results = list(pool.map(one, order))
+        else:
+            results = [one(piece) for piece in order]
+        return dict(results) if checksums else {}
+
+
+#: Open files whose block data are being deferred (by file descriptor), see below.
+_DEFERRING: dict[int, DeferredBlockData] = {}
+_PATCH_LOCK = threading.Lock()
+
+
+def _install_deferral() -> None:
+    """Wrap asdf's ``RealFile.write_array`` once so that it can defer block data."""
+    from asdf import generic_io
+
+    with _PATCH_LOCK:
+        original = generic_io.RealFile.write_array
+        if getattr(original, "_romancal_lite_deferral", False):
+            return
+
+        def write_array(self: Any, arr: np.ndarray) -> None:
+            try:
+                deferred = _DEFERRING.get(self._fd.fileno())
+            except (AttributeError, OSError, ValueError):
+                deferred = None
+            if (deferred is None or isinstance(arr, np.memmap) and getattr(arr, "fd", None) is self
+                    or arr.ndim != 1 or not arr.flags.c_contiguous):
+                original(self, arr)
+                return
+            fd = self._fd
+            deferred.record(fd.tell(), arr)
+            fd.seek(arr.nbytes, os.SEEK_CUR)
+
+        write_array._romancal_lite_deferral = True  # type: ignore[attr-defined]
+        generic_io.RealFile.write_array = write_array
+
+
+@contextmanager
+def deferred_block_data(fh: Any) -> Iterator[DeferredBlockData]:
+    """Defer the data of the uncompressed blocks asdf writes to ``fh`` in the block.
+
+    Parameters
+    ----------
+    fh : file object
+        The binary file asdf is given (its ``write_to`` target), a real file: asdf
+        writes to its descriptor's raw file object.
+
+    Yields
+    ------
+    DeferredBlockData
+        The recorded blocks; call its ``write`` after asdf's ``write_to`` (the file
+        has holes where the data go until then).
+    """
+    _install_deferral()
+    deferred = DeferredBlockData()
+    fileno = fh.fileno()
+    _DEFERRING[fileno] = deferred
+    try:
+        yield deferred
+    finally:
+        _DEFERRING.pop(fileno, None)
 
 
 def _mapped_arrays(node: Any, found: list[np.ndarray], seen: set[int]) -> None:

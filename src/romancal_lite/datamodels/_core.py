@@ -16,7 +16,13 @@ from astropy.time import Time
 from romancore import effective_n_threads
 
 from ..errors import InputFileError, OutputError
-from ._blocks import Lz4Chunks, fill_checksums, preload_lz4_block, released_while_written
+from ._blocks import (
+    Lz4Chunks,
+    deferred_block_data,
+    fill_checksums,
+    preload_lz4_block,
+    released_while_written,
+)
 from ._converters import asdf_context, get_extension
 from ._files import atomic_write, open_regular_file, read_yaml_part, scan_asdf_tree
 from ._node import Node, TaggedNode, node_class_for_tag, unwrap, wrap
@@ -864,14 +870,19 @@ def write_asdf_atomic(
         with warnings.catch_warnings(), asdf_context():
             warnings.filterwarnings("ignore", category=asdf.exceptions.AsdfWarning)
             # an open file, never the name: asdf would read "#" and "%" in it as URI syntax
+            n_threads = effective_n_threads()
             with released_while_written(tree):
-                af.write_to(fh, all_array_compression=all_array_compression,
-                            write_checksums=False)
+                # asdf writes the tree and the block headers; the blocks' data are
+                # written afterwards by every thread, each hashing what it writes
+                with deferred_block_data(fh) as deferred:
+                    af.write_to(fh, all_array_compression=all_array_compression,
+                                write_checksums=False)
+                fh.flush()
+                digests = deferred.write(fh.fileno(), n_threads, checksums=checksums)
             if not checksums:
                 return
-            # the blocks' MD5s hashed in parallel (asdf hashes one block at a time)
-            fh.flush()
-            if not fill_checksums(fh.fileno(), effective_n_threads()):
+            # the MD5s into the block headers (blocks asdf wrote itself are hashed here)
+            if not fill_checksums(fh.fileno(), n_threads, known=digests):
                 fh.seek(0)
                 fh.truncate()
                 af.write_to(fh, all_array_compression=all_array_compression,

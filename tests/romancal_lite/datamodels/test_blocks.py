@@ -111,12 +111,67 @@ def test_checksums_filled_in_parallel_are_asdfs(tmp_path: Path, compression: str
         assert len(blocks) >= 3 and all(any(b.header["checksum"]) for b in blocks)
 
 
+def test_block_data_are_written_by_threads_with_their_checksums(tmp_path: Path,
+                                                                monkeypatch) -> None:
+    """Uncompressed block data are written after asdf's pass, hashed from memory."""
+    from romancal_lite.datamodels import _blocks
+
+    rng = np.random.default_rng(8)
+    tree = {"a": rng.normal(size=(300, 200)).astype(np.float32),
+            "b": np.arange(70000, dtype=np.uint32), "s": np.ones(3, np.uint8)}
+    written, read_back = [], []
+    real_write, real_fill = _blocks.DeferredBlockData.write, _blocks.fill_checksums
+
+    def write(self, fileno, n_threads, *, checksums=True):
+        written.extend(len(data) for _, data in self.pieces)
+        return real_write(self, fileno, n_threads, checksums=checksums)
+
+    def fill(fileno, n_threads, known=None):
+        read_back.append(len(known or {}))
+        return real_fill(fileno, n_threads, known)
+
+    monkeypatch.setattr(_blocks.DeferredBlockData, "write", write)
+    monkeypatch.setattr(_blocks, "_WRITE_PIECE", 4096)  # several pieces per block
+    from romancal_lite.datamodels import _core
+
+    monkeypatch.setattr(_core, "fill_checksums", fill)
+    ours = dm.write_asdf_atomic(tmp_path / "ours.asdf", tree)
+    assert sorted(written) == sorted(a.nbytes for a in tree.values())
+    assert read_back == [3]  # every digest came from memory
+    assert ours.read_bytes() == _asdf_checksummed(tree, tmp_path / "asdf.asdf", None)
+    # without checksums: asdf's file without them
+    plain = dm.write_asdf_atomic(tmp_path / "plain.asdf", tree, checksums=False)
+    import asdf
+
+    from romancal_lite.datamodels import asdf_context, get_extension
+
+    with asdf_context():
+        af = asdf.AsdfFile(extensions=[get_extension()])
+        af.tree = tree
+        with open(tmp_path / "asdf_plain.asdf", "wb") as fh:
+            af.write_to(fh, write_checksums=False)
+    assert plain.read_bytes() == (tmp_path / "asdf_plain.asdf").read_bytes()
+
+
+def test_failed_block_write_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
+    from romancal_lite.datamodels import _blocks
+    from romancal_lite.errors import OutputError
+
+    def fail(self, fileno, n_threads, *, checksums=True):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_blocks.DeferredBlockData, "write", fail)
+    with pytest.raises(OutputError, match="no space left"):
+        dm.write_asdf_atomic(tmp_path / "out.asdf", {"a": np.ones((50, 50), np.float32)})
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_checksums_not_found_fall_back_to_asdf(tmp_path: Path, monkeypatch) -> None:
     from romancal_lite.datamodels import _core
 
     tree = {"a": np.arange(1000, dtype=np.float32)}
     expected = _asdf_checksummed(tree, tmp_path / "asdf.asdf", None)
-    monkeypatch.setattr(_core, "fill_checksums", lambda fileno, n: False)
+    monkeypatch.setattr(_core, "fill_checksums", lambda fileno, n, **kw: False)
     ours = dm.write_asdf_atomic(tmp_path / "ours.asdf", tree)
     assert ours.read_bytes() == expected
 
