@@ -97,3 +97,32 @@ def subtract_channel_correction(float[:, :, ::1] data, const float[:, :, ::1] co
                 g = 0 if first_channel < 0 else c - c0
                 _subtract_channel_row(d + c * CHANNEL_WIDTH, &corr[g, k, y * row_samples],
                                       c % 2 == 1)
+
+
+ctypedef fused real_t:
+    float
+    double
+
+
+def scan_rows(const real_t[:, ::1] rows, signed char[:, ::1] flags, int n_threads):
+    # flags[i] = (every value finite, some value non-zero, row equal to row 0)
+    cdef Py_ssize_t n = rows.shape[0], m = rows.shape[1]
+    cdef Py_ssize_t i, k
+    cdef real_t v
+    cdef signed char finite, nonzero, same
+    with nogil, parallel(num_threads=n_threads):
+        for i in prange(n, schedule="static"):
+            finite = 1
+            nonzero = 0
+            same = 1
+            for k in range(m):
+                v = rows[i, k]
+                if not isfinite(v):
+                    finite = 0
+                if v != 0:
+                    nonzero = 1
+                if v != rows[0, k]:
+                    same = 0
+            flags[i, 0] = finite
+            flags[i, 1] = nonzero
+            flags[i, 2] = same

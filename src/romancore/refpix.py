@@ -18,6 +18,7 @@ from romancore._validation import check_array, check_writeable
 __all__ = [
     "CHANNEL_WIDTH",
     "mean_over_resultants",
+    "scan_rows",
     "subtract_channel_correction",
     "subtract_channel_trends",
 ]
@@ -118,6 +119,52 @@ def subtract_channel_trends(
         np.ascontiguousarray(col_const, dtype=np.float64), row_time,
         effective_n_threads(n_threads),
     )
+
+
+#: The real type each accepted dtype of `scan_rows` is read as.
+_SCAN_TYPES = {np.dtype(np.complex64): np.float32, np.dtype(np.complex128): np.float64,
+               np.dtype(np.float32): np.float32, np.dtype(np.float64): np.float64}
+
+
+def scan_rows(rows: np.ndarray, *, n_threads: int | None = None) -> np.ndarray:
+    """Say, for each row of a 2-D array, whether it is finite, non-zero and equal to row 0.
+
+    One read of every value (what ``np.isfinite(row).all()``, ``np.any(row)`` and
+    ``np.array_equal(row, rows[0])`` tell about a row of finite values): used to check
+    the REFPIX reference's coefficient rows.
+
+    Parameters
+    ----------
+    rows : numpy.ndarray, (n, m), C-contiguous rows
+        Real (float32, float64) or complex (complex64, complex128) values; a complex
+        value counts as its real and imaginary parts.
+    n_threads : int or None, optional
+        Threads to use (see :func:`romancore.effective_n_threads`).
+
+    Returns
+    -------
+    numpy.ndarray of bool, (n, 3)
+        Per row: every value finite; some value non-zero; every value equal to the
+        value of row 0 at the same place (a row with a NaN is never equal).
+
+    Raises
+    ------
+    ValueError
+        For an array of another dtype, dimension or layout.
+    """
+    if not isinstance(rows, np.ndarray) or rows.ndim != 2:
+        raise ValueError("rows must be a 2-D numpy array")
+    real = _SCAN_TYPES.get(rows.dtype)
+    if real is None:
+        raise ValueError(f"rows must be native float32/64 or complex64/128, got {rows.dtype}")
+    flags = np.zeros((rows.shape[0], 3), dtype=np.int8)
+    if rows.size:
+        # a complex row as its real and imaginary parts (a copy only if not contiguous)
+        values = np.ascontiguousarray(rows).view(real)
+        _refpix.scan_rows(values, flags, effective_n_threads(n_threads))
+    elif rows.shape[0]:
+        flags[:] = (1, 0, 1)  # empty rows: finite, zero, equal
+    return flags.astype(bool)
 
 
 def subtract_channel_correction(

@@ -124,3 +124,35 @@ def test_bad_arguments() -> None:
         refpix.subtract_channel_correction(data, np.zeros((2, 2, 8 * 140), np.float32), 1)
     with pytest.raises(ValueError, match="shape"):
         refpix.subtract_channel_correction(data, np.zeros((1, 3, 8 * 140), np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+@pytest.mark.parametrize("n_threads", [1, 3])
+def test_scan_rows_matches_numpy(dtype: type, n_threads: int) -> None:
+    rng = np.random.default_rng(5)
+    rows = rng.normal(size=(7, 33)).astype(dtype)
+    if np.issubdtype(dtype, np.complexfloating):
+        rows.imag = rng.normal(size=rows.shape)
+    rows[2] = rows[0]
+    rows[3] = 0
+    rows[4] = rows[0]
+    rows[4, 5] = np.inf if not np.issubdtype(dtype, np.complexfloating) else complex(1, np.nan)
+    rows[5] = rows[0]
+    rows[5, -1] = -rows[5, -1]  # differs only in its last value
+    flags = refpix.scan_rows(rows, n_threads=n_threads)
+    want = np.array([[np.isfinite(r).all(), np.any(r), np.array_equal(r, rows[0])]
+                     for r in rows])
+    assert flags.dtype == bool
+    np.testing.assert_array_equal(flags, want)
+
+
+def test_scan_rows_hand_case_and_errors() -> None:
+    rows = np.array([[0.0, -0.0], [0.0, 0.0], [0.0, 1.0]])
+    # -0.0 == 0.0: the first two rows are equal and zero; the third is neither
+    np.testing.assert_array_equal(
+        refpix.scan_rows(rows), [[True, False, True], [True, False, True], [True, True, False]])
+    np.testing.assert_array_equal(refpix.scan_rows(np.zeros((2, 0))), [[True, False, True]] * 2)
+    with pytest.raises(ValueError, match="2-D"):
+        refpix.scan_rows(np.zeros(3))
+    with pytest.raises(ValueError, match="float32/64 or complex64/128"):
+        refpix.scan_rows(np.zeros((2, 2), dtype=np.int32))

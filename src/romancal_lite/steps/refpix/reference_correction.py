@@ -53,6 +53,7 @@ romancal's to float32 precision.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
@@ -272,44 +273,59 @@ def correct_with_refpix_reference(
     chunk = max(1, min(n_res, int(data.nbytes // 2 // max(per_resultant, 1))))
     spectra = {name: np.empty((chunk, n_coeff), dtype=np.complex128) for name in used}
     not_fitted = 0
+    n_threads = effective_n_threads()
+
+    def first_pass(r: int, r0: int, kernel_threads: int) -> int:
+        # pass 1 of resultant r: offset, trends, amp33 interpolation, the spectra of
+        # the reference series; returns the channels whose trend could not be fitted
+        missing = 0
+        plane = data[r]
+        a33 = amp33[r].astype(np.float32)
+        if offset33 is not None:
+            a33 -= offset33
+        if remove_trends:
+            missing += _remove_trends(plane, offset, read_pos, nch, row_time, ref_rows,
+                                      n_threads=kernel_threads)
+            missing += _remove_trends(a33, None, pos33, 1, row_time, ref_rows,
+                                      n_threads=kernel_threads)
+        if used or cosine_interpolate:
+            # the amp33 time series (float64), zeros where nothing was sampled
+            series33 = np.zeros((ny, ROW_SAMPLES), dtype=np.float64)
+            series33[:, pos33] = a33
+            series33 = series33.reshape(-1)
+            _clean(series33)
+            if cosine_interpolate:
+                _cosine_interpolate(series33, cosine)
+                a33[...] = series33.reshape(ny, ROW_SAMPLES)[:, pos33]
+            if fft_interpolate and "alpha" in used:
+                _fft_interpolate(series33, pause)
+            if "gamma" in used:
+                left = np.zeros((ny, ROW_SAMPLES), dtype=np.float64)
+                left[:, :BORDER] = plane[:, :BORDER] - offset[:, :BORDER]
+                spectra["gamma"][r - r0] = _spectrum(left, side_scale)
+            if "zeta" in used:
+                right = np.zeros((ny, ROW_SAMPLES), dtype=np.float64)
+                right[:, right_pos] = plane[:, right_cols] - offset[:, right_cols]
+                spectra["zeta"][r - r0] = _spectrum(right, side_scale)
+            if "alpha" in used:
+                spectra["alpha"][r - r0] = _spectrum(series33.reshape(ny, ROW_SAMPLES), scale)
+        if offset33 is not None:
+            a33 += offset33
+        _store_amp33(amp33_out, r, a33)
+        return missing
+
     for r0 in range(0, n_res, chunk):
         r1 = min(r0 + chunk, n_res)
-        # pass 1, per resultant: offset, trends, amp33 interpolation, the spectra of
-        # the reference series
-        for r in range(r0, r1):
-            plane = data[r]
-            a33 = amp33[r].astype(np.float32)
-            if offset33 is not None:
-                a33 -= offset33
-            if remove_trends:
-                not_fitted += _remove_trends(plane, offset, read_pos, nch, row_time, ref_rows)
-                not_fitted += _remove_trends(a33, None, pos33, 1, row_time, ref_rows)
-            if used or cosine_interpolate:
-                # the amp33 time series (float64), zeros where nothing was sampled
-                series33 = np.zeros((ny, ROW_SAMPLES), dtype=np.float64)
-                series33[:, pos33] = a33
-                series33 = series33.reshape(-1)
-                _clean(series33)
-                if cosine_interpolate:
-                    _cosine_interpolate(series33, cosine)
-                    a33[...] = series33.reshape(ny, ROW_SAMPLES)[:, pos33]
-                if fft_interpolate and "alpha" in used:
-                    _fft_interpolate(series33, pause)
-                if "gamma" in used:
-                    left = np.zeros((ny, ROW_SAMPLES), dtype=np.float64)
-                    left[:, :BORDER] = plane[:, :BORDER] - offset[:, :BORDER]
-                    spectra["gamma"][r - r0] = _spectrum(left, side_scale)
-                if "zeta" in used:
-                    right = np.zeros((ny, ROW_SAMPLES), dtype=np.float64)
-                    right[:, right_pos] = plane[:, right_cols] - offset[:, right_cols]
-                    spectra["zeta"][r - r0] = _spectrum(right, side_scale)
-                if "alpha" in used:
-                    spectra["alpha"][r - r0] = _spectrum(
-                        series33.reshape(ny, ROW_SAMPLES), scale
-                    )
-            if offset33 is not None:
-                a33 += offset33
-            _store_amp33(amp33_out, r, a33)
+        # pass 1, the resultants of the chunk in parallel (each changes its own plane,
+        # amp33 plane and spectrum rows; NumPy, the FFTs and the kernels, each on one
+        # thread then, release the GIL): the same values as one after the other
+        workers = min(n_threads, r1 - r0)
+        if workers > 1:
+            with ThreadPoolExecutor(workers) as pool:
+                not_fitted += sum(pool.map(first_pass, range(r0, r1), [r0] * (r1 - r0),
+                                           [1] * (r1 - r0)))
+        else:
+            not_fitted += sum(first_pass(r, r0, n_threads) for r in range(r0, r1))
 
         # pass 2, per channel: the correction of the chunk's resultants at once
         if used:
@@ -424,12 +440,15 @@ def _remove_trends(
     nch: int,
     row_time: np.ndarray,
     ref_rows: np.ndarray,
+    *,
+    n_threads: int | None = None,
 ) -> int:
     """Fit and subtract each channel's line in time (romancal ``remove_trends``).
 
     The fit uses ``plane - offset`` on the reference rows; samples equal to their
     offset (0 after its removal: "no sample") are neither fitted nor changed.
-    Returns the number of channels without such a reference sample.
+    Returns the number of channels without such a reference sample. ``n_threads``:
+    the threads of the compiled subtraction.
     """
     width = CHANNEL_WIDTH
     ref = plane[ref_rows] if offset is None else plane[ref_rows] - offset[ref_rows]
@@ -457,7 +476,7 @@ def _remove_trends(
         romancore.refpix.subtract_channel_trends(
             plane, offset, read_pos, np.ascontiguousarray(slope, dtype=np.float64),
             np.ascontiguousarray(intercept, dtype=np.float64),
-            np.ascontiguousarray(row_time, dtype=np.float64),
+            np.ascontiguousarray(row_time, dtype=np.float64), n_threads=n_threads,
         )
         return missing
     # float64 data: the same arithmetic with NumPy, by blocks of rows
@@ -531,27 +550,23 @@ def _scan_coefficients(
 ) -> tuple[tuple[str, ...], bool]:
     """Check the channels' coefficients; return the sets in use and whether all are shared.
 
-    One pass, channel by channel: every coefficient must be finite; a set whose rows
-    are all zero adds nothing and is left out; the sets in use are "shared" when every
-    channel has channel 0's coefficients (the built-in file: one transform serves all).
-    Rows mapped from a file (the uncompressed cache) are handed back as soon as they
-    are scanned; each is read again when its channel is corrected.
+    One compiled pass over each set's rows (`romancore.refpix.scan_rows`): every
+    coefficient must be finite; a set whose rows are all zero adds nothing and is left
+    out; the sets in use are "shared" when every channel has channel 0's coefficients
+    (the built-in file: one transform serves all). Rows mapped from a file (the
+    uncompressed cache) are handed back once scanned; each is read again when its
+    channel is corrected.
     """
     used = []
     same = {}
     for name, c in coeffs.items():
-        first = np.array(c[0])
-        nonzero = False
-        same[name] = True
-        for i in range(nch):
-            row = c[i]
-            if not np.isfinite(row).all():
-                raise CoefficientError(f"REFPIX '{name}' holds non-finite coefficients")
-            nonzero = nonzero or bool(np.any(row))
-            if i and same[name] and not np.array_equal(row, first):
-                same[name] = False
-            release_rows(c, i, i + 1)
-        if nonzero:
+        rows = c[:nch]
+        flags = romancore.refpix.scan_rows(rows)  # one compiled pass over the rows
+        release_rows(c, 0, nch)
+        if not flags[:, 0].all():
+            raise CoefficientError(f"REFPIX '{name}' holds non-finite coefficients")
+        same[name] = bool(flags[:, 2].all())
+        if flags[:, 1].any():
             used.append(name)
     return tuple(used), bool(used) and all(same[name] for name in used)
 
