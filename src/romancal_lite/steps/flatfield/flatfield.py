@@ -19,8 +19,11 @@ only temporaries are a few block-sized arrays.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
+from romancore import effective_n_threads
 from romancore.dqflags import pixel
 
 __all__ = ["BLOCK_ROWS", "apply_flat_field"]
@@ -105,13 +108,20 @@ def apply_flat_field(
         raise ValueError("var_poisson is needed to recompute err from the variances")
     if block_rows < 1:
         raise ValueError(f"block_rows must be >= 1, got {block_rows}")
-    n_bad = 0
-    for start in range(0, data.shape[0], block_rows):
-        rows = slice(start, start + block_rows)
-        n_bad += _flat_block(
-            rows, data, dq, flat, flat_dq, flat_err, var_poisson, var_rnoise, var_flat, err, dumo
+    def block(start: int) -> int:
+        return _flat_block(
+            slice(start, start + block_rows), data, dq, flat, flat_dq, flat_err,
+            var_poisson, var_rnoise, var_flat, err, dumo,
         )
-    return n_bad
+
+    starts = range(0, data.shape[0], block_rows)
+    workers = min(effective_n_threads(), len(starts))
+    if workers < 2:
+        return sum(block(start) for start in starts)
+    # the blocks are independent (each changes its own rows) and NumPy releases the
+    # GIL on them: the same values on every core
+    with ThreadPoolExecutor(workers) as pool:
+        return sum(pool.map(block, starts))
 
 
 def _flat_block(
