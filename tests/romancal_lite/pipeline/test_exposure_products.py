@@ -282,3 +282,56 @@ def test_exposure_without_sources_gives_empty_catalog_and_failed_fit(exposures, 
     assert len(cat) == 0 and "x_centroid" in cat.colnames
     with datamodels.open(out / f"{BASE}wfi05_segm.asdf") as segm:
         assert not segm.data.any()
+
+
+def test_ramp_is_reserved_while_the_input_is_opened(exposures, tmp_path, monkeypatch):
+    """roman_elp has dq_init's two cubes prepared from the Level 1 file's layout (read
+    before the file is opened), dq_init gets them, and nothing reserved is left."""
+    import romancal_lite.pipeline.exposure_pipeline as ep
+    from romancal_lite.steps import _arrays
+
+    uncal = exposures["dir"] / f"{BASE}{DETECTORS[0]}_uncal.asdf"
+    reserved, claimed = [], []
+    real_reserve, real_claim = _arrays.reserve_releasable, _arrays._claim
+
+    def reserve(shape, dtype, huge_pages=False):
+        reserved.append((tuple(shape), np.dtype(dtype).name))
+        real_reserve(shape, dtype, huge_pages)
+
+    def claim(key):
+        found = real_claim(key)
+        if found is not None:
+            claimed.append((key[0], key[1].name))
+        return found
+
+    monkeypatch.setattr(ep, "reserve_releasable", reserve)
+    monkeypatch.setattr(_arrays, "_claim", claim)
+    with builtin_cache(exposures["cache"], hide_user_crds=True):
+        ExposurePipeline.call(str(uncal), output_dir=str(tmp_path),
+                              steps={"source_catalog": {"skip": True},
+                                     "tweakreg": {"skip": True}})
+    shape = datamodels.array_layout(uncal)[0]
+    assert len(shape) == 3
+    assert sorted(reserved) == sorted(claimed) == [(shape, "float32"), (shape, "uint8")]
+    assert _arrays._RESERVED == {}
+    # dq_init skipped (refused for a Level 1 input): nothing reserved
+    from romancal_lite.errors import ConfigError
+
+    reserved.clear()
+    with builtin_cache(exposures["cache"], hide_user_crds=True), pytest.raises(ConfigError):
+        ExposurePipeline.call(str(uncal), output_dir=str(tmp_path / "b"),
+                              steps={"dq_init": {"skip": True}, "source_catalog": {"skip": True},
+                                     "tweakreg": {"skip": True}})
+    assert reserved == [] and _arrays._RESERVED == {}
+
+
+def test_array_layout_reads_the_yaml_only(exposures, tmp_path):
+    uncal = exposures["dir"] / f"{BASE}{DETECTORS[0]}_uncal.asdf"
+    with datamodels.open(uncal) as model:
+        want = {name: (model[name].shape, model[name].dtype) for name in ("data", "amp33")}
+    assert datamodels.array_layout(uncal) == want["data"]
+    assert datamodels.array_layout(uncal, "amp33") == want["amp33"]
+    assert datamodels.array_layout(uncal, "no_such_array") is None
+    assert datamodels.array_layout(tmp_path / "missing.asdf") is None
+    (tmp_path / "junk.asdf").write_bytes(b"#ASDF 1.0.0\n%YAML 1.1\n--- [unclosed\n")
+    assert datamodels.array_layout(tmp_path / "junk.asdf") is None
