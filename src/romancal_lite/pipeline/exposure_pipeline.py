@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -511,21 +510,13 @@ class ExposurePipeline(Pipeline):
 RAMP_STEPS = ("saturation", "refpix", "dark_decay", "wfi18_transient", "linearity")
 
 
-_preload_started = threading.Event()
-
-
 def _preload_catalog_imports() -> None:
     """Import source_catalog's and tweakreg's libraries in a background thread, once.
 
     The imports (~2 s, pure Python) then overlap the detector steps, which spend
     their time in compiled code and I/O.
     """
-    if _preload_started.is_set():
-        return
-    _preload_started.set()
-    names = (*_catalog.DEPENDENCIES, *_tweakreg.DEPENDENCIES)
-    threading.Thread(target=_catalog.import_dependencies, args=(names,),
-                     name="romancal_lite-catalog-imports", daemon=True).start()
+    _catalog.preload_dependencies((*_catalog.DEPENDENCIES, *_tweakreg.DEPENDENCIES))
 
 
 def applied_ramp_steps(model: Any) -> frozenset[str]:

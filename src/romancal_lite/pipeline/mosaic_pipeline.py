@@ -24,6 +24,7 @@ from romancal_lite.steps.outlier_detection import OutlierDetectionStep
 from romancal_lite.steps.resample import ResampleStep
 from romancal_lite.steps.skymatch import SkyMatchStep
 from romancal_lite.steps.source_catalog import SourceCatalogStep
+from romancal_lite.steps.source_catalog.catalog import preload_dependencies
 from romancal_lite.stpipe import Param, Pipeline
 from romancal_lite.stpipe.naming import make_output_name
 
@@ -149,6 +150,9 @@ class MosaicPipeline(Pipeline):
             The mosaic (its catalog is ``self.source_catalog.catalog``).
         """
         library = model
+        if not self.source_catalog.skip:
+            # the catalog's libraries are imported while the other steps run
+            preload_dependencies()
         self.log.info("Mosaic of %d images: product %s", len(library), self._input_name)
         if self.min_coverage > 0 and len(library) > 1:
             self._check_coverage(library)

@@ -75,6 +75,39 @@ def test_skymatch_levels_reach_the_mosaic(mosaic_set, tmp_path):
     assert np.nanmedian(matched.data) < np.nanmedian(plain.data) - 1e-4
 
 
+def test_catalog_libraries_are_imported_while_the_steps_run(mosaic_set, monkeypatch):
+    """roman_mos starts importing the catalog's libraries in a background thread as it
+    starts (unless source_catalog is skipped), before flux runs."""
+    import romancal_lite.pipeline.mosaic_pipeline as mp
+    from romancal_lite.steps.source_catalog import catalog
+
+    events = []
+    monkeypatch.setattr(mp, "preload_dependencies",
+                        lambda names=catalog.DEPENDENCIES: events.append(tuple(names)))
+    real_flux = mp.FluxStep.run
+    monkeypatch.setattr(mp.FluxStep, "run",
+                        lambda self, *a, **k: events.append("flux") or real_flux(self, *a, **k))
+    with builtin_cache(mosaic_set["cache"], hide_user_crds=True):
+        MosaicPipeline.call(mosaic_set["asn"], steps={"source_catalog": {"skip": True}})
+        assert events == ["flux"]
+        MosaicPipeline.call(mosaic_set["asn"], steps={"outlier_detection": {"skip": True},
+                                                      "resample": {"pixel_scale_ratio": 0.5}})
+    assert events[1:] == [catalog.DEPENDENCIES, "flux"]
+
+
+def test_preload_dependencies_imports_each_module_once(monkeypatch):
+    from romancal_lite.steps.source_catalog import catalog
+
+    started = []
+    monkeypatch.setattr(catalog, "_preloading", set())
+    monkeypatch.setattr(catalog.threading, "Thread", lambda target, args, **kw: started.append(
+        args[0]) or type("T", (), {"start": lambda self: None})())
+    catalog.preload_dependencies(("json", "csv"))
+    catalog.preload_dependencies(("csv", "decimal"))
+    catalog.preload_dependencies(("json",))
+    assert started == [("json", "csv"), ("decimal",)]
+
+
 def test_roman_datamodels_reads_the_products(mosaic_set, tmp_path):
     rdm = pytest.importorskip("roman_datamodels.datamodels")
     with builtin_cache(mosaic_set["cache"], hide_user_crds=True):

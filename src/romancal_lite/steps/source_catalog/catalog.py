@@ -30,6 +30,7 @@ errors here are propagated from ``err``: see `isophotal_centroid_errors` and
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -64,6 +65,7 @@ __all__ = [
     "estimate_background",
     "estimate_background_rows",
     "import_dependencies",
+    "preload_dependencies",
     "zoom_mesh",
     "isophotal_centroid_errors",
     "make_source_catalog",
@@ -215,6 +217,30 @@ def import_dependencies(names: Iterable[str] = DEPENDENCIES) -> None:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - reported by the real import, in the step
             continue
+
+
+_preloading: set[str] = set()
+_preloading_lock = threading.Lock()
+
+
+def preload_dependencies(names: Iterable[str] = DEPENDENCIES) -> None:
+    """Import ``names`` in a background thread (`import_dependencies`), once each.
+
+    A pipeline calls it as it starts: the imports (seconds of pure Python) then
+    overlap its other steps, which spend their time in compiled code and I/O.
+    Modules already asked for by an earlier call are not imported again.
+
+    Parameters
+    ----------
+    names : iterable of str, optional
+        Module names.
+    """
+    with _preloading_lock:
+        todo = tuple(name for name in names if name not in _preloading)
+        _preloading.update(todo)
+    if todo:
+        threading.Thread(target=import_dependencies, args=(todo,),
+                         name="romancal_lite-catalog-imports", daemon=True).start()
 
 
 # ---------------------------------------------------------------------- pieces
