@@ -351,3 +351,22 @@ def test_same_groups_as_romancal(four_files):
     assert set(ours.group_names) == set(theirs.group_names)  # romancal: a set
     assert ours.group_indices == {k: list(v) for k, v in theirs.group_indices.items()}
     assert len(ours) == len(theirs) == 4
+
+
+def test_scaled_float16_arrays_are_numpys_cast():
+    """A scaled float16 array (err, variances after flux) is numpy's float32 product
+    cast to float16, bit for bit, also where it underflows or overflows float16."""
+    from romancal_lite.datamodels._core import _scale_array
+
+    rng = np.random.default_rng(3)
+    values = np.concatenate([
+        rng.random(5000) * 1e-4,  # subnormal range of float16 after scaling
+        rng.normal(0, 300, 4993), [0.0, -0.0, np.inf, -np.inf, np.nan, 65504.0, 6e-8]])
+    array = values.astype(np.float16).reshape(-1, 8)
+    for factor in (0.5, 3.7e-3, 2.0):
+        want = np.multiply(array, np.float32(factor), dtype=np.float32).astype(np.float16)
+        got = _scale_array(array, factor, ("float16", 2))
+        assert got.dtype == np.float16
+        np.testing.assert_array_equal(got.view(np.uint16), want.view(np.uint16))
+    kept = _scale_array(array, 0.5, None)
+    assert kept.dtype == np.float32
