@@ -19,8 +19,10 @@ for imaging ``<name>_cat.parquet`` and ``<name>_segm.asdf``.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +33,7 @@ import numpy as np
 from romancal_lite import datamodels
 from romancal_lite.errors import ConfigError
 from romancal_lite.references._spec import BORDER
-from romancal_lite.steps._arrays import drop_reservations, reserve_releasable
+from romancal_lite.steps._arrays import available_memory, drop_reservations, reserve_releasable
 from romancal_lite.steps.assign_wcs import AssignWcsStep
 from romancal_lite.steps.dark_current import DarkCurrentStep
 from romancal_lite.steps.dark_decay import DarkDecayStep
@@ -122,11 +124,7 @@ class ExposurePipeline(Pipeline):
         self._owns_input = isinstance(input, str | os.PathLike)
         if self._owns_input and not self.dq_init.skip:
             _reserve_ramp(input)
-        try:
-            return super().open_input(input)
-        except BaseException:
-            drop_reservations()
-            raise
+        return super().open_input(input)
 
     def process(self, model: Any) -> Any:
         """Calibrate one exposure, make its catalog and align it (unless joint).
@@ -145,7 +143,7 @@ class ExposurePipeline(Pipeline):
         try:
             result = self._calibrate(model)
         finally:
-            drop_reservations()
+            drop_reservations()  # not needed after dq_init (e.g. a ramp given as input)
         del model
         self._products = _Products(result, zeroed=self._zeroed)
         self._make_catalog(self._products)
@@ -285,7 +283,10 @@ class ExposurePipeline(Pipeline):
         members = _many_inputs(input)
         if members is None:
             self._joint = False
-            return super().run(input)
+            try:
+                return super().run(input)
+            finally:
+                drop_reservations()  # whatever stopped the run before dq_init
         return self._run_many(members)
 
     def _run_many(self, members: list[tuple[Any, str | None]]) -> list[Any]:
@@ -350,6 +351,7 @@ class ExposurePipeline(Pipeline):
             result = super().run(member)
         finally:
             self._joint = False
+            drop_reservations()
         products = self._products
         self._products = None
         products.name = _name_for(member)
@@ -794,11 +796,22 @@ def _reserve_ramp(path: str | os.PathLike[str]) -> None:
     touch them while the input is opened and validated here. A file whose ``data``
     is not a 3-D integer cube (already a ramp, unreadable...) reserves nothing.
     """
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return  # a FIFO, a device...: never opened here (open_input refuses it)
+    except OSError:
+        return
     layout = datamodels.array_layout(path, "data")
     if layout is None:
         return
     shape, dtype = layout
-    if len(shape) != 3 or dtype.kind not in "ui":
+    if len(shape) != 3 or dtype.kind not in "ui" or min(shape) < 1:
+        return
+    # what a hostile or broken file declares is not trusted before it is validated:
+    # nothing is reserved beyond half the memory available now
+    need = math.prod(shape) * (np.dtype(np.float32).itemsize + 1)
+    if need > available_memory() // 2:
         return
     reserve_releasable(shape, np.float32, huge_pages=True)
     reserve_releasable(shape, np.uint8, huge_pages=True)
+

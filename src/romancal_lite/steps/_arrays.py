@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import mmap
+import os
 import tempfile
 import threading
 from collections.abc import Callable
@@ -13,6 +14,7 @@ import numpy as np
 
 __all__ = [
     "advise_scattered",
+    "available_memory",
     "drop_reservations",
     "empty_releasable",
     "file_array",
@@ -158,6 +160,30 @@ def drop_reservations() -> int:
     for _, thread in entries:
         thread.join()
     return len(entries)
+
+
+def available_memory() -> int:
+    """Return the memory new allocations can get now, in bytes.
+
+    Linux's ``MemAvailable`` (free memory plus what the page cache can give back);
+    elsewhere the free physical pages.
+
+    Returns
+    -------
+    int
+        Bytes (``1 << 40`` where nothing can be read).
+    """
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        return 1 << 40
 
 
 def _mapping(array: np.ndarray) -> mmap.mmap | None:

@@ -140,6 +140,7 @@ def test_reserved_array_is_the_next_one_of_its_kind(monkeypatch):
     """reserve_releasable prepares (pages touched on a thread) what empty_releasable returns."""
     from romancal_lite.steps import _arrays
 
+    _arrays.drop_reservations()  # none left by other tests
     touched = []
     real_touch = _arrays._touch_pages
     monkeypatch.setattr(_arrays, "_touch_pages", lambda flat: touched.append(flat.size)
