@@ -9,6 +9,7 @@ Pure functions on NumPy arrays (no file I/O, no logging):
   integral non-linearity correction;
 * :func:`convolve_separable_masked`: masked convolution (source detection image);
 * :func:`to_float16`: float32 to float16, as NumPy's cast but without its slow path
+* :func:`scale_float16`: a float16 array times a factor (in float32), as float16
   for values that underflow or overflow (the float16 arrays of a ``_cal``);
 * :func:`sigma_clip_bounds`: astropy's median / mad_std sigma-clip bounds (background);
 * :func:`sky_statistic`: stcal's clipped sky statistics (mode, median, mean, midpt);
@@ -33,7 +34,7 @@ from romancore import dqflags, drizzle
 from romancore._parallel import openmp_enabled
 from romancore._threads import effective_n_threads
 from romancore.convolve import convolve_separable_masked
-from romancore.half import to_float16
+from romancore.half import scale_float16, to_float16
 from romancore.linearity import apply_linearity, apply_read_level_linearity
 from romancore.ramp import (
     LikelyFitResult,
@@ -85,5 +86,6 @@ __all__ = [
     "sky_statistic",
     "step_false_positive_bound",
     "step_threshold_for",
+    "scale_float16",
     "to_float16",
 ]

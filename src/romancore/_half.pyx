@@ -54,3 +54,55 @@ def float16_bits(const uint32_t[::1] src, uint16_t[::1] out, int n_threads):
         stop = min((c + 1) * chunk, n)
         for i in range(c * chunk, stop):
             out[i] = _half_bits(src[i])
+
+
+cdef inline uint32_t _float_bits(uint16_t h) noexcept nogil:
+    # the float32 bits of a float16: exact for numbers (NumPy's conversion); a NaN
+    # keeps its sign and payload and is quiet
+    cdef uint32_t h_exp = h & 0x7c00u
+    cdef uint32_t f_sgn = (<uint32_t>h & 0x8000u) << 16
+    cdef uint32_t h_sig
+    cdef int shift
+    if h_exp == 0x0000u:  # zero or subnormal
+        h_sig = h & 0x03ffu
+        if h_sig == 0:
+            return f_sgn
+        h_sig = h_sig << 1
+        shift = 0
+        while (h_sig & 0x0400u) == 0:
+            h_sig = h_sig << 1
+            shift = shift + 1
+        return f_sgn + ((<uint32_t>(127 - 15 - shift)) << 23) + ((h_sig & 0x03ffu) << 13)
+    if h_exp == 0x7c00u:  # infinity, or a NaN made quiet (as the F16C conversion does)
+        h_sig = (<uint32_t>h & 0x03ffu) << 13
+        return f_sgn + 0x7f800000u + ((h_sig | 0x00400000u) if h_sig else 0u)
+    return f_sgn + (((<uint32_t>h & 0x7fffu) + 0x1c000u) << 13)
+
+
+cdef union _bits32:
+    uint32_t u
+    float f
+
+
+def scale_float16_bits(const uint16_t[::1] src, float factor, uint16_t[::1] out,
+                       int n_threads):
+    """``out`` = the float16 bits of ``float32(src) * factor`` (src: float16 bits)."""
+    cdef Py_ssize_t n = src.shape[0]
+    cdef Py_ssize_t chunk = 1 << 16
+    cdef Py_ssize_t n_chunks = (n + chunk - 1) // chunk
+    cdef Py_ssize_t c, i, stop
+    cdef _bits32 v
+    cdef uint16_t nan_out
+    if factor != factor:
+        # NumPy's product keeps the factor's NaN (a C compiler may swap the operands)
+        v.f = factor
+        nan_out = _half_bits(v.u)
+        for i in range(n):
+            out[i] = nan_out
+        return
+    for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
+        stop = min((c + 1) * chunk, n)
+        for i in range(c * chunk, stop):
+            v.u = _float_bits(src[i])
+            v.f = v.f * factor
+            out[i] = _half_bits(v.u)

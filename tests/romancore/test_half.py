@@ -87,3 +87,24 @@ def test_rejects_other_dtypes() -> None:
         to_float16(np.zeros(4, np.float64))
     with pytest.raises(ValueError, match="numpy array"):
         to_float16([1.0, 2.0])
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_scale_float16_is_numpys_product_for_every_half(n_threads: int) -> None:
+    """All 65536 float16 values (subnormals, infinities, NaNs with payloads) times
+    factors that underflow, overflow, round, or are special: numpy's float32 product
+    cast to float16, bit for bit."""
+    from romancore import scale_float16
+
+    values = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    with np.errstate(all="ignore"):
+        for factor in (0.5, 3.7e-3, 1.0, -1.5, 1e5, 1e-9, 0.0, -0.0, np.inf, np.nan,
+                       -np.nan, 65504.0, 1 / 3):
+            want = np.multiply(values, np.float32(factor), dtype=np.float32).astype(np.float16)
+            got = scale_float16(values.reshape(256, 256)[:, ::-1], factor, n_threads=n_threads)
+            assert got.shape == (256, 256) and got.dtype == np.float16
+            np.testing.assert_array_equal(
+                got.view(np.uint16), want.reshape(256, 256)[:, ::-1].view(np.uint16))
+    with pytest.raises(ValueError, match="float16"):
+        scale_float16(np.zeros(3, np.float32), 2.0)
+    assert scale_float16(np.zeros((0, 3), np.float16), 2.0).shape == (0, 3)
