@@ -72,7 +72,8 @@ cdef inline uint32_t _float_bits(uint16_t h) noexcept nogil:
         while (h_sig & 0x0400u) == 0:
             h_sig = h_sig << 1
             shift = shift + 1
-        return f_sgn + ((<uint32_t>(127 - 15 - shift)) << 23) + ((h_sig & 0x03ffu) << 13)
+        return (f_sgn + ((<uint32_t>(127 - 15 - shift)) << 23)
+                + ((h_sig & 0x03ffu) << 13))
     if h_exp == 0x7c00u:  # infinity, or a NaN made quiet (as the F16C conversion does)
         h_sig = (<uint32_t>h & 0x03ffu) << 13
         return f_sgn + 0x7f800000u + ((h_sig | 0x00400000u) if h_sig else 0u)
