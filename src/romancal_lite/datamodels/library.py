@@ -192,6 +192,9 @@ class ModelLibrary:
         self._temp_dir: str | None = None
         self._finalizer: weakref.finalize | None = None
         self._modified: dict[int, str] = {}
+        #: files this library opened with asdf's schema validation, and what os.stat
+        #: said of them then: an unchanged file is not validated again when reopened
+        self._validated: dict[str, tuple[int, ...]] = {}
         # metadata shelved with modify="meta": applied to the member when read
         self._meta_patches: dict[int, dict] = {}
         # arrays of a member to multiply when read (a unit conversion recorded with
@@ -399,7 +402,15 @@ class ModelLibrary:
         if model is None:
             from ._core import open as open_model
 
-            model = open_model(self._source(index))
+            source = self._source(index)
+            seen = _file_identity(source)
+            # a file already validated by this library and unchanged since (same
+            # device, inode, size and modification time) gives the same tree: its
+            # schema validation, half of an open, is not repeated at each borrow
+            again = seen is not None and self._validated.get(source) == seen
+            model = open_model(source, validate=not again)
+            if seen is not None:
+                self._validated[source] = seen
             name = self._members[index].path.name
             meta = model._node._data.get("meta")
             if isinstance(meta, dict) and index in self._modified and "filename" in meta:
@@ -613,3 +624,12 @@ class ModelLibrary:
             self._finalizer()
             self._finalizer = None
         self._temp_dir = None
+
+
+def _file_identity(path: str) -> tuple[int, ...] | None:
+    """``(device, inode, size, modification time in ns)`` of a file; None if unknown."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)

@@ -370,3 +370,34 @@ def test_scaled_float16_arrays_are_numpys_cast():
         np.testing.assert_array_equal(got.view(np.uint16), want.view(np.uint16))
     kept = _scale_array(array, 0.5, None)
     assert kept.dtype == np.float32
+
+
+def test_unchanged_member_is_validated_once(four_files, monkeypatch):
+    """A member reopened by borrow is not schema-validated again while its file is
+    unchanged; a file changed since (size, time) is validated again."""
+    from romancal_lite.datamodels import _core
+
+    calls = []
+    real = _core.open_asdf_file
+    monkeypatch.setattr(_core, "open_asdf_file",
+                        lambda path, **kw: calls.append((os.path.basename(path),
+                                                         kw.get("validate", True)))
+                        or real(path, **kw))
+    lib = ModelLibrary(four_files)
+    with lib:
+        for _ in range(3):
+            lib.shelve(lib.borrow(0), 0)
+        lib.shelve(lib.borrow(1), 1)
+    assert calls == [("e1_wfi01_cal.asdf", True), ("e1_wfi01_cal.asdf", False),
+                     ("e1_wfi01_cal.asdf", False), ("e1_wfi02_cal.asdf", True)]
+    with datamodels.open(four_files[0]) as model:  # the file written again (new content)
+        model.data[0, 0] += 1
+        model.save(four_files[0])
+    os.utime(four_files[0], ns=(1, 1))
+    calls.clear()
+    with lib:
+        got = lib.borrow(0)
+        assert got.data[0, 0] == model.data[0, 0]
+        lib.shelve(got, 0)
+    assert calls == [("e1_wfi01_cal.asdf", True)]
+    lib.close()
