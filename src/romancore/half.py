@@ -38,14 +38,9 @@ def to_float16(array: np.ndarray, *, n_threads: int | None = None) -> np.ndarray
     ValueError
         If ``array`` is not a float32 numpy array.
     """
-    if not isinstance(array, np.ndarray):
-        raise ValueError(f"array must be a numpy array, got {type(array).__name__}")
-    if array.dtype != np.float32:
-        raise ValueError(f"array must have dtype float32, got {array.dtype}")
-    src = np.ascontiguousarray(array)
-    out = np.empty(src.shape, dtype=np.float16)
+    src, out = _source_and_output(array, np.float32)
     if src.size:
-        _half.float16_bits(src.reshape(-1).view(np.uint32), out.reshape(-1).view(np.uint16),
+        _half.float16_bits(src.view(np.uint32), out.reshape(-1).view(np.uint16),
                            effective_n_threads(n_threads))
     return out
 
@@ -79,14 +74,19 @@ def scale_float16(array: np.ndarray, factor: float, *,
     ValueError
         If ``array`` is not a float16 numpy array.
     """
-    if not isinstance(array, np.ndarray):
-        raise ValueError(f"array must be a numpy array, got {type(array).__name__}")
-    if array.dtype != np.float16:
-        raise ValueError(f"array must have dtype float16, got {array.dtype}")
-    src = np.ascontiguousarray(array)
-    out = np.empty(src.shape, dtype=np.float16)
+    src, out = _source_and_output(array, np.float16)
     if src.size:
-        _half.scale_float16_bits(src.reshape(-1).view(np.uint16), float(np.float32(factor)),
+        _half.scale_float16_bits(src.view(np.uint16), float(np.float32(factor)),
                                  out.reshape(-1).view(np.uint16),
                                  effective_n_threads(n_threads))
     return out
+
+
+def _source_and_output(array: np.ndarray, dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    """Check ``array``; return its values flat and contiguous, and a new float16 array."""
+    if not isinstance(array, np.ndarray):
+        raise ValueError(f"array must be a numpy array, got {type(array).__name__}")
+    if array.dtype != dtype:
+        raise ValueError(f"array must have dtype {np.dtype(dtype).name}, got {array.dtype}")
+    src = np.ascontiguousarray(array)
+    return src.reshape(-1), np.empty(src.shape, dtype=np.float16)
