@@ -134,3 +134,36 @@ def test_file_arrays_for_scattered_reads_are_advised_random():
     np.testing.assert_array_equal(filled[:, 0], np.repeat([0.0, 16.0, 32.0], [16, 16, 8]))
     assert advise_scattered(plain) and "rr" in _vm_flags(plain)
     assert not advise_scattered(np.zeros(10))
+
+
+def _rss_anon() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def test_freed_heap_memory_goes_back_to_the_os():
+    """`return_freed_memory`: arrays freed below glibc's grown mmap threshold stay with
+    the process until it is called (resample calls it between staging and its bands)."""
+    import pytest
+
+    from romancal_lite.steps._arrays import return_freed_memory
+
+    if not _rss_anon():
+        pytest.skip("no /proc/self/status")
+    big = np.ones(8 << 20, np.uint8)  # freed: glibc's mmap threshold grows to 8 MB
+    del big
+    arrays, keep = [], []
+    for _ in range(40):  # from the heap now, each followed by a small array kept
+        arrays.append(np.ones(4 << 20, np.uint8))
+        keep.append(np.ones(256 << 10, np.uint8))
+    held = _rss_anon()
+    del arrays
+    before = _rss_anon()
+    if not return_freed_memory():
+        pytest.skip("not glibc, or nothing to return")
+    after = _rss_anon()
+    assert held - before < 80 << 20 < before - after, (held, before, after)
+    del keep

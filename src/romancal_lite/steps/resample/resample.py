@@ -52,9 +52,10 @@ from typing import Any
 
 import numpy as np
 
+from romancal_lite.datamodels import MappedArray
 from romancal_lite.errors import ConfigError, InputFileError
 
-from .._arrays import empty_releasable, file_array, release_rows
+from .._arrays import empty_releasable, file_array, release_rows, return_freed_memory
 from .pixmap import calc_pixmap, resample_range
 
 __all__ = [
@@ -218,6 +219,25 @@ def _constant_value(values: Any) -> float | None:
     if np.ndim(values) == 0:
         value = float(values)
         return value if math.isfinite(value) else None
+    if isinstance(values, MappedArray):
+        # stored values all the same bits: then so are the scaled ones
+        raw = values.raw
+        if raw.dtype.kind == "f" and raw.itemsize in (2, 4, 8):
+            bits = raw.view(f"u{raw.itemsize}")
+            first_bits = bits[0, 0]
+            if all(not np.any(bits[r0 : r0 + BAND_ROWS] != first_bits)
+                   for r0 in range(0, raw.shape[0], BAND_ROWS)):  # fmt: skip
+                first = values[:1, :1].flat[0]
+                return float(first) if np.isfinite(first) else None
+        # else read (and scaled) a block of rows at a time: the same test
+        row = values[0]
+        first = row.flat[0]
+        if not np.isfinite(first) or np.any(row != first):
+            return None
+        for r0 in range(0, values.shape[0], BAND_ROWS):
+            if np.any(values[r0 : r0 + BAND_ROWS] != first):
+                return None
+        return float(first)
     array = np.asarray(values)
     first = array.flat[0]
     if not np.isfinite(first):
@@ -414,6 +434,40 @@ class _RowFile:
         return mapped.view(np.ndarray)
 
 
+def _mapped_array(model: Any, name: str) -> MappedArray | None:
+    """Return ``model.<name>`` as a `MappedArray` if it is unread and mappable, else None."""
+    mapped = getattr(model, "mapped_array", None)
+    return mapped(name) if callable(mapped) else None
+
+
+class _DataRows:
+    """An input's data read from its file a block of rows at a time, minus a sky level.
+
+    ``rows[s0:s1]`` is, bit for bit, what the staged copy held: ``model.data`` as
+    float32 minus ``offset`` (float32).
+    """
+
+    def __init__(self, mapped: MappedArray, offset: np.float32 | None) -> None:
+        self.mapped = mapped
+        self.offset = offset
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The data's shape."""
+        return self.mapped.shape
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        values = np.ascontiguousarray(self.mapped[rows], dtype=np.float32)
+        return values if self.offset is None else values - self.offset
+
+
+def _raw(array: Any) -> Any:
+    """Return the array whose pages hold an input's rows (the file map of a mapped one)."""
+    if isinstance(array, _DataRows):
+        array = array.mapped
+    return array.raw if isinstance(array, MappedArray) else array
+
+
 def _is_file_map(array: np.ndarray) -> bool:
     """Whether a pixel map lies in a file whose pages can be handed back.
 
@@ -429,7 +483,7 @@ class _Staged:
     """One input waiting to be drizzled: its arrays in files, where its rows land."""
 
     index: int
-    data: np.ndarray
+    data: Any  # np.ndarray (staged) or _DataRows (read from the input's file)
     weight: np.ndarray  # float32 per pixel, or the good-pixel mask (bool) x weight_value
     pixmap: np.ndarray
     box: tuple[int, int, int, int]
@@ -471,8 +525,9 @@ class _Staged:
 
     def release(self, s0: int, s1: int) -> None:
         """Hand the pages of rows ``s0:s1`` of the staged arrays back to the OS."""
-        arrays = [self.data, self.weight, self.pixmap.reshape(self.pixmap.shape[0], -1)]
-        arrays += [v for v in self.values if np.ndim(v) == 2]
+        arrays = [_raw(self.data), self.weight,
+                  self.pixmap.reshape(self.pixmap.shape[0], -1)]  # fmt: skip
+        arrays += [_raw(v) for v in self.values if np.ndim(v) == 2]
         if self.coverage is not None:
             arrays.append(self.coverage)
         for array in arrays:
@@ -634,14 +689,25 @@ class Resampler:
         wcs = model.meta.get("wcs")
         if wcs is None:
             raise InputFileError(f"{name}: no WCS (meta.wcs); run assign_wcs first")
-        data = np.asarray(model.data, dtype=np.float32)
+        # fused kernels: an uncompressed array of the file is read a block of rows at a
+        # time as it is drizzled (`MappedArray`), not copied to a staged file
+        data: Any = _mapped_array(model, "data") if self.kernel in FUSED_KERNELS else None
+        if data is None:
+            data = np.asarray(model.data, dtype=np.float32)
         if data.ndim != 2:
             raise InputFileError(f"{name}: data is not a 2-D image (shape {data.shape})")
         dq = np.asarray(model.dq) if "dq" in model else None
         if dq is not None and dq.shape != data.shape:
             raise InputFileError(f"{name}: dq shape {dq.shape} does not match data {data.shape}")
         good = good_pixel_mask(dq, self.good_bits, data.shape)
-        rnoise, source = read_noise_variance(model, good)
+        fused_weights = self.kernel in FUSED_KERNELS and self.weight_type != "ivm"
+        mapped = _mapped_array(model, "var_rnoise") if fused_weights else None
+        if mapped is not None and mapped.shape == good.shape:
+            # read_noise_variance's array, read from the file a block of rows at a time
+            rnoise: Any = mapped
+            source = "var_rnoise"
+        else:
+            rnoise, source = read_noise_variance(model, good)
         # input weights: stcal resample/utils.py build_driz_weight; the variances are
         # combined with the same weights: per pixel 1 / r_rnoise (ivm) or one value per
         # input (``variance_weight``)
@@ -824,8 +890,12 @@ class Resampler:
         for name in self.variances:
             if name == "var_rnoise":
                 value = rnoise
-            elif name in model and np.shape(model[name]) == data.shape:
-                value = model[name]
+            elif name in model:
+                value = _mapped_array(model, name)
+                if value is None:
+                    value = model[name]
+                if np.shape(value) != data.shape:
+                    continue
             else:
                 continue
             constant = _constant_value(value)
@@ -835,6 +905,8 @@ class Resampler:
                 values.append(constant)
             elif np.ndim(value) == 0:
                 values.append(math.nan)
+            elif isinstance(value, MappedArray):
+                values.append(value)  # read a block of rows at a time from its file
             else:
                 # staged as they are (float16 in _cal files: half the disk), float32
                 # for the kernel a block of rows at a time (the same values)
@@ -874,7 +946,8 @@ class Resampler:
         else:
             staged_weight = _to_file(weight, np.float32, self.scratch_dir)
         self._staged.append(_Staged(
-            index=index, data=_to_file(data, np.float32, self.scratch_dir, offset),
+            index=index, data=(_DataRows(data, offset) if isinstance(data, MappedArray)
+                               else _to_file(data, np.float32, self.scratch_dir, offset)),
             weight=staged_weight, weight_value=weight_value, pixmap=pixmap, box=box,
             extents=extents, names=tuple(names), values=values, coverage=coverage,
             effective_time=float(effective_time), variance_weight=float(variance_weight),
@@ -899,6 +972,8 @@ class Resampler:
         nvar = len(names)
         planes = max(1, math.ceil(self.n_inputs / 32))
         rows = min(BAND_ROWS, ny)
+        # what staging the inputs freed, before the band's arrays are allocated
+        return_freed_memory()
         work = self._work_arrays(rows, nvar)
         where = self.scratch_dir
         files = {"data": _RowFile(self.shape, np.float32, where),
