@@ -47,6 +47,7 @@ import math
 import os
 import tempfile
 import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -396,6 +397,18 @@ def _to_file(array: Any, dtype: Any, directory: str | None,
         return np.memmap(fh, dtype=values.dtype, mode="r", shape=values.shape).view(np.ndarray)
 
 
+def _write_rows(r0: int, products: list[tuple[_RowFile, np.ndarray]],
+                reset: Any, arrays: dict[str, Any]) -> None:  # fmt: skip
+    """Write one band's rows (from grid row ``r0``) to the products' files, then reset.
+
+    ``reset(arrays)`` prepares the arrays for the band they take next (a helper
+    thread's job).
+    """
+    for row_file, rows in products:
+        row_file.write(r0, rows)
+    reset(arrays)
+
+
 class _RowFile:
     """An array in an unnamed temporary file, written row block by row block (``pwrite``).
 
@@ -522,6 +535,20 @@ class _Staged:
         r0 = max(0, int(math.floor(lo[j0 : j1 + 1].min())) - margin)
         r1 = int(math.ceil(hi[j0 : j1 + 1].max())) + margin + 1
         return s0, s1, y0, y1, r0, max(r0, r1)
+
+    def band_rows(self, b0: int, b1: int, margin: int
+                  ) -> tuple[tuple[int, int, int, int], np.ndarray, list[Any]] | None:  # fmt: skip
+        """Return what the kernel needs of this input for output rows ``b0:b1``.
+
+        ``((s0, s1, y0, y1), data, variances)`` (see `rows_for`): the data rows and the
+        variance rows as float32 (read, scaled and converted here), or None if no row
+        reaches the band.
+        """
+        reach = self.rows_for(b0, b1, margin)
+        if reach is None:
+            return None
+        s0, s1, y0, y1, _, _ = reach
+        return (s0, s1, y0, y1), self.data[s0:s1], self.variance_rows(s0, s1)
 
     def release(self, s0: int, s1: int) -> None:
         """Hand the pages of rows ``s0:s1`` of the staged arrays back to the OS."""
@@ -988,65 +1015,101 @@ class Resampler:
         scaling = np.float32(1.0 / self.pixel_scale_ratio**2)
         workspace = Workspace()
         total, count, peak = 0.0, 0, 0.0
-        for b0 in range(0, ny, BAND_ROWS):
-            b1 = min(ny, b0 + BAND_ROWS)
-            n = b1 - b0
-            data, weight, exptime = work["data"][:n], work["weight"][:n], work["exptime"][:n]
-            context = work["context"][:, :n]
-            var_sum = [a[:n] for a in work["var_sum"]]
-            var_weight = [a[:n] for a in work["var_weight"]]
-            # (no context or exposure-time map without maps: their pages stay untouched)
-            for array in (data, weight, *((exptime, context) if self.maps else ()), *var_weight):
-                array.fill(0)
-            for array in var_sum:
-                array.fill(np.nan)
-            for staged in self._staged:
-                reach = staged.rows_for(b0, b1, margin)
-                if reach is None:
-                    continue
-                s0, s1, y0, y1, _, _ = reach
-                xmin, xmax, _, _ = staged.box
-                order = [names.index(v) for v in staged.names]
-                plane, bit = divmod(staged.index, 32)
-                add_image(
-                    staged.data[s0:s1], staged.pixmap[s0:s1], data, weight,
-                    weight=staged.weight[s0:s1], weight_value=staged.weight_value,
-                    kernel=self.kernel, pixfrac=self.pixfrac,
-                    pixel_scale_ratio=self.pixel_scale_ratio,
-                    xmin=xmin, xmax=xmax, ymin=y0 - s0, ymax=y1 - s0,
-                    out_ctx=context[plane] if self.maps else None, ctx_bit=bit,
-                    exptime_map=exptime if self.maps else None,
-                    exptime=staged.effective_time,
-                    coverage_mask=None if staged.coverage is None
-                    else staged.coverage[s0:s1],
-                    variances=staged.variance_rows(s0, s1),
-                    var_sum=[var_sum[k] for k in order],
-                    var_weight=[var_weight[k] for k in order],
-                    var_weight_type="ivm" if self.weight_type == "ivm" else "exptime",
-                    rnoise_index=(staged.names.index("var_rnoise")
-                                  if "var_rnoise" in staged.names else None),
-                    var_exptime=staged.variance_weight,
-                    out_row0=b0, out_ny=ny, workspace=workspace,
+        # Two helper threads keep the cores busy while the kernel runs (numpy, pwrite
+        # and the float16 conversion release the GIL): one reads (and converts) the
+        # rows of the next input the kernel needs, one writes a finished band's
+        # products and resets its arrays while the next band is drizzled into a second
+        # set of them (the two sets used in turn). Same calls, same order: same bits.
+        sets = [work, self._second_set(rows, nvar, work)]
+        written: list[Future | None] = [None, None]
+        jobs = [(b0, staged) for b0 in range(0, ny, BAND_ROWS) for staged in self._staged]
+        with ThreadPoolExecutor(1, "resample-read") as reader, \
+                ThreadPoolExecutor(1, "resample-write") as writer:  # fmt: skip
+            def read(k: int) -> Future | None:
+                if k >= len(jobs):
+                    return None
+                b0, staged = jobs[k]
+                return reader.submit(staged.band_rows, b0, min(ny, b0 + BAND_ROWS), margin)
+
+            def reset(out: dict[str, Any]) -> None:
+                # the written arrays' start for their next band (the others: below)
+                for array in (out["data"], out["weight"],
+                              *((out["context"],) if self.maps else ())):  # fmt: skip
+                    array.fill(0)
+                for array in out["var_sum"]:
+                    array.fill(np.nan)
+
+            for out in sets:
+                reset(out)
+            ahead = read(0)
+            job = 0
+            for band, b0 in enumerate(range(0, ny, BAND_ROWS)):
+                b1 = min(ny, b0 + BAND_ROWS)
+                n = b1 - b0
+                out = sets[band % 2]
+                if written[band % 2] is not None:
+                    written[band % 2].result()  # written and reset
+                data, weight, exptime = out["data"][:n], out["weight"][:n], work["exptime"][:n]
+                context = out["context"][:, :n]
+                var_sum = [a[:n] for a in out["var_sum"]]
+                var_weight = [a[:n] for a in work["var_weight"]]
+                # (no context or exposure-time map without maps: their pages stay
+                # untouched)
+                for array in ((exptime,) if self.maps else ()), var_weight:
+                    for a in array:
+                        a.fill(0)
+                for staged in self._staged:
+                    inputs = ahead.result() if ahead is not None else None
+                    job += 1
+                    ahead = read(job)
+                    if inputs is None:
+                        continue
+                    (s0, s1, y0, y1), rows_data, rows_variances = inputs
+                    xmin, xmax, _, _ = staged.box
+                    order = [names.index(v) for v in staged.names]
+                    plane, bit = divmod(staged.index, 32)
+                    add_image(
+                        rows_data, staged.pixmap[s0:s1], data, weight,
+                        weight=staged.weight[s0:s1], weight_value=staged.weight_value,
+                        kernel=self.kernel, pixfrac=self.pixfrac,
+                        pixel_scale_ratio=self.pixel_scale_ratio,
+                        xmin=xmin, xmax=xmax, ymin=y0 - s0, ymax=y1 - s0,
+                        out_ctx=context[plane] if self.maps else None, ctx_bit=bit,
+                        exptime_map=exptime if self.maps else None,
+                        exptime=staged.effective_time,
+                        coverage_mask=None if staged.coverage is None
+                        else staged.coverage[s0:s1],
+                        variances=rows_variances,
+                        var_sum=[var_sum[k] for k in order],
+                        var_weight=[var_weight[k] for k in order],
+                        var_weight_type="ivm" if self.weight_type == "ivm" else "exptime",
+                        rnoise_index=(staged.names.index("var_rnoise")
+                                      if "var_rnoise" in staged.names else None),
+                        var_exptime=staged.variance_weight,
+                        out_row0=b0, out_ny=ny, workspace=workspace,
+                    )  # fmt: skip
+                    staged.release(s0, s1)
+                # the band is complete: its products (stcal finalize_resample_variance)
+                err = out["err"][:n] if names else None
+                band_total, band_count, band_peak = finish_rows(
+                    data, weight, fillval=self.fillval,
+                    exptime=exptime if self.maps else None, var_sum=var_sum,
+                    var_weight=var_weight, scaling=scaling, err=err,
                 )  # fmt: skip
-                staged.release(s0, s1)
-            # the band is complete: its products (stcal finalize_resample_variance)
-            err = work["err"][:n] if names else None
-            band_total, band_count, band_peak = finish_rows(
-                data, weight, fillval=self.fillval, exptime=exptime if self.maps else None,
-                var_sum=var_sum, var_weight=var_weight, scaling=scaling, err=err,
-            )  # fmt: skip
-            # float32 values summed in float64: exact in any order
-            total += band_total
-            count += band_count
-            peak = max(peak, band_peak)
-            files["data"].write(b0, data)
-            files["weight"].write(b0, weight)
-            if self.maps:
-                files["context"].write(b0, context)
-            for name, v in zip(names, var_sum, strict=True):
-                files[name].write(b0, v)
-            if err is not None:
-                files["err"].write(b0, err)
+                # float32 values summed in float64: exact in any order
+                total += band_total
+                count += band_count
+                peak = max(peak, band_peak)
+                products = [(files["data"], data), (files["weight"], weight)]
+                if self.maps:
+                    products.append((files["context"], context))
+                products += [(files[name], v) for name, v in zip(names, var_sum, strict=True)]
+                if err is not None:
+                    products.append((files["err"], err))
+                written[band % 2] = writer.submit(_write_rows, b0, products, reset, out)
+            for pending in written:
+                if pending is not None:
+                    pending.result()
         self._staged = []
         self._work = None
         result: dict[str, Any] = {k: f.array() for k, f in files.items()}
@@ -1076,6 +1139,27 @@ class Resampler:
                 "err": new((rows, nx), np.float32),
             }
         return self._work
+
+    def _second_set(self, rows: int, n_variances: int,
+                    work: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+        """Return a second set of a band's product arrays (written while the next band runs).
+
+        Only the arrays written to the products (data, weight, context, the variance
+        sums, err): the exposure-time map and the variance weights are used up by
+        `finish_rows` before the band is handed to the writer. Without context
+        (``maps`` False) the first set's (never touched) serves both.
+        """
+        def new(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+            return empty_releasable(shape, dtype, huge_pages=True)
+
+        nx = self.shape[1]
+        return {
+            "data": new((rows, nx), np.float32),
+            "weight": new((rows, nx), np.float32),
+            "context": new(work["context"].shape, np.uint32) if self.maps else work["context"],
+            "var_sum": [new((rows, nx), np.float32) for _ in range(n_variances)],
+            "err": new((rows, nx), np.float32) if n_variances else work["err"],
+        }
 
     def _band_margin(self) -> int:
         """Output rows beyond a band whose input pixels are drizzled with it.
