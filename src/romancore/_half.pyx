@@ -54,3 +54,55 @@ def float16_bits(const uint32_t[::1] src, uint16_t[::1] out, int n_threads):
         stop = min((c + 1) * chunk, n)
         for i in range(c * chunk, stop):
             out[i] = _half_bits(src[i])
+
+
+cdef inline uint32_t _float_bits(uint16_t h) noexcept nogil:
+    # the float32 (as its bits) of a float16: exact (NumPy's npy_halfbits_to_floatbits)
+    cdef uint32_t sgn = (<uint32_t>(h & 0x8000u)) << 16
+    cdef uint32_t h_exp = h & 0x7c00u
+    cdef uint32_t sig = h & 0x03ffu
+    cdef uint32_t e = 113
+    if h_exp == 0x7c00u:  # infinity, or a NaN (its payload kept)
+        return sgn | 0x7f800000u | (sig << 13)
+    if h_exp == 0:
+        if sig == 0:  # a signed zero
+            return sgn
+        while (sig & 0x0400u) == 0:  # subnormal: normalised
+            sig = sig << 1
+            e = e - 1
+        return sgn | (e << 23) | ((sig & 0x03ffu) << 13)
+    return sgn | (((h_exp >> 10) + 112) << 23) | (sig << 13)
+
+
+cdef union _Bits:
+    float f
+    uint32_t u
+
+
+cdef inline float _as_float(uint32_t u) noexcept nogil:
+    cdef _Bits b
+    b.u = u
+    return b.f
+
+
+cdef inline uint32_t _as_bits(float f) noexcept nogil:
+    cdef _Bits b
+    b.f = f
+    return b.u
+
+
+def scaled_float16(const uint16_t[:, ::1] src, float factor, float[:, ::1] out,
+                   int n_threads):
+    """Write ``float32(float16(float32(h) * factor))`` for each float16 ``h``.
+
+    The float32 product, rounded to float16 and widened back: NumPy's
+    ``np.multiply(h, np.float32(factor), dtype=np.float32).astype(np.float16)
+    .astype(np.float32)`` bit for bit, in one pass.
+    """
+    cdef Py_ssize_t ny = src.shape[0], nx = src.shape[1]
+    cdef Py_ssize_t i, j
+    cdef float x
+    for i in prange(ny, nogil=True, schedule="static", num_threads=n_threads):
+        for j in range(nx):
+            x = _as_float(_float_bits(src[i, j])) * factor
+            out[i, j] = _as_float(_float_bits(_half_bits(_as_bits(x))))

@@ -87,3 +87,35 @@ def test_rejects_other_dtypes() -> None:
         to_float16(np.zeros(4, np.float64))
     with pytest.raises(ValueError, match="numpy array"):
         to_float16([1.0, 2.0])
+
+
+@pytest.mark.parametrize("factor", [1.0, 3.1e-3**2, 0.5, 1234.5, 7.7e-6, 2.0**-30, 65504.0,
+                                    -0.37, 1e30, 0.0])  # fmt: skip
+def test_scaled_float16_is_numpys_recipe_for_every_half(factor):
+    """Every float16 (NaNs, infinities, subnormals, signed zeros) times a factor,
+    rounded to float16 and widened: NumPy's three steps bit for bit."""
+    from romancore.half import scaled_float16
+
+    halves = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    values = halves.reshape(256, 256)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # overflow to inf
+        expected = np.multiply(values, np.float32(factor), dtype=np.float32)
+        expected = expected.astype(np.float16).astype(np.float32)
+    for n_threads in (1, 2):
+        got = scaled_float16(values, factor, n_threads=n_threads)
+        assert got.dtype == np.float32 and got.shape == values.shape
+        assert got.view(np.uint32).tobytes() == expected.view(np.uint32).tobytes()
+    strided = scaled_float16(values[:, ::3], factor)  # copied first
+    assert strided.view(np.uint32).tobytes() == expected[:, ::3].view(np.uint32).tobytes()
+    flat = scaled_float16(halves, factor)  # any shape
+    assert flat.view(np.uint32).tobytes() == expected.reshape(-1).view(np.uint32).tobytes()
+
+
+def test_scaled_float16_refuses_other_dtypes():
+    from romancore.half import scaled_float16
+
+    with pytest.raises(ValueError, match="float16"):
+        scaled_float16(np.zeros((2, 2), np.float32), 1.0)
+    with pytest.raises(ValueError, match="float16"):
+        scaled_float16(np.zeros((2, 2), ">f2"), 1.0)

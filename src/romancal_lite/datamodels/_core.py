@@ -268,6 +268,13 @@ class MappedArray:
         """The number of dimensions."""
         return self.raw.ndim
 
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype of ``model.<name>`` (the stored one, or the scaled array's)."""
+        if self.factor is None:
+            return self.raw.dtype
+        return np.dtype(self._spec[0]) if self._spec is not None else np.dtype(np.float32)
+
     def __getitem__(self, key: Any) -> np.ndarray:
         """Return ``model.<name>[key]`` (a new array when scaled; else a view of the map)."""
         values = self.raw[key]
