@@ -86,24 +86,34 @@ cdef union _bits32:
 
 
 def scale_float16_bits(const uint16_t[::1] src, float factor, uint16_t[::1] out,
-                       int n_threads):
-    """``out`` = the float16 bits of ``float32(src) * factor`` (src: float16 bits)."""
+                       float[::1] wide, bint widen, int n_threads):
+    """``float16(float32(src) * factor)`` for each float16 of ``src`` (given as bits):
+    into ``out`` (bits), or widened to float32 into ``wide`` when ``widen``."""
     cdef Py_ssize_t n = src.shape[0]
     cdef Py_ssize_t chunk = 1 << 16
     cdef Py_ssize_t n_chunks = (n + chunk - 1) // chunk
     cdef Py_ssize_t c, i, stop
     cdef _bits32 v
-    cdef uint16_t nan_out
+    cdef uint16_t h
     if factor != factor:
         # NumPy's product keeps the factor's NaN (a C compiler may swap the operands)
         v.f = factor
-        nan_out = _half_bits(v.u)
+        h = _half_bits(v.u)
+        v.u = _float_bits(h)
         for i in range(n):
-            out[i] = nan_out
+            if widen:
+                wide[i] = v.f
+            else:
+                out[i] = h
         return
     for c in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
         stop = min((c + 1) * chunk, n)
         for i in range(c * chunk, stop):
             v.u = _float_bits(src[i])
             v.f = v.f * factor
-            out[i] = _half_bits(v.u)
+            h = _half_bits(v.u)
+            if widen:
+                v.u = _float_bits(h)
+                wide[i] = v.f
+            else:
+                out[i] = h

@@ -45,7 +45,7 @@ def to_float16(array: np.ndarray, *, n_threads: int | None = None) -> np.ndarray
     return out
 
 
-def scale_float16(array: np.ndarray, factor: float, *,
+def scale_float16(array: np.ndarray, factor: float, *, widen: bool = False,
                   n_threads: int | None = None) -> np.ndarray:
     """Return a float16 array times ``factor``, computed in float32, as float16.
 
@@ -53,7 +53,8 @@ def scale_float16(array: np.ndarray, factor: float, *,
     dtype=numpy.float32).astype(numpy.float16)`` (each value widened exactly, one
     float32 product, rounded as `to_float16`), in one parallel pass without the
     float32 intermediate: how a flux-converted ``err`` or variance of a ``_cal`` file
-    is read.
+    is read. With ``widen``, the rounded values come back as float32 (``...
+    .astype(numpy.float32)``: what a float32 kernel reads), still in one pass.
 
     Parameters
     ----------
@@ -61,12 +62,14 @@ def scale_float16(array: np.ndarray, factor: float, *,
         The values (any layout; a non-contiguous array is copied first).
     factor : float
         The scale, rounded to float32 first.
+    widen : bool, optional
+        Return float32 (the float16 results widened exactly) instead of float16.
     n_threads : int or None, optional
         See `romancore.effective_n_threads`.
 
     Returns
     -------
-    numpy.ndarray of float16
+    numpy.ndarray of float16 (float32 with ``widen``)
         A new C-contiguous array of the shape of ``array``.
 
     Raises
@@ -74,19 +77,24 @@ def scale_float16(array: np.ndarray, factor: float, *,
     ValueError
         If ``array`` is not a float16 numpy array.
     """
-    src, out = _source_and_output(array, np.float16)
+    src, out = _source_and_output(array, np.float16, np.float32 if widen else np.float16)
     if src.size:
-        _half.scale_float16_bits(src.view(np.uint16), float(np.float32(factor)),
-                                 out.reshape(-1).view(np.uint16),
-                                 effective_n_threads(n_threads))
+        flat = out.reshape(-1)
+        _half.scale_float16_bits(
+            src.view(np.uint16), float(np.float32(factor)),
+            np.empty(0, np.uint16) if widen else flat.view(np.uint16),
+            flat if widen else np.empty(0, np.float32), bool(widen),
+            effective_n_threads(n_threads),
+        )
     return out
 
 
-def _source_and_output(array: np.ndarray, dtype: type) -> tuple[np.ndarray, np.ndarray]:
-    """Check ``array``; return its values flat and contiguous, and a new float16 array."""
+def _source_and_output(array: np.ndarray, dtype: type, out_dtype: type = np.float16
+                       ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Check ``array``; return its values flat and contiguous, and a new output array."""
     if not isinstance(array, np.ndarray):
         raise ValueError(f"array must be a numpy array, got {type(array).__name__}")
     if array.dtype != dtype:
         raise ValueError(f"array must have dtype {np.dtype(dtype).name}, got {array.dtype}")
     src = np.ascontiguousarray(array)
-    return src.reshape(-1), np.empty(src.shape, dtype=np.float16)
+    return src.reshape(-1), np.empty(src.shape, dtype=out_dtype)

@@ -108,3 +108,35 @@ def test_scale_float16_is_numpys_product_for_every_half(n_threads: int) -> None:
     with pytest.raises(ValueError, match="float16"):
         scale_float16(np.zeros(3, np.float32), 2.0)
     assert scale_float16(np.zeros((0, 3), np.float16), 2.0).shape == (0, 3)
+
+
+@pytest.mark.parametrize("factor", [1.0, 3.1e-3**2, 0.5, 1234.5, 7.7e-6, 2.0**-30, 65504.0,
+                                    -0.37, 1e30, 0.0])  # fmt: skip
+def test_widened_scale_float16_is_numpys_recipe_for_every_half(factor):
+    """Every float16 (NaNs, infinities, subnormals, signed zeros) times a factor,
+    rounded to float16 and widened: NumPy's three steps bit for bit."""
+    from romancore.half import scale_float16
+
+    halves = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    values = halves.reshape(256, 256)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # overflow to inf
+        expected = np.multiply(values, np.float32(factor), dtype=np.float32)
+        expected = expected.astype(np.float16).astype(np.float32)
+    for n_threads in (1, 2):
+        got = scale_float16(values, factor, widen=True, n_threads=n_threads)
+        assert got.dtype == np.float32 and got.shape == values.shape
+        assert got.view(np.uint32).tobytes() == expected.view(np.uint32).tobytes()
+    strided = scale_float16(values[:, ::3], factor, widen=True)  # copied first
+    assert strided.view(np.uint32).tobytes() == expected[:, ::3].view(np.uint32).tobytes()
+    flat = scale_float16(halves, factor, widen=True)  # any shape
+    assert flat.view(np.uint32).tobytes() == expected.reshape(-1).view(np.uint32).tobytes()
+
+
+def test_widened_scale_float16_refuses_other_dtypes():
+    from romancore.half import scale_float16
+
+    with pytest.raises(ValueError, match="float16"):
+        scale_float16(np.zeros((2, 2), np.float32), 1.0, widen=True)
+    with pytest.raises(ValueError, match="float16"):
+        scale_float16(np.zeros((2, 2), ">f2"), 1.0, widen=True)

@@ -106,6 +106,7 @@ from ._converters import asdf_context, get_extension, get_extensions
 from ._core import (
     MODEL_REGISTRY,
     DataModel,
+    MappedArray,
     keep_schema_documents,
     open,
     open_asdf_file,
@@ -147,6 +148,7 @@ __all__ = [
     "ModelLibrary",
     "DarkRefModel",
     "DataModel",
+    "MappedArray",
     "DistortionRefModel",
     "FlatRefModel",
     "GainRefModel",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -28,7 +29,7 @@ from ._files import atomic_write, open_regular_file, read_yaml_part, scan_asdf_t
 from ._node import Node, TaggedNode, node_class_for_tag, unwrap, wrap
 from ._tags import split_tag, tag_uri
 
-__all__ = ["MODEL_REGISTRY", "DataModel", "open"]
+__all__ = ["MODEL_REGISTRY", "DataModel", "MappedArray", "open"]
 
 #: Roman tag name (e.g. ``"wfi_image"``) -> model class
 MODEL_REGISTRY: dict[str, type[DataModel]] = {}
@@ -62,6 +63,12 @@ def _scale_array(array: np.ndarray, factor: float, spec: tuple | None) -> np.nda
         return to_float16(np.multiply(array, np.float32(factor), dtype=np.float32))
     scaled = np.multiply(array, np.float32(factor), dtype=np.float32)
     if spec is not None and scaled.dtype != np.dtype(spec[0]):
+        if np.dtype(spec[0]) == np.float16:
+            # numpy's cast is slow where values underflow float16 (variances in
+            # MJy^2/sr^2); romancore's gives the same bits
+            from romancore import to_float16
+
+            return to_float16(scaled)
         scaled = scaled.astype(spec[0])
     return scaled
 
@@ -242,6 +249,52 @@ def open_asdf_file(
         af.close()
         raise
     return af
+
+
+class MappedArray:
+    """An array of a model's file, mapped read-only; indexing reads (and scales) its values.
+
+    ``mapped[key]`` is ``model.<name>[key]`` (the same values and dtype): the stored
+    values, multiplied by a pending scale as `_scale_array` does when the model reads
+    the array whole (the scaling is per element, so any part of the array gives the
+    same values as that part of the whole). See `DataModel.mapped_array`.
+
+    Attributes
+    ----------
+    raw : numpy.ndarray
+        The stored values (a read-only map of the file; byte order as stored).
+    factor : float or None
+        The scale applied when indexed (None: none).
+    """
+
+    def __init__(self, raw: np.ndarray, factor: float | None, spec: tuple | None) -> None:
+        self.raw = raw
+        self.factor = None if factor is None else float(factor)
+        self._spec = spec
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The array's shape."""
+        return self.raw.shape
+
+    @property
+    def ndim(self) -> int:
+        """The number of dimensions."""
+        return self.raw.ndim
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype of ``model.<name>`` (the stored one, or the scaled array's)."""
+        if self.factor is None:
+            return self.raw.dtype
+        return np.dtype(self._spec[0]) if self._spec is not None else np.dtype(np.float32)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        """Return ``model.<name>[key]`` (a new array when scaled; else a view of the map)."""
+        values = self.raw[key]
+        if self.factor is None:
+            return values
+        return _scale_array(values, self.factor, self._spec)
 
 
 class DataModel:
@@ -462,6 +515,49 @@ class DataModel:
         if chunks is not None:
             chunks.label = f"{self._describe()}: cannot read array {name!r}"
         return chunks
+
+    def mapped_array(self, name: str) -> MappedArray | None:
+        """Return an unread uncompressed array as a read-only map of its file.
+
+        For a reader that needs the array a block of rows at a time (the mosaic's
+        resample): the rows are read from the file when indexed, with any scale still
+        pending applied to them, without a copy of the whole array. ``model.<name>``
+        still reads it whole.
+
+        Parameters
+        ----------
+        name : str
+            A top-level array of the model.
+
+        Returns
+        -------
+        MappedArray or None
+            None if the array is already in memory, compressed, not in a local file,
+            laid out otherwise than contiguously, or asdf's internals changed.
+        """
+        value = self._node._data.get(name)
+        if not _is_lazy_array(value):
+            return None
+        try:
+            if value._mask is not None or value._strides is not None or value._array is not None:
+                return None
+            callback = value._data_callback
+            block = callback._read_blocks_ref()[callback._index]
+            header = block.header
+            if header["compression"] not in (b"\0\0\0\0", b"", None):
+                return None
+            dtype = np.dtype(value._dtype)
+            shape = tuple(int(v) for v in value._shape)
+            offset = int(block.data_offset) + int(value._offset or 0)
+            if not shape or min(shape) <= 0 or (
+                    math.prod(shape) * dtype.itemsize > int(header["data_size"])):
+                return None
+            fh = block._fd()._fd
+            mapped = np.memmap(fh, dtype=dtype, mode="r", offset=offset, shape=shape)
+        except Exception:  # asdf internals changed, or not a local file: read it whole
+            return None
+        factor = (getattr(self, "_array_scales", None) or {}).get(name)
+        return MappedArray(mapped.view(np.ndarray), factor, self._array_specs.get(name))
 
     def _set_array_scales(self, factors: Mapping[str, float]) -> None:
         """Multiply arrays by ``factors`` (name -> factor) when they are read.

@@ -22,6 +22,7 @@ __all__ = [
     "is_memory_mapped",
     "release_rows",
     "reserve_releasable",
+    "return_freed_memory",
     "rows_in_file",
     "writable_contiguous",
 ]
@@ -382,3 +383,36 @@ def is_file_map(array: np.ndarray, *, copy_on_write: bool = False) -> bool:
             return getattr(base, "mode", None) in modes and _mapping(base) is not None
         base = base.base
     return False
+
+
+def return_freed_memory() -> bool:
+    """Hand the memory the C heap keeps after ``free`` back to the OS (glibc ``malloc_trim``).
+
+    numpy's arrays below glibc's mmap threshold (which grows, up to 32 MB, each time
+    a larger mapped block is freed) come from the heap; once freed their pages stay
+    with the process. A step that has read and dropped many such arrays (resample's
+    staging of its inputs: ~0.14 GB on 4 full frames) calls this before it allocates
+    its own working arrays, so its peak does not hold both.
+
+    Returns
+    -------
+    bool
+        True if memory was returned (False: none, or not glibc).
+    """
+    import ctypes
+    import ctypes.util
+
+    global _LIBC
+    if _LIBC is None:
+        try:
+            _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            _LIBC.malloc_trim.argtypes = [ctypes.c_size_t]
+            _LIBC.malloc_trim.restype = ctypes.c_int
+        except (OSError, AttributeError):
+            _LIBC = False
+    if not _LIBC:
+        return False
+    return bool(_LIBC.malloc_trim(0))
+
+
+_LIBC: Any = None

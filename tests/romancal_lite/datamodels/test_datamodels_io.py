@@ -356,3 +356,40 @@ def test_kept_schema_documents_validate_the_same(tmp_path):
             dm.open_asdf_file(bad)
     dm.open_asdf_file(good).close()
     assert all(_core._SCHEMA_DOCUMENTS[k] is v for k, v in kept.items())  # parsed once
+
+
+def test_mapped_array_gives_the_rows_the_model_reads(tmp_path):
+    """`DataModel.mapped_array`: an unread uncompressed array mapped from its file,
+    indexed by rows with any pending scale applied as the model applies it (float16
+    variances: numpy's float32 product cast to float16, bit for bit)."""
+    image = make_image(make_ramp(ny=40, nx=36))
+    rng = np.random.default_rng(4)
+    image.var_poisson = rng.uniform(1e-3, 2.0, image.data.shape).astype("f2")
+    path = tmp_path / "x_cal.asdf"
+    image.save(path)
+    factor = 3.1e-3  # var_poisson x factor^2: many values float16 subnormals or zero
+    for scales in ({}, {"data": factor, "var_poisson": factor**2}):
+        with dm.open(path) as model:
+            model._set_array_scales(scales)
+            mapped = {n: model.mapped_array(n) for n in ("data", "var_poisson")}
+            assert all(isinstance(m, dm.MappedArray) for m in mapped.values())
+            rows = {n: m[5:17] for n, m in mapped.items()}
+            sample = mapped["var_poisson"][::3, ::3]
+            for name, m in mapped.items():
+                whole = getattr(model, name)  # read whole (and scaled)
+                assert m.shape == whole.shape and m.ndim == 2
+                assert rows[name].dtype == whole.dtype
+                assert rows[name].tobytes() == whole[5:17].tobytes()
+            assert sample.tobytes() == model.var_poisson[::3, ::3].tobytes()
+            assert model.mapped_array("data") is None  # in memory now
+            assert model.mapped_array("missing") is None
+    raw = np.asarray(image.var_poisson)
+    expected = np.multiply(raw, np.float32(factor**2), dtype=np.float32).astype(np.float16)
+    assert np.count_nonzero((expected != 0) & (np.abs(expected) < 6.1e-5)) > 100  # subnormal
+    with dm.open(path) as model:
+        model._set_array_scales({"var_poisson": factor**2})
+        assert model.var_poisson.tobytes() == expected.tobytes()
+    packed = tmp_path / "packed_cal.asdf"
+    image.save(packed, all_array_compression="zlib")
+    with dm.open(packed) as model:
+        assert model.mapped_array("data") is None  # compressed: read whole

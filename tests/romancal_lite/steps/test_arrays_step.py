@@ -1,5 +1,7 @@
 """Steps accept ramps whose arrays are strided or read-only (files other software wrote)."""
 
+import os
+
 import numpy as np
 
 from romancal_lite import datamodels
@@ -158,3 +160,53 @@ def test_reserved_array_is_the_next_one_of_its_kind(monkeypatch):
     assert _arrays.drop_reservations() == 1
     assert _arrays._RESERVED == {}
 
+
+_FREED_HEAP_SCRIPT = """
+import sys
+import numpy as np
+from romancal_lite.steps._arrays import return_freed_memory
+
+
+def rss_anon():
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+big = np.ones(8 << 20, np.uint8)  # freed: glibc's mmap threshold grows to 8 MB
+del big
+arrays, keep = [], []
+for _ in range(40):  # from the heap now, each followed by a small array kept
+    arrays.append(np.ones(4 << 20, np.uint8))
+    keep.append(np.ones(256 << 10, np.uint8))
+held = rss_anon()
+del arrays
+before = rss_anon()
+if not return_freed_memory():
+    print("skip")
+    sys.exit(0)
+after = rss_anon()
+print(held, before, after)
+"""
+
+
+def test_freed_heap_memory_goes_back_to_the_os():
+    """`return_freed_memory`: arrays freed below glibc's grown mmap threshold stay with
+    the process until it is called (resample calls it between staging and its bands).
+    Run in a fresh interpreter: the heap of a process that ran other tests may already
+    have grown thresholds or trimmed itself."""
+    import subprocess
+    import sys
+
+    import pytest
+
+    if not os.path.exists("/proc/self/status"):
+        pytest.skip("no /proc/self/status")
+    out = subprocess.run([sys.executable, "-c", _FREED_HEAP_SCRIPT], capture_output=True,
+                         text=True, check=True).stdout.split()
+    if out == ["skip"]:
+        pytest.skip("not glibc, or nothing to return")
+    held, before, after = map(int, out)
+    assert held - before < 80 << 20 < before - after, (held, before, after)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from romancal_lite.associations import asn_from_list, write_asn
-from romancal_lite.datamodels import ImageModel, ModelLibrary, MosaicModel
+from romancal_lite.datamodels import ImageModel, MappedArray, ModelLibrary, MosaicModel
 from romancal_lite.errors import ConfigError, InputFileError
 from romancal_lite.steps.resample import (
     ResampleStep,
@@ -232,7 +232,7 @@ def test_streams_one_input_at_a_time(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- errors
 def test_grid_too_large_is_refused_before_allocating(tmp_path, monkeypatch):
     _, asn = _write(tmp_path)
-    monkeypatch.setattr(resample_module, "_available_memory", lambda: 10_000)
+    monkeypatch.setattr(resample_module, "available_memory", lambda: 10_000)
     calls = []
     monkeypatch.setattr(resample_module, "file_array", lambda *a, **k: calls.append(1))
     with pytest.raises(ConfigError, match="GiB available"):
@@ -515,3 +515,49 @@ def test_level_subtracted_as_staged(tmp_path, monkeypatch):
     after = max(p for s, p in peaks if not s)
     # one band's difference at most, not a second copy of the data
     assert after - before < data_bytes / 2, (before, after)
+
+
+@pytest.mark.parametrize("constant_rnoise", [False, True])
+def test_inputs_read_from_their_files_by_rows(tmp_path, monkeypatch, constant_rnoise):
+    """Fused kernels read an unread uncompressed input's data and variances from its
+    file a band of rows at a time (scaled and sky-subtracted there), without staged
+    copies: the products are bit for bit those of the arrays read whole and staged."""
+    monkeypatch.setattr(resample_module, "BAND_ROWS", 8)  # bands of 8 of the 96 rows
+    paths, _ = _write(tmp_path)
+    rng = np.random.default_rng(5)
+    for p in paths:
+        with ImageModel(p) as model:
+            model.var_rnoise = (np.full(SHAPE, 4.5e-4) if constant_rnoise else
+                                rng.uniform(3e-4, 6e-4, SHAPE)).astype(np.float16)  # fmt: skip
+            model.save(p)
+    step = ResampleStep()
+    library = ModelLibrary([str(p) for p in paths])
+    metas = [library.read_meta(i) for i in range(len(library))]
+    wcs, _, ratio = step._grid(library, metas)
+    factor = 0.0123  # a pending unit conversion: float16 variances underflow
+    results = []
+    for whole in (True, False):
+        resampler = resample_module.Resampler(wcs, len(paths), pixel_scale_ratio=ratio,
+                                              weight_type="ivm-median")  # fmt: skip
+        for i, p in enumerate(paths):
+            with ImageModel(p) as model:
+                model._set_array_scales({"data": factor, "var_poisson": factor**2,
+                                         "var_rnoise": factor**2})  # fmt: skip
+                if whole:
+                    for name in ("data", "var_poisson", "var_rnoise"):
+                        setattr(model, name, np.array(getattr(model, name)))
+                pixmap = calc_pixmap(model.meta.wcs, wcs, SHAPE)
+                resampler.add(model, i, exposure_time=10.0, effective_time=9.5,
+                              level=0.37 * factor, pixmap=pixmap)  # fmt: skip
+        staged = resampler._staged
+        mapped = [isinstance(s.data, resample_module._DataRows) for s in staged]
+        assert mapped == [not whole] * len(paths)
+        if not whole:  # var_poisson (and a varying var_rnoise) read by rows too
+            assert all(isinstance(v, MappedArray) for s in staged for v in s.values
+                       if np.ndim(v) == 2)  # fmt: skip
+            assert sum(np.ndim(v) == 2 for v in staged[0].values) == 2 - constant_rnoise
+        results.append({k: np.array(v) for k, v in resampler.finalize().items()})
+    assert set(results[0]) == set(results[1])
+    for name, value in results[0].items():
+        assert np.array_equal(results[1][name], value, equal_nan=True), name
+    assert np.count_nonzero(results[0]["weight"]) > 0.5 * results[0]["weight"].size

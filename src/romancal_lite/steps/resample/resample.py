@@ -47,14 +47,22 @@ import math
 import os
 import tempfile
 import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from romancal_lite.datamodels import MappedArray
 from romancal_lite.errors import ConfigError, InputFileError
 
-from .._arrays import empty_releasable, file_array, release_rows
+from .._arrays import (
+    available_memory,
+    empty_releasable,
+    file_array,
+    release_rows,
+    return_freed_memory,
+)
 from .pixmap import calc_pixmap, resample_range
 
 __all__ = [
@@ -218,6 +226,25 @@ def _constant_value(values: Any) -> float | None:
     if np.ndim(values) == 0:
         value = float(values)
         return value if math.isfinite(value) else None
+    if isinstance(values, MappedArray):
+        # stored values all the same bits: then so are the scaled ones
+        raw = values.raw
+        if raw.dtype.kind == "f" and raw.itemsize in (2, 4, 8):
+            bits = raw.view(f"u{raw.itemsize}")
+            first_bits = bits[0, 0]
+            if all(not np.any(bits[r0 : r0 + BAND_ROWS] != first_bits)
+                   for r0 in range(0, raw.shape[0], BAND_ROWS)):  # fmt: skip
+                first = values[:1, :1].flat[0]
+                return float(first) if np.isfinite(first) else None
+        # else read (and scaled) a block of rows at a time: the same test
+        row = values[0]
+        first = row.flat[0]
+        if not np.isfinite(first) or np.any(row != first):
+            return None
+        for r0 in range(0, values.shape[0], BAND_ROWS):
+            if np.any(values[r0 : r0 + BAND_ROWS] != first):
+                return None
+        return float(first)
     array = np.asarray(values)
     first = array.flat[0]
     if not np.isfinite(first):
@@ -249,20 +276,6 @@ def output_bytes(shape: tuple[int, int], n_inputs: int, n_variances: int) -> int
     pixels = int(shape[0]) * int(shape[1])
     planes = max(1, math.ceil(n_inputs / 32))
     return pixels * 4 * (3 + planes + 2 * n_variances + 1 + n_variances)
-
-
-def _available_memory() -> int:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover
-        return 1 << 40
 
 
 def _free_disk(directory: str | None) -> int:
@@ -317,7 +330,7 @@ def check_memory(shape: tuple[int, int], n_inputs: int, n_variances: int,
     band = BAND_ROWS * int(shape[1]) * 4 * (4 + planes + 2 * n_variances)
     band += effective_n_threads() * KERNEL_ROWS * int(shape[1]) * 8 * (3 + n_variances)
     need = 40 * input_pixels + band
-    available = _available_memory()
+    available = available_memory()
     if need > available:
         raise ConfigError(
             f"the output grid {shape[0]} x {shape[1]} ({n_inputs} inputs) needs about "
@@ -376,6 +389,18 @@ def _to_file(array: Any, dtype: Any, directory: str | None,
         return np.memmap(fh, dtype=values.dtype, mode="r", shape=values.shape).view(np.ndarray)
 
 
+def _write_rows(r0: int, products: list[tuple[_RowFile, np.ndarray]],
+                reset: Any, arrays: dict[str, Any]) -> None:  # fmt: skip
+    """Write one band's rows (from grid row ``r0``) to the products' files, then reset.
+
+    ``reset(arrays)`` prepares the arrays for the band they take next (a helper
+    thread's job).
+    """
+    for row_file, rows in products:
+        row_file.write(r0, rows)
+    reset(arrays)
+
+
 class _RowFile:
     """An array in an unnamed temporary file, written row block by row block (``pwrite``).
 
@@ -414,6 +439,59 @@ class _RowFile:
         return mapped.view(np.ndarray)
 
 
+def _mapped_array(model: Any, name: str) -> MappedArray | None:
+    """Return ``model.<name>`` as a `MappedArray` if it is unread and mappable, else None."""
+    mapped = getattr(model, "mapped_array", None)
+    return mapped(name) if callable(mapped) else None
+
+
+class _DataRows:
+    """An input's data read from its file a block of rows at a time, minus a sky level.
+
+    ``rows[s0:s1]`` is, bit for bit, what the staged copy held: ``model.data`` as
+    float32 minus ``offset`` (float32).
+    """
+
+    def __init__(self, mapped: MappedArray, offset: np.float32 | None) -> None:
+        self.mapped = mapped
+        self.offset = offset
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The data's shape."""
+        return self.mapped.shape
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        values = np.ascontiguousarray(self.mapped[rows], dtype=np.float32)
+        return values if self.offset is None else values - self.offset
+
+
+def _float32_rows(values: Any, s0: int, s1: int) -> Any:
+    """Return rows ``s0:s1`` of a variance as float32 (a number as it is).
+
+    A float16 array of a file with a unit conversion pending is scaled, rounded to
+    float16 and widened in one compiled pass (`romancore.half.scale_float16(widen=True)`: the
+    bits of the model's own scaling, then ``astype(float32)``).
+    """
+    if np.ndim(values) == 0:
+        return values
+    if (isinstance(values, MappedArray) and values.factor is not None
+            and values.raw.dtype == np.dtype(np.float16)
+            and values.dtype == np.dtype(np.float16)):  # fmt: skip
+        from romancore.half import scale_float16
+
+        # (a helper thread beside the kernel's: one thread)
+        return scale_float16(values.raw[s0:s1], values.factor, widen=True, n_threads=1)
+    return np.ascontiguousarray(values[s0:s1], dtype=np.float32)
+
+
+def _raw(array: Any) -> Any:
+    """Return the array whose pages hold an input's rows (the file map of a mapped one)."""
+    if isinstance(array, _DataRows):
+        array = array.mapped
+    return array.raw if isinstance(array, MappedArray) else array
+
+
 def _is_file_map(array: np.ndarray) -> bool:
     """Whether a pixel map lies in a file whose pages can be handed back.
 
@@ -429,7 +507,7 @@ class _Staged:
     """One input waiting to be drizzled: its arrays in files, where its rows land."""
 
     index: int
-    data: np.ndarray
+    data: Any  # np.ndarray (staged) or _DataRows (read from the input's file)
     weight: np.ndarray  # float32 per pixel, or the good-pixel mask (bool) x weight_value
     pixmap: np.ndarray
     box: tuple[int, int, int, int]
@@ -443,8 +521,7 @@ class _Staged:
 
     def variance_rows(self, s0: int, s1: int) -> list[Any]:
         """Return the variances of rows ``s0:s1`` for the kernel (float32 or a number)."""
-        return [v if np.ndim(v) == 0 else np.ascontiguousarray(v[s0:s1], dtype=np.float32)
-                for v in self.values]  # fmt: skip
+        return [_float32_rows(v, s0, s1) for v in self.values]
 
     def rows_for(self, b0: int, b1: int, margin: int) -> tuple[int, ...] | None:
         """Input rows to drizzle for output rows ``b0:b1``, and the output rows touched.
@@ -469,10 +546,25 @@ class _Staged:
         r1 = int(math.ceil(hi[j0 : j1 + 1].max())) + margin + 1
         return s0, s1, y0, y1, r0, max(r0, r1)
 
+    def band_rows(self, b0: int, b1: int, margin: int
+                  ) -> tuple[tuple[int, int, int, int], np.ndarray, list[Any]] | None:  # fmt: skip
+        """Return what the kernel needs of this input for output rows ``b0:b1``.
+
+        ``((s0, s1, y0, y1), data, variances)`` (see `rows_for`): the data rows and the
+        variance rows as float32 (read, scaled and converted here), or None if no row
+        reaches the band.
+        """
+        reach = self.rows_for(b0, b1, margin)
+        if reach is None:
+            return None
+        s0, s1, y0, y1, _, _ = reach
+        return (s0, s1, y0, y1), self.data[s0:s1], self.variance_rows(s0, s1)
+
     def release(self, s0: int, s1: int) -> None:
         """Hand the pages of rows ``s0:s1`` of the staged arrays back to the OS."""
-        arrays = [self.data, self.weight, self.pixmap.reshape(self.pixmap.shape[0], -1)]
-        arrays += [v for v in self.values if np.ndim(v) == 2]
+        arrays = [_raw(self.data), self.weight,
+                  self.pixmap.reshape(self.pixmap.shape[0], -1)]  # fmt: skip
+        arrays += [_raw(v) for v in self.values if np.ndim(v) == 2]
         if self.coverage is not None:
             arrays.append(self.coverage)
         for array in arrays:
@@ -634,14 +726,25 @@ class Resampler:
         wcs = model.meta.get("wcs")
         if wcs is None:
             raise InputFileError(f"{name}: no WCS (meta.wcs); run assign_wcs first")
-        data = np.asarray(model.data, dtype=np.float32)
+        # fused kernels: an uncompressed array of the file is read a block of rows at a
+        # time as it is drizzled (`MappedArray`), not copied to a staged file
+        data: Any = _mapped_array(model, "data") if self.kernel in FUSED_KERNELS else None
+        if data is None:
+            data = np.asarray(model.data, dtype=np.float32)
         if data.ndim != 2:
             raise InputFileError(f"{name}: data is not a 2-D image (shape {data.shape})")
         dq = np.asarray(model.dq) if "dq" in model else None
         if dq is not None and dq.shape != data.shape:
             raise InputFileError(f"{name}: dq shape {dq.shape} does not match data {data.shape}")
         good = good_pixel_mask(dq, self.good_bits, data.shape)
-        rnoise, source = read_noise_variance(model, good)
+        fused_weights = self.kernel in FUSED_KERNELS and self.weight_type != "ivm"
+        mapped = _mapped_array(model, "var_rnoise") if fused_weights else None
+        if mapped is not None and mapped.shape == good.shape:
+            # read_noise_variance's array, read from the file a block of rows at a time
+            rnoise: Any = mapped
+            source = "var_rnoise"
+        else:
+            rnoise, source = read_noise_variance(model, good)
         # input weights: stcal resample/utils.py build_driz_weight; the variances are
         # combined with the same weights: per pixel 1 / r_rnoise (ivm) or one value per
         # input (``variance_weight``)
@@ -824,8 +927,12 @@ class Resampler:
         for name in self.variances:
             if name == "var_rnoise":
                 value = rnoise
-            elif name in model and np.shape(model[name]) == data.shape:
-                value = model[name]
+            elif name in model:
+                value = _mapped_array(model, name)
+                if value is None:
+                    value = model[name]
+                if np.shape(value) != data.shape:
+                    continue
             else:
                 continue
             constant = _constant_value(value)
@@ -835,6 +942,8 @@ class Resampler:
                 values.append(constant)
             elif np.ndim(value) == 0:
                 values.append(math.nan)
+            elif isinstance(value, MappedArray):
+                values.append(value)  # read a block of rows at a time from its file
             else:
                 # staged as they are (float16 in _cal files: half the disk), float32
                 # for the kernel a block of rows at a time (the same values)
@@ -874,7 +983,8 @@ class Resampler:
         else:
             staged_weight = _to_file(weight, np.float32, self.scratch_dir)
         self._staged.append(_Staged(
-            index=index, data=_to_file(data, np.float32, self.scratch_dir, offset),
+            index=index, data=(_DataRows(data, offset) if isinstance(data, MappedArray)
+                               else _to_file(data, np.float32, self.scratch_dir, offset)),
             weight=staged_weight, weight_value=weight_value, pixmap=pixmap, box=box,
             extents=extents, names=tuple(names), values=values, coverage=coverage,
             effective_time=float(effective_time), variance_weight=float(variance_weight),
@@ -899,6 +1009,8 @@ class Resampler:
         nvar = len(names)
         planes = max(1, math.ceil(self.n_inputs / 32))
         rows = min(BAND_ROWS, ny)
+        # what staging the inputs freed, before the band's arrays are allocated
+        return_freed_memory()
         work = self._work_arrays(rows, nvar)
         where = self.scratch_dir
         files = {"data": _RowFile(self.shape, np.float32, where),
@@ -913,65 +1025,101 @@ class Resampler:
         scaling = np.float32(1.0 / self.pixel_scale_ratio**2)
         workspace = Workspace()
         total, count, peak = 0.0, 0, 0.0
-        for b0 in range(0, ny, BAND_ROWS):
-            b1 = min(ny, b0 + BAND_ROWS)
-            n = b1 - b0
-            data, weight, exptime = work["data"][:n], work["weight"][:n], work["exptime"][:n]
-            context = work["context"][:, :n]
-            var_sum = [a[:n] for a in work["var_sum"]]
-            var_weight = [a[:n] for a in work["var_weight"]]
-            # (no context or exposure-time map without maps: their pages stay untouched)
-            for array in (data, weight, *((exptime, context) if self.maps else ()), *var_weight):
-                array.fill(0)
-            for array in var_sum:
-                array.fill(np.nan)
-            for staged in self._staged:
-                reach = staged.rows_for(b0, b1, margin)
-                if reach is None:
-                    continue
-                s0, s1, y0, y1, _, _ = reach
-                xmin, xmax, _, _ = staged.box
-                order = [names.index(v) for v in staged.names]
-                plane, bit = divmod(staged.index, 32)
-                add_image(
-                    staged.data[s0:s1], staged.pixmap[s0:s1], data, weight,
-                    weight=staged.weight[s0:s1], weight_value=staged.weight_value,
-                    kernel=self.kernel, pixfrac=self.pixfrac,
-                    pixel_scale_ratio=self.pixel_scale_ratio,
-                    xmin=xmin, xmax=xmax, ymin=y0 - s0, ymax=y1 - s0,
-                    out_ctx=context[plane] if self.maps else None, ctx_bit=bit,
-                    exptime_map=exptime if self.maps else None,
-                    exptime=staged.effective_time,
-                    coverage_mask=None if staged.coverage is None
-                    else staged.coverage[s0:s1],
-                    variances=staged.variance_rows(s0, s1),
-                    var_sum=[var_sum[k] for k in order],
-                    var_weight=[var_weight[k] for k in order],
-                    var_weight_type="ivm" if self.weight_type == "ivm" else "exptime",
-                    rnoise_index=(staged.names.index("var_rnoise")
-                                  if "var_rnoise" in staged.names else None),
-                    var_exptime=staged.variance_weight,
-                    out_row0=b0, out_ny=ny, workspace=workspace,
+        # Two helper threads keep the cores busy while the kernel runs (numpy, pwrite
+        # and the float16 conversion release the GIL): one reads (and converts) the
+        # rows of the next input the kernel needs, one writes a finished band's
+        # products and resets its arrays while the next band is drizzled into a second
+        # set of them (the two sets used in turn). Same calls, same order: same bits.
+        sets = [work, self._second_set(rows, nvar, work)]
+        written: list[Future | None] = [None, None]
+        jobs = [(b0, staged) for b0 in range(0, ny, BAND_ROWS) for staged in self._staged]
+        with ThreadPoolExecutor(1, "resample-read") as reader, \
+                ThreadPoolExecutor(1, "resample-write") as writer:  # fmt: skip
+            def read(k: int) -> Future | None:
+                if k >= len(jobs):
+                    return None
+                b0, staged = jobs[k]
+                return reader.submit(staged.band_rows, b0, min(ny, b0 + BAND_ROWS), margin)
+
+            def reset(out: dict[str, Any]) -> None:
+                # the written arrays' start for their next band (the others: below)
+                for array in (out["data"], out["weight"],
+                              *((out["context"],) if self.maps else ())):  # fmt: skip
+                    array.fill(0)
+                for array in out["var_sum"]:
+                    array.fill(np.nan)
+
+            for out in sets:
+                reset(out)
+            ahead = read(0)
+            job = 0
+            for band, b0 in enumerate(range(0, ny, BAND_ROWS)):
+                b1 = min(ny, b0 + BAND_ROWS)
+                n = b1 - b0
+                out = sets[band % 2]
+                if written[band % 2] is not None:
+                    written[band % 2].result()  # written and reset
+                data, weight, exptime = out["data"][:n], out["weight"][:n], work["exptime"][:n]
+                context = out["context"][:, :n]
+                var_sum = [a[:n] for a in out["var_sum"]]
+                var_weight = [a[:n] for a in work["var_weight"]]
+                # (no context or exposure-time map without maps: their pages stay
+                # untouched)
+                for array in ((exptime,) if self.maps else ()), var_weight:
+                    for a in array:
+                        a.fill(0)
+                for staged in self._staged:
+                    inputs = ahead.result() if ahead is not None else None
+                    job += 1
+                    ahead = read(job)
+                    if inputs is None:
+                        continue
+                    (s0, s1, y0, y1), rows_data, rows_variances = inputs
+                    xmin, xmax, _, _ = staged.box
+                    order = [names.index(v) for v in staged.names]
+                    plane, bit = divmod(staged.index, 32)
+                    add_image(
+                        rows_data, staged.pixmap[s0:s1], data, weight,
+                        weight=staged.weight[s0:s1], weight_value=staged.weight_value,
+                        kernel=self.kernel, pixfrac=self.pixfrac,
+                        pixel_scale_ratio=self.pixel_scale_ratio,
+                        xmin=xmin, xmax=xmax, ymin=y0 - s0, ymax=y1 - s0,
+                        out_ctx=context[plane] if self.maps else None, ctx_bit=bit,
+                        exptime_map=exptime if self.maps else None,
+                        exptime=staged.effective_time,
+                        coverage_mask=None if staged.coverage is None
+                        else staged.coverage[s0:s1],
+                        variances=rows_variances,
+                        var_sum=[var_sum[k] for k in order],
+                        var_weight=[var_weight[k] for k in order],
+                        var_weight_type="ivm" if self.weight_type == "ivm" else "exptime",
+                        rnoise_index=(staged.names.index("var_rnoise")
+                                      if "var_rnoise" in staged.names else None),
+                        var_exptime=staged.variance_weight,
+                        out_row0=b0, out_ny=ny, workspace=workspace,
+                    )  # fmt: skip
+                    staged.release(s0, s1)
+                # the band is complete: its products (stcal finalize_resample_variance)
+                err = out["err"][:n] if names else None
+                band_total, band_count, band_peak = finish_rows(
+                    data, weight, fillval=self.fillval,
+                    exptime=exptime if self.maps else None, var_sum=var_sum,
+                    var_weight=var_weight, scaling=scaling, err=err,
                 )  # fmt: skip
-                staged.release(s0, s1)
-            # the band is complete: its products (stcal finalize_resample_variance)
-            err = work["err"][:n] if names else None
-            band_total, band_count, band_peak = finish_rows(
-                data, weight, fillval=self.fillval, exptime=exptime if self.maps else None,
-                var_sum=var_sum, var_weight=var_weight, scaling=scaling, err=err,
-            )  # fmt: skip
-            # float32 values summed in float64: exact in any order
-            total += band_total
-            count += band_count
-            peak = max(peak, band_peak)
-            files["data"].write(b0, data)
-            files["weight"].write(b0, weight)
-            if self.maps:
-                files["context"].write(b0, context)
-            for name, v in zip(names, var_sum, strict=True):
-                files[name].write(b0, v)
-            if err is not None:
-                files["err"].write(b0, err)
+                # float32 values summed in float64: exact in any order
+                total += band_total
+                count += band_count
+                peak = max(peak, band_peak)
+                products = [(files["data"], data), (files["weight"], weight)]
+                if self.maps:
+                    products.append((files["context"], context))
+                products += [(files[name], v) for name, v in zip(names, var_sum, strict=True)]
+                if err is not None:
+                    products.append((files["err"], err))
+                written[band % 2] = writer.submit(_write_rows, b0, products, reset, out)
+            for pending in written:
+                if pending is not None:
+                    pending.result()
         self._staged = []
         self._work = None
         result: dict[str, Any] = {k: f.array() for k, f in files.items()}
@@ -1001,6 +1149,27 @@ class Resampler:
                 "err": new((rows, nx), np.float32),
             }
         return self._work
+
+    def _second_set(self, rows: int, n_variances: int,
+                    work: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+        """Return a second set of a band's product arrays (written while the next band runs).
+
+        Only the arrays written to the products (data, weight, context, the variance
+        sums, err): the exposure-time map and the variance weights are used up by
+        `finish_rows` before the band is handed to the writer. Without context
+        (``maps`` False) the first set's (never touched) serves both.
+        """
+        def new(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+            return empty_releasable(shape, dtype, huge_pages=True)
+
+        nx = self.shape[1]
+        return {
+            "data": new((rows, nx), np.float32),
+            "weight": new((rows, nx), np.float32),
+            "context": new(work["context"].shape, np.uint32) if self.maps else work["context"],
+            "var_sum": [new((rows, nx), np.float32) for _ in range(n_variances)],
+            "err": new((rows, nx), np.float32) if n_variances else work["err"],
+        }
 
     def _band_margin(self) -> int:
         """Output rows beyond a band whose input pixels are drizzled with it.
