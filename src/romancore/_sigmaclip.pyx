@@ -176,6 +176,32 @@ def clipped_stats_sorted(const real[::1] values, double sigma_lower, double sigm
     return lower, upper, med, std, cnt
 
 
+cdef inline double _sum_one_block(const real* v, Py_ssize_t m, double shift,
+                                  int square) noexcept nogil:
+    """Sum of ``v[:m]`` (or of ``(v - shift)**2``) in float64, in order.
+
+    The values are first converted to float64 a chunk at a time (a loop the compiler
+    vectorises), then added one by one: the same additions in the same order.
+    """
+    cdef double buf[256]
+    cdef double part = 0.0, d
+    cdef Py_ssize_t i, c, k
+    for c in range(0, m, 256):
+        k = m - c
+        if k > 256:
+            k = 256
+        for i in range(k):
+            buf[i] = <double>v[c + i]
+        if square:
+            for i in range(k):
+                d = buf[i] - shift
+                part = part + d * d
+        else:
+            for i in range(k):
+                part = part + buf[i]
+    return part
+
+
 cdef double _block_sum(const real* v, Py_ssize_t n, double shift, int square,
                        double* parts, int n_threads) noexcept nogil:
     """Sum of ``v`` (or of ``(v - shift)**2``) in float64, by blocks of 4096 values.
@@ -183,22 +209,14 @@ cdef double _block_sum(const real* v, Py_ssize_t n, double shift, int square,
     Each block is summed in order into ``parts`` (blocks in parallel), then the
     parts are added in block order: the same sum whatever ``n_threads``.
     """
-    cdef Py_ssize_t i, b, start, stop, nblocks = (n + 4095) // 4096
-    cdef double total = 0.0, part, d
+    cdef Py_ssize_t b, start, stop, nblocks = (n + 4095) // 4096
+    cdef double total = 0.0
     for b in prange(nblocks, schedule="static", num_threads=n_threads):
         start = b * 4096
         stop = start + 4096
         if stop > n:
             stop = n
-        part = 0.0
-        if square:
-            for i in range(start, stop):
-                d = <double>v[i] - shift
-                part = part + d * d
-        else:
-            for i in range(start, stop):
-                part = part + <double>v[i]
-        parts[b] = part
+        parts[b] = _sum_one_block(v + start, stop - start, shift, square)
     for b in range(nblocks):
         total += parts[b]
     return total
