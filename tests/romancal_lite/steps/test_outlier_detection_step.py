@@ -336,6 +336,27 @@ def test_temporary_files_removed_also_on_error(tmp_path, monkeypatch):
     assert made[0].startswith(str(scratch)) and not list(scratch.iterdir())
 
 
+def test_flag_pass_error_hands_back_every_member(tmp_path, monkeypatch):
+    """An error while a member is flagged propagates as it is, and the borrowed member
+    is handed back (the library can be borrowed from again)."""
+    _, asn, _ = _write(tmp_path)
+    real_flag, calls = OutlierDetectionStep._flag, []
+
+    def flag_then_fail(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("flag failed")
+        return real_flag(self, *args, **kwargs)
+
+    monkeypatch.setattr(OutlierDetectionStep, "_flag", flag_then_fail)
+    library = ModelLibrary(asn)
+    with pytest.raises(RuntimeError, match="flag failed"):
+        OutlierDetectionStep.call(library)
+    with library:
+        for i in range(len(library)):
+            library.shelve(library.borrow(i), i, modify=False)
+
+
 def test_bad_parameters_and_inputs(tmp_path):
     paths, asn, _ = _write(tmp_path, DITHERS[:2], crs=False)
     with pytest.raises(ConfigError, match="snr"):
