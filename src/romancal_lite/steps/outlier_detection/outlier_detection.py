@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from .._arrays import empty_releasable, file_array, is_file_map, release_rows
+from .._arrays import file_array, is_file_map, release_rows
 
 __all__ = [
     "BLOCK_ROWS",
@@ -342,20 +342,13 @@ class OnDiskMedian:
         threshold = float(threshold)
         mask = math.isfinite(threshold)
         path = os.path.join(self.directory, f"{len(self.paths)}.f32")
-        ny, nx = self.shape
-        # one block buffer and one mask, mapped (not from the heap: the step calls this
-        # on a second thread, whose malloc arena would keep ~30 MB of freed blocks)
-        rows = max(1, min(BLOCK_ROWS, ny))
-        buffer = empty_releasable((rows, nx), np.float32)
-        low = empty_releasable((rows, nx), np.bool_)
+        ny = self.shape[0]
         with open(path, "wb") as fh:
             for r0 in range(0, ny, BLOCK_ROWS):
                 r1 = min(ny, r0 + BLOCK_ROWS)
-                block = buffer[: r1 - r0]
-                np.copyto(block, image[r0:r1], casting="unsafe")  # float32 values
+                block = np.array(image[r0:r1], dtype=np.float32, copy=True, order="C")
                 if mask:
-                    np.less(weight[r0:r1], threshold, out=low[: r1 - r0])
-                    block[low[: r1 - r0]] = np.nan
+                    block[weight[r0:r1] < threshold] = np.nan
                 block.tofile(fh)
                 _release_if_file(image, r0, r1)
                 _release_if_file(weight, r0, r1)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -254,13 +253,7 @@ class OutlierDetectionStep(SavesMembers, Step):
         groups = list(library.group_indices.items())
         self.log.info("Median grid %d x %d (ratio %.4g) for %d groups", shape[1], shape[0],
                       ratio, len(groups))  # fmt: skip
-        # the weight threshold and the masked write of a group image run on a second
-        # thread while the next group is read and drizzled (single-threaded work for a
-        # good part: reading the members, staging them); one group image at a time
-        # waits there (the pool is left, and any error raised, before the median)
-        with (OnDiskMedian(shape, len(groups), buffer_bytes=_median_buffer(shape)) as computer,
-              ThreadPoolExecutor(max_workers=1) as masking):  # fmt: skip
-            pending: Future | None = None
+        with OnDiskMedian(shape, len(groups), buffer_bytes=_median_buffer(shape)) as computer:
             for name, indices in groups:
                 resampler = Resampler(
                     wcs, len(indices), pixel_scale_ratio=ratio, kernel=self.kernel,
@@ -289,15 +282,12 @@ class OutlierDetectionStep(SavesMembers, Step):
                 if self.save_intermediate_results:
                     self._save(arrays["data"], wcs, "outlier_coadd",
                                library.members[indices[0]].path.name)  # fmt: skip
-                if pending is not None:
-                    pending.result()  # the previous group's image is written
                 # the weights below maskpt x their clipped mean masked as the group
                 # image is written, a block of rows at a time (no full-size copies)
-                pending = masking.submit(_mask_and_add, computer, arrays, self.maskpt)
+                threshold = weight_threshold(arrays["weight"], self.maskpt)
+                computer.add_masked(arrays["data"], arrays["weight"], threshold)
                 del arrays
                 self.log.debug("group %s drizzled", name)
-            if pending is not None:
-                pending.result()
             # in a temporary file: the flag pass reads the rows each block blots from
             median = computer.median(in_file=True)
         return median, wcs
@@ -355,12 +345,6 @@ class OutlierDetectionStep(SavesMembers, Step):
             tree["wcs"] = wcs
         asdf.AsdfFile(tree).write_to(path)
         self.log.info("Saved intermediate product %s", path)
-
-
-def _mask_and_add(computer: OnDiskMedian, arrays: dict[str, Any], maskpt: float) -> None:
-    """Add a drizzled group image to the median, its weights below the threshold masked."""
-    threshold = weight_threshold(arrays["weight"], maskpt)
-    computer.add_masked(arrays["data"], arrays["weight"], threshold)
 
 
 def _dq_flags() -> int:
