@@ -14,6 +14,8 @@ from libc.math cimport fabsf, isinf, isnan, NAN
 
 import numpy as np
 
+cimport numpy as cnp
+
 
 cdef inline float _largest_step(const float[:, ::1] b, Py_ssize_t i, Py_ssize_t j,
                                 Py_ssize_t ny, Py_ssize_t nx) noexcept nogil:
@@ -79,3 +81,42 @@ def flag_resampled(const float[:, ::1] sci, const float[:, ::1] err,
                         if first[a, b]:
                             grown = 1
                 out[i, j] = grown
+
+
+cdef inline bint _kept(float v, float lo, float hi, bint bounded) noexcept nogil:
+    """finite, non-zero and, when ``bounded``, inside ``[lo, hi]``."""
+    if isnan(v) or isinf(v) or v == 0:
+        return False
+    if bounded and not (v >= lo and v <= hi):
+        return False
+    return True
+
+
+def count_kept(const float[:, ::1] values, float lo, float hi, bint bounded,
+               cnp.int64_t[::1] counts, int n_threads):
+    """Per row, how many values are finite, non-zero (and inside ``[lo, hi]``)."""
+    cdef Py_ssize_t ny = values.shape[0], nx = values.shape[1], i, j
+    cdef cnp.int64_t c
+    with nogil:
+        for i in prange(ny, num_threads=n_threads, schedule="static"):
+            c = 0
+            for j in range(nx):
+                if _kept(values[i, j], lo, hi, bounded):
+                    c = c + 1
+            counts[i] = c
+
+
+def gather_kept(const float[:, ::1] values, float lo, float hi, bint bounded,
+                const cnp.int64_t[::1] offsets, float[::1] out, int n_threads):
+    """Copy the kept values of row ``i`` to ``out[offsets[i]:]``, in row order."""
+    cdef Py_ssize_t ny = values.shape[0], nx = values.shape[1], i, j
+    cdef cnp.int64_t at
+    cdef float v
+    with nogil:
+        for i in prange(ny, num_threads=n_threads, schedule="static"):
+            at = offsets[i]
+            for j in range(nx):
+                v = values[i, j]
+                if _kept(v, lo, hi, bounded):
+                    out[at] = v
+                    at = at + 1

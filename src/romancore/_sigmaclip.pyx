@@ -12,7 +12,10 @@ found by binary search, and a clip moves ``lo`` and ``hi`` by binary search.  Me
 are exact order statistics, so the bounds equal astropy's bit for bit, at O(log n) per
 iteration (after the one sort) instead of two selections.
 """
+from cython.parallel cimport prange
 from libc.math cimport NAN
+
+import numpy as np
 
 ctypedef fused real:
     float
@@ -173,38 +176,73 @@ def clipped_stats_sorted(const real[::1] values, double sigma_lower, double sigm
     return lower, upper, med, std, cnt
 
 
-cdef double _block_sum(const real* v, Py_ssize_t n, double shift, int square) noexcept nogil:
-    """Sum of ``v`` (or of ``(v - shift)**2``) in float64, by blocks of 4096 values."""
-    cdef Py_ssize_t i, start, stop
-    cdef double total = 0.0, part, d
-    start = 0
-    while start < n:
+cdef inline double _sum_one_block(const real* v, Py_ssize_t m, double shift,
+                                  int square) noexcept nogil:
+    """Sum of ``v[:m]`` (or of ``(v - shift)**2``) in float64, in order.
+
+    The values are first converted to float64 a chunk at a time (a loop the compiler
+    vectorises), then added one by one: the same additions in the same order.
+    """
+    cdef double buf[256]
+    cdef double part = 0.0, d
+    cdef Py_ssize_t i, c, k
+    for c in range(0, m, 256):
+        k = m - c
+        if k > 256:
+            k = 256
+        for i in range(k):
+            buf[i] = <double>v[c + i]
+        if square:
+            for i in range(k):
+                d = buf[i] - shift
+                part = part + d * d
+        else:
+            for i in range(k):
+                part = part + buf[i]
+    return part
+
+
+cdef double _block_sum(const real* v, Py_ssize_t n, double shift, int square,
+                       double* parts, int n_threads) noexcept nogil:
+    """Sum of ``v`` (or of ``(v - shift)**2``) in float64, by blocks of 4096 values.
+
+    Each block is summed in order into ``parts`` (blocks in parallel), then the
+    parts are added in block order: the same sum whatever ``n_threads``.
+    """
+    cdef Py_ssize_t b, start, stop, nblocks = (n + 4095) // 4096
+    cdef double total = 0.0
+    for b in prange(nblocks, schedule="static", num_threads=n_threads):
+        start = b * 4096
         stop = start + 4096
         if stop > n:
             stop = n
-        part = 0.0
-        if square:
-            for i in range(start, stop):
-                d = <double>v[i] - shift
-                part += d * d
-        else:
-            for i in range(start, stop):
-                part += <double>v[i]
-        total += part
-        start = stop
+        parts[b] = _sum_one_block(v + start, stop - start, shift, square)
+    for b in range(nblocks):
+        total += parts[b]
     return total
 
 
-def mean_std(const real[::1] values):
-    """Return ``(mean, std)`` of ``values`` accumulated in float64 (two passes, ddof 0).
-
-    NaN for no values.
-    """
+cdef tuple _mean_std(const real[::1] values, int n_threads):
     cdef Py_ssize_t n = values.shape[0]
     cdef double mean, var
     if n == 0:
         return NAN, NAN
+    cdef double[::1] parts = np.empty((n + 4095) // 4096, dtype=np.float64)
     with nogil:
-        mean = _block_sum(&values[0], n, 0.0, 0) / n
-        var = _block_sum(&values[0], n, mean, 1) / n
+        mean = _block_sum(&values[0], n, 0.0, 0, &parts[0], n_threads) / n
+        var = _block_sum(&values[0], n, mean, 1, &parts[0], n_threads) / n
     return mean, var ** 0.5
+
+
+def mean_std(values, int n_threads=1):
+    """Return ``(mean, std)`` of ``values`` accumulated in float64 (two passes, ddof 0).
+
+    ``values``: a C-contiguous 1-D float32 or float64 array. NaN for no values.
+    """
+    cdef const float[::1] single
+    cdef const double[::1] double_
+    if values.dtype == np.float32:
+        single = values
+        return _mean_std(single, n_threads)
+    double_ = values
+    return _mean_std(double_, n_threads)

@@ -52,6 +52,7 @@ from romancore._validation import check_array, check_writeable
 
 __all__ = [
     "KERNELS",
+    "SplineGridPair",
     "Workspace",
     "add_image",
     "blot",
@@ -509,16 +510,76 @@ def spline_grid_pair(
     ValueError
         If the knots differ or the grid does not fit in ``out``.
     """
-    if not (np.array_equal(tck_x[0], tck_y[0]) and np.array_equal(tck_x[1], tck_y[1])):
-        raise ValueError("the two splines do not share their knots")
-    small_x, start, weights = _spline_factors(tck_x, degrees, rows, cols)
-    small_y, _, _ = _spline_factors(tck_y, degrees, rows, cols)
-    out = check_array(out, "out", np.float64, 3)
-    if (row0 + len(rows) > out.shape[0] or col0 + len(cols) > out.shape[1]
-            or out.shape[2] != 2):  # fmt: skip
-        raise ValueError("the grid does not fit in out")
-    _drizzle.combine_rows_pair(small_x, small_y, start, weights, out, int(row0), int(col0),
-                               effective_n_threads(n_threads))  # fmt: skip
+    SplineGridPair(tck_x, tck_y, degrees, cols).evaluate(rows, out, row0=row0, col0=col0,
+                                                         n_threads=n_threads)  # fmt: skip
+
+
+class SplineGridPair:
+    """`spline_grid_pair` of two splines on one set of columns, for any rows.
+
+    The columns' factor of each spline (``C B_cols^T``, the costly part of a call on a
+    few rows) is computed once; `evaluate` then gives, for any ``rows``, what
+    ``spline_grid_pair(tck_x, tck_y, degrees, rows, cols, out, ...)`` gives, bit for
+    bit (a pixel map written a block of rows at a time pays the factor once).
+
+    Parameters
+    ----------
+    tck_x, tck_y : tuple
+        ``(t_rows, t_cols, c)`` of the x and the y spline (sharing their knots).
+    degrees : tuple of int
+        ``(k_rows, k_cols)``.
+    cols : numpy.ndarray of float64
+        Evaluation columns.
+
+    Raises
+    ------
+    ValueError
+        If the knots differ.
+    """
+
+    def __init__(
+        self,
+        tck_x: tuple[np.ndarray, np.ndarray, np.ndarray],
+        tck_y: tuple[np.ndarray, np.ndarray, np.ndarray],
+        degrees: tuple[int, int],
+        cols: np.ndarray,
+    ) -> None:
+        if not (np.array_equal(tck_x[0], tck_y[0]) and np.array_equal(tck_x[1], tck_y[1])):
+            raise ValueError("the two splines do not share their knots")
+        self._small_x = _column_factor(tck_x, degrees, cols)
+        self._small_y = _column_factor(tck_y, degrees, cols)
+        self._t_rows = tck_x[0]
+        self._k_rows = int(degrees[0])
+        self._n_cols = len(cols)
+
+    def evaluate(self, rows: np.ndarray, out: np.ndarray, *, row0: int = 0, col0: int = 0,
+                 n_threads: int | None = None) -> None:  # fmt: skip
+        """Write ``(x, y)`` at ``out[row0 + i, col0 + j]`` for ``rows[i]`` and the columns.
+
+        Parameters
+        ----------
+        rows : numpy.ndarray of float64
+            Evaluation rows.
+        out : numpy.ndarray of float64, shape (Ny, Nx, 2), C-contiguous
+            Receives the values.
+        row0, col0 : int, optional
+            Offset of the grid in ``out``.
+        n_threads : int or None, optional
+            Threads.
+
+        Raises
+        ------
+        ValueError
+            If the grid does not fit in ``out``.
+        """
+        start, weights = _row_weights(self._t_rows, self._k_rows, rows)
+        out = check_array(out, "out", np.float64, 3)
+        if (row0 + len(rows) > out.shape[0] or col0 + self._n_cols > out.shape[1]
+                or out.shape[2] != 2):  # fmt: skip
+            raise ValueError("the grid does not fit in out")
+        _drizzle.combine_rows_pair(self._small_x, self._small_y, start, weights, out,
+                                   int(row0), int(col0),
+                                   effective_n_threads(n_threads))  # fmt: skip
 
 
 def _spline_factors(
@@ -528,6 +589,16 @@ def _spline_factors(
     cols: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``C B_cols^T`` and the rows' B-spline weights (first index and k + 1 weights)."""
+    start, weights = _row_weights(tck[0], degrees[0], rows)
+    return _column_factor(tck, degrees, cols), start, weights
+
+
+def _column_factor(
+    tck: tuple[np.ndarray, np.ndarray, np.ndarray],
+    degrees: tuple[int, int],
+    cols: np.ndarray,
+) -> np.ndarray:
+    """``C B_cols^T``: ``(n_coef_rows, len(cols))``."""
     from scipy.interpolate import BSpline
 
     t_rows, t_cols, coefs = tck
@@ -535,9 +606,16 @@ def _spline_factors(
     coefs = np.asarray(coefs, dtype=np.float64).reshape(
         len(t_rows) - k_rows - 1, len(t_cols) - k_cols - 1
     )
-    b_rows = BSpline.design_matrix(np.asarray(rows, np.float64), t_rows, k_rows)
     b_cols = BSpline.design_matrix(np.asarray(cols, np.float64), t_cols, k_cols)
-    small = np.ascontiguousarray((b_cols @ coefs.T).T)  # (n_coef_rows, len(cols))
+    return np.ascontiguousarray((b_cols @ coefs.T).T)
+
+
+def _row_weights(t_rows: np.ndarray, k_rows: int, rows: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Return the rows' B-spline weights: each row's first coefficient row, its k + 1 weights."""
+    from scipy.interpolate import BSpline
+
+    b_rows = BSpline.design_matrix(np.asarray(rows, np.float64), t_rows, k_rows)
     b_rows = b_rows.tocsr()
     b_rows.sort_indices()
     counts = np.diff(b_rows.indptr)
@@ -548,4 +626,4 @@ def _spline_factors(
     indices = b_rows.indices.reshape(-1, k_rows + 1)
     if not np.all(indices == start[:, None] + np.arange(k_rows + 1)):
         raise ValueError("unexpected B-spline design matrix")
-    return small, start, weights
+    return start, weights

@@ -6,9 +6,9 @@ import numpy as np
 
 from romancore import _outlier
 from romancore._threads import effective_n_threads
-from romancore._validation import check_array
+from romancore._validation import check_array, check_writeable
 
-__all__ = ["flag_resampled"]
+__all__ = ["count_kept", "flag_resampled", "gather_kept"]
 
 
 def flag_resampled(
@@ -60,3 +60,86 @@ def flag_resampled(
                             np.float32(scale1), np.float32(scale2), np.float32(backg),
                             first, out, effective_n_threads(n_threads))  # fmt: skip
     return out.view(bool)
+
+
+def _bounds(bounds: tuple[float, float] | None) -> tuple[np.float32, np.float32, bool]:
+    if bounds is None:
+        return np.float32(0), np.float32(0), False
+    return np.float32(bounds[0]), np.float32(bounds[1]), True
+
+
+def count_kept(values: np.ndarray, bounds: tuple[float, float] | None = None, *,
+               n_threads: int | None = None) -> np.ndarray:  # fmt: skip
+    """Return, per row, how many values are finite and non-zero (and within ``bounds``).
+
+    The selection of outlier_detection's weight threshold (``isfinite(v) & (v != 0)``,
+    and ``lo <= v <= hi``), without boolean temporaries.
+
+    Parameters
+    ----------
+    values : numpy.ndarray of float32, shape (ny, nx), C-contiguous
+        The values (e.g. a block of rows of a weight map).
+    bounds : tuple of float, optional
+        ``(lo, hi)`` (float32 values), inclusive.
+    n_threads : int or None, optional
+        Threads (the counts do not depend on them).
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        ``(ny,)`` counts.
+    """
+    values = check_array(values, "values", np.float32, 2)
+    counts = np.empty(values.shape[0], np.int64)
+    lo, hi, bounded = _bounds(bounds)
+    _outlier.count_kept(values, lo, hi, bounded, counts, effective_n_threads(n_threads))
+    return counts
+
+
+def gather_kept(values: np.ndarray, out: np.ndarray,
+                bounds: tuple[float, float] | None = None, *,
+                counts: np.ndarray | None = None, n_threads: int | None = None) -> int:  # fmt: skip
+    """Copy the values `count_kept` counts into ``out``, in C order.
+
+    The same values, in the same order, as ``values[np.isfinite(values) & (values !=
+    0) & (values >= lo) & (values <= hi)]``.
+
+    Parameters
+    ----------
+    values : numpy.ndarray of float32, shape (ny, nx), C-contiguous
+        The values.
+    out : numpy.ndarray of float32, 1-D, C-contiguous
+        Receives them from its start (at least as long as their number).
+    bounds : tuple of float, optional
+        ``(lo, hi)``, inclusive.
+    counts : numpy.ndarray of int64, optional
+        ``count_kept(values, bounds)``, if already computed.
+    n_threads : int or None, optional
+        Threads (the result does not depend on them).
+
+    Returns
+    -------
+    int
+        How many values were copied.
+
+    Raises
+    ------
+    ValueError
+        If ``out`` is too short or ``counts`` does not fit.
+    """
+    values = check_array(values, "values", np.float32, 2)
+    out = check_array(out, "out", np.float32, 1)
+    check_writeable(out, "out")
+    if counts is None:
+        counts = count_kept(values, bounds, n_threads=n_threads)
+    counts = np.asarray(counts, dtype=np.int64)
+    if counts.shape != (values.shape[0],):
+        raise ValueError(f"counts has shape {counts.shape}, not ({values.shape[0]},)")
+    offsets = np.zeros(values.shape[0], np.int64)
+    np.cumsum(counts[:-1], out=offsets[1:])
+    total = int(counts.sum())
+    if total > out.shape[0]:
+        raise ValueError(f"out holds {out.shape[0]} values, {total} are kept")
+    lo, hi, bounded = _bounds(bounds)
+    _outlier.gather_kept(values, lo, hi, bounded, offsets, out, effective_n_threads(n_threads))
+    return total

@@ -184,7 +184,7 @@ def clipped_stats_rows(
     return table[:, 0].astype(dtype), table[:, 1].astype(dtype), count
 
 
-def mean_std(values: np.ndarray) -> tuple[float, float]:
+def mean_std(values: np.ndarray, n_threads: int | None = None) -> tuple[float, float]:
     """Return the mean and standard deviation (ddof 0) of values, in float64.
 
     Two passes as ``numpy.std(values, dtype=float64)``, summed by blocks of 4096
@@ -194,6 +194,9 @@ def mean_std(values: np.ndarray) -> tuple[float, float]:
     ----------
     values : numpy.ndarray
         float32 or float64 values (flattened; copied only if not contiguous).
+    n_threads : int or None, optional
+        Threads summing the blocks; the result does not depend on it (each block is
+        summed in order, the blocks' sums added in order).
 
     Returns
     -------
@@ -203,4 +206,5 @@ def mean_std(values: np.ndarray) -> tuple[float, float]:
     array = np.asarray(values)
     if array.dtype not in (np.float32, np.float64):
         array = array.astype(np.float64)
-    return _sigmaclip.mean_std(np.ascontiguousarray(array.ravel()))
+    return _sigmaclip.mean_std(np.ascontiguousarray(array.ravel()),
+                               effective_n_threads(n_threads))  # fmt: skip

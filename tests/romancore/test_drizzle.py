@@ -361,6 +361,16 @@ def test_spline_grid_pair_as_scipy_and_one_by_one():
     other = RectBivariateSpline(yc[:-1], xc, cy[:-1], kx=3, ky=3)
     with pytest.raises(ValueError, match="knots"):
         rd.spline_grid_pair(sx.tck, other.tck, sx.degrees, rows, cols, pair)
+    with pytest.raises(ValueError, match="knots"):
+        rd.SplineGridPair(sx.tck, other.tck, sx.degrees, cols)
+    # the columns' factor computed once, evaluated on blocks of rows: the same map
+    evaluator = rd.SplineGridPair(sx.tck, sy.tck, sx.degrees, cols)
+    blocks = np.full((60, 75, 2), np.nan)
+    for r0 in range(0, len(rows), 7):
+        evaluator.evaluate(rows[r0 : r0 + 7], blocks, row0=1 + r0, col0=4)
+    assert np.array_equal(blocks, pair, equal_nan=True)
+    with pytest.raises(ValueError, match="fit"):
+        evaluator.evaluate(rows, blocks, row0=3, col0=4)
 
 
 # ------------------------------------------------------------- bands of output rows

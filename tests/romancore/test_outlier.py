@@ -48,3 +48,31 @@ def test_float16_error_and_shape_check():
     assert mask.dtype == bool and mask.sum() == 1 and mask[2, 3]
     with pytest.raises(ValueError):
         flag_resampled(sci, err[:4], blot, 5.0, 4.0, 1.2, 0.7, 0.0)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (7, 1), (37, 53)])
+def test_kept_values_as_numpy(shape):
+    """count_kept / gather_kept: numpy's boolean selection, same values, same order."""
+    from romancore.outlier import count_kept, gather_kept
+
+    rng = np.random.default_rng(sum(shape))
+    values = rng.normal(10.0, 3.0, shape).astype(np.float32)
+    special = rng.random(shape)
+    values[special < 0.1] = 0
+    values[(special >= 0.1) & (special < 0.15)] = np.nan
+    values[(special >= 0.15) & (special < 0.18)] = np.inf
+    values[(special >= 0.18) & (special < 0.2)] = -np.inf
+    finite = np.isfinite(values) & (values != 0)
+    for bounds in (None, (np.float32(8.5), np.float32(12.25))):
+        keep = finite.copy()
+        if bounds is not None:
+            keep &= (values >= bounds[0]) & (values <= bounds[1])
+        counts = count_kept(values, bounds)
+        assert np.array_equal(counts, keep.sum(axis=1))
+        for threads in (1, 2):
+            out = np.full(values.size + 2, -1.0, np.float32)
+            assert gather_kept(values, out, bounds, n_threads=threads) == keep.sum()
+            assert np.array_equal(out[: keep.sum()], values[keep])
+            assert (out[keep.sum() :] == -1).all()
+    with pytest.raises(ValueError, match="out holds"):
+        gather_kept(np.ones((2, 2), np.float32), np.empty(3, np.float32))

@@ -125,3 +125,16 @@ def test_mean_std_matches_numpy_float64():
             assert std == pytest.approx(np.std(values, dtype=np.float64), rel=1e-9, abs=1e-12)
     assert all(np.isnan(mean_std(np.array([], np.float32))))
     assert mean_std(np.array([[1.0, 3.0]])) == (2.0, 1.0)
+
+
+def test_mean_std_same_on_any_threads():
+    """The blocks summed in parallel, their sums added in order: the same bits."""
+    from romancore.sigmaclip import mean_std
+
+    rng = np.random.default_rng(8)
+    for dtype in (np.float32, np.float64):
+        for n in (1, 4095, 4096, 4097, 3 * 4096 + 5, 200_001):
+            values = (rng.normal(1e4, 3.0, n) * rng.uniform(0.5, 2.0, n)).astype(dtype)
+            one = mean_std(values, n_threads=1)
+            assert mean_std(values, n_threads=2) == one
+            assert mean_std(values, n_threads=3) == one

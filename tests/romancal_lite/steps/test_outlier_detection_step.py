@@ -143,6 +143,23 @@ def test_weight_threshold_matches_astropy_over_several_passes():
         assert weight_threshold(weight, 0.7) == pytest.approx(expected, rel=1e-12)
 
 
+def test_weight_threshold_compiled_gathering_same_bits():
+    """float32 weights (the group images') are gathered by romancore.outlier: the same
+    threshold, bit for bit, as the numpy gathering of the same values in float64."""
+    rng = np.random.default_rng(5)
+    weight = np.concatenate([rng.normal(100.0, 5.0, 40000),
+                             rng.standard_cauchy(5000) * 30 + 100]).astype(np.float32)
+    weight[rng.random(weight.size) < 0.1] = 0
+    weight[rng.random(weight.size) < 0.02] = np.nan
+    weight = weight[: 45000 - 45000 % 150].reshape(-1, 150)
+    float32 = weight_threshold(weight, 0.7)
+    # the same float32 values through the numpy path (non-contiguous rows)
+    wide = np.zeros((weight.shape[0], 2 * weight.shape[1]), np.float32)
+    wide[:, ::2] = weight
+    assert weight_threshold(wide[:, ::2], 0.7) == float32
+    assert np.isfinite(float32)
+
+
 def test_nanmedian_matches_numpy():
     rng = np.random.default_rng(0)
     for n in (1, 2, 3, 4, 7):
@@ -317,6 +334,27 @@ def test_temporary_files_removed_also_on_error(tmp_path, monkeypatch):
         OutlierDetectionStep.call(asn)
     assert len(made) == 2 and not any(os.path.exists(d) for d in made)
     assert made[0].startswith(str(scratch)) and not list(scratch.iterdir())
+
+
+def test_flag_pass_error_hands_back_every_member(tmp_path, monkeypatch):
+    """An error while a member is flagged propagates as it is, and the borrowed member
+    is handed back (the library can be borrowed from again)."""
+    _, asn, _ = _write(tmp_path)
+    real_flag, calls = OutlierDetectionStep._flag, []
+
+    def flag_then_fail(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("flag failed")
+        return real_flag(self, *args, **kwargs)
+
+    monkeypatch.setattr(OutlierDetectionStep, "_flag", flag_then_fail)
+    library = ModelLibrary(asn)
+    with pytest.raises(RuntimeError, match="flag failed"):
+        OutlierDetectionStep.call(library)
+    with library:
+        for i in range(len(library)):
+            library.shelve(library.borrow(i), i, modify=False)
 
 
 def test_bad_parameters_and_inputs(tmp_path):

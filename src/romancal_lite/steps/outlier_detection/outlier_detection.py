@@ -141,6 +141,8 @@ def _gather(weight: np.ndarray, bounds: tuple[Any, Any] | None) -> np.ndarray:
     file are handed back after each block.
     """
     rows = _row_blocks(np.asarray(weight))
+    if rows.dtype == np.float32 and rows.flags.c_contiguous and rows.size:
+        return _gather_compiled(rows, bounds)
 
     def select(block: np.ndarray) -> np.ndarray:
         keep = np.isfinite(block)
@@ -164,6 +166,26 @@ def _gather(weight: np.ndarray, bounds: tuple[Any, Any] | None) -> np.ndarray:
             block = rows[r0:r1]
             out[at : at + count] = block[select(block)]
             at += count
+            _release_if_file(rows, r0, r1)
+    return out
+
+
+def _gather_compiled(rows: np.ndarray, bounds: tuple[Any, Any] | None) -> np.ndarray:
+    """`_gather` of float32 rows by `romancore.outlier` (the same values, same order)."""
+    from romancore.outlier import count_kept, gather_kept
+
+    ny = rows.shape[0]
+    counts = np.empty(ny, np.int64)
+    for r0 in range(0, ny, BLOCK_ROWS):
+        r1 = min(ny, r0 + BLOCK_ROWS)
+        counts[r0:r1] = count_kept(rows[r0:r1], bounds)
+        _release_if_file(rows, r0, r1)
+    out = np.empty(int(counts.sum()), dtype=rows.dtype)
+    at = 0
+    for r0 in range(0, ny, BLOCK_ROWS):
+        r1 = min(ny, r0 + BLOCK_ROWS)
+        if counts[r0:r1].any():
+            at += gather_kept(rows[r0:r1], out[at:], bounds, counts=counts[r0:r1])
             _release_if_file(rows, r0, r1)
     return out
 
