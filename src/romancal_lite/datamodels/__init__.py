@@ -112,7 +112,7 @@ from ._core import (
     open_asdf_file,
     write_asdf_atomic,
 )
-from ._files import array_layout, check_regular_file, deferred_outputs, open_regular_file
+from ._files import check_regular_file, deferred_outputs, open_regular_file
 from ._models import (
     DarkdecaysignalRefModel,
     DarkRefModel,
@@ -142,7 +142,6 @@ from ._validate import validate_exposure
 from .library import BorrowError, ModelLibrary
 
 __all__ = [
-    "array_layout",
     "MODEL_REGISTRY",
     "BorrowError",
     "ModelLibrary",

@@ -36,8 +36,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
-
 from ..errors import InputFileError, OutputError
 
 __all__ = [
@@ -280,64 +278,6 @@ _CREATED: list[list[Path]] = []
 #: Whether the outermost `deferred_outputs` block last entered has put its outputs in
 #: place (an interruption right after it must not claim that nothing was written).
 _COMMITTED: list[bool] = [False]
-
-
-def array_layout(path: str | os.PathLike[str], name: str = "data"
-                 ) -> tuple[tuple[int, ...], np.dtype] | None:
-    """Return the shape and dtype of the array ``roman.<name>`` of an ASDF file, or None.
-
-    Read from the YAML part alone (libyaml's parser events, no tree built, nothing
-    validated): what a caller can prepare for before the file is opened. Anything
-    unexpected (not a file, no such array, a shape or type this reader does not
-    follow) gives None.
-
-    Parameters
-    ----------
-    path : path-like
-        An ASDF file.
-    name : str, optional
-        A key of the ``roman`` mapping.
-
-    Returns
-    -------
-    (shape, dtype) or None
-    """
-    import yaml
-
-    try:
-        with open(path, "rb") as fh:
-            text = read_yaml_part(fh, str(path))
-        # per open collection: [is a mapping, its current key, a key comes next]
-        stack: list[list[Any]] = []
-        found: dict[str, str] = {}
-        shape: list[int] = []
-        for event in yaml.parse(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
-            if isinstance(event, yaml.ScalarEvent):
-                top = stack[-1] if stack else None
-                if top is not None and top[0] and top[2]:
-                    top[1], top[2] = event.value, False
-                    continue
-                keys = [frame[1] for frame in stack if frame[0]]
-                if len(stack) == 3 and keys[:2] == ["roman", name]:
-                    found[keys[2]] = event.value
-                elif len(stack) == 4 and not stack[3][0] and keys == ["roman", name, "shape"]:
-                    shape.append(int(event.value))
-                if top is not None and top[0]:
-                    top[2] = True
-            elif isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
-                stack.append([isinstance(event, yaml.MappingStartEvent), None, True])
-            elif isinstance(event, yaml.CollectionEndEvent):
-                stack.pop()
-                if stack and stack[-1][0]:
-                    stack[-1][2] = True
-            elif isinstance(event, yaml.AliasEvent) and stack and stack[-1][0]:
-                stack[-1][2] = not stack[-1][2]
-        if not shape or "datatype" not in found:
-            return None
-        order = {"little": "<", "big": ">"}[found.get("byteorder", "little")]
-        return tuple(shape), np.dtype(found["datatype"]).newbyteorder(order)
-    except (OSError, ValueError, TypeError, KeyError, InputFileError, yaml.YAMLError):
-        return None
 
 
 def outputs_committed() -> bool:

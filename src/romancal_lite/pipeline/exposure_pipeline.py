@@ -19,10 +19,8 @@ for imaging ``<name>_cat.parquet`` and ``<name>_segm.asdf``.
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
-import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +31,6 @@ import numpy as np
 from romancal_lite import datamodels
 from romancal_lite.errors import ConfigError
 from romancal_lite.references._spec import BORDER
-from romancal_lite.steps._arrays import available_memory, drop_reservations, reserve_releasable
 from romancal_lite.steps.assign_wcs import AssignWcsStep
 from romancal_lite.steps.dark_current import DarkCurrentStep
 from romancal_lite.steps.dark_decay import DarkDecayStep
@@ -122,8 +119,6 @@ class ExposurePipeline(Pipeline):
             The opened model.
         """
         self._owns_input = isinstance(input, str | os.PathLike)
-        if self._owns_input and not self.dq_init.skip:
-            _reserve_ramp(input)
         return super().open_input(input)
 
     def process(self, model: Any) -> Any:
@@ -140,10 +135,7 @@ class ExposurePipeline(Pipeline):
             The calibrated image (or, for guide-star data, the dq_init result).
         """
         self._zeroed = False
-        try:
-            result = self._calibrate(model)
-        finally:
-            drop_reservations()  # not needed after dq_init (e.g. a ramp given as input)
+        result = self._calibrate(model)
         del model
         self._products = _Products(result, zeroed=self._zeroed)
         self._make_catalog(self._products)
@@ -283,10 +275,7 @@ class ExposurePipeline(Pipeline):
         members = _many_inputs(input)
         if members is None:
             self._joint = False
-            try:
-                return super().run(input)
-            finally:
-                drop_reservations()  # whatever stopped the run before dq_init
+            return super().run(input)
         return self._run_many(members)
 
     def _run_many(self, members: list[tuple[Any, str | None]]) -> list[Any]:
@@ -351,7 +340,6 @@ class ExposurePipeline(Pipeline):
             result = super().run(member)
         finally:
             self._joint = False
-            drop_reservations()
         products = self._products
         self._products = None
         products.name = _name_for(member)
@@ -785,33 +773,4 @@ def _many_inputs(input: Any) -> list[tuple[Any, str | None]] | None:  # noqa: A0
             raise ConfigError("no input: the list of exposures is empty")
         return [(item, None) for item in input]
     return None
-
-
-def _reserve_ramp(path: str | os.PathLike[str]) -> None:
-    """Have the ramp and groupdq of a Level 1 file's dq_init prepared on another core.
-
-    dq_init's two fresh cubes (float32 resultants, uint8 groupdq; 0.75 GB on a full
-    frame with 9 resultants) cost the kernel's page allocation and zeroing at their
-    first touch (~0.4 s of CPU with huge pages); `reserve_releasable` has a thread
-    touch them while the input is opened and validated here. A file whose ``data``
-    is not a 3-D integer cube (already a ramp, unreadable...) reserves nothing.
-    """
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return  # a FIFO, a device...: never opened here (open_input refuses it)
-    except OSError:
-        return
-    layout = datamodels.array_layout(path, "data")
-    if layout is None:
-        return
-    shape, dtype = layout
-    if len(shape) != 3 or dtype.kind not in "ui" or min(shape) < 1:
-        return
-    # what a hostile or broken file declares is not trusted before it is validated:
-    # nothing is reserved beyond half the memory available now
-    need = math.prod(shape) * (np.dtype(np.float32).itemsize + 1)
-    if need > available_memory() // 2:
-        return
-    reserve_releasable(shape, np.float32, huge_pages=True)
-    reserve_releasable(shape, np.uint8, huge_pages=True)
 

@@ -6,7 +6,6 @@ import math
 import mmap
 import os
 import tempfile
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -15,13 +14,11 @@ import numpy as np
 __all__ = [
     "advise_scattered",
     "available_memory",
-    "drop_reservations",
     "empty_releasable",
     "file_array",
     "is_file_map",
     "is_memory_mapped",
     "release_rows",
-    "reserve_releasable",
     "return_freed_memory",
     "rows_in_file",
     "writable_contiguous",
@@ -75,9 +72,6 @@ def empty_releasable(shape: tuple[int, ...], dtype: Any, huge_pages: bool = Fals
     count = math.prod(shape)
     if count == 0:
         return np.zeros(shape, dt)
-    reserved = _claim((tuple(int(n) for n in shape), dt, bool(huge_pages)))
-    if reserved is not None:
-        return reserved
     return _new_releasable(tuple(shape), dt, huge_pages)
 
 
@@ -91,76 +85,6 @@ def _new_releasable(shape: tuple[int, ...], dt: np.dtype, huge_pages: bool) -> n
         except OSError:  # pragma: no cover (kernels without transparent huge pages)
             pass
     return np.frombuffer(buffer, dtype=dt, count=count).reshape(shape)
-
-
-#: Arrays being prepared by `reserve_releasable`: key -> (array, thread touching it).
-_RESERVED: dict[tuple[Any, ...], tuple[np.ndarray, threading.Thread]] = {}
-_RESERVED_LOCK = threading.Lock()
-
-
-def reserve_releasable(shape: tuple[int, ...], dtype: Any, huge_pages: bool = False) -> None:
-    """Prepare the next `empty_releasable` array of this shape and type on another core.
-
-    The memory is mapped now and a thread writes a zero into each of its pages
-    (NumPy releases the GIL), so that the kernel's page allocation and zeroing, the
-    first cost of a fresh full-frame cube, run while this thread does other work
-    (opening and validating the input). The next `empty_releasable` call with the same
-    arguments returns this array, waiting for the thread if it has not finished;
-    `drop_reservations` unmaps what was not claimed. One array per key: a second
-    reservation of the same key does nothing.
-
-    Parameters
-    ----------
-    shape : tuple of int
-        Array shape.
-    dtype : numpy dtype
-        Element type.
-    huge_pages : bool, optional
-        As for `empty_releasable`.
-    """
-    key = (tuple(int(n) for n in shape), np.dtype(dtype), bool(huge_pages))
-    if math.prod(key[0]) == 0:
-        return
-    with _RESERVED_LOCK:
-        if key in _RESERVED:
-            return
-        array = _new_releasable(*key)
-        flat = array.reshape(-1).view(np.uint8)
-        thread = threading.Thread(target=_touch_pages, args=(flat,), name="reserve-pages",
-                                  daemon=True)
-        _RESERVED[key] = (array, thread)
-    thread.start()
-
-
-def _touch_pages(flat: np.ndarray) -> None:
-    flat[:: mmap.PAGESIZE] = 0
-
-
-def _claim(key: tuple[Any, ...]) -> np.ndarray | None:
-    if not _RESERVED:
-        return None
-    with _RESERVED_LOCK:
-        entry = _RESERVED.pop(key, None)
-    if entry is None:
-        return None
-    entry[1].join()
-    return entry[0]
-
-
-def drop_reservations() -> int:
-    """Forget the `reserve_releasable` arrays nobody claimed; return how many.
-
-    Returns
-    -------
-    int
-        The number of reservations dropped (their memory goes back to the OS).
-    """
-    with _RESERVED_LOCK:
-        entries = list(_RESERVED.values())
-        _RESERVED.clear()
-    for _, thread in entries:
-        thread.join()
-    return len(entries)
 
 
 def available_memory() -> int:

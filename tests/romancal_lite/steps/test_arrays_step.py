@@ -138,29 +138,6 @@ def test_file_arrays_for_scattered_reads_are_advised_random():
     assert not advise_scattered(np.zeros(10))
 
 
-def test_reserved_array_is_the_next_one_of_its_kind(monkeypatch):
-    """reserve_releasable prepares (pages touched on a thread) what empty_releasable returns."""
-    from romancal_lite.steps import _arrays
-
-    _arrays.drop_reservations()  # none left by other tests
-    touched = []
-    real_touch = _arrays._touch_pages
-    monkeypatch.setattr(_arrays, "_touch_pages", lambda flat: touched.append(flat.size)
-                        or real_touch(flat))
-    _arrays.reserve_releasable((3, 40, 50), np.float32, huge_pages=True)
-    _arrays.reserve_releasable((3, 40, 50), np.float32, huge_pages=True)  # one per key
-    assert touched == [3 * 40 * 50 * 4]
-    other = _arrays.empty_releasable((3, 40, 50), np.float32)  # not the same key
-    mine = _arrays.empty_releasable((3, 40, 50), np.float32, huge_pages=True)
-    again = _arrays.empty_releasable((3, 40, 50), np.float32, huge_pages=True)
-    assert not np.shares_memory(other, mine) and not np.shares_memory(mine, again)
-    assert not mine.any() and mine.flags.writeable and _arrays.is_memory_mapped(mine)
-    assert _arrays.drop_reservations() == 0
-    _arrays.reserve_releasable((2, 8), np.uint8)
-    assert _arrays.drop_reservations() == 1
-    assert _arrays._RESERVED == {}
-
-
 _FREED_HEAP_SCRIPT = """
 import sys
 import numpy as np
