@@ -72,11 +72,6 @@ def empty_releasable(shape: tuple[int, ...], dtype: Any, huge_pages: bool = Fals
     count = math.prod(shape)
     if count == 0:
         return np.zeros(shape, dt)
-    return _new_releasable(tuple(shape), dt, huge_pages)
-
-
-def _new_releasable(shape: tuple[int, ...], dt: np.dtype, huge_pages: bool) -> np.ndarray:
-    count = math.prod(shape)
     buffer = mmap.mmap(-1, count * dt.itemsize, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     advice = getattr(mmap, "MADV_HUGEPAGE", None)
     if huge_pages and advice is not None:

@@ -181,9 +181,17 @@ def test_freed_heap_memory_goes_back_to_the_os():
 
     if not os.path.exists("/proc/self/status"):
         pytest.skip("no /proc/self/status")
+    # glibc's thresholds fixed (its defaults move with what the process did): 4 MB
+    # arrays from the heap, and free() never trims it by itself
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(32 << 20),
+               MALLOC_TRIM_THRESHOLD_=str(1 << 32))
     out = subprocess.run([sys.executable, "-c", _FREED_HEAP_SCRIPT], capture_output=True,
-                         text=True, check=True).stdout.split()
+                         text=True, check=True, env=env).stdout.split()
     if out == ["skip"]:
         pytest.skip("not glibc, or nothing to return")
     held, before, after = map(int, out)
-    assert held - before < 80 << 20 < before - after, (held, before, after)
+    if held - before >= 80 << 20:
+        # this glibc (or its tunables in the environment) gave the freed arrays back
+        # at once: nothing is left for return_freed_memory to return
+        pytest.skip(f"the heap was trimmed at free ({held} -> {before} bytes)")
+    assert before - after > 80 << 20, (held, before, after)

@@ -418,8 +418,10 @@ def test_memory_does_not_grow_with_the_number_of_exposures(tmp_path, monkeypatch
     # the median reads blocks of rows of at most one image's bytes in all: an
     # in-memory cube would be 8 images here. (``kept`` grows by ~0.3 MB a member on
     # these small images: the borrowed members' ASDF caches in the library, not the
-    # drizzled images, which go to disk; it is not asserted.)
-    assert min(kept2, kept8) >= 0
+    # drizzled images, which go to disk; it is not asserted. It can be slightly
+    # negative: objects made before the median's computer, such as the resampler's
+    # reader pool, may be freed by the time the median starts.)
+    assert min(kept2, kept8) > -(1 << 20)
     assert peak8 < peak2 * 1.1 + image / 4, (peak2, peak8)
 
 
