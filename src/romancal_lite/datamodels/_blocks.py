@@ -45,6 +45,15 @@ _LZ4 = b"lz4\0"
 _MIN_PARALLEL_BYTES = 16 << 20
 
 
+def _in_threads(work: Callable[[Any], Any], items: list[Any], n_threads: int) -> list[Any]:
+    """``[work(item) for item in items]``, on up to ``n_threads`` threads when that helps."""
+    workers = min(n_threads, len(items))
+    if workers < 2:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(work, items))
+
+
 def _chunk_table(fileno: int, start: int, used: int, data_size: int
                  ) -> list[tuple[int, int, int, int]] | None:
     """Return ``(file offset, compressed size, output offset, size)`` of each chunk.
@@ -225,8 +234,7 @@ class Lz4Chunks:
                     f"{self.label} ({type(exc).__name__}: {first})") from exc
             work(chunk[2] // size, np.frombuffer(data, dtype=self.dtype))
 
-        with ThreadPoolExecutor(max(1, min(n_threads, len(self._chunks)))) as pool:
-            list(pool.map(one, self._chunks))
+        _in_threads(one, self._chunks, n_threads)
 
 
 def preload_lz4_block(lazy_array: Any, n_threads: int) -> bool:
@@ -263,8 +271,7 @@ def preload_lz4_block(lazy_array: Any, n_threads: int) -> bool:
         at, size = chunk[2], chunk[3]
         out[at : at + size] = np.frombuffer(_decompressed(fileno, chunk), dtype=np.uint8)
 
-    with ThreadPoolExecutor(min(n_threads, len(chunks))) as pool:
-        list(pool.map(work, chunks))
+    _in_threads(work, chunks, n_threads)
     block._cached_data = out
     return True
 
@@ -363,11 +370,7 @@ def fill_checksums(fileno: int, n_threads: int, known: dict[int, bytes] | None =
                 return md5.digest()
 
             unknown = sum(block[1] not in hashed for block in blocks)
-            if unknown > 1 and n_threads > 1:
-                with ThreadPoolExecutor(min(n_threads, unknown)) as pool:
-                    digests = list(pool.map(digest, blocks))
-            else:
-                digests = [digest(block) for block in blocks]
+            digests = _in_threads(digest, blocks, n_threads if unknown > 1 else 1)
         finally:
             view.release()
     for (start, _, _), value in zip(blocks, digests, strict=True):
@@ -436,11 +439,7 @@ class DeferredBlockData:
                     md5.update(part)
             return offset, md5.digest() if md5 is not None else b""
 
-        if n_threads > 1 and len(order) > 1:
-            with ThreadPoolExecutor(min(n_threads, len(order))) as pool:
-                results = list(pool.map(one, order))
-        else:
-            results = [one(piece) for piece in order]
+        results = _in_threads(one, order, n_threads)
         return dict(results) if checksums else {}
 
 
