@@ -1005,6 +1005,10 @@ cdef void _do_band(const Job* jb, long b0, long b1, double* acc, unsigned char* 
     cdef Py_ssize_t ny = jb.m.ny
     cdef int prev_i, bad = 0
     cdef double ov[MAX_GRID * MAX_GRID]
+    # counted here and stored once: the bands' counters share cache lines, and a
+    # store per pixel into them made the threads fight over those lines
+    cdef long fast = 0
+    cdef int covered = 0
     memset(acc, 0, nacc * band_cells * sizeof(double))
     memset(flags, 0, band_cells)
     for j in range(jb.jlo, jb.jhi + 1):
@@ -1067,7 +1071,7 @@ cdef void _do_band(const Job* jb, long b0, long b1, double* acc, unsigned char* 
                     # a weightless pixel adds nothing (every dow is +-0)
                     if not (wt == 0.0 and jaco != 0.0 and isfinite(jaco)):
                         _drizzle_quad(jb, xo, yo, w, b0, b1, width, band_cells, acc, flags,
-                                      d, roots, ov, 0, nfast)
+                                      d, roots, ov, 0, &fast)
                 if jb.good != NULL and jb.good[pix]:
                     if jb.dh != 0.5:
                         bad = _square_corners(&jb.m, i, j, 0.5, xo, yo)
@@ -1076,7 +1080,7 @@ cdef void _do_band(const Job* jb, long b0, long b1, double* acc, unsigned char* 
                         jaco = 0.5 * ((xo[1] - xo[3]) * (yo[0] - yo[2])
                                       - (xo[0] - xo[2]) * (yo[1] - yo[3]))
                         _drizzle_quad(jb, xo, yo, 1.0 / jaco, b0, b1, width, band_cells, acc,
-                                      flags, d, roots, ov, 1, nfast)
+                                      flags, d, roots, ov, 1, &fast)
             elif jb.kernel == K_POINT:
                 ox = q[0]
                 if isnan(ox) or isnan(oy):
@@ -1144,7 +1148,7 @@ cdef void _do_band(const Job* jb, long b0, long b1, double* acc, unsigned char* 
                 jb.out_exptime[o] += jb.exptime_value
             if sw == 0.0:
                 continue
-            any_covered[0] = 1
+            covered = 1
             # the weighted mean drizzle keeps: D = (D W + d w) / (W + w)
             w_in = <float>sw
             mean = acc[band_cells + cell] / sw
@@ -1182,6 +1186,9 @@ cdef void _do_band(const Job* jb, long b0, long b1, double* acc, unsigned char* 
                     S = jb.var_sum[k][o]
                     jb.var_sum[k][o] = c if isnan(S) else S + c
                     jb.var_wsum[k][o] = jb.var_wsum[k][o] + vw
+    nfast[0] = fast
+    if covered:
+        any_covered[0] = 1
 
 
 cdef void _row_extent(const PixMap* m, int j, int x1, int x2, double* e) noexcept nogil:
