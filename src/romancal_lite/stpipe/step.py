@@ -26,6 +26,7 @@ given) < keyword arguments / command line (`Step.build_config`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -45,6 +46,7 @@ from romancal_lite.stpipe.log import step_logger
 from romancal_lite.stpipe.memory import ordinary_pages
 from romancal_lite.stpipe.naming import add_known_suffix, make_output_name
 from romancal_lite.stpipe.params import Param, format_errors, validate_parameters
+from romancal_lite.stpipe.threads import one_blas_thread
 
 __all__ = ["Step"]
 
@@ -346,7 +348,9 @@ class Step:
         """Run the step on ``input``: the only entry point that does the framework work.
 
         A step whose class sets ``huge_pages = False`` allocates its arrays with
-        ordinary memory pages (`romancal_lite.stpipe.memory.ordinary_pages`).
+        ordinary memory pages (`romancal_lite.stpipe.memory.ordinary_pages`). A step
+        run from the outside (no parent) runs with BLAS on one thread
+        (`romancal_lite.stpipe.threads.one_blas_thread`).
 
         Parameters
         ----------
@@ -358,9 +362,11 @@ class Step:
         object
             The result of `process`, or the input model when ``skip`` is set.
         """
-        if self.huge_pages:
-            return self._run(input)
-        with ordinary_pages():
+        with contextlib.ExitStack() as stack:
+            if self.parent is None:
+                stack.enter_context(one_blas_thread())
+            if not self.huge_pages:
+                stack.enter_context(ordinary_pages())
             return self._run(input)
 
     __call__ = run
