@@ -60,3 +60,33 @@ def test_result_is_int_at_least_one():
             warnings.simplefilter("ignore")
             n = effective_n_threads(value)
         assert type(n) is int and n >= 1
+
+
+def _openmp_settings(env: dict[str, str]) -> dict[str, str]:
+    """The OpenMP runtime's settings in a fresh interpreter that imports romancore."""
+    import re
+    import subprocess
+    import sys
+
+    run_env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "GOMP_"))}
+    run_env.update(env, OMP_DISPLAY_ENV="VERBOSE")
+    code = "import numpy as np, romancore; romancore.to_float16(np.ones(4, np.float32))"
+    done = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True,
+                          text=True, check=True, timeout=120)  # fmt: skip
+    return dict(re.findall(r"^\s*([A-Z_]+) = '?([^'\n]*)'?$", done.stderr, re.MULTILINE))
+
+
+def test_idle_openmp_threads_sleep_unless_the_user_says_otherwise():
+    # GNU OpenMP: OMP_WAIT_POLICY=passive is a spin count of 0 (its default spins
+    # 300000 times before sleeping); the policy is read when the runtime is loaded
+    from romancore import openmp_enabled
+
+    if not openmp_enabled():
+        pytest.skip("romancore was built without OpenMP")
+    settings = _openmp_settings({})
+    if "GOMP_SPINCOUNT" not in settings:
+        pytest.skip("not the GNU OpenMP runtime")
+    assert settings["GOMP_SPINCOUNT"] == "0"
+    chosen = _openmp_settings({"OMP_WAIT_POLICY": "active"})
+    assert chosen["OMP_WAIT_POLICY"] == "ACTIVE"
+    assert chosen["GOMP_SPINCOUNT"] != "0"
