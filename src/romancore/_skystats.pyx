@@ -8,7 +8,7 @@ end, and histogram counts are integers, so results do not depend on the number o
 threads.
 """
 from cython.parallel cimport prange
-from libc.math cimport INFINITY
+from libc.math cimport INFINITY, isfinite
 
 import numpy as np
 
@@ -116,3 +116,22 @@ def masked_histogram(const float[:, ::1] data, const unsigned char[:, ::1] mask,
                             k = 0
                         hist[t, k] += 1
     return np.asarray(hist).sum(axis=0, dtype=np.uint64)
+
+
+def good_pixels(const float[:, ::1] data, object dq, unsigned int bad_bits,
+                unsigned char[:, ::1] out, int n_threads):
+    """``out = isfinite(data) & ((dq & bad_bits) == 0)`` (``dq`` None: finite alone)."""
+    cdef Py_ssize_t ny = data.shape[0], nx = data.shape[1], i, j
+    cdef const unsigned int[:, ::1] flags
+    cdef bint with_dq = dq is not None
+    if with_dq:
+        flags = dq
+    else:
+        flags = np.zeros((1, 1), dtype=np.uint32)
+    for i in prange(ny, nogil=True, schedule="static", num_threads=n_threads):
+        if with_dq:
+            for j in range(nx):
+                out[i, j] = isfinite(data[i, j]) and (flags[i, j] & bad_bits) == 0
+        else:
+            for j in range(nx):
+                out[i, j] = isfinite(data[i, j])

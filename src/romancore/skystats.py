@@ -35,7 +35,7 @@ from romancore import _skystats
 from romancore._threads import effective_n_threads
 from romancore._validation import check_array
 
-__all__ = ["SKY_STATISTICS", "SkyStatistic", "sky_statistic"]
+__all__ = ["SKY_STATISTICS", "SkyStatistic", "good_sky_pixels", "sky_statistic"]
 
 #: The statistics `sky_statistic` computes (stcal's ``SkyStats`` names).
 SKY_STATISTICS = ("mode", "median", "mean", "midpt")
@@ -65,6 +65,51 @@ class SkyStatistic(NamedTuple):
 
 
 _NONE = SkyStatistic(None, 0)
+
+
+def good_sky_pixels(
+    data: np.ndarray,
+    dq: np.ndarray | None = None,
+    bad_bits: int | None = None,
+    *,
+    n_threads: int | None = None,
+) -> np.ndarray:
+    """Return the pixels a sky statistic may use: finite, with none of ``bad_bits``.
+
+    ``numpy.isfinite(data) & ((dq & bad_bits) == 0)`` in one parallel pass.
+
+    Parameters
+    ----------
+    data : numpy.ndarray of float32, shape (ny, nx), C-contiguous
+        The image.
+    dq : numpy.ndarray of uint32, shape (ny, nx), C-contiguous, optional
+        Its data-quality flags (None: only non-finite values are excluded).
+    bad_bits : int or None, optional
+        Flags that exclude a pixel (None: only non-finite values are excluded).
+    n_threads : int or None, optional
+        Threads (see :func:`romancore.effective_n_threads`).
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        C-contiguous mask.
+
+    Raises
+    ------
+    ValueError
+        For arrays of the wrong dtype, shape or layout, or ``bad_bits`` outside 0-2**32-1.
+    """
+    data = check_array(data, "data", np.float32, 2)
+    if bad_bits is None or dq is None:
+        dq, bits = None, 0
+    else:
+        dq = check_array(dq, "dq", np.uint32, 2, data.shape)
+        bits = int(bad_bits)
+        if not 0 <= bits < 2**32:
+            raise ValueError(f"bad_bits must fit in 32 bits, got {bad_bits!r}")
+    out = np.empty(data.shape, dtype=bool)
+    _skystats.good_pixels(data, dq, bits, out.view(np.uint8), effective_n_threads(n_threads))
+    return out
 
 
 def sky_statistic(

@@ -109,3 +109,27 @@ def test_against_stsci_imagestats(skystat):
             assert got.value is None
         else:
             assert got.value == expected[0]
+
+
+@pytest.mark.parametrize("n_threads", [1, 3])
+def test_good_sky_pixels_matches_numpy(n_threads):
+    from romancore.skystats import good_sky_pixels
+
+    rng = np.random.default_rng(5)
+    data = rng.normal(size=(37, 53)).astype(np.float32)
+    data[rng.random(data.shape) < 0.1] = np.nan
+    data[rng.random(data.shape) < 0.05] = np.inf
+    data[3, 4] = -np.inf
+    dq = rng.integers(0, 2**32, size=data.shape, dtype=np.uint64).astype(np.uint32)
+    dq[rng.random(data.shape) < 0.5] = 0
+    for bits in (1, 0b1010, 2**31, 2**32 - 1, 0):
+        expected = np.isfinite(data) & ((dq & np.uint32(bits)) == 0)
+        got = good_sky_pixels(data, dq, bits, n_threads=n_threads)
+        assert got.dtype == bool and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(good_sky_pixels(data, dq, None), np.isfinite(data))
+    np.testing.assert_array_equal(good_sky_pixels(data, None, 7), np.isfinite(data))
+    with pytest.raises(ValueError):
+        good_sky_pixels(data, dq.astype(np.int64), 1)
+    with pytest.raises(ValueError, match="32 bits"):
+        good_sky_pixels(data, dq, 2**32)

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from romancore.skystats import SkyStatistic, sky_statistic
+from romancore.skystats import SkyStatistic, good_sky_pixels, sky_statistic
 
 __all__ = [
     "SKY_METHODS",
@@ -381,10 +381,10 @@ def good_pixel_mask(data: np.ndarray, dq: np.ndarray | None, bad_bits: int | Non
     numpy.ndarray of bool
         C-contiguous mask.
     """
-    mask = np.isfinite(data)
-    if bad_bits is not None and dq is not None:
-        mask &= (dq & np.uint32(bad_bits)) == 0
-    return np.ascontiguousarray(mask)
+    data = np.ascontiguousarray(data, dtype=np.float32)
+    if dq is not None and bad_bits is not None:
+        dq = np.ascontiguousarray(dq, dtype=np.uint32)
+    return good_sky_pixels(data, dq, bad_bits)
 
 
 # ----------------------------------------------------------------------- statistics
