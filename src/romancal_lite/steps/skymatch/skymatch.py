@@ -55,6 +55,7 @@ __all__ = [
     "overlap_polygons",
     "polygon_area",
     "polygon_mask",
+    "polygon_window",
     "solve_match",
     "solve_sky",
 ]
@@ -332,18 +333,42 @@ def polygon_mask(x: np.ndarray, y: np.ndarray, shape: Sequence[int]) -> np.ndarr
     numpy.ndarray of bool
         The mask.
     """
+    mask = np.zeros((int(shape[0]), int(shape[1])), dtype=bool)
+    window = polygon_window(x, y, shape)
+    if window is not None:
+        box, inside = window
+        mask[box] = inside
+    return mask
+
+
+def polygon_window(x: np.ndarray, y: np.ndarray, shape: Sequence[int]
+                   ) -> tuple[tuple[slice, slice], np.ndarray] | None:  # fmt: skip
+    """Return `polygon_mask` as its bounding box and the mask inside it.
+
+    Parameters
+    ----------
+    x, y : numpy.ndarray
+        Vertices in pixel coordinates (pixel centres at integers), open or closed.
+    shape : sequence of int
+        ``(ny, nx)`` of the image.
+
+    Returns
+    -------
+    tuple or None
+        ``(box, inside)``: ``box`` (two slices) bounds every pixel of the polygon and
+        ``inside`` is ``polygon_mask(x, y, shape)[box]``; None when no pixel is inside.
+    """
     ny, nx = int(shape[0]), int(shape[1])
-    mask = np.zeros((ny, nx), dtype=bool)
     x, y = np.asarray(x, float), np.asarray(y, float)
     good = np.isfinite(x) & np.isfinite(y)
     x, y = x[good], y[good]
     if x.size < 3:
-        return mask
+        return None
     x0, y0, x1, y1 = x, y, np.roll(x, -1), np.roll(y, -1)
     r0 = max(0, int(np.ceil(y.min())))
     r1 = min(ny - 1, int(np.ceil(y.max())) - 1)
     if r1 < r0:
-        return mask
+        return None
     rows = np.arange(r0, r1 + 1, dtype=float)
     slanted = y0 != y1
     x0, y0, x1, y1 = x0[slanted], y0[slanted], x1[slanted], y1[slanted]
@@ -355,13 +380,19 @@ def polygon_mask(x: np.ndarray, y: np.ndarray, shape: Sequence[int]) -> np.ndarr
     xs = np.sort(np.where(inside, xs, np.inf), axis=0)
     # columns c with x_a <= c < x_b for each pair of crossings
     cols = np.clip(np.ceil(np.where(np.isfinite(xs), xs, 0.0)), 0, nx).astype(np.int64)
+    spans = []
     for k in range(0, xs.shape[0] - 1, 2):
-        valid = np.isfinite(xs[k]) & np.isfinite(xs[k + 1])
-        for r in np.nonzero(valid)[0]:
-            a, b = cols[k, r], cols[k + 1, r]
-            if b > a:
-                mask[r0 + r, a:b] = True
-    return mask
+        valid = np.isfinite(xs[k]) & np.isfinite(xs[k + 1]) & (cols[k + 1] > cols[k])
+        spans.extend((int(r), int(cols[k, r]), int(cols[k + 1, r])) for r in np.nonzero(valid)[0])
+    if not spans:
+        return None
+    rs, starts, stops = (np.array(v, dtype=np.int64) for v in zip(*spans, strict=True))
+    top, left = int(rs.min()), int(starts.min())
+    box = (slice(r0 + top, r0 + int(rs.max()) + 1), slice(left, int(stops.max())))
+    window = np.zeros((box[0].stop - box[0].start, box[1].stop - left), dtype=bool)
+    for r, a, b in zip(rs - top, starts - left, stops - left, strict=True):
+        window[r, a:b] = True
+    return box, window
 
 
 def good_pixel_mask(data: np.ndarray, dq: np.ndarray | None, bad_bits: int | None) -> np.ndarray:
@@ -466,17 +497,17 @@ def image_sky_statistics(
             pairs[other] = SkyStatistic(None, 0)
             continue
         x, y = world_to_pixel(ra, dec, with_bounding_box=False)
-        region = polygon_mask(x, y, data.shape)
-        region &= good
-        if not region.any():
+        # the statistic's passes read only the polygon's bounding box: the order of
+        # the pixels, which the statistic depends on, is unchanged, and the pixels
+        # outside the region add nothing
+        window = polygon_window(x, y, data.shape)
+        if window is not None:
+            box, region = window
+            region &= good[box]
+        if window is None or not region.any():
             pairs[other] = SkyStatistic(None, 0)
             continue
-        # the statistic's passes read only the region's bounding box (the order of the
-        # pixels, which the statistic depends on, is unchanged)
-        rows = np.flatnonzero(region.any(axis=1))
-        cols = np.flatnonzero(region.any(axis=0))
-        box = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-        pairs[other] = params(np.ascontiguousarray(data[box]), np.ascontiguousarray(region[box]))
+        pairs[other] = params(np.ascontiguousarray(data[box]), region)
     return full, pairs
 
 
