@@ -22,6 +22,8 @@ import mmap
 import os
 import struct
 import threading
+import weakref
+from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -34,6 +36,7 @@ from ..errors import InputFileError
 __all__ = [
     "DeferredBlockData",
     "Lz4Chunks",
+    "Lz4Rows",
     "deferred_block_data",
     "fill_checksums",
     "preload_lz4_block",
@@ -235,6 +238,113 @@ class Lz4Chunks:
             work(chunk[2] // size, np.frombuffer(data, dtype=self.dtype))
 
         _in_threads(one, self._chunks, n_threads)
+
+
+    def detached(self) -> Lz4Rows:
+        """Return the array as `Lz4Rows`: rows decompressed when indexed, the file kept open.
+
+        Returns
+        -------
+        Lz4Rows
+            It holds its own descriptor of the file (closed when it is collected), so
+            it stays readable after the model's file is closed.
+        """
+        return Lz4Rows(os.dup(self._fileno), self._chunks, self.shape, self.dtype)
+
+
+class Lz4Rows:
+    """An lz4-compressed array whose rows are decompressed when indexed.
+
+    For a reader that needs an array a block of rows at a time (the mosaic's
+    resample): ``rows[r0:r1]`` decompresses only the chunks holding those rows (a
+    full-frame float32 image: 16 chunks of 256 rows), so the whole array is never in
+    memory. Other keys are applied to the rows they select, a block at a time.
+
+    Parameters
+    ----------
+    fileno : int
+        A descriptor of the file, owned (closed when the object is collected).
+    chunks : list of tuple
+        The block's chunk table (`_chunk_table`).
+    shape : tuple of int
+        The array's shape.
+    dtype : numpy.dtype
+        Its dtype as stored.
+    """
+
+    #: Rows decompressed at a time for a strided or fancy first-axis key.
+    BLOCK_ROWS = 512
+
+    def __init__(self, fileno: int, chunks: list[tuple[int, int, int, int]],
+                 shape: tuple[int, ...], dtype: np.dtype) -> None:  # fmt: skip
+        self._fileno = fileno
+        self._finalizer = weakref.finalize(self, os.close, fileno)
+        self._chunks = chunks
+        self._starts = [chunk[2] for chunk in chunks]
+        self.shape = tuple(int(n) for n in shape)
+        self.dtype = np.dtype(dtype)
+        self.ndim = len(self.shape)
+        self._row_bytes = self.dtype.itemsize * int(np.prod(self.shape[1:], dtype=np.int64))
+
+    def rows(self, r0: int, r1: int) -> np.ndarray:
+        """Return rows ``r0:r1`` of the first axis (a new array).
+
+        Parameters
+        ----------
+        r0, r1 : int
+            Row range, ``0 <= r0 <= r1 <= shape[0]``.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(r1 - r0, *shape[1:])`` of the stored dtype.
+        """
+        if not 0 <= r0 <= r1 <= self.shape[0]:
+            raise IndexError(f"rows {r0}:{r1} of an array of {self.shape[0]} rows")
+        out = np.empty((r1 - r0, *self.shape[1:]), dtype=self.dtype)
+        start, stop = r0 * self._row_bytes, r1 * self._row_bytes
+        if stop == start:
+            return out
+        target = out.reshape(-1).view(np.uint8)
+        first = max(0, bisect_right(self._starts, start) - 1)
+        for chunk in self._chunks[first:]:
+            at, size = chunk[2], chunk[3]
+            if at >= stop:
+                break
+            if at + size <= start:
+                continue
+            data = _decompressed(self._fileno, chunk)
+            a, b = max(start, at), min(stop, at + size)
+            target[a - start : b - start] = np.frombuffer(data, np.uint8, b - a, a - at)
+        return out
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        head, rest = (key[0], key[1:]) if isinstance(key, tuple) and key else (key, ())
+        ny = self.shape[0]
+        if isinstance(head, (int, np.integer)):
+            r = int(head) + ny if head < 0 else int(head)
+            return self.rows(r, r + 1)[(0, *rest)]
+        if isinstance(head, slice):
+            r0, r1, step = head.indices(ny)
+            if step == 1:
+                return self.rows(r0, max(r0, r1))[(slice(None), *rest)]
+            if step > 0:
+                # a block of rows at a time: the selected rows of each, then the rest
+                parts = []
+                for b0 in range(r0, r1, self.BLOCK_ROWS * step):
+                    b1 = min(r1, b0 + self.BLOCK_ROWS * step)
+                    parts.append(self.rows(b0, b1)[(slice(None, None, step), *rest)])
+                if parts:
+                    return np.concatenate(parts)
+                return self.rows(0, 0)[(slice(None), *rest)]
+        return np.asarray(self)[key]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        values = self.rows(0, self.shape[0])
+        return values if dtype is None else values.astype(dtype, copy=False)
 
 
 def preload_lz4_block(lazy_array: Any, n_threads: int) -> bool:

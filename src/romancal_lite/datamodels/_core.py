@@ -261,8 +261,9 @@ class MappedArray:
 
     Attributes
     ----------
-    raw : numpy.ndarray
-        The stored values (a read-only map of the file; byte order as stored).
+    raw : numpy.ndarray or Lz4Rows
+        The stored values (a read-only map of the file, or an lz4 block's rows
+        decompressed when indexed; byte order as stored).
     factor : float or None
         The scale applied when indexed (None: none).
     """
@@ -517,12 +518,14 @@ class DataModel:
         return chunks
 
     def mapped_array(self, name: str) -> MappedArray | None:
-        """Return an unread uncompressed array as a read-only map of its file.
+        """Return an unread array as a read-only map of its file, read a block of rows at a time.
 
         For a reader that needs the array a block of rows at a time (the mosaic's
         resample): the rows are read from the file when indexed, with any scale still
-        pending applied to them, without a copy of the whole array. ``model.<name>``
-        still reads it whole.
+        pending applied to them, without a copy of the whole array. An uncompressed
+        block is memory-mapped; an lz4-compressed one (roman_datamodels' files)
+        decompresses only the chunks holding the rows indexed (`Lz4Rows`).
+        ``model.<name>`` still reads it whole.
 
         Parameters
         ----------
@@ -532,12 +535,18 @@ class DataModel:
         Returns
         -------
         MappedArray or None
-            None if the array is already in memory, compressed, not in a local file,
-            laid out otherwise than contiguously, or asdf's internals changed.
+            None if the array is already in memory, compressed otherwise than with lz4
+            (or small, or laid out otherwise than as one C-ordered block), not in a
+            local file, laid out otherwise than contiguously, or asdf's internals
+            changed.
         """
         value = self._node._data.get(name)
         if not _is_lazy_array(value):
             return None
+        factor = (getattr(self, "_array_scales", None) or {}).get(name)
+        chunks = Lz4Chunks.of(value)
+        if chunks is not None:
+            return MappedArray(chunks.detached(), factor, self._array_specs.get(name))
         try:
             if value._mask is not None or value._strides is not None or value._array is not None:
                 return None
@@ -556,7 +565,6 @@ class DataModel:
             mapped = np.memmap(fh, dtype=dtype, mode="r", offset=offset, shape=shape)
         except Exception:  # asdf internals changed, or not a local file: read it whole
             return None
-        factor = (getattr(self, "_array_scales", None) or {}).get(name)
         return MappedArray(mapped.view(np.ndarray), factor, self._array_specs.get(name))
 
     def _set_array_scales(self, factors: Mapping[str, float]) -> None:

@@ -277,3 +277,47 @@ def test_corrupt_chunk_in_chunks_is_a_one_line_error(tmp_path: Path) -> None:
         assert chunks is not None
         with pytest.raises(InputFileError, match="cannot read array 'data'"):
             chunks.each(lambda first, values: None, 2)
+
+
+def test_mapped_array_reads_the_rows_of_an_lz4_block(tmp_path: Path, monkeypatch) -> None:
+    """`DataModel.mapped_array` of an lz4 block: rows decompressed when indexed (only the
+    chunks holding them), scaled as the model scales, readable after the model closed."""
+    from test_datamodels_io import make_image
+
+    from romancal_lite.datamodels import _blocks
+
+    monkeypatch.setattr(_blocks, "_MIN_PARALLEL_BYTES", 1 << 10)
+    image = make_image(make_ramp(n=1, ny=1308, nx=1308))
+    rng = np.random.default_rng(3)
+    image.data = rng.normal(5, 1, (1300, 1300)).astype("f4")  # 2 chunks, split mid-row
+    image.var_poisson = rng.uniform(1e-3, 2.0, (1300, 1300)).astype("f2")
+    path = tmp_path / "lz4_cal.asdf"
+    image.save(path, all_array_compression="lz4")
+    factor = 3.1e-3
+    keys = (np.s_[800:815], np.s_[:], np.s_[5], np.s_[-1], np.s_[::3, ::3],
+            np.s_[10:1290:7, 3:9], np.s_[5:5], np.s_[1299:], np.s_[[4, 900]])  # fmt: skip
+    decoded = []
+    real = _blocks._decompressed
+
+    def counted(fileno: int, chunk: tuple[int, int, int, int]) -> bytes:
+        decoded.append(chunk)
+        return real(fileno, chunk)
+
+    monkeypatch.setattr(_blocks, "_decompressed", counted)
+    for scales in ({}, {"data": factor, "var_poisson": factor**2}):
+        with dm.open(path) as model:
+            model._set_array_scales(scales)
+            mapped = {n: model.mapped_array(n) for n in ("data", "var_poisson")}
+        raw = mapped["data"].raw
+        assert isinstance(raw, _blocks.Lz4Rows) and len(raw._chunks) == 2
+        decoded.clear()
+        raw[0:10]
+        assert len(decoded) == 1  # the first chunk only
+        with dm.open(path) as model:  # the first model is closed: its rows still read
+            model._set_array_scales(scales)
+            for name, m in mapped.items():
+                whole = getattr(model, name)
+                assert m.shape == whole.shape and m.dtype == whole.dtype
+                for key in keys:
+                    got = m[key]
+                    assert got.dtype == whole.dtype and got.tobytes() == whole[key].tobytes()

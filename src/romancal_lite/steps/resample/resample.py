@@ -229,7 +229,7 @@ def _constant_value(values: Any) -> float | None:
     if isinstance(values, MappedArray):
         # stored values all the same bits: then so are the scaled ones
         raw = values.raw
-        if raw.dtype.kind == "f" and raw.itemsize in (2, 4, 8):
+        if isinstance(raw, np.ndarray) and raw.dtype.kind == "f" and raw.itemsize in (2, 4, 8):
             bits = raw.view(f"u{raw.itemsize}")
             first_bits = bits[0, 0]
             if all(not np.any(bits[r0 : r0 + BAND_ROWS] != first_bits)
