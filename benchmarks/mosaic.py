@@ -3,11 +3,16 @@
 Run as a script::
 
     python benchmarks/mosaic.py [--inputs 4] [--size 4088x4088] [--no-var-rnoise]
+                                [--uncompressed-inputs]
                                 [--only ours|romancal] [--stars 200] [--crs 3000]
                                 [--workdir DIR] [--markdown] [--json FILE]
 
-Inputs: ``--inputs`` calibrated images (``_cal.asdf``, written with
-romancal-lite's datamodels in the official format that ``roman_datamodels`` reads),
+Inputs: ``--inputs`` calibrated images (``_cal.asdf``) in the official format: each is
+built with romancal-lite's datamodels, then opened and saved again with
+``roman_datamodels`` (``official_copy`` of ``benchmarks/pipeline.py``), as romancal 1.1
+saves a ``_cal`` file: every array block lz4-compressed, so that both pipelines pay the
+decompression a user pays.  ``--uncompressed-inputs`` gives both pipelines the files as
+romancal-lite's datamodels wrote them (uncompressed blocks) instead.  The images:
 two detectors side by side per exposure and one exposure per pair, dithered (the
 geometry of ``tests/romancal_lite/steps/mosaic_data.py``: a WFI-like gwcs, 0.11"
 pixels, detectors 20 pixels apart), each with a flat sky, ``--stars`` Gaussian stars
@@ -17,7 +22,8 @@ unless ``--no-var-rnoise`` (romancal 1.1's ``_cal`` default), ``var_rnoise``.  O
 ``_asn.json`` (``asn_from_list``, product ``mosaic``) lists them.  The inputs and the
 EPSF and APCORR reference files (romancal-lite's, detector WFI02, given to both
 pipelines as overrides of ``source_catalog``) are written before anything is timed and
-cached in ``--workdir``.
+cached in ``--workdir`` (the official copies and their association in the ``official``
+folder beside the uncompressed files).
 
 Each pipeline runs in its own fresh interpreter on the same association with its
 defaults (flux, skymatch, outlier_detection, resample, source_catalog; products
@@ -59,9 +65,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 if __package__:
     from . import _romancal
+    from .pipeline import official_copy
 else:  # run as a script: python benchmarks/mosaic.py
     sys.path.insert(0, str(ROOT))
     from benchmarks import _romancal
+    from benchmarks.pipeline import official_copy
 
 #: The steps of both pipelines, in order.
 STEPS = ("flux", "skymatch", "outlier_detection", "resample", "source_catalog")
@@ -205,6 +213,24 @@ def write_association(directory: Path, paths: Sequence[Path]) -> Path:
     tree = asn_from_list([str(p) for p in paths], PRODUCT, target="None", relative_to=directory)
     write_asn(tree, asn)
     return asn
+
+
+def official_inputs(paths: Sequence[Path], directory: Path) -> list[Path]:
+    """Official (roman_datamodels, lz4) copies of ``paths`` in ``directory`` (cached).
+
+    Parameters
+    ----------
+    paths : sequence of Path
+        The ``_cal`` files written by :func:`write_inputs`.
+    directory : Path
+        Where the copies go (same names).
+
+    Returns
+    -------
+    list of Path
+        The copies.
+    """
+    return [official_copy(p, directory / p.name) for p in paths]
 
 
 def catalog_references(cache_root: Path) -> dict[str, str]:
@@ -406,6 +432,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", default=None, help="NYxNX of each input (default 4088x4088)")
     parser.add_argument("--no-var-rnoise", action="store_true",
                         help="inputs without var_rnoise (romancal 1.1's _cal default)")
+    parser.add_argument("--uncompressed-inputs", action="store_true",
+                        help="give both pipelines the inputs as romancal-lite writes them "
+                             "(uncompressed) instead of their roman_datamodels (lz4) copies")
     parser.add_argument("--stars", type=int, default=200)
     parser.add_argument("--crs", type=int, default=3000, help="cosmic rays per input")
     parser.add_argument("--only", choices=["ours", "romancal"], default=None)
@@ -433,17 +462,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     paths = write_inputs(inputs_dir, args.inputs, shape, var_rnoise=not args.no_var_rnoise,
                          n_stars=args.stars, n_crs=args.crs)  # fmt: skip
+    compression = "uncompressed" if args.uncompressed_inputs else "lz4"
+    if not args.uncompressed_inputs:
+        inputs_dir = inputs_dir / "official"
+        paths = official_inputs(paths, inputs_dir)
     asn = write_association(inputs_dir, paths)
     refs = catalog_references(workdir / "crds")
     print(f"inputs ready in {time.perf_counter() - t0:.1f} s: {len(paths)} x {shape} "
-          f"({'with' if not args.no_var_rnoise else 'without'} var_rnoise)", file=sys.stderr)
+          f"({'with' if not args.no_var_rnoise else 'without'} var_rnoise, {compression})",
+          file=sys.stderr)  # fmt: skip
     which = [w for w in ("ours", "romancal") if args.only in (None, w)]
     if "romancal" in which and args.inputs > 4 and not (args.romancal_too or args.only):
         which.remove("romancal")
     results: dict[str, Any] = {}
     script = Path(__file__).resolve()
     for w in which:
-        out = workdir / f"out_{w}_{args.inputs}_{kind}_refpix"
+        out = workdir / f"out_{w}_{args.inputs}_{kind}_refpix_{compression}"
         for old in out.glob(f"{PRODUCT}_*"):
             old.unlink()
         print(f"running {w} (load {_load()}) ...", file=sys.stderr)
@@ -457,12 +491,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     Path(results["romancal"]["cal"][0]))  # fmt: skip
     summary = {
         "inputs": args.inputs, "shape": list(shape), "var_rnoise": not args.no_var_rnoise,
+        "compression": compression,
         "machine": {"cpus": os.cpu_count(), "load_after": _load(),
                     "python": platform.python_version()},
         "results": results, "comparison": comparison,
     }  # fmt: skip
     print(f"\nroman_mos, {args.inputs} inputs of {shape[0]} x {shape[1]} "
-          f"({'with' if not args.no_var_rnoise else 'without'} var_rnoise), load {_load()}")
+          f"({'with' if not args.no_var_rnoise else 'without'} var_rnoise, {compression} "
+          f"blocks), load {_load()}")
     print(format_table(results.get("ours"), results.get("romancal"), args.markdown))
     if comparison:
         print(f"mosaic shape ours {comparison['shape_ours']}, romancal "
