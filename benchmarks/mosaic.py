@@ -233,6 +233,45 @@ def official_inputs(paths: Sequence[Path], directory: Path) -> list[Path]:
     return [official_copy(p, directory / p.name) for p in paths]
 
 
+def prepare_inputs(workdir: Path, n_inputs: int, shape: tuple[int, int], *, var_rnoise: bool,
+                   n_stars: int, n_crs: int, compressed: bool = True
+                   ) -> tuple[list[Path], Path]:  # fmt: skip
+    """Write (or reuse) the ``_cal`` inputs and their association in ``workdir``.
+
+    Parameters
+    ----------
+    workdir : Path
+        The benchmark's folder; the files go to ``inputs_<NY>x<NX>_<var|novar>_refpix``
+        and, official copies, its ``official`` folder.
+    n_inputs : int
+        Even number of images.
+    shape : tuple of int
+        Detector shape.
+    var_rnoise : bool
+        Write ``var_rnoise``.
+    n_stars, n_crs : int
+        Stars in the field, cosmic rays per image.
+    compressed : bool, optional
+        The official copies (roman_datamodels, lz4 blocks; the default) rather than the
+        uncompressed files romancal-lite wrote.
+
+    Returns
+    -------
+    list of Path
+        The inputs.
+    Path
+        Their association (``mosaic_<n>_asn.json`` beside them).
+    """
+    kind = "var" if var_rnoise else "novar"
+    directory = workdir / f"inputs_{shape[0]}x{shape[1]}_{kind}_refpix"
+    paths = write_inputs(directory, n_inputs, shape, var_rnoise=var_rnoise, n_stars=n_stars,
+                         n_crs=n_crs)  # fmt: skip
+    if compressed:
+        directory = directory / "official"
+        paths = official_inputs(paths, directory)
+    return paths, write_association(directory, paths)
+
+
 def catalog_references(cache_root: Path) -> dict[str, str]:
     """romancal-lite's EPSF and APCORR files for detector WFI02 (generated once)."""
     from romancal_lite.references import generate_cache
@@ -458,15 +497,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 or Path.home() / ".cache" / "romancal_lite" / "bench")  # fmt: skip
     workdir = args.workdir or base / "mosaic"
     kind = "novar" if args.no_var_rnoise else "var"  # (real reference-pixel shapes)
-    inputs_dir = workdir / f"inputs_{shape[0]}x{shape[1]}_{kind}_refpix"
     t0 = time.perf_counter()
-    paths = write_inputs(inputs_dir, args.inputs, shape, var_rnoise=not args.no_var_rnoise,
-                         n_stars=args.stars, n_crs=args.crs)  # fmt: skip
+    paths, asn = prepare_inputs(workdir, args.inputs, shape, var_rnoise=not args.no_var_rnoise,
+                                n_stars=args.stars, n_crs=args.crs,
+                                compressed=not args.uncompressed_inputs)  # fmt: skip
     compression = "uncompressed" if args.uncompressed_inputs else "lz4"
-    if not args.uncompressed_inputs:
-        inputs_dir = inputs_dir / "official"
-        paths = official_inputs(paths, inputs_dir)
-    asn = write_association(inputs_dir, paths)
     refs = catalog_references(workdir / "crds")
     print(f"inputs ready in {time.perf_counter() - t0:.1f} s: {len(paths)} x {shape} "
           f"({'with' if not args.no_var_rnoise else 'without'} var_rnoise, {compression})",
