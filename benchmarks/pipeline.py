@@ -666,7 +666,10 @@ def official_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> P
     if dst.is_file() and dst.stat().st_mtime >= Path(src).stat().st_mtime:
         return dst
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f"partial_{dst.name}")
+    # written under its own name (save records it as meta.filename, which romancal keeps)
+    # in a folder beside it, then moved into place
+    tmp = dst.parent / ".partial" / dst.name
+    tmp.parent.mkdir(exist_ok=True)
     with rdm.open(src) as model:
         model.save(tmp)  # all_array_compression="lz4" by default
     tmp.replace(dst)

@@ -54,6 +54,13 @@ def _writer_software(path: Path) -> set[str]:
                 if getattr(ext, "software", None)}  # fmt: skip
 
 
+def _filename(path: Path) -> str:
+    import asdf
+
+    with asdf.open(path, lazy_load=True) as af:
+        return str(af["roman"]["meta"]["filename"])
+
+
 def _asn_members(asn: Path) -> list[Path]:
     tree = json.loads(asn.read_text())
     members = tree["products"][0]["members"]
@@ -78,6 +85,7 @@ def test_default_inputs_are_roman_datamodels_lz4_copies(inputs: dict[str, Any]) 
     assert _asn_members(asn) == [p.resolve() for p in official]
     for copy, original in zip(official, plain, strict=True):
         assert "roman_datamodels" in _writer_software(copy)
+        assert _filename(copy) == copy.name  # as recorded by roman_datamodels' save
         copied, written = _arrays(copy), _arrays(original)
         assert sorted(copied) == sorted(written)
         assert "var_rnoise" not in copied  # romancal 1.1's _cal default (here)
