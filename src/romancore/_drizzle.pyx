@@ -14,7 +14,8 @@ the float32 outputs.  The result does not depend on the number of threads.
 """
 from cython.parallel cimport parallel, prange, threadid
 from libc.float cimport DBL_MIN
-from libc.math cimport NAN, copysign, fabs, isfinite, isnan, round, sqrt, sqrtf
+from libc.math cimport INFINITY, NAN, copysign, fabs, isfinite, isnan, round
+from libc.math cimport sqrt, sqrtf
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
@@ -561,6 +562,38 @@ cdef int _image_scanner(const PixMap* m, Py_ssize_t out_nx, Py_ssize_t out_ny, S
     ymin[0] = max(0, <int>(s.min_y + 0.5 + 2.0 * MAX_INV_ERR))
     ymax[0] = min(s.ymax, <int>(s.max_y + 2.0 * MAX_INV_ERR))
     return 0
+
+
+def row_extents(const double[:, :, ::1] pixmap, int xmin, int xmax, double[:, ::1] out,
+                int n_threads):
+    """Per row: lowest y, highest y, lowest x, highest x of the mapped pixels of columns
+    ``xmin..xmax`` (a pixel with a NaN coordinate skipped); ``+inf, -inf, +inf, -inf``
+    for a row without one."""
+    cdef Py_ssize_t ny = pixmap.shape[0], j
+    cdef int i
+    cdef double x, y, ymn, ymx, xmn, xmx
+    for j in prange(ny, nogil=True, schedule="static", num_threads=n_threads):
+        ymn = INFINITY
+        ymx = -INFINITY
+        xmn = INFINITY
+        xmx = -INFINITY
+        for i in range(xmin, xmax + 1):
+            x = pixmap[j, i, 0]
+            y = pixmap[j, i, 1]
+            if isnan(x) or isnan(y):
+                continue
+            if y < ymn:
+                ymn = y
+            if y > ymx:
+                ymx = y
+            if x < xmn:
+                xmn = x
+            if x > xmx:
+                xmx = x
+        out[j, 0] = ymn
+        out[j, 1] = ymx
+        out[j, 2] = xmn
+        out[j, 3] = xmx
 
 
 def scan_limits(const double[:, :, ::1] pixmap, int xmin, int xmax, int ymin, int ymax,

@@ -57,6 +57,7 @@ __all__ = [
     "add_image",
     "blot",
     "finish_rows",
+    "row_extents",
     "spline_grid",
     "spline_grid_pair",
 ]
@@ -298,6 +299,47 @@ def add_image(
             None if workspace is None else workspace._buffers, np.float32(weight_value),
         )  # fmt: skip
     )
+
+
+def row_extents(
+    pixmap: np.ndarray,
+    xmin: int = 0,
+    xmax: int | None = None,
+    *,
+    n_threads: int | None = None,
+) -> np.ndarray:
+    """Return, per row of a pixel map, the extent of its mapped pixels on the output.
+
+    Parameters
+    ----------
+    pixmap : numpy.ndarray of float64, shape (ny, nx, 2), C-contiguous
+        Output ``(x, y)`` of each input pixel (NaN: not mapped).
+    xmin, xmax : int, optional
+        Columns considered (inclusive; default all).
+    n_threads : int or None, optional
+        Threads (see :func:`romancore.effective_n_threads`).
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (ny, 4)
+        Lowest y, highest y, lowest x, highest x of each row's pixels whose two
+        coordinates are finite; ``(+inf, -inf, +inf, -inf)`` for a row without one.
+
+    Raises
+    ------
+    ValueError
+        For a map of the wrong dtype, shape or layout, or columns outside it.
+    """
+    pixmap = check_array(pixmap, "pixmap", np.float64, 3)
+    ny, nx = pixmap.shape[:2]
+    if pixmap.shape[2] != 2:
+        raise ValueError(f"pixmap must be (ny, nx, 2), got {pixmap.shape}")
+    xmax = nx - 1 if xmax is None else int(xmax)
+    if not 0 <= int(xmin) <= xmax < nx:
+        raise ValueError(f"columns {xmin}..{xmax} are not inside 0..{nx - 1}")
+    out = np.empty((ny, 4), np.float64)
+    _drizzle.row_extents(pixmap, int(xmin), xmax, out, effective_n_threads(n_threads))
+    return out
 
 
 def finish_rows(

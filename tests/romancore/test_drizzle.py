@@ -533,3 +533,27 @@ def test_mask_weight_is_the_weight_image(kernel):
     rd.add_image(data, pixmap, other["out"], other["wht"], weight=mask, kernel=kernel,
                  pixfrac=0.8, weight_scale=1.5)  # fmt: skip
     assert not np.array_equal(other["wht"], runs[1]["wht"])
+
+
+@pytest.mark.parametrize("n_threads", [1, 3])
+def test_row_extents_match_numpy(n_threads):
+    from romancore.drizzle import row_extents
+
+    rng = np.random.default_rng(11)
+    pixmap = rng.uniform(-50, 50, (23, 31, 2))
+    pixmap[rng.random((23, 31)) < 0.2] = np.nan
+    pixmap[4, :, 0] = np.nan  # a row with no pixel
+    pixmap[rng.random((23, 31)) < 0.05, 1] = np.nan  # one coordinate NaN: skipped
+    for xmin, xmax in ((0, 30), (3, 17), (9, 9)):
+        got = row_extents(pixmap, xmin, xmax, n_threads=n_threads)
+        part = pixmap[:, xmin : xmax + 1].copy()
+        part[np.isnan(part).any(axis=2)] = np.nan
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            expected = np.stack([np.nanmin(part[..., 1], 1), np.nanmax(part[..., 1], 1),
+                                 np.nanmin(part[..., 0], 1), np.nanmax(part[..., 0], 1)], 1)
+        empty = np.isnan(expected).all(axis=1)
+        expected[empty] = (np.inf, -np.inf, np.inf, -np.inf)
+        np.testing.assert_array_equal(got, expected)
+    with pytest.raises(ValueError, match="columns"):
+        row_extents(pixmap, 5, 31)

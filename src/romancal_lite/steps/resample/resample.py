@@ -1256,27 +1256,19 @@ def _row_extents(pixmap: np.ndarray, box: tuple[int, int, int, int]
 
     ``(lowest y, highest y, lowest x, highest x)``; only the pixels of ``box``
     (``xmin, xmax, ymin, ymax``, inclusive) count; rows outside it or without a finite
-    map get ``+inf`` and ``-inf``. The map is smooth along a row: every 8th column and
-    the last are read (an extremum between two of them is off by ``curvature x 4^2 /
-    2``, far less than a band's margin). A memory-mapped map is read in row blocks,
-    each handed back to the OS once read.
+    map get ``+inf`` and ``-inf`` (`romancore.drizzle.row_extents`). A memory-mapped
+    map is read in row blocks, each handed back to the OS once read.
     """
+    from romancore.drizzle import row_extents
+
     xmin, xmax, ymin, ymax = box
     ny = pixmap.shape[0]
-    extents = [np.full(ny, v) for v in (np.inf, -np.inf, np.inf, -np.inf)]
+    extents = np.empty((ny, 4))
+    extents[:] = (np.inf, -np.inf, np.inf, -np.inf)
     flat = pixmap.reshape(ny, -1)
-    columns = np.unique(np.r_[np.arange(xmin, xmax + 1, 8), xmax])
     step = 256
     for r0 in range(max(0, ymin), min(ny, ymax + 1), step):
         r1 = min(ymax + 1, r0 + step)
-        block = pixmap[r0:r1][:, columns]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # rows without a finite value
-            for k, (axis, reduce) in enumerate(
-                ((1, np.nanmin), (1, np.nanmax), (0, np.nanmin), (0, np.nanmax))
-            ):
-                extents[k][r0:r1] = reduce(block[..., axis], axis=1)
+        extents[r0:r1] = row_extents(pixmap[r0:r1], xmin, xmax)
         release_rows(flat, r0, r1)
-    for k, value in enumerate((np.inf, -np.inf, np.inf, -np.inf)):
-        extents[k][np.isnan(extents[k])] = value
-    return extents[0], extents[1], extents[2], extents[3]
+    return extents[:, 0].copy(), extents[:, 1].copy(), extents[:, 2].copy(), extents[:, 3].copy()
