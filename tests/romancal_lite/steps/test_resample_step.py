@@ -561,3 +561,28 @@ def test_inputs_read_from_their_files_by_rows(tmp_path, monkeypatch, constant_rn
     for name, value in results[0].items():
         assert np.array_equal(results[1][name], value, equal_nan=True), name
     assert np.count_nonzero(results[0]["weight"]) > 0.5 * results[0]["weight"].size
+
+
+def test_drizzles_read_unloaded_data_from_the_inputs(tmp_path):
+    """Finding a member's shape for its pixel map does not read its data, so the
+    drizzle reads the data's rows from the input (`mapped_array`) instead of staging a
+    full-size copy to a temporary file."""
+    from romancal_lite.steps.resample import resample as resample_module
+    from romancal_lite.steps.resample.resample_step import _member_pixmap
+
+    paths, asn = _write(tmp_path)
+    library = ModelLibrary(asn)
+    step = ResampleStep()
+    metas = [library.read_meta(i) for i in range(len(library))]
+    wcs, _, ratio = step._grid(library, metas)
+    resampler = resample_module.Resampler(wcs, len(library), pixel_scale_ratio=ratio)
+    with library:
+        image = library.borrow(0)
+        pixmap = _member_pixmap(library, 0, image, wcs, step)
+        assert pixmap.shape[:2] == tuple(SHAPE)
+        assert type(image._node._data["data"]).__name__ == "NDArrayType"  # not read
+        resampler.add(image, 0, exposure_time=1.0, effective_time=1.0, level=None,
+                      pixmap=pixmap)  # fmt: skip
+        library.shelve(image, 0, modify=False)
+    (staged,) = resampler._staged
+    assert isinstance(staged.data, resample_module._DataRows)

@@ -111,7 +111,7 @@ class _Members:
         with self:
             model = self.borrow(index)
             try:
-                shape = np.shape(model.data)
+                shape = getattr(model, "shape", None) or np.shape(model.data)  # no read
                 meta = model.meta
             finally:
                 self.shelve(model, index, changed=False)
