@@ -18,7 +18,7 @@ import numpy as np
 
 from romancal_lite import datamodels
 from romancal_lite.errors import InputFileError, ReferenceFileError
-from romancal_lite.steps._library import as_library, product_name
+from romancal_lite.steps._library import as_library, data_shape, product_name
 from romancal_lite.steps.flux import FluxStep
 from romancal_lite.steps.outlier_detection import OutlierDetectionStep
 from romancal_lite.steps.resample import ResampleStep
@@ -68,7 +68,7 @@ def footprint_coverage(library: Any) -> tuple[float, float, list[str]]:
             with library:
                 model = library.borrow(index)
                 try:
-                    shape = tuple(np.shape(model.data))
+                    shape = data_shape(model)
                 finally:
                     library.shelve(model, index)
         polygons.append(footprint_radec(wcs, shape))

@@ -123,3 +123,28 @@ class SavesMembers:
                     save_one(image, Path(path).parent / name)
                 finally:
                     model.shelve(image, index, modify=False)
+
+
+def data_shape(model: Any) -> tuple[int, ...]:
+    """Return the shape of ``model.data``, from the file's metadata when it is not loaded.
+
+    Reading a member's array only for its shape would leave it in memory: the mosaic's
+    drizzles then stage it to a file instead of reading its rows from the input
+    (`DataModel.mapped_array`).
+
+    Parameters
+    ----------
+    model : DataModel
+        A model (an unloaded array is not read).
+
+    Returns
+    -------
+    tuple of int
+        The shape.
+    """
+    import numpy as np
+
+    shape = getattr(model, "shape", None)
+    if shape is None:
+        shape = np.shape(model.data)
+    return tuple(int(v) for v in shape)

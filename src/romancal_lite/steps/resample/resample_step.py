@@ -14,7 +14,7 @@ from romancal_lite import datamodels
 from romancal_lite.errors import ConfigError, InputFileError
 from romancal_lite.stpipe import Param, Step
 
-from .._library import as_library, product_name
+from .._library import as_library, data_shape, product_name
 from .grid import (
     compute_scale,
     image_footprint,
@@ -254,7 +254,7 @@ class ResampleStep(Step):
             return int(math.ceil(y1 + 0.5)), int(math.ceil(x1 + 0.5))
         with library:
             model = library.borrow(index)
-            shape = _data_shape(model)
+            shape = data_shape(model)
             library.shelve(model, index)
         return shape
 
@@ -380,18 +380,6 @@ class ResampleStep(Step):
         return mosaic
 
 
-def _data_shape(model: Any) -> tuple[int, ...]:
-    """Return the shape of ``model.data``, from the file's metadata when it is not loaded.
-
-    Reading the array only for its shape would leave it in memory: the drizzles then
-    stage it to a file instead of reading its rows from the input (`mapped_array`).
-    """
-    shape = getattr(model, "shape", None)
-    if shape is None:
-        shape = np.shape(model.data)
-    return tuple(int(v) for v in shape)
-
-
 def _member_pixmap(library: Any, index: int, image: Any, grid: Any, step: Any,
                    keep: bool = True) -> np.ndarray | None:  # fmt: skip
     """Return the member's pixel map onto ``grid`` (`member_pixmap`).
@@ -400,7 +388,7 @@ def _member_pixmap(library: Any, index: int, image: Any, grid: Any, step: Any,
     """
     wcs = image.meta.get("wcs")
     # the shape without reading the array (a read one is not mapped by the drizzles)
-    shape = _data_shape(image)
+    shape = data_shape(image)
     if wcs is None or len(shape) != 2:
         return None
     return member_pixmap(library, index, wcs, grid, shape, stepsize=step.pixmap_stepsize,

@@ -14,6 +14,7 @@ from romancal_lite.stpipe import Param, Step
 from romancal_lite.stpipe.naming import make_output_name
 from romancal_lite.stpipe.step import COMPLETE, SKIPPED
 
+from .._library import data_shape
 from .skymatch import (
     SKY_METHODS,
     SkyParameters,
@@ -111,7 +112,7 @@ class _Members:
         with self:
             model = self.borrow(index)
             try:
-                shape = getattr(model, "shape", None) or np.shape(model.data)  # no read
+                shape = data_shape(model)  # not read
                 meta = model.meta
             finally:
                 self.shelve(model, index, changed=False)
