@@ -975,13 +975,15 @@ cdef int _right_corners(const PixMap* m, int ic, int jc, double* xo, double* yo)
     return 0
 
 
-cdef inline void _drizzle_quad(const Job* jb, const double* xo, const double* yo, double w,
+cdef inline int _drizzle_quad(const Job* jb, const double* xo, const double* yo, double w,
                                long b0, long b1, long width, long band_cells, double* acc,
                                unsigned char* flags, float d, const float* roots, double* ov,
-                               int coverage, long* nfast) noexcept nogil:
+                               int coverage, long* nfast, int known) noexcept nogil:
     """Add the quadrilateral (xo, yo) with weight ``w`` per unit area to the band.
 
-    ``coverage``: only the coverage plane (weights ``overlap x w``).
+    ``coverage``: only the coverage plane (weights ``overlap x w``).  ``known``: ``ov``
+    already holds `_boxer_grid`'s overlaps of this same quadrilateral (the previous
+    call's, which returned 1).  Returns 1 when ``ov`` holds them after the call, else 0.
     """
     cdef long lo_i, hi_i, lo_j, hi_j, ii, jj, cell, n = 0
     cdef double dover
@@ -992,11 +994,14 @@ cdef inline void _drizzle_quad(const Job* jb, const double* xo, const double* yo
     lo_i = max(_nint(_min4(xo)), 0)
     hi_i = min(_nint(_max4(xo)), jb.out_nx - 1)
     if lo_i > hi_i or lo_j > hi_j:
-        return
+        return 0
     # the block's overlaps precomputed (`_boxer_grid`), or each from `_boxer`
-    grid = _use_grid and _boxer_grid(xo, yo, lo_i, hi_i, lo_j, hi_j, ov) == 0
-    if grid:
-        nfast[0] += 1
+    if known:
+        grid = True
+    else:
+        grid = _use_grid and _boxer_grid(xo, yo, lo_i, hi_i, lo_j, hi_j, ov) == 0
+        if grid:
+            nfast[0] += 1
     for jj in range(lo_j, hi_j + 1):
         for ii in range(lo_i, hi_i + 1):
             if grid:
@@ -1011,6 +1016,7 @@ cdef inline void _drizzle_quad(const Job* jb, const double* xo, const double* yo
                     acc[(2 + jb.nvar) * band_cells + cell] += dow
                 else:
                     _accumulate(jb, acc, flags, width, band_cells, cell, dow, d, roots)
+    return 1 if grid else 0
 
 
 cdef void _do_band(const Job* jb, long b0, long b1, double* acc, unsigned char* flags,
@@ -1036,7 +1042,7 @@ cdef void _do_band(const Job* jb, long b0, long b1, double* acc, unsigned char* 
     cdef float rvals[4]
     cdef Py_ssize_t o
     cdef Py_ssize_t ny = jb.m.ny
-    cdef int prev_i, bad = 0
+    cdef int prev_i, bad = 0, known = 0
     cdef double ov[MAX_GRID * MAX_GRID]
     # counted here and stored once: the bands' counters share cache lines, and a
     # store per pixel into them made the threads fight over those lines
@@ -1097,23 +1103,26 @@ cdef void _do_band(const Job* jb, long b0, long b1, double* acc, unsigned char* 
                 else:
                     bad = _square_corners(&jb.m, i, j, jb.dh, xo, yo)
                     prev_i = -2
+                known = 0
                 if bad == 0:
                     jaco = 0.5 * ((xo[1] - xo[3]) * (yo[0] - yo[2])
                                   - (xo[0] - xo[2]) * (yo[1] - yo[3]))
                     w = (<double>wt) / jaco
                     # a weightless pixel adds nothing (every dow is +-0)
                     if not (wt == 0.0 and jaco != 0.0 and isfinite(jaco)):
-                        _drizzle_quad(jb, xo, yo, w, b0, b1, width, band_cells, acc, flags,
-                                      d, roots, ov, 0, &fast)
+                        known = _drizzle_quad(jb, xo, yo, w, b0, b1, width, band_cells, acc,
+                                              flags, d, roots, ov, 0, &fast, 0)
                 if jb.good != NULL and jb.good[pix]:
                     if jb.dh != 0.5:
                         bad = _square_corners(&jb.m, i, j, 0.5, xo, yo)
                         prev_i = -2
+                        known = 0
                     if bad == 0:
                         jaco = 0.5 * ((xo[1] - xo[3]) * (yo[0] - yo[2])
                                       - (xo[0] - xo[2]) * (yo[1] - yo[3]))
+                        # pixfrac 1: the same quadrilateral, so the same overlaps
                         _drizzle_quad(jb, xo, yo, 1.0 / jaco, b0, b1, width, band_cells, acc,
-                                      flags, d, roots, ov, 1, &fast)
+                                      flags, d, roots, ov, 1, &fast, known)
             elif jb.kernel == K_POINT:
                 ox = q[0]
                 if isnan(ox) or isnan(oy):
