@@ -586,3 +586,55 @@ def test_drizzles_read_unloaded_data_from_the_inputs(tmp_path):
         library.shelve(image, 0, modify=False)
     (staged,) = resampler._staged
     assert isinstance(staged.data, resample_module._DataRows)
+
+
+@pytest.mark.parametrize("maps", [False, True])
+def test_ivm_weights_are_computed_from_the_mapped_read_noise(tmp_path, maps):
+    """With ``weight_type="ivm"`` the weights (1 / var_rnoise on good pixels, 0 where
+    not finite) are computed from the input's var_rnoise a block of rows at a time as
+    it is read (`_IvmRows`), not built full-size and staged: the products are the same
+    bit for bit as from the full-size weight of an input whose var_rnoise is in memory,
+    including zero, negative, infinite and NaN variances and bad pixels."""
+    model = md.make_image(1, 1, shape=SHAPE, stars=_bright_stars())
+    rnoise = np.asarray(model.var_rnoise, np.float32).copy()
+    rnoise[3, :5] = [0.0, -1.0, np.inf, np.nan, 1e-30]
+    rnoise[40:44, 10:20] *= 7.5
+    model.var_rnoise = rnoise
+    dq = np.asarray(model.dq).copy()
+    dq[50:52, 30:60] = 1  # DO_NOT_USE
+    model.dq = dq
+    path = model.save(tmp_path / model.meta.filename)
+    step = ResampleStep()
+    library = ModelLibrary([path])
+    metas = [library.read_meta(0)]
+    wcs, _, ratio = step._grid(library, metas)
+
+    def drizzle(load: bool):
+        resampler = resample_module.Resampler(wcs, 1, pixel_scale_ratio=ratio, weight_type="ivm",
+                                              maps=maps)  # fmt: skip
+        with ImageModel(path) as image:
+            if load:
+                np.asarray(image.var_rnoise)  # in memory: no mapped rows
+            resampler.add(image, 0, exposure_time=1.0, effective_time=1.0, level=None)
+            (staged,) = resampler._staged
+            weight = staged.weight
+            if not load:
+                assert isinstance(weight, resample_module._IvmRows)
+                assert type(image._node._data["var_rnoise"]).__name__ == "NDArrayType"
+                rows = np.concatenate([weight[r:r + 7] for r in range(0, SHAPE[0], 7)])
+            else:
+                assert not isinstance(weight, resample_module._IvmRows)
+                rows = np.asarray(weight)
+            products = resampler.finalize()
+        return rows, products
+
+    mapped_rows, mapped = drizzle(load=False)
+    full_rows, full = drizzle(load=True)
+    assert np.array_equal(mapped_rows.view(np.uint32), full_rows.view(np.uint32))
+    assert (full_rows == 0).sum() >= 60 + 4
+    for name, value in full.items():
+        if isinstance(value, np.ndarray):
+            assert np.array_equal(np.asarray(mapped[name]).view(np.uint8),
+                                  value.view(np.uint8)), name  # fmt: skip
+        else:
+            assert mapped[name] == value or (value != value and mapped[name] != mapped[name])

@@ -466,6 +466,46 @@ class _DataRows:
         return values if self.offset is None else values - self.offset
 
 
+class _IvmRows:
+    """``ivm`` weights computed a block of rows at a time from an input's ``var_rnoise``.
+
+    ``rows[s0:s1]`` is, bit for bit, those rows of the full-size weight `Resampler.add`
+    builds for ``weight_type="ivm"`` (``1 / var_rnoise`` as float32, 0 where that is
+    not finite or the pixel is not good), computed from the variance read from the
+    input's file (`_float32_rows`) and the good-pixel mask: no full-size variance, no
+    full-size weight, nothing written to a staging file but the mask.
+    """
+
+    def __init__(self, rnoise: MappedArray, good: np.ndarray) -> None:
+        self.rnoise = rnoise
+        self.good = good
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The weights' shape."""
+        return self.good.shape
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        s0, s1, _ = rows.indices(self.shape[0])
+        values = _float32_rows(self.rnoise, s0, s1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            weight = np.reciprocal(np.asarray(values, dtype=np.float32))
+        weight[~(np.isfinite(weight) & self.good[s0:s1])] = 0
+        return weight
+
+    def blocks(self, window: tuple[slice, slice]) -> Any:
+        """Yield the weights and the good mask of ``window``, `BAND_ROWS` rows at a time."""
+        rows, cols = window
+        r0, r1, _ = rows.indices(self.shape[0])
+        for b0 in range(r0, r1, BAND_ROWS):
+            b1 = min(r1, b0 + BAND_ROWS)
+            yield self[b0:b1][:, cols], self.good[b0:b1, cols]
+
+    def staged(self, directory: str | None) -> _IvmRows:
+        """The same weights with the good-pixel mask in an unnamed temporary file."""
+        return _IvmRows(self.rnoise, _to_file(self.good, np.bool_, directory))
+
+
 def _float32_rows(values: Any, s0: int, s1: int) -> Any:
     """Return rows ``s0:s1`` of a variance as float32 (a number as it is).
 
@@ -492,6 +532,13 @@ def _raw(array: Any) -> Any:
     return array.raw if isinstance(array, MappedArray) else array
 
 
+def _raw_arrays(array: Any) -> list[Any]:
+    """`_raw` of a staged array; both arrays an `_IvmRows` reads."""
+    if isinstance(array, _IvmRows):
+        return [_raw(array.rnoise), array.good]
+    return [_raw(array)]
+
+
 def _is_file_map(array: np.ndarray) -> bool:
     """Whether a pixel map lies in a file whose pages can be handed back.
 
@@ -508,7 +555,8 @@ class _Staged:
 
     index: int
     data: Any  # np.ndarray (staged) or _DataRows (read from the input's file)
-    weight: np.ndarray  # float32 per pixel, or the good-pixel mask (bool) x weight_value
+    weight: Any  # float32 per pixel (an array or `_IvmRows`), or the good-pixel mask
+    # (bool) x weight_value
     pixmap: np.ndarray
     box: tuple[int, int, int, int]
     extents: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -547,22 +595,23 @@ class _Staged:
         return s0, s1, y0, y1, r0, max(r0, r1)
 
     def band_rows(self, b0: int, b1: int, margin: int
-                  ) -> tuple[tuple[int, int, int, int], np.ndarray, list[Any]] | None:  # fmt: skip
+                  ) -> tuple[tuple[int, int, int, int], Any, list[Any], Any] | None:  # fmt: skip
         """Return what the kernel needs of this input for output rows ``b0:b1``.
 
-        ``((s0, s1, y0, y1), data, variances)`` (see `rows_for`): the data rows and the
-        variance rows as float32 (read, scaled and converted here), or None if no row
-        reaches the band.
+        ``((s0, s1, y0, y1), data, variances, weight)`` (see `rows_for`): the data rows,
+        the variance rows as float32 (read, scaled and converted here) and the weight
+        rows, or None if no row reaches the band.
         """
         reach = self.rows_for(b0, b1, margin)
         if reach is None:
             return None
         s0, s1, y0, y1, _, _ = reach
-        return (s0, s1, y0, y1), self.data[s0:s1], self.variance_rows(s0, s1)
+        return ((s0, s1, y0, y1), self.data[s0:s1], self.variance_rows(s0, s1),
+                self.weight[s0:s1])  # fmt: skip
 
     def release(self, s0: int, s1: int) -> None:
         """Hand the pages of rows ``s0:s1`` of the staged arrays back to the OS."""
-        arrays = [_raw(self.data), self.weight,
+        arrays = [_raw(self.data), *_raw_arrays(self.weight),
                   self.pixmap.reshape(self.pixmap.shape[0], -1)]  # fmt: skip
         arrays += [_raw(v) for v in self.values if np.ndim(v) == 2]
         if self.coverage is not None:
@@ -737,22 +786,26 @@ class Resampler:
         if dq is not None and dq.shape != data.shape:
             raise InputFileError(f"{name}: dq shape {dq.shape} does not match data {data.shape}")
         good = good_pixel_mask(dq, self.good_bits, data.shape)
-        fused_weights = self.kernel in FUSED_KERNELS and self.weight_type != "ivm"
-        mapped = _mapped_array(model, "var_rnoise") if fused_weights else None
+        fused = self.kernel in FUSED_KERNELS
+        mapped = _mapped_array(model, "var_rnoise") if fused else None
         if mapped is not None and mapped.shape == good.shape:
             # read_noise_variance's array, read from the file a block of rows at a time
             rnoise: Any = mapped
             source = "var_rnoise"
         else:
+            mapped = None
             rnoise, source = read_noise_variance(model, good)
         # input weights: stcal resample/utils.py build_driz_weight; the variances are
         # combined with the same weights: per pixel 1 / r_rnoise (ivm) or one value per
         # input (``variance_weight``)
         variance_weight = float(exposure_time)
-        weight: np.ndarray | None = None  # one value on the good pixels: not built
+        weight: Any = None  # one value on the good pixels: not built
         if self.weight_type == "ivm-median":
             median = median_variance(rnoise, good)
             variance_weight = 1.0 / median if math.isfinite(median) and median > 0 else 0.0
+        elif self.weight_type == "ivm" and mapped is not None:
+            # fused kernels: computed from the variance's rows as they are drizzled
+            weight = _IvmRows(mapped, good)
         elif self.weight_type == "ivm":
             with np.errstate(divide="ignore", invalid="ignore"):
                 # one float32 copy, inverted in place (not a converted copy and then
@@ -956,12 +1009,18 @@ class Resampler:
         # make that differ from where its good pixels land
         weight_value = float(variance_weight)
         positive = bool(np.float32(weight_value) > 0)
+        maps = self.maps
         if weight is None:
             # weight > 0 is the good-pixel mask, or nothing with a weight <= 0
             same_landing = self.pixfrac == 1.0 and (positive or not good.any())
+        elif not maps:
+            same_landing = True  # (no exposure-time map: not needed)
+        elif isinstance(weight, _IvmRows):
+            whole = (slice(None), slice(None))
+            same_landing = self.pixfrac == 1.0 and all(
+                np.array_equal(w > 0, g) for w, g in weight.blocks(whole))
         else:
             same_landing = self.pixfrac == 1.0 and np.array_equal(weight > 0, good)
-        maps = self.maps
         coverage = None if same_landing or not maps else _to_file(good, np.bool_, self.scratch_dir)
         extents = _row_extents(pixmap, box)
         lo, hi, left, right = extents
@@ -969,14 +1028,20 @@ class Resampler:
         xmin, xmax, ymin, ymax = box
         inside = (lo <= ny - 0.5) & (hi >= -0.5) & (left <= nx - 0.5) & (right >= -0.5)
         window = (slice(ymin, ymax + 1), slice(xmin, xmax + 1))
-        weighted = (positive and bool(good[window].any()) if weight is None
-                    else bool(np.any(weight[window] > 0)))  # fmt: skip
+        if weight is None:
+            weighted = positive and bool(good[window].any())
+        elif isinstance(weight, _IvmRows):
+            weighted = any(bool(np.any(w > 0)) for w, _ in weight.blocks(window))
+        else:
+            weighted = bool(np.any(weight[window] > 0))
         if not inside.any() or not weighted:
             return {"overlap": False, "rnoise_source": source}
         if not _is_file_map(pixmap):
             pixmap = _to_file(pixmap, np.float64, self.scratch_dir)
         # one weight on the good pixels (ivm-median, exptime): the mask is staged
-        if weight is None or (self.weight_type != "ivm" and np.array_equal(
+        if isinstance(weight, _IvmRows):
+            staged_weight: Any = weight.staged(self.scratch_dir)
+        elif weight is None or (self.weight_type != "ivm" and np.array_equal(
             weight, np.where(good, np.float32(weight_value), np.float32(0))
         )):
             staged_weight = _to_file(good, np.bool_, self.scratch_dir)
@@ -1074,13 +1139,13 @@ class Resampler:
                     ahead = read(job)
                     if inputs is None:
                         continue
-                    (s0, s1, y0, y1), rows_data, rows_variances = inputs
+                    (s0, s1, y0, y1), rows_data, rows_variances, rows_weight = inputs
                     xmin, xmax, _, _ = staged.box
                     order = [names.index(v) for v in staged.names]
                     plane, bit = divmod(staged.index, 32)
                     add_image(
                         rows_data, staged.pixmap[s0:s1], data, weight,
-                        weight=staged.weight[s0:s1], weight_value=staged.weight_value,
+                        weight=rows_weight, weight_value=staged.weight_value,
                         kernel=self.kernel, pixfrac=self.pixfrac,
                         pixel_scale_ratio=self.pixel_scale_ratio,
                         xmin=xmin, xmax=xmax, ymin=y0 - s0, ymax=y1 - s0,
