@@ -502,7 +502,7 @@ class _IvmRows:
             yield self[b0:b1][:, cols], self.good[b0:b1, cols]
 
     def staged(self, directory: str | None) -> _IvmRows:
-        """The same weights with the good-pixel mask in an unnamed temporary file."""
+        """Return the same weights with the good-pixel mask in an unnamed temporary file."""
         return _IvmRows(self.rnoise, _to_file(self.good, np.bool_, directory))
 
 
