@@ -8,9 +8,10 @@ tests in float32 (the same operations, in the same order, as the numpy form of
 stcal 1.20 ``flag_resampled_crs``); a second pass grows the first test by the 3x3
 box and keeps the pixels that also pass the second.  No full-size float temporaries.
 """
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 from libc.float cimport FLT_MAX
 from libc.math cimport fabsf, isinf, isnan, NAN
+from libc.stdlib cimport free, malloc
 
 import numpy as np
 
@@ -120,3 +121,36 @@ def gather_kept(const float[:, ::1] values, float lo, float hi, bint bounded,
                 if _kept(v, lo, hi, bounded):
                     out[at] = v
                     at = at + 1
+
+
+def nanmedian_axis0(const float[:, :, ::1] block, float[:, ::1] out, int n_threads):
+    """The median along axis 0 ignoring NaN (NaN where every value is NaN).
+
+    Per pixel, the finite values are insertion-sorted into a small buffer (NaN, which
+    sorts last in numpy, is left out); the median is the middle one, or the two middle
+    ones' float32 ``(a + b) / 2``, as ``numpy.sort`` and the numpy form take them.
+    """
+    cdef Py_ssize_t n = block.shape[0], ny = block.shape[1], nx = block.shape[2]
+    cdef Py_ssize_t j, i, k, m, c
+    cdef float* buf
+    cdef float v
+    with nogil, parallel(num_threads=n_threads):
+        buf = <float*>malloc(max(n, 1) * sizeof(float))
+        for j in prange(ny, schedule="static"):
+            for i in range(nx):
+                c = 0
+                for k in range(n):
+                    v = block[k, j, i]
+                    if isnan(v):
+                        continue
+                    m = c
+                    while m > 0 and buf[m - 1] > v:
+                        buf[m] = buf[m - 1]
+                        m = m - 1
+                    buf[m] = v
+                    c = c + 1
+                if c == 0:
+                    out[j, i] = NAN
+                else:
+                    out[j, i] = (buf[(c - 1) // 2] + buf[c // 2]) / <float>2.0
+        free(buf)

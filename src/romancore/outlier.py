@@ -1,4 +1,5 @@
-"""Compiled outlier test against a blotted median (outlier_detection's flag pass)."""
+"""Compiled parts of outlier_detection: the flag test against a blotted median, the
+weight threshold's selection and the median of the exposure groups."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from romancore import _outlier
 from romancore._threads import effective_n_threads
 from romancore._validation import check_array, check_writeable
 
-__all__ = ["count_kept", "flag_resampled", "gather_kept"]
+__all__ = ["count_kept", "flag_resampled", "gather_kept", "nanmedian_axis0"]
 
 
 def flag_resampled(
@@ -143,3 +144,36 @@ def gather_kept(values: np.ndarray, out: np.ndarray,
     lo, hi, bounded = _bounds(bounds)
     _outlier.gather_kept(values, lo, hi, bounded, offsets, out, effective_n_threads(n_threads))
     return total
+
+
+def nanmedian_axis0(block: np.ndarray, *, n_threads: int | None = None) -> np.ndarray:
+    """Return the median along axis 0 ignoring NaN (NaN where every value is NaN).
+
+    The same values as ``numpy.nanmedian(block, axis=0)`` and as the numpy form of
+    outlier_detection's median (sort along the axis, NaN last; the middle finite value,
+    or the float32 mean ``(a + b) / 2`` of the two middle ones), in one parallel pass:
+    each pixel's finite values are insertion-sorted in a buffer of ``n_images`` floats.
+    Only the sign of a zero median can differ, where ``+0`` and ``-0`` are both in the
+    middle.
+
+    Parameters
+    ----------
+    block : numpy.ndarray of float32, shape (n_images, ny, nx)
+        The images' values (not modified; copied to a C-contiguous float32 array
+        if it is not one).
+    n_threads : int or None, optional
+        Threads (the result does not depend on them).
+
+    Returns
+    -------
+    numpy.ndarray of float32
+        ``(ny, nx)`` median.
+    """
+    block = np.asarray(block)
+    if block.ndim != 3:
+        raise ValueError(f"block must be 3-D (n_images, ny, nx), got shape {block.shape}")
+    if block.dtype != np.float32 or not block.flags.c_contiguous:
+        block = np.ascontiguousarray(block, dtype=np.float32)
+    out = np.empty(block.shape[1:], np.float32)
+    _outlier.nanmedian_axis0(block, out, effective_n_threads(n_threads))
+    return out

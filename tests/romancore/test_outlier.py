@@ -1,5 +1,7 @@
 """romancore.outlier.flag_resampled against the numpy form of stcal's flag_resampled_crs."""
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -76,3 +78,39 @@ def test_kept_values_as_numpy(shape):
             assert (out[keep.sum() :] == -1).all()
     with pytest.raises(ValueError, match="out holds"):
         gather_kept(np.ones((2, 2), np.float32), np.empty(3, np.float32))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 8, 13, 16, 33])
+def test_nanmedian_axis0_as_numpy(n):
+    """The compiled median equals numpy.nanmedian bit for bit, up to the sign of a
+    zero median; NaN, +-inf, all-NaN pixels and the rows of a non-contiguous block."""
+    from romancore.outlier import nanmedian_axis0
+
+    rng = np.random.default_rng(n)
+    full = rng.normal(size=(n, 41, 57)).astype(np.float32)
+    full[rng.random(full.shape) < 0.3] = np.nan
+    full[rng.random(full.shape) < 0.03] = np.inf
+    full[rng.random(full.shape) < 0.03] = -np.inf
+    full[:, 0, :5] = np.nan
+    full[:, 1, :3] = 2.5  # ties
+    block = full[:, :29]  # a block of rows, as the on-disk median reads them
+    assert n == 1 or not block.flags.c_contiguous
+    before = block.copy()
+    got = nanmedian_axis0(block)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = np.nanmedian(block, axis=0)
+    assert np.array_equal(block, before, equal_nan=True)  # not modified
+    same_bits = got.view(np.uint32) == expected.view(np.uint32)
+    assert np.all(same_bits | ((got == 0) & (expected == 0)))
+    assert np.isnan(got[0, :5]).all() and (got[1, :3] == 2.5).all()
+
+
+def test_nanmedian_axis0_checks_its_input():
+    from romancore.outlier import nanmedian_axis0
+
+    with pytest.raises(ValueError, match="3-D"):
+        nanmedian_axis0(np.zeros((3, 4), np.float32))
+    # other types are converted (float32 values)
+    got = nanmedian_axis0(np.array([[[1.0]], [[np.nan]], [[4.0]]]))
+    assert got.dtype == np.float32 and got[0, 0] == 2.5

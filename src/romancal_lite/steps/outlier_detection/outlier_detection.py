@@ -218,19 +218,26 @@ def nanmedian_axis0(block: np.ndarray) -> np.ndarray:
     """Return the median along axis 0 ignoring NaN (NaN where all are NaN).
 
     Same values as ``numpy.nanmedian(block, axis=0)``: the middle value of the sorted
-    finite values, or the mean of the two middle ones. NaN sorts last, so after one
-    sort along the axis the ``n`` finite values come first.
+    finite values, or the mean of the two middle ones. A float32 block is handled by
+    `romancore.outlier.nanmedian_axis0` (one parallel pass, the block unchanged; only
+    the sign of a zero median can differ from numpy's, where ``+0`` and ``-0`` are
+    both in the middle); other types by the numpy form below: NaN sorts last, so after
+    one sort along the axis the ``n`` finite values come first.
 
     Parameters
     ----------
     block : numpy.ndarray
-        ``(n_images, ...)``; sorted in place.
+        ``(n_images, ...)``; a block that is not float32 is sorted in place.
 
     Returns
     -------
     numpy.ndarray
         The median, shape ``block.shape[1:]``.
     """
+    if block.dtype == np.float32 and block.ndim == 3 and block.shape[0] > 0:
+        from romancore.outlier import nanmedian_axis0 as compiled
+
+        return compiled(block)
     if block.shape[0] == 2:
         # two images: the mean of the finite ones, as the sorted form below gives it
         # ((a + b) / 2, or (x + x) / 2 for one, NaN for none) without the sort
