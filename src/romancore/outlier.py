@@ -1,5 +1,8 @@
-"""Compiled parts of outlier_detection: the flag test against a blotted median, the
-weight threshold's selection and the median of the exposure groups."""
+"""Compiled parts of outlier_detection.
+
+The flag test against a blotted median, the weight threshold's selection and the
+median of the exposure groups.
+"""
 
 from __future__ import annotations
 
