@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -253,7 +254,12 @@ class OutlierDetectionStep(SavesMembers, Step):
         groups = list(library.group_indices.items())
         self.log.info("Median grid %d x %d (ratio %.4g) for %d groups", shape[1], shape[0],
                       ratio, len(groups))  # fmt: skip
-        with OnDiskMedian(shape, len(groups), buffer_bytes=_median_buffer(shape)) as computer:
+        # each group's weight threshold and masked image (a sort and mostly one thread)
+        # are made by a helper thread while the next group is drizzled; one at a time,
+        # in the groups' order
+        with OnDiskMedian(shape, len(groups), buffer_bytes=_median_buffer(shape)) as computer, \
+                ThreadPoolExecutor(1, "outlier-median") as masker:  # fmt: skip
+            masked: Future | None = None
             for name, indices in groups:
                 resampler = Resampler(
                     wcs, len(indices), pixel_scale_ratio=ratio, kernel=self.kernel,
@@ -282,12 +288,13 @@ class OutlierDetectionStep(SavesMembers, Step):
                 if self.save_intermediate_results:
                     self._save(arrays["data"], wcs, "outlier_coadd",
                                library.members[indices[0]].path.name)  # fmt: skip
-                # the weights below maskpt x their clipped mean masked as the group
-                # image is written, a block of rows at a time (no full-size copies)
-                threshold = weight_threshold(arrays["weight"], self.maskpt)
-                computer.add_masked(arrays["data"], arrays["weight"], threshold)
+                if masked is not None:
+                    masked.result()
+                masked = masker.submit(_add_masked_group, computer, arrays, self.maskpt)
                 del arrays
                 self.log.debug("group %s drizzled", name)
+            if masked is not None:
+                masked.result()
             # in a temporary file: the flag pass reads the rows each block blots from
             median = computer.median(in_file=True)
         return median, wcs
@@ -345,6 +352,16 @@ class OutlierDetectionStep(SavesMembers, Step):
             tree["wcs"] = wcs
         asdf.AsdfFile(tree).write_to(path)
         self.log.info("Saved intermediate product %s", path)
+
+
+def _add_masked_group(computer: OnDiskMedian, arrays: dict[str, Any], maskpt: float) -> None:
+    """Add a drizzled group's image to the median, weights below the threshold masked.
+
+    The weights below ``maskpt`` x their clipped mean are masked as the group image is
+    written, a block of rows at a time (no full-size copies).
+    """
+    threshold = weight_threshold(arrays["weight"], maskpt)
+    computer.add_masked(arrays["data"], arrays["weight"], threshold)
 
 
 def _dq_flags() -> int:
