@@ -20,15 +20,15 @@ cdef enum:
     ROWS = 4
 
 
-cdef inline void _moments_rows(const float* d, const unsigned char* m, Py_ssize_t nx,
-                               Py_ssize_t nr, float clipmin, float clipmax,
+cdef inline void _moments_rows(const float* d, Py_ssize_t sd, const unsigned char* m,
+                               Py_ssize_t nx, Py_ssize_t nr, float clipmin, float clipmax,
                                cnp.int64_t* c, double* s, float* lo,
                                float* hi) noexcept nogil:
     """`masked_moments` of ``nr <= ROWS`` consecutive rows, one result per row.
 
     Each row's sum is accumulated in its own column order (float64); the rows'
     independent chains of additions overlap in the processor instead of each addition
-    waiting for the previous one.
+    waiting for the previous one.  ``sd``: the data's row stride (elements).
     """
     cdef Py_ssize_t j, r
     cdef float v
@@ -44,7 +44,7 @@ cdef inline void _moments_rows(const float* d, const unsigned char* m, Py_ssize_
     for j in range(nx):
         for r in range(nr):
             if m[r * nx + j]:
-                v = d[r * nx + j]
+                v = d[r * sd + j]
                 if v >= clipmin and v <= clipmax:
                     cr[r] += 1
                     sr[r] = sr[r] + v
@@ -59,13 +59,15 @@ cdef inline void _moments_rows(const float* d, const unsigned char* m, Py_ssize_
         hi[r] = hr[r]
 
 
-def masked_moments(const float[:, ::1] data, const unsigned char[:, ::1] mask,
+def masked_moments(const float[:, :] data, const unsigned char[:, ::1] mask,
                    float clipmin, float clipmax, int n_threads):
     """Count, sum, min and max of the masked values ``v`` with ``clipmin <= v <= clipmax``.
 
-    Returns ``(n, total, vmin, vmax)``; ``vmin > vmax`` when ``n == 0``.
+    Returns ``(n, total, vmin, vmax)``; ``vmin > vmax`` when ``n == 0``.  ``data``:
+    rows of contiguous values (e.g. a window of an image), checked by the wrapper.
     """
     cdef Py_ssize_t ny = data.shape[0], nx = data.shape[1], i, g, nr
+    cdef Py_ssize_t sd = data.strides[0] // sizeof(float)
     cdef cnp.int64_t[::1] counts = np.zeros(max(ny, 1), dtype=np.int64)
     cdef double[::1] sums = np.zeros(max(ny, 1), dtype=np.float64)
     cdef float[::1] mins = np.full(max(ny, 1), INFINITY, dtype=np.float32)
@@ -75,12 +77,12 @@ def masked_moments(const float[:, ::1] data, const unsigned char[:, ::1] mask,
                         num_threads=n_threads):
             nr = min(ROWS, ny - ROWS * g)
             if nr == ROWS:  # the constant: the compiler unrolls the rows
-                _moments_rows(&data[ROWS * g, 0], &mask[ROWS * g, 0], nx, ROWS, clipmin,
-                              clipmax, &counts[ROWS * g], &sums[ROWS * g],
+                _moments_rows(&data[ROWS * g, 0], sd, &mask[ROWS * g, 0], nx, ROWS,
+                              clipmin, clipmax, &counts[ROWS * g], &sums[ROWS * g],
                               &mins[ROWS * g], &maxs[ROWS * g])
             else:
-                _moments_rows(&data[ROWS * g, 0], &mask[ROWS * g, 0], nx, nr, clipmin,
-                              clipmax, &counts[ROWS * g], &sums[ROWS * g],
+                _moments_rows(&data[ROWS * g, 0], sd, &mask[ROWS * g, 0], nx, nr,
+                              clipmin, clipmax, &counts[ROWS * g], &sums[ROWS * g],
                               &mins[ROWS * g], &maxs[ROWS * g])
     cdef cnp.int64_t n = 0
     cdef double total = 0.0
@@ -95,8 +97,8 @@ def masked_moments(const float[:, ::1] data, const unsigned char[:, ::1] mask,
     return n, total, vmin, vmax
 
 
-cdef inline void _ssd_rows(const float* d, const unsigned char* m, Py_ssize_t nx,
-                           Py_ssize_t nr, float vmin, float vmax, float mean,
+cdef inline void _ssd_rows(const float* d, Py_ssize_t sd, const unsigned char* m,
+                           Py_ssize_t nx, Py_ssize_t nr, float vmin, float vmax, float mean,
                            double* s) noexcept nogil:
     """`masked_sum_sq_dev` of ``nr <= ROWS`` consecutive rows (see `_moments_rows`)."""
     cdef Py_ssize_t j, r
@@ -107,7 +109,7 @@ cdef inline void _ssd_rows(const float* d, const unsigned char* m, Py_ssize_t nx
     for j in range(nx):
         for r in range(nr):
             if m[r * nx + j]:
-                v = d[r * nx + j]
+                v = d[r * sd + j]
                 if v >= vmin and v <= vmax:
                     t = v - mean
                     sr[r] = sr[r] + <float> (t * t)
@@ -115,23 +117,25 @@ cdef inline void _ssd_rows(const float* d, const unsigned char* m, Py_ssize_t nx
         s[r] = sr[r]
 
 
-def masked_sum_sq_dev(const float[:, ::1] data, const unsigned char[:, ::1] mask,
+def masked_sum_sq_dev(const float[:, :] data, const unsigned char[:, ::1] mask,
                       float vmin, float vmax, float mean, int n_threads):
     """Sum of ``(v - mean)**2`` over the masked values with ``vmin <= v <= vmax``.
 
     The difference and its square are float32 operations, accumulated in float64.
+    ``data``: rows of contiguous values, as `masked_moments`.
     """
     cdef Py_ssize_t ny = data.shape[0], nx = data.shape[1], i, g, nr
+    cdef Py_ssize_t sd = data.strides[0] // sizeof(float)
     cdef double[::1] sums = np.zeros(max(ny, 1), dtype=np.float64)
     if nx > 0:
         for g in prange((ny + ROWS - 1) // ROWS, nogil=True, schedule="static",
                         num_threads=n_threads):
             nr = min(ROWS, ny - ROWS * g)
             if nr == ROWS:  # the constant: the compiler unrolls the rows
-                _ssd_rows(&data[ROWS * g, 0], &mask[ROWS * g, 0], nx, ROWS, vmin, vmax,
-                          mean, &sums[ROWS * g])
+                _ssd_rows(&data[ROWS * g, 0], sd, &mask[ROWS * g, 0], nx, ROWS, vmin,
+                          vmax, mean, &sums[ROWS * g])
             else:
-                _ssd_rows(&data[ROWS * g, 0], &mask[ROWS * g, 0], nx, nr, vmin, vmax,
+                _ssd_rows(&data[ROWS * g, 0], sd, &mask[ROWS * g, 0], nx, nr, vmin, vmax,
                           mean, &sums[ROWS * g])
     cdef double total = 0.0
     for i in range(ny):
@@ -139,13 +143,14 @@ def masked_sum_sq_dev(const float[:, ::1] data, const unsigned char[:, ::1] mask
     return total
 
 
-def masked_histogram(const float[:, ::1] data, const unsigned char[:, ::1] mask,
+def masked_histogram(const float[:, :] data, const unsigned char[:, ::1] mask,
                      Py_ssize_t nbins, float width, float start, float stop,
                      int n_threads):
     """Counts of the masked values ``start <= v < stop`` in bins ``start + k width``.
 
     Bin ``k = int((v - start) / width)`` (float32 arithmetic); an index at or past
-    ``nbins`` (rounding at the top edge) counts in the last bin.
+    ``nbins`` (rounding at the top edge) counts in the last bin.  ``data``: rows of
+    contiguous values, as `masked_moments`.
     """
     cdef Py_ssize_t ny = data.shape[0], nx = data.shape[1], i, j, t, k
     cdef int nt = max(1, n_threads)
@@ -154,13 +159,15 @@ def masked_histogram(const float[:, ::1] data, const unsigned char[:, ::1] mask,
     cdef float v
     cdef float inv = (<float> 1.0) / width
     cdef Py_ssize_t r0, r1
+    cdef const float* d
     for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
         r0 = t * rows_per
         r1 = min(ny, r0 + rows_per)
         for i in range(r0, r1):
+            d = &data[i, 0]
             for j in range(nx):
                 if mask[i, j]:
-                    v = data[i, j]
+                    v = d[j]
                     if v >= start and v < stop:
                         k = <Py_ssize_t> (inv * (v - start))
                         if k >= nbins:

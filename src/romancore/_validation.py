@@ -8,7 +8,8 @@ __all__ = ["check_array"]
 
 
 def check_array(
-    arr: object, name: str, dtype: type | np.dtype, ndim: int, shape: tuple | None = None
+    arr: object, name: str, dtype: type | np.dtype, ndim: int, shape: tuple | None = None,
+    *, rows: bool = False,
 ) -> np.ndarray:
     """Check that ``arr`` is a C-contiguous, non-empty array of the given dtype and shape.
 
@@ -27,6 +28,10 @@ def check_array(
         Required number of dimensions.
     shape : tuple or None
         Required shape (``None`` entries are free).
+    rows : bool, optional
+        Accept a 2-D array whose rows are contiguous but not each other's neighbours
+        (a window of a larger image: unit stride along the rows, a positive stride
+        between them) instead of requiring a C-contiguous one.
 
     Returns
     -------
@@ -46,7 +51,11 @@ def check_array(
         raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
     if arr.size == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape})")
-    if not arr.flags.c_contiguous:
+    if rows and arr.ndim == 2:
+        if (arr.shape[1] > 1 and arr.strides[1] != arr.itemsize) or (arr.shape[0] > 1 and (
+                arr.strides[0] <= 0 or arr.strides[0] % arr.itemsize)):  # fmt: skip
+            raise ValueError(f"{name} must have contiguous rows (use numpy.ascontiguousarray)")
+    elif not arr.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous (use numpy.ascontiguousarray)")
     if shape is not None:
         for got, want in zip(arr.shape, shape, strict=True):

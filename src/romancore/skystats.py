@@ -129,8 +129,9 @@ def sky_statistic(
 
     Parameters
     ----------
-    data : numpy.ndarray of float32, shape (ny, nx), C-contiguous
-        The image.
+    data : numpy.ndarray of float32, shape (ny, nx)
+        The image: C-contiguous, or a window of one (contiguous rows, e.g.
+        ``image[y0:y1, x0:x1]``: read in place, not copied).
     mask : numpy.ndarray of bool, shape (ny, nx), C-contiguous
         True where a pixel is used (the caller excludes non-finite values).
     skystat : {'mode', 'median', 'mean', 'midpt'}, optional
@@ -162,7 +163,7 @@ def sky_statistic(
         raise ValueError(f"skystat must be one of {SKY_STATISTICS}, got {skystat!r}")
     if int(nclip) != nclip or nclip < 0:
         raise ValueError(f"nclip must be a non-negative integer, got {nclip!r}")
-    data = check_array(data, "data", np.float32, 2)
+    data = check_array(data, "data", np.float32, 2, rows=True)
     mask = check_array(mask, "mask", np.bool_, 2, data.shape)
     threads = effective_n_threads(n_threads)
     # a parallel region costs more than a pass over a small image

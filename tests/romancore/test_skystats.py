@@ -164,3 +164,21 @@ def test_masked_passes_sum_each_row_in_column_order(shape):
         if n:
             assert (got[2], got[3]) == (vmin, vmax)
         assert _skystats.masked_sum_sq_dev(data, mask, lo, hi, mean, threads) == ssd
+
+
+@pytest.mark.parametrize("skystat", ["mode", "median", "mean", "midpt"])
+def test_window_read_in_place_as_its_copy(skystat):
+    """A window of an image (contiguous rows, not each other's neighbours) gives the
+    statistic of its contiguous copy; arrays whose rows are not contiguous are refused."""
+    rng = np.random.default_rng(3)
+    image = rng.normal(10.0, 2.0, (120, 150)).astype(np.float32)
+    image[rng.random(image.shape) < 0.01] = 80.0
+    window = image[17:101, 23:131]
+    assert not window.flags.c_contiguous
+    mask = rng.random(window.shape) < 0.8
+    got = sky_statistic(window, mask, skystat, nclip=3)
+    assert got == sky_statistic(np.ascontiguousarray(window), mask, skystat, nclip=3)
+    assert got.npix > 1000
+    for bad in (image[::-1][:84, :108], image[:84, ::2][:, :108], image.T[:84, :108]):
+        with pytest.raises(ValueError, match="contiguous rows"):
+            sky_statistic(bad, mask, skystat)

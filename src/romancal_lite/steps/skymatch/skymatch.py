@@ -380,17 +380,18 @@ def polygon_window(x: np.ndarray, y: np.ndarray, shape: Sequence[int]
     xs = np.sort(np.where(inside, xs, np.inf), axis=0)
     # columns c with x_a <= c < x_b for each pair of crossings
     cols = np.clip(np.ceil(np.where(np.isfinite(xs), xs, 0.0)), 0, nx).astype(np.int64)
-    spans = []
-    for k in range(0, xs.shape[0] - 1, 2):
-        valid = np.isfinite(xs[k]) & np.isfinite(xs[k + 1]) & (cols[k + 1] > cols[k])
-        spans.extend((int(r), int(cols[k, r]), int(cols[k + 1, r])) for r in np.nonzero(valid)[0])
-    if not spans:
+    # the spans [start, stop) of each pair of crossings, as arrays (row, start, stop)
+    first, second = xs[0:-1:2], xs[1::2]
+    valid = np.isfinite(first) & np.isfinite(second) & (cols[1::2] > cols[0:-1:2])
+    pair, rs = np.nonzero(valid)
+    if rs.size == 0:
         return None
-    rs, starts, stops = (np.array(v, dtype=np.int64) for v in zip(*spans, strict=True))
+    starts, stops = cols[0:-1:2][pair, rs], cols[1::2][pair, rs]
     top, left = int(rs.min()), int(starts.min())
     box = (slice(r0 + top, r0 + int(rs.max()) + 1), slice(left, int(stops.max())))
     window = np.zeros((box[0].stop - box[0].start, box[1].stop - left), dtype=bool)
-    for r, a, b in zip(rs - top, starts - left, stops - left, strict=True):
+    for r, a, b in zip((rs - top).tolist(), (starts - left).tolist(), (stops - left).tolist(),
+                       strict=True):  # fmt: skip
         window[r, a:b] = True
     return box, window
 
@@ -507,7 +508,8 @@ def image_sky_statistics(
         if window is None or not region.any():
             pairs[other] = SkyStatistic(None, 0)
             continue
-        pairs[other] = params(np.ascontiguousarray(data[box]), region)
+        # the window is read in place (rows of the image), not copied
+        pairs[other] = params(data[box], region)
     return full, pairs
 
 
