@@ -11,6 +11,7 @@ The inputs stay in a `ModelLibrary` on disk: each step borrows one image at a ti
 from __future__ import annotations
 
 import math
+from concurrent.futures import wait
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +158,13 @@ class MosaicPipeline(Pipeline):
         if self.min_coverage > 0 and len(library) > 1:
             self._check_coverage(library)
         library = self.flux.run(library)
-        library = self.skymatch.run(library)
+        # outlier_detection's pixel maps are computed while skymatch runs
+        pixel_maps = self.outlier_detection.start_pixel_maps(library)
+        try:
+            library = self.skymatch.run(library)
+        finally:
+            if pixel_maps is not None:
+                wait([pixel_maps])  # (an error of its own: the step computes the map)
         library = self.outlier_detection.run(library)
         mosaic = self.resample.run(library)
         mosaic.meta.filename = make_output_name(self._input_name or "mosaic", self.suffix)

@@ -237,3 +237,44 @@ def test_cal_images_without_references_say_how_to_combine(mosaic_set, tmp_path,
                    "--steps.source_catalog.skip", "true"])  # fmt: skip
     assert status == 0
     assert sorted(p.name for p in out.iterdir()) == ["field_coadd.asdf"]
+
+
+def test_pixel_maps_are_computed_while_skymatch_runs(mosaic_set, monkeypatch, tmp_path):
+    """roman_mos computes outlier_detection's pixel maps in a helper thread started
+    before skymatch (each member's once, kept for the later steps), not in the steps;
+    nothing is started when outlier_detection will not drizzle; the products are the
+    same as without the helper."""
+    import threading
+
+    from romancal_lite.steps.outlier_detection import outlier_detection_step as ods
+    from romancal_lite.steps.resample import pixmap
+
+    calls = []
+    real = pixmap.calc_pixmap
+
+    def counted(*args, **kwargs):
+        calls.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pixmap, "calc_pixmap", counted)
+    with builtin_cache(mosaic_set["cache"], hide_user_crds=True):
+        MosaicPipeline.call(mosaic_set["asn"], output_dir=str(tmp_path / "a"), save_results=True,
+                            steps={"source_catalog": {"skip": True}})  # fmt: skip
+        assert len(calls) == len(mosaic_set["paths"])
+        assert all(name.startswith("outlier-pixmaps") for name in calls), calls
+        # without the helper (what the steps compute themselves): the same products
+        calls.clear()
+        monkeypatch.setattr(ods.OutlierDetectionStep, "start_pixel_maps", lambda self, lib: None)
+        MosaicPipeline.call(mosaic_set["asn"], output_dir=str(tmp_path / "b"), save_results=True,
+                            steps={"source_catalog": {"skip": True}})  # fmt: skip
+        assert len(calls) == len(mosaic_set["paths"]) and "MainThread" in calls
+    with datamodels.open(tmp_path / "a" / "field_coadd.asdf") as a, \
+            datamodels.open(tmp_path / "b" / "field_coadd.asdf") as b:  # fmt: skip
+        for name in ("data", "weight", "err", "context"):
+            assert np.array_equal(np.asarray(a[name]), np.asarray(b[name]), equal_nan=True)
+    # nothing to start: skipped, without resampling, one exposure
+    library = datamodels.ModelLibrary(mosaic_set["asn"])
+    assert ods.OutlierDetectionStep(skip=True).start_pixel_maps(library) is None
+    assert ods.OutlierDetectionStep(resample_data=False).start_pixel_maps(library) is None
+    single = datamodels.ModelLibrary([mosaic_set["paths"][0]])
+    assert ods.OutlierDetectionStep().start_pixel_maps(single) is None

@@ -13,8 +13,9 @@ from romancal_lite import datamodels
 from romancal_lite.errors import ConfigError, InputFileError
 from romancal_lite.stpipe import Param, Step
 
-from .._library import SavesMembers, as_library, product_name
+from .._library import SavesMembers, as_library, data_shape, product_name
 from ..resample import KERNELS, Resampler, good_pixel_mask, parse_fillval
+from ..resample.pixmap import member_pixmap
 from ..resample.resample_step import ResampleStep, _member_pixmap, _number
 from .outlier_detection import (
     OnDiskMedian,
@@ -240,9 +241,29 @@ class OutlierDetectionStep(SavesMembers, Step):
         return flag_blocks(data, err, median, pixmap, snr1, snr2, scale1, scale2, backg,
                            fillval=fillval)  # fmt: skip
 
-    def _median_resampled(self, library: Any, fillval: float) -> tuple[np.ndarray, Any]:
-        """Drizzle each exposure group, mask low weights, median on disk."""
-        metas = [library.read_meta(i) for i in range(len(library))]
+    def median_grid(self, library: Any, metas: list[Any]) -> tuple[Any, float]:
+        """Return the grid the exposure groups are drizzled onto, and its pixel-scale ratio.
+
+        The resample step's checks of the inputs and its grid, with this step's
+        parameters.
+
+        Parameters
+        ----------
+        library : ModelLibrary
+            The exposures.
+        metas : list
+            Their metadata (`ModelLibrary.read_meta`).
+
+        Returns
+        -------
+        tuple
+            ``(wcs, pixel_scale_ratio)``.
+
+        Raises
+        ------
+        InputFileError
+            Exposures without WCS, of different units or filters.
+        """
         grid_step = ResampleStep(
             parent=self, kernel=self.kernel, pixfrac=self.pixfrac,
             resample_on_skycell=self.resample_on_skycell, good_bits=self.good_bits,
@@ -250,6 +271,64 @@ class OutlierDetectionStep(SavesMembers, Step):
         )  # fmt: skip
         grid_step._check_inputs(library, metas)  # noqa: SLF001 (the resample step's checks)
         wcs, _, ratio = grid_step._grid(library, metas)  # noqa: SLF001 (and its grid)
+        return wcs, ratio
+
+    def start_pixel_maps(self, library: Any) -> Future | None:
+        """Start computing the members' pixel maps onto the median's grid in a helper thread.
+
+        For a pipeline, to run while earlier steps (skymatch) run: each map is kept in
+        the library's scratch folder (`member_pixmap`), where this step and resample
+        find it. A member's WCS and shape are read here; the maps are computed in the
+        order the groups are drizzled. Nothing is started when the step would not
+        drizzle, or when that reading fails (the step itself then reports it); an error
+        of the helper is left to the step too (it computes what is missing).
+
+        Parameters
+        ----------
+        library : ModelLibrary
+            The exposures (kept on disk).
+
+        Returns
+        -------
+        concurrent.futures.Future or None
+            Done when every map is kept (wait for it before the step runs); None when
+            nothing was started.
+        """
+        if self.skip or not self.resample_data or len(library) < 2 \
+                or not getattr(library, "on_disk", False):  # fmt: skip
+            return None
+        try:
+            metas = [library.read_meta(i) for i in range(len(library))]
+            grid, _ = self.median_grid(library, metas)
+            jobs = []
+            with library:
+                for indices in library.group_indices.values():
+                    for index in indices:
+                        image = library.borrow(index)
+                        try:
+                            wcs, shape = image.meta.get("wcs"), data_shape(image)
+                        finally:
+                            library.shelve(image, index, modify=False)
+                        if wcs is not None and len(shape) == 2:
+                            jobs.append((index, wcs, shape))
+        except Exception:  # noqa: BLE001 (the step reports what is wrong)
+            return None
+        stepsize, order = self.pixmap_stepsize, self.pixmap_order
+
+        def compute() -> None:
+            for index, wcs, shape in jobs:
+                member_pixmap(library, index, wcs, grid, shape, stepsize=stepsize, order=order)
+
+        executor = ThreadPoolExecutor(1, "outlier-pixmaps")
+        try:
+            return executor.submit(compute)
+        finally:
+            executor.shutdown(wait=False)
+
+    def _median_resampled(self, library: Any, fillval: float) -> tuple[np.ndarray, Any]:
+        """Drizzle each exposure group, mask low weights, median on disk."""
+        metas = [library.read_meta(i) for i in range(len(library))]
+        wcs, ratio = self.median_grid(library, metas)
         shape = tuple(int(v) for v in wcs.array_shape)
         groups = list(library.group_indices.items())
         self.log.info("Median grid %d x %d (ratio %.4g) for %d groups", shape[1], shape[0],
