@@ -328,7 +328,8 @@ def test_pixel_maps_computed_once_per_member_and_grid(tmp_path, monkeypatch):
     library = ModelLibrary(asn)
     OutlierDetectionStep.call(library)
     assert len(calls) == len(paths)  # drizzle and blot: one map per member
-    assert len(list(Path(library.temp_directory).rglob("pixmap_*.npy"))) == len(paths)
+    kept = list(Path(library.temp_directory).rglob("pixmap_*.npy"))
+    assert len([p for p in kept if ".extents_" not in p.name]) == len(paths)
     mosaic = ResampleStep.call(library)
     assert len(calls) == len(paths)  # resample: the same grid, the same maps
     # resample is their last use: the scratch files are gone
@@ -638,3 +639,49 @@ def test_ivm_weights_are_computed_from_the_mapped_read_noise(tmp_path, maps):
                                   value.view(np.uint8)), name  # fmt: skip
         else:
             assert mapped[name] == value or (value != value and mapped[name] != mapped[name])
+
+
+def test_row_extents_of_a_kept_map_are_kept_beside_it(tmp_path, monkeypatch):
+    """The rows' extents of a map kept by `member_pixmap` are computed once per box and
+    read back by the next use (outlier_detection's drizzle, then resample's), also
+    after the last use removed the map's file; a map that is not kept keeps nothing."""
+    import romancore.drizzle
+    from romancal_lite.steps.resample import pixmap as pixmap_module
+
+    paths, asn = _write(tmp_path)
+    library = ModelLibrary(asn)
+    step = ResampleStep()
+    metas = [library.read_meta(i) for i in range(len(library))]
+    wcs, _, _ = step._grid(library, metas)
+    calls = []
+    real = romancore.drizzle.row_extents
+    monkeypatch.setattr(romancore.drizzle, "row_extents",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))  # fmt: skip
+    with library:
+        image = library.borrow(0)
+        shape, image_wcs = tuple(image.shape), image.meta.wcs
+        library.shelve(image, 0, modify=False)
+    kept = pixmap_module.member_pixmap(library, 0, image_wcs, wcs, shape)
+    box = pixmap_module.resample_range(shape, image_wcs)
+    first = pixmap_module.row_extents(kept, box)
+    n = len(calls)
+    assert n > 0
+    assert len(list(kept.kept_path.parent.glob("*.extents_*.npy"))) == 1
+    assert len(calls) == n and pixmap_module.row_extents(kept, box)[0] is not first[0]
+    path = kept.kept_path
+    last = pixmap_module.member_pixmap(library, 0, image_wcs, wcs, shape, keep=False)
+    # the last use removed the map's file and the kept extents', holding them
+    assert not path.exists() and not list(path.parent.glob("*.extents_*.npy"))
+    again = pixmap_module.row_extents(last, box)
+    assert len(calls) == n  # read back, not computed
+    for a, b in zip(first, again, strict=True):
+        assert np.array_equal(a, b)
+    # another box is computed (and equals the plain computation)
+    other = (box[0] + 3, box[1] - 5, box[2] + 2, box[3] - 7)
+    plain = np.array(last)  # not a kept map: nothing kept
+    assert getattr(plain, "kept_path", None) is None
+    for a, b in zip(pixmap_module.row_extents(last, other),
+                    pixmap_module.row_extents(plain, other), strict=True):  # fmt: skip
+        assert np.array_equal(a, b)
+    assert not list(path.parent.glob("*.extents_*.npy"))  # nothing kept after the last use
+    assert np.isinf(pixmap_module.row_extents(plain, other)[0][: other[2]]).all()

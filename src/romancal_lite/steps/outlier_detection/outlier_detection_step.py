@@ -15,7 +15,7 @@ from romancal_lite.stpipe import Param, Step
 
 from .._library import SavesMembers, as_library, data_shape, product_name
 from ..resample import KERNELS, Resampler, good_pixel_mask, parse_fillval
-from ..resample.pixmap import member_pixmap
+from ..resample.pixmap import member_pixmap, resample_range, row_extents
 from ..resample.resample_step import ResampleStep, _member_pixmap, _number
 from .outlier_detection import (
     OnDiskMedian,
@@ -278,10 +278,11 @@ class OutlierDetectionStep(SavesMembers, Step):
 
         For a pipeline, to run while earlier steps (skymatch) run: each map is kept in
         the library's scratch folder (`member_pixmap`), where this step and resample
-        find it. A member's WCS and shape are read here; the maps are computed in the
-        order the groups are drizzled. Nothing is started when the step would not
-        drizzle, or when that reading fails (the step itself then reports it); an error
-        of the helper is left to the step too (it computes what is missing).
+        find it, with its rows' extents (`row_extents`). A member's WCS and shape are
+        read here; the maps are computed in the order the groups are drizzled. Nothing
+        is started when the step would not drizzle, or when that reading fails (the
+        step itself then reports it); an error of the helper is left to the step too
+        (it computes what is missing).
 
         Parameters
         ----------
@@ -317,7 +318,11 @@ class OutlierDetectionStep(SavesMembers, Step):
 
         def compute() -> None:
             for index, wcs, shape in jobs:
-                member_pixmap(library, index, wcs, grid, shape, stepsize=stepsize, order=order)
+                pixmap = member_pixmap(library, index, wcs, grid, shape, stepsize=stepsize,
+                                       order=order)  # fmt: skip
+                # and the rows' extents the drizzles need (kept beside the map)
+                row_extents(pixmap, resample_range(shape, wcs))
+                del pixmap
 
         executor = ThreadPoolExecutor(1, "outlier-pixmaps")
         try:

@@ -10,12 +10,14 @@ every pixel. The per-pixel gwcs evaluation is what makes romancal's resample slo
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["calc_pixmap", "member_pixmap", "resample_range"]
+__all__ = ["calc_pixmap", "member_pixmap", "resample_range", "row_extents"]
 
 
 def _bbox_limits(wcs: Any, shape: Sequence[int]) -> tuple[int, int, int, int]:
@@ -245,7 +247,11 @@ def member_pixmap(library: Any, index: int, wcs_from: Any, wcs_to: Any,
     if path.is_file():
         pixmap = _load_kept(path)
         if not keep:
-            path.unlink()  # the map stays readable until it is released
+            # the kept row extents go with the map (read into it first), and the map's
+            # file is removed: it stays readable until it is released
+            pixmap.kept_extents = _take_extents(path)
+            pixmap.kept_path = None
+            path.unlink()
         return pixmap
     if not keep:
         return calc_pixmap(wcs_from, wcs_to, shape, stepsize=stepsize, order=order)
@@ -272,6 +278,9 @@ def member_pixmap(library: Any, index: int, wcs_from: Any, wcs_to: Any,
 def _load_kept(path: Any) -> np.ndarray:
     """Return a kept pixel map memory-mapped (copy-on-write) from its file.
 
+    The map remembers its file (``kept_path``): `row_extents` keeps what it computes
+    of the map beside it.
+
     Raises
     ------
     InputFileError
@@ -280,9 +289,96 @@ def _load_kept(path: Any) -> np.ndarray:
     from romancal_lite.errors import InputFileError
 
     try:
-        return np.load(path, mmap_mode="c")
+        pixmap = np.load(path, mmap_mode="c")
+        pixmap.kept_path = Path(path)
+        return pixmap
     except FileNotFoundError:
         raise InputFileError(
             f"pixel map {path} is missing: the library's scratch folder was removed "
             "while the step ran"
         ) from None
+
+
+def _extents_file(path: Path, box: tuple[int, int, int, int]) -> Path:
+    """Return the file beside a kept map holding its rows' extents for ``box``."""
+    return path.with_name(f"{path.stem}.extents_{'_'.join(str(int(v)) for v in box)}.npy")
+
+
+def _take_extents(path: Path) -> dict[tuple[int, ...], np.ndarray]:
+    """Read, and remove, the row extents kept beside a map's file (by box)."""
+    found: dict[tuple[int, ...], np.ndarray] = {}
+    for side in path.parent.glob(f"{path.stem}.extents_*.npy"):
+        box = tuple(int(v) for v in side.stem.rsplit(".extents_", 1)[1].split("_"))
+        try:
+            found[box] = np.load(side)
+        except (OSError, ValueError):
+            pass
+        side.unlink(missing_ok=True)
+    return found
+
+
+def row_extents(pixmap: np.ndarray, box: tuple[int, int, int, int]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Return, per input row, the extent of its mapped pixels on the output.
+
+    Parameters
+    ----------
+    pixmap : numpy.ndarray
+        ``(ny, nx, 2)`` pixel map (`calc_pixmap`, `member_pixmap`).
+    box : tuple of int
+        ``xmin, xmax, ymin, ymax`` (inclusive): only these pixels count
+        (`resample_range`).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(lowest y, highest y, lowest x, highest x)`` of each row (float64, ``ny``
+        each); rows outside ``box`` or without a finite map get ``+inf`` and ``-inf``
+        (`romancore.drizzle.row_extents`).
+
+    Notes
+    -----
+    A memory-mapped map is read in row blocks, each handed back to the OS once read
+    (a full frame's map is 268 MB). For a map kept by `member_pixmap` the result is
+    kept beside the map's file (``<map>.extents_<box>.npy``, 130 kB a full frame) and
+    read from there by the next use with the same box: outlier_detection's drizzle
+    and resample's read the map once between them, not twice. The kept map's name
+    is a digest of both WCSs and the map's parameters, so a kept result belongs to
+    that map's values; the last use (``member_pixmap(keep=False)``) takes the kept
+    results into the map it returns and removes their files with the map's.
+    """
+    from romancore.drizzle import row_extents as compiled
+
+    from .._arrays import release_rows
+
+    xmin, xmax, ymin, ymax = box = tuple(int(v) for v in box)
+    kept = getattr(pixmap, "kept_path", None)
+    side = None if kept is None else _extents_file(kept, box)
+    values = getattr(pixmap, "kept_extents", {}).get(box)
+    if values is None and side is not None:
+        try:
+            values = np.load(side)
+        except (OSError, ValueError):
+            values = None
+    if values is not None and values.shape == (4, pixmap.shape[0]):
+        return values[0].copy(), values[1].copy(), values[2].copy(), values[3].copy()
+    ny = pixmap.shape[0]
+    extents = np.empty((ny, 4))
+    extents[:] = (np.inf, -np.inf, np.inf, -np.inf)
+    flat = pixmap.reshape(ny, -1)
+    step = 256
+    for r0 in range(max(0, ymin), min(ny, ymax + 1), step):
+        r1 = min(ymax + 1, r0 + step)
+        extents[r0:r1] = compiled(pixmap[r0:r1], xmin, xmax)
+        release_rows(flat, r0, r1)
+    result = extents[:, 0].copy(), extents[:, 1].copy(), extents[:, 2].copy(), extents[:, 3].copy()
+    if side is not None:
+        # written whole, then renamed: a reader sees all of it or nothing
+        partial = side.with_name(f"{side.stem}.partial")
+        try:
+            with open(partial, "wb") as fh:
+                np.save(fh, np.stack(result))
+            os.replace(partial, side)
+        except OSError:  # the scratch folder gone or full: only a saving is lost
+            partial.unlink(missing_ok=True)
+    return result

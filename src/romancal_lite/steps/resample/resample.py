@@ -63,7 +63,7 @@ from .._arrays import (
     release_rows,
     return_freed_memory,
 )
-from .pixmap import calc_pixmap, resample_range
+from .pixmap import calc_pixmap, resample_range, row_extents
 
 __all__ = [
     "KERNELS",
@@ -1022,7 +1022,7 @@ class Resampler:
         else:
             same_landing = self.pixfrac == 1.0 and np.array_equal(weight > 0, good)
         coverage = None if same_landing or not maps else _to_file(good, np.bool_, self.scratch_dir)
-        extents = _row_extents(pixmap, box)
+        extents = row_extents(pixmap, box)
         lo, hi, left, right = extents
         ny, nx = self.shape
         xmin, xmax, ymin, ymax = box
@@ -1315,25 +1315,3 @@ class Resampler:
         return out
 
 
-def _row_extents(pixmap: np.ndarray, box: tuple[int, int, int, int]
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """Return, per input row, the extent of its mapped pixels on the output.
-
-    ``(lowest y, highest y, lowest x, highest x)``; only the pixels of ``box``
-    (``xmin, xmax, ymin, ymax``, inclusive) count; rows outside it or without a finite
-    map get ``+inf`` and ``-inf`` (`romancore.drizzle.row_extents`). A memory-mapped
-    map is read in row blocks, each handed back to the OS once read.
-    """
-    from romancore.drizzle import row_extents
-
-    xmin, xmax, ymin, ymax = box
-    ny = pixmap.shape[0]
-    extents = np.empty((ny, 4))
-    extents[:] = (np.inf, -np.inf, np.inf, -np.inf)
-    flat = pixmap.reshape(ny, -1)
-    step = 256
-    for r0 in range(max(0, ymin), min(ny, ymax + 1), step):
-        r1 = min(ymax + 1, r0 + step)
-        extents[r0:r1] = row_extents(pixmap[r0:r1], xmin, xmax)
-        release_rows(flat, r0, r1)
-    return extents[:, 0].copy(), extents[:, 1].copy(), extents[:, 2].copy(), extents[:, 3].copy()
