@@ -976,9 +976,9 @@ cdef int _right_corners(const PixMap* m, int ic, int jc, double* xo, double* yo)
 
 
 cdef inline int _drizzle_quad(const Job* jb, const double* xo, const double* yo, double w,
-                               long b0, long b1, long width, long band_cells, double* acc,
-                               unsigned char* flags, float d, const float* roots, double* ov,
-                               int coverage, long* nfast, int known) noexcept nogil:
+                              long b0, long b1, long width, long band_cells, double* acc,
+                              unsigned char* flags, float d, const float* roots, double* ov,
+                              int coverage, long* nfast, int known) noexcept nogil:
     """Add the quadrilateral (xo, yo) with weight ``w`` per unit area to the band.
 
     ``coverage``: only the coverage plane (weights ``overlap x w``).  ``known``: ``ov``
