@@ -312,6 +312,9 @@ class OutlierDetectionStep(SavesMembers, Step):
                             library.shelve(image, index, modify=False)
                         if wcs is not None and len(shape) == 2:
                             jobs.append((index, wcs, shape))
+                            # the library's scratch folders made here, not by two
+                            # threads at once
+                            library.scratch_file(index, "pixmap.npy")
         except Exception:  # noqa: BLE001 (the step reports what is wrong)
             return None
         stepsize, order = self.pixmap_stepsize, self.pixmap_order
