@@ -162,9 +162,12 @@ class MosaicPipeline(Pipeline):
         pixel_maps = self.outlier_detection.start_pixel_maps(library)
         try:
             library = self.skymatch.run(library)
+        except BaseException:
+            for future in pixel_maps:  # those not started (the one running ends)
+                future.cancel()
+            raise
         finally:
-            if pixel_maps is not None:
-                wait([pixel_maps])  # (an error of its own: the step computes the map)
+            wait(pixel_maps)  # (an error of its own: the step computes the map)
         library = self.outlier_detection.run(library)
         mosaic = self.resample.run(library)
         mosaic.meta.filename = make_output_name(self._input_name or "mosaic", self.suffix)

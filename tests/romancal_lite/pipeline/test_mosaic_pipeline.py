@@ -264,7 +264,7 @@ def test_pixel_maps_are_computed_while_skymatch_runs(mosaic_set, monkeypatch, tm
         assert all(name.startswith("outlier-pixmaps") for name in calls), calls
         # without the helper (what the steps compute themselves): the same products
         calls.clear()
-        monkeypatch.setattr(ods.OutlierDetectionStep, "start_pixel_maps", lambda self, lib: None)
+        monkeypatch.setattr(ods.OutlierDetectionStep, "start_pixel_maps", lambda self, lib: [])
         MosaicPipeline.call(mosaic_set["asn"], output_dir=str(tmp_path / "b"), save_results=True,
                             steps={"source_catalog": {"skip": True}})  # fmt: skip
         assert len(calls) == len(mosaic_set["paths"]) and "MainThread" in calls
@@ -274,7 +274,34 @@ def test_pixel_maps_are_computed_while_skymatch_runs(mosaic_set, monkeypatch, tm
             assert np.array_equal(np.asarray(a[name]), np.asarray(b[name]), equal_nan=True)
     # nothing to start: skipped, without resampling, one exposure
     library = datamodels.ModelLibrary(mosaic_set["asn"])
-    assert ods.OutlierDetectionStep(skip=True).start_pixel_maps(library) is None
-    assert ods.OutlierDetectionStep(resample_data=False).start_pixel_maps(library) is None
+    assert ods.OutlierDetectionStep(skip=True).start_pixel_maps(library) == []
+    assert ods.OutlierDetectionStep(resample_data=False).start_pixel_maps(library) == []
     single = datamodels.ModelLibrary([mosaic_set["paths"][0]])
-    assert ods.OutlierDetectionStep().start_pixel_maps(single) is None
+    assert ods.OutlierDetectionStep().start_pixel_maps(single) == []
+
+
+def test_pixel_maps_not_started_are_dropped_when_skymatch_fails(mosaic_set, monkeypatch):
+    """An error (or Ctrl-C) in skymatch cancels the pixel maps the helper has not
+    started: the pipeline ends after the one being computed, not after all of them."""
+    import time
+
+    import romancal_lite.pipeline.mosaic_pipeline as mp
+    from romancal_lite.steps.resample import pixmap
+
+    calls = []
+    real = pixmap.calc_pixmap
+
+    def slow(*args, **kwargs):
+        calls.append(1)
+        time.sleep(0.5)
+        return real(*args, **kwargs)
+
+    def failing(self, *args, **kwargs):
+        raise RuntimeError("skymatch failed")
+
+    monkeypatch.setattr(pixmap, "calc_pixmap", slow)
+    monkeypatch.setattr(mp.SkyMatchStep, "run", failing)
+    with builtin_cache(mosaic_set["cache"], hide_user_crds=True), \
+            pytest.raises(RuntimeError, match="skymatch failed"):  # fmt: skip
+        MosaicPipeline.call(mosaic_set["asn"], steps={"source_catalog": {"skip": True}})
+    assert len(calls) == 1 < len(mosaic_set["paths"])

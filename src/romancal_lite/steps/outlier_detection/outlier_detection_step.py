@@ -273,7 +273,7 @@ class OutlierDetectionStep(SavesMembers, Step):
         wcs, _, ratio = grid_step._grid(library, metas)  # noqa: SLF001 (and its grid)
         return wcs, ratio
 
-    def start_pixel_maps(self, library: Any) -> Future | None:
+    def start_pixel_maps(self, library: Any) -> list[Future]:
         """Start computing the members' pixel maps onto the median's grid in a helper thread.
 
         For a pipeline, to run while earlier steps (skymatch) run: each map is kept in
@@ -291,13 +291,14 @@ class OutlierDetectionStep(SavesMembers, Step):
 
         Returns
         -------
-        concurrent.futures.Future or None
-            Done when every map is kept (wait for it before the step runs); None when
-            nothing was started.
+        list of concurrent.futures.Future
+            One per map, done when it is kept: wait for them before the step runs (or
+            cancel those not started, e.g. after an error); empty when nothing was
+            started.
         """
         if self.skip or not self.resample_data or len(library) < 2 \
                 or not getattr(library, "on_disk", False):  # fmt: skip
-            return None
+            return []
         try:
             metas = [library.read_meta(i) for i in range(len(library))]
             grid, _ = self.median_grid(library, metas)
@@ -316,20 +317,18 @@ class OutlierDetectionStep(SavesMembers, Step):
                             # threads at once
                             library.scratch_file(index, "pixmap.npy")
         except Exception:  # noqa: BLE001 (the step reports what is wrong)
-            return None
+            return []
         stepsize, order = self.pixmap_stepsize, self.pixmap_order
 
-        def compute() -> None:
-            for index, wcs, shape in jobs:
-                pixmap = member_pixmap(library, index, wcs, grid, shape, stepsize=stepsize,
-                                       order=order)  # fmt: skip
-                # and the rows' extents the drizzles need (kept beside the map)
-                row_extents(pixmap, resample_range(shape, wcs))
-                del pixmap
+        def compute(index: int, wcs: Any, shape: tuple[int, ...]) -> None:
+            pixmap = member_pixmap(library, index, wcs, grid, shape, stepsize=stepsize,
+                                   order=order)  # fmt: skip
+            # and the rows' extents the drizzles need (kept beside the map)
+            row_extents(pixmap, resample_range(shape, wcs))
 
         executor = ThreadPoolExecutor(1, "outlier-pixmaps")
         try:
-            return executor.submit(compute)
+            return [executor.submit(compute, *job) for job in jobs]
         finally:
             executor.shutdown(wait=False)
 
