@@ -619,6 +619,7 @@ def test_ivm_weights_are_computed_from_the_mapped_read_noise(tmp_path, maps):
             resampler.add(image, 0, exposure_time=1.0, effective_time=1.0, level=None)
             (staged,) = resampler._staged
             weight = staged.weight
+            coverage = None if staged.coverage is None else np.array(staged.coverage)
             if not load:
                 assert isinstance(weight, resample_module._IvmRows)
                 assert type(image._node._data["var_rnoise"]).__name__ == "NDArrayType"
@@ -627,11 +628,17 @@ def test_ivm_weights_are_computed_from_the_mapped_read_noise(tmp_path, maps):
                 assert not isinstance(weight, resample_module._IvmRows)
                 rows = np.asarray(weight)
             products = resampler.finalize()
-        return rows, products
+        return rows, products, coverage
 
-    mapped_rows, mapped = drizzle(load=False)
-    full_rows, full = drizzle(load=True)
+    mapped_rows, mapped, mapped_coverage = drizzle(load=False)
+    full_rows, full, full_coverage = drizzle(load=True)
     assert np.array_equal(mapped_rows.view(np.uint32), full_rows.view(np.uint32))
+    # the exposure-time map's good-pixel mask (the weights differ from it where the
+    # variance is not usable on a good pixel)
+    if maps:
+        assert full_coverage is not None and np.array_equal(mapped_coverage, full_coverage)
+    else:
+        assert mapped_coverage is None and full_coverage is None
     assert (full_rows == 0).sum() >= 60 + 4
     for name, value in full.items():
         if isinstance(value, np.ndarray):
