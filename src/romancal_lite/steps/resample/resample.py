@@ -1021,7 +1021,6 @@ class Resampler:
                 np.array_equal(w > 0, g) for w, g in weight.blocks(whole))
         else:
             same_landing = self.pixfrac == 1.0 and np.array_equal(weight > 0, good)
-        coverage = None if same_landing or not maps else _to_file(good, np.bool_, self.scratch_dir)
         extents = row_extents(pixmap, box)
         lo, hi, left, right = extents
         ny, nx = self.shape
@@ -1047,6 +1046,13 @@ class Resampler:
             staged_weight = _to_file(good, np.bool_, self.scratch_dir)
         else:
             staged_weight = _to_file(weight, np.float32, self.scratch_dir)
+        # the good-pixel mask for the exposure-time map (the ivm rows' own when staged)
+        if same_landing or not maps:
+            coverage = None
+        elif isinstance(staged_weight, _IvmRows):
+            coverage = staged_weight.good
+        else:
+            coverage = _to_file(good, np.bool_, self.scratch_dir)
         self._staged.append(_Staged(
             index=index, data=(_DataRows(data, offset) if isinstance(data, MappedArray)
                                else _to_file(data, np.float32, self.scratch_dir, offset)),
