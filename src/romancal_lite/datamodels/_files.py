@@ -139,10 +139,14 @@ def open_regular_file(
             raise error(f"{name}: is {kind}, not a regular file")
         flags = fcntl.fcntl(fd, fcntl.F_GETFL)
         fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
-        return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
         raise
+    # Not inside the ``try``: once ``fdopen`` has made the file object, the
+    # object owns the descriptor, and an interruption arriving then (the object
+    # dropped, the descriptor closed with it) must not be followed by a second
+    # ``os.close`` (EBADF would replace the interruption).
+    return os.fdopen(fd, "rb")
 
 
 def check_regular_file(

@@ -95,6 +95,23 @@ def test_non_regular_files_are_named_and_never_block(make, kind, tmp_path):
     assert time.monotonic() - start < 5
 
 
+def test_ctrl_c_as_the_file_object_is_made_stays_a_ctrl_c(tmp_path, monkeypatch):
+    # Ctrl-C delivered just after fdopen has made the file object: the object
+    # is dropped (closing the descriptor); the descriptor must not be closed a
+    # second time (EBADF then replaced the KeyboardInterrupt: seen in CI).
+    path = tmp_path / "x.asdf"
+    path.write_bytes(b"#ASDF 1.0.0\n")
+    real_fdopen = os.fdopen
+
+    def fdopen_then_interrupt(fd, *args, **kwargs):
+        real_fdopen(fd, *args, **kwargs).close()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_files.os, "fdopen", fdopen_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        _files.open_regular_file(path)
+
+
 def test_model_round_trip_through_hash_and_percent_names(tmp_path):
     folder = tmp_path / "out#1%20"
     folder.mkdir()
