@@ -408,13 +408,27 @@ def atomic_write(
     """
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
-    with signals_held():
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-        except OSError as exc:
-            raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    tmp: str | None = None
+    fh: IO[bytes] | None = None
+
+    def discard() -> None:
+        with signals_held():
+            if fh is not None:
+                fh.close()
+            if tmp is not None:
+                _unlink_quietly(tmp)
+
     try:
-        with os.fdopen(fd, "wb") as fh:
+        # A signal held while the temporary is made is delivered as the block
+        # ends: inside this ``try``, with the temporary already known, so that
+        # it is removed (not left behind beside the outputs).
+        with signals_held():
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+            except OSError as exc:
+                raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+            fh = os.fdopen(fd, "wb")
+        with fh:
             write(fh)
         os.chmod(tmp, 0o666 & ~_umask())
         if _PENDING and defer:
@@ -422,14 +436,12 @@ def atomic_write(
         else:
             os.replace(tmp, path)
     except OSError as exc:
-        with signals_held():
-            _unlink_quietly(tmp)
+        discard()
         if exc.errno == errno.ENOSPC:
             raise OutputError(f"{path}: cannot write (no space left on device)") from exc
         raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from exc
     except BaseException:
-        with signals_held():
-            _unlink_quietly(tmp)
+        discard()
         raise
     return path
 

@@ -162,6 +162,23 @@ def test_an_interrupted_write_leaves_no_temporary(tmp_path):
     assert files_in(tmp_path) == []
 
 
+def test_ctrl_c_while_the_temporary_is_made_leaves_no_temporary(tmp_path, monkeypatch):
+    # The signal arrives while mkstemp runs (held back there): it is delivered as
+    # the held block ends, and the temporary just made must still be removed.
+    real_mkstemp = _files.tempfile.mkstemp
+
+    def mkstemp_then_signal(*args, **kwargs):
+        made = real_mkstemp(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)
+        return made
+
+    monkeypatch.setattr(_files.tempfile, "mkstemp", mkstemp_then_signal)
+    written = []
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(tmp_path / "a", written.append)
+    assert files_in(tmp_path) == [] and written == []
+
+
 def test_nested_blocks_commit_with_the_outermost(tmp_path):
     with pytest.raises(RuntimeError), deferred_outputs():
         with deferred_outputs():
