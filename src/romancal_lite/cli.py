@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from romancal_lite.errors import ConfigError, OutputError, RomancalLiteError
+from romancal_lite.interrupts import forget_signals, raising_handler
 
 if TYPE_CHECKING:
     from romancal_lite.stpipe.params import Param
@@ -68,8 +69,8 @@ class _Terminated(BaseException):
     """Raised by the SIGTERM handler so that clean-ups run as for Ctrl-C."""
 
 
-def _raise_terminated(signum: int, frame: Any) -> None:
-    raise _Terminated(signum)
+def _keyboard_interrupt(signum: int) -> KeyboardInterrupt:
+    return KeyboardInterrupt()
 
 
 def _forget_unhandled_interrupt() -> None:
@@ -89,17 +90,18 @@ def _forget_unhandled_interrupt() -> None:
 
 
 def _interrupted(signame: str, status: int, deferred: bool) -> int:
-    from romancal_lite.stpipe.step import active_input
-
     _forget_unhandled_interrupt()
 
-    name = active_input()
+    # Modules are looked up, not imported: an interruption during the imports
+    # leaves modules half made, and importing again would fail with some other
+    # error in place of this line. A module not loaded has done nothing.
+    step = sys.modules.get("romancal_lite.stpipe.step")
+    name = step.active_input() if step is not None else None
     where = f" while processing {name}" if name else ""
     tail = ""
     if deferred:  # "run" writes its outputs only at the very end (deferred_outputs)
-        from romancal_lite.datamodels._files import outputs_committed
-
-        done = outputs_committed()
+        files = sys.modules.get("romancal_lite.datamodels._files")
+        done = files is not None and files.outputs_committed()
         tail = "; its outputs were complete and are kept" if done else "; no output written"
     print(f"{PROG}: error: interrupted by {signame}{where}{tail}", file=sys.stderr)
     return status
@@ -119,14 +121,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         0 on success, the error's ``exit_status`` for expected errors, 1 otherwise.
     """
     args = list(sys.argv[1:] if argv is None else argv)
-    from romancal_lite.stpipe import step
-
-    step._ACTIVE_INPUT[0] = None
-    previous = None
+    step = sys.modules.get("romancal_lite.stpipe.step")
+    if step is not None:  # a previous call's input (in-process use)
+        step._ACTIVE_INPUT[0] = None
+    previous: dict[int, Any] = {}
+    forget_signals()
     try:
-        # SIGTERM unwinds like Ctrl-C (temporaries removed); only the main thread may
-        # install handlers, elsewhere (an embedding program's thread) it is left alone
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        # SIGTERM unwinds like Ctrl-C (temporaries removed). Both handlers remember
+        # what they raised, so that a Ctrl-C Python drops (raised in a ``__del__``)
+        # still ends the run at the next checkpoint (see `romancal_lite.interrupts`).
+        # Only the main thread may install handlers; elsewhere (an embedding
+        # program's thread) they are left alone.
+        for signum, make in ((signal.SIGINT, _keyboard_interrupt),
+                             (signal.SIGTERM, _Terminated)):
+            previous[signum] = signal.signal(signum, raising_handler(make))
     except ValueError:
         pass
     try:
@@ -143,8 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         traceback.print_exc()
         return 1
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        forget_signals()
 
 
 def _dispatch(args: list[str]) -> int:

@@ -693,6 +693,55 @@ def test_sigint_while_running(exposure, reference_cal, cache, tmp_path):
                    before, tmp_path)
 
 
+def test_ctrl_c_during_the_imports_is_one_line(tmp_path, capsys, monkeypatch):
+    """Interrupted while the modules load: the report imports nothing half made again."""
+
+    def interrupted_while_importing(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_dispatch", interrupted_while_importing)
+    monkeypatch.delitem(sys.modules, "romancal_lite.datamodels._files")
+    monkeypatch.setitem(sys.modules, "romancal_lite.datamodels", None)  # cannot be imported
+    before = snapshot(tmp_path)
+    status, err = run_inprocess(capsys, ["run", "roman_elp", tmp_path / "x_uncal.asdf"])
+    assert err.strip() == f"{ERROR} interrupted by SIGINT; no output written"
+    assert status == 130 and snapshot(tmp_path) == before
+
+
+class _InterruptedWhileCollected:
+    """Sends Ctrl-C from ``__del__``: Python drops the KeyboardInterrupt raised there."""
+
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):  # the handler runs here, inside __del__
+            pass
+
+
+def test_ctrl_c_python_drops_in_a_del_still_ends_the_run(exposure, tmp_path, capsys,
+                                                          monkeypatch):
+    """A Ctrl-C raised inside ``__del__`` ("Exception ignored"): 130, nothing written."""
+    from romancal_lite.steps.photom.photom_step import PhotomStep
+
+    good = pristine_copy(exposure, tmp_path)
+    out = _previous_output(tmp_path)
+    before = snapshot(tmp_path)
+    process = PhotomStep.process
+
+    def process_then_drop_a_ctrl_c(self, model):
+        result = process(self, model)
+        _InterruptedWhileCollected()  # collected at once
+        return result
+
+    monkeypatch.setattr(PhotomStep, "process", process_then_drop_a_ctrl_c)
+    dropped = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: dropped.append(u.exc_type))
+    status, err = run_inprocess(capsys, ["run", "roman_elp", good, "--output-dir", out])
+    assert dropped == [KeyboardInterrupt]  # Python did drop it ("Exception ignored")
+    assert "Step photom running" in err and "Step flatfield running" not in err  # photom's end
+    assert_refused(status, err, 130, good.name, r"interrupted by SIGINT .*no output written",
+                   before, tmp_path)
+
+
 def test_failure_after_the_product_leaves_no_half_set(exposure, tmp_path, capsys):
     """--save-parameters into a missing folder: the product is not written either."""
     good = pristine_copy(exposure, tmp_path)

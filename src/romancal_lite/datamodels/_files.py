@@ -28,15 +28,14 @@ import contextlib
 import errno
 import fcntl
 import os
-import signal
 import stat
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from ..errors import InputFileError, OutputError
+from ..interrupts import raise_lost_signal, signals_held
 
 __all__ = [
     "MAX_ALIAS_NODES",
@@ -51,7 +50,6 @@ __all__ = [
     "outputs_committed",
     "read_yaml_part",
     "scan_asdf_tree",
-    "signals_held",
 ]
 
 #: Largest number of nodes YAML aliases may add to a tree (a Roman file has none, or
@@ -68,7 +66,6 @@ MAX_YAML_BYTES = 256 << 20
 _YAML_END = (b"\n...\n", b"\n...\r\n")
 _BLOCK_MAGIC = b"\xd3BLK"
 _CHUNK = 1 << 20
-_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM) if s is not None)
 
 
 def describe_file_type(mode: int) -> str | None:
@@ -325,46 +322,6 @@ def _remove_empty(paths: list[Path]) -> None:
             pass
 
 
-@contextlib.contextmanager
-def signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back inside the block (acted on when it ends).
-
-    Their Python handlers are swapped for one that only records the signal; on exit
-    the previous handlers are restored and the first signal received is handed to its
-    handler (``KeyboardInterrupt`` for SIGINT, the default action...). A signal mask
-    would not do: another thread (OpenMP, thread pools) would take the signal and
-    Python would still raise in the main thread. Only in the main thread (where Python
-    runs signal handlers); elsewhere the block runs unchanged.
-
-    Yields
-    ------
-    None
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-
-    def hold(signum: int, frame: Any) -> None:
-        received.append(signum)
-
-    previous: dict[int, Any] = {}
-    try:
-        for signum in _SIGNALS:
-            previous[signum] = signal.signal(signum, hold)
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        if received:
-            signum = received[0]
-            handler = previous.get(signum, signal.SIG_DFL)
-            if callable(handler):
-                handler(signum, None)
-            elif handler == signal.SIG_DFL:
-                signal.raise_signal(signum)
-
-
 def _unlink_quietly(path: str) -> None:
     try:
         os.unlink(path)
@@ -472,6 +429,7 @@ def deferred_outputs() -> Iterator[None]:
     _CREATED.append(created)
     try:
         yield
+        raise_lost_signal()  # a Ctrl-C dropped by Python on the way: nothing is kept
     except BaseException:
         with signals_held():
             _pop(_PENDING, pending)

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from romancal_lite.errors import ConfigError, InputFileError, OutputError, ReferenceFileError
+from romancal_lite.interrupts import raise_lost_signal, signals_held
 from romancal_lite.stpipe.config import (
     ParameterSet,
     dump_parameter_file,
@@ -401,6 +402,7 @@ class Step:
         self._skipped_reason: str | None = None
         self._status: str | None = None
         result = self.process(model)
+        raise_lost_signal()  # a Ctrl-C dropped by Python in the step ends the run here
         self.record_status(
             result, self._status or (SKIPPED if self._skipped_reason else COMPLETE)
         )
@@ -969,7 +971,7 @@ def _append_cal_log(step: Step, model: Any, line: str) -> None:
 
 
 def _check_writable_dir(directory: Path) -> None:
-    from romancal_lite.datamodels._files import created_directories, signals_held
+    from romancal_lite.datamodels._files import created_directories
 
     missing = [d for d in (directory, *directory.parents) if not d.exists()]
     try:
