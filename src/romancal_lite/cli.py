@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from romancal_lite.errors import ConfigError, OutputError, RomancalLiteError
-from romancal_lite.interrupts import forget_signals, raising_handler
+from romancal_lite.interrupts import raising_signals
 
 if TYPE_CHECKING:
     from romancal_lite.stpipe.params import Param
@@ -124,21 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     step = sys.modules.get("romancal_lite.stpipe.step")
     if step is not None:  # a previous call's input (in-process use)
         step._ACTIVE_INPUT[0] = None
-    previous: dict[int, Any] = {}
-    forget_signals()
     try:
-        # SIGTERM unwinds like Ctrl-C (temporaries removed). Both handlers remember
-        # what they raised, so that a Ctrl-C Python drops (raised in a ``__del__``)
-        # still ends the run at the next checkpoint (see `romancal_lite.interrupts`).
-        # Only the main thread may install handlers; elsewhere (an embedding
-        # program's thread) they are left alone.
-        for signum, make in ((signal.SIGINT, _keyboard_interrupt),
-                             (signal.SIGTERM, _Terminated)):
-            previous[signum] = signal.signal(signum, raising_handler(make))
-    except ValueError:
-        pass
-    try:
-        return _dispatch(args)
+        # SIGTERM unwinds like Ctrl-C (temporaries removed); a Ctrl-C Python drops
+        # (raised in a ``__del__``) still ends the run at the next checkpoint
+        with raising_signals({signal.SIGINT: _keyboard_interrupt, signal.SIGTERM: _Terminated}):
+            return _dispatch(args)
     except RomancalLiteError as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"{PROG}: error: {message}", file=sys.stderr)
@@ -150,10 +140,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception:
         traceback.print_exc()
         return 1
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        forget_signals()
 
 
 def _dispatch(args: list[str]) -> int:

@@ -1,73 +1,102 @@
 """Ctrl-C and SIGTERM: held back around the moments files change, and never lost.
 
 * `signals_held` holds SIGINT and SIGTERM back inside a block (a temporary file
-  being made, outputs being renamed into place) and acts on them when it ends.
-* `raising_handler` makes the command line's handlers: each raises its exception
-  (``KeyboardInterrupt`` for Ctrl-C) *and remembers it*. Python drops an exception
-  raised where it cannot propagate (inside ``__del__``, a weakref callback or a
-  garbage collection: it prints "Exception ignored" and goes on), so a Ctrl-C that
-  lands there would be lost and the run would go on to write its outputs.
-  `raise_lost_signal` raises a remembered one again; it is called where the work
-  reaches a checkpoint (each step's end, before outputs are renamed into place),
-  which is reached only if no such exception is on its way.
-* `forget_signals` clears the memory (the command line's start and end).
+  being made, outputs being renamed into place) and acts on them when it ends;
+  `remove_tree` removes scratch directories so (never left half removed).
+* `raising_signals` is how the command line handles them: inside its block each
+  signal raises its exception (``KeyboardInterrupt`` for Ctrl-C) *and is
+  remembered*. Python drops an exception raised where it cannot propagate (inside
+  ``__del__``, a weakref callback or a garbage collection: it prints "Exception
+  ignored" with a traceback and goes on), so a Ctrl-C landing there would be lost
+  and the run would go on to write its outputs. `raise_lost_signal` raises a
+  remembered one again; it is called at checkpoints that are reached only if no
+  such exception is on its way (each step's end, before outputs are renamed into
+  place, the batch's wait loop). The dropped exception is not printed: it is not
+  lost.
 
 Only the main thread runs Python signal handlers; nothing here changes the
-handlers of a program that does not install them (a library call sees Python's own).
+handlers of a program that does not ask for it (a library call sees Python's own,
+and `raise_lost_signal` then never raises).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import signal
+import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-__all__ = ["forget_signals", "raise_lost_signal", "raising_handler", "signals_held"]
+__all__ = ["raise_lost_signal", "raising_signals", "remove_tree", "signals_held"]
 
 _SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM) if s is not None)
 
-#: (exception maker, signal number) of each signal `raising_handler` acted on since
-#: `forget_signals`.
-_RAISED: list[tuple[Callable[[int], BaseException], int]] = []
+#: (exception maker, signal number, exception raised) of each signal handled inside
+#: `raising_signals`.
+_RAISED: list[tuple[Callable[[int], BaseException], int, BaseException]] = []
 
 
-def raising_handler(make: Callable[[int], BaseException]) -> Callable[[int, Any], None]:
-    """Return a signal handler that raises ``make(signum)`` and remembers it.
+@contextlib.contextmanager
+def raising_signals(makers: Mapping[int, Callable[[int], BaseException]]) -> Iterator[None]:
+    """Inside the block, each signal raises its exception and is never lost.
+
+    A signal's exception dropped by Python (raised inside ``__del__``...) is not
+    printed, and `raise_lost_signal` raises it again. The previous handlers are
+    restored at the end. Outside the main thread the block runs unchanged.
 
     Parameters
     ----------
-    make : callable
-        Called with the signal number; returns the exception to raise.
+    makers : mapping
+        Signal number -> callable making the exception from the signal number.
 
-    Returns
-    -------
-    callable
-        The handler, for `signal.signal`.
+    Yields
+    ------
+    None
     """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _RAISED.clear()
+    previous: dict[int, Any] = {}
+    hook = sys.unraisablehook
 
+    def quiet(unraisable: Any) -> None:
+        if not any(unraisable.exc_value is raised for *_, raised in _RAISED):
+            hook(unraisable)
+
+    sys.unraisablehook = quiet
+    try:
+        for signum, make in makers.items():
+            previous[signum] = signal.signal(signum, _raising_handler(make))
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        sys.unraisablehook = hook
+        _RAISED.clear()
+
+
+def _raising_handler(make: Callable[[int], BaseException]) -> Callable[[int, Any], None]:
     def handler(signum: int, frame: Any) -> None:
-        _RAISED.append((make, signum))
-        raise make(signum)
+        exc = make(signum)
+        _RAISED.append((make, signum, exc))
+        raise exc
 
     return handler
 
 
 def raise_lost_signal() -> None:
-    """Raise again the exception of a signal handled since `forget_signals`, if any.
+    """Raise again the exception of a signal handled inside `raising_signals`, if any.
 
     Called at checkpoints that are reached only when no such exception is on its
-    way: one remembered there was lost (see the module's description).
+    way: one remembered there was dropped (see the module's description).
     """
     if _RAISED:
-        make, signum = _RAISED[0]
+        make, signum, _ = _RAISED[0]
         raise make(signum)
-
-
-def forget_signals() -> None:
-    """Forget the signals handled so far (`raise_lost_signal` raises nothing)."""
-    _RAISED.clear()
 
 
 @contextlib.contextmanager
@@ -108,3 +137,19 @@ def signals_held() -> Iterator[None]:
                 handler(signum, None)
             elif handler == signal.SIG_DFL:
                 signal.raise_signal(signum)
+
+
+def remove_tree(path: str | os.PathLike[str]) -> None:
+    """Remove a directory tree (scratch files), with SIGINT and SIGTERM held back.
+
+    A Ctrl-C that arrives while the tree is removed is acted on once it is gone, so
+    an interruption never leaves scratch files behind. Errors are ignored (a tree
+    already gone, or removed by another process).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The directory.
+    """
+    with signals_held():
+        shutil.rmtree(path, ignore_errors=True)

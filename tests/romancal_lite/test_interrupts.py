@@ -26,40 +26,40 @@ class _Dropped:
             pass
 
 
-def test_a_ctrl_c_dropped_in_a_del_is_raised_again(monkeypatch):
-    dropped = []
-    monkeypatch.setattr("sys.unraisablehook", lambda u: dropped.append(u.exc_type))
-    previous = signal.signal(
-        signal.SIGINT, interrupts.raising_handler(lambda s: KeyboardInterrupt())
-    )
-    try:
+def test_a_ctrl_c_dropped_in_a_del_is_raised_again_and_not_printed(monkeypatch):
+    printed = []
+    monkeypatch.setattr("sys.unraisablehook", lambda u: printed.append(u.exc_type))
+    with interrupts.raising_signals({signal.SIGINT: lambda s: KeyboardInterrupt()}):
         interrupts.raise_lost_signal()  # nothing yet
         _Dropped()
-        assert dropped == [KeyboardInterrupt]
         with pytest.raises(KeyboardInterrupt):
             interrupts.raise_lost_signal()
-        with pytest.raises(KeyboardInterrupt):  # until forgotten
+        with pytest.raises(KeyboardInterrupt):  # at every checkpoint
             interrupts.raise_lost_signal()
-        interrupts.forget_signals()
-        interrupts.raise_lost_signal()
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        interrupts.forget_signals()
+        _Other()
+        assert printed == [ValueError]  # the Ctrl-C is not printed; other errors are
+    interrupts.raise_lost_signal()  # forgotten after the block
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert printed == [ValueError]
 
 
-def test_the_handler_raises_what_it_is_given_with_the_signal_number():
+class _Other:
+    def __del__(self):
+        raise ValueError("dropped and printed")
+
+
+def test_a_signal_raises_what_it_is_given_with_its_number():
     class Terminated(BaseException):
         pass
 
-    handler = interrupts.raising_handler(Terminated)
-    try:
+    with interrupts.raising_signals({signal.SIGTERM: Terminated}):
         with pytest.raises(Terminated) as raised:
-            handler(signal.SIGTERM, None)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
         assert raised.value.args == (signal.SIGTERM,)
         with pytest.raises(Terminated):
             interrupts.raise_lost_signal()
-    finally:
-        interrupts.forget_signals()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
 def test_python_s_own_handler_leaves_nothing_to_raise_again():

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from romancal_lite.errors import ConfigError
+from romancal_lite.interrupts import raise_lost_signal
 
 from . import _tasks
 from ._ledger import Ledger
@@ -504,6 +505,7 @@ def _follow(client: Any, plan: _Plan, ledger: Ledger, lender: _Lender) -> None:
     pending = set(plan.futures)
     progress.draw(0, 0, 0)
     while pending:
+        raise_lost_signal()  # a Ctrl-C Python dropped (in a __del__) stops the batch here
         try:
             finished, pending_set = wait(list(pending), timeout=0.5,
                                          return_when="FIRST_COMPLETED")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import operator
 import os
-import shutil
 import tempfile
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -30,6 +29,7 @@ from typing import Any
 
 from ..associations import Association, Member, is_association, load_asn
 from ..errors import InputFileError, RomancalLiteError
+from ..interrupts import remove_tree
 from ._core import DataModel, open_asdf_file
 from ._node import Node
 
@@ -568,7 +568,7 @@ class ModelLibrary:
                 prefix="romancal_lite_library_", dir=self._temp_parent
             )
             self._finalizer = weakref.finalize(
-                self, shutil.rmtree, self._temp_dir, ignore_errors=True
+                self, remove_tree, self._temp_dir
             )
         # one directory per member, so the written file keeps the member's file name
         # (``save`` records the written name as ``meta.filename``)

@@ -20,7 +20,6 @@ for imaging ``<name>_cat.parquet`` and ``<name>_segm.asdf``.
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 
 from romancal_lite import datamodels
 from romancal_lite.errors import ConfigError
+from romancal_lite.interrupts import remove_tree
 from romancal_lite.references._spec import BORDER
 from romancal_lite.steps.assign_wcs import AssignWcsStep
 from romancal_lite.steps.dark_current import DarkCurrentStep
@@ -308,7 +308,7 @@ class ExposurePipeline(Pipeline):
             return self.finish_members(done)
         finally:
             if scratch is not None:
-                shutil.rmtree(scratch, ignore_errors=True)
+                remove_tree(scratch)
             self._joint = False
 
     def calibrate_member(

@@ -4,10 +4,12 @@ to running tasks, and the timeline of a run (a LocalCluster of 2 worker processe
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
+from romancal_lite import interrupts
 from romancal_lite.batch import Ledger, runner
 from romancal_lite.batch._plan import Group, Member
 from romancal_lite.batch._timeline import timeline
@@ -222,3 +224,44 @@ def test_a_closed_worker_process_ends_without_module_teardown(cluster):
     slow = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                           text=True, timeout=120)
     assert sorted(slow.stdout.split()) == ["cleaned", "teardown", "worked"]  # without it
+
+
+class _DroppedCtrlC:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):  # the handler runs here: Python drops what it raises
+            pass
+
+
+def test_a_ctrl_c_python_drops_stops_the_wait_for_the_tasks(tmp_path, monkeypatch):
+    """A KeyboardInterrupt raised in a ``__del__`` while the batch waits still stops it."""
+    import distributed
+
+    waits = []
+
+    def wait(futures, timeout, return_when):
+        waits.append(len(futures))
+        if len(waits) == 1:
+            _DroppedCtrlC()  # collected at once: the Ctrl-C is dropped
+        if len(waits) > 3:
+            raise RuntimeError("the batch went on waiting")
+        raise TimeoutError
+
+    class Client:
+        def processing(self):
+            return {"worker": ["task"]}
+
+        def nthreads(self):
+            return {"worker": 1}
+
+    class Lender:
+        def update(self, processing, ready):
+            pass
+
+    monkeypatch.setattr(distributed, "wait", wait)
+    plan = runner._Plan(futures={"never done": "task"})
+    ledger = Ledger(tmp_path)
+    with interrupts.raising_signals({signal.SIGINT: lambda s: KeyboardInterrupt()}):
+        with pytest.raises(KeyboardInterrupt):
+            runner._follow(Client(), plan, ledger, Lender())
+    assert waits == [1]

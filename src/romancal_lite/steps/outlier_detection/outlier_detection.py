@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import tempfile
 from typing import Any
 
 import numpy as np
 
+from ...interrupts import remove_tree
 from .._arrays import file_array, is_file_map, release_rows
 
 __all__ = [
@@ -409,7 +409,7 @@ class OnDiskMedian:
 
     def close(self) -> None:
         """Delete the temporary files and their directory (idempotent)."""
-        shutil.rmtree(self.directory, ignore_errors=True)
+        remove_tree(self.directory)
         self.paths = []
 
 
