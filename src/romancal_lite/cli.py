@@ -142,6 +142,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def entry_point() -> int:
+    """Run `main` as a program (``romancal-lite``, ``python -m romancal_lite``).
+
+    Once `main` has returned the work is over (outputs complete, or cleaned up): an
+    interruption while the interpreter shuts down changes nothing, so SIGINT and
+    SIGTERM are ignored from then on (no traceback from the shutdown).
+
+    Returns
+    -------
+    int
+        The exit status.
+    """
+    try:
+        status = main()
+    except KeyboardInterrupt:  # in the instant after main returned
+        status = 130
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return status
+
+
 def _dispatch(args: list[str]) -> int:
     if not args or args[0] in {"-h", "--help"}:
         print(_top_help())

@@ -364,3 +364,25 @@ def test_skipped_top_level_step_writes_nothing(capsys, work):
     assert status == 0, err
     assert "Step fake_saturation skipped" in err
     assert sorted(os.listdir(work)) == listing
+
+
+def test_the_program_ignores_signals_once_main_has_returned(monkeypatch):
+    """``romancal-lite`` / ``python -m``: nothing to interrupt while Python shuts down."""
+    import signal
+
+    monkeypatch.setattr(cli, "main", lambda: 3)
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        assert cli.entry_point() == 3
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+
+
+def test_the_console_script_is_the_program_entry_point():
+    from importlib.metadata import entry_points
+
+    (script,) = entry_points(group="console_scripts", name="romancal-lite")
+    assert script.value == "romancal_lite.cli:entry_point"
