@@ -371,7 +371,8 @@ def atomic_write(
     def discard() -> None:
         with signals_held():
             if fh is not None:
-                fh.close()
+                with contextlib.suppress(OSError):  # the write's error is the one reported
+                    fh.close()
             if tmp is not None:
                 _unlink_quietly(tmp)
 
