@@ -67,3 +67,21 @@ def test_python_s_own_handler_leaves_nothing_to_raise_again():
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.05)
     interrupts.raise_lost_signal()  # a library call: nothing remembered
+
+
+def test_a_ctrl_c_while_a_scratch_tree_is_removed_comes_after_it_is_gone(tmp_path, monkeypatch):
+    tree = tmp_path / "scratch"
+    (tree / "sub").mkdir(parents=True)
+    for name in ("0.f32", "1.f32", "sub/2.f32"):
+        (tree / name).write_bytes(b"x")
+    rmtree = interrupts.shutil.rmtree
+
+    def interrupted_rmtree(path, ignore_errors=False):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # a handler would have run by now
+        rmtree(path, ignore_errors=ignore_errors)
+
+    monkeypatch.setattr(interrupts.shutil, "rmtree", interrupted_rmtree)
+    with pytest.raises(KeyboardInterrupt):
+        interrupts.remove_tree(tree)
+    assert not tree.exists()
